@@ -1,0 +1,176 @@
+"""Effective configuration of agentfleet, read from ``FLEET_*`` environment variables and ``.env``.
+
+Every process (CLI, workers, HTTP app, tests) builds its configuration from :class:`Settings`, so a
+value set once in the environment or in ``.env`` reaches all of them. Secrets are ``SecretStr`` and
+are only ever shown masked (``fleet config show``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Settings with the prefix ``FLEET_``; unset values take the embedded-stack defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    home: Path = Field(
+        default=Path(".fleet"),
+        description="State folder of the embedded stack (databases, logs, keys, lock).",
+    )
+
+    # Temporal: the embedded dev server by default; a cluster or Temporal Cloud when set.
+    temporal_address: str | None = Field(
+        default=None,
+        description="host:port of a Temporal frontend; unset means Temporal's envconfig profile "
+        "(TEMPORAL_ADDRESS, temporal.toml) or else the embedded dev server.",
+    )
+    temporal_namespace: str | None = Field(default=None, description="Temporal namespace.")
+    temporal_profile: str | None = Field(
+        default=None, description="Temporal envconfig profile name (temporal.toml)."
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="API key for Temporal Cloud (implies TLS)."
+    )
+    temporal_tls: bool | None = Field(default=None, description="Force TLS on or off.")
+    temporal_tls_cert: Path | None = Field(default=None, description="mTLS client certificate.")
+    temporal_tls_key: Path | None = Field(default=None, description="mTLS client private key.")
+    temporal_tls_ca: Path | None = Field(default=None, description="CA certificate of the server.")
+    temporal_tls_server_name: str | None = Field(default=None, description="TLS SNI override.")
+
+    # Ports of the embedded stack (all on 127.0.0.1).
+    temporal_port: int = Field(default=7233, description="Embedded Temporal frontend port.")
+    ui_port: int = Field(default=8233, description="Embedded Temporal Web UI port.")
+    anvil_port: int = Field(default=8545, description="Embedded anvil JSON-RPC port.")
+    metrics_port: int = Field(default=9464, description="Worker Prometheus /metrics port.")
+    http_port: int = Field(default=8300, description="agentfleet HTTP app port (codec, gateway).")
+    bind_host: str = Field(
+        default=LOOPBACK,
+        description="Address the HTTP app and worker metrics listen on (0.0.0.0 in containers).",
+    )
+
+    # Chain.
+    rpc_url: str | None = Field(
+        default=None, description="EVM JSON-RPC URL; unset means the embedded anvil."
+    )
+    chain_id: int = Field(default=31337, description="Chain id of the embedded anvil.")
+    anvil_bin: Path | None = Field(
+        default=None, description="anvil executable; unset means contracts/node_modules."
+    )
+
+    # Database.
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/db; "
+        "unset means SQLite under FLEET_HOME.",
+    )
+
+    # Payload encryption (AES-GCM); base64 or hex of 32 bytes.
+    payload_key: SecretStr | None = Field(
+        default=None, description="AES-256 key (base64 or hex) that encrypts workflow payloads."
+    )
+    codec_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra origins allowed to call the codec endpoint (the embedded Web UI's "
+        "origin is always allowed).",
+    )
+
+    # LLM.
+    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint.")
+    openai_api_key: SecretStr | None = Field(default=None, description="Key for that endpoint.")
+    openai_model: str = Field(default="gpt-4o-mini", description="Model name for drafts.")
+
+    demo: bool = Field(default=True, description="`fleet up` runs the demos (--no-demo: false).")
+    log_level: str = Field(default="INFO", description="Python log level of fleet processes.")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator(
+        "temporal_port", "ui_port", "anvil_port", "metrics_port", "http_port", mode="after"
+    )
+    @classmethod
+    def _valid_port(cls, value: int) -> int:
+        if not 0 < value < 65536:
+            raise ValueError(f"{value} is not a TCP port (1-65535)")
+        return value
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _valid_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The database every process uses: ``FLEET_DATABASE_URL`` or SQLite under the home."""
+        return self.database_url or f"sqlite:///{self.home / 'fleet.db'}"
+
+    @cached_property
+    def effective_rpc_url(self) -> str:
+        return self.rpc_url or f"http://{LOOPBACK}:{self.anvil_port}"
+
+    @property
+    def embedded_temporal_address(self) -> str:
+        return f"{LOOPBACK}:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ui_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def codec_url(self) -> str:
+        return f"{self.http_url}/codec"
+
+    @property
+    def uses_embedded_temporal(self) -> bool:
+        """True unless a Temporal address comes from FLEET_* or Temporal's own env config."""
+        return self.temporal_address is None and not os.environ.get("TEMPORAL_ADDRESS")
+
+    def masked(self) -> dict[str, Any]:
+        """All effective values, secrets replaced by ``**********`` (for display and logs)."""
+        data = self.model_dump(mode="json")
+        for name, field in type(self).model_fields.items():
+            if field.annotation in (SecretStr, SecretStr | None) and data.get(name):
+                data[name] = "**********"
+        data["database_url"] = mask_url(self.effective_database_url)
+        data["rpc_url"] = mask_url(self.effective_rpc_url)
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL such as ``postgresql://user:secret@host/db``."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.password:
+        return parsed.render_as_string(hide_password=True)
+    return url
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Read the settings now (environment and ``.env`` as they are at this call)."""
+    return Settings(**overrides)

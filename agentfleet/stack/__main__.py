@@ -1,0 +1,54 @@
+"""``python -m agentfleet.stack``: the supervisor of ``fleet up --detach``, without a terminal.
+
+Progress goes to stdout (the CLI points it at ``logs/supervisor.log``); SIGTERM stops the stack.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from types import FrameType
+
+from agentfleet.errors import FleetError
+from agentfleet.settings import get_settings
+from agentfleet.stack.state import StackStatus
+from agentfleet.stack.supervisor import Supervisor
+
+
+def _report(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+def main() -> int:
+    supervisor = Supervisor(get_settings(), _report)
+    ready = False
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        supervisor.stopping.set()
+        if not ready:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        supervisor.start()
+    except FleetError as exc:
+        _report(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _report("start interrupted")
+        return 1
+    ready = True
+    _report("stack ready")
+    try:
+        supervisor.supervise()
+    finally:
+        failed = supervisor.state.status is StackStatus.FAILED
+        supervisor.stop()
+    _report("stack stopped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

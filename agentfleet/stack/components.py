@@ -1,0 +1,167 @@
+"""The processes of the embedded stack: how each starts, which ports it owns, when it is ready."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from agentfleet import binaries, search_attributes
+from agentfleet.settings import LOOPBACK, Settings
+from agentfleet.stack.state import StackFiles, port_open
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: get SIGTERM when the supervisor dies, never orphaned."""
+    os.setsid()
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ComponentSpec:
+    """One supervised process."""
+
+    name: str
+    title: str
+    argv: list[str]
+    ports: dict[str, int]
+    ready: Callable[[], bool]
+    url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ready_timeout: float = 60.0
+    critical: bool = True
+    """A critical component (server, chain) is restarted in place; its data lives on disk."""
+
+    def start(self, files: StackFiles) -> tuple[subprocess.Popen[bytes], Path]:
+        files.logs.mkdir(parents=True, exist_ok=True)
+        log_path = files.logs / f"{self.name}.log"
+        log: IO[bytes] = log_path.open("ab")
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - setsid + pdeathsig only
+        )
+        log.close()
+        return proc, log_path
+
+
+def _http_ok(url: str, body: bytes | None = None) -> bool:
+    request = urllib.request.Request(  # noqa: S310 - loopback URLs we built
+        url, data=body, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=1.0) as response:  # noqa: S310
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _rpc_ready(url: str) -> Callable[[], bool]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    return lambda: _http_ok(url, body)
+
+
+def temporal_spec(settings: Settings, files: StackFiles, server_metrics_port: int) -> ComponentSpec:
+    argv = [
+        str(binaries.temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        LOOPBACK,
+        "--port",
+        str(settings.temporal_port),
+        "--ui-port",
+        str(settings.ui_port),
+        "--metrics-port",
+        str(server_metrics_port),
+        "--db-filename",
+        str(files.temporal_db),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
+        *search_attributes.dev_server_flags(),
+    ]
+    if settings.payload_key is not None:
+        argv += ["--ui-codec-endpoint", settings.codec_url]
+    ports = {"grpc": settings.temporal_port, "ui": settings.ui_port, "metrics": server_metrics_port}
+    return ComponentSpec(
+        name="temporal",
+        title="Temporal dev server",
+        argv=argv,
+        ports=ports,
+        url=settings.ui_url,
+        ready=lambda: port_open(settings.temporal_port) and _http_ok(settings.ui_url),
+    )
+
+
+def anvil_spec(settings: Settings, files: StackFiles) -> ComponentSpec:
+    argv = [
+        str(binaries.anvil(settings.anvil_bin)),
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(settings.anvil_port),
+        "--chain-id",
+        str(settings.chain_id),
+        "--state",
+        str(files.anvil_state),
+        "--state-interval",
+        "5",
+    ]
+    url = f"http://{LOOPBACK}:{settings.anvil_port}"
+    return ComponentSpec(
+        name="anvil",
+        title="anvil (EVM chain)",
+        argv=argv,
+        ports={"rpc": settings.anvil_port},
+        url=url,
+        ready=_rpc_ready(url),
+    )
+
+
+def http_spec(settings: Settings) -> ComponentSpec:
+    return ComponentSpec(
+        name="http",
+        title="HTTP app (codec, gateway)",
+        argv=[sys.executable, "-m", "starters.http"],
+        ports={"http": settings.http_port},
+        url=settings.http_url,
+        ready=lambda: _http_ok(f"{settings.http_url}/healthz"),
+        env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        critical=False,
+    )
+
+
+def worker_spec(settings: Settings) -> ComponentSpec:
+    metrics_url = f"http://{LOOPBACK}:{settings.metrics_port}/metrics"
+    return ComponentSpec(
+        name="worker",
+        title="worker (all task queues)",
+        argv=[sys.executable, "-m", "workers.main"],
+        ports={"metrics": settings.metrics_port},
+        url=metrics_url,
+        ready=lambda: _http_ok(metrics_url),
+        env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        critical=False,
+    )

@@ -1,0 +1,14 @@
+"""Task queue names: work is split by kind so each kind can scale on its own worker processes."""
+
+from __future__ import annotations
+
+WORKFLOWS = "fleet-workflows"
+"""Deterministic orchestration (every workflow type)."""
+CHAIN = "fleet-chain"
+"""Activities that sign or read chain state."""
+LLM = "fleet-llm"
+"""Activities that call a language model or run heavy numeric work."""
+IO = "fleet-io"
+"""Database, channels and other I/O activities."""
+
+ALL = (WORKFLOWS, CHAIN, LLM, IO)

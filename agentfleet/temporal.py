@@ -1,0 +1,132 @@
+"""The one way agentfleet connects to Temporal, and starts workflows by business key.
+
+Connection settings come, in order of precedence, from ``FLEET_TEMPORAL_*``, from Temporal's own
+environment configuration (``TEMPORAL_ADDRESS``, ``TEMPORAL_API_KEY``, ``temporal.toml`` profiles),
+and else from the embedded dev server's address. Payloads are pydantic models
+(``pydantic_data_converter``), encrypted with AES-GCM when ``FLEET_PAYLOAD_KEY`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, TLSConfig
+
+from agentfleet.codec import AESGCMCodec, parse_key
+from agentfleet.errors import FleetError
+from agentfleet.settings import Settings
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic payloads, wrapped by the AES-GCM codec when a payload key is configured."""
+    if settings.payload_key is None:
+        return pydantic_data_converter
+    codec = AESGCMCodec(parse_key(settings.payload_key.get_secret_value()))
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``Client.connect`` (without the data converter)."""
+    try:
+        profile = ClientConfigProfile.load(profile=settings.temporal_profile)
+    except Exception as exc:  # envconfig raises plain RuntimeError/ValueError on bad files
+        raise FleetError(f"Temporal env config could not be read: {exc}") from exc
+    options: dict[str, Any] = dict(profile.to_client_connect_config())
+    options.setdefault("target_host", settings.embedded_temporal_address)
+    options.setdefault("namespace", "default")
+    if settings.temporal_address:
+        options["target_host"] = settings.temporal_address
+    if settings.temporal_namespace:
+        options["namespace"] = settings.temporal_namespace
+    if settings.temporal_api_key is not None:
+        options["api_key"] = settings.temporal_api_key.get_secret_value()
+        options.setdefault("tls", True)
+    tls = _tls_config(settings)
+    if tls is not None:
+        options["tls"] = tls
+    elif settings.temporal_tls is not None:
+        options["tls"] = settings.temporal_tls
+    return options
+
+
+def _tls_config(settings: Settings) -> TLSConfig | None:
+    files = (settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca)
+    if not any(files) and not settings.temporal_tls_server_name:
+        return None
+    if bool(settings.temporal_tls_cert) != bool(settings.temporal_tls_key):
+        raise FleetError("set both FLEET_TEMPORAL_TLS_CERT and FLEET_TEMPORAL_TLS_KEY for mTLS")
+
+    def read(path: Any) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return bytes(path.read_bytes())
+        except OSError as exc:
+            raise FleetError(f"cannot read TLS file {path}: {exc.strerror}") from exc
+
+    return TLSConfig(
+        client_cert=read(settings.temporal_tls_cert),
+        client_private_key=read(settings.temporal_tls_key),
+        server_root_ca_cert=read(settings.temporal_tls_ca),
+        domain=settings.temporal_tls_server_name,
+    )
+
+
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect, or raise a one-line :class:`FleetError` that says how to get a server."""
+    options = connect_options(settings)
+    try:
+        return await Client.connect(
+            **options,
+            data_converter=data_converter(settings),
+            runtime=runtime,
+            connect_timeout=timedelta(seconds=5),
+        )
+    except (RPCError, RuntimeError) as exc:
+        target = options["target_host"]
+        hint = (
+            "start the stack with `fleet up`"
+            if settings.uses_embedded_temporal
+            else "check FLEET_TEMPORAL_ADDRESS / TEMPORAL_ADDRESS and credentials"
+        )
+        raise FleetError(f"cannot reach Temporal at {target}: {_first_line(exc)}; {hint}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+async def start_by_business_key(
+    client: Client,
+    workflow: Any,
+    arg: Any,
+    *,
+    id: str,
+    task_queue: str,
+    reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    **kwargs: Any,
+) -> WorkflowHandle[Any, Any]:
+    """Start ``workflow`` under a business-key id; a start while one is running attaches to it.
+
+    Starting the same business key twice is never an error for the user: a running execution is
+    returned as it is (``USE_EXISTING``); a completed one is not re-run unless it failed.
+    """
+    handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+        workflow,
+        arg,
+        id=id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=reuse_policy,
+        **kwargs,
+    )
+    return handle

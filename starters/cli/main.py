@@ -1,0 +1,78 @@
+"""The ``fleet`` command line (Typer + Rich). Every command takes ``--json``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agentfleet.errors import FleetError
+from starters.cli import stack
+from starters.cli.output import console, emit_json, fail
+from starters.cli.settings_arg import load_settings
+
+app = typer.Typer(
+    name="fleet",
+    help="agentfleet: durable orchestration for fleets of AI agents on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Effective settings (FLEET_* variables and .env).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+app.command()(stack.up)
+app.command()(stack.down)
+app.command()(stack.status)
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the effective settings; secrets are masked."""
+    settings = load_settings(as_json)
+    data = settings.masked()
+    if as_json:
+        emit_json(data)
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table("setting", "value", box=None, header_style="bold")
+    for name, value in data.items():
+        shown = "" if value is None else str(value)
+        table.add_row(f"FLEET_{name.upper()}", shown)
+    console.print(table)
+
+
+@app.command()
+def worker(
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", help="Poll only this task queue (repeat).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Errors as JSON.")] = False,
+) -> None:
+    """Run a worker in the foreground (what `fleet up` supervises; for extra worker machines)."""
+    from workers.main import main as worker_main  # noqa: PLC0415
+
+    argv: list[str] = []
+    for name in queue or []:
+        argv += ["--queue", name]
+    code = worker_main(argv)
+    if code:
+        raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point: user-facing errors become one line and a non-zero exit."""
+    try:
+        app()
+    except FleetError as exc:
+        try:
+            fail(str(exc), exc.exit_code)
+        except typer.Exit as exit_:
+            raise SystemExit(exit_.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

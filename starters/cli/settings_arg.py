@@ -1,0 +1,17 @@
+"""Settings for CLI commands: an invalid FLEET_* value is one line, not a traceback."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from agentfleet.settings import Settings
+from starters.cli.output import fail
+
+
+def load_settings(as_json: bool = False) -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "_".join(str(part) for part in first["loc"]).upper()
+        fail(f"FLEET_{field}: {first['msg']}", as_json=as_json)

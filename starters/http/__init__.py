@@ -1,0 +1,1 @@
+"""agentfleet's HTTP app: codec endpoint for the Web UI today; x402 gateway and agent cards later."""

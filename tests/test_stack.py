@@ -1,0 +1,233 @@
+"""`fleet up` / `status` / `down` as a user runs them: real processes, real ports, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sysconfig
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.fixtures.chain import free_port
+
+pytestmark = pytest.mark.stack
+
+FLEET = str(Path(sysconfig.get_path("scripts")) / "fleet")
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for a private stack: its own home folder and free ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
+    env.update(
+        FLEET_HOME=str(tmp_path / "home"),
+        FLEET_TEMPORAL_PORT=str(free_port()),
+        FLEET_UI_PORT=str(free_port()),
+        FLEET_ANVIL_PORT=str(free_port()),
+        FLEET_METRICS_PORT=str(free_port()),
+        FLEET_HTTP_PORT=str(free_port()),
+    )
+    yield env
+    subprocess.run([FLEET, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
+
+
+def fleet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FLEET, *args],
+        env=env,
+        cwd=env["FLEET_HOME"].rsplit("/", 1)[0],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.stdout + result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        return str(response.read().decode())
+
+
+def pids_of(status: dict[str, object]) -> list[int]:
+    pids = [int(status["supervisor_pid"])]  # type: ignore[call-overload]
+    for component in status["components"]:  # type: ignore[attr-defined]
+        if component["pid"]:
+            pids.append(int(component["pid"]))
+    return pids
+
+
+def wait_gone(pids: list[int], timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        time.sleep(0.1)
+    return alive
+
+
+def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str, str]) -> None:
+    up = fleet(stack_env, "up", "--detach", "--json")
+    assert up.returncode == 0, up.stderr
+    started = json.loads(up.stdout)
+    assert started["healthy"] is True
+    names = {c["name"]: c for c in started["components"]}
+    assert set(names) == {"temporal", "anvil", "database", "http", "worker"}
+    assert all(c["up"] for c in names.values())
+    assert started["demo"] and "stack check" in started["demo"][0], started["demo"]
+
+    status = fleet(stack_env, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["healthy"] is True
+
+    ui_port = stack_env["FLEET_UI_PORT"]
+    assert "<html" in http_get(f"http://127.0.0.1:{ui_port}/").lower()
+    metrics = http_get(f"http://127.0.0.1:{stack_env['FLEET_METRICS_PORT']}/metrics")
+    assert "fleet_build_info" in metrics
+    assert "temporal_workflow_completed_total" in metrics
+    assert "temporal_num_pollers" in metrics
+
+    again = fleet(stack_env, "up", "--detach")
+    assert_one_line_error(again, "already running")
+
+    down = fleet(stack_env, "down")
+    assert down.returncode == 0, down.stderr
+    assert wait_gone(pids_of(started)) == []
+    stopped = fleet(stack_env, "status", "--json")
+    assert stopped.returncode == 1
+    assert json.loads(stopped.stdout)["running"] is False
+
+    home = Path(stack_env["FLEET_HOME"])
+    assert (home / "temporal.db").is_file()
+    with sqlite3.connect(home / "fleet.db") as conn:
+        kinds = [row[0] for row in conn.execute("select kind from audit_events")]
+    assert kinds == ["stack.checked"]
+
+    restarted = fleet(stack_env, "up", "--detach", "--no-demo", "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["demo"] == []
+    listed = subprocess.run(
+        [
+            str(Path(sysconfig.get_path("scripts")) / "temporal"),
+            "workflow",
+            "list",
+            "--address",
+            f"127.0.0.1:{stack_env['FLEET_TEMPORAL_PORT']}",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listed.returncode == 0, listed.stderr
+    workflow_ids = [w["execution"]["workflowId"] for w in json.loads(listed.stdout)]
+    demo_id = started["demo"][0].split()[2].rstrip(":")
+    assert demo_id in workflow_ids
+    assert fleet(stack_env, "down").returncode == 0
+    assert wait_gone(pids_of(json.loads(restarted.stdout))) == []
+
+
+def test_port_in_use_is_one_line_error_and_starts_nothing(stack_env: dict[str, str]) -> None:
+    port = int(stack_env["FLEET_ANVIL_PORT"])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = fleet(stack_env, "up", "--detach")
+    assert_one_line_error(result, f"port {port}", "FLEET_ANVIL_PORT")
+    assert not (Path(stack_env["FLEET_HOME"]) / "stack.json").exists()
+
+
+def test_missing_anvil_is_one_line_error(stack_env: dict[str, str], tmp_path: Path) -> None:
+    stack_env["FLEET_ANVIL_BIN"] = str(tmp_path / "no-such-anvil")
+    assert_one_line_error(fleet(stack_env, "up", "--detach"), "anvil")
+    assert_one_line_error(fleet(stack_env, "up"), "anvil")
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("postgresql+psycopg://postgres:hunter2@127.0.0.1:1/test", "FLEET_DATABASE_URL"),
+        ("not a url", "FLEET_DATABASE_URL"),
+        ("mysql://root@127.0.0.1/test", "FLEET_DATABASE_URL"),
+    ],
+)
+def test_invalid_database_url_is_one_line_error(
+    stack_env: dict[str, str], url: str, needle: str
+) -> None:
+    stack_env["FLEET_DATABASE_URL"] = url
+    result = fleet(stack_env, "up", "--detach")
+    assert_one_line_error(result, needle)
+    assert "hunter2" not in result.stderr
+    assert not (Path(stack_env["FLEET_HOME"]) / "stack.json").exists()
+
+
+def test_invalid_setting_is_one_line_error(stack_env: dict[str, str]) -> None:
+    stack_env["FLEET_TEMPORAL_PORT"] = "70000"
+    assert_one_line_error(fleet(stack_env, "status"), "FLEET_TEMPORAL_PORT")
+
+
+def test_stale_state_with_orphan_process_is_refused_until_down(stack_env: dict[str, str]) -> None:
+    home = Path(stack_env["FLEET_HOME"])
+    home.mkdir(parents=True)
+    orphan = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        state = {
+            "home": str(home),
+            "supervisor_pid": 999_999,
+            "status": "ready",
+            "components": [
+                {
+                    "name": "anvil",
+                    "pid": orphan.pid,
+                    "create_time": psutil.Process(orphan.pid).create_time(),
+                }
+            ],
+        }
+        (home / "stack.json").write_text(json.dumps(state))
+        assert_one_line_error(fleet(stack_env, "up", "--detach"), "stale", "fleet down")
+        assert fleet(stack_env, "down").returncode == 0
+        orphan.wait(timeout=20)
+        assert not (home / "stack.json").exists()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+
+
+def test_foreground_up_stops_cleanly_on_sigterm(stack_env: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        [FLEET, "up", "--no-demo", "--json"],
+        env=stack_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("}"):
+            break
+    status = json.loads("".join(lines))
+    assert status["healthy"] is True
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert wait_gone(pids_of(status)) == []
+    assert not (Path(stack_env["FLEET_HOME"]) / "stack.json").exists()

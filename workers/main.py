@@ -1,0 +1,129 @@
+"""Worker process: polls the fleet's task queues and runs what each queue owns.
+
+``python -m workers.main`` (or ``fleet worker``) polls every queue; ``--queue`` limits it to some,
+so each kind of work can scale on its own machines. Metrics: one ``/metrics`` port
+(``FLEET_METRICS_PORT``) with the Temporal SDK's metrics and agentfleet's app metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.chain import ChainActivities
+from activities.skeleton import noop
+from activities.store import StoreActivities
+from agentfleet import metrics, taskqueues
+from agentfleet.errors import FleetError
+from agentfleet.settings import Settings, get_settings
+from agentfleet.temporal import connect
+from workflows.skeleton import SkeletonWorkflow
+from workflows.stack_check import StackCheckWorkflow
+
+log = logging.getLogger("agentfleet.worker")
+
+WORKFLOWS: list[type] = [SkeletonWorkflow, StackCheckWorkflow]
+
+
+def activities_for(queue: str, settings: Settings) -> list[Callable[..., Any]]:
+    """The activities registered on ``queue`` (local activities sit with the workflows)."""
+    store = StoreActivities(settings)
+    chain = ChainActivities(settings)
+    by_queue: dict[str, list[Callable[..., Any]]] = {
+        taskqueues.WORKFLOWS: [noop],
+        taskqueues.IO: [noop, store.record_audit_event, store.database_status],
+        taskqueues.CHAIN: [chain.chain_head],
+        taskqueues.LLM: [noop],
+    }
+    return by_queue[queue]
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    queues: Sequence[str] = taskqueues.ALL,
+    executor: ThreadPoolExecutor | None = None,
+) -> list[Worker]:
+    """One ``Worker`` per queue, sharing a client and a thread pool for sync activities."""
+    executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity")
+    workers = []
+    for queue in queues:
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue,
+                workflows=WORKFLOWS if queue == taskqueues.WORKFLOWS else [],
+                activities=activities_for(queue, settings),
+                activity_executor=executor,
+            )
+        )
+    return workers
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run(settings: Settings, queues: Sequence[str], metrics_port: int | None) -> None:
+    runtime = None
+    if metrics_port:
+        sdk_address = f"127.0.0.1:{_free_loopback_port()}"
+        runtime = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk_address, counters_total_suffix=True))
+        )
+        metrics.serve(metrics_port, sdk_address, host=settings.bind_host)
+    client = await connect(settings, runtime=runtime)
+    workers = build_workers(client, settings, queues)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling %s (metrics on :%s)", ", ".join(queues), metrics_port or "-")
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        await stop.wait()
+        log.info("worker shutting down")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.main", description=__doc__)
+    parser.add_argument(
+        "--queue", action="append", choices=taskqueues.ALL, help="poll only this queue (repeat)"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="override FLEET_METRICS_PORT (0: off)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as exc:  # pydantic ValidationError: bad FLEET_* value
+        print(f"error: invalid settings: {exc}".splitlines()[0])
+        return 1
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    try:
+        asyncio.run(run(settings, args.queue or list(taskqueues.ALL), port))
+    except FleetError as exc:
+        print(f"error: {exc}")
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
