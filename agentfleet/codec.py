@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 from collections.abc import Iterable, Sequence
 
@@ -26,14 +27,10 @@ def parse_key(raw: str) -> bytes:
     """Decode a 32-byte key given as base64 or hex; a clear error for anything else."""
     text = raw.strip()
     candidates: list[bytes] = []
-    try:
+    with contextlib.suppress(ValueError):
         candidates.append(bytes.fromhex(text.removeprefix("0x")))
-    except ValueError:
-        pass
-    try:
+    with contextlib.suppress(binascii.Error, ValueError):
         candidates.append(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError):
-        pass
     for key in candidates:
         if len(key) == 32:
             return key

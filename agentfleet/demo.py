@@ -34,7 +34,11 @@ async def stack_check(client: Client, settings: Settings) -> str:
         execution_timeout=timedelta(minutes=2),
     )
     result: StackCheckResult = await handle.result()
-    block = f", chain {result.chain.chain_id} at block {result.chain.block_number}" if result.chain else ""
+    block = (
+        f", chain {result.chain.chain_id} at block {result.chain.block_number}"
+        if result.chain
+        else ""
+    )
     return (
         f"stack check {workflow_id}: database {result.database.backend} "
         f"(schema {result.database.revision}){block}"

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 AUDIT_EVENTS = Counter(
-    "fleet_audit_events_recorded", "Audit rows written (retries that found a row excluded)",
+    "fleet_audit_events_recorded",
+    "Audit rows written (retries that found a row excluded)",
     ["kind"],
 )
 BUILD = Info("fleet_build", "agentfleet version of this process")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
 
@@ -80,10 +80,10 @@ class Settings(BaseSettings):
     payload_key: SecretStr | None = Field(
         default=None, description="AES-256 key (base64 or hex) that encrypts workflow payloads."
     )
-    codec_cors_origins: list[str] = Field(
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Extra origins allowed to call the codec endpoint (the embedded Web UI's "
-        "origin is always allowed).",
+        description="Extra origins (comma-separated) allowed to call the codec endpoint; the "
+        "embedded Web UI's origin is always allowed.",
     )
 
     # LLM.
@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     def _valid_port(cls, value: int) -> int:
         if not 0 < value < 65536:
             raise ValueError(f"{value} is not a TCP port (1-65535)")
+        return value
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("log_level", mode="after")
@@ -141,10 +148,19 @@ class Settings(BaseSettings):
     def codec_url(self) -> str:
         return f"{self.http_url}/codec"
 
-    @property
+    @cached_property
     def uses_embedded_temporal(self) -> bool:
-        """True unless a Temporal address comes from FLEET_* or Temporal's own env config."""
-        return self.temporal_address is None and not os.environ.get("TEMPORAL_ADDRESS")
+        """True unless a Temporal address comes from FLEET_* or Temporal's own env config
+        (``TEMPORAL_ADDRESS`` or an address in the selected ``temporal.toml`` profile)."""
+        if self.temporal_address is not None:
+            return False
+        from temporalio.envconfig import ClientConfigProfile  # noqa: PLC0415
+
+        try:
+            profile = ClientConfigProfile.load(profile=self.temporal_profile)
+        except Exception:  # an unreadable profile is reported when connecting
+            return not os.environ.get("TEMPORAL_ADDRESS")
+        return not profile.address
 
     def masked(self) -> dict[str, Any]:
         """All effective values, secrets replaced by ``**********`` (for display and logs)."""

@@ -130,3 +130,42 @@ async def start_by_business_key(
         **kwargs,
     )
     return handle
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register every agentfleet search attribute missing on ``namespace``; return those added.
+
+    Idempotent. On Temporal Cloud the API key usually lacks the operator permission: the error
+    then says to add them in the Cloud console (or with tcld).
+    """
+    from temporalio.api.enums.v1 import IndexedValueType  # noqa: PLC0415
+    from temporalio.api.operatorservice.v1 import (  # noqa: PLC0415
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    from agentfleet import search_attributes  # noqa: PLC0415
+
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        missing = [
+            k.name for k in search_attributes.ALL if k.name not in existing.custom_attributes
+        ]
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace,
+                    search_attributes={
+                        name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing
+                    },
+                )
+            )
+    except RPCError as exc:
+        names = ", ".join(k.name for k in search_attributes.ALL)
+        raise FleetError(
+            f"cannot register search attributes on {namespace}: {_first_line(exc)}; "
+            f"add them as Keyword yourself ({names})"
+        ) from exc
+    return missing

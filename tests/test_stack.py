@@ -40,7 +40,9 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     subprocess.run([FLEET, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
 
 
-def fleet(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def fleet(
+    env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [FLEET, *args],
         env=env,

@@ -82,7 +82,9 @@ async def run(settings: Settings, queues: Sequence[str], metrics_port: int | Non
     if metrics_port:
         sdk_address = f"127.0.0.1:{_free_loopback_port()}"
         runtime = Runtime(
-            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk_address, counters_total_suffix=True))
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=sdk_address, counters_total_suffix=True)
+            )
         )
         metrics.serve(metrics_port, sdk_address, host=settings.bind_host)
     client = await connect(settings, runtime=runtime)

@@ -1,1 +1,1 @@
-"""The embedded stack behind ``fleet up``: Temporal dev server, anvil, database, HTTP app, worker."""
+"""The embedded stack behind ``fleet up``: Temporal, anvil, database, HTTP app, worker."""

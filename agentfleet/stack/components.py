@@ -22,6 +22,22 @@ from agentfleet.stack.state import StackFiles, port_open
 
 PR_SET_PDEATHSIG = 1
 
+DEV_SERVER_ARGS: tuple[str, ...] = (
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--sqlite-pragma",
+    "synchronous=normal",
+    "--dynamic-config-value",
+    "history.transferProcessorMaxPollRPS=1000",
+)
+"""Dev-server tuning shared by ``fleet up``, the tests and the benchmarks.
+
+WAL + synchronous=normal: file persistence at in-memory speed (the default journal costs 2-3x
+throughput). ``transferProcessorMaxPollRPS`` (default 20) makes every workflow task wait for the
+next of 20 transfer-queue reads per second, so latency moves in 50 ms steps; at 1000 a workflow
+with three activities takes ~45 ms instead of ~200 ms, with the same burst throughput.
+"""
+
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: get SIGTERM when the supervisor dies, never orphaned."""
@@ -51,7 +67,7 @@ class ComponentSpec:
         log: IO[bytes] = log_path.open("ab")
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - argv built from our own settings
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -94,10 +110,7 @@ def temporal_spec(settings: Settings, files: StackFiles, server_metrics_port: in
         str(server_metrics_port),
         "--db-filename",
         str(files.temporal_db),
-        "--sqlite-pragma",
-        "journal_mode=wal",
-        "--sqlite-pragma",
-        "synchronous=normal",
+        *DEV_SERVER_ARGS,
         "--log-level",
         "warn",
         *search_attributes.dev_server_flags(),

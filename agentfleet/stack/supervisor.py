@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
@@ -126,7 +127,7 @@ class Supervisor:
         self.report = report
         self.running: list[Running] = []
         self.stopping = threading.Event()
-        self._lock_handle = None
+        self._lock_handle: IO[str] | None = None
         self.state = StackState(
             home=str(settings.home),
             supervisor_pid=os.getpid(),

@@ -18,7 +18,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-config_app = typer.Typer(help="Effective settings (FLEET_* variables and .env).", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Effective settings (FLEET_* variables and .env).", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 
 app.command()(stack.up)
@@ -43,6 +45,41 @@ def config_show(
         shown = "" if value is None else str(value)
         table.add_row(f"FLEET_{name.upper()}", shown)
     console.print(table)
+
+
+@app.command()
+def setup(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Prepare a database and a Temporal namespace you run yourself (idempotent).
+
+    Applies the database migrations to FLEET_DATABASE_URL and registers agentfleet's search
+    attributes on the configured namespace. `fleet up` does both for the embedded stack.
+    """
+    import asyncio  # noqa: PLC0415
+
+    from agentfleet import db  # noqa: PLC0415
+    from agentfleet.temporal import connect, connect_options, ensure_search_attributes  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+
+    async def register() -> list[str]:
+        client = await connect(settings)
+        return await ensure_search_attributes(client, connect_options(settings)["namespace"])
+
+    try:
+        db.validate_database_url(settings.effective_database_url)
+        revision = db.upgrade_database(settings.effective_database_url)
+        added = asyncio.run(register())
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "database_revision": revision, "search_attributes_added": added})
+        return
+    console.print(f"database at revision {revision}")
+    console.print(
+        f"search attributes added: {', '.join(added)}" if added else "search attributes present"
+    )
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from agentfleet.settings import Settings
 from starters.cli.output import fail
@@ -15,3 +16,5 @@ def load_settings(as_json: bool = False) -> Settings:
         first = exc.errors()[0]
         field = "_".join(str(part) for part in first["loc"]).upper()
         fail(f"FLEET_{field}: {first['msg']}", as_json=as_json)
+    except SettingsError as exc:
+        fail(f"invalid FLEET_* setting: {exc}", as_json=as_json)

@@ -129,7 +129,9 @@ def _start_detached(settings: Settings, quiet: bool) -> StackState:
             raise FleetError(error or f"the stack exited during start; see {log_path}")
         if time.monotonic() > deadline:
             terminate(proc.pid, proc)
-            raise FleetError(f"the stack was not ready within {DETACH_TIMEOUT:.0f} s; see {log_path}")
+            raise FleetError(
+                f"the stack was not ready within {DETACH_TIMEOUT:.0f} s; see {log_path}"
+            )
         time.sleep(0.2)
 
 

@@ -1,1 +1,1 @@
-"""agentfleet's HTTP app: codec endpoint for the Web UI today; x402 gateway and agent cards later."""
+"""agentfleet's HTTP app: the Web UI's codec endpoint today; x402 gateway and agent cards later."""

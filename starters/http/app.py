@@ -46,8 +46,10 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, "no payload key configured (set FLEET_PAYLOAD_KEY)")
         try:
             body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
             payloads = json_format.ParseDict(body, Payloads())
-        except (ValueError, json_format.ParseError) as exc:
+        except (ValueError, TypeError, json_format.ParseError) as exc:
             raise HTTPException(400, f"body is not a Payloads JSON object: {exc}") from exc
         try:
             result = (

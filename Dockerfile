@@ -1,0 +1,19 @@
+# One image for every agentfleet process: the worker (default) and, by command, the HTTP app or
+# the `fleet` CLI. docker-compose.yml builds it for the `worker` and `http` services.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    FLEET_HOME=/home/fleet/.fleet
+
+RUN useradd --create-home --uid 10001 --user-group fleet
+
+WORKDIR /app
+COPY . /app
+RUN pip install --no-cache-dir . \
+    && rm -rf /app/build
+
+USER fleet
+EXPOSE 8300 9464
+CMD ["python", "-m", "workers.main"]
