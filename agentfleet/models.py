@@ -1,0 +1,83 @@
+"""Database tables of agentfleet (SQLModel), the schema Alembic migrates to.
+
+Every table lives here and registers itself on ``SQLModel.metadata``; ``agentfleet/migrations``
+compares that metadata with the database, so a new table is a class here plus a migration made by
+``alembic revision --autogenerate``. Constraint and index names follow :data:`NAMING_CONVENTION`
+so migrations can drop or alter them by name on every backend (SQLite included).
+
+Timestamps are :class:`UTCDateTime`: callers give timezone-aware datetimes and always read back
+timezone-aware UTC, whatever the backend stores.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and read back timezone-aware UTC on every backend.
+
+    PostgreSQL stores ``timestamp with time zone``; SQLite has no time zones, so the value is
+    stored as naive UTC and UTC is attached on the way out. Naive datetimes are refused rather
+    than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; pass a timezone-aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+"""JSON on SQLite, JSONB on PostgreSQL (indexable, compared by value)."""
+
+
+class AuditEvent(SQLModel, table=True):
+    """One thing that happened, written once per ``idempotency_key``.
+
+    Activities derive the key from what they did (e.g. ``payment-settled:<nonce>``), so a retry
+    after a crash finds the row already there: use :func:`agentfleet.db.record_once`.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    actor: str
+    kind: str = Field(index=True)
+    subject: str = Field(index=True)
+    workflow_id: str | None = Field(default=None, index=True)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
