@@ -233,3 +233,55 @@ def test_foreground_up_stops_cleanly_on_sigterm(stack_env: dict[str, str]) -> No
     assert proc.wait(timeout=60) == 0
     assert wait_gone(pids_of(status)) == []
     assert not (Path(stack_env["FLEET_HOME"]) / "stack.json").exists()
+
+
+def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec(
+    stack_env: dict[str, str], postgresql_url: str
+) -> None:
+    import base64
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    stack_env["FLEET_DATABASE_URL"] = postgresql_url
+    stack_env["FLEET_PAYLOAD_KEY"] = key
+    up = fleet(stack_env, "up", "--detach", "--json")
+    assert up.returncode == 0, up.stderr
+    started = json.loads(up.stdout)
+    assert "database postgresql" in started["demo"][0], started["demo"]
+    assert key not in up.stdout + up.stderr
+
+    ui_settings = json.loads(
+        http_get(f"http://127.0.0.1:{stack_env['FLEET_UI_PORT']}/api/v1/settings")
+    )
+    codec_endpoint = ui_settings["Codec"]["Endpoint"]
+    assert codec_endpoint == f"http://127.0.0.1:{stack_env['FLEET_HTTP_PORT']}/codec"
+
+    demo_id = started["demo"][0].split()[2].rstrip(":")
+    shown = subprocess.run(
+        [
+            str(Path(sysconfig.get_path("scripts")) / "temporal"),
+            "workflow",
+            "show",
+            "-w",
+            demo_id,
+            "--address",
+            f"127.0.0.1:{stack_env['FLEET_TEMPORAL_PORT']}",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert shown.returncode == 0, shown.stderr
+    encrypted = base64.b64encode(b"binary/encrypted").decode()
+    assert encrypted in shown.stdout
+    assert "fleet up" not in shown.stdout  # the demo's input label, only in ciphertext
+
+    import sqlalchemy
+
+    with sqlalchemy.create_engine(postgresql_url).connect() as conn:
+        rows = conn.execute(sqlalchemy.text("select workflow_id from audit_events")).all()
+    assert [r[0] for r in rows] == [demo_id]
+    for log in (Path(stack_env["FLEET_HOME"]) / "logs").glob("*.log"):
+        assert key not in log.read_text(errors="replace"), log
+    assert fleet(stack_env, "down").returncode == 0
