@@ -53,6 +53,17 @@ def fleet(
     )
 
 
+def temporal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The temporal CLI against this stack's dev server."""
+    address = f"127.0.0.1:{env['FLEET_TEMPORAL_PORT']}"
+    return subprocess.run(
+        [str(Path(sysconfig.get_path("scripts")) / "temporal"), *args, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
@@ -125,20 +136,7 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     restarted = fleet(stack_env, "up", "--detach", "--no-demo", "--json")
     assert restarted.returncode == 0, restarted.stderr
     assert json.loads(restarted.stdout)["demo"] == []
-    listed = subprocess.run(
-        [
-            str(Path(sysconfig.get_path("scripts")) / "temporal"),
-            "workflow",
-            "list",
-            "--address",
-            f"127.0.0.1:{stack_env['FLEET_TEMPORAL_PORT']}",
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    listed = temporal(stack_env, "workflow", "list", "--output", "json")
     assert listed.returncode == 0, listed.stderr
     workflow_ids = [w["execution"]["workflowId"] for w in json.loads(listed.stdout)]
     demo_id = started["demo"][0].split()[2].rstrip(":")
@@ -256,22 +254,7 @@ def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec(
     assert codec_endpoint == f"http://127.0.0.1:{stack_env['FLEET_HTTP_PORT']}/codec"
 
     demo_id = started["demo"][0].split()[2].rstrip(":")
-    shown = subprocess.run(
-        [
-            str(Path(sysconfig.get_path("scripts")) / "temporal"),
-            "workflow",
-            "show",
-            "-w",
-            demo_id,
-            "--address",
-            f"127.0.0.1:{stack_env['FLEET_TEMPORAL_PORT']}",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    shown = temporal(stack_env, "workflow", "show", "-w", demo_id, "-o", "json")
     assert shown.returncode == 0, shown.stderr
     encrypted = base64.b64encode(b"binary/encrypted").decode()
     assert encrypted in shown.stdout

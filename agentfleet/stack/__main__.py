@@ -5,10 +5,8 @@ Progress goes to stdout (the CLI points it at ``logs/supervisor.log``); SIGTERM 
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
-from types import FrameType
 
 from agentfleet.errors import FleetError
 from agentfleet.settings import get_settings
@@ -22,15 +20,7 @@ def _report(line: str) -> None:
 
 def main() -> int:
     supervisor = Supervisor(get_settings(), _report)
-    ready = False
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        supervisor.stopping.set()
-        if not ready:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    supervisor.stop_on_signals()
     try:
         supervisor.start()
     except FleetError as exc:
@@ -39,7 +29,6 @@ def main() -> int:
     except KeyboardInterrupt:
         _report("start interrupted")
         return 1
-    ready = True
     _report("stack ready")
     try:
         supervisor.supervise()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 from agentfleet.errors import FleetError
@@ -133,6 +134,19 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             supervisor_create_time=create_time_of(os.getpid()),
         )
+
+    def stop_on_signals(self) -> None:
+        """SIGINT/SIGTERM stop the stack: during start by interrupting it (KeyboardInterrupt,
+        and what started is stopped again), afterwards by ending :meth:`supervise`."""
+
+        def on_signal(_signum: int, _frame: FrameType | None) -> None:
+            starting = not self.stopping.is_set() and self.state.status is StackStatus.STARTING
+            self.stopping.set()
+            if starting:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
     def start(self) -> StackState:
         """Preflight, take the lock, start every component and run the demos; FleetError on

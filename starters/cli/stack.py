@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -62,20 +61,11 @@ def _run_foreground(settings: Settings, as_json: bool) -> None:
             console.print(f"[dim]·[/] {line}", highlight=False)
 
     supervisor = Supervisor(settings, progress)
-    ready = False
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        supervisor.stopping.set()
-        if not ready:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    supervisor.stop_on_signals()
     try:
         state = supervisor.start()
     except KeyboardInterrupt:
         fail("start interrupted; everything started was stopped", 130, as_json=as_json)
-    ready = True
     if as_json:
         emit_json(_status_dict(settings, state))
         sys.stdout.flush()
