@@ -1,34 +1,130 @@
-"""Chain activities (web3.py async API). Signing activities arrive with the chain layer."""
+"""Chain activities (web3.py async API): reads, and sending through the durable path.
+
+Signing keys are loaded here from the encrypted keystore by address; payloads carry addresses and
+hashes only. Errors a retry cannot fix are non-retryable ``ApplicationError`` types:
+``WrongChain``, ``TransactionWouldRevert``, ``NonceTaken``, ``UnknownSender``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import ContractLogicError
 
-from agentfleet.messages import ChainHead, ChainHeadRequest
+from agentfleet import keystore
+from agentfleet.chain.sender import NonceTakenError, TransactionSender
+from agentfleet.errors import FleetError
+from agentfleet.messages import (
+    ChainHead,
+    ChainHeadRequest,
+    NonceQuery,
+    PreparedTx,
+    PrepareTx,
+    SendTx,
+    TxOutcome,
+)
 from agentfleet.settings import Settings
+
+GAS_HEADROOM_PERCENT = 20
 
 
 class ChainActivities:
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._rpc_url = settings.effective_rpc_url
         self._expected_chain_id = settings.chain_id
+        self._w3: AsyncWeb3[Any] | None = None
+
+    def _web3(self) -> AsyncWeb3[Any]:
+        if self._w3 is None:
+            self._w3 = AsyncWeb3(AsyncHTTPProvider(self._rpc_url, request_kwargs={"timeout": 10}))
+        return self._w3
+
+    async def close(self) -> None:
+        if self._w3 is not None:
+            await self._w3.provider.disconnect()
+            self._w3 = None
+
+    async def _check_chain(self, chain_id: int | None = None) -> int:
+        actual = await self._web3().eth.chain_id
+        expected = chain_id if chain_id is not None else self._expected_chain_id
+        if actual != expected:
+            raise ApplicationError(
+                f"RPC at {self._rpc_url} serves chain {actual}, expected {expected}",
+                type="WrongChain",
+                non_retryable=True,
+            )
+        return int(actual)
 
     @activity.defn(name="chain_head")
     async def chain_head(self, _request: ChainHeadRequest) -> ChainHead:
         """The chain id and latest block; a chain id other than the configured one cannot heal."""
-        provider = AsyncHTTPProvider(self._rpc_url, request_kwargs={"timeout": 10})
-        w3 = AsyncWeb3(provider)
+        chain_id = await self._check_chain()
+        return ChainHead(chain_id=chain_id, block_number=await self._web3().eth.block_number)
+
+    @activity.defn(name="read_account_nonce")
+    async def read_account_nonce(self, query: NonceQuery) -> int:
+        """The next nonce of ``sender``: the chain's pending count, or past what we recorded."""
+        import asyncio  # noqa: PLC0415
+
+        from agentfleet.chain.sender import highest_recorded_nonce  # noqa: PLC0415
+
+        await self._check_chain(query.chain_id)
+        pending = await self._web3().eth.get_transaction_count(
+            AsyncWeb3.to_checksum_address(query.sender), "pending"
+        )
+        recorded = await asyncio.to_thread(
+            highest_recorded_nonce,
+            self._settings.effective_database_url,
+            query.chain_id,
+            query.sender,
+        )
+        return max(int(pending), (recorded + 1) if recorded is not None else 0)
+
+    @activity.defn(name="prepare_transaction")
+    async def prepare_transaction(self, order: PrepareTx) -> PreparedTx:
+        """Simulate and estimate gas before a nonce is spent: a revert fails here, for good."""
+        await self._check_chain(order.chain_id)
+        request = order.request
+        tx: dict[str, Any] = {
+            "from": AsyncWeb3.to_checksum_address(order.sender),
+            "value": request.value,
+            "data": request.data,
+        }
+        if request.to is not None:
+            tx["to"] = AsyncWeb3.to_checksum_address(request.to)
         try:
-            chain_id = await w3.eth.chain_id
-            if chain_id != self._expected_chain_id:
-                raise ApplicationError(
-                    f"RPC at {self._rpc_url} serves chain {chain_id}, "
-                    f"expected {self._expected_chain_id}",
-                    type="WrongChain",
-                    non_retryable=True,
-                )
-            return ChainHead(chain_id=chain_id, block_number=await w3.eth.block_number)
-        finally:
-            await provider.disconnect()
+            estimate = await self._web3().eth.estimate_gas(tx)  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise ApplicationError(
+                f"transaction would revert: {exc.message or exc}",
+                type="TransactionWouldRevert",
+                non_retryable=True,
+            ) from exc
+        return PreparedTx(gas_limit=int(estimate) * (100 + GAS_HEADROOM_PERCENT) // 100)
+
+    @activity.defn(name="send_transaction")
+    async def send_transaction(self, order: SendTx) -> TxOutcome:
+        """Sign (recorded before broadcast), broadcast, wait for the receipt and the depth."""
+        await self._check_chain(order.chain_id)
+        sender = self._sender(order.sender)
+        try:
+            return await sender.send(order, activity.heartbeat)
+        except NonceTakenError as exc:
+            raise ApplicationError(str(exc), type="NonceTaken", non_retryable=True) from exc
+
+    @activity.defn(name="verify_transaction")
+    async def verify_transaction(self, order: SendTx) -> TxOutcome | None:
+        """Is a finished transaction still in the canonical chain? None if a reorg dropped it."""
+        await self._check_chain(order.chain_id)
+        return await self._sender(order.sender).verify(order)
+
+    def _sender(self, address: str) -> TransactionSender:
+        try:
+            account = keystore.load_account(self._settings, address)
+        except FleetError as exc:
+            raise ApplicationError(str(exc), type="UnknownSender", non_retryable=True) from exc
+        return TransactionSender(self._web3(), self._settings.effective_database_url, account)

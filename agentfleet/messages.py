@@ -7,6 +7,7 @@ change the meaning of an existing field (recorded histories must keep replaying)
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
@@ -73,3 +74,95 @@ class StackCheckResult(BaseModel):
     chain: ChainHead | None
     audit_inserted: bool
     checked_at: datetime
+
+
+class TxStatus(StrEnum):
+    """Where a transaction ended: mined and buried (confirmed), mined reverted or impossible
+    (failed), or not known yet (unknown: its hashes are recorded and it is checked again)."""
+
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class GasPolicy(BaseModel):
+    """EIP-1559 fees and patience of a relayer (from the chain profile)."""
+
+    max_fee_gwei: float = 500.0
+    priority_fee_gwei: float = 1.0
+    bump_percent: int = Field(default=15, ge=10)
+    stuck_after_s: float = 20.0
+    receipt_timeout_s: float = 120.0
+
+
+class TxRequest(BaseModel):
+    """A transaction to send; ``request_id`` is its business key (sending twice sends once)."""
+
+    request_id: str = Field(min_length=1, max_length=200)
+    to: str | None = None
+    data: str = "0x"
+    value: int = Field(default=0, ge=0)
+    gas_limit: int | None = Field(default=None, gt=0)
+
+
+class TxOutcome(BaseModel):
+    request_id: str
+    status: TxStatus
+    sender: str
+    nonce: int | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+    block_hash: str | None = None
+    gas_used: int | None = None
+    confirmations: int = 0
+    reorgs: int = 0
+    error: str | None = None
+
+
+class RelayerState(BaseModel):
+    """What a relayer entity carries across continue-as-new."""
+
+    chain_id: int
+    address: str
+    confirmations: int = 0
+    policy: GasPolicy = Field(default_factory=GasPolicy)
+    next_nonce: int | None = None
+    recent: dict[str, TxOutcome] = Field(default_factory=dict)
+    recheck: dict[str, datetime] = Field(default_factory=dict)
+    """request id -> when to look at it again (reorg window, unknown outcomes)."""
+    reorg_window_s: float = 15.0
+    heartbeat_timeout_s: float = 10.0
+    """How soon a send whose worker died is retried elsewhere."""
+
+
+class RelayerStatus(BaseModel):
+    address: str
+    chain_id: int
+    next_nonce: int | None
+    in_flight: int
+    recent: int
+    pending_recheck: int
+
+
+class NonceQuery(BaseModel):
+    chain_id: int
+    sender: str
+
+
+class PrepareTx(BaseModel):
+    chain_id: int
+    sender: str
+    request: TxRequest
+
+
+class PreparedTx(BaseModel):
+    gas_limit: int
+
+
+class SendTx(BaseModel):
+    chain_id: int
+    sender: str
+    nonce: int
+    request: TxRequest
+    confirmations: int = 0
+    policy: GasPolicy = Field(default_factory=GasPolicy)

@@ -12,7 +12,7 @@ timezone-aware UTC, whatever the backend stores.
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, BigInteger, DateTime, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -81,3 +81,51 @@ class AuditEvent(SQLModel, table=True):
     subject: str = Field(index=True)
     workflow_id: str | None = Field(default=None, index=True)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
+
+
+class WalletKey(SQLModel, table=True):
+    """A private key agentfleet holds, encrypted as an eth-account keystore (v3 JSON).
+
+    The label is the business key (``relayer-0``, ``bot:forecaster-1``): generating a key for a
+    label that already has one returns the stored key, so a retried activity never makes two.
+    """
+
+    __tablename__ = "wallet_keys"
+
+    address: str = Field(primary_key=True)
+    label: str = Field(unique=True)
+    keystore: dict[str, Any] = Field(sa_type=JSONDocument, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ChainTransaction(SQLModel, table=True):
+    """Every transaction agentfleet sends, recorded before it is broadcast.
+
+    ``attempts`` lists each signed version (same nonce, rising fees) with its hash and raw bytes,
+    so an unknown outcome always has hashes to reconcile and a crash after signing re-sends the
+    very same transaction instead of signing a new one.
+    """
+
+    __tablename__ = "chain_transactions"
+    __table_args__ = (UniqueConstraint("chain_id", "sender", "nonce"),)
+
+    request_id: str = Field(primary_key=True)
+    chain_id: int = Field(sa_type=BigInteger)
+    sender: str = Field(index=True)
+    nonce: int = Field(sa_type=BigInteger)
+    to: str | None = None
+    value: str = "0"
+    data: str = "0x"
+    gas_limit: int = Field(sa_type=BigInteger)
+    status: str = Field(index=True)
+    tx_hash: str | None = Field(default=None, index=True)
+    attempts: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSONDocument, nullable=False
+    )
+    block_number: int | None = Field(default=None, sa_type=BigInteger)
+    block_hash: str | None = None
+    gas_used: int | None = Field(default=None, sa_type=BigInteger)
+    reorgs: int = 0
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -65,6 +65,27 @@ class Settings(BaseSettings):
         default=None, description="EVM JSON-RPC URL; unset means the embedded anvil."
     )
     chain_id: int = Field(default=31337, description="Chain id of the embedded anvil.")
+    network: str = Field(
+        default="local",
+        description="Chain profile: local (anvil), polygon (137), amoy (80002), fuji (43113).",
+    )
+    confirmations: int | None = Field(
+        default=None, ge=0, description="Blocks a transaction must be buried under; unset: profile."
+    )
+    deployer_key: SecretStr | None = Field(
+        default=None, description="Private key that deploys contracts on a real network."
+    )
+    deployer_keystore: Path | None = Field(
+        default=None, description="Keystore file (JSON) of the deployer, instead of a raw key."
+    )
+    deployer_keystore_password: SecretStr | None = Field(
+        default=None, description="Password of FLEET_DEPLOYER_KEYSTORE."
+    )
+    keystore_secret: SecretStr | None = Field(
+        default=None,
+        description="Master secret that encrypts the keys agentfleet stores; unset: a dev secret "
+        "generated under FLEET_HOME (0600).",
+    )
     anvil_bin: Path | None = Field(
         default=None, description="anvil executable; unset means contracts/node_modules."
     )

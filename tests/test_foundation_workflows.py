@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from sqlmodel import select
@@ -19,28 +17,16 @@ from agentfleet.messages import AuditRecord, SkeletonInput, StackCheckInput
 from agentfleet.models import AuditEvent
 from agentfleet.settings import Settings
 from tests.replay import record_history
-from workers.main import build_workers
+from workers.main import running_workers
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
-
-
-@asynccontextmanager
-async def fleet_workers(client: Client, settings: Settings) -> AsyncIterator[None]:
-    workers = build_workers(client, settings)
-    for worker in workers:
-        await worker.__aenter__()
-    try:
-        yield
-    finally:
-        for worker in workers:
-            await worker.__aexit__(None, None, None)
 
 
 async def test_stack_check_reads_chain_and_writes_one_audit_row(
     dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: object
 ) -> None:
     settings = Settings(database_url=migrated_database_url, rpc_url=anvil_url)
-    async with fleet_workers(dev_client, settings):
+    async with running_workers(dev_client, settings):
         handle = await dev_client.start_workflow(
             StackCheckWorkflow.run,
             StackCheckInput(label="test"),

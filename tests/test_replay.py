@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from temporalio import workflow
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -15,9 +17,9 @@ from workers.main import WORKFLOWS
 def test_histories_cover_every_workflow() -> None:
     names = recorded()
     for workflow_class in WORKFLOWS:
-        defn = workflow._Definition.must_from_class(workflow_class)
-        prefix = {"SkeletonWorkflow": "skeleton_", "StackCheckWorkflow": "stack_check_"}
-        assert any(n.startswith(prefix[defn.name or ""]) for n in names), defn.name
+        name = workflow._Definition.must_from_class(workflow_class).name or ""
+        prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Workflow")).lower() + "_"
+        assert any(n.startswith(prefix) for n in names), f"no recorded history for {name}"
 
 
 @pytest.mark.parametrize("name", recorded())

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,22 +28,39 @@ from agentfleet import metrics, taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
+from workflows.relayer import RelayerWorkflow
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
 
 log = logging.getLogger("agentfleet.worker")
 
-WORKFLOWS: list[type] = [SkeletonWorkflow, StackCheckWorkflow]
+WORKFLOWS: list[type] = [RelayerWorkflow, SkeletonWorkflow, StackCheckWorkflow]
 
 
-def activities_for(queue: str, settings: Settings) -> list[Callable[..., Any]]:
+class Activities:
+    """The activity objects of one worker process (they hold connections to close at the end)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.store = StoreActivities(settings)
+        self.chain = ChainActivities(settings)
+
+    async def close(self) -> None:
+        await self.chain.close()
+
+
+def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     """The activities registered on ``queue`` (local activities sit with the workflows)."""
-    store = StoreActivities(settings)
-    chain = ChainActivities(settings)
+    store, chain = bound.store, bound.chain
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
         taskqueues.IO: [noop, store.record_audit_event, store.database_status],
-        taskqueues.CHAIN: [chain.chain_head],
+        taskqueues.CHAIN: [
+            chain.chain_head,
+            chain.read_account_nonce,
+            chain.prepare_transaction,
+            chain.send_transaction,
+            chain.verify_transaction,
+        ],
         taskqueues.LLM: [noop],
     }
     return by_queue[queue]
@@ -51,7 +68,7 @@ def activities_for(queue: str, settings: Settings) -> list[Callable[..., Any]]:
 
 def build_workers(
     client: Client,
-    settings: Settings,
+    bound: Activities,
     queues: Sequence[str] = taskqueues.ALL,
     executor: ThreadPoolExecutor | None = None,
 ) -> list[Worker]:
@@ -64,11 +81,27 @@ def build_workers(
                 client,
                 task_queue=queue,
                 workflows=WORKFLOWS if queue == taskqueues.WORKFLOWS else [],
-                activities=activities_for(queue, settings),
+                activities=activities_for(queue, bound),
                 activity_executor=executor,
             )
         )
     return workers
+
+
+@contextlib.asynccontextmanager
+async def running_workers(
+    client: Client, settings: Settings, queues: Sequence[str] = taskqueues.ALL
+) -> AsyncIterator[list[Worker]]:
+    """Poll ``queues`` until the block ends; then shut down and close connections."""
+    bound = Activities(settings)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            workers = build_workers(client, bound, queues)
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            yield workers
+    finally:
+        await bound.close()
 
 
 def _free_loopback_port() -> int:
@@ -88,15 +121,12 @@ async def run(settings: Settings, queues: Sequence[str], metrics_port: int | Non
         )
         metrics.serve(metrics_port, sdk_address, host=settings.bind_host)
     client = await connect(settings, runtime=runtime)
-    workers = build_workers(client, settings, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling %s (metrics on :%s)", ", ".join(queues), metrics_port or "-")
-    async with contextlib.AsyncExitStack() as stack:
-        for worker in workers:
-            await stack.enter_async_context(worker)
+    async with running_workers(client, settings, queues):
         await stop.wait()
         log.info("worker shutting down")
 

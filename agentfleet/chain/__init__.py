@@ -1,0 +1,1 @@
+"""Chain layer: contract artifacts, dev accounts, deployment, network profiles and transactions."""

@@ -1,0 +1,342 @@
+"""Sending one transaction so that a crash at any point never sends it twice or loses it.
+
+The order is the whole design: the signed raw transaction and its hash are written to the
+database *before* broadcast, so a retry after a crash re-sends the very same bytes (or finds them
+mined) instead of signing something new. A transaction not mined within ``stuck_after_s`` is
+re-signed at the same nonce with bumped fees (both hashes recorded; whichever is mined wins).
+After the receipt, the block must be ``confirmations`` deep and still canonical; a receipt that
+disappears (a reorg) sends the recorded bytes again. Called from an activity, which heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from sqlmodel import Session, select
+from web3 import AsyncWeb3
+from web3.exceptions import TransactionNotFound, Web3RPCError
+
+from agentfleet import db
+from agentfleet.messages import SendTx, TxOutcome, TxStatus
+from agentfleet.models import ChainTransaction, utcnow
+
+GWEI = 10**9
+POLL_S = 0.1
+
+Heartbeat = Callable[..., None]
+
+
+def _row(session: Session, request_id: str) -> ChainTransaction:
+    row = session.get(ChainTransaction, request_id)
+    if row is None:
+        raise LookupError(f"transaction {request_id} is not recorded")
+    return row
+
+
+class NonceTakenError(Exception):
+    """The nonce was used by a transaction this system did not record: it cannot be re-sent."""
+
+
+def chaos_point(name: str) -> None:
+    """Fault injection for the chaos tests: SIGKILL this process at a named point, once.
+
+    Active only when ``FLEET_CHAOS_DIR`` is set and holds a file named ``name`` (the test creates
+    it; it is removed before the kill, so the restarted worker passes the point).
+    """
+    folder = os.environ.get("FLEET_CHAOS_DIR")
+    if not folder:
+        return
+    marker = os.path.join(folder, name)
+    try:
+        os.remove(marker)
+    except FileNotFoundError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class TransactionSender:
+    def __init__(self, w3: AsyncWeb3[Any], database_url: str, account: LocalAccount) -> None:
+        self.w3 = w3
+        self.url = database_url
+        self.account = account
+
+    async def send(self, order: SendTx, heartbeat: Heartbeat) -> TxOutcome:
+        record = await asyncio.to_thread(self._load_or_create, order)
+        if record.status == TxStatus.FAILED.value:
+            return self._outcome(record, order)
+        deadline = time.monotonic() + order.policy.receipt_timeout_s
+        while True:
+            if not record.attempts:
+                record = await self._sign_attempt(record, order, bump=False)
+            mined = await self._find_receipt(record)
+            if mined is None:
+                await self._broadcast(record)
+                chaos_point("after_broadcast")
+                mined = await self._wait_receipt(record, order, heartbeat, deadline)
+            if mined is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"no receipt for {record.request_id} (nonce {record.nonce}) within "
+                        f"{order.policy.receipt_timeout_s:.0f} s; hashes {self._hashes(record)}"
+                    )
+                record = await self._sign_attempt(record, order, bump=True)
+                continue
+            final = await self._confirm(record, order, mined, heartbeat)
+            if final is not None:
+                return self._outcome(final, order)
+            record = await asyncio.to_thread(self._reload, record.request_id)
+
+    def _load_or_create(self, order: SendTx) -> ChainTransaction:
+        with db.session_scope(self.url) as session:
+            record = session.get(ChainTransaction, order.request.request_id)
+            if record is not None:
+                if record.nonce != order.nonce or record.sender != order.sender:
+                    raise ValueError(
+                        f"{record.request_id} is recorded with nonce {record.nonce} from "
+                        f"{record.sender}, not nonce {order.nonce} from {order.sender}"
+                    )
+                return record
+            request = order.request
+            record = ChainTransaction(
+                request_id=request.request_id,
+                chain_id=order.chain_id,
+                sender=order.sender,
+                nonce=order.nonce,
+                to=request.to,
+                value=str(request.value),
+                data=request.data,
+                gas_limit=request.gas_limit or 0,
+                status="prepared",
+            )
+            session.add(record)
+            return record
+
+    def _reload(self, request_id: str) -> ChainTransaction:
+        with db.session_scope(self.url) as session:
+            return _row(session, request_id)
+
+    async def _fees(self, record: ChainTransaction, order: SendTx, bump: bool) -> tuple[int, int]:
+        policy = order.policy
+        cap = int(policy.max_fee_gwei * GWEI)
+        if bump and record.attempts:
+            last = record.attempts[-1]
+            factor = 100 + policy.bump_percent
+            priority = int(last["max_priority_fee"]) * factor // 100 + 1
+            max_fee = int(last["max_fee"]) * factor // 100 + 1
+        else:
+            block = await self.w3.eth.get_block("latest")
+            base = int(block.get("baseFeePerGas", 0) or 0)
+            priority = int(policy.priority_fee_gwei * GWEI)
+            max_fee = 2 * base + priority
+        if max_fee > cap:
+            max_fee = max(cap, priority)
+        return min(priority, max_fee), max_fee
+
+    async def _sign_attempt(
+        self, record: ChainTransaction, order: SendTx, bump: bool
+    ) -> ChainTransaction:
+        priority, max_fee = await self._fees(record, order, bump)
+        tx: dict[str, Any] = {
+            "chainId": order.chain_id,
+            "nonce": record.nonce,
+            "to": record.to,
+            "value": int(record.value),
+            "data": record.data,
+            "gas": record.gas_limit,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority,
+            "type": 2,
+        }
+        if tx["to"] is None:
+            del tx["to"]
+        signed = self.account.sign_transaction(tx)
+        attempt = {
+            "hash": AsyncWeb3.to_hex(signed.hash),
+            "raw": AsyncWeb3.to_hex(signed.raw_transaction),
+            "max_fee": max_fee,
+            "max_priority_fee": priority,
+            "signed_at": utcnow().isoformat(),
+        }
+
+        def save() -> ChainTransaction:
+            with db.session_scope(self.url) as session:
+                row = _row(session, record.request_id)
+                row.attempts = [*row.attempts, attempt]
+                row.tx_hash = str(attempt["hash"])
+                row.status = "signed"
+                row.updated_at = utcnow()
+                session.add(row)
+                return row
+
+        saved = await asyncio.to_thread(save)
+        chaos_point("after_sign")
+        return saved
+
+    async def _broadcast(self, record: ChainTransaction) -> None:
+        raw = record.attempts[-1]["raw"]
+        try:
+            await self.w3.eth.send_raw_transaction(HexBytes(raw))
+        except Web3RPCError as exc:
+            message = str(exc).lower()
+            if "already" in message or "known" in message or "underpriced" in message:
+                return
+            if "nonce too low" in message:
+                if await self._find_receipt(record) is None:
+                    chain_nonce = await self.w3.eth.get_transaction_count(self.account.address)
+                    if chain_nonce > record.nonce:
+                        raise NonceTakenError(
+                            f"nonce {record.nonce} of {record.sender} was used by a transaction "
+                            "agentfleet did not record"
+                        ) from exc
+                return
+            raise
+        await asyncio.to_thread(self._set_status, record.request_id, "broadcast")
+
+    def _set_status(self, request_id: str, status: str, **fields: Any) -> ChainTransaction:
+        with db.session_scope(self.url) as session:
+            row = _row(session, request_id)
+            row.status = status
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+            session.add(row)
+            return row
+
+    @staticmethod
+    def _hashes(record: ChainTransaction) -> list[str]:
+        return [str(a["hash"]) for a in record.attempts]
+
+    async def _find_receipt(self, record: ChainTransaction) -> Any | None:
+        for tx_hash in reversed(self._hashes(record)):
+            try:
+                receipt = await self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                continue
+            if receipt is not None and receipt.get("blockNumber") is not None:
+                return receipt
+        return None
+
+    async def _wait_receipt(
+        self, record: ChainTransaction, order: SendTx, heartbeat: Heartbeat, deadline: float
+    ) -> Any | None:
+        stuck_at = min(time.monotonic() + order.policy.stuck_after_s, deadline)
+        while time.monotonic() < stuck_at:
+            receipt = await self._find_receipt(record)
+            if receipt is not None:
+                return receipt
+            heartbeat(record.tx_hash)
+            await asyncio.sleep(POLL_S)
+        return None
+
+    async def _confirm(
+        self, record: ChainTransaction, order: SendTx, receipt: Any, heartbeat: Heartbeat
+    ) -> ChainTransaction | None:
+        """Wait for depth, then check the block is still canonical; None after a reorg."""
+        block_number = int(receipt["blockNumber"])
+        block_hash = AsyncWeb3.to_hex(receipt["blockHash"])
+        tx_hash = AsyncWeb3.to_hex(receipt["transactionHash"])
+        await asyncio.to_thread(
+            self._set_status,
+            record.request_id,
+            "mined",
+            tx_hash=tx_hash,
+            block_number=block_number,
+            block_hash=block_hash,
+            gas_used=int(receipt["gasUsed"]),
+        )
+        while await self.w3.eth.block_number < block_number + order.confirmations:
+            heartbeat(tx_hash)
+            await asyncio.sleep(POLL_S)
+        again = await self._find_receipt(record)
+        canonical = await self._block_hash(block_number)
+        if (
+            again is None
+            or AsyncWeb3.to_hex(again["blockHash"]) != block_hash
+            or (canonical != block_hash)
+        ):
+            await asyncio.to_thread(
+                self._set_status,
+                record.request_id,
+                "reorged",
+                reorgs=record.reorgs + 1,
+                block_number=None,
+                block_hash=None,
+            )
+            return None
+        status = TxStatus.CONFIRMED if int(receipt["status"]) == 1 else TxStatus.FAILED
+        error = None if status is TxStatus.CONFIRMED else "transaction reverted"
+        return await asyncio.to_thread(
+            self._set_status, record.request_id, status.value, error=error
+        )
+
+    async def _block_hash(self, number: int) -> str | None:
+        try:
+            block = await self.w3.eth.get_block(number)
+        except Exception:  # noqa: BLE001 - a block that vanished is what we are checking for
+            return None
+        block_hash = block.get("hash")
+        return AsyncWeb3.to_hex(block_hash) if block_hash is not None else None
+
+    async def verify(self, order: SendTx) -> TxOutcome | None:
+        """Re-check a finished transaction: its outcome, or None if a reorg dropped it."""
+        record = await asyncio.to_thread(self._reload, order.request.request_id)
+        if record.status != TxStatus.CONFIRMED.value or record.block_number is None:
+            return None
+        canonical = await self._block_hash(record.block_number)
+        receipt = await self._find_receipt(record)
+        if (
+            receipt is not None
+            and canonical == record.block_hash
+            and (AsyncWeb3.to_hex(receipt["blockHash"]) == record.block_hash)
+        ):
+            return self._outcome(record, order)
+        await asyncio.to_thread(
+            self._set_status,
+            record.request_id,
+            "reorged",
+            reorgs=record.reorgs + 1,
+            block_number=None,
+            block_hash=None,
+        )
+        return None
+
+    def _outcome(self, record: ChainTransaction, order: SendTx) -> TxOutcome:
+        return TxOutcome(
+            request_id=record.request_id,
+            status=TxStatus(record.status),
+            sender=record.sender,
+            nonce=record.nonce,
+            tx_hash=record.tx_hash,
+            block_number=record.block_number,
+            block_hash=record.block_hash,
+            gas_used=record.gas_used,
+            confirmations=order.confirmations,
+            reorgs=record.reorgs,
+            error=record.error,
+        )
+
+
+def recorded(database_url: str, request_id: str) -> ChainTransaction | None:
+    with db.session_scope(database_url) as session:
+        return session.exec(
+            select(ChainTransaction).where(ChainTransaction.request_id == request_id)
+        ).first()
+
+
+def highest_recorded_nonce(database_url: str, chain_id: int, sender: str) -> int | None:
+    from sqlalchemy import func  # noqa: PLC0415
+
+    with db.session_scope(database_url) as session:
+        value = session.exec(
+            select(func.max(ChainTransaction.nonce)).where(
+                ChainTransaction.chain_id == chain_id, ChainTransaction.sender == sender
+            )
+        ).first()
+        return int(value) if value is not None else None

@@ -1,0 +1,169 @@
+"""The durable transaction path on a real dev server and anvil: one writer of nonces per account,
+recorded before broadcast, exactly once per request id, reorgs noticed and corrected."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from eth_account import Account
+from sqlmodel import select
+from temporalio.client import Client
+from web3 import Web3
+
+from agentfleet import db, keystore
+from agentfleet.chain.transactions import relayer_id, send_transaction
+from agentfleet.messages import TxRequest, TxStatus
+from agentfleet.models import ChainTransaction
+from agentfleet.settings import Settings
+from tests.fixtures.chain_tools import funded_account, private_anvil, rpc
+from tests.replay import record_history
+from workers.main import running_workers
+from workflows.relayer import RelayerWorkflow
+
+REVERTING_CODE = "0x60006000fd"  # PUSH1 0 PUSH1 0 REVERT: every call reverts
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def relayer_env(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Settings, str]]:
+    """Workers bound to this test's database and the session anvil; a funded stored key."""
+    settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=anvil_url)
+    account = funded_account(anvil_url)
+    address = keystore.store_key(settings, f"relayer-{uuid.uuid4().hex[:6]}", account.key)
+    async with running_workers(dev_client, settings):
+        yield settings, address
+
+
+def transfer(request_id: str, wei: int = 1) -> TxRequest:
+    return TxRequest(request_id=request_id, to=Account.create().address, value=wei)
+
+
+async def test_fifty_concurrent_transactions_from_one_relayer_all_mine_in_nonce_order(
+    dev_client: Client, relayer_env: tuple[Settings, str], anvil_url: str
+) -> None:
+    settings, sender = relayer_env
+    run = uuid.uuid4().hex[:8]
+    outcomes = await asyncio.gather(
+        *(
+            send_transaction(
+                dev_client,
+                chain_id=31337,
+                sender=sender,
+                request=transfer(f"{run}-{i}"),
+                reorg_window_s=0,
+            )
+            for i in range(50)
+        )
+    )
+    assert [o.status for o in outcomes] == [TxStatus.CONFIRMED] * 50, [o.error for o in outcomes]
+    assert sorted(o.nonce for o in outcomes) == list(range(50))
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    assert w3.eth.get_transaction_count(sender) == 50
+    by_nonce = sorted(outcomes, key=lambda o: o.nonce or 0)
+    positions = []
+    for outcome in by_nonce:
+        receipt = w3.eth.get_transaction_receipt(outcome.tx_hash)  # type: ignore[arg-type]
+        assert receipt["status"] == 1
+        positions.append((receipt["blockNumber"], receipt["transactionIndex"]))
+    assert positions == sorted(positions)
+    with db.session_scope(settings.effective_database_url) as session:
+        rows = session.exec(select(ChainTransaction).where(ChainTransaction.sender == sender)).all()
+    assert len(rows) == 50 and {r.status for r in rows} == {"confirmed"}
+    assert all(len(r.attempts) == 1 for r in rows)
+
+
+async def test_same_request_twice_sends_once(
+    dev_client: Client, relayer_env: tuple[Settings, str], anvil_url: str
+) -> None:
+    settings, sender = relayer_env
+    request = transfer(f"once-{uuid.uuid4().hex[:8]}", wei=7)
+    first, second = await asyncio.gather(
+        send_transaction(dev_client, chain_id=31337, sender=sender, request=request),
+        send_transaction(dev_client, chain_id=31337, sender=sender, request=request),
+    )
+    third = await send_transaction(dev_client, chain_id=31337, sender=sender, request=request)
+    assert first == second == third
+    assert first.status is TxStatus.CONFIRMED
+    assert Web3(Web3.HTTPProvider(anvil_url)).eth.get_transaction_count(sender) == 1
+    backend = "postgresql" if settings.effective_database_url.startswith("postgresql") else "sqlite"
+    handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
+    await record_history(handle, f"relayer_{backend}")
+
+
+async def test_reverting_transaction_fails_without_spending_a_nonce(
+    dev_client: Client, relayer_env: tuple[Settings, str], anvil_url: str
+) -> None:
+    _, sender = relayer_env
+    target = Account.create().address
+    rpc(anvil_url, "anvil_setCode", target, REVERTING_CODE)
+    failed = await send_transaction(
+        dev_client,
+        chain_id=31337,
+        sender=sender,
+        request=TxRequest(request_id=f"revert-{uuid.uuid4().hex[:8]}", to=target, data="0x01"),
+    )
+    assert failed.status is TxStatus.FAILED
+    assert failed.nonce is None and "revert" in (failed.error or "")
+    ok = await send_transaction(
+        dev_client, chain_id=31337, sender=sender, request=transfer(f"after-{uuid.uuid4().hex}")
+    )
+    assert ok.status is TxStatus.CONFIRMED and ok.nonce == 0
+
+
+async def test_bad_request_is_rejected_by_the_validator_and_changes_nothing(
+    dev_client: Client, relayer_env: tuple[Settings, str]
+) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    _, sender = relayer_env
+    await send_transaction(
+        dev_client, chain_id=31337, sender=sender, request=transfer(f"warm-{uuid.uuid4().hex}")
+    )
+    handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
+    before = await handle.query(RelayerWorkflow.status)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            RelayerWorkflow.submit, TxRequest(request_id="bad", to="0x1234", value=1)
+        )
+    after = await handle.query(RelayerWorkflow.status)
+    assert after == before
+
+
+async def test_reorg_that_drops_a_depth_zero_transaction_is_noticed_and_corrected(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    with private_anvil() as url:
+        settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=url)
+        account = funded_account(url)
+        sender = keystore.store_key(settings, "reorg-relayer", account.key)
+        async with running_workers(dev_client, settings):
+            request = transfer(f"reorg-{uuid.uuid4().hex[:8]}", wei=5)
+            outcome = await send_transaction(
+                dev_client, chain_id=31337, sender=sender, request=request, reorg_window_s=3600
+            )
+            assert outcome.status is TxStatus.CONFIRMED
+            rpc(url, "anvil_reorg", 1, [])
+            w3 = Web3(Web3.HTTPProvider(url))
+            assert w3.eth.get_block(outcome.block_number)["hash"].to_0x_hex() != outcome.block_hash
+            handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
+            await handle.signal(RelayerWorkflow.recheck_now)
+            corrected = None
+            for _ in range(100):
+                with db.session_scope(migrated_database_url) as session:
+                    row = session.get(ChainTransaction, request.request_id)
+                    if row and row.reorgs == 1 and row.status == "confirmed":
+                        corrected = row
+                        break
+                await asyncio.sleep(0.1)
+            assert corrected is not None, "the reorg was not noticed"
+            receipt = w3.eth.get_transaction_receipt(corrected.tx_hash)  # type: ignore[arg-type]
+            assert receipt["blockHash"].to_0x_hex() == corrected.block_hash
+            assert corrected.block_hash != outcome.block_hash
+            assert w3.eth.get_transaction_count(sender) == 1
+            assert w3.eth.get_balance(request.to) == 5  # type: ignore[arg-type]
