@@ -1,0 +1,135 @@
+"""SIGKILL a real worker process inside the send path; after a restart every transaction is
+mined exactly once, with the bytes recorded before the crash, and its outcome recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from web3 import Web3
+
+from agentfleet import db, keystore
+from agentfleet.chain.transactions import send_transaction
+from agentfleet.messages import TxRequest, TxStatus
+from agentfleet.models import ChainTransaction
+from agentfleet.settings import Settings
+from tests.fixtures.chain_tools import funded_account
+
+
+class WorkerProcess:
+    """`python -m workers.main` for the workflow and chain queues, as `fleet up` runs it."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "workers.main",
+                    "--queue",
+                    "fleet-workflows",
+                    "--queue",
+                    "fleet-chain",
+                    "--metrics-port",
+                    "0",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def wait_killed(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        for _ in range(int(timeout * 10)):
+            if self.proc.poll() is not None:
+                return self.proc.returncode
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"worker was not killed; log:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def chaos(
+    dev_env: WorkflowEnvironment, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> Iterator[tuple[Settings, WorkerProcess, Path]]:
+    settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=anvil_url)
+    chaos_dir = tmp_path / "chaos"
+    chaos_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
+    env.update(
+        FLEET_HOME=str(tmp_path),
+        FLEET_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        FLEET_DATABASE_URL=migrated_database_url,
+        FLEET_RPC_URL=anvil_url,
+        FLEET_CHAOS_DIR=str(chaos_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    yield settings, worker, chaos_dir
+    worker.stop()
+
+
+@pytest.mark.parametrize("point", ["after_sign", "after_broadcast"])
+async def test_worker_killed_mid_send_mines_the_transaction_exactly_once(
+    dev_client: Client,
+    chaos: tuple[Settings, WorkerProcess, Path],
+    anvil_url: str,
+    point: str,
+) -> None:
+    settings, worker, chaos_dir = chaos
+    account = funded_account(anvil_url)
+    sender = keystore.store_key(settings, "chaos-relayer", account.key)
+    recipient = Account.create().address
+    request = TxRequest(request_id=f"chaos-{point}-{uuid.uuid4().hex[:8]}", to=recipient, value=9)
+    (chaos_dir / point).touch()
+    worker.start()
+    outcome_task = asyncio.create_task(
+        send_transaction(
+            dev_client,
+            chain_id=31337,
+            sender=sender,
+            request=request,
+            reorg_window_s=0,
+            heartbeat_timeout_s=2,
+        )
+    )
+    assert await worker.wait_killed() == -9
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    with db.session_scope(settings.effective_database_url) as session:
+        before = session.get(ChainTransaction, request.request_id)
+    assert before is not None and len(before.attempts) == 1, "signed bytes must be on record"
+    recorded_hash = before.attempts[0]["hash"]
+    expected_nonce_on_chain = 0 if point == "after_sign" else 1
+    assert w3.eth.get_transaction_count(sender) == expected_nonce_on_chain
+
+    worker.start()
+    outcome = await asyncio.wait_for(outcome_task, timeout=90)
+    assert outcome.status is TxStatus.CONFIRMED, outcome.error
+    assert outcome.tx_hash == recorded_hash
+    assert w3.eth.get_transaction_count(sender) == 1
+    assert w3.eth.get_balance(recipient) == 9
+    with db.session_scope(settings.effective_database_url) as session:
+        after = session.get(ChainTransaction, request.request_id)
+    assert after is not None and after.status == "confirmed"
+    assert [a["hash"] for a in after.attempts] == [recorded_hash]
