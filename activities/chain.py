@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError
@@ -20,6 +21,7 @@ from agentfleet.errors import FleetError
 from agentfleet.messages import (
     ChainHead,
     ChainHeadRequest,
+    EnsureRelayer,
     NonceQuery,
     PreparedTx,
     PrepareTx,
@@ -32,11 +34,13 @@ GAS_HEADROOM_PERCENT = 20
 
 
 class ChainActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._settings = settings
+        self._client = client
         self._rpc_url = settings.effective_rpc_url
         self._expected_chain_id = settings.chain_id
         self._w3: AsyncWeb3[Any] | None = None
+        self._verified_chain: int | None = None
 
     def _web3(self) -> AsyncWeb3[Any]:
         if self._w3 is None:
@@ -49,9 +53,14 @@ class ChainActivities:
             self._w3 = None
 
     async def _check_chain(self, chain_id: int | None = None) -> int:
-        actual = await self._web3().eth.chain_id
+        """The RPC's chain id must be the expected one (asked once per process, then cached)."""
         expected = chain_id if chain_id is not None else self._expected_chain_id
-        if actual != expected:
+        if self._verified_chain == expected:
+            return expected
+        actual = await self._web3().eth.chain_id
+        if actual == expected:
+            self._verified_chain = actual
+        else:
             raise ApplicationError(
                 f"RPC at {self._rpc_url} serves chain {actual}, expected {expected}",
                 type="WrongChain",
@@ -83,6 +92,13 @@ class ChainActivities:
             query.sender,
         )
         return max(int(pending), (recorded + 1) if recorded is not None else 0)
+
+    @activity.defn(name="ensure_relayer")
+    async def ensure_relayer(self, request: EnsureRelayer) -> None:
+        """Start the sender's relayer entity if it is not running (idempotent)."""
+        from agentfleet.chain.transactions import ensure_relayer  # noqa: PLC0415
+
+        await ensure_relayer(self._client or activity.client(), request.chain_id, request.sender)
 
     @activity.defn(name="prepare_transaction")
     async def prepare_transaction(self, order: PrepareTx) -> PreparedTx:

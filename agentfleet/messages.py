@@ -119,28 +119,51 @@ class TxOutcome(BaseModel):
     error: str | None = None
 
 
+class TxOrder(BaseModel):
+    """Input of a TransactionWorkflow: what to send, from which account, how carefully."""
+
+    chain_id: int
+    sender: str
+    request: TxRequest
+    confirmations: int = 0
+    policy: GasPolicy = Field(default_factory=GasPolicy)
+    reorg_window_s: float = 15.0
+    """After the outcome, the relayer checks the block again this much later (0: never)."""
+    heartbeat_timeout_s: float = 10.0
+    """How soon a send whose worker died is retried on another."""
+
+
 class RelayerState(BaseModel):
     """What a relayer entity carries across continue-as-new."""
 
     chain_id: int
     address: str
-    confirmations: int = 0
-    policy: GasPolicy = Field(default_factory=GasPolicy)
     next_nonce: int | None = None
-    recent: dict[str, TxOutcome] = Field(default_factory=dict)
+    reserved: dict[str, int] = Field(default_factory=dict)
+    """request id -> nonce, until the transaction's outcome arrives."""
+    finished: dict[str, TxOrder] = Field(default_factory=dict)
+    """Outcomes still to be checked again (reorg window, unknown outcomes)."""
     recheck: dict[str, datetime] = Field(default_factory=dict)
-    """request id -> when to look at it again (reorg window, unknown outcomes)."""
-    reorg_window_s: float = 15.0
-    heartbeat_timeout_s: float = 10.0
-    """How soon a send whose worker died is retried elsewhere."""
+    """request id -> when to look at it again."""
+    nonces: dict[str, int] = Field(default_factory=dict)
+    """Nonces of the recent requests (so a late duplicate reservation gets the same nonce)."""
+
+
+class NonceReservation(BaseModel):
+    request_id: str
+    nonce: int
+
+
+class TxFinished(BaseModel):
+    order: TxOrder
+    outcome: TxOutcome
 
 
 class RelayerStatus(BaseModel):
     address: str
     chain_id: int
     next_nonce: int | None
-    in_flight: int
-    recent: int
+    reserved: int
     pending_recheck: int
 
 
@@ -157,6 +180,19 @@ class PrepareTx(BaseModel):
 
 class PreparedTx(BaseModel):
     gas_limit: int
+
+
+class ReserveNonce(BaseModel):
+    chain_id: int
+    sender: str
+    request_id: str
+    reply_to: str | None = None
+    """Workflow id that gets the ``nonce_reserved`` signal."""
+
+
+class EnsureRelayer(BaseModel):
+    chain_id: int
+    sender: str
 
 
 class SendTx(BaseModel):

@@ -13,10 +13,12 @@ import pytest_asyncio
 from eth_account import Account
 from sqlmodel import select
 from temporalio.client import Client
+from temporalio.service import RPCError
 from web3 import Web3
 
 from agentfleet import db, keystore
 from agentfleet.chain.transactions import relayer_id, send_transaction
+from agentfleet.errors import FleetError
 from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
@@ -94,6 +96,8 @@ async def test_same_request_twice_sends_once(
     backend = "postgresql" if settings.effective_database_url.startswith("postgresql") else "sqlite"
     handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
     await record_history(handle, f"relayer_{backend}")
+    tx_handle = dev_client.get_workflow_handle(f"tx-31337-{request.request_id}")
+    await record_history(tx_handle, f"transaction_{backend}")
 
 
 async def test_reverting_transaction_fails_without_spending_a_nonce(
@@ -116,23 +120,21 @@ async def test_reverting_transaction_fails_without_spending_a_nonce(
     assert ok.status is TxStatus.CONFIRMED and ok.nonce == 0
 
 
-async def test_bad_request_is_rejected_by_the_validator_and_changes_nothing(
+async def test_bad_request_is_refused_at_the_edge_and_changes_nothing(
     dev_client: Client, relayer_env: tuple[Settings, str]
 ) -> None:
-    from temporalio.client import WorkflowUpdateFailedError
-
     _, sender = relayer_env
     await send_transaction(
         dev_client, chain_id=31337, sender=sender, request=transfer(f"warm-{uuid.uuid4().hex}")
     )
     handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
     before = await handle.query(RelayerWorkflow.status)
-    with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update(
-            RelayerWorkflow.submit, TxRequest(request_id="bad", to="0x1234", value=1)
-        )
-    after = await handle.query(RelayerWorkflow.status)
-    assert after == before
+    bad = TxRequest(request_id=f"bad-{uuid.uuid4().hex[:6]}", to="0x1234", value=1)
+    with pytest.raises(FleetError, match="not an address"):
+        await send_transaction(dev_client, chain_id=31337, sender=sender, request=bad)
+    assert await handle.query(RelayerWorkflow.status) == before
+    with pytest.raises(RPCError):
+        await dev_client.get_workflow_handle(f"tx-31337-{bad.request_id}").describe()
 
 
 async def test_reorg_that_drops_a_depth_zero_transaction_is_noticed_and_corrected(

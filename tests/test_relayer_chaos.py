@@ -52,9 +52,9 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    async def wait_killed(self, timeout: float = 60) -> int:
+    async def wait_killed(self) -> int:
         assert self.proc is not None
-        for _ in range(int(timeout * 10)):
+        for _ in range(600):
             if self.proc.poll() is not None:
                 return self.proc.returncode
             await asyncio.sleep(0.1)

@@ -20,6 +20,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.chain import ChainActivities
 from activities.skeleton import noop
@@ -28,21 +29,33 @@ from agentfleet import metrics, taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
-from workflows.relayer import RelayerWorkflow
+from workflows.relayer import RelayerWorkflow, TransactionWorkflow
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
 
 log = logging.getLogger("agentfleet.worker")
 
-WORKFLOWS: list[type] = [RelayerWorkflow, SkeletonWorkflow, StackCheckWorkflow]
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "agentfleet", "pydantic", "pydantic_core", "annotated_types"
+    )
+)
+"""Our shared models and pydantic are deterministic and imported once, not per workflow run."""
+
+WORKFLOWS: list[type] = [
+    RelayerWorkflow,
+    SkeletonWorkflow,
+    StackCheckWorkflow,
+    TransactionWorkflow,
+]
 
 
 class Activities:
     """The activity objects of one worker process (they hold connections to close at the end)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.store = StoreActivities(settings)
-        self.chain = ChainActivities(settings)
+        self.chain = ChainActivities(settings, client)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -57,6 +70,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
         taskqueues.CHAIN: [
             chain.chain_head,
             chain.read_account_nonce,
+            chain.ensure_relayer,
             chain.prepare_transaction,
             chain.send_transaction,
             chain.verify_transaction,
@@ -81,6 +95,7 @@ def build_workers(
                 client,
                 task_queue=queue,
                 workflows=WORKFLOWS if queue == taskqueues.WORKFLOWS else [],
+                workflow_runner=WORKFLOW_RUNNER,
                 activities=activities_for(queue, bound),
                 activity_executor=executor,
             )
@@ -93,7 +108,7 @@ async def running_workers(
     client: Client, settings: Settings, queues: Sequence[str] = taskqueues.ALL
 ) -> AsyncIterator[list[Worker]]:
     """Poll ``queues`` until the block ends; then shut down and close connections."""
-    bound = Activities(settings)
+    bound = Activities(settings, client)
     try:
         async with contextlib.AsyncExitStack() as stack:
             workers = build_workers(client, bound, queues)

@@ -1,17 +1,20 @@
-"""RelayerWorkflow: one durable entity per sending account (``relayer-{chain}-{address}``).
+"""Durable transactions: TransactionWorkflow per transaction, RelayerWorkflow per account.
 
-It is the only writer of its account's nonces, so any number of concurrent requests never collide
-("nonce too low", "replacement transaction underpriced"). A request is simulated first (a revert
-spends no nonce), then gets the next nonce and goes to ``send_transaction``, which records the
-signed bytes before broadcast. Finished transactions stay on a re-check list for a reorg window;
-unknown outcomes are re-checked until they resolve. Requests are updates: the caller gets the
-outcome; the same ``request_id`` twice gets the same outcome.
+``TransactionWorkflow`` (id ``tx-{chain}-{request_id}``: sending the same request twice sends
+once) simulates the transaction (a revert spends no nonce), reserves a nonce from the account's
+relayer, and sends through ``send_transaction``, which records the signed bytes before broadcast.
+
+``RelayerWorkflow`` (id ``relayer-{chain}-{address}``) is the only writer of its account's nonces,
+so concurrent transactions never collide ("nonce too low", "replacement transaction
+underpriced"). Its ``reserve`` update is short (no activity), so many transactions reserve at
+once. Finished transactions come back by signal and are checked again after their reorg window;
+unknown outcomes are re-sent from their recorded bytes until they resolve.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,18 +23,23 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
     from agentfleet.messages import (
+        EnsureRelayer,
         NonceQuery,
+        NonceReservation,
         PreparedTx,
         PrepareTx,
         RelayerState,
         RelayerStatus,
+        ReserveNonce,
         SendTx,
+        TxFinished,
+        TxOrder,
         TxOutcome,
         TxRequest,
         TxStatus,
     )
 
-RECENT_LIMIT = 2000
+RECENT_NONCES = 5000
 RPC_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
@@ -47,12 +55,129 @@ def _is_hex(text: str) -> bool:
     return True
 
 
+def relayer_workflow_id(chain_id: int, address: str) -> str:
+    return f"relayer-{chain_id}-{address.lower()}"
+
+
+def transaction_workflow_id(chain_id: int, request_id: str) -> str:
+    return f"tx-{chain_id}-{request_id}"
+
+
+def send_order(order: TxOrder, nonce: int, request: TxRequest | None = None) -> SendTx:
+    return SendTx(
+        chain_id=order.chain_id,
+        sender=order.sender,
+        nonce=nonce,
+        request=request or order.request,
+        confirmations=order.confirmations,
+        policy=order.policy,
+    )
+
+
+async def execute_send(send: SendTx, heartbeat_timeout_s: float) -> TxOutcome:
+    """Run ``send_transaction``; retries exhausted means unknown, a non-retryable error failed."""
+    policy = send.policy
+    try:
+        outcome: TxOutcome = await workflow.execute_activity(
+            "send_transaction",
+            send,
+            result_type=TxOutcome,
+            task_queue=taskqueues.CHAIN,
+            start_to_close_timeout=timedelta(seconds=policy.receipt_timeout_s + 30),
+            schedule_to_close_timeout=timedelta(seconds=4 * policy.receipt_timeout_s + 120),
+            heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s),
+            retry_policy=RPC_RETRY,
+        )
+        return outcome
+    except ActivityError as err:
+        cause = err.cause
+        failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
+        return TxOutcome(
+            request_id=send.request.request_id,
+            status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
+            sender=send.sender,
+            nonce=send.nonce,
+            error=str(cause or err),
+        )
+
+
+@workflow.defn(name="TransactionWorkflow")
+class TransactionWorkflow:
+    def __init__(self) -> None:
+        self.reservation: NonceReservation | None = None
+
+    @workflow.signal
+    def nonce_reserved(self, reservation: NonceReservation) -> None:
+        self.reservation = reservation
+
+    async def _reserve(self, order: TxOrder, request_id: str) -> NonceReservation:
+        """Ask the sender's relayer for a nonce by signal (no in-flight limit, batched by the
+        relayer); the relayer is started by an activity the first time it is missing."""
+        relayer = workflow.get_external_workflow_handle(
+            relayer_workflow_id(order.chain_id, order.sender)
+        )
+        ask = ReserveNonce(
+            chain_id=order.chain_id,
+            sender=order.sender,
+            request_id=request_id,
+            reply_to=workflow.info().workflow_id,
+        )
+        try:
+            await relayer.signal("reserve", ask)
+        except Exception:  # the relayer does not exist yet (or was retired)
+            await workflow.execute_activity(
+                "ensure_relayer",
+                EnsureRelayer(chain_id=order.chain_id, sender=order.sender),
+                task_queue=taskqueues.CHAIN,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RPC_RETRY,
+            )
+            await relayer.signal("reserve", ask)
+        await workflow.wait_condition(lambda: self.reservation is not None)
+        assert self.reservation is not None  # noqa: S101 - narrowed by the condition above
+        return self.reservation
+
+    @workflow.run
+    async def run(self, order: TxOrder) -> TxOutcome:
+        request = order.request
+        if request.gas_limit is None:
+            try:
+                prepared = await workflow.execute_activity(
+                    "prepare_transaction",
+                    PrepareTx(chain_id=order.chain_id, sender=order.sender, request=request),
+                    result_type=PreparedTx,
+                    task_queue=taskqueues.CHAIN,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=RPC_RETRY,
+                )
+            except ActivityError as err:
+                return TxOutcome(
+                    request_id=request.request_id,
+                    status=TxStatus.FAILED,
+                    sender=order.sender,
+                    error=str(err.cause or err),
+                )
+            request = request.model_copy(update={"gas_limit": prepared.gas_limit})
+        reservation = await self._reserve(order, request.request_id)
+        outcome = await execute_send(
+            send_order(order, reservation.nonce, request), order.heartbeat_timeout_s
+        )
+        relayer = workflow.get_external_workflow_handle(
+            relayer_workflow_id(order.chain_id, order.sender)
+        )
+        await relayer.signal(
+            "finished",
+            TxFinished(order=order.model_copy(update={"request": request}), outcome=outcome),
+        )
+        return outcome
+
+
 @workflow.defn(name="RelayerWorkflow")
 class RelayerWorkflow:
     @workflow.init
     def __init__(self, state: RelayerState) -> None:
         self.state = state
-        self.in_flight: set[str] = set()
         self.wake = False
 
     @workflow.run
@@ -67,7 +192,7 @@ class RelayerWorkflow:
                 retry_policy=RPC_RETRY,
             )
         while True:
-            due = self._next_due()
+            due = min(self.state.recheck.values(), default=None)
             timeout = None if due is None else max(due - workflow.now(), timedelta(0))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -77,141 +202,71 @@ class RelayerWorkflow:
             self.wake = False
             await self._recheck_due()
             if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and not self.in_flight
-                )
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.state)
-
-    def _next_due(self) -> datetime | None:
-        return min(self.state.recheck.values(), default=None)
 
     async def _recheck_due(self) -> None:
         now = workflow.now()
         for request_id, due in sorted(self.state.recheck.items(), key=lambda item: item[1]):
-            if due > now:
+            order = self.state.finished.get(request_id)
+            nonce = self.state.nonces.get(request_id)
+            if due > now or order is None or nonce is None:
                 continue
-            outcome = self.state.recent.get(request_id)
-            if outcome is None or outcome.nonce is None:
-                self.state.recheck.pop(request_id, None)
-                continue
-            order = self._order(TxRequest(request_id=request_id), outcome.nonce)
+            send = send_order(order, nonce)
             checked = await workflow.execute_activity(
                 "verify_transaction",
-                order,
+                send,
                 result_type=TxOutcome | None,  # type: ignore[arg-type]
                 task_queue=taskqueues.CHAIN,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RPC_RETRY,
             )
             if checked is None:
-                checked = await self._send(order)
-            self._remember(checked, recheck=checked.status is TxStatus.UNKNOWN)
+                checked = await execute_send(send, order.heartbeat_timeout_s)
+            if checked.status is TxStatus.UNKNOWN:
+                self.state.recheck[request_id] = workflow.now() + timedelta(seconds=30)
+            else:
+                self.state.recheck.pop(request_id, None)
+                self.state.finished.pop(request_id, None)
 
-    def _order(self, request: TxRequest, nonce: int) -> SendTx:
-        return SendTx(
-            chain_id=self.state.chain_id,
-            sender=self.state.address,
-            nonce=nonce,
-            request=request,
-            confirmations=self.state.confirmations,
-            policy=self.state.policy,
-        )
+    def _reserve(self, request: ReserveNonce) -> NonceReservation:
+        known = self.state.reserved.get(request.request_id)
+        if known is None:
+            known = self.state.nonces.get(request.request_id)
+        if known is None:
+            known = self.state.next_nonce or 0
+            self.state.next_nonce = known + 1
+            self.state.reserved[request.request_id] = known
+            self.state.nonces[request.request_id] = known
+            while len(self.state.nonces) > RECENT_NONCES:
+                del self.state.nonces[next(iter(self.state.nonces))]
+        return NonceReservation(request_id=request.request_id, nonce=known)
 
-    async def _send(self, order: SendTx) -> TxOutcome:
-        policy = self.state.policy
-        try:
-            outcome: TxOutcome = await workflow.execute_activity(
-                "send_transaction",
-                order,
-                result_type=TxOutcome,
-                task_queue=taskqueues.CHAIN,
-                start_to_close_timeout=timedelta(seconds=policy.receipt_timeout_s + 30),
-                schedule_to_close_timeout=timedelta(seconds=4 * policy.receipt_timeout_s + 120),
-                heartbeat_timeout=timedelta(seconds=self.state.heartbeat_timeout_s),
-                retry_policy=RPC_RETRY,
-            )
-            return outcome
-        except ActivityError as err:
-            cause = err.cause
-            failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
-            return TxOutcome(
-                request_id=order.request.request_id,
-                status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
-                sender=order.sender,
-                nonce=order.nonce,
-                error=str(cause or err),
-            )
-
-    def _remember(self, outcome: TxOutcome, *, recheck: bool) -> None:
-        self.state.recent[outcome.request_id] = outcome
-        while len(self.state.recent) > RECENT_LIMIT:
-            oldest = next(iter(self.state.recent))
-            if oldest in self.state.recheck:
-                break
-            del self.state.recent[oldest]
-        if recheck:
-            window = timedelta(seconds=self.state.reorg_window_s)
-            self.state.recheck[outcome.request_id] = workflow.now() + window
-        else:
-            self.state.recheck.pop(outcome.request_id, None)
-
-    @workflow.update
-    async def submit(self, request: TxRequest) -> TxOutcome:
-        known = self.state.recent.get(request.request_id)
-        if known is not None:
-            return known
-        if request.request_id in self.in_flight:
-            await workflow.wait_condition(lambda: request.request_id in self.state.recent)
-            return self.state.recent[request.request_id]
-        self.in_flight.add(request.request_id)
-        try:
-            outcome = await self._submit(request)
-        finally:
-            self.in_flight.discard(request.request_id)
-        return outcome
-
-    async def _submit(self, request: TxRequest) -> TxOutcome:
+    @workflow.signal
+    async def reserve(self, request: ReserveNonce) -> None:
+        """The nonce of ``request_id`` (a new one the first time, the same one after that),
+        answered by a ``nonce_reserved`` signal to ``reply_to``."""
+        if request.chain_id != self.state.chain_id or (
+            request.sender.lower() != self.state.address.lower()
+        ):
+            workflow.logger.warning("reserve for another account ignored: %s", request.sender)
+            return
         await workflow.wait_condition(lambda: self.state.next_nonce is not None)
-        if request.gas_limit is None:
-            try:
-                prepared = await workflow.execute_activity(
-                    "prepare_transaction",
-                    PrepareTx(
-                        chain_id=self.state.chain_id, sender=self.state.address, request=request
-                    ),
-                    result_type=PreparedTx,
-                    task_queue=taskqueues.CHAIN,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RPC_RETRY,
-                )
-            except ActivityError as err:
-                outcome = TxOutcome(
-                    request_id=request.request_id,
-                    status=TxStatus.FAILED,
-                    sender=self.state.address,
-                    error=str(err.cause or err),
-                )
-                self._remember(outcome, recheck=False)
-                return outcome
-            request = request.model_copy(update={"gas_limit": prepared.gas_limit})
-        nonce = self.state.next_nonce or 0
-        self.state.next_nonce = nonce + 1
-        outcome = await self._send(self._order(request, nonce))
-        recheck = outcome.status is TxStatus.UNKNOWN or (
-            outcome.status is TxStatus.CONFIRMED and self.state.reorg_window_s > 0
-        )
-        self._remember(outcome, recheck=recheck)
-        return outcome
+        reservation = self._reserve(request)
+        if request.reply_to:
+            handle = workflow.get_external_workflow_handle(request.reply_to)
+            await handle.signal("nonce_reserved", reservation)
 
-    @submit.validator
-    def _validate_submit(self, request: TxRequest) -> None:
-        if request.to is not None and not (_is_hex(request.to) and len(request.to) == 42):
-            raise ApplicationError(f"'to' is not an address: {request.to!r}", type="BadRequest")
-        if not _is_hex(request.data):
-            raise ApplicationError("'data' must be 0x-prefixed hex", type="BadRequest")
-        if request.to is None and request.data == "0x":
-            raise ApplicationError("a transaction needs 'to' or contract code", type="BadRequest")
+    @workflow.signal
+    def finished(self, done: TxFinished) -> None:
+        """A transaction's outcome: keep it for the reorg re-check (or until it is known)."""
+        request_id = done.outcome.request_id
+        self.state.reserved.pop(request_id, None)
+        unknown = done.outcome.status is TxStatus.UNKNOWN
+        window = 30.0 if unknown else done.order.reorg_window_s
+        if done.outcome.nonce is not None and window > 0:
+            self.state.finished[request_id] = done.order
+            self.state.recheck[request_id] = workflow.now() + timedelta(seconds=window)
 
     @workflow.signal
     def recheck_now(self) -> None:
@@ -227,7 +282,17 @@ class RelayerWorkflow:
             address=self.state.address,
             chain_id=self.state.chain_id,
             next_nonce=self.state.next_nonce,
-            in_flight=len(self.in_flight),
-            recent=len(self.state.recent),
+            reserved=len(self.state.reserved),
             pending_recheck=len(self.state.recheck),
         )
+
+
+def validate_request(request: TxRequest) -> str | None:
+    """Why a request cannot be sent, or None (used at the edge before any workflow starts)."""
+    if request.to is not None and not (_is_hex(request.to) and len(request.to) == 42):
+        return f"'to' is not an address: {request.to!r}"
+    if not _is_hex(request.data):
+        return "'data' must be 0x-prefixed hex"
+    if request.to is None and request.data == "0x":
+        return "a transaction needs 'to' or contract code"
+    return None

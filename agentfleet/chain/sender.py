@@ -226,13 +226,16 @@ class TransactionSender:
     async def _wait_receipt(
         self, record: ChainTransaction, order: SendTx, heartbeat: Heartbeat, deadline: float
     ) -> Any | None:
+        """Poll for a receipt: often at first (a dev chain mines at once), then every second."""
         stuck_at = min(time.monotonic() + order.policy.stuck_after_s, deadline)
+        pause = POLL_S / 4
         while time.monotonic() < stuck_at:
             receipt = await self._find_receipt(record)
             if receipt is not None:
                 return receipt
             heartbeat(record.tx_hash)
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
         return None
 
     async def _confirm(
@@ -251,11 +254,16 @@ class TransactionSender:
             block_hash=block_hash,
             gas_used=int(receipt["gasUsed"]),
         )
-        while await self.w3.eth.block_number < block_number + order.confirmations:
+        while order.confirmations and (
+            await self.w3.eth.block_number < block_number + order.confirmations
+        ):
             heartbeat(tx_hash)
             await asyncio.sleep(POLL_S)
-        again = await self._find_receipt(record)
-        canonical = await self._block_hash(block_number)
+        if order.confirmations == 0:
+            again = receipt  # depth 0: final now; the relayer's reorg window checks it later
+        else:
+            again = await self._find_receipt(record)
+        canonical = await self._block_hash(block_number) if order.confirmations else block_hash
         if (
             again is None
             or AsyncWeb3.to_hex(again["blockHash"]) != block_hash

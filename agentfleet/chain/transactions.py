@@ -1,8 +1,8 @@
-"""How code sends a transaction: an update-with-start on the sender's relayer entity.
+"""How code sends a transaction: start (or attach to) its TransactionWorkflow and await it.
 
-``send_transaction`` returns when the transaction is final (or known to have failed); the same
-``request_id`` sent again, concurrently or after a crash, returns the same outcome and never sends
-a second transaction. Pick among several relayer accounts with :func:`pick_relayer`.
+The workflow id is the request id (``tx-{chain}-{request_id}``): the same request sent again,
+concurrently, after a crash or after it finished, returns the same outcome and never sends a
+second transaction. Pick among several relayer accounts with :func:`pick_relayer`.
 """
 
 from __future__ import annotations
@@ -10,15 +10,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from agentfleet import taskqueues
-from agentfleet.messages import GasPolicy, RelayerState, TxOutcome, TxRequest
+from agentfleet.errors import FleetError
+from agentfleet.messages import (
+    GasPolicy,
+    RelayerState,
+    TxOrder,
+    TxOutcome,
+    TxRequest,
+)
 
 
 def relayer_id(chain_id: int, address: str) -> str:
-    return f"relayer-{chain_id}-{address.lower()}"
+    from workflows.relayer import relayer_workflow_id  # noqa: PLC0415
+
+    return relayer_workflow_id(chain_id, address)
 
 
 def pick_relayer(relayers: Sequence[str], request_id: str) -> str:
@@ -40,23 +50,50 @@ async def send_transaction(
     reorg_window_s: float = 15.0,
     heartbeat_timeout_s: float = 10.0,
 ) -> TxOutcome:
+    """Send ``request`` from ``sender`` (a key in the keystore) and wait for its outcome."""
+    from workflows.relayer import (  # noqa: PLC0415
+        TransactionWorkflow,
+        transaction_workflow_id,
+        validate_request,
+    )
+
+    problem = validate_request(request)
+    if problem:
+        raise FleetError(f"transaction {request.request_id}: {problem}")
+    order = TxOrder(
+        chain_id=chain_id,
+        sender=sender,
+        request=request,
+        confirmations=confirmations,
+        policy=policy or GasPolicy(),
+        reorg_window_s=reorg_window_s,
+        heartbeat_timeout_s=heartbeat_timeout_s,
+    )
+    workflow_id = transaction_workflow_id(chain_id, request.request_id)
+    try:
+        handle = await client.start_workflow(
+            TransactionWorkflow.run,
+            order,
+            id=workflow_id,
+            task_queue=taskqueues.WORKFLOWS,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle_for(TransactionWorkflow.run, workflow_id)
+    outcome: TxOutcome = await handle.result()
+    return outcome
+
+
+async def ensure_relayer(client: Client, chain_id: int, sender: str) -> None:
+    """Start the relayer entity of ``sender`` unless it runs already."""
     from workflows.relayer import RelayerWorkflow  # noqa: PLC0415
 
-    start = WithStartWorkflowOperation(
+    await client.start_workflow(
         RelayerWorkflow.run,
-        RelayerState(
-            chain_id=chain_id,
-            address=sender,
-            confirmations=confirmations,
-            policy=policy or GasPolicy(),
-            reorg_window_s=reorg_window_s,
-            heartbeat_timeout_s=heartbeat_timeout_s,
-        ),
+        RelayerState(chain_id=chain_id, address=sender),
         id=relayer_id(chain_id, sender),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         task_queue=taskqueues.WORKFLOWS,
     )
-    outcome: TxOutcome = await client.execute_update_with_start_workflow(
-        RelayerWorkflow.submit, request, start_workflow_operation=start
-    )
-    return outcome
