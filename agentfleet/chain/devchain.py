@@ -1,0 +1,69 @@
+"""A dev chain of one's own: private anvils, funded throwaway accounts, raw JSON-RPC.
+
+For tests and benchmarks (``anvil_setBalance`` exists on dev chains only).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from agentfleet import binaries
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rpc(url: str, method: str, *params: Any) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    request = urllib.request.Request(url, body.encode(), {"content-type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        answer = json.load(response)
+    if "error" in answer:
+        raise RuntimeError(f"{method}: {answer['error']}")
+    return answer["result"]
+
+
+@contextmanager
+def private_anvil(*extra: str) -> Iterator[str]:
+    """An anvil of one's own (for tests that reorg or reset the chain)."""
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our anvil binary, our arguments
+        [str(binaries.anvil()), "--host", "127.0.0.1", "--port", str(port), "--silent", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            rpc(url, "eth_chainId")
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def funded_account(url: str, wei: int = 10**20) -> LocalAccount:
+    account: LocalAccount = Account.create()
+    rpc(url, "anvil_setBalance", account.address, hex(wei))
+    return account
