@@ -169,3 +169,45 @@ async def test_reorg_that_drops_a_depth_zero_transaction_is_noticed_and_correcte
             assert corrected.block_hash != outcome.block_hash
             assert w3.eth.get_transaction_count(sender) == 1
             assert w3.eth.get_balance(request.to) == 5  # type: ignore[arg-type]
+
+
+async def test_stuck_transaction_is_resent_at_the_same_nonce_with_higher_fees(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    from agentfleet.messages import GasPolicy
+
+    with private_anvil("--no-mining") as url:
+        settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=url)
+        sender = keystore.store_key(settings, "stuck-relayer", funded_account(url).key)
+        async with running_workers(dev_client, settings):
+            request = transfer(f"stuck-{uuid.uuid4().hex[:8]}", wei=3)
+            sending = asyncio.create_task(
+                send_transaction(
+                    dev_client,
+                    chain_id=31337,
+                    sender=sender,
+                    request=request.model_copy(update={"gas_limit": 21000}),
+                    policy=GasPolicy(stuck_after_s=0.5, receipt_timeout_s=60),
+                    reorg_window_s=0,
+                )
+            )
+            attempts: list[dict[str, object]] = []
+            for _ in range(200):
+                with db.session_scope(migrated_database_url) as session:
+                    row = session.get(ChainTransaction, request.request_id)
+                    attempts = list(row.attempts) if row else []
+                if len(attempts) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(attempts) >= 2, "a stuck transaction must be re-signed"
+            assert int(attempts[1]["max_fee"]) > int(attempts[0]["max_fee"])  # type: ignore[call-overload]
+            rpc(url, "evm_mine")
+            outcome = await asyncio.wait_for(sending, timeout=60)
+        assert outcome.status is TxStatus.CONFIRMED
+        w3 = Web3(Web3.HTTPProvider(url))
+        assert w3.eth.get_transaction_count(sender) == 1
+        assert w3.eth.get_balance(request.to) == 3  # type: ignore[arg-type]
+        with db.session_scope(migrated_database_url) as session:
+            row = session.get(ChainTransaction, request.request_id)
+        assert row is not None and row.nonce == 0
+        assert {a["hash"] for a in row.attempts} >= {outcome.tx_hash}
