@@ -45,7 +45,40 @@ async def stack_check(client: Client, settings: Settings) -> str:
     )
 
 
-DEMOS: list[tuple[str, Demo]] = [("stack check", stack_check)]
+async def fusd_transfer(client: Client, settings: Settings) -> str:
+    """1 fUSD from the first relayer to anvil account 5, through the durable transaction path
+    (TransactionWorkflow + RelayerWorkflow, both visible in the Web UI)."""
+    from web3 import Web3  # noqa: PLC0415
+
+    from agentfleet.chain import artifacts  # noqa: PLC0415
+    from agentfleet.chain.accounts import dev_account  # noqa: PLC0415
+    from agentfleet.chain.relayers import relayers  # noqa: PLC0415
+    from agentfleet.chain.transactions import send_transaction  # noqa: PLC0415
+    from agentfleet.deployment import load_deployment  # noqa: PLC0415
+    from agentfleet.messages import TxRequest  # noqa: PLC0415
+
+    deployment = load_deployment(settings)
+    senders = relayers(settings)
+    if deployment is None or not senders:
+        return "fUSD transfer: skipped (no deployment or relayer on this chain)"
+    token = Web3().eth.contract(abi=artifacts.load("FleetUSD").abi)
+    recipient = dev_account(5).address
+    data = token.encode_abi("transfer", args=[recipient, 1_000_000])
+    request_id = f"demo-transfer-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    outcome = await send_transaction(
+        client,
+        chain_id=settings.chain_id,
+        sender=senders[0],
+        request=TxRequest(request_id=request_id, to=deployment.address("FleetUSD"), data=data),
+        reorg_window_s=5,
+    )
+    return (
+        f"fUSD transfer tx-{settings.chain_id}-{request_id}: {outcome.status.value}, "
+        f"1 fUSD {senders[0][:10]}… -> {recipient[:10]}… in block {outcome.block_number}"
+    )
+
+
+DEMOS: list[tuple[str, Demo]] = [("stack check", stack_check), ("fUSD transfer", fusd_transfer)]
 
 
 async def run_demos(settings: Settings, report: Report) -> list[str]:

@@ -192,6 +192,11 @@ class Supervisor:
         note = deployment.ensure_deployed(self.settings)
         if note:
             self.report(note)
+        from agentfleet.chain.relayers import ensure_dev_relayers  # noqa: PLC0415
+
+        accounts = ensure_dev_relayers(self.settings)
+        if accounts:
+            self.report(f"{len(accounts)} relayer accounts: {', '.join(accounts)}")
         self._save()
 
     def _start_component(self, spec: ComponentSpec) -> None:
