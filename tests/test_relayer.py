@@ -98,6 +98,9 @@ async def test_same_request_twice_sends_once(
     await record_history(handle, f"relayer_{backend}")
     tx_handle = dev_client.get_workflow_handle(f"tx-31337-{request.request_id}")
     await record_history(tx_handle, f"transaction_{backend}")
+    key = keystore.load_account(settings, sender).key.hex().removeprefix("0x")
+    for history in (await handle.fetch_history(), await tx_handle.fetch_history()):
+        assert key not in history.to_json().lower(), "a private key reached a workflow history"
 
 
 async def test_reverting_transaction_fails_without_spending_a_nonce(
