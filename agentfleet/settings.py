@@ -12,10 +12,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
+NETWORK_CHAIN_IDS = {"local": 31337, "polygon": 137, "amoy": 80002, "fuji": 43113}
+"""Chain id of each network profile (the profiles live in ``agentfleet.chain.networks``)."""
 
 
 class Settings(BaseSettings):
@@ -64,7 +66,9 @@ class Settings(BaseSettings):
     rpc_url: str | None = Field(
         default=None, description="EVM JSON-RPC URL; unset means the embedded anvil."
     )
-    chain_id: int = Field(default=31337, description="Chain id of the embedded anvil.")
+    chain_id: int = Field(
+        default=31337, description="Chain id; unset: the network profile's (anvil: 31337)."
+    )
     network: str = Field(
         default="local",
         description="Chain profile: local (anvil), polygon (137), amoy (80002), fuji (43113).",
@@ -135,6 +139,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _chain_id_from_network(self) -> Settings:
+        if self.network not in NETWORK_CHAIN_IDS:
+            raise ValueError(
+                f"FLEET_NETWORK {self.network!r} is not one of {', '.join(NETWORK_CHAIN_IDS)}"
+            )
+        if "chain_id" not in self.model_fields_set and self.network != "local":
+            self.chain_id = NETWORK_CHAIN_IDS[self.network]
+        return self
 
     @field_validator("log_level", mode="after")
     @classmethod

@@ -209,7 +209,22 @@ def test_invalid_value_with_json_prints_an_error_object(monkeypatch: pytest.Monk
     assert result.exit_code == 1
     assert json.loads(result.stdout) == {
         "ok": False,
-        "error": "FLEET_UI_PORT: Value error, 0 is not a TCP port (1-65535)",
+        "error": "FLEET_UI_PORT: 0 is not a TCP port (1-65535)",
     }
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error:")
+
+
+def test_network_profile_sets_the_chain_id_unless_given() -> None:
+    assert Settings().chain_id == 31337
+    assert Settings(network="amoy").chain_id == 80002
+    assert Settings(network="polygon", chain_id=1337).chain_id == 1337
+
+
+def test_unknown_network_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_NETWORK", "nosuch")
+    result = CliRunner().invoke(app, ["config", "show"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: FLEET_NETWORK 'nosuch' is not one of local, polygon, amoy, fuji"
+    ]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.errors import FleetError
 from agentfleet.messages import GasPolicy
-from agentfleet.settings import LOOPBACK, Settings
+from agentfleet.settings import LOOPBACK, NETWORK_CHAIN_IDS, Settings
 
 
 class ChainProfile(BaseModel):
@@ -52,7 +52,7 @@ PROFILES: dict[str, ChainProfile] = {
     for p in (
         ChainProfile(
             name="local",
-            chain_id=31337,
+            chain_id=NETWORK_CHAIN_IDS["local"],
             confirmations=0,
             gas=GasPolicy(
                 max_fee_gwei=100.0,
@@ -65,7 +65,7 @@ PROFILES: dict[str, ChainProfile] = {
         ),
         ChainProfile(
             name="polygon",
-            chain_id=137,
+            chain_id=NETWORK_CHAIN_IDS["polygon"],
             confirmations=64,
             gas=GasPolicy(
                 max_fee_gwei=1000.0,
@@ -78,7 +78,7 @@ PROFILES: dict[str, ChainProfile] = {
         ),
         ChainProfile(
             name="amoy",
-            chain_id=80002,
+            chain_id=NETWORK_CHAIN_IDS["amoy"],
             confirmations=5,
             gas=GasPolicy(
                 max_fee_gwei=500.0,
@@ -91,7 +91,7 @@ PROFILES: dict[str, ChainProfile] = {
         ),
         ChainProfile(
             name="fuji",
-            chain_id=43113,
+            chain_id=NETWORK_CHAIN_IDS["fuji"],
             confirmations=2,
             gas=GasPolicy(
                 max_fee_gwei=200.0,

@@ -14,7 +14,10 @@ def load_settings(as_json: bool = False) -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = "_".join(str(part) for part in first["loc"]).upper()
-        fail(f"FLEET_{field}: {first['msg']}", as_json=as_json)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["loc"]:
+            field = "_".join(str(part) for part in first["loc"]).upper()
+            message = f"FLEET_{field}: {message}"
+        fail(message, as_json=as_json)
     except SettingsError as exc:
         fail(f"invalid FLEET_* setting: {exc}", as_json=as_json)
