@@ -22,10 +22,10 @@ from web3 import Web3
 from agentfleet import binaries, deployment
 from agentfleet.chain import artifacts, networks
 from agentfleet.chain.accounts import dev_account
+from agentfleet.chain.devchain import free_port, rpc
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
 from starters.cli.main import app
-from tests.fixtures.chain import _chain_id, free_port
 
 
 def start_anvil(*extra: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
@@ -34,11 +34,15 @@ def start_anvil(*extra: str, port: int | None = None) -> tuple[subprocess.Popen[
     proc = subprocess.Popen([*argv, *extra])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
-    while _chain_id(url) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"anvil did not start on {url}")
-        time.sleep(0.05)
+    while True:
+        try:
+            rpc(url, "eth_chainId")
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
     return proc, url
 
 

@@ -8,60 +8,16 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sysconfig
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.fixtures.chain import free_port
+from tests.fixtures.stack import FLEET, fleet, temporal
 
 pytestmark = pytest.mark.stack
-
-FLEET = str(Path(sysconfig.get_path("scripts")) / "fleet")
-
-
-@pytest.fixture
-def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment for a private stack: its own home folder and free ports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
-    env.update(
-        FLEET_HOME=str(tmp_path / "home"),
-        FLEET_TEMPORAL_PORT=str(free_port()),
-        FLEET_UI_PORT=str(free_port()),
-        FLEET_ANVIL_PORT=str(free_port()),
-        FLEET_METRICS_PORT=str(free_port()),
-        FLEET_HTTP_PORT=str(free_port()),
-    )
-    yield env
-    subprocess.run([FLEET, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
-
-
-def fleet(
-    env: dict[str, str], *args: str, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLEET, *args],
-        env=env,
-        cwd=env["FLEET_HOME"].rsplit("/", 1)[0],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def temporal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The temporal CLI against this stack's dev server."""
-    address = f"127.0.0.1:{env['FLEET_TEMPORAL_PORT']}"
-    return subprocess.run(
-        [str(Path(sysconfig.get_path("scripts")) / "temporal"), *args, "--address", address],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from web3 import Web3
 
 from agentfleet.chain.accounts import dev_account
-from tests.fixtures.chain import free_port
-from tests.test_stack import FLEET, fleet
+from tests.fixtures.stack import fleet
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment for a private stack: its own home folder and free ports."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
-    env.update(
-        FLEET_HOME=str(tmp_path / "home"),
-        FLEET_TEMPORAL_PORT=str(free_port()),
-        FLEET_UI_PORT=str(free_port()),
-        FLEET_ANVIL_PORT=str(free_port()),
-        FLEET_METRICS_PORT=str(free_port()),
-        FLEET_HTTP_PORT=str(free_port()),
-    )
-    yield env
-    subprocess.run([FLEET, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
 
 
 def test_up_deploys_contracts_and_a_restart_reuses_them(stack_env: dict[str, str]) -> None:

@@ -269,19 +269,23 @@ class TransactionSender:
             or AsyncWeb3.to_hex(again["blockHash"]) != block_hash
             or (canonical != block_hash)
         ):
-            await asyncio.to_thread(
-                self._set_status,
-                record.request_id,
-                "reorged",
-                reorgs=record.reorgs + 1,
-                block_number=None,
-                block_hash=None,
-            )
+            await self._mark_reorged(record)
             return None
         status = TxStatus.CONFIRMED if int(receipt["status"]) == 1 else TxStatus.FAILED
         error = None if status is TxStatus.CONFIRMED else "transaction reverted"
         return await asyncio.to_thread(
             self._set_status, record.request_id, status.value, error=error
+        )
+
+    async def _mark_reorged(self, record: ChainTransaction) -> None:
+        """The mined block left the canonical chain: forget it, count it, send again."""
+        await asyncio.to_thread(
+            self._set_status,
+            record.request_id,
+            "reorged",
+            reorgs=record.reorgs + 1,
+            block_number=None,
+            block_hash=None,
         )
 
     async def _block_hash(self, number: int) -> str | None:
@@ -305,14 +309,7 @@ class TransactionSender:
             and (AsyncWeb3.to_hex(receipt["blockHash"]) == record.block_hash)
         ):
             return self._outcome(record, order)
-        await asyncio.to_thread(
-            self._set_status,
-            record.request_id,
-            "reorged",
-            reorgs=record.reorgs + 1,
-            block_number=None,
-            block_hash=None,
-        )
+        await self._mark_reorged(record)
         return None
 
     def _outcome(self, record: ChainTransaction, order: SendTx) -> TxOutcome:
