@@ -214,3 +214,52 @@ async def test_stuck_transaction_is_resent_at_the_same_nonce_with_higher_fees(
             row = session.get(ChainTransaction, request.request_id)
         assert row is not None and row.nonce == 0
         assert {a["hash"] for a in row.attempts} >= {outcome.tx_hash}
+
+
+async def test_reorg_while_waiting_for_depth_is_caught_before_the_outcome_is_final(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    with private_anvil("--no-mining") as url:
+        settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=url)
+        sender = keystore.store_key(settings, "depth-relayer", funded_account(url).key)
+        async with running_workers(dev_client, settings):
+            request = transfer(f"depth-{uuid.uuid4().hex[:8]}", wei=4)
+            sending = asyncio.create_task(
+                send_transaction(
+                    dev_client,
+                    chain_id=31337,
+                    sender=sender,
+                    request=request.model_copy(update={"gas_limit": 21000}),
+                    confirmations=3,
+                    reorg_window_s=0,
+                )
+            )
+            for _ in range(300):
+                if int(rpc(url, "eth_getTransactionCount", sender, "pending"), 16) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            rpc(url, "evm_mine")
+            first_block: str | None = None
+            for _ in range(300):
+                with db.session_scope(migrated_database_url) as session:
+                    row = session.get(ChainTransaction, request.request_id)
+                    first_block = row.block_hash if row else None
+                if first_block:
+                    break
+                await asyncio.sleep(0.05)
+            assert first_block, "the transaction was never seen mined"
+            rpc(url, "anvil_reorg", 1, [])
+            for _ in range(400):
+                if sending.done():
+                    break
+                rpc(url, "evm_mine")
+                await asyncio.sleep(0.05)
+            outcome = await asyncio.wait_for(sending, timeout=30)
+        assert outcome.status is TxStatus.CONFIRMED
+        assert outcome.reorgs == 1
+        assert outcome.block_hash != first_block
+        w3 = Web3(Web3.HTTPProvider(url))
+        assert w3.eth.get_block(outcome.block_number)["hash"].to_0x_hex() == outcome.block_hash  # type: ignore[arg-type]
+        assert w3.eth.get_block_number() >= outcome.block_number + 3  # type: ignore[operator]
+        assert w3.eth.get_transaction_count(sender) == 1
+        assert w3.eth.get_balance(request.to) == 4  # type: ignore[arg-type]
