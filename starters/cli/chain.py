@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -37,6 +38,27 @@ RpcOpt = Annotated[
     ),
 ]
 DEV_RELAYERS = range(1, 5)
+
+
+def _relayers(settings: Settings, is_dev: bool) -> list[str]:
+    """The relayer accounts in the keystore; before the first `fleet up` on a dev chain, the
+    anvil accounts it will use."""
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from agentfleet.chain.accounts import dev_account  # noqa: PLC0415
+    from agentfleet.chain.relayers import relayers  # noqa: PLC0415
+
+    url = settings.effective_database_url
+    missing_file = (
+        url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+    )
+    try:
+        stored = [] if missing_file else relayers(settings)
+    except SQLAlchemyError:
+        stored = []
+    if not stored and is_dev:
+        return [dev_account(i).address for i in DEV_RELAYERS]
+    return stored
 
 
 def _target(
@@ -114,7 +136,6 @@ def status(network: NetworkOpt = None, rpc_url: RpcOpt = None, as_json: JsonOpt 
 def _status(settings: Settings, chain: networks.ChainProfile) -> dict[str, Any]:
     from agentfleet import deployment  # noqa: PLC0415
     from agentfleet.chain import artifacts  # noqa: PLC0415
-    from agentfleet.chain.accounts import dev_account  # noqa: PLC0415
 
     w3 = deployment.connect(settings, chain)
     chain_id = networks.expected_chain_id(settings, chain)
@@ -140,8 +161,7 @@ def _status(settings: Settings, chain: networks.ChainProfile) -> dict[str, Any]:
     deployer = deployment.deployer_address(settings, chain)
     if deployer is not None:
         accounts.append(("deployer", deployer))
-    if chain.is_dev:
-        accounts += [("relayer", dev_account(i).address) for i in DEV_RELAYERS]
+    accounts += [("relayer", address) for address in _relayers(settings, chain.is_dev)]
     balances = []
     for role, address in accounts:
         checksum = w3.to_checksum_address(address)
