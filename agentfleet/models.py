@@ -129,3 +129,40 @@ class ChainTransaction(SQLModel, table=True):
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class BotRecord(SQLModel, table=True):
+    """A bot as SQL reporting sees it; written by activities only (the entity workflow is the
+    source of truth, this row follows it)."""
+
+    __tablename__ = "bots"
+
+    name: str = Field(primary_key=True)
+    kind: str = Field(index=True)
+    owner: str = Field(index=True)
+    status: str = Field(index=True)
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
+    address: str | None = Field(default=None, index=True)
+    agent_id: int | None = Field(default=None, sa_type=BigInteger)
+    reason: str | None = None
+    model_version: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PriceBar(SQLModel, table=True):
+    """One OHLCV bar of a symbol (``fleet data import``); forecasters read their series here,
+    else from the labelled synthetic feed."""
+
+    __tablename__ = "price_bars"
+
+    symbol: str = Field(primary_key=True)
+    ts: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+    source: str = "import"

@@ -1,0 +1,219 @@
+"""What a bot is: its kinds, states, typed parameters, and the standard interface it answers.
+
+Every bot answers ``forecast``, ``tune``, ``status``, ``performance``, ``share_pattern`` and
+``receive_intelligence`` (the unified command system's interface). Built-in kinds run as
+activities in our workers; ``remote`` bots run elsewhere and are called over HTTP (A2A card).
+Parameters are a pydantic model per kind: ``configure`` validates against it and bad parameters
+change nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
+
+
+class BotKind(StrEnum):
+    FORECASTER = "forecaster"
+    PUBLISHER = "publisher"
+    REMOTE = "remote"
+
+
+class BotStatus(StrEnum):
+    PROVISIONING = "provisioning"
+    REGISTERING = "registering"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DEGRADED = "degraded"
+    RETIRING = "retiring"
+    RETIRED = "retired"
+    FAILED = "failed"
+
+
+class ForecasterParams(BaseModel):
+    """Exponential moving average over the bot's price series (a baseline until learning)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(default="BTCUSDT", pattern=r"^[A-Z0-9]{2,20}$")
+    alpha: float = Field(default=0.3, gt=0, le=1)
+    lookback: int = Field(default=200, ge=10, le=100_000)
+
+
+class PublisherParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = None
+    max_per_hour: int = Field(default=30, ge=1, le=3600)
+
+
+class RemoteParams(BaseModel):
+    """A bot that runs elsewhere: ``url`` is its A2A agent card (or the base it is served at)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+
+PARAMS: dict[BotKind, type[BaseModel]] = {
+    BotKind.FORECASTER: ForecasterParams,
+    BotKind.PUBLISHER: PublisherParams,
+    BotKind.REMOTE: RemoteParams,
+}
+
+
+def parse_params(kind: BotKind, params: dict[str, Any]) -> BaseModel:
+    """The kind's parameter model; ValueError with one readable line for anything wrong."""
+    try:
+        return PARAMS[kind].model_validate(params)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(f"invalid {kind.value} parameters: {problems}") from None
+
+
+def coerce_cli_params(pairs: list[str]) -> dict[str, Any]:
+    """``["alpha=0.3", "symbol=ETHUSDT"]`` -> dict; values stay strings (the model coerces)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"parameter {pair!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise ValueError(
+            f"bot name {name!r} must be a slug: lowercase letters, digits and '-', 1-48 chars"
+        )
+    return name
+
+
+def disclosure_for(owner: str) -> str:
+    return f"Automated agent operated by {owner}."
+
+
+class BotSpec(BaseModel):
+    """What the operator asked for when creating the bot."""
+
+    name: str
+    kind: BotKind
+    owner: str = "fleet"
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def disclosure(self) -> str:
+        return disclosure_for(self.owner)
+
+
+class BotEvent(BaseModel):
+    at: datetime
+    event: str
+    detail: str = ""
+
+
+class BotView(BaseModel):
+    """A bot as ``status`` shows it (addresses only, never keys)."""
+
+    name: str
+    kind: BotKind
+    owner: str
+    description: str
+    disclosure: str
+    status: BotStatus
+    reason: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    address: str | None = None
+    agent_id: int | None = None
+    model_version: str | None = None
+    created_at: datetime | None = None
+    commands_handled: int = 0
+    errors: int = 0
+
+
+class ForecastRequest(BaseModel):
+    symbol: str = Field(pattern=r"^[A-Z0-9]{2,20}$")
+    horizon: str = Field(default="1h", pattern=r"^[1-9][0-9]*[mhd]$")
+
+
+class Forecast(BaseModel):
+    bot: str
+    symbol: str
+    horizon: str
+    value: float
+    last: float
+    model: str
+    synthetic_data: bool = True
+    disclosure: str = ""
+
+
+class Performance(BaseModel):
+    bot: str
+    window: str
+    forecasts: int
+    mean_abs_error: float | None = None
+    hit_rate: float | None = None
+
+
+class Pattern(BaseModel):
+    symbol: str
+    regime: str
+    confidence: float = Field(ge=0, le=1)
+    source: str | None = None
+
+
+class Skill(StrEnum):
+    FORECAST = "forecast"
+    TUNE = "tune"
+    STATUS = "status"
+    PERFORMANCE = "performance"
+    SHARE_PATTERN = "share_pattern"
+    RECEIVE_INTELLIGENCE = "receive_intelligence"
+
+
+class BotRef(BaseModel):
+    """Enough of a bot to call one of its skills (from the ``bots`` table or the entity)."""
+
+    name: str
+    kind: BotKind
+    status: BotStatus
+    owner: str = "fleet"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SkillCall(BaseModel):
+    bot: BotRef
+    skill: Skill
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class SkillResult(BaseModel):
+    bot: str
+    skill: Skill
+    ok: bool
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+
+class SkillBatch(BaseModel):
+    """Many calls in one activity: built-in skills are cheap, a task per bot is not."""
+
+    calls: list[SkillCall]
+    per_call_timeout_s: float = 5.0
+
+
+class SkillBatchResult(BaseModel):
+    results: list[SkillResult]
