@@ -38,6 +38,7 @@ Report = Callable[[str], None]
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 STOP_TIMEOUT = 15.0
+START_ATTEMPTS = 3
 
 
 @dataclass
@@ -207,11 +208,22 @@ class Supervisor:
         self.running.append(running)
         self._record(running)
         deadline = time.monotonic() + spec.ready_timeout
+        attempts = 1
         while not spec.ready():
             if proc.poll() is not None:
+                reason = _failure_line(log)
+                if "address already in use" in reason and attempts < START_ATTEMPTS:
+                    # The dev server picks free ports for its internal services itself; another
+                    # process can take one between its pick and its bind. Pick again.
+                    attempts += 1
+                    self.report(f"{spec.title}: {reason}; starting again")
+                    proc, log = spec.start(self.files)
+                    running.proc = proc
+                    self._record(running)
+                    continue
                 raise FleetError(
                     f"{spec.title} exited during start (code {proc.returncode}): "
-                    f"{_last_line(log)}; full log in {log}"
+                    f"{reason}; full log in {log}"
                 )
             if time.monotonic() > deadline or self.stopping.is_set():
                 raise FleetError(
@@ -321,11 +333,18 @@ def _pid_running(pid: int) -> bool:
     return process_alive(pid, None)
 
 
-def _last_line(log: Path) -> str:
+def _failure_line(log: Path) -> str:
+    """The line of the latest start that says what went wrong (else its last line)."""
     try:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        text = log.read_text(errors="replace")
     except OSError:
         return "no log"
+    latest = text.rsplit("\n--- ", 1)[-1]
+    lines = [line.strip() for line in latest.splitlines()[1:] if line.strip()]
+    for line in lines:
+        lowered = line.lower()
+        if "level=error" in lowered or lowered.startswith(("error", "panic:", "fatal")):
+            return line[:300]
     return lines[-1][:300] if lines else "no output"
 
 
