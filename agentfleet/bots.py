@@ -217,3 +217,104 @@ class SkillBatch(BaseModel):
 
 class SkillBatchResult(BaseModel):
     results: list[SkillResult]
+
+
+class BotState(BaseModel):
+    """What the bot entity carries across continue-as-new."""
+
+    spec: BotSpec
+    status: BotStatus = BotStatus.PROVISIONING
+    reason: str | None = None
+    failed_step: BotStatus | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    address: str | None = None
+    agent_id: int | None = None
+    model_version: str | None = None
+    created_at: datetime | None = None
+    history: list[BotEvent] = Field(default_factory=list)
+    commands_handled: int = 0
+    errors: int = 0
+
+
+class BotLifecycleInput(BaseModel):
+    spec: BotSpec
+    state: BotState | None = None
+    """Set when the entity continues as new."""
+
+
+class ChainContext(BaseModel):
+    """What a bot needs to know about the chain: where our contracts are, who funds it."""
+
+    chain_id: int
+    is_dev: bool
+    fleet_usd: str
+    identity_registry: str
+    funder: str | None = None
+    fund_wei: int = 10**18
+    fund_fusd_units: int = 100 * 10**6
+
+
+class WalletRequest(BaseModel):
+    bot: str
+
+
+class Wallet(BaseModel):
+    bot: str
+    address: str
+
+
+class FundingPlan(BaseModel):
+    bot: str
+    address: str
+    context: ChainContext
+
+
+class RegistrationQuery(BaseModel):
+    bot: str
+    address: str
+    context: ChainContext
+
+
+class Registration(BaseModel):
+    agent_id: int | None
+    agent_wallet: str | None = None
+
+
+class RegistrationTx(BaseModel):
+    to: str
+    data: str
+    agent_uri: str
+
+
+class ReceiptQuery(BaseModel):
+    tx_hash: str
+    context: ChainContext
+
+
+class BotRecordUpdate(BaseModel):
+    """Upsert of the ``bots`` row (and one audit row per transition)."""
+
+    name: str
+    kind: BotKind
+    owner: str
+    status: BotStatus
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    address: str | None = None
+    agent_id: int | None = None
+    reason: str | None = None
+    model_version: str | None = None
+    event: str = ""
+    workflow_id: str | None = None
+
+
+class ConfigureRequest(BaseModel):
+    params: dict[str, Any]
+
+
+class RetireRequest(BaseModel):
+    reason: str = "retired by operator"
+
+
+class BotHistory(BaseModel):
+    events: list[BotEvent]

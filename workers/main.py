@@ -23,12 +23,17 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.chain import ChainActivities
+from activities.fleet import FleetActivities
+from activities.identity import IdentityActivities
 from activities.skeleton import noop
+from activities.skills import SkillActivities
 from activities.store import StoreActivities
 from agentfleet import metrics, taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
+from workflows.bot_lifecycle import BotLifecycleWorkflow
+from workflows.fleet_command import FleetCommandWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
@@ -43,6 +48,8 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 """Our shared models and pydantic are deterministic and imported once, not per workflow run."""
 
 WORKFLOWS: list[type] = [
+    BotLifecycleWorkflow,
+    FleetCommandWorkflow,
     RelayerWorkflow,
     SkeletonWorkflow,
     StackCheckWorkflow,
@@ -56,17 +63,32 @@ class Activities:
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.store = StoreActivities(settings)
         self.chain = ChainActivities(settings, client)
+        self.identity = IdentityActivities(settings)
+        self.fleet = FleetActivities(settings, client)
+        self.skills = SkillActivities(settings)
 
     async def close(self) -> None:
         await self.chain.close()
+        await self.identity.close()
+        await self.skills.close()
 
 
 def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     """The activities registered on ``queue`` (local activities sit with the workflows)."""
-    store, chain = bound.store, bound.chain
+    store, chain, identity = bound.store, bound.chain, bound.identity
+    fleet, skills = bound.fleet, bound.skills
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
-        taskqueues.IO: [noop, store.record_audit_event, store.database_status],
+        taskqueues.IO: [
+            noop,
+            store.record_audit_event,
+            store.database_status,
+            identity.provision_wallet,
+            identity.chain_context,
+            identity.record_bot,
+            identity.delete_bot_schedules,
+            fleet.resolve_targets,
+        ],
         taskqueues.CHAIN: [
             chain.chain_head,
             chain.read_account_nonce,
@@ -74,8 +96,12 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             chain.prepare_transaction,
             chain.send_transaction,
             chain.verify_transaction,
+            identity.native_balance,
+            identity.find_registration,
+            identity.registration_tx,
+            identity.fusd_transfer_tx,
         ],
-        taskqueues.LLM: [noop],
+        taskqueues.LLM: [noop, skills.run_skill, skills.run_skill_batch],
     }
     return by_queue[queue]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from agentfleet.errors import FleetError
-from starters.cli import chain, stack
+from starters.cli import bot, chain, command, data, stack
 from starters.cli.output import console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
@@ -22,7 +22,10 @@ config_app = typer.Typer(
     help="Effective settings (FLEET_* variables and .env).", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")
+app.add_typer(bot.app, name="bot")
 app.add_typer(chain.app, name="chain")
+app.add_typer(data.app, name="data")
+app.add_typer(command.app, name="command")
 
 app.command()(stack.up)
 app.command()(stack.down)

@@ -1,0 +1,204 @@
+"""``fleet bot ...``: create, list, show and steer bots (each a BotLifecycleWorkflow)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params
+from agentfleet.errors import FleetError
+from starters.cli.client import run_with_client
+from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.settings_arg import load_settings
+
+app = typer.Typer(help="Bots: create, list, show, pause, resume, configure, retire.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+NameArg = Annotated[str, typer.Argument(help="The bot's name (a slug).")]
+SETTLED = {BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, BotStatus.PAUSED}
+
+
+def _print_view(view: BotView, as_json: bool) -> None:
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in view.model_dump(mode="json").items():
+        if value not in (None, "", {}):
+            table.add_row(key, str(value))
+    console.print(table)
+
+
+def _fail(exc: FleetError, as_json: bool) -> None:
+    fail(str(exc), exc.exit_code, as_json=as_json)
+
+
+@app.command("create")
+def create(
+    name: NameArg,
+    kind: Annotated[BotKind, typer.Option("--kind", "-k", help="What the bot is.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="k=v parameter (repeat).")
+    ] = None,
+    owner: Annotated[str, typer.Option(help="Who operates it (in its disclosure).")] = "fleet",
+    description: Annotated[str, typer.Option(help="One line about the bot.")] = "",
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait until it is active (or failed).")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a bot: wallet, funds (dev chain), ERC-8004 registration, then active."""
+    settings = load_settings(as_json)
+    try:
+        params = coerce_cli_params(param or [])
+    except ValueError as exc:
+        fail(str(exc), as_json=as_json)
+    spec = BotSpec(name=name, kind=kind, owner=owner, description=description, params=params)
+
+    async def work(client: Any) -> BotView:
+        from agentfleet.fleet import create_bot, show_bot  # noqa: PLC0415
+
+        view = await create_bot(client, spec)
+        deadline = time.monotonic() + 120
+        with err_console.status(f"{name}: {view.status.value}") as status:
+            while wait and view.status not in SETTLED and time.monotonic() < deadline:
+                await _sleep(0.2)
+                view = await show_bot(client, name)
+                status.update(f"{name}: {view.status.value}")
+        return view
+
+    try:
+        view = run_with_client(settings, work)
+    except FleetError as exc:
+        _fail(exc, as_json)
+    _print_view(view, as_json)
+    if view.status is BotStatus.FAILED:
+        raise typer.Exit(1)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # noqa: PLC0415
+
+    await asyncio.sleep(seconds)
+
+
+@app.command("list")
+def list_bots(
+    kind: Annotated[BotKind | None, typer.Option(help="Only this kind.")] = None,
+    status: Annotated[BotStatus | None, typer.Option(help="Only this status.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The fleet as the database records it (works without Temporal)."""
+    from activities.identity import bot_rows  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    try:
+        rows = bot_rows(settings.effective_database_url)
+    except Exception as exc:  # noqa: BLE001 - no database yet, wrong URL
+        fail(
+            f"cannot read the bots table: {str(exc).splitlines()[0]}; run `fleet up`",
+            as_json=as_json,
+        )
+    rows = [
+        r
+        for r in rows
+        if (kind is None or r.kind == kind.value) and (status is None or r.status == status.value)
+    ]
+    if as_json:
+        emit_json([r.model_dump(mode="json") for r in rows])
+        return
+    table = Table("name", "kind", "status", "owner", "address", "agent", "reason")
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.kind,
+            r.status,
+            r.owner,
+            r.address or "",
+            str(r.agent_id or ""),
+            r.reason or "",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(name: NameArg, as_json: JsonOpt = False) -> None:
+    """A bot's state, parameters, wallet, agent id and recent history."""
+    settings = load_settings(as_json)
+
+    async def work(client: Any) -> tuple[BotView, Any]:
+        from agentfleet.fleet import bot_history, show_bot  # noqa: PLC0415
+
+        return await show_bot(client, name), await bot_history(client, name)
+
+    try:
+        view, history = run_with_client(settings, work)
+    except FleetError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        emit_json({**view.model_dump(mode="json"), "history": history.model_dump(mode="json")})
+        return
+    _print_view(view, False)
+    for event in history.events[-10:]:
+        console.print(f"[dim]{event.at:%Y-%m-%d %H:%M:%S}[/] {event.event} {event.detail}")
+
+
+def _steer(name: str, action: str, as_json: bool, *args: Any) -> None:
+    settings = load_settings(as_json)
+
+    async def work(client: Any) -> BotView:
+        from agentfleet import fleet  # noqa: PLC0415
+
+        result: BotView = await getattr(fleet, f"{action}_bot")(client, name, *args)
+        return result
+
+    try:
+        view = run_with_client(settings, work)
+    except FleetError as exc:
+        _fail(exc, as_json)
+    _print_view(view, as_json)
+
+
+@app.command("pause")
+def pause(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Pause an active bot (it answers nothing but status while paused)."""
+    _steer(name, "pause", as_json)
+
+
+@app.command("resume")
+def resume(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Resume a paused bot."""
+    _steer(name, "resume", as_json)
+
+
+@app.command("retry")
+def retry(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Retry a failed bot from the step that failed."""
+    _steer(name, "retry", as_json)
+
+
+@app.command("retire")
+def retire(
+    name: NameArg,
+    reason: Annotated[str, typer.Option(help="Why (kept in its history).")] = "retired by operator",
+    as_json: JsonOpt = False,
+) -> None:
+    """Retire a bot for good: its schedules are deleted, its records and history kept."""
+    _steer(name, "retire", as_json, reason)
+
+
+@app.command("configure")
+def configure(
+    name: NameArg,
+    params: Annotated[list[str], typer.Argument(help="k=v parameters.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Change parameters (validated against the bot kind's model; bad ones change nothing)."""
+    try:
+        parsed = coerce_cli_params(params)
+    except ValueError as exc:
+        fail(str(exc), as_json=as_json)
+    _steer(name, "configure", as_json, parsed)

@@ -1,0 +1,355 @@
+"""``fleet command forecast|status|performance``: one skill to many bots, one answer.
+
+Each runs a FleetCommandWorkflow (``command-{id}``) and shows a live progress bar (the workflow's
+``progress`` query) until the aggregated answer arrives. ``--id`` makes it idempotent: the same id
+again shows the first run's answer. Ctrl-C leaves the command running in Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from agentfleet.bots import BotKind, ForecastRequest, Skill
+from agentfleet.errors import FleetError
+from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.settings_arg import load_settings
+
+if TYPE_CHECKING:
+    from agentfleet.commands import FleetCommand, FleetCommandResult, Targets
+    from agentfleet.settings import Settings
+
+app = typer.Typer(
+    help="Send one skill to many bots at once (forecast, status, performance).",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every bot.")]
+KindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kind", help=f"Bots of this kind ({', '.join(BotKind)}; repeat).", show_default=False
+    ),
+]
+BotOpt = Annotated[
+    list[str] | None, typer.Option("--bot", help="This bot (repeat).", show_default=False)
+]
+QueryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--query",
+        help="Temporal list filter on BotKind, BotStatus, BotOwner, BotName, e.g. "
+        "'BotKind = \"forecaster\"'.",
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Seconds each bot has to answer.", min=0.1, max=600)
+]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", help="Bots called at once per batch.", min=1, max=1000)
+]
+IdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        help="Command id (same id again: the same answer). Default: generated.",
+        show_default=False,
+    ),
+]
+WINDOW = re.compile(r"^[1-9][0-9]*[mhd]$")
+POLL_S = 0.2
+
+
+def _targets(
+    all_bots: bool,
+    kinds: list[str] | None,
+    bots: list[str] | None,
+    query: str | None,
+    *,
+    default_all: bool,
+    as_json: bool,
+) -> Targets:
+    from agentfleet.commands import Targets  # noqa: PLC0415
+
+    chosen = sum([all_bots, bool(kinds), bool(bots), bool(query)])
+    if chosen == 0 and default_all:
+        return Targets(all=True)
+    if chosen != 1:
+        fail(
+            "choose the bots with one of --all, --kind K, --bot NAME or --query Q",
+            2,
+            as_json=as_json,
+        )
+    parsed_kinds: list[BotKind] = []
+    for kind in kinds or []:
+        try:
+            parsed_kinds.append(BotKind(kind))
+        except ValueError:
+            fail(f"unknown kind {kind!r}; use one of {', '.join(BotKind)}", 2, as_json=as_json)
+    return Targets(all=all_bots, kinds=parsed_kinds, names=list(bots or []), query=query)
+
+
+def _command(
+    skill: Skill,
+    args: dict[str, Any],
+    targets: Targets,
+    timeout: float,
+    concurrency: int,
+    command_id: str | None,
+    as_json: bool,
+) -> FleetCommand:
+    from agentfleet.commands import COMMAND_ID_PATTERN, FleetCommand  # noqa: PLC0415
+
+    if command_id is not None and not re.match(COMMAND_ID_PATTERN, command_id):
+        fail(
+            f"command id {command_id!r} must be letters, digits, '.', '_' or '-' (1-100)",
+            2,
+            as_json=as_json,
+        )
+    generated = f"{skill.value}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    return FleetCommand(
+        command_id=command_id or generated,
+        skill=skill,
+        args=args,
+        targets=targets,
+        per_bot_timeout_s=timeout,
+        concurrency=concurrency,
+    )
+
+
+async def _execute(settings: Settings, command: FleetCommand, live: bool) -> FleetCommandResult:
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError  # noqa: PLC0415
+    from temporalio.service import RPCError  # noqa: PLC0415
+
+    from agentfleet.commands import command_progress, command_result, start_command  # noqa: PLC0415
+    from agentfleet.temporal import connect  # noqa: PLC0415
+
+    client = await connect(settings)
+    try:
+        handle = await start_command(client, command)
+    except RPCError as exc:
+        raise FleetError(f"could not start command {command.command_id}: {exc.message}") from exc
+    if not live:
+        return await command_result(handle)
+    answer = asyncio.ensure_future(command_result(handle))
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(f"{command.skill.value}: resolving targets", total=None)
+        while not answer.done():
+            try:
+                progress = await command_progress(client, command.command_id)
+            except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+                bar.update(task, description="waiting for a worker (`fleet up` / `fleet worker`)")
+            else:
+                bar.update(
+                    task,
+                    total=progress.total or None,
+                    completed=progress.answered,
+                    description=f"{command.skill.value}: {progress.ok} ok, {progress.failed} "
+                    f"failed, {progress.skipped + progress.unknown} skipped",
+                )
+            await asyncio.wait({answer}, timeout=POLL_S)
+    return answer.result()
+
+
+async def _settled(
+    settings: Settings, command: FleetCommand, live: bool
+) -> FleetCommandResult | FleetError:
+    """``_execute``, then the client is collected while the event loop still runs: a Temporal
+    client left for interpreter shutdown after a long poll aborts the process now and then
+    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300; ~1 run in 5 here)."""
+    outcome: FleetCommandResult | FleetError
+    try:
+        outcome = await _execute(settings, command, live)
+    except FleetError as exc:  # a fresh error: the raised one's traceback holds the client
+        outcome = FleetError(exc.message, exit_code=exc.exit_code)
+    gc.collect()
+    return outcome
+
+
+def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
+    live = not as_json and err_console.is_terminal
+    try:
+        result = asyncio.run(_settled(settings, command, live))
+    except KeyboardInterrupt:
+        fail(
+            f"stopped waiting; command {command.command_id} keeps running "
+            f"(same command with --id {command.command_id} shows its answer)",
+            130,
+            as_json=as_json,
+        )
+    if isinstance(result, FleetError):
+        fail(str(result), result.exit_code, as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **result.model_dump(mode="json")})
+    else:
+        _print(result)
+
+
+def _detail(result: FleetCommandResult, data: dict[str, Any]) -> str:
+    from agentfleet.commands import direction_of  # noqa: PLC0415
+
+    if result.skill is Skill.FORECAST and {"value", "last"} <= data.keys():
+        value, last = float(data["value"]), float(data["last"])
+        return f"{value:,.4f} (last {last:,.4f}, {direction_of(value, last).value})"
+    if result.skill is Skill.PERFORMANCE and "forecasts" in data:
+        hit, mae = data.get("hit_rate"), data.get("mean_abs_error")
+        parts = [f"{data['forecasts']} forecasts"]
+        parts += [f"hit {hit:.0%}"] if hit is not None else []
+        parts += [f"MAE {mae:,.4f}"] if mae is not None else []
+        return ", ".join(parts)
+    if result.skill is Skill.STATUS and "status" in data:
+        extra = {k: v for k, v in data.items() if k in {"commands_handled", "errors"}}
+        return str(data["status"]) + "".join(f", {k} {v}" for k, v in extra.items())
+    text = json.dumps(data, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _print(result: FleetCommandResult) -> None:
+    from agentfleet.commands import AnswerOutcome  # noqa: PLC0415
+
+    summary = result.summary
+    console.print(
+        f"[bold]{result.skill.value}[/] to {escape(result.targets)}: {summary.ok} ok, "
+        f"{summary.failed} failed, {summary.skipped} skipped, {summary.unknown} unknown "
+        f"in {result.elapsed_s:.2f} s [dim](command {escape(result.command_id)})[/]",
+        highlight=False,
+    )
+    if not result.answers:
+        console.print("no bot matched the targets")
+        return
+    table = Table("bot", "kind", "status", "answer", "ms", box=None, header_style="bold")
+    for answer in result.answers:
+        if answer.ok:
+            shown = escape(_detail(result, answer.data))
+        else:
+            colour = "red" if answer.outcome is AnswerOutcome.FAILED else "yellow"
+            shown = f"[{colour}]{escape(answer.error or answer.outcome.value)}[/]"
+        table.add_row(
+            answer.name,
+            answer.kind.value if answer.kind else "-",
+            answer.status,
+            shown,
+            f"{answer.elapsed_ms:.0f}" if answer.elapsed_ms else "",
+        )
+    console.print(table)
+    forecast = summary.forecast
+    if forecast is not None:
+        lead = forecast.direction.value if forecast.direction else "no majority"
+        console.print(
+            f"forecasts: {forecast.count}  mean {forecast.mean:,.4f}  median "
+            f"{forecast.median:,.4f}  min {forecast.min:,.4f}  max {forecast.max:,.4f}  spread "
+            f"{forecast.spread:,.4f}  stdev {forecast.stdev:,.4f}  agreement "
+            f"{forecast.agreement:.0%} {lead} ({forecast.up} up, {forecast.down} down, "
+            f"{forecast.flat} flat)",
+            highlight=False,
+        )
+    performance = summary.performance
+    if performance is not None:
+        hit = "-" if performance.hit_rate is None else f"{performance.hit_rate:.0%}"
+        mae = "-" if performance.mean_abs_error is None else f"{performance.mean_abs_error:,.4f}"
+        console.print(
+            f"performance: {performance.bots} bots, {performance.forecasts} forecasts, "
+            f"mean hit rate {hit}, mean MAE {mae}",
+            highlight=False,
+        )
+
+
+@app.command("forecast")
+def forecast(
+    symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")],
+    horizon: Annotated[str, typer.Argument(help="Horizon: 15m, 1h, 1d ...")] = "1h",
+    all_bots: AllOpt = False,
+    kind: KindOpt = None,
+    bot: BotOpt = None,
+    query: QueryOpt = None,
+    timeout: TimeoutOpt = 3.0,
+    concurrency: ConcurrencyOpt = 50,
+    command_id: IdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the bots for a forecast; summary: mean, median, spread and agreement.
+
+    Paused, retired and other bots that take no commands are reported, never called; a bot that
+    does not answer within --timeout is reported as failed.
+    """
+    try:
+        request = ForecastRequest(symbol=symbol, horizon=horizon)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        shown = symbol if field == "symbol" else horizon
+        hint = "like BTCUSDT (A-Z, 0-9)" if field == "symbol" else "like 15m, 1h or 1d"
+        fail(f"{field} {shown!r} is not valid: use one {hint}", 2, as_json=as_json)
+    targets = _targets(all_bots, kind, bot, query, default_all=False, as_json=as_json)
+    settings = load_settings(as_json)
+    command = _command(
+        Skill.FORECAST, request.model_dump(), targets, timeout, concurrency, command_id, as_json
+    )
+    _run(settings, command, as_json)
+
+
+@app.command("status")
+def status(
+    all_bots: AllOpt = False,
+    kind: KindOpt = None,
+    bot: BotOpt = None,
+    query: QueryOpt = None,
+    timeout: TimeoutOpt = 3.0,
+    concurrency: ConcurrencyOpt = 50,
+    command_id: IdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the bots for their status (all bots unless targets are given)."""
+    targets = _targets(all_bots, kind, bot, query, default_all=True, as_json=as_json)
+    settings = load_settings(as_json)
+    command = _command(Skill.STATUS, {}, targets, timeout, concurrency, command_id, as_json)
+    _run(settings, command, as_json)
+
+
+@app.command("performance")
+def performance(
+    all_bots: AllOpt = False,
+    kind: KindOpt = None,
+    bot: BotOpt = None,
+    query: QueryOpt = None,
+    window: Annotated[str, typer.Option("--window", help="Look-back: 12h, 7d ...")] = "7d",
+    timeout: TimeoutOpt = 3.0,
+    concurrency: ConcurrencyOpt = 50,
+    command_id: IdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the bots how their forecasts did over --window (all bots unless targets are given)."""
+    if not WINDOW.match(window):
+        fail(f"window {window!r} is not valid: use one like 12h or 7d", 2, as_json=as_json)
+    targets = _targets(all_bots, kind, bot, query, default_all=True, as_json=as_json)
+    settings = load_settings(as_json)
+    command = _command(
+        Skill.PERFORMANCE, {"window": window}, targets, timeout, concurrency, command_id, as_json
+    )
+    _run(settings, command, as_json)

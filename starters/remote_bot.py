@@ -1,0 +1,210 @@
+"""A reference remote bot: a forecaster that runs outside the fleet and speaks A2A.
+
+``python -m starters.remote_bot --port 8400 --name remote-1 [--delay-ms 0]``
+
+It serves its agent card at ``/.well-known/agent-card.json`` (A2A 0.3: name, description with
+the automation disclosure, JSON-RPC ``url``, skills) and answers JSON-RPC 2.0 ``message/send`` at
+``POST /a2a``: the message's data part ``{"skill": ..., "args": {...}}`` is answered with an agent
+message whose data part is the result. Forecasts are an EMA over its own synthetic series (the
+same feed the fleet uses, labelled synthetic). ``--delay-ms`` delays every answer (for timeout
+tests); the card is always immediate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from agentfleet import market
+from agentfleet.bots import Forecast, ForecastRequest, Performance, disclosure_for
+
+PROTOCOL_VERSION = "0.3.0"
+LOOKBACK = 200
+SKILLS: list[dict[str, Any]] = [
+    {
+        "id": "forecast",
+        "name": "Forecast",
+        "description": "Next value of a symbol's price (EMA over its synthetic series).",
+        "tags": ["forecast", "price", "ema"],
+        "examples": ['{"skill": "forecast", "args": {"symbol": "BTCUSDT", "horizon": "1h"}}'],
+    },
+    {
+        "id": "status",
+        "name": "Status",
+        "description": "Whether the bot is up, its model and disclosure.",
+        "tags": ["status"],
+    },
+    {
+        "id": "performance",
+        "name": "Performance",
+        "description": "Backtest of its one-step-ahead forecasts: mean abs error, hit rate.",
+        "tags": ["performance", "backtest"],
+    },
+]
+INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
+
+
+def _version() -> str:
+    try:
+        return version("agentfleet")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def create_app(
+    name: str, *, owner: str = "remote-operator", alpha: float = 0.3, delay_ms: int = 0
+) -> FastAPI:
+    """The bot's HTTP app (card + JSON-RPC endpoint)."""
+    app = FastAPI(title=f"agentfleet remote bot {name}", docs_url=None, redoc_url=None)
+    disclosure = disclosure_for(owner)
+    model = f"ema(alpha={alpha:g})"
+    started = time.monotonic()
+
+    @app.get("/.well-known/agent-card.json")
+    async def agent_card(request: Request) -> dict[str, Any]:
+        return {
+            "protocolVersion": PROTOCOL_VERSION,
+            "name": name,
+            "description": f"Reference remote forecaster for agentfleet. {disclosure}",
+            "url": str(request.url_for("a2a")),
+            "preferredTransport": "JSONRPC",
+            "version": _version(),
+            "capabilities": {
+                "streaming": False,
+                "pushNotifications": False,
+                "stateTransitionHistory": False,
+            },
+            "defaultInputModes": ["application/json"],
+            "defaultOutputModes": ["application/json"],
+            "skills": SKILLS,
+        }
+
+    def answer(skill: str, args: dict[str, Any]) -> dict[str, Any]:
+        if skill == "forecast":
+            try:
+                asked = ForecastRequest.model_validate(
+                    {"symbol": args.get("symbol", "BTCUSDT"), "horizon": args.get("horizon", "1h")}
+                )
+            except ValidationError as exc:
+                raise RpcError(INVALID_PARAMS, f"forecast: {exc.errors()[0]['msg']}") from None
+            closes = market.synthetic_closes(asked.symbol, LOOKBACK)
+            return Forecast(
+                bot=name,
+                symbol=asked.symbol,
+                horizon=asked.horizon,
+                value=market.ema(closes, alpha),
+                last=closes[-1],
+                model=model,
+                synthetic_data=True,
+                disclosure=disclosure,
+            ).model_dump(mode="json")
+        if skill == "status":
+            return {
+                "bot": name,
+                "kind": "remote",
+                "status": "active",
+                "model": model,
+                "disclosure": disclosure,
+                "uptime_s": round(time.monotonic() - started, 1),
+            }
+        if skill == "performance":
+            symbol = str(args.get("symbol", "BTCUSDT"))
+            result = market.backtest_ema(market.synthetic_closes(symbol, LOOKBACK), alpha)
+            return {
+                **Performance(
+                    bot=name,
+                    window=f"{LOOKBACK} bars",
+                    forecasts=result.forecasts,
+                    mean_abs_error=result.mean_abs_error,
+                    hit_rate=result.hit_rate,
+                ).model_dump(mode="json"),
+                "synthetic_data": True,
+            }
+        offered = ", ".join(str(s["id"]) for s in SKILLS)
+        raise RpcError(INVALID_PARAMS, f"unknown skill {skill!r}; this agent offers {offered}")
+
+    @app.post("/a2a", name="a2a")
+    async def a2a(request: Request) -> JSONResponse:
+        request_id: Any = None
+        try:
+            try:
+                body = await request.json()
+            except ValueError:
+                raise RpcError(PARSE_ERROR, "parse error: the body is not JSON") from None
+            if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+                raise RpcError(INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
+            request_id = body.get("id")
+            if body.get("method") != "message/send":
+                raise RpcError(METHOD_NOT_FOUND, f"method not found: {body.get('method')!r}")
+            message = (body.get("params") or {}).get("message") or {}
+            call = next(
+                (
+                    part["data"]
+                    for part in message.get("parts") or []
+                    if isinstance(part, dict)
+                    and part.get("kind") == "data"
+                    and isinstance(part.get("data"), dict)
+                ),
+                None,
+            )
+            if call is None or not isinstance(call.get("skill"), str):
+                raise RpcError(INVALID_PARAMS, "the message needs a data part {skill, args}")
+            args = call.get("args") or {}
+            if not isinstance(args, dict):
+                raise RpcError(INVALID_PARAMS, "args must be an object")
+            if delay_ms:
+                await asyncio.sleep(delay_ms / 1000)
+            data = answer(call["skill"], args)
+        except RpcError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})
+        reply: dict[str, Any] = {
+            "kind": "message",
+            "messageId": uuid.uuid4().hex,
+            "role": "agent",
+            "parts": [{"kind": "data", "data": data}],
+        }
+        if isinstance(message.get("contextId"), str):
+            reply["contextId"] = message["contextId"]
+        return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": reply})
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m starters.remote_bot", description=__doc__)
+    parser.add_argument("--port", type=int, default=8400, help="TCP port (default 8400)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--name", default="remote-forecaster", help="the bot's name")
+    parser.add_argument("--owner", default="remote-operator", help="who operates it")
+    parser.add_argument("--alpha", type=float, default=0.3, help="EMA smoothing (0-1]")
+    parser.add_argument("--delay-ms", type=int, default=0, help="delay every answer (tests)")
+    args = parser.parse_args(argv)
+    if not 0 < args.alpha <= 1:
+        parser.error("--alpha must be in (0, 1]")
+    app = create_app(args.name, owner=args.owner, alpha=args.alpha, delay_ms=args.delay_ms)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""A bot's whole life on the real dev server and anvil: the database, the chain and the search
+attributes agree at every step."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from temporalio.client import Client
+from web3 import Web3
+
+from agentfleet import db, keystore
+from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView
+from agentfleet.chain import artifacts
+from agentfleet.chain.devchain import funded_account
+from agentfleet.chain.networks import profile
+from agentfleet.deployment import ensure, load_deployment
+from agentfleet.errors import FleetError
+from agentfleet.fleet import (
+    configure_bot,
+    create_bot,
+    pause_bot,
+    resume_bot,
+    retire_bot,
+    show_bot,
+)
+from agentfleet.models import BotRecord
+from agentfleet.settings import Settings
+from tests.replay import record_history
+from workers.main import running_workers
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fleet_env(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> AsyncIterator[Settings]:
+    """Contracts deployed by a fresh deployer, a fresh funded relayer, workers on this DB."""
+    deployer = funded_account(anvil_url)
+    settings = Settings(
+        home=tmp_path,
+        database_url=migrated_database_url,
+        rpc_url=anvil_url,
+        deployer_key=SecretStr(deployer.key.hex()),
+    )
+    deployment = ensure(settings, profile("local")).deployment
+    relayer = funded_account(anvil_url)
+    keystore.store_key(settings, "relayer-0", relayer.key)
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    token = w3.eth.contract(
+        address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
+    )
+    mint = token.functions.mint(relayer.address, 10**12).build_transaction(
+        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
+    )
+    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(mint).raw_transaction)
+    assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
+    async with running_workers(dev_client, settings):
+        yield settings
+
+
+async def wait_for(
+    client: Client, name: str, check: Callable[[BotView], bool], seconds: float = 60
+) -> BotView:
+    view = await show_bot(client, name)
+    for _ in range(int(seconds * 10)):
+        if check(view):
+            return view
+        if view.status is BotStatus.FAILED:
+            raise AssertionError(f"bot {name} failed: {view.reason}")
+        await asyncio.sleep(0.1)
+        view = await show_bot(client, name)
+    raise AssertionError(f"bot {name} stayed {view.status}: {view.reason}")
+
+
+async def listed(client: Client, query: str) -> list[str]:
+    for _ in range(100):
+        ids = [w.id async for w in client.list_workflows(query)]
+        if ids:
+            return ids
+        await asyncio.sleep(0.1)
+    return []
+
+
+def row(settings: Settings, name: str) -> BotRecord:
+    with db.session_scope(settings.effective_database_url) as session:
+        found = session.get(BotRecord, name)
+    assert found is not None
+    return found
+
+
+async def test_bot_lives_from_creation_to_retirement(
+    dev_client: Client, fleet_env: Settings, anvil_url: str
+) -> None:
+    settings = fleet_env
+    name = f"forecaster-{uuid.uuid4().hex[:6]}"
+    spec = BotSpec(name=name, kind=BotKind.FORECASTER, owner="ops", params={"alpha": 0.2})
+    created = await create_bot(dev_client, spec)
+    assert created.name == name
+    again = await create_bot(dev_client, spec)
+    assert again.name == name, "creating the same bot twice is idempotent"
+
+    active = await wait_for(dev_client, name, lambda v: v.status is BotStatus.ACTIVE)
+    assert active.address and active.agent_id is not None
+    assert active.disclosure == "Automated agent operated by ops."
+
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    deployment = load_deployment(settings)
+    assert deployment is not None
+    registry = w3.eth.contract(
+        address=deployment.address("IdentityRegistry"), abi=artifacts.load("IdentityRegistry").abi
+    )
+    assert registry.functions.ownerOf(active.agent_id).call() == active.address
+    assert registry.functions.getAgentWallet(active.agent_id).call() == active.address
+    assert (
+        registry.functions.tokenURI(active.agent_id)
+        .call()
+        .endswith(f"/bots/{name}/registration.json")
+    )
+    record = row(settings, name)
+    assert (record.status, record.address, record.agent_id) == (
+        "active",
+        active.address,
+        active.agent_id,
+    )
+    assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "active"') == [
+        f"bot-{name}"
+    ]
+
+    paused = await pause_bot(dev_client, name)
+    assert paused.status is BotStatus.PAUSED and row(settings, name).status == "paused"
+    assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "paused"')
+    with pytest.raises(FleetError, match="alpha"):
+        await configure_bot(dev_client, name, {"alpha": "5"})
+    assert (await show_bot(dev_client, name)).params["alpha"] == 0.2
+    with pytest.raises(FleetError, match="paused"):
+        await pause_bot(dev_client, name)
+    configured = await configure_bot(dev_client, name, {"alpha": "0.5"})
+    assert configured.params["alpha"] == 0.5 and row(settings, name).params["alpha"] == 0.5
+
+    resumed = await resume_bot(dev_client, name)
+    assert resumed.status is BotStatus.ACTIVE and row(settings, name).status == "active"
+
+    retired = await retire_bot(dev_client, name)
+    assert retired.status is BotStatus.RETIRED
+    record = row(settings, name)
+    assert record.status == "retired" and record.retired_at is not None
+    assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "retired"')
+    with pytest.raises(FleetError, match="retired"):
+        await create_bot(dev_client, spec)
+
+    backend = "postgresql" if settings.effective_database_url.startswith("postgresql") else "sqlite"
+    await record_history(dev_client.get_workflow_handle(f"bot-{name}"), f"bot_lifecycle_{backend}")
+    key = keystore.load_account(settings, active.address).key.hex().removeprefix("0x")
+    history = await dev_client.get_workflow_handle(f"bot-{name}").fetch_history()
+    assert key not in history.to_json().lower()
+
+
+async def test_unknown_bot_and_bad_spec_are_one_line_errors(
+    dev_client: Client, fleet_env: Settings
+) -> None:
+    with pytest.raises(FleetError, match="no running bot named nosuch"):
+        await pause_bot(dev_client, "nosuch")
+    with pytest.raises(FleetError, match="slug"):
+        await create_bot(dev_client, BotSpec(name="Bad Name", kind=BotKind.FORECASTER))
+    with pytest.raises(FleetError, match="alpha"):
+        await create_bot(
+            dev_client, BotSpec(name="x-1", kind=BotKind.FORECASTER, params={"alpha": 2})
+        )
