@@ -23,6 +23,7 @@ from agentfleet.bots import (
 )
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import DEV_CHAIN_IDS
+from agentfleet.chaos import chaos_point
 from agentfleet.errors import FleetError
 from agentfleet.models import AuditEvent, BotRecord, utcnow
 from agentfleet.settings import Settings
@@ -59,6 +60,7 @@ class IdentityActivities:
     def provision_wallet(self, request: WalletRequest) -> Wallet:
         """The bot's wallet: generated once (a retry finds the stored one), kept encrypted."""
         address = keystore.generate_key(self._settings, wallet_label(request.bot))
+        chaos_point("after_wallet", request.bot)
         return Wallet(bot=request.bot, address=address)
 
     @activity.defn(name="chain_context")

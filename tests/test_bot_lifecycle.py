@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from eth_account import Account
 from pydantic import SecretStr
 from temporalio.client import Client
 from web3 import Web3
@@ -35,18 +36,9 @@ from tests.replay import record_history
 from workers.main import running_workers
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def fleet_env(
-    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
-) -> AsyncIterator[Settings]:
-    """Contracts deployed by a fresh deployer, a fresh funded relayer, workers on this DB."""
-    deployer = funded_account(anvil_url)
-    settings = Settings(
-        home=tmp_path,
-        database_url=migrated_database_url,
-        rpc_url=anvil_url,
-        deployer_key=SecretStr(deployer.key.hex()),
-    )
+def prepare_fleet(settings: Settings, anvil_url: str) -> None:
+    """Contracts deployed by the settings' deployer, and a funded relayer holding fUSD."""
+    deployer = Account.from_key(settings.deployer_key.get_secret_value())  # type: ignore[union-attr]
     deployment = ensure(settings, profile("local")).deployment
     relayer = funded_account(anvil_url)
     keystore.store_key(settings, "relayer-0", relayer.key)
@@ -59,6 +51,24 @@ async def fleet_env(
     )
     sent = w3.eth.send_raw_transaction(deployer.sign_transaction(mint).raw_transaction)
     assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
+
+
+def fleet_settings(database_url: str, anvil_url: str, home: Path) -> Settings:
+    return Settings(
+        home=home,
+        database_url=database_url,
+        rpc_url=anvil_url,
+        deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fleet_env(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> AsyncIterator[Settings]:
+    """A deployed, funded chain and workers on this test's database."""
+    settings = fleet_settings(migrated_database_url, anvil_url, tmp_path)
+    prepare_fleet(settings, anvil_url)
     async with running_workers(dev_client, settings):
         yield settings
 

@@ -4,9 +4,6 @@ mined exactly once, with the bytes recorded before the crash, and its outcome re
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,50 +20,7 @@ from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
 from tests.fixtures.chain_tools import funded_account
-
-
-class WorkerProcess:
-    """`python -m workers.main` for the workflow and chain queues, as `fleet up` runs it."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "workers.main",
-                    "--queue",
-                    "fleet-workflows",
-                    "--queue",
-                    "fleet-chain",
-                    "--metrics-port",
-                    "0",
-                ],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_killed(self) -> int:
-        assert self.proc is not None
-        for _ in range(600):
-            if self.proc.poll() is not None:
-                return self.proc.returncode
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"worker was not killed; log:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+from tests.fixtures.worker import WorkerProcess, worker_env
 
 
 @pytest.fixture
@@ -76,15 +30,7 @@ def chaos(
     settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=anvil_url)
     chaos_dir = tmp_path / "chaos"
     chaos_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
-    env.update(
-        FLEET_HOME=str(tmp_path),
-        FLEET_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
-        FLEET_DATABASE_URL=migrated_database_url,
-        FLEET_RPC_URL=anvil_url,
-        FLEET_CHAOS_DIR=str(chaos_dir),
-        PYTHONUNBUFFERED="1",
-    )
+    env = worker_env(dev_env, migrated_database_url, anvil_url, tmp_path, chaos_dir)
     worker = WorkerProcess(env, tmp_path / "worker.log")
     yield settings, worker, chaos_dir
     worker.stop()

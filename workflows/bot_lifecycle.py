@@ -43,7 +43,8 @@ with workflow.unsafe.imports_passed_through():
 
 HISTORY_LIMIT = 50
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=20)
-STEP_TIMEOUT = timedelta(seconds=60)
+STEP_TIMEOUT = timedelta(seconds=15)
+"""Each step is a quick call; a worker that dies mid-step is noticed after this long."""
 FUNDS_POLL = timedelta(minutes=1)
 
 

@@ -11,8 +11,6 @@ disappears (a reorg) sends the recorded bytes again. Called from an activity, wh
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +22,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from agentfleet import db
+from agentfleet.chaos import chaos_point
 from agentfleet.messages import SendTx, TxOutcome, TxStatus
 from agentfleet.models import ChainTransaction, utcnow
 
@@ -44,23 +43,6 @@ class NonceTakenError(Exception):
     """The nonce was used by a transaction this system did not record: it cannot be re-sent."""
 
 
-def chaos_point(name: str) -> None:
-    """Fault injection for the chaos tests: SIGKILL this process at a named point, once.
-
-    Active only when ``FLEET_CHAOS_DIR`` is set and holds a file named ``name`` (the test creates
-    it; it is removed before the kill, so the restarted worker passes the point).
-    """
-    folder = os.environ.get("FLEET_CHAOS_DIR")
-    if not folder:
-        return
-    marker = os.path.join(folder, name)
-    try:
-        os.remove(marker)
-    except FileNotFoundError:
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 class TransactionSender:
     def __init__(self, w3: AsyncWeb3[Any], database_url: str, account: LocalAccount) -> None:
         self.w3 = w3
@@ -78,7 +60,7 @@ class TransactionSender:
             mined = await self._find_receipt(record)
             if mined is None:
                 await self._broadcast(record)
-                chaos_point("after_broadcast")
+                chaos_point("after_broadcast", record.request_id)
                 mined = await self._wait_receipt(record, order, heartbeat, deadline)
             if mined is None:
                 if time.monotonic() > deadline:
@@ -176,7 +158,7 @@ class TransactionSender:
                 return row
 
         saved = await asyncio.to_thread(save)
-        chaos_point("after_sign")
+        chaos_point("after_sign", record.request_id)
         return saved
 
     async def _broadcast(self, record: ChainTransaction) -> None:
