@@ -6,21 +6,44 @@ in the Web UI. A demo that fails is reported, never fatal to the stack.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from temporalio.client import Client
 
 from agentfleet import taskqueues
+from agentfleet.bots import BotKind, BotSpec, BotStatus
 from agentfleet.messages import StackCheckInput, StackCheckResult
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, start_by_business_key
 
 Report = Callable[[str], None]
-Demo = Callable[[Client, Settings], Awaitable[str]]
 
 
-async def stack_check(client: Client, settings: Settings) -> str:
+def _quiet(_line: str) -> None:
+    return None
+
+
+class Demo(Protocol):
+    """A demo: runs against the fresh stack, may report progress lines, returns one line."""
+
+    def __call__(
+        self, client: Client, settings: Settings, *, report: Report = ...
+    ) -> Awaitable[str]: ...
+
+
+DEMO_FLEET_TIMEOUT_S = 60.0
+DEMO_FLEET_POLL_S = 0.5
+UNDERWAY = frozenset({BotStatus.PROVISIONING, BotStatus.REGISTERING, BotStatus.RETIRING})
+"""States the demo fleet waits on; any other (active, or failed with its reason, or paused by
+the operator on an earlier run) is where a bot stays without help."""
+
+
+async def stack_check(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
     """Worker -> database -> chain -> audit row, as a workflow visible in the Web UI."""
     from workflows.stack_check import StackCheckWorkflow  # noqa: PLC0415
 
@@ -45,7 +68,7 @@ async def stack_check(client: Client, settings: Settings) -> str:
     )
 
 
-async def fusd_transfer(client: Client, settings: Settings) -> str:
+async def fusd_transfer(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
     """1 fUSD from the first relayer to anvil account 5, through the durable transaction path
     (TransactionWorkflow + RelayerWorkflow, both visible in the Web UI)."""
     from web3 import Web3  # noqa: PLC0415
@@ -78,7 +101,120 @@ async def fusd_transfer(client: Client, settings: Settings) -> str:
     )
 
 
-DEMOS: list[tuple[str, Demo]] = [("stack check", stack_check), ("fUSD transfer", fusd_transfer)]
+def demo_fleet_specs(settings: Settings) -> list[BotSpec]:
+    """The small fleet ``fleet up`` seeds: three forecasters that differ in alpha and symbol, one
+    publisher, and ``remote-1`` calling the reference remote bot the stack starts."""
+    from agentfleet.stack.components import REMOTE_BOT_NAME, remote_bot_url  # noqa: PLC0415
+
+    forecasters = (
+        ("forecaster-1", "BTCUSDT", 0.2),
+        ("forecaster-2", "BTCUSDT", 0.5),
+        ("forecaster-3", "ETHUSDT", 0.3),
+    )
+    specs = [
+        BotSpec(
+            name=name,
+            kind=BotKind.FORECASTER,
+            description=f"Demo forecaster: EMA (alpha {alpha:g}) over {symbol}, synthetic data.",
+            params={"symbol": symbol, "alpha": alpha},
+        )
+        for name, symbol, alpha in forecasters
+    ]
+    specs.append(
+        BotSpec(
+            name="publisher-1",
+            kind=BotKind.PUBLISHER,
+            description="Demo publisher (channels arrive with the content pipeline).",
+        )
+    )
+    specs.append(
+        BotSpec(
+            name=REMOTE_BOT_NAME,
+            kind=BotKind.REMOTE,
+            description="Demo remote bot: the reference A2A forecaster started by `fleet up`.",
+            params={"url": remote_bot_url(settings), "timeout_s": 5.0},
+        )
+    )
+    return specs
+
+
+async def demo_fleet(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
+    """Create the demo fleet (idempotent: bots that exist are left as they are) and wait, at most
+    ``DEMO_FLEET_TIMEOUT_S``, until every bot is active; one line says how far it got."""
+    from agentfleet.chain.accounts import DEV_CHAIN_IDS  # noqa: PLC0415
+    from agentfleet.errors import FleetError  # noqa: PLC0415
+    from agentfleet.fleet import create_bot, show_bot  # noqa: PLC0415
+
+    if settings.chain_id not in DEV_CHAIN_IDS:
+        return (
+            f"demo fleet: skipped (on chain {settings.chain_id} bots wait for funds; "
+            "create them with `fleet bot create`)"
+        )
+    began = time.monotonic()
+    specs = demo_fleet_specs(settings)
+    notes: dict[str, str] = {}
+
+    async def create(spec: BotSpec) -> str | None:
+        try:
+            await create_bot(client, spec)
+        except FleetError as exc:  # retired earlier, or the name is taken by another kind
+            notes[spec.name] = str(exc)
+            return None
+        return spec.name
+
+    report(f"demo fleet: creating {', '.join(s.name for s in specs)}")
+    names = [n for n in await asyncio.gather(*(create(s) for s in specs)) if n is not None]
+    statuses: dict[str, BotStatus] = {}
+    reasons: dict[str, str] = {}
+    shown = ""
+    deadline = began + DEMO_FLEET_TIMEOUT_S
+    while True:
+        views = await asyncio.gather(
+            *(show_bot(client, name) for name in names), return_exceptions=True
+        )
+        for name, view in zip(names, views, strict=True):
+            if isinstance(view, FleetError):  # not answering this time: ask again
+                statuses.setdefault(name, BotStatus.PROVISIONING)
+            elif isinstance(view, BaseException):
+                raise view
+            else:
+                statuses[name] = view.status
+                if view.reason:
+                    reasons[name] = view.reason
+        pending = [n for n in names if statuses[n] in UNDERWAY]
+        if not pending or time.monotonic() > deadline:
+            break
+        progress = _fleet_progress(names, statuses)
+        if progress != shown:
+            report(f"demo fleet: {progress}")
+            shown = progress
+        await asyncio.sleep(DEMO_FLEET_POLL_S)
+    active = [n for n in names if statuses[n] is BotStatus.ACTIVE]
+    elapsed = time.monotonic() - began
+    problems = [f"{n}: {notes[n]}" for n in notes]
+    problems += [
+        f"{n} {statuses[n].value}" + (f" ({reasons[n]})" if n in reasons else "")
+        for n in names
+        if statuses[n] is not BotStatus.ACTIVE
+    ]
+    count = f"{len(active)}" if len(active) == len(specs) else f"{len(active)}/{len(specs)}"
+    line = f"demo fleet: {count} bots active ({', '.join(active) or 'none'}) in {elapsed:.1f} s"
+    return line + "".join(f"; {p}" for p in problems)
+
+
+def _fleet_progress(names: list[str], statuses: dict[str, BotStatus]) -> str:
+    """``2/5 active (3 registering)``: short enough for one progress line."""
+    counts = Counter(statuses[n].value for n in names if statuses[n] is not BotStatus.ACTIVE)
+    active = len(names) - sum(counts.values())
+    others = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    return f"{active}/{len(names)} active" + (f" ({others})" if others else "")
+
+
+DEMOS: list[tuple[str, Demo]] = [
+    ("stack check", stack_check),
+    ("fUSD transfer", fusd_transfer),
+    ("demo fleet", demo_fleet),
+]
 
 
 async def run_demos(settings: Settings, report: Report) -> list[str]:
@@ -87,7 +223,7 @@ async def run_demos(settings: Settings, report: Report) -> list[str]:
     lines = []
     for name, demo in DEMOS:
         try:
-            line = await demo(client, settings)
+            line = await demo(client, settings, report=report)
         except Exception as exc:  # a demo never takes the stack down
             line = f"{name}: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         report(line)

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     anvil_port: int = Field(default=8545, description="Embedded anvil JSON-RPC port.")
     metrics_port: int = Field(default=9464, description="Worker Prometheus /metrics port.")
     http_port: int = Field(default=8300, description="agentfleet HTTP app port (codec, gateway).")
+    remote_bot_port: int = Field(
+        default=8310, description="Port of the reference remote bot the demo fleet calls."
+    )
     bind_host: str = Field(
         default=LOOPBACK,
         description="Address the HTTP app and worker metrics listen on (0.0.0.0 in containers).",
@@ -125,7 +128,13 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     @field_validator(
-        "temporal_port", "ui_port", "anvil_port", "metrics_port", "http_port", mode="after"
+        "temporal_port",
+        "ui_port",
+        "anvil_port",
+        "metrics_port",
+        "http_port",
+        "remote_bot_port",
+        mode="after",
     )
     @classmethod
     def _valid_port(cls, value: int) -> int:

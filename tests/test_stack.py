@@ -58,7 +58,7 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     started = json.loads(up.stdout)
     assert started["healthy"] is True
     names = {c["name"]: c for c in started["components"]}
-    assert set(names) == {"temporal", "anvil", "database", "http", "worker"}
+    assert set(names) == {"temporal", "anvil", "database", "http", "worker", "remote-bot"}
     assert all(c["up"] for c in names.values())
     assert started["demo"] and "stack check" in started["demo"][0], started["demo"]
 
@@ -86,7 +86,10 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     home = Path(stack_env["FLEET_HOME"])
     assert (home / "temporal.db").is_file()
     with sqlite3.connect(home / "fleet.db") as conn:
-        kinds = [row[0] for row in conn.execute("select kind from audit_events")]
+        kinds = [
+            row[0]
+            for row in conn.execute("select kind from audit_events where kind like 'stack.%'")
+        ]
     assert kinds == ["stack.checked"]
 
     restarted = fleet(stack_env, "up", "--detach", "--no-demo", "--json")
@@ -219,7 +222,9 @@ def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec(
     import sqlalchemy
 
     with sqlalchemy.create_engine(postgresql_url).connect() as conn:
-        rows = conn.execute(sqlalchemy.text("select workflow_id from audit_events")).all()
+        rows = conn.execute(
+            sqlalchemy.text("select workflow_id from audit_events where kind = 'stack.checked'")
+        ).all()
     assert [r[0] for r in rows] == [demo_id]
     for log in (Path(stack_env["FLEET_HOME"]) / "logs").glob("*.log"):
         assert key not in log.read_text(errors="replace"), log

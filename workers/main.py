@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.chain import ChainActivities
 from activities.fleet import FleetActivities
+from activities.health import HealthActivities
 from activities.identity import IdentityActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
@@ -34,6 +35,7 @@ from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
 from workflows.bot_lifecycle import BotLifecycleWorkflow
 from workflows.fleet_command import FleetCommandWorkflow
+from workflows.fleet_health import FleetHealthWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
@@ -50,6 +52,7 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 WORKFLOWS: list[type] = [
     BotLifecycleWorkflow,
     FleetCommandWorkflow,
+    FleetHealthWorkflow,
     RelayerWorkflow,
     SkeletonWorkflow,
     StackCheckWorkflow,
@@ -66,17 +69,19 @@ class Activities:
         self.identity = IdentityActivities(settings)
         self.fleet = FleetActivities(settings, client)
         self.skills = SkillActivities(settings)
+        self.health = HealthActivities(settings, skills=self.skills)
 
     async def close(self) -> None:
         await self.chain.close()
         await self.identity.close()
         await self.skills.close()
+        await self.health.close()
 
 
 def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     """The activities registered on ``queue`` (local activities sit with the workflows)."""
     store, chain, identity = bound.store, bound.chain, bound.identity
-    fleet, skills = bound.fleet, bound.skills
+    fleet, skills, health = bound.fleet, bound.skills, bound.health
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
         taskqueues.IO: [
@@ -88,6 +93,8 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             identity.record_bot,
             identity.delete_bot_schedules,
             fleet.resolve_targets,
+            health.health_targets,
+            health.report_health,
         ],
         taskqueues.CHAIN: [
             chain.chain_head,
@@ -100,6 +107,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             identity.find_registration,
             identity.registration_tx,
             identity.fusd_transfer_tx,
+            health.check_bots_health,
         ],
         taskqueues.LLM: [noop, skills.run_skill, skills.run_skill_batch],
     }

@@ -178,3 +178,36 @@ def worker_spec(settings: Settings) -> ComponentSpec:
         env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
         critical=False,
     )
+
+
+REMOTE_BOT_NAME = "remote-1"
+"""The demo fleet's remote bot: the name the reference remote bot answers as."""
+
+
+def remote_bot_url(settings: Settings) -> str:
+    """Agent card URL of the reference remote bot ``fleet up`` starts for the demo fleet."""
+    return f"http://{LOOPBACK}:{settings.remote_bot_port}/.well-known/agent-card.json"
+
+
+def remote_bot_spec(settings: Settings) -> ComponentSpec:
+    """The reference remote bot (``starters.remote_bot``), a process outside the fleet that the
+    demo fleet's ``remote-1`` calls over A2A; ready once its agent card answers."""
+    card = remote_bot_url(settings)
+    return ComponentSpec(
+        name="remote-bot",
+        title="reference remote bot (A2A)",
+        argv=[
+            sys.executable,
+            "-m",
+            "starters.remote_bot",
+            "--port",
+            str(settings.remote_bot_port),
+            "--name",
+            REMOTE_BOT_NAME,
+        ],
+        ports={"http": settings.remote_bot_port},
+        url=card,
+        ready=lambda: _http_ok(card),
+        env={"PYTHONUNBUFFERED": "1"},
+        critical=False,
+    )

@@ -66,6 +66,8 @@ def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
         specs.append(components.anvil_spec(settings, files))
     specs.append(components.http_spec(settings))
     specs.append(components.worker_spec(settings))
+    if settings.demo:
+        specs.append(components.remote_bot_spec(settings))
     return specs
 
 
@@ -96,6 +98,7 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
         "anvil": {"rpc": "FLEET_ANVIL_PORT"},
         "http": {"http": "FLEET_HTTP_PORT"},
         "worker": {"metrics": "FLEET_METRICS_PORT"},
+        "remote-bot": {"http": "FLEET_REMOTE_BOT_PORT"},
     }
     seen: dict[int, str] = {}
     for spec in specs:
@@ -164,6 +167,7 @@ class Supervisor:
                 if spec.name == "http":
                     self._prepare_database()
                 self._start_component(spec)
+            self._ensure_schedules()
             if self.settings.demo:
                 self.report("running demos")
                 self._run_demos()
@@ -250,6 +254,19 @@ class Supervisor:
         order.setdefault("database", order.get("anvil", order.get("temporal", -1)))
         self.state.components = sorted(states, key=lambda c: order.get(c.name, 99))
         self._save()
+
+    def _ensure_schedules(self) -> None:
+        """The fleet's Temporal Schedules (idempotent; a schedule an operator paused stays so)."""
+        import asyncio  # noqa: PLC0415
+
+        from agentfleet.schedules import ensure_health_schedule  # noqa: PLC0415
+        from agentfleet.temporal import connect  # noqa: PLC0415
+
+        async def ensure() -> None:
+            await ensure_health_schedule(await connect(self.settings))
+
+        asyncio.run(ensure())
+        self.report("schedule fleet-health: every 5 minutes")
 
     def _run_demos(self) -> None:
         import asyncio  # noqa: PLC0415

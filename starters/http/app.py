@@ -17,6 +17,7 @@ from temporalio.converter import PayloadCodec
 
 from agentfleet.codec import AESGCMCodec, parse_key
 from agentfleet.settings import Settings
+from starters.http import bots
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -71,4 +72,5 @@ def create_app(settings: Settings) -> FastAPI:
     async def decode(request: Request) -> dict[str, Any]:
         return await _transform(request, encode=False)
 
+    app.include_router(bots.create_router(settings))
     return app

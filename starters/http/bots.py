@@ -1,0 +1,313 @@
+"""Each bot over HTTP: its ERC-8004 registration file, its A2A agent card, its A2A endpoint.
+
+=====================================================  ==========================================
+``GET  /bots/{name}/registration.json``                ERC-8004 registration-v1: the agent URI the
+                                                       bot registers on-chain
+``GET  /bots/{name}/.well-known/agent-card.json``      A2A 0.3 agent card (a remote bot: a 307 to
+                                                       its own card)
+``POST /bots/{name}/a2a``                              JSON-RPC 2.0 ``message/send`` whose data
+                                                       part is ``{"skill": ..., "args": {...}}``
+=====================================================  ==========================================
+
+Everything is read from the ``bots`` table and the deployment manifest: nothing here starts a
+workflow, signs or touches the chain, so the routes stay cheap. The A2A endpoint answers the
+read-only skills (:data:`HTTP_SKILLS`) in-process with the code the workers run
+(:mod:`activities.skills`), from the bot's row; a paused or retired bot answers ``status`` only.
+Commands that change a bot (``tune``, ``configure`` ...) go through its entity workflow (CLI).
+
+URLs are built on ``settings.http_url``, the base the agent URI was registered with
+(:func:`activities.identity.registration_url`), so the file, the card and the chain agree.
+Unknown bots are a 404 with a JSON ``detail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from activities.skills import SkillActivities
+from agentfleet import db
+from agentfleet.bots import (
+    BotKind,
+    BotRef,
+    BotStatus,
+    RemoteParams,
+    Skill,
+    SkillCall,
+    check_name,
+    disclosure_for,
+)
+from agentfleet.deployment import load_deployment
+from agentfleet.errors import FleetError
+from agentfleet.models import BotRecord
+from agentfleet.settings import Settings
+
+REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
+A2A_VERSION = "0.3.0"
+CARD_PATH = ".well-known/agent-card.json"
+INACTIVE = frozenset({BotStatus.RETIRING, BotStatus.RETIRED})
+"""States in which the registration file says ``"active": false``."""
+SKILL_TIMEOUT_S = 10.0
+
+INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
+SKILL_FAILED = -32000
+"""JSON-RPC server error: the skill could not answer (the message says why)."""
+UNSUPPORTED_OPERATION = -32004
+"""A2A's UnsupportedOperationError: a remote bot is called at its own endpoint, not here."""
+
+SKILL_CARDS: dict[Skill, dict[str, Any]] = {
+    Skill.FORECAST: {
+        "id": "forecast",
+        "name": "Forecast",
+        "description": "Next value of a symbol's price (EMA over the bot's series; synthetic "
+        "data unless real bars were imported).",
+        "tags": ["forecast", "price", "ema"],
+        "examples": ['{"skill": "forecast", "args": {"symbol": "BTCUSDT", "horizon": "1h"}}'],
+    },
+    Skill.STATUS: {
+        "id": "status",
+        "name": "Status",
+        "description": "The bot's state, parameters and disclosure.",
+        "tags": ["status"],
+        "examples": ['{"skill": "status", "args": {}}'],
+    },
+    Skill.PERFORMANCE: {
+        "id": "performance",
+        "name": "Performance",
+        "description": "Backtest of its one-step-ahead forecasts: mean abs error, hit rate.",
+        "tags": ["performance", "backtest"],
+        "examples": ['{"skill": "performance", "args": {"window": "7d"}}'],
+    },
+    Skill.SHARE_PATTERN: {
+        "id": "share_pattern",
+        "name": "Share pattern",
+        "description": "The market regime the bot sees now, with its confidence.",
+        "tags": ["pattern", "regime"],
+        "examples": ['{"skill": "share_pattern", "args": {"symbol": "BTCUSDT"}}'],
+    },
+}
+HTTP_SKILLS: dict[BotKind, tuple[Skill, ...]] = {
+    BotKind.FORECASTER: (Skill.FORECAST, Skill.STATUS, Skill.PERFORMANCE, Skill.SHARE_PATTERN),
+    BotKind.PUBLISHER: (Skill.STATUS, Skill.PERFORMANCE),
+    BotKind.REMOTE: (),
+}
+"""What each built-in kind answers over A2A: the skills that only read."""
+KIND_BLURBS: dict[BotKind, str] = {
+    BotKind.FORECASTER: "agentfleet forecaster bot.",
+    BotKind.PUBLISHER: "agentfleet publisher bot.",
+    BotKind.REMOTE: "agentfleet remote bot (runs elsewhere, speaks A2A).",
+}
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _package_version() -> str:
+    try:
+        return version("agentfleet")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def remote_card_url(params: dict[str, Any]) -> str:
+    """A remote bot's own agent card: ``params.url`` itself, or the card under that base (the
+    rule :mod:`activities.skills` follows when it calls the bot)."""
+    url = str(RemoteParams.model_validate(params).url)
+    return url if url.endswith("agent-card.json") else f"{url.rstrip('/')}/{CARD_PATH}"
+
+
+def create_router(settings: Settings) -> APIRouter:
+    """The ``/bots`` routes of the HTTP app, bound to ``settings`` (database, chain, base URL)."""
+    skills = SkillActivities(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await skills.close()
+
+    router = APIRouter(prefix="/bots", tags=["bots"], lifespan=lifespan)
+    base = settings.http_url
+
+    def bot_url(name: str, path: str) -> str:
+        return f"{base}/bots/{name}/{path}"
+
+    def load_row(name: str) -> BotRecord:
+        try:
+            check_name(name)
+        except ValueError:
+            raise HTTPException(404, f"no bot named {name!r}") from None
+        try:
+            with db.session_scope(settings.effective_database_url) as session:
+                row = session.get(BotRecord, name)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise HTTPException(
+                503, f"cannot read the bots table: {reason[0] if reason else 'error'}"
+            ) from None
+        if row is None:
+            raise HTTPException(404, f"no bot named {name}")
+        return row
+
+    def description(row: BotRecord) -> str:
+        text = row.description.strip() or KIND_BLURBS[BotKind(row.kind)]
+        return f"{text} {disclosure_for(row.owner)}"
+
+    @router.get("/{name}/registration.json")
+    def registration(name: str) -> dict[str, Any]:
+        """ERC-8004 registration-v1 file: the bot's agent URI on the IdentityRegistry."""
+        row = load_row(name)
+        kind = BotKind(row.kind)
+        a2a: dict[str, Any] = {"name": "A2A"}
+        if kind is BotKind.REMOTE:
+            a2a["endpoint"] = remote_card_url(row.params)
+        else:
+            a2a.update(endpoint=bot_url(name, CARD_PATH), version=A2A_VERSION)
+        registrations: list[dict[str, Any]] = []
+        try:
+            deployment = load_deployment(settings)
+        except FleetError:
+            deployment = None
+        if deployment is not None and row.agent_id is not None:
+            registry = deployment.address("IdentityRegistry")
+            registrations.append(
+                {
+                    "agentId": row.agent_id,
+                    "agentRegistry": f"eip155:{deployment.chain_id}:{registry}",
+                }
+            )
+        return {
+            "type": REGISTRATION_TYPE,
+            "name": row.name,
+            "description": description(row),
+            "services": [a2a],
+            "x402Support": False,
+            "active": BotStatus(row.status) not in INACTIVE,
+            "registrations": registrations,
+        }
+
+    @router.get(f"/{{name}}/{CARD_PATH}", response_model=None)
+    def agent_card(name: str) -> dict[str, Any] | JSONResponse:
+        """A2A agent card of a built-in bot; a remote bot's card lives at its own URL (307)."""
+        row = load_row(name)
+        kind = BotKind(row.kind)
+        if kind is BotKind.REMOTE:
+            card = remote_card_url(row.params)
+            return JSONResponse(
+                {
+                    "name": row.name,
+                    "remote": True,
+                    "agentCard": card,
+                    "note": f"{row.name} runs elsewhere; its own agent card is {card}",
+                },
+                status_code=307,
+                headers={"location": card},
+            )
+        return {
+            "protocolVersion": A2A_VERSION,
+            "name": row.name,
+            "description": description(row),
+            "url": bot_url(name, "a2a"),
+            "preferredTransport": "JSONRPC",
+            "version": _package_version(),
+            "capabilities": {
+                "streaming": False,
+                "pushNotifications": False,
+                "stateTransitionHistory": False,
+            },
+            "defaultInputModes": ["application/json"],
+            "defaultOutputModes": ["application/json"],
+            "skills": [SKILL_CARDS[skill] for skill in HTTP_SKILLS[kind]],
+        }
+
+    async def answer(row: BotRecord, skill_name: str, args: dict[str, Any]) -> dict[str, Any]:
+        kind = BotKind(row.kind)
+        if kind is BotKind.REMOTE:
+            raise RpcError(
+                UNSUPPORTED_OPERATION,
+                f"{row.name} runs elsewhere; call it through its own card "
+                f"{remote_card_url(row.params)}",
+            )
+        offered = HTTP_SKILLS[kind]
+        skill = next((s for s in offered if s.value == skill_name), None)
+        if skill is None:
+            listed = ", ".join(s.value for s in offered)
+            raise RpcError(
+                INVALID_PARAMS, f"unknown skill {skill_name!r}; this agent offers {listed}"
+            )
+        bot = BotRef(
+            name=row.name,
+            kind=kind,
+            status=BotStatus(row.status),
+            owner=row.owner,
+            params=dict(row.params),
+        )
+        try:
+            async with asyncio.timeout(SKILL_TIMEOUT_S):
+                result = await skills.run_skill(SkillCall(bot=bot, skill=skill, args=args))
+        except TimeoutError:
+            raise RpcError(SKILL_FAILED, f"no answer within {SKILL_TIMEOUT_S:g} s") from None
+        if not result.ok:
+            raise RpcError(SKILL_FAILED, result.error or "the skill failed")
+        return result.data
+
+    @router.post("/{name}/a2a", name="bot_a2a")
+    async def a2a(name: str, request: Request) -> JSONResponse:
+        """JSON-RPC 2.0 ``message/send``: the reply is an agent message with one data part."""
+        row = await asyncio.to_thread(load_row, name)
+        request_id: Any = None
+        message: dict[str, Any] = {}
+        try:
+            try:
+                body = await request.json()
+            except ValueError:
+                raise RpcError(PARSE_ERROR, "parse error: the body is not JSON") from None
+            if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+                raise RpcError(INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
+            request_id = body.get("id")
+            if body.get("method") != "message/send":
+                raise RpcError(METHOD_NOT_FOUND, f"method not found: {body.get('method')!r}")
+            params = body.get("params")
+            found = params.get("message") if isinstance(params, dict) else None
+            message = found if isinstance(found, dict) else {}
+            call = next(
+                (
+                    part["data"]
+                    for part in message.get("parts") or []
+                    if isinstance(part, dict)
+                    and part.get("kind") == "data"
+                    and isinstance(part.get("data"), dict)
+                ),
+                None,
+            )
+            if call is None or not isinstance(call.get("skill"), str):
+                raise RpcError(INVALID_PARAMS, "the message needs a data part {skill, args}")
+            args = call.get("args") or {}
+            if not isinstance(args, dict):
+                raise RpcError(INVALID_PARAMS, "args must be an object")
+            data = await answer(row, call["skill"], args)
+        except RpcError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})
+        reply: dict[str, Any] = {
+            "kind": "message",
+            "messageId": uuid.uuid4().hex,
+            "role": "agent",
+            "parts": [{"kind": "data", "data": data}],
+        }
+        if isinstance(message.get("contextId"), str):
+            reply["contextId"] = message["contextId"]
+        return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": reply})
+
+    return router

@@ -1,0 +1,77 @@
+"""`fleet up` with its demo seeds a working fleet: real processes, real bots, a real remote bot."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+from tests.fixtures.stack import fleet
+
+pytestmark = pytest.mark.stack
+
+DEMO_BOTS = {"forecaster-1", "forecaster-2", "forecaster-3", "publisher-1", "remote-1"}
+
+
+def _pids(status: dict[str, object]) -> list[int]:
+    pids = [int(status["supervisor_pid"])]  # type: ignore[call-overload]
+    pids += [int(c["pid"]) for c in status["components"] if c["pid"]]  # type: ignore[attr-defined]
+    return pids
+
+
+def _alive(pids: list[int], timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        time.sleep(0.1)
+    return alive
+
+
+def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
+    stack_env: dict[str, str],
+) -> None:
+    up = fleet(stack_env, "up", "--detach", "--json")
+    assert up.returncode == 0, up.stderr
+    started = json.loads(up.stdout)
+    assert started["healthy"] is True
+    components = {c["name"]: c for c in started["components"]}
+    remote = components["remote-bot"]
+    assert remote["up"] is True
+    assert remote["ports"] == {"http": int(stack_env["FLEET_REMOTE_BOT_PORT"])}
+    fleet_line = next(line for line in started["demo"] if line.startswith("demo fleet"))
+    assert fleet_line.startswith("demo fleet: 5 bots active"), started["demo"]
+
+    listed = fleet(stack_env, "bot", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    bots = {b["name"]: b for b in json.loads(listed.stdout)}
+    assert set(bots) == DEMO_BOTS
+    assert {b["status"] for b in bots.values()} == {"active"}
+    assert all(b["agent_id"] is not None and b["address"] for b in bots.values())
+    card = f"http://127.0.0.1:{stack_env['FLEET_REMOTE_BOT_PORT']}/.well-known/agent-card.json"
+    assert bots["remote-1"]["params"]["url"] == card
+
+    http = f"http://127.0.0.1:{stack_env['FLEET_HTTP_PORT']}"
+    with urllib.request.urlopen(f"{http}/bots/forecaster-1/registration.json") as response:  # noqa: S310
+        registration = json.loads(response.read())
+    assert registration["active"] is True
+    assert registration["registrations"][0]["agentId"] == bots["forecaster-1"]["agent_id"]
+
+    command = fleet(stack_env, "command", "forecast", "--all", "BTCUSDT", "1h", "--json")
+    assert command.returncode == 0, command.stderr
+    result = json.loads(command.stdout)
+    answers = {a["name"]: a for a in result["answers"]}
+    assert set(answers) == DEMO_BOTS
+    for name in ("forecaster-1", "forecaster-2", "forecaster-3", "remote-1"):
+        assert answers[name]["ok"] is True, answers[name]
+        assert answers[name]["data"]["symbol"] == "BTCUSDT"
+    assert answers["remote-1"]["data"]["remote_name"] == "remote-1"
+    assert answers["publisher-1"]["ok"] is False  # publishers do not forecast, and say so
+    assert result["summary"]["forecast"]["count"] == 4
+
+    down = fleet(stack_env, "down")
+    assert down.returncode == 0, down.stderr
+    assert _alive(_pids(started)) == []

@@ -1,0 +1,222 @@
+"""FleetHealthWorkflow: the fleet's periodic health check, run by the Temporal Schedule
+``fleet-health`` (each run's id is ``schedule-fleet-health-<time>``, given by the schedule).
+
+The sequence: the bots to check (``health_targets`` on ``fleet-io``: active and degraded rows of
+the ``bots`` table) -> where our contracts are (``chain_context``) -> every bot checked in batches
+of ``batch_size``, one ``check_bots_health`` activity per batch (``fleet-chain``), up to
+``parallel_batches`` at once -> each bot whose verdict changed is signalled (``health``:
+``degraded`` with the reasons, or ``recovered``) -> ``report_health`` (``fleet-io``) raises the
+alerts: a log line and the ``fleet_bot_health_degraded_total`` / ``fleet_bots_degraded`` metrics,
+until channels exist.
+
+A bot is checked for gas (native balance at least ``min_gas_wei``), its fUSD balance (shown, never
+a reason), its ERC-8004 registration (``ownerOf`` and ``getAgentWallet`` of its agent are its
+wallet), a ``status`` skill round trip (the ``run_skill`` code path) and its entity's error rate
+(``errors / commands_handled`` of its ``status`` query once it has handled ``min_commands``).
+A batch that fails as a whole (chain unreachable, worker lost) leaves its bots ``unchecked``:
+nothing changes for them, so an outage of ours never degrades the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from agentfleet import taskqueues
+    from agentfleet.bots import BotEvent, BotRef, BotStatus, ChainContext
+
+SCHEDULE_ID = "fleet-health"
+WORKFLOW_ID = "schedule-fleet-health"
+"""The id the schedule's action gives each run (Temporal appends the scheduled time)."""
+BATCH_MARGIN = timedelta(seconds=10)
+"""How much longer than one bot's check a batch activity may take."""
+STEP_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=5)
+BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+
+class HealthCheck(BaseModel):
+    """What one health run checks against (the schedule starts it with these defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_gas_wei: int = Field(default=10**15, ge=0)
+    """A bot with less native balance than this is degraded (it cannot pay for gas)."""
+    max_error_rate: float = Field(default=0.5, ge=0, le=1)
+    min_commands: int = Field(default=10, ge=1)
+    """The error rate counts once the bot has handled this many commands."""
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    parallel_batches: int = Field(default=10, ge=1, le=200)
+    per_bot_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
+class HealthTarget(BaseModel):
+    bot: BotRef
+    address: str | None = None
+    agent_id: int | None = None
+
+
+class HealthTargets(BaseModel):
+    bots: list[HealthTarget] = Field(default_factory=list)
+
+
+class HealthBatch(BaseModel):
+    targets: list[HealthTarget]
+    context: ChainContext
+    check: HealthCheck
+
+
+class BotHealth(BaseModel):
+    """One bot's verdict: healthy, or not with every reason (each one line)."""
+
+    name: str
+    status: BotStatus
+    """The bot's status when checked (its entity's answer, else its row)."""
+    healthy: bool
+    reasons: list[str] = Field(default_factory=list)
+    gas_wei: int | None = None
+    fusd_units: int | None = None
+    """Informational: never a reason on its own."""
+    skill_ms: float | None = None
+    errors: int | None = None
+    commands_handled: int | None = None
+
+
+class HealthBatchResult(BaseModel):
+    results: list[BotHealth]
+
+
+class FleetHealthSummary(BaseModel):
+    """What a health run found and changed. ``reasons`` holds one line per bot that is not
+    healthy (or was not checked)."""
+
+    checked: int = 0
+    healthy: int = 0
+    degraded: list[str] = Field(default_factory=list)
+    """Bots this run moved from active to degraded."""
+    recovered: list[str] = Field(default_factory=list)
+    """Bots this run moved from degraded back to active."""
+    still_degraded: list[str] = Field(default_factory=list)
+    unhealthy_other: list[str] = Field(default_factory=list)
+    """Unhealthy bots in a state the verdict does not change (e.g. paused meanwhile)."""
+    unchecked: list[str] = Field(default_factory=list)
+    reasons: dict[str, str] = Field(default_factory=dict)
+    signal_failures: dict[str, str] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@workflow.defn(name="FleetHealthWorkflow")
+class FleetHealthWorkflow:
+    @workflow.init
+    def __init__(self, check: HealthCheck) -> None:
+        self.check = check
+        self.results: list[BotHealth] = []
+        self.summary = FleetHealthSummary()
+        self.in_flight = 0
+
+    @workflow.run
+    async def run(self, check: HealthCheck) -> FleetHealthSummary:
+        self.summary.started_at = workflow.now()
+        targets: HealthTargets = await workflow.execute_activity(
+            "health_targets",
+            check,
+            result_type=HealthTargets,
+            task_queue=taskqueues.IO,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
+        if targets.bots:
+            context: ChainContext = await workflow.execute_activity(
+                "chain_context",
+                result_type=ChainContext,
+                task_queue=taskqueues.IO,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STEP_RETRY,
+            )
+            size = check.batch_size
+            batches = [targets.bots[i : i + size] for i in range(0, len(targets.bots), size)]
+            await asyncio.gather(*(self._check(batch, context) for batch in batches))
+            await asyncio.gather(*(self._judge(result) for result in self.results))
+        self.summary.checked = len(self.results)
+        self.summary.healthy = sum(1 for r in self.results if r.healthy)
+        self.summary.finished_at = workflow.now()
+        await workflow.execute_activity(
+            "report_health",
+            self.summary,
+            task_queue=taskqueues.IO,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
+        return self.summary
+
+    async def _check(self, batch: list[HealthTarget], context: ChainContext) -> None:
+        """One ``check_bots_health`` activity for ``batch``; if it fails as a whole its bots
+        are unchecked (their state stays as it is)."""
+        limit = self.check.parallel_batches
+        await workflow.wait_condition(lambda: self.in_flight < limit)
+        self.in_flight += 1
+        per_bot = timedelta(seconds=self.check.per_bot_timeout_s)
+        try:
+            outcome: HealthBatchResult = await workflow.execute_activity(
+                "check_bots_health",
+                HealthBatch(targets=batch, context=context, check=self.check),
+                result_type=HealthBatchResult,
+                task_queue=taskqueues.CHAIN,
+                start_to_close_timeout=per_bot + BATCH_MARGIN,
+                retry_policy=BATCH_RETRY,
+            )
+        except ActivityError as err:
+            reason = f"not checked: {_cause(err)}"
+            for target in batch:
+                self.summary.unchecked.append(target.bot.name)
+                self.summary.reasons[target.bot.name] = reason
+            workflow.logger.warning("health batch failed: %s", reason)
+            return
+        finally:
+            self.in_flight -= 1
+        self.results.extend(outcome.results)
+
+    async def _judge(self, health: BotHealth) -> None:
+        """Signal the bot when its verdict changes its state; tally the rest."""
+        name, summary = health.name, self.summary
+        reason = "; ".join(health.reasons)
+        if not health.healthy:
+            summary.reasons[name] = reason
+        if not health.healthy and health.status is BotStatus.ACTIVE:
+            if await self._signal(name, "degraded", reason):
+                summary.degraded.append(name)
+                workflow.logger.warning("bot %s degraded: %s", name, reason)
+        elif not health.healthy and health.status is BotStatus.DEGRADED:
+            summary.still_degraded.append(name)
+        elif not health.healthy:
+            summary.unhealthy_other.append(name)
+        elif health.status is BotStatus.DEGRADED and await self._signal(
+            name, "recovered", "health checks pass"
+        ):
+            summary.recovered.append(name)
+            workflow.logger.info("bot %s recovered", name)
+
+    async def _signal(self, name: str, event: str, detail: str) -> bool:
+        handle = workflow.get_external_workflow_handle(f"bot-{name}")
+        try:
+            await handle.signal("health", BotEvent(at=workflow.now(), event=event, detail=detail))
+        except FailureError as err:
+            self.summary.signal_failures[name] = _cause(err)
+            workflow.logger.warning("bot %s could not be told it %s: %s", name, event, err)
+            return False
+        return True
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost message of a failure chain, one line."""
+    cause: BaseException | None = err
+    while isinstance(cause, FailureError) and cause.cause is not None:
+        cause = cause.cause
+    text = str(cause or err) or type(err).__name__
+    return text.splitlines()[0]
