@@ -234,6 +234,9 @@ class BotState(BaseModel):
     history: list[BotEvent] = Field(default_factory=list)
     commands_handled: int = 0
     errors: int = 0
+    recent_updates: list[str] = Field(default_factory=list)
+    """Ids of the latest updates: one the server delivers again after continue-as-new (a new run
+    does not know the ids its predecessor accepted) is answered, not applied twice."""
 
 
 class BotLifecycleInput(BaseModel):

@@ -4,6 +4,7 @@ attributes agree at every step."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -97,10 +98,20 @@ async def listed(client: Client, query: str) -> list[str]:
 
 
 def row(settings: Settings, name: str) -> BotRecord:
-    with db.session_scope(settings.effective_database_url) as session:
-        found = session.get(BotRecord, name)
+    """The bot's row once it has caught up with the entity (it follows each change closely)."""
+    found: BotRecord | None = None
+    for _ in range(100):
+        with db.session_scope(settings.effective_database_url) as session:
+            found = session.get(BotRecord, name)
+        view_status = _last_status.get(name)
+        if found is not None and (view_status is None or found.status == view_status):
+            return found
+        time.sleep(0.05)
     assert found is not None
     return found
+
+
+_last_status: dict[str, str] = {}
 
 
 async def test_bot_lives_from_creation_to_retirement(
@@ -115,6 +126,7 @@ async def test_bot_lives_from_creation_to_retirement(
     assert again.name == name, "creating the same bot twice is idempotent"
 
     active = await wait_for(dev_client, name, lambda v: v.status is BotStatus.ACTIVE)
+    _last_status[name] = "active"
     assert active.address and active.agent_id is not None
     assert active.disclosure == "Automated agent operated by ops."
 
@@ -142,6 +154,7 @@ async def test_bot_lives_from_creation_to_retirement(
     ]
 
     paused = await pause_bot(dev_client, name)
+    _last_status[name] = "paused"
     assert paused.status is BotStatus.PAUSED and row(settings, name).status == "paused"
     assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "paused"')
     with pytest.raises(FleetError, match="alpha"):
@@ -153,9 +166,11 @@ async def test_bot_lives_from_creation_to_retirement(
     assert configured.params["alpha"] == 0.5 and row(settings, name).params["alpha"] == 0.5
 
     resumed = await resume_bot(dev_client, name)
+    _last_status[name] = "active"
     assert resumed.status is BotStatus.ACTIVE and row(settings, name).status == "active"
 
     retired = await retire_bot(dev_client, name)
+    _last_status[name] = "retired"
     assert retired.status is BotStatus.RETIRED
     record = row(settings, name)
     assert record.status == "retired" and record.retired_at is not None

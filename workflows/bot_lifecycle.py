@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
 
 HISTORY_LIMIT = 50
+RECENT_UPDATES = 500
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=20)
 STEP_TIMEOUT = timedelta(seconds=15)
 """Each step is a quick call; a worker that dies mid-step is noticed after this long."""
@@ -288,6 +289,18 @@ class BotLifecycleWorkflow:
 
     # -- commands ---------------------------------------------------------------------------
 
+    def _first_delivery(self) -> bool:
+        """False for an update this entity (in this or an earlier run) already applied."""
+        info = workflow.current_update_info()
+        if info is None:
+            return True
+        if info.id in self.state.recent_updates:
+            return False
+        self.state.recent_updates.append(info.id)
+        del self.state.recent_updates[:-RECENT_UPDATES]
+        self.state.commands_handled += 1
+        return True
+
     def _reject_unless(self, allowed: set[BotStatus], action: str) -> None:
         if self.state.status not in allowed or self.retire_reason is not None:
             status = "retiring" if self.retire_reason else self.state.status.value
@@ -299,7 +312,8 @@ class BotLifecycleWorkflow:
 
     @workflow.update
     async def pause(self) -> BotView:
-        self.state.commands_handled += 1
+        if not self._first_delivery():
+            return self._view()
         await self._set(BotStatus.PAUSED, "paused")
         return self._view()
 
@@ -309,7 +323,8 @@ class BotLifecycleWorkflow:
 
     @workflow.update
     async def resume(self) -> BotView:
-        self.state.commands_handled += 1
+        if not self._first_delivery():
+            return self._view()
         await self._set(BotStatus.ACTIVE, "resumed")
         return self._view()
 
@@ -319,7 +334,8 @@ class BotLifecycleWorkflow:
 
     @workflow.update
     async def configure(self, request: ConfigureRequest) -> BotView:
-        self.state.commands_handled += 1
+        if not self._first_delivery():
+            return self._view()
         merged = {**self.state.params, **request.params}
         self.state.params = parse_params(self.state.spec.kind, merged).model_dump(mode="json")
         self._event("configured", ", ".join(f"{k}={v}" for k, v in sorted(request.params.items())))
@@ -339,7 +355,9 @@ class BotLifecycleWorkflow:
 
     @workflow.update
     async def retire(self, request: RetireRequest) -> BotView:
-        self.state.commands_handled += 1
+        if not self._first_delivery():
+            await workflow.wait_condition(lambda: self.retired)
+            return self._view()
         self.retire_reason = request.reason
         await workflow.wait_condition(lambda: self.retired)
         return self._view()
@@ -358,7 +376,8 @@ class BotLifecycleWorkflow:
 
     @workflow.update
     async def retry(self) -> BotView:
-        self.state.commands_handled += 1
+        if not self._first_delivery():
+            return self._view()
         step = self.state.failed_step or BotStatus.PROVISIONING
         self.state.failed_step = None
         await self._set(step, "retrying", f"at {step.value}")

@@ -45,7 +45,10 @@ def _print(views: list[Any], as_json: bool) -> None:
     if as_json:
         emit_json([view.model_dump(mode="json") for view in views])
         return
-    table = Table("id", "state", "every", "next run", "last run", "result", "note")
+    table = Table()
+    table.add_column("id", no_wrap=True)  # an id is what people copy: never cut it
+    for name in ("state", "every", "next run", "last run", "result", "note"):
+        table.add_column(name)
     for view in views:
         table.add_row(
             view.id,
