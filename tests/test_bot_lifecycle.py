@@ -14,6 +14,7 @@ import pytest_asyncio
 from eth_account import Account
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 
 from agentfleet import db, keystore
@@ -196,3 +197,54 @@ async def test_unknown_bot_and_bad_spec_are_one_line_errors(
         await create_bot(
             dev_client, BotSpec(name="x-1", kind=BotKind.FORECASTER, params={"alpha": 2})
         )
+
+
+async def test_create_with_an_imported_keystore_uses_that_wallet(
+    dev_env: WorkflowEnvironment, dev_client: Client, fleet_env: Settings, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import sys
+
+    owner_key = Account.create()
+    keyfile = tmp_path / "bot-key.json"
+    keyfile.write_text(json.dumps(Account.encrypt(owner_key.key, "pw", iterations=2)))
+    name = f"imported-{uuid.uuid4().hex[:6]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
+    env.update(
+        FLEET_HOME=str(fleet_env.home),
+        FLEET_DATABASE_URL=fleet_env.effective_database_url,
+        FLEET_RPC_URL=fleet_env.effective_rpc_url,
+        FLEET_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        FLEET_IMPORT_KEY_PASSWORD="pw",
+    )
+    argv = ["-m", "starters.cli.main", "bot", "create", name, "--kind", "forecaster"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *argv,
+        "--import-key",
+        str(keyfile),
+        "--no-wait",
+        "--json",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    active = await wait_for(dev_client, name, lambda v: v.status is BotStatus.ACTIVE)
+    assert active.address == owner_key.address
+    wrong = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *argv,
+        "--import-key",
+        str(keyfile),
+        env={**env, "FLEET_IMPORT_KEY_PASSWORD": "nope"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(wrong.communicate(), 60)
+    assert wrong.returncode == 1
+    assert err.decode().strip().splitlines() == [
+        f"error: bot {name} already has a wallet ({owner_key.address}); nothing imported"
+    ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.fixtures.stack import fleet
+from tests.fixtures.stack import fleet, temporal
 
 pytestmark = pytest.mark.stack
 
@@ -72,6 +73,42 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     assert answers["publisher-1"]["ok"] is False  # publishers do not forecast, and say so
     assert result["summary"]["forecast"]["count"] == 4
 
+    assert_no_key_material(stack_env, bots)
+
     down = fleet(stack_env, "down")
     assert down.returncode == 0, down.stderr
     assert _alive(_pids(started)) == []
+
+
+def assert_no_key_material(stack_env: dict[str, str], bots: dict[str, dict[str, object]]) -> None:
+    """No bot's private key (nor the keystore secret) in any history, log line or metric."""
+    from agentfleet import keystore
+    from agentfleet.settings import Settings
+
+    settings = Settings(home=stack_env["FLEET_HOME"])
+    secrets = [keystore.master_secret(settings)]
+    for bot in bots.values():
+        account = keystore.load_account(settings, str(bot["address"]))
+        secrets.append(account.key.hex().removeprefix("0x"))
+    assert len(secrets) == len(bots) + 1
+    texts = [
+        p.read_text(errors="replace")
+        for p in (Path(stack_env["FLEET_HOME"]) / "logs").glob("*.log")
+    ]
+    metrics_url = f"http://127.0.0.1:{stack_env['FLEET_METRICS_PORT']}/metrics"
+    with urllib.request.urlopen(metrics_url) as response:  # noqa: S310
+        texts.append(response.read().decode())
+    for name in bots:
+        shown = temporal(stack_env, "workflow", "show", "-w", f"bot-{name}", "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        texts.append(shown.stdout)
+    listed = temporal(stack_env, "workflow", "list", "-o", "json")
+    for workflow in json.loads(listed.stdout):
+        workflow_id = workflow["execution"]["workflowId"]
+        if workflow_id.startswith("tx-"):
+            texts.append(
+                temporal(stack_env, "workflow", "show", "-w", workflow_id, "-o", "json").stdout
+            )
+    haystack = "\n".join(texts).lower()
+    for secret in secrets:
+        assert secret.lower() not in haystack, "key material leaked"

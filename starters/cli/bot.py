@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -48,6 +49,14 @@ def create(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Wait until it is active (or failed).")
     ] = True,
+    import_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--import-key",
+            help="Use this keystore file as the bot's wallet (password from "
+            "FLEET_IMPORT_KEY_PASSWORD, else asked for).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a bot: wallet, funds (dev chain), ERC-8004 registration, then active."""
@@ -56,6 +65,8 @@ def create(
         params = coerce_cli_params(param or [])
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
+    if import_key is not None:
+        _import_wallet(settings, name, import_key, as_json)
     spec = BotSpec(name=name, kind=kind, owner=owner, description=description, params=params)
 
     async def work(client: Any) -> BotView:
@@ -77,6 +88,31 @@ def create(
     _print_view(view, as_json)
     if view.status is BotStatus.FAILED:
         raise typer.Exit(1)
+
+
+def _import_wallet(settings: Any, name: str, path: Path, as_json: bool) -> None:
+    """Store the keystore under the bot's label before its entity starts: provisioning then
+    finds it and generates nothing."""
+    import os  # noqa: PLC0415
+
+    from activities.identity import wallet_label  # noqa: PLC0415
+    from agentfleet import db, keystore  # noqa: PLC0415
+
+    password = os.environ.get("FLEET_IMPORT_KEY_PASSWORD")
+    if password is None:
+        if as_json:
+            fail("set FLEET_IMPORT_KEY_PASSWORD to import a keystore with --json", as_json=True)
+        password = typer.prompt(f"password of {path}", hide_input=True)
+    try:
+        db.upgrade_database(settings.effective_database_url)
+        existing = keystore.address_of(settings, wallet_label(name))
+        if existing is not None:
+            fail(f"bot {name} already has a wallet ({existing}); nothing imported", as_json=as_json)
+        address = keystore.import_keystore(settings, wallet_label(name), path, password)
+    except FleetError as exc:
+        fail(str(exc), as_json=as_json)
+    if not as_json:
+        err_console.print(f"imported wallet {address} for {name}")
 
 
 async def _sleep(seconds: float) -> None:
