@@ -12,10 +12,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from agentfleet import keystore
+from agentfleet.chain.rpc import Web3Connection
 from agentfleet.chain.sender import NonceTakenError, TransactionSender
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
@@ -39,25 +40,18 @@ class ChainActivities:
         self._client = client
         self._rpc_url = settings.effective_rpc_url
         self._expected_chain_id = settings.chain_id
-        self._w3: AsyncWeb3[Any] | None = None
+        self._rpc = Web3Connection(settings.effective_rpc_url)
         self._verified_chain: int | None = None
 
-    def _web3(self) -> AsyncWeb3[Any]:
-        if self._w3 is None:
-            self._w3 = AsyncWeb3(AsyncHTTPProvider(self._rpc_url, request_kwargs={"timeout": 10}))
-        return self._w3
-
     async def close(self) -> None:
-        if self._w3 is not None:
-            await self._w3.provider.disconnect()
-            self._w3 = None
+        await self._rpc.close()
 
     async def _check_chain(self, chain_id: int | None = None) -> int:
         """The RPC's chain id must be the expected one (asked once per process, then cached)."""
         expected = chain_id if chain_id is not None else self._expected_chain_id
         if self._verified_chain == expected:
             return expected
-        actual = await self._web3().eth.chain_id
+        actual = await self._rpc.get().eth.chain_id
         if actual == expected:
             self._verified_chain = actual
         else:
@@ -72,7 +66,7 @@ class ChainActivities:
     async def chain_head(self, _request: ChainHeadRequest) -> ChainHead:
         """The chain id and latest block; a chain id other than the configured one cannot heal."""
         chain_id = await self._check_chain()
-        return ChainHead(chain_id=chain_id, block_number=await self._web3().eth.block_number)
+        return ChainHead(chain_id=chain_id, block_number=await self._rpc.get().eth.block_number)
 
     @activity.defn(name="read_account_nonce")
     async def read_account_nonce(self, query: NonceQuery) -> int:
@@ -82,7 +76,7 @@ class ChainActivities:
         from agentfleet.chain.sender import highest_recorded_nonce  # noqa: PLC0415
 
         await self._check_chain(query.chain_id)
-        pending = await self._web3().eth.get_transaction_count(
+        pending = await self._rpc.get().eth.get_transaction_count(
             AsyncWeb3.to_checksum_address(query.sender), "pending"
         )
         recorded = await asyncio.to_thread(
@@ -113,7 +107,7 @@ class ChainActivities:
         if request.to is not None:
             tx["to"] = AsyncWeb3.to_checksum_address(request.to)
         try:
-            estimate = await self._web3().eth.estimate_gas(tx)  # type: ignore[arg-type]
+            estimate = await self._rpc.get().eth.estimate_gas(tx)  # type: ignore[arg-type]
         except ContractLogicError as exc:
             raise ApplicationError(
                 f"transaction would revert: {exc.message or exc}",
@@ -143,4 +137,4 @@ class ChainActivities:
             account = keystore.load_account(self._settings, address)
         except FleetError as exc:
             raise ApplicationError(str(exc), type="UnknownSender", non_retryable=True) from exc
-        return TransactionSender(self._web3(), self._settings.effective_database_url, account)
+        return TransactionSender(self._rpc.get(), self._settings.effective_database_url, account)

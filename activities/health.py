@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlmodel import col, select
@@ -21,13 +20,14 @@ from temporalio import activity
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 
 from activities.skills import SkillActivities
 from agentfleet import db
 from agentfleet.bots import BotKind, BotRef, BotStatus, BotView, Skill, SkillCall
 from agentfleet.chain import artifacts
+from agentfleet.chain.rpc import Web3Connection
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 from workflows.fleet_health import (
@@ -63,20 +63,10 @@ class HealthActivities:
         self._url = settings.effective_database_url
         self._own_skills = skills is None
         self._skills = skills or SkillActivities(settings)
-        self._w3: AsyncWeb3[Any] | None = None
-
-    def _web3(self) -> AsyncWeb3[Any]:
-        if self._w3 is None:
-            provider = AsyncHTTPProvider(
-                self._settings.effective_rpc_url, request_kwargs={"timeout": 10}
-            )
-            self._w3 = AsyncWeb3(provider)
-        return self._w3
+        self._rpc = Web3Connection(settings.effective_rpc_url)
 
     async def close(self) -> None:
-        if self._w3 is not None:
-            await self._w3.provider.disconnect()
-            self._w3 = None
+        await self._rpc.close()
         if self._own_skills:
             await self._skills.close()
 
@@ -110,7 +100,7 @@ class HealthActivities:
     @activity.defn(name="check_bots_health")
     async def check_bots_health(self, batch: HealthBatch) -> HealthBatchResult:
         """Every bot of ``batch`` checked at once; verdicts in the batch's order."""
-        w3 = self._web3()
+        w3 = self._rpc.get()
         try:
             chain_id = await w3.eth.chain_id
         except Exception as exc:  # noqa: BLE001 - any transport error: the chain is not there
@@ -167,7 +157,7 @@ class HealthActivities:
     async def _chain(
         self, target: HealthTarget, address: str, batch: HealthBatch, health: BotHealth
     ) -> None:
-        w3, context = self._web3(), batch.context
+        w3, context = self._rpc.get(), batch.context
         wallet = AsyncWeb3.to_checksum_address(address)
         token = w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(context.fleet_usd),

@@ -4,12 +4,10 @@ addresses only. Every activity is idempotent by the bot's name."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 
 from agentfleet import db, keystore
 from agentfleet.bots import (
@@ -23,6 +21,7 @@ from agentfleet.bots import (
 )
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import DEV_CHAIN_IDS
+from agentfleet.chain.rpc import Web3Connection
 from agentfleet.chaos import chaos_point
 from agentfleet.errors import FleetError
 from agentfleet.models import AuditEvent, BotRecord, utcnow
@@ -41,20 +40,10 @@ class IdentityActivities:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.effective_database_url
-        self._w3: AsyncWeb3[Any] | None = None
-
-    def _web3(self) -> AsyncWeb3[Any]:
-        if self._w3 is None:
-            provider = AsyncHTTPProvider(
-                self._settings.effective_rpc_url, request_kwargs={"timeout": 10}
-            )
-            self._w3 = AsyncWeb3(provider)
-        return self._w3
+        self._rpc = Web3Connection(settings.effective_rpc_url)
 
     async def close(self) -> None:
-        if self._w3 is not None:
-            await self._w3.provider.disconnect()
-            self._w3 = None
+        await self._rpc.close()
 
     @activity.defn(name="provision_wallet")
     def provision_wallet(self, request: WalletRequest) -> Wallet:
@@ -90,14 +79,14 @@ class IdentityActivities:
     @activity.defn(name="native_balance")
     async def native_balance(self, wallet: Wallet) -> int:
         return int(
-            await self._web3().eth.get_balance(AsyncWeb3.to_checksum_address(wallet.address))
+            await self._rpc.get().eth.get_balance(AsyncWeb3.to_checksum_address(wallet.address))
         )
 
     @activity.defn(name="find_registration")
     async def find_registration(self, query: RegistrationQuery) -> Registration:
         """The agent this wallet already owns on the IdentityRegistry, if any (so a crash
         between sending and recording never registers twice)."""
-        w3 = self._web3()
+        w3 = self._rpc.get()
         registry = w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(query.context.identity_registry),
             abi=artifacts.load("IdentityRegistry").abi,

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.fixtures.stack import FLEET, fleet, temporal
+from tests.fixtures.stack import FLEET, fleet, pids_of, temporal, wait_gone
 
 pytestmark = pytest.mark.stack
 
@@ -33,23 +33,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
 def http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
         return str(response.read().decode())
-
-
-def pids_of(status: dict[str, object]) -> list[int]:
-    pids = [int(status["supervisor_pid"])]  # type: ignore[call-overload]
-    for component in status["components"]:  # type: ignore[attr-defined]
-        if component["pid"]:
-            pids.append(int(component["pid"]))
-    return pids
-
-
-def wait_gone(pids: list[int], timeout: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-        time.sleep(0.1)
-    return alive
 
 
 def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str, str]) -> None:

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.fixtures.stack import fleet, temporal
+from tests.fixtures.stack import fleet, pids_of, temporal, wait_gone
 
 pytestmark = pytest.mark.stack
 
 DEMO_BOTS = {"forecaster-1", "forecaster-2", "forecaster-3", "publisher-1", "remote-1"}
-
-
-def _pids(status: dict[str, object]) -> list[int]:
-    pids = [int(status["supervisor_pid"])]  # type: ignore[call-overload]
-    pids += [int(c["pid"]) for c in status["components"] if c["pid"]]  # type: ignore[attr-defined]
-    return pids
-
-
-def _alive(pids: list[int], timeout: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-        time.sleep(0.1)
-    return alive
 
 
 def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
@@ -77,7 +60,7 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
 
     down = fleet(stack_env, "down")
     assert down.returncode == 0, down.stderr
-    assert _alive(_pids(started)) == []
+    assert wait_gone(pids_of(started)) == []
 
 
 def assert_no_key_material(stack_env: dict[str, str], bots: dict[str, dict[str, object]]) -> None:

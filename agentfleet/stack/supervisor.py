@@ -92,6 +92,10 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
                 "without a supervisor; run `fleet down` to stop them, then `fleet up`"
             )
         files.state.unlink(missing_ok=True)
+    # What the user configured is checked before what the machine offers (binaries, ports).
+    db.validate_database_url(settings.effective_database_url)
+    if settings.payload_key is not None:
+        parse_key(settings.payload_key.get_secret_value())
     specs = plan(settings, files)
     env_names = {
         "temporal": {"grpc": "FLEET_TEMPORAL_PORT", "ui": "FLEET_UI_PORT"},
@@ -117,9 +121,6 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
                     f"port {port} ({spec.title}, {role}) is already in use on 127.0.0.1; "
                     f"stop what holds it or set {setting} to a free port"
                 )
-    db.validate_database_url(settings.effective_database_url)
-    if settings.payload_key is not None:
-        parse_key(settings.payload_key.get_secret_value())
     return specs
 
 
