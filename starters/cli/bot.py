@@ -154,7 +154,7 @@ def list_bots(
             r.status,
             r.owner,
             r.address or "",
-            str(r.agent_id or ""),
+            "" if r.agent_id is None else str(r.agent_id),
             r.reason or "",
         )
     console.print(table)

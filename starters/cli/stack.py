@@ -219,7 +219,7 @@ def _panel(settings: Settings, state: StackState, *, detached: bool) -> Panel:
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     table.add_column("component")
     table.add_column("state")
-    table.add_column("where")
+    table.add_column("where", overflow="fold")
     table.add_column("pid", justify="right")
     table.add_column("log")
     for component in state.components:
