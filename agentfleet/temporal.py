@@ -97,7 +97,28 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
             if settings.uses_embedded_temporal
             else "check FLEET_TEMPORAL_ADDRESS / TEMPORAL_ADDRESS and credentials"
         )
-        raise FleetError(f"cannot reach Temporal at {target}: {_first_line(exc)}; {hint}") from exc
+        raise FleetError(
+            f"cannot reach Temporal at {target}: {_connect_reason(exc)}; {hint}"
+        ) from exc
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """A connect failure in words, not the transport's debug text."""
+    text = str(exc).lower()
+    for needle, reason in (
+        ("connectionrefused", "connection refused"),
+        ("connection refused", "connection refused"),
+        ("failed to lookup", "host not found"),
+        ("dns error", "host not found"),
+        ("timed out", "timed out"),
+        ("deadline", "timed out"),
+        ("certificate", "TLS certificate rejected"),
+        ("unauthenticated", "credentials rejected"),
+        ("permission denied", "credentials rejected"),
+    ):
+        if needle in text:
+            return reason
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

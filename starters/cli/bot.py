@@ -134,8 +134,11 @@ def list_bots(
     try:
         rows = bot_rows(settings.effective_database_url)
     except Exception as exc:  # noqa: BLE001 - no database yet, wrong URL
+        reason = str(exc).splitlines()[0]
+        if "no such table" in reason or "does not exist" in reason:
+            reason = "the database has no schema yet"
         fail(
-            f"cannot read the bots table: {str(exc).splitlines()[0]}; run `fleet up`",
+            f"cannot read the bots table: {reason}; run `fleet up` (or `fleet setup`)",
             as_json=as_json,
         )
     rows = [
