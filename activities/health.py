@@ -25,7 +25,7 @@ from web3.exceptions import Web3Exception
 
 from activities.skills import SkillActivities
 from agentfleet import db
-from agentfleet.bots import BotKind, BotRef, BotStatus, BotView, Skill, SkillCall
+from agentfleet.bots import BotKind, BotRef, BotStatus, BotView, Skill, SkillCall, bot_workflow_id
 from agentfleet.chain import artifacts
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.models import BotRecord
@@ -130,7 +130,7 @@ class HealthActivities:
 
     async def _entity(self, target: HealthTarget, check: HealthCheck, health: BotHealth) -> None:
         """Live status and error counters from the bot's entity (its row may lag behind)."""
-        handle = activity.client().get_workflow_handle(f"bot-{target.bot.name}")
+        handle = activity.client().get_workflow_handle(bot_workflow_id(target.bot.name))
         try:
             view: BotView = await handle.query(
                 "status", result_type=BotView, rpc_timeout=QUERY_TIMEOUT

@@ -18,6 +18,7 @@ from agentfleet.bots import (
     RegistrationTx,
     Wallet,
     WalletRequest,
+    bot_schedule_prefix,
 )
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import DEV_CHAIN_IDS
@@ -164,7 +165,7 @@ class IdentityActivities:
         """Delete the Temporal Schedules that belong to the bot (ids ``bot-{name}-...``)."""
         client = activity.client()
         deleted = 0
-        prefix = f"bot-{request.bot}-"
+        prefix = bot_schedule_prefix(request.bot)
         async for schedule in await client.list_schedules():
             if schedule.id.startswith(prefix):
                 await client.get_schedule_handle(schedule.id).delete()

@@ -100,6 +100,16 @@ def check_name(name: str) -> str:
     return name
 
 
+def bot_workflow_id(name: str) -> str:
+    """The bot's entity workflow id: its business key."""
+    return f"bot-{name}"
+
+
+def bot_schedule_prefix(name: str) -> str:
+    """Schedules whose id starts with this belong to the bot (deleted when it retires)."""
+    return f"{bot_workflow_id(name)}-"
+
+
 def disclosure_for(owner: str) -> str:
     return f"Automated agent operated by {owner}."
 

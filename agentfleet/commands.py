@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agentfleet.bots import BotKind, BotRef, BotStatus, Forecast, Performance, Skill
+from agentfleet.bots import (
+    BotKind,
+    BotRef,
+    BotStatus,
+    Forecast,
+    Performance,
+    Skill,
+)
 from agentfleet.errors import FleetError
 
 if TYPE_CHECKING:
@@ -47,10 +54,6 @@ UNKNOWN_STATUS = "unknown"
 
 def command_workflow_id(command_id: str) -> str:
     return f"command-{command_id}"
-
-
-def bot_workflow_id(name: str) -> str:
-    return f"bot-{name}"
 
 
 class Targets(BaseModel):

@@ -22,6 +22,7 @@ from agentfleet.bots import (
     BotView,
     ConfigureRequest,
     RetireRequest,
+    bot_workflow_id,
     check_name,
     parse_params,
 )
@@ -32,10 +33,6 @@ def _workflow() -> Any:
     from workflows.bot_lifecycle import BotLifecycleWorkflow  # noqa: PLC0415
 
     return BotLifecycleWorkflow
-
-
-def bot_id(name: str) -> str:
-    return f"bot-{name}"
 
 
 async def create_bot(client: Client, spec: BotSpec) -> BotView:
@@ -50,7 +47,7 @@ async def create_bot(client: Client, spec: BotSpec) -> BotView:
         handle: WorkflowHandle[Any, BotView] = await client.start_workflow(
             workflow.run,
             BotLifecycleInput(spec=spec),
-            id=bot_id(spec.name),
+            id=bot_workflow_id(spec.name),
             task_queue=taskqueues.WORKFLOWS,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -84,7 +81,7 @@ def search_attributes_for(spec: BotSpec) -> Any:
 
 
 def _handle(client: Client, name: str) -> WorkflowHandle[Any, BotView]:
-    return client.get_workflow_handle_for(_workflow().run, bot_id(name))
+    return client.get_workflow_handle_for(_workflow().run, bot_workflow_id(name))
 
 
 async def show_bot(

@@ -70,13 +70,21 @@ from web3 import Web3
 
 from activities.skeleton import noop
 from agentfleet import db, keystore, taskqueues
-from agentfleet.bots import BotKind, BotLifecycleInput, BotSpec, BotState, BotStatus, Skill
+from agentfleet.bots import (
+    BotKind,
+    BotLifecycleInput,
+    BotSpec,
+    BotState,
+    BotStatus,
+    Skill,
+    bot_workflow_id,
+)
 from agentfleet.chain import artifacts
 from agentfleet.chain.devchain import funded_account, private_anvil
 from agentfleet.chain.networks import profile
 from agentfleet.commands import FleetCommand, Targets, command_workflow_id, run_command
 from agentfleet.deployment import ensure
-from agentfleet.fleet import bot_id, create_bot, search_attributes_for
+from agentfleet.fleet import create_bot, search_attributes_for
 from agentfleet.messages import NoopInput, NoopResult
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -316,7 +324,7 @@ async def creation_part(
         warmup=1,
         on_done=clock,
     )
-    counts = await history_counts(client, bot_id(f"bench-{tag}-r{args.create_runs - 1}"))
+    counts = await history_counts(client, bot_workflow_id(f"bench-{tag}-r{args.create_runs - 1}"))
     types = {
         key.removeprefix("activity."): value
         for key, value in sorted(counts.items())
@@ -507,7 +515,7 @@ async def idle_part(
             await client.start_workflow(
                 BotLifecycleWorkflow.run,
                 BotLifecycleInput(spec=spec, state=state),
-                id=bot_id(spec.name),
+                id=bot_workflow_id(spec.name),
                 task_queue=taskqueues.WORKFLOWS,
                 search_attributes=search_attributes_for(spec),
             )

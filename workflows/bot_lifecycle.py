@@ -418,8 +418,4 @@ class BotLifecycleWorkflow:
         return BotHistory(events=list(self.state.history))
 
 
-def bot_workflow_id(name: str) -> str:
-    return f"bot-{name}"
-
-
-__all__ = ["BotKind", "BotLifecycleWorkflow", "bot_workflow_id"]
+__all__ = ["BotKind", "BotLifecycleWorkflow"]

@@ -29,7 +29,7 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.bots import BotEvent, BotRef, BotStatus, ChainContext
+    from agentfleet.bots import BotEvent, BotRef, BotStatus, ChainContext, bot_workflow_id
 
 SCHEDULE_ID = "fleet-health"
 WORKFLOW_ID = "schedule-fleet-health"
@@ -203,7 +203,7 @@ class FleetHealthWorkflow:
             workflow.logger.info("bot %s recovered", name)
 
     async def _signal(self, name: str, event: str, detail: str) -> bool:
-        handle = workflow.get_external_workflow_handle(f"bot-{name}")
+        handle = workflow.get_external_workflow_handle(bot_workflow_id(name))
         try:
             await handle.signal("health", BotEvent(at=workflow.now(), event=event, detail=detail))
         except FailureError as err:
