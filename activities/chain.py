@@ -7,6 +7,7 @@ hashes only. Errors a retry cannot fix are non-retryable ``ApplicationError`` ty
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio import activity
@@ -17,7 +18,7 @@ from web3.exceptions import ContractLogicError
 
 from agentfleet import keystore
 from agentfleet.chain.rpc import Web3Connection
-from agentfleet.chain.sender import NonceTakenError, TransactionSender
+from agentfleet.chain.sender import NonceTakenError, TransactionSender, highest_recorded_nonce
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     ChainHead,
@@ -71,10 +72,6 @@ class ChainActivities:
     @activity.defn(name="read_account_nonce")
     async def read_account_nonce(self, query: NonceQuery) -> int:
         """The next nonce of ``sender``: the chain's pending count, or past what we recorded."""
-        import asyncio  # noqa: PLC0415
-
-        from agentfleet.chain.sender import highest_recorded_nonce  # noqa: PLC0415
-
         await self._check_chain(query.chain_id)
         pending = await self._rpc.get().eth.get_transaction_count(
             AsyncWeb3.to_checksum_address(query.sender), "pending"
@@ -120,7 +117,7 @@ class ChainActivities:
     async def send_transaction(self, order: SendTx) -> TxOutcome:
         """Sign (recorded before broadcast), broadcast, wait for the receipt and the depth."""
         await self._check_chain(order.chain_id)
-        sender = self._sender(order.sender)
+        sender = await self._sender(order.sender)
         try:
             return await sender.send(order, activity.heartbeat)
         except NonceTakenError as exc:
@@ -130,11 +127,13 @@ class ChainActivities:
     async def verify_transaction(self, order: SendTx) -> TxOutcome | None:
         """Is a finished transaction still in the canonical chain? None if a reorg dropped it."""
         await self._check_chain(order.chain_id)
-        return await self._sender(order.sender).verify(order)
+        return await (await self._sender(order.sender)).verify(order)
 
-    def _sender(self, address: str) -> TransactionSender:
+    async def _sender(self, address: str) -> TransactionSender:
+        """The key is read from the database and decrypted (scrypt) off the event loop: this
+        loop also runs every other chain activity's I/O."""
         try:
-            account = keystore.load_account(self._settings, address)
+            account = await asyncio.to_thread(keystore.load_account, self._settings, address)
         except FleetError as exc:
             raise ApplicationError(str(exc), type="UnknownSender", non_retryable=True) from exc
         return TransactionSender(self._rpc.get(), self._settings.effective_database_url, account)
