@@ -74,6 +74,7 @@ class IdentityActivities:
             is_dev=self._settings.chain_id in DEV_CHAIN_IDS,
             fleet_usd=deployment.address("FleetUSD"),
             identity_registry=deployment.address("IdentityRegistry"),
+            identity_registry_block=deployment.contracts["IdentityRegistry"].block,
             funder=funders[0] if funders else None,
         )
 
@@ -96,7 +97,7 @@ class IdentityActivities:
         if int(await registry.functions.balanceOf(owner).call()) == 0:
             return Registration(agent_id=None)
         logs = await registry.events.Registered().get_logs(
-            from_block=0, argument_filters={"owner": owner}
+            from_block=query.context.identity_registry_block, argument_filters={"owner": owner}
         )
         if not logs:
             return Registration(agent_id=None)

@@ -262,6 +262,8 @@ class ChainContext(BaseModel):
     is_dev: bool
     fleet_usd: str
     identity_registry: str
+    identity_registry_block: int = 0
+    """Where the registry's history starts: event scans begin here, not at genesis."""
     funder: str | None = None
     fund_wei: int = 10**18
     fund_fusd_units: int = 100 * 10**6
