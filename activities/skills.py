@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
-from agentfleet import market
+from agentfleet import a2a, market
 from agentfleet.bots import (
     BotKind,
     BotRef,
@@ -341,11 +341,7 @@ class SkillActivities:
         return data
 
     async def _card(self, url: str, limit_s: float) -> dict[str, Any]:
-        card_url = (
-            url
-            if url.endswith("agent-card.json")
-            else (url.rstrip("/") + "/.well-known/agent-card.json")
-        )
+        card_url = a2a.card_url(url)
         cached = self._cards.get(card_url)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]

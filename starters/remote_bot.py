@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -25,7 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from agentfleet import market
+from agentfleet import a2a, market
+from agentfleet.a2a import INVALID_PARAMS, RpcError
 from agentfleet.bots import Forecast, ForecastRequest, Performance, disclosure_for
 
 PROTOCOL_VERSION = "0.3.0"
@@ -51,7 +51,6 @@ SKILLS: list[dict[str, Any]] = [
         "tags": ["performance", "backtest"],
     },
 ]
-INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
 
 
 def _version() -> str:
@@ -59,13 +58,6 @@ def _version() -> str:
         return version("agentfleet")
     except PackageNotFoundError:
         return "0.0.0"
-
-
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def create_app(
@@ -140,50 +132,14 @@ def create_app(
         offered = ", ".join(str(s["id"]) for s in SKILLS)
         raise RpcError(INVALID_PARAMS, f"unknown skill {skill!r}; this agent offers {offered}")
 
+    async def reply(skill: str, args: dict[str, Any]) -> dict[str, Any]:
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        return answer(skill, args)
+
     @app.post("/a2a", name="a2a")
-    async def a2a(request: Request) -> JSONResponse:
-        request_id: Any = None
-        try:
-            try:
-                body = await request.json()
-            except ValueError:
-                raise RpcError(PARSE_ERROR, "parse error: the body is not JSON") from None
-            if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
-                raise RpcError(INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
-            request_id = body.get("id")
-            if body.get("method") != "message/send":
-                raise RpcError(METHOD_NOT_FOUND, f"method not found: {body.get('method')!r}")
-            message = (body.get("params") or {}).get("message") or {}
-            call = next(
-                (
-                    part["data"]
-                    for part in message.get("parts") or []
-                    if isinstance(part, dict)
-                    and part.get("kind") == "data"
-                    and isinstance(part.get("data"), dict)
-                ),
-                None,
-            )
-            if call is None or not isinstance(call.get("skill"), str):
-                raise RpcError(INVALID_PARAMS, "the message needs a data part {skill, args}")
-            args = call.get("args") or {}
-            if not isinstance(args, dict):
-                raise RpcError(INVALID_PARAMS, "args must be an object")
-            if delay_ms:
-                await asyncio.sleep(delay_ms / 1000)
-            data = answer(call["skill"], args)
-        except RpcError as exc:
-            error = {"code": exc.code, "message": exc.message}
-            return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})
-        reply: dict[str, Any] = {
-            "kind": "message",
-            "messageId": uuid.uuid4().hex,
-            "role": "agent",
-            "parts": [{"kind": "data", "data": data}],
-        }
-        if isinstance(message.get("contextId"), str):
-            reply["contextId"] = message["contextId"]
-        return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": reply})
+    async def a2a_endpoint(request: Request) -> JSONResponse:
+        return await a2a.serve_message_send(request, reply)
 
     return app
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from agentfleet import binaries, search_attributes
+from agentfleet import a2a, binaries, search_attributes
 from agentfleet.settings import LOOPBACK, Settings
 from agentfleet.stack.state import StackFiles, port_open
 
@@ -186,7 +186,7 @@ REMOTE_BOT_NAME = "remote-1"
 
 def remote_bot_url(settings: Settings) -> str:
     """Agent card URL of the reference remote bot ``fleet up`` starts for the demo fleet."""
-    return f"http://{LOOPBACK}:{settings.remote_bot_port}/.well-known/agent-card.json"
+    return a2a.card_url(f"http://{LOOPBACK}:{settings.remote_bot_port}")
 
 
 def remote_bot_spec(settings: Settings) -> ComponentSpec:

@@ -23,7 +23,6 @@ Unknown bots are a 404 with a JSON ``detail``.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -34,7 +33,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from activities.skills import SkillActivities
-from agentfleet import db
+from agentfleet import a2a, db
+from agentfleet.a2a import (
+    INVALID_PARAMS,
+    SKILL_FAILED,
+    UNSUPPORTED_OPERATION,
+    RpcError,
+)
 from agentfleet.bots import (
     BotKind,
     BotRef,
@@ -56,12 +61,6 @@ CARD_PATH = ".well-known/agent-card.json"
 INACTIVE = frozenset({BotStatus.RETIRING, BotStatus.RETIRED})
 """States in which the registration file says ``"active": false``."""
 SKILL_TIMEOUT_S = 10.0
-
-INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
-SKILL_FAILED = -32000
-"""JSON-RPC server error: the skill could not answer (the message says why)."""
-UNSUPPORTED_OPERATION = -32004
-"""A2A's UnsupportedOperationError: a remote bot is called at its own endpoint, not here."""
 
 SKILL_CARDS: dict[Skill, dict[str, Any]] = {
     Skill.FORECAST: {
@@ -107,13 +106,6 @@ KIND_BLURBS: dict[BotKind, str] = {
 }
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def _package_version() -> str:
     try:
         return version("agentfleet")
@@ -124,8 +116,7 @@ def _package_version() -> str:
 def remote_card_url(params: dict[str, Any]) -> str:
     """A remote bot's own agent card: ``params.url`` itself, or the card under that base (the
     rule :mod:`activities.skills` follows when it calls the bot)."""
-    url = str(RemoteParams.model_validate(params).url)
-    return url if url.endswith("agent-card.json") else f"{url.rstrip('/')}/{CARD_PATH}"
+    return a2a.card_url(str(RemoteParams.model_validate(params).url))
 
 
 def create_router(settings: Settings) -> APIRouter:
@@ -263,51 +254,9 @@ def create_router(settings: Settings) -> APIRouter:
         return result.data
 
     @router.post("/{name}/a2a", name="bot_a2a")
-    async def a2a(name: str, request: Request) -> JSONResponse:
+    async def a2a_endpoint(name: str, request: Request) -> JSONResponse:
         """JSON-RPC 2.0 ``message/send``: the reply is an agent message with one data part."""
         row = await asyncio.to_thread(load_row, name)
-        request_id: Any = None
-        message: dict[str, Any] = {}
-        try:
-            try:
-                body = await request.json()
-            except ValueError:
-                raise RpcError(PARSE_ERROR, "parse error: the body is not JSON") from None
-            if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
-                raise RpcError(INVALID_REQUEST, "invalid request: not JSON-RPC 2.0")
-            request_id = body.get("id")
-            if body.get("method") != "message/send":
-                raise RpcError(METHOD_NOT_FOUND, f"method not found: {body.get('method')!r}")
-            params = body.get("params")
-            found = params.get("message") if isinstance(params, dict) else None
-            message = found if isinstance(found, dict) else {}
-            call = next(
-                (
-                    part["data"]
-                    for part in message.get("parts") or []
-                    if isinstance(part, dict)
-                    and part.get("kind") == "data"
-                    and isinstance(part.get("data"), dict)
-                ),
-                None,
-            )
-            if call is None or not isinstance(call.get("skill"), str):
-                raise RpcError(INVALID_PARAMS, "the message needs a data part {skill, args}")
-            args = call.get("args") or {}
-            if not isinstance(args, dict):
-                raise RpcError(INVALID_PARAMS, "args must be an object")
-            data = await answer(row, call["skill"], args)
-        except RpcError as exc:
-            error = {"code": exc.code, "message": exc.message}
-            return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error})
-        reply: dict[str, Any] = {
-            "kind": "message",
-            "messageId": uuid.uuid4().hex,
-            "role": "agent",
-            "parts": [{"kind": "data", "data": data}],
-        }
-        if isinstance(message.get("contextId"), str):
-            reply["contextId"] = message["contextId"]
-        return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": reply})
+        return await a2a.serve_message_send(request, lambda skill, args: answer(row, skill, args))
 
     return router
