@@ -6,3 +6,4 @@ from tests.fixtures.chain import *  # noqa: F403
 from tests.fixtures.db import *  # noqa: F403
 from tests.fixtures.stack import *  # noqa: F403
 from tests.fixtures.temporal import *  # noqa: F403
+from tests.fixtures.worker import *  # noqa: F403

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 
 from agentfleet import db
@@ -21,22 +19,20 @@ from agentfleet.deployment import load_deployment
 from agentfleet.fleet import create_bot, show_bot
 from agentfleet.models import WalletKey
 from agentfleet.settings import Settings
-from tests.fixtures.worker import WorkerProcess, worker_env
+from tests.fixtures.worker import WorkerProcess
 from tests.test_bot_lifecycle import fleet_settings, prepare_fleet
 
 
 @pytest.fixture
 def chaos_fleet(
-    dev_env: WorkflowEnvironment, migrated_database_url: str, anvil_url: str, tmp_path: Path
-) -> Iterator[tuple[Settings, WorkerProcess, Path]]:
+    chaos_worker: tuple[WorkerProcess, Path],
+    migrated_database_url: str,
+    anvil_url: str,
+    tmp_path: Path,
+) -> tuple[Settings, WorkerProcess, Path]:
     settings = fleet_settings(migrated_database_url, anvil_url, tmp_path)
     prepare_fleet(settings, anvil_url)
-    chaos_dir = tmp_path / "chaos"
-    chaos_dir.mkdir()
-    env = worker_env(dev_env, migrated_database_url, anvil_url, tmp_path, chaos_dir)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    yield settings, worker, chaos_dir
-    worker.stop()
+    return settings, *chaos_worker
 
 
 @pytest.mark.parametrize("point", ["after_wallet", "after_broadcast@register-"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,31 +18,13 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 from web3 import Web3
 
-from agentfleet import binaries, deployment
+from agentfleet import deployment
 from agentfleet.chain import artifacts, networks
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import free_port, rpc
+from agentfleet.chain.devchain import free_port, start_anvil
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
 from starters.cli.main import app
-
-
-def start_anvil(*extra: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    port = port or free_port()
-    argv = [str(binaries.anvil()), "--host", "127.0.0.1", "--port", str(port), "--silent"]
-    proc = subprocess.Popen([*argv, *extra])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            rpc(url, "eth_chainId")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    return proc, url
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

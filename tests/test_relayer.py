@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,19 @@ async def relayer_env(
     address = keystore.store_key(settings, f"relayer-{uuid.uuid4().hex[:6]}", account.key)
     async with running_workers(dev_client, settings):
         yield settings, address
+
+
+@asynccontextmanager
+async def relayer_on_own_chain(
+    client: Client, database_url: str, home: Path, label: str, *anvil_args: str
+) -> AsyncIterator[tuple[str, str]]:
+    """A private anvil (for reorgs and stopped mining), a funded key stored as ``label``, and
+    workers bound to them."""
+    with private_anvil(*anvil_args) as url:
+        settings = Settings(home=home, database_url=database_url, rpc_url=url)
+        sender = keystore.store_key(settings, label, funded_account(url).key)
+        async with running_workers(client, settings):
+            yield url, sender
 
 
 def transfer(request_id: str, wei: int = 1) -> TxRequest:
@@ -143,35 +157,33 @@ async def test_bad_request_is_refused_at_the_edge_and_changes_nothing(
 async def test_reorg_that_drops_a_depth_zero_transaction_is_noticed_and_corrected(
     dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> None:
-    with private_anvil() as url:
-        settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=url)
-        account = funded_account(url)
-        sender = keystore.store_key(settings, "reorg-relayer", account.key)
-        async with running_workers(dev_client, settings):
-            request = transfer(f"reorg-{uuid.uuid4().hex[:8]}", wei=5)
-            outcome = await send_transaction(
-                dev_client, chain_id=31337, sender=sender, request=request, reorg_window_s=3600
-            )
-            assert outcome.status is TxStatus.CONFIRMED
-            rpc(url, "anvil_reorg", 1, [])
-            w3 = Web3(Web3.HTTPProvider(url))
-            assert w3.eth.get_block(outcome.block_number)["hash"].to_0x_hex() != outcome.block_hash
-            handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
-            await handle.signal(RelayerWorkflow.recheck_now)
-            corrected = None
-            for _ in range(100):
-                with db.session_scope(migrated_database_url) as session:
-                    row = session.get(ChainTransaction, request.request_id)
-                    if row and row.reorgs == 1 and row.status == "confirmed":
-                        corrected = row
-                        break
-                await asyncio.sleep(0.1)
-            assert corrected is not None, "the reorg was not noticed"
-            receipt = w3.eth.get_transaction_receipt(corrected.tx_hash)  # type: ignore[arg-type]
-            assert receipt["blockHash"].to_0x_hex() == corrected.block_hash
-            assert corrected.block_hash != outcome.block_hash
-            assert w3.eth.get_transaction_count(sender) == 1
-            assert w3.eth.get_balance(request.to) == 5  # type: ignore[arg-type]
+    async with relayer_on_own_chain(
+        dev_client, migrated_database_url, tmp_path, "reorg-relayer"
+    ) as (url, sender):
+        request = transfer(f"reorg-{uuid.uuid4().hex[:8]}", wei=5)
+        outcome = await send_transaction(
+            dev_client, chain_id=31337, sender=sender, request=request, reorg_window_s=3600
+        )
+        assert outcome.status is TxStatus.CONFIRMED
+        rpc(url, "anvil_reorg", 1, [])
+        w3 = Web3(Web3.HTTPProvider(url))
+        assert w3.eth.get_block(outcome.block_number)["hash"].to_0x_hex() != outcome.block_hash
+        handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
+        await handle.signal(RelayerWorkflow.recheck_now)
+        corrected = None
+        for _ in range(100):
+            with db.session_scope(migrated_database_url) as session:
+                row = session.get(ChainTransaction, request.request_id)
+                if row and row.reorgs == 1 and row.status == "confirmed":
+                    corrected = row
+                    break
+            await asyncio.sleep(0.1)
+        assert corrected is not None, "the reorg was not noticed"
+        receipt = w3.eth.get_transaction_receipt(corrected.tx_hash)  # type: ignore[arg-type]
+        assert receipt["blockHash"].to_0x_hex() == corrected.block_hash
+        assert corrected.block_hash != outcome.block_hash
+        assert w3.eth.get_transaction_count(sender) == 1
+        assert w3.eth.get_balance(request.to) == 5  # type: ignore[arg-type]
 
 
 async def test_stuck_transaction_is_resent_at_the_same_nonce_with_higher_fees(
@@ -179,33 +191,32 @@ async def test_stuck_transaction_is_resent_at_the_same_nonce_with_higher_fees(
 ) -> None:
     from agentfleet.messages import GasPolicy
 
-    with private_anvil("--no-mining") as url:
-        settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=url)
-        sender = keystore.store_key(settings, "stuck-relayer", funded_account(url).key)
-        async with running_workers(dev_client, settings):
-            request = transfer(f"stuck-{uuid.uuid4().hex[:8]}", wei=3)
-            sending = asyncio.create_task(
-                send_transaction(
-                    dev_client,
-                    chain_id=31337,
-                    sender=sender,
-                    request=request.model_copy(update={"gas_limit": 21000}),
-                    policy=GasPolicy(stuck_after_s=0.5, receipt_timeout_s=60),
-                    reorg_window_s=0,
-                )
+    async with relayer_on_own_chain(
+        dev_client, migrated_database_url, tmp_path, "stuck-relayer", "--no-mining"
+    ) as (url, sender):
+        request = transfer(f"stuck-{uuid.uuid4().hex[:8]}", wei=3)
+        sending = asyncio.create_task(
+            send_transaction(
+                dev_client,
+                chain_id=31337,
+                sender=sender,
+                request=request.model_copy(update={"gas_limit": 21000}),
+                policy=GasPolicy(stuck_after_s=0.5, receipt_timeout_s=60),
+                reorg_window_s=0,
             )
-            attempts: list[dict[str, object]] = []
-            for _ in range(200):
-                with db.session_scope(migrated_database_url) as session:
-                    row = session.get(ChainTransaction, request.request_id)
-                    attempts = list(row.attempts) if row else []
-                if len(attempts) >= 2:
-                    break
-                await asyncio.sleep(0.1)
-            assert len(attempts) >= 2, "a stuck transaction must be re-signed"
-            assert int(attempts[1]["max_fee"]) > int(attempts[0]["max_fee"])  # type: ignore[call-overload]
-            rpc(url, "evm_mine")
-            outcome = await asyncio.wait_for(sending, timeout=60)
+        )
+        attempts: list[dict[str, object]] = []
+        for _ in range(200):
+            with db.session_scope(migrated_database_url) as session:
+                row = session.get(ChainTransaction, request.request_id)
+                attempts = list(row.attempts) if row else []
+            if len(attempts) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(attempts) >= 2, "a stuck transaction must be re-signed"
+        assert int(attempts[1]["max_fee"]) > int(attempts[0]["max_fee"])  # type: ignore[call-overload]
+        rpc(url, "evm_mine")
+        outcome = await asyncio.wait_for(sending, timeout=60)
         assert outcome.status is TxStatus.CONFIRMED
         w3 = Web3(Web3.HTTPProvider(url))
         assert w3.eth.get_transaction_count(sender) == 1
@@ -219,42 +230,41 @@ async def test_stuck_transaction_is_resent_at_the_same_nonce_with_higher_fees(
 async def test_reorg_while_waiting_for_depth_is_caught_before_the_outcome_is_final(
     dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> None:
-    with private_anvil("--no-mining") as url:
-        settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=url)
-        sender = keystore.store_key(settings, "depth-relayer", funded_account(url).key)
-        async with running_workers(dev_client, settings):
-            request = transfer(f"depth-{uuid.uuid4().hex[:8]}", wei=4)
-            sending = asyncio.create_task(
-                send_transaction(
-                    dev_client,
-                    chain_id=31337,
-                    sender=sender,
-                    request=request.model_copy(update={"gas_limit": 21000}),
-                    confirmations=3,
-                    reorg_window_s=0,
-                )
+    async with relayer_on_own_chain(
+        dev_client, migrated_database_url, tmp_path, "depth-relayer", "--no-mining"
+    ) as (url, sender):
+        request = transfer(f"depth-{uuid.uuid4().hex[:8]}", wei=4)
+        sending = asyncio.create_task(
+            send_transaction(
+                dev_client,
+                chain_id=31337,
+                sender=sender,
+                request=request.model_copy(update={"gas_limit": 21000}),
+                confirmations=3,
+                reorg_window_s=0,
             )
-            for _ in range(300):
-                if int(rpc(url, "eth_getTransactionCount", sender, "pending"), 16) == 1:
-                    break
-                await asyncio.sleep(0.05)
+        )
+        for _ in range(300):
+            if int(rpc(url, "eth_getTransactionCount", sender, "pending"), 16) == 1:
+                break
+            await asyncio.sleep(0.05)
+        rpc(url, "evm_mine")
+        first_block: str | None = None
+        for _ in range(300):
+            with db.session_scope(migrated_database_url) as session:
+                row = session.get(ChainTransaction, request.request_id)
+                first_block = row.block_hash if row else None
+            if first_block:
+                break
+            await asyncio.sleep(0.05)
+        assert first_block, "the transaction was never seen mined"
+        rpc(url, "anvil_reorg", 1, [])
+        for _ in range(400):
+            if sending.done():
+                break
             rpc(url, "evm_mine")
-            first_block: str | None = None
-            for _ in range(300):
-                with db.session_scope(migrated_database_url) as session:
-                    row = session.get(ChainTransaction, request.request_id)
-                    first_block = row.block_hash if row else None
-                if first_block:
-                    break
-                await asyncio.sleep(0.05)
-            assert first_block, "the transaction was never seen mined"
-            rpc(url, "anvil_reorg", 1, [])
-            for _ in range(400):
-                if sending.done():
-                    break
-                rpc(url, "evm_mine")
-                await asyncio.sleep(0.05)
-            outcome = await asyncio.wait_for(sending, timeout=30)
+            await asyncio.sleep(0.05)
+        outcome = await asyncio.wait_for(sending, timeout=30)
         assert outcome.status is TxStatus.CONFIRMED
         assert outcome.reorgs == 1
         assert outcome.block_hash != first_block

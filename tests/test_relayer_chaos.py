@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 
 from agentfleet import db, keystore
@@ -20,20 +18,18 @@ from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
 from tests.fixtures.chain_tools import funded_account
-from tests.fixtures.worker import WorkerProcess, worker_env
+from tests.fixtures.worker import WorkerProcess
 
 
 @pytest.fixture
 def chaos(
-    dev_env: WorkflowEnvironment, migrated_database_url: str, anvil_url: str, tmp_path: Path
-) -> Iterator[tuple[Settings, WorkerProcess, Path]]:
+    chaos_worker: tuple[WorkerProcess, Path],
+    migrated_database_url: str,
+    anvil_url: str,
+    tmp_path: Path,
+) -> tuple[Settings, WorkerProcess, Path]:
     settings = Settings(home=tmp_path, database_url=migrated_database_url, rpc_url=anvil_url)
-    chaos_dir = tmp_path / "chaos"
-    chaos_dir.mkdir()
-    env = worker_env(dev_env, migrated_database_url, anvil_url, tmp_path, chaos_dir)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    yield settings, worker, chaos_dir
-    worker.stop()
+    return settings, *chaos_worker
 
 
 @pytest.mark.parametrize("point", ["after_sign", "after_broadcast"])

@@ -36,10 +36,9 @@ def rpc(url: str, method: str, *params: Any) -> Any:
     return answer["result"]
 
 
-@contextmanager
-def private_anvil(*extra: str) -> Iterator[str]:
-    """An anvil of one's own (for tests that reorg or reset the chain)."""
-    port = free_port()
+def start_anvil(*extra: str, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start an anvil (on ``port`` or a free one) and return it once it answers JSON-RPC."""
+    port = port or free_port()
     proc = subprocess.Popen(  # noqa: S603 - our anvil binary, our arguments
         [str(binaries.anvil()), "--host", "127.0.0.1", "--port", str(port), "--silent", *extra],
         stdout=subprocess.DEVNULL,
@@ -50,12 +49,18 @@ def private_anvil(*extra: str) -> Iterator[str]:
     while True:
         try:
             rpc(url, "eth_chainId")
-            break
+            return proc, url
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise
             time.sleep(0.05)
+
+
+@contextmanager
+def private_anvil(*extra: str) -> Iterator[str]:
+    """An anvil of one's own (for tests that reorg or reset the chain)."""
+    proc, url = start_anvil(*extra)
     try:
         yield url
     finally:
