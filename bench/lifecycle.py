@@ -56,7 +56,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
-from eth_account import Account
 from pydantic import BaseModel, SecretStr
 from rich.console import Console
 from rich.table import Table
@@ -66,10 +65,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-from web3 import Web3
 
 from activities.skeleton import noop
-from agentfleet import db, keystore, taskqueues
+from agentfleet import db, taskqueues
 from agentfleet.bots import (
     BotKind,
     BotLifecycleInput,
@@ -79,11 +77,8 @@ from agentfleet.bots import (
     Skill,
     bot_workflow_id,
 )
-from agentfleet.chain import artifacts
-from agentfleet.chain.devchain import funded_account, private_anvil
-from agentfleet.chain.networks import profile
+from agentfleet.chain.devchain import funded_account, prepare_fleet, private_anvil
 from agentfleet.commands import FleetCommand, Targets, command_workflow_id, run_command
-from agentfleet.deployment import ensure
 from agentfleet.fleet import create_bot, search_attributes_for
 from agentfleet.messages import NoopInput, NoopResult
 from agentfleet.models import BotRecord
@@ -149,27 +144,6 @@ fleet's own small workflow modules are cheap to re-import)."""
 
 
 # -- set-up ---------------------------------------------------------------------------------------
-
-
-def prepare_fleet(settings: Settings, anvil_url: str) -> None:
-    """Contracts deployed by the settings' deployer, and a funded relayer holding fUSD
-    (as tests/test_bot_lifecycle.py prepares its fleet)."""
-    assert settings.deployer_key is not None
-    deployer = Account.from_key(settings.deployer_key.get_secret_value())
-    deployment = ensure(settings, profile("local")).deployment
-    relayer = funded_account(anvil_url)
-    keystore.store_key(settings, "relayer-0", relayer.key)
-    w3 = Web3(Web3.HTTPProvider(anvil_url))
-    token = w3.eth.contract(
-        address=Web3.to_checksum_address(deployment.address("FleetUSD")),
-        abi=artifacts.load("FleetUSD").abi,
-    )
-    mint = token.functions.mint(relayer.address, 10**12).build_transaction(
-        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
-    )
-    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(mint).raw_transaction)
-    if w3.eth.wait_for_transaction_receipt(sent)["status"] != 1:
-        raise RuntimeError("minting fUSD for the relayer failed")
 
 
 def dev_server_process() -> psutil.Process | None:

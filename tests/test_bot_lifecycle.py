@@ -20,9 +20,8 @@ from web3 import Web3
 from agentfleet import db, keystore
 from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView
 from agentfleet.chain import artifacts
-from agentfleet.chain.devchain import funded_account
-from agentfleet.chain.networks import profile
-from agentfleet.deployment import ensure, load_deployment
+from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.fleet import (
     configure_bot,
@@ -36,23 +35,6 @@ from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 from tests.replay import record_history
 from workers.main import running_workers
-
-
-def prepare_fleet(settings: Settings, anvil_url: str) -> None:
-    """Contracts deployed by the settings' deployer, and a funded relayer holding fUSD."""
-    deployer = Account.from_key(settings.deployer_key.get_secret_value())  # type: ignore[union-attr]
-    deployment = ensure(settings, profile("local")).deployment
-    relayer = funded_account(anvil_url)
-    keystore.store_key(settings, "relayer-0", relayer.key)
-    w3 = Web3(Web3.HTTPProvider(anvil_url))
-    token = w3.eth.contract(
-        address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
-    )
-    mint = token.functions.mint(relayer.address, 10**12).build_transaction(
-        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
-    )
-    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(mint).raw_transaction)
-    assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
 
 
 def fleet_settings(database_url: str, anvil_url: str, home: Path) -> Settings:

@@ -18,6 +18,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from agentfleet import binaries
+from agentfleet.settings import Settings
 
 
 def free_port() -> int:
@@ -72,3 +73,32 @@ def funded_account(url: str, wei: int = 10**20) -> LocalAccount:
     account: LocalAccount = Account.create()
     rpc(url, "anvil_setBalance", account.address, hex(wei))
     return account
+
+
+def prepare_fleet(settings: Settings, anvil_url: str) -> None:
+    """A dev chain ready for bots: our contracts deployed by the settings' deployer, and a
+    funded relayer (``relayer-0``) holding fUSD to fund bots from. Tests and benchmarks."""
+    if settings.deployer_key is None:
+        raise ValueError("settings.deployer_key is required")
+    from web3 import Web3  # noqa: PLC0415
+
+    from agentfleet import keystore  # noqa: PLC0415
+    from agentfleet.chain import artifacts  # noqa: PLC0415
+    from agentfleet.chain.networks import profile  # noqa: PLC0415
+    from agentfleet.deployment import ensure  # noqa: PLC0415
+
+    deployer = Account.from_key(settings.deployer_key.get_secret_value())
+    deployment = ensure(settings, profile("local")).deployment
+    relayer = funded_account(anvil_url)
+    keystore.store_key(settings, "relayer-0", relayer.key)
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    token = w3.eth.contract(
+        address=Web3.to_checksum_address(deployment.address("FleetUSD")),
+        abi=artifacts.load("FleetUSD").abi,
+    )
+    mint = token.functions.mint(relayer.address, 10**12).build_transaction(
+        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
+    )
+    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(mint).raw_transaction)
+    if w3.eth.wait_for_transaction_receipt(sent)["status"] != 1:
+        raise RuntimeError("minting fUSD for the relayer failed")
