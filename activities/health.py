@@ -28,9 +28,7 @@ from agentfleet import db
 from agentfleet.bots import BotKind, BotRef, BotStatus, BotView, Skill, SkillCall, bot_workflow_id
 from agentfleet.chain import artifacts
 from agentfleet.chain.rpc import Web3Connection
-from agentfleet.models import BotRecord
-from agentfleet.settings import Settings
-from workflows.fleet_health import (
+from agentfleet.health import (
     BotHealth,
     FleetHealthSummary,
     HealthBatch,
@@ -39,6 +37,8 @@ from workflows.fleet_health import (
     HealthTarget,
     HealthTargets,
 )
+from agentfleet.models import BotRecord
+from agentfleet.settings import Settings
 
 log = logging.getLogger("agentfleet.health")
 

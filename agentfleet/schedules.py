@@ -33,11 +33,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import taskqueues
 from agentfleet.errors import FleetError
+from agentfleet.health import HealthCheck
 
 if TYPE_CHECKING:
     from temporalio.client import Client
-
-    from workflows.fleet_health import HealthCheck
 
 HEALTH_SCHEDULE_ID = "fleet-health"
 HEALTH_EVERY = timedelta(minutes=5)
@@ -74,7 +73,7 @@ def format_every(every: timedelta) -> str:
 
 
 def _health_schedule(every: timedelta, check: HealthCheck | None) -> Schedule:
-    from workflows.fleet_health import WORKFLOW_ID, FleetHealthWorkflow, HealthCheck  # noqa: PLC0415
+    from workflows.fleet_health import WORKFLOW_ID, FleetHealthWorkflow  # noqa: PLC0415
 
     return Schedule(
         action=ScheduleActionStartWorkflow(

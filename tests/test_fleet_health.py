@@ -20,6 +20,10 @@ from agentfleet import taskqueues
 from agentfleet.bots import BotKind, BotSpec, BotStatus
 from agentfleet.chain.devchain import free_port, rpc
 from agentfleet.fleet import create_bot, show_bot
+from agentfleet.health import (
+    FleetHealthSummary,
+    HealthCheck,
+)
 from agentfleet.schedules import (
     HEALTH_SCHEDULE_ID,
     describe_schedule,
@@ -32,9 +36,7 @@ from starters.cli.main import app
 from tests.replay import record_history
 from tests.test_bot_lifecycle import fleet_env, listed, row, wait_for
 from workflows.fleet_health import (
-    FleetHealthSummary,
     FleetHealthWorkflow,
-    HealthCheck,
 )
 
 __all__ = ["fleet_env"]  # the fixture, imported to be used here
