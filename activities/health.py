@@ -28,6 +28,7 @@ from agentfleet import db
 from agentfleet.bots import BotKind, BotRef, BotStatus, BotView, Skill, SkillCall, bot_workflow_id
 from agentfleet.chain import artifacts
 from agentfleet.chain.rpc import Web3Connection
+from agentfleet.errors import first_line
 from agentfleet.health import (
     BotHealth,
     FleetHealthSummary,
@@ -105,7 +106,7 @@ class HealthActivities:
             chain_id = await w3.eth.chain_id
         except Exception as exc:  # noqa: BLE001 - any transport error: the chain is not there
             raise ApplicationError(
-                f"chain unreachable at {self._settings.effective_rpc_url}: {_line(exc)}",
+                f"chain unreachable at {self._settings.effective_rpc_url}: {first_line(exc, 200)}",
                 type="ChainUnreachable",
             ) from None
         if chain_id != batch.context.chain_id:
@@ -139,10 +140,10 @@ class HealthActivities:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 health.reasons.append(f"entity: bot-{target.bot.name} is not running")
             else:
-                health.reasons.append(f"entity: status query failed: {_line(exc)}")
+                health.reasons.append(f"entity: status query failed: {first_line(exc, 200)}")
             return
         except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
-            health.reasons.append(f"entity: status query failed: {_line(exc)}")
+            health.reasons.append(f"entity: status query failed: {first_line(exc, 200)}")
             return
         health.status = view.status
         health.errors, health.commands_handled = view.errors, view.commands_handled
@@ -172,7 +173,7 @@ class HealthActivities:
         try:
             health.fusd_units = int(await token.functions.balanceOf(wallet).call())
         except Web3Exception as exc:
-            log.warning("fUSD balance of %s unreadable: %s", target.bot.name, _line(exc))
+            log.warning("fUSD balance of %s unreadable: %s", target.bot.name, first_line(exc, 200))
         if target.agent_id is None:
             health.reasons.append("registration: no agent id recorded")
             return
@@ -185,7 +186,7 @@ class HealthActivities:
             owner = str(await registry.functions.ownerOf(agent).call())
             agent_wallet = str(await registry.functions.getAgentWallet(agent).call())
         except Web3Exception as exc:
-            health.reasons.append(f"registration: agent {agent} unreadable: {_line(exc)}")
+            health.reasons.append(f"registration: agent {agent} unreadable: {first_line(exc, 200)}")
             return
         if owner.lower() != wallet.lower():
             health.reasons.append(f"registration: agent {agent} is owned by {owner}, not {wallet}")
@@ -223,8 +224,3 @@ class HealthActivities:
 
 def _ether(wei: int) -> str:
     return f"{wei / 10**18:.6g}"
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]

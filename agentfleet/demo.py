@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from agentfleet import taskqueues
 from agentfleet.bots import BotKind, BotSpec, BotStatus
+from agentfleet.errors import first_line
 from agentfleet.messages import StackCheckInput, StackCheckResult
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, start_by_business_key
@@ -225,7 +226,7 @@ async def run_demos(settings: Settings, report: Report) -> list[str]:
         try:
             line = await demo(client, settings, report=report)
         except Exception as exc:  # a demo never takes the stack down
-            line = f"{name}: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            line = f"{name}: failed: {first_line(exc)}"
         report(line)
         lines.append(line)
     return lines

@@ -44,7 +44,7 @@ from agentfleet.chain.networks import (
     profile,
     rpc_url,
 )
-from agentfleet.errors import FleetError
+from agentfleet.errors import FleetError, first_line
 from agentfleet.settings import Settings
 
 CONTRACTS = ("FleetUSD", "IdentityRegistry", "ReputationRegistry", "ValidationRegistry")
@@ -430,7 +430,7 @@ def _plan(w3: Web3, sender: ChecksumAddress, nonce: int) -> list[_Step]:
             estimate = int(w3.eth.estimate_gas({"from": sender, "data": data}))
         except Exception as exc:
             raise FleetError(
-                f"estimating the gas to deploy {name} failed: {_first_line(exc)}"
+                f"estimating the gas to deploy {name} failed: {first_line(exc)}"
             ) from None
         steps.append(
             _Step(
@@ -550,7 +550,7 @@ class _Sender:
         try:
             self.w3.eth.send_raw_transaction(signed.raw_transaction)
         except Exception as exc:
-            message = _first_line(exc)
+            message = first_line(exc)
             benign = ("already known", "nonce too low", "underpriced", "already imported")
             if not any(part in message.lower() for part in benign):
                 raise FleetError(f"the node refused the {what} transaction: {message}") from None
@@ -585,11 +585,6 @@ class _Sender:
 
 def _padded(gas: int) -> int:
     return gas * (100 + GAS_MARGIN_PERCENT) // 100
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 def format_units(value: int, decimals: int = FUSD_DECIMALS) -> str:

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type when it has none), for one-line errors.
+    A database error's driver message (``exc.orig``) is preferred to SQLAlchemy's wrapper."""
+    origin = getattr(exc, "orig", None) or exc
+    text = str(origin).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]
+
+
 class FleetError(Exception):
     """A user-facing failure. The CLI prints ``error: <message>`` and exits with ``exit_code``."""
 

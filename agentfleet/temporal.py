@@ -21,7 +21,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
 from agentfleet.codec import AESGCMCodec, parse_key
-from agentfleet.errors import FleetError
+from agentfleet.errors import FleetError, first_line
 from agentfleet.settings import Settings
 
 
@@ -118,12 +118,7 @@ def _connect_reason(exc: BaseException) -> str:
     ):
         if needle in text:
             return reason
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return first_line(exc, 200)
 
 
 async def start_by_business_key(
@@ -186,7 +181,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     except RPCError as exc:
         names = ", ".join(k.name for k in search_attributes.ALL)
         raise FleetError(
-            f"cannot register search attributes on {namespace}: {_first_line(exc)}; "
+            f"cannot register search attributes on {namespace}: {first_line(exc, 200)}; "
             f"add them as Keyword yourself ({names})"
         ) from exc
     return missing

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params
-from agentfleet.errors import FleetError
+from agentfleet.errors import FleetError, first_line
 from starters.cli.client import run_with_client
 from starters.cli.output import console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
@@ -134,7 +134,7 @@ def list_bots(
     try:
         rows = bot_rows(settings.effective_database_url)
     except Exception as exc:  # noqa: BLE001 - no database yet, wrong URL
-        reason = str(exc).splitlines()[0]
+        reason = first_line(exc)
         if "no such table" in reason or "does not exist" in reason:
             reason = "the database has no schema yet"
         fail(

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from agentfleet.errors import FleetError
+from agentfleet.errors import FleetError, first_line
 from starters.cli.output import console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 
@@ -66,7 +66,7 @@ def import_(
     except FleetError as exc:
         fail(str(exc), exc.exit_code, as_json=as_json)
     except SQLAlchemyError as exc:
-        fail(f"cannot write price bars: {_first_line(exc)}", as_json=as_json)
+        fail(f"cannot write price bars: {first_line(exc)}", as_json=as_json)
     if as_json:
         emit_json({"ok": True, **report.model_dump(mode="json", exclude={"bad"})})
         return
@@ -106,7 +106,7 @@ def show(
         fail(str(exc), exc.exit_code, as_json=as_json)
     except SQLAlchemyError as exc:
         fail(
-            f"cannot read price bars: {_first_line(exc)}; run `fleet setup` (or `fleet up`) to "
+            f"cannot read price bars: {first_line(exc)}; run `fleet setup` (or `fleet up`) to "
             "migrate the database",
             as_json=as_json,
         )
@@ -163,8 +163,3 @@ class _ImportProgress:
         if task is None:
             task = self._tasks[phase] = self._bar.add_task(f"{phase} rows", total=total)
         self._bar.update(task, completed=done, total=total)
-
-
-def _first_line(exc: Exception) -> str:
-    origin = getattr(exc, "orig", None) or exc
-    return str(origin).strip().splitlines()[0] if str(origin).strip() else type(exc).__name__
