@@ -17,8 +17,14 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from agentfleet import keystore
+from agentfleet.chain.accounts import DEV_CHAIN_IDS
 from agentfleet.chain.rpc import Web3Connection
-from agentfleet.chain.sender import NonceTakenError, TransactionSender, highest_recorded_nonce
+from agentfleet.chain.sender import (
+    NonceTakenError,
+    TransactionSender,
+    highest_recorded_nonce,
+    orphan_recorded_from,
+)
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     ChainHead,
@@ -76,6 +82,21 @@ class ChainActivities:
         pending = await self._rpc.get().eth.get_transaction_count(
             AsyncWeb3.to_checksum_address(query.sender), "pending"
         )
+        if query.chain_only:
+            if query.chain_id not in DEV_CHAIN_IDS:
+                raise ApplicationError(
+                    "a relayer re-reads its nonce from the chain alone on a dev chain only",
+                    type="NotADevChain",
+                    non_retryable=True,
+                )
+            await asyncio.to_thread(
+                orphan_recorded_from,
+                self._settings.effective_database_url,
+                query.chain_id,
+                AsyncWeb3.to_checksum_address(query.sender),
+                int(pending),
+            )
+            return int(pending)
         recorded = await asyncio.to_thread(
             highest_recorded_nonce,
             self._settings.effective_database_url,

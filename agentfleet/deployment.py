@@ -1,6 +1,6 @@
 """agentfleet's contracts on a chain and the manifest that remembers them (``deployment.json``).
 
-``fleet up`` calls :func:`ensure_deployed` once anvil answers: a manifest for this chain whose
+``fleet up`` calls :func:`ensure_deployed` once its worker runs: a manifest for this chain whose
 contracts all have code and were built from today's artifacts is reused without sending anything;
 otherwise the four contracts are deployed again and every dev account receives 1,000,000 fUSD. On
 a real network (``fleet chain deploy --network amoy``) the deployer is ``FLEET_DEPLOYER_KEYSTORE``
@@ -8,16 +8,25 @@ a real network (``fleet chain deploy --network amoy``) the deployer is ``FLEET_D
 anything is sent, so a failed check deploys nothing. A manifest describing a real network is never
 replaced by a deployment on another chain (give each network its own ``FLEET_HOME``).
 
+Deploying is two halves: :func:`prepare` checks everything that can be refused (RPC, chain id,
+deployer key, balance) without Temporal; :func:`execute` sends every creation and mint as a
+TransactionWorkflow from the deployer's relayer entity, the same durable path as every other
+transaction (signed and recorded before broadcast, fees bumped when stuck, outcomes reconciled).
+Request ids carry an attempt id kept in ``deployment.pending.json`` until the manifest is written,
+so a deploy interrupted at any point and run again sends only what is missing.
+
 Every failure is a one-line :class:`FleetError`. Private keys are never printed or logged, and RPC
 URLs are shown without their path (hosted endpoints keep API keys there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,11 +37,12 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
 from web3.types import Nonce
 from web3.utils import get_create_address
 
+from agentfleet import keystore
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.networks import (
@@ -45,10 +55,12 @@ from agentfleet.chain.networks import (
     rpc_url,
 )
 from agentfleet.errors import FleetError, first_line
+from agentfleet.messages import TxOutcome, TxRequest, TxStatus
 from agentfleet.settings import Settings
 
 CONTRACTS = ("FleetUSD", "IdentityRegistry", "ReputationRegistry", "ValidationRegistry")
 MANIFEST_NAME = "deployment.json"
+PENDING_NAME = "deployment.pending.json"
 FUSD_DECIMALS = 6
 DEV_FUNDED_ACCOUNTS = 10
 DEV_FUSD_EACH = 1_000_000 * 10**FUSD_DECIMALS
@@ -56,7 +68,6 @@ DEV_FUSD_HUMAN = f"{DEV_FUSD_EACH // 10**FUSD_DECIMALS:,}"
 GAS_MARGIN_PERCENT = 20
 MINT_GAS_ALLOWANCE = 120_000
 RPC_TIMEOUT_S = 10.0
-MAX_POLL_S = 1.0
 GWEI = 10**9
 
 Progress = Callable[[str], None]
@@ -152,12 +163,12 @@ def _read_manifest(path: Path, *, strict: bool = True) -> Deployment | None:
         ) from None
 
 
-def _write_manifest(path: Path, deployment: Deployment) -> None:
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".deployment-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as out:
-            out.write(deployment.model_dump_json(indent=2) + "\n")
+            out.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -264,24 +275,58 @@ def check_deployment(w3: Web3, deployment: Deployment, chain_id: int) -> Deploym
     return DeploymentCheck(without_code=without_code, rebuilt=rebuilt)
 
 
-def ensure(
+@dataclass
+class _Step:
+    name: str
+    data: str
+    gas: int
+    address: str
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """What :func:`execute` sends: checked against the chain and the deployer's balance, so a
+    plan that exists can be paid for. Holds the deployer's key only in memory (never in a
+    payload: the worker loads it from the keystore)."""
+
+    settings: Settings
+    chain: ChainProfile
+    chain_id: int
+    deployer: LocalAccount
+    steps: list[_Step]
+    why: str
+    attempt: str
+
+
+class PendingAttempt(BaseModel):
+    """``deployment.pending.json``: an unfinished deployment whose transactions a rerun reuses
+    (their request ids include ``attempt``), so a crash mid-deploy never deploys twice."""
+
+    attempt: str
+    chain_id: int
+    deployer: str
+    genesis: str
+
+
+def prepare(
     settings: Settings,
     chain: ChainProfile | None = None,
     *,
     force: bool = False,
     allow_deploy: bool = True,
-    progress: Progress | None = None,
-) -> DeployResult:
-    """Reuse the manifest's deployment when its code is on chain (and, on a dev chain, built
-    from today's artifacts); else deploy, unless ``allow_deploy`` is False (then FleetError)."""
+) -> DeployResult | DeploymentPlan:
+    """Everything that can be refused before a transaction is sent (no Temporal needed): the
+    manifest is reused when its code is on chain (and, on a dev chain, built from today's
+    artifacts); else a plan is returned, unless ``allow_deploy`` is False (then FleetError)."""
     chain = chain or active_profile(settings)
     settings = settings.model_copy(update={"network": chain.name})
     w3 = connect(settings, chain)
+    chain_id = expected_chain_id(settings, chain)
     path = manifest_path(settings)
     existing = _read_manifest(path, strict=False)
     why = "no manifest yet"
     if existing is not None and not force:
-        check = check_deployment(w3, existing, expected_chain_id(settings, chain))
+        check = check_deployment(w3, existing, chain_id)
         if check.current or (check.usable and not chain.is_dev):
             note = f"contracts reused from {path} (deployed in block {existing.block})"
             if check.rebuilt:
@@ -294,63 +339,18 @@ def ensure(
     if not allow_deploy:
         raise FleetError(
             f"no usable deployment for {chain.name} in {path} ({why}); "
-            f"run `fleet chain deploy --network {chain.name}`"
+            f"run `fleet chain deploy --network {chain.name}` while the stack runs"
         )
-    began = time.monotonic()
-    deployment = deploy(
-        settings,
-        network=chain,
-        deployer=deployer_account(settings, chain),
-        progress=progress,
-        w3=w3,
-    )
-    note = f"deployed {', '.join(CONTRACTS)} in {time.monotonic() - began:.1f} s ({why})"
-    if chain.is_dev:
-        note += f"; {DEV_FUNDED_ACCOUNTS} dev accounts hold {DEV_FUSD_HUMAN} fUSD"
-    return DeployResult(deployment, reused=False, note=note)
-
-
-def ensure_deployed(settings: Settings) -> str | None:
-    """``fleet up``'s hook: reuse or deploy on the local chain; on a real network only check
-    that ``fleet chain deploy`` was run. Returns one progress line."""
-    chain = active_profile(settings)
-    return ensure(settings, chain, allow_deploy=chain.is_dev).note
-
-
-@dataclass
-class _Step:
-    name: str
-    data: str
-    gas: int
-    address: str
-
-
-def deploy(
-    settings: Settings,
-    *,
-    network: ChainProfile | str,
-    deployer: LocalAccount,
-    progress: Progress | None = None,
-    w3: Web3 | None = None,
-) -> Deployment:
-    """Deploy the four contracts (and fund dev accounts on a dev chain), wait for the profile's
-    confirmations, write the manifest. Nothing is sent unless the deployer can pay for all."""
-    chain = profile(network) if isinstance(network, str) else network
-    settings = settings.model_copy(update={"network": chain.name})
-    report = progress or (lambda _line: None)
-    path = manifest_path(settings)
-    chain_id = expected_chain_id(settings, chain)
-    previous = _read_manifest(path, strict=False)
     if (
-        previous is not None
-        and not _is_dev_network(previous)
-        and (previous.network, previous.chain_id) != (chain.name, chain_id)
+        existing is not None
+        and not _is_dev_network(existing)
+        and (existing.network, existing.chain_id) != (chain.name, chain_id)
     ):
         raise FleetError(
-            f"{path} records the {previous.network} deployment (chain {previous.chain_id}); "
+            f"{path} records the {existing.network} deployment (chain {existing.chain_id}); "
             "use another FLEET_HOME for this network"
         )
-    w3 = w3 or connect(settings, chain)
+    deployer = deployer_account(settings, chain)
     sender = deployer.address
     nonce = int(w3.eth.get_transaction_count(sender, "pending"))
     steps = _plan(w3, sender, nonce)
@@ -367,30 +367,116 @@ def deploy(
             f"{chain.native_symbol} ({total_gas:,} gas at {format_units(max_fee, 9)} gwei); "
             "fund it and retry"
         )
-    sent = _Sender(w3, deployer, chain, chain_id, priority, max_fee)
-    contracts: dict[str, DeployedContract] = {}
-    for offset, step in enumerate(steps):
-        receipt = sent.transact(nonce + offset, step.gas, step.data, to=None, what=step.name)
-        address = Web3.to_checksum_address(receipt["contractAddress"])
-        if address != step.address:
-            raise FleetError(
-                f"{step.name} landed at {address}, not at {step.address}: another transaction "
-                f"used the deployer's nonce {nonce + offset}; deploy again"
-            )
-        contracts[step.name] = DeployedContract(
-            address=address,
-            artifact_sha256=artifacts.load(step.name).sha256,
-            tx_hash=Web3.to_hex(receipt["transactionHash"]),
-            block=int(receipt["blockNumber"]),
-        )
-        report(f"{step.name} deployed at {address} (block {receipt['blockNumber']})")
+    genesis = Web3.to_hex(w3.eth.get_block(0)["hash"])
+    attempt = _attempt(settings, chain_id, sender, genesis)
+    return DeploymentPlan(settings, chain, chain_id, deployer, steps, why, attempt)
+
+
+def _attempt(settings: Settings, chain_id: int, deployer: str, genesis: str) -> str:
+    """The unfinished attempt of this deployer on this chain, or a new one (written down before
+    anything is sent)."""
+    path = settings.home / PENDING_NAME
+    try:
+        pending = PendingAttempt.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        pending = None
+    if pending is not None and (pending.chain_id, pending.deployer, pending.genesis) == (
+        chain_id,
+        deployer,
+        genesis,
+    ):
+        return pending.attempt
+    fresh = PendingAttempt(
+        attempt=uuid.uuid4().hex[:12], chain_id=chain_id, deployer=deployer, genesis=genesis
+    )
+    _write_atomic(path, fresh.model_dump_json(indent=2) + "\n")
+    return fresh.attempt
+
+
+async def execute(
+    client: Client, plan: DeploymentPlan, progress: Progress | None = None
+) -> Deployment:
+    """Send the plan through the durable path (a TransactionWorkflow per contract and mint, all
+    from the deployer's relayer entity), wait for the profile's confirmations, check the code is
+    there, write the manifest. The stack's worker must serve the plan's chain."""
+    from agentfleet.chain.transactions import resync_relayer, send_transaction  # noqa: PLC0415
+
+    report = progress or (lambda _line: None)
+    settings, chain, chain_id = plan.settings, plan.chain, plan.chain_id
+    sender = str(plan.deployer.address)
+    await asyncio.to_thread(keep_deployer_key, settings, plan.deployer)
+    w3 = connect(settings, chain)
     if chain.is_dev:
-        _fund_dev_accounts(w3, sent, contracts["FleetUSD"].address, nonce + len(steps))
-        report(f"minted {DEV_FUSD_HUMAN} fUSD to each of dev accounts 0..{DEV_FUNDED_ACCOUNTS - 1}")
+        chain_nonce = int(w3.eth.get_transaction_count(plan.deployer.address, "pending"))
+        if await resync_relayer(client, chain_id, sender, chain_nonce):
+            report(f"relayer of {sender} disagreed with the chain (reset?); nonce re-read")
     confirmations = effective_confirmations(settings, chain)
-    if confirmations:
-        report(f"waiting for {confirmations} confirmations")
-        sent.await_confirmations(contracts, confirmations)
+    steps = {step.name: step for step in plan.steps}
+    encoder = Web3()
+
+    async def send(what: str, to: str | None, data: str, gas: int | None) -> TxOutcome:
+        outcome = await send_transaction(
+            client,
+            chain_id=chain_id,
+            sender=sender,
+            request=TxRequest(
+                request_id=f"deploy-{plan.attempt}-{what}", to=to, data=data, gas_limit=gas
+            ),
+            confirmations=confirmations,
+            policy=chain.gas,
+            reorg_window_s=0,
+        )
+        if outcome.status is not TxStatus.CONFIRMED or outcome.nonce is None:
+            reason = outcome.error or f"its outcome is {outcome.status.value}"
+            raise FleetError(f"{what}: {reason.splitlines()[0]}; run the deploy again")
+        return outcome
+
+    async def create(name: str, *args: Any) -> DeployedContract:
+        step = steps[name]
+        artifact = artifacts.load(name)
+        factory = encoder.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        data = factory.constructor(*args).data_in_transaction if args else step.data
+        outcome = await send(name, None, data, step.gas)
+        address = get_create_address(plan.deployer.address, Nonce(outcome.nonce or 0))
+        report(f"{name} deployed at {address} (block {outcome.block_number})")
+        return DeployedContract(
+            address=address,
+            artifact_sha256=artifact.sha256,
+            tx_hash=outcome.tx_hash or "",
+            block=outcome.block_number or 0,
+        )
+
+    token, identity = await asyncio.gather(create("FleetUSD", sender), create("IdentityRegistry"))
+    reputation, validation = await asyncio.gather(
+        create("ReputationRegistry", identity.address),
+        create("ValidationRegistry", identity.address),
+    )
+    contracts = {
+        "FleetUSD": token,
+        "IdentityRegistry": identity,
+        "ReputationRegistry": reputation,
+        "ValidationRegistry": validation,
+    }
+    if chain.is_dev:
+        fusd = encoder.eth.contract(abi=artifacts.load("FleetUSD").abi)
+        await asyncio.gather(
+            *(
+                send(
+                    f"mint-{index}",
+                    token.address,
+                    fusd.encode_abi("mint", args=[dev_account(index).address, DEV_FUSD_EACH]),
+                    None,
+                )
+                for index in range(DEV_FUNDED_ACCOUNTS)
+            )
+        )
+        report(f"minted {DEV_FUSD_HUMAN} fUSD to each of dev accounts 0..{DEV_FUNDED_ACCOUNTS - 1}")
+    for name, entry in contracts.items():
+        if not has_code(w3, entry.address):
+            raise FleetError(
+                f"{name} has no code at {entry.address} after {confirmations} confirmations "
+                "(a reorg?); run the deploy again"
+            )
     deployment = Deployment(
         chain_id=chain_id,
         network=chain.name,
@@ -399,9 +485,52 @@ def deploy(
         contracts=contracts,
         deployed_at=datetime.now(UTC),
     )
-    _write_manifest(path, deployment)
+    path = manifest_path(settings)
+    _write_atomic(path, deployment.model_dump_json(indent=2) + "\n")
+    (settings.home / PENDING_NAME).unlink(missing_ok=True)
     report(f"wrote {path}")
     return deployment
+
+
+async def ensure(
+    client: Client,
+    settings: Settings,
+    chain: ChainProfile | None = None,
+    *,
+    force: bool = False,
+    allow_deploy: bool = True,
+    progress: Progress | None = None,
+) -> DeployResult:
+    """:func:`prepare`, then :func:`execute` when there is something to deploy."""
+    began = time.monotonic()
+    prepared = prepare(settings, chain, force=force, allow_deploy=allow_deploy)
+    if isinstance(prepared, DeployResult):
+        return prepared
+    deployment = await execute(client, prepared, progress)
+    note = f"deployed {', '.join(CONTRACTS)} in {time.monotonic() - began:.1f} s ({prepared.why})"
+    if prepared.chain.is_dev:
+        note += f"; {DEV_FUNDED_ACCOUNTS} dev accounts hold {DEV_FUSD_HUMAN} fUSD"
+    return DeployResult(deployment, reused=False, note=note)
+
+
+async def ensure_deployed(client: Client, settings: Settings) -> str:
+    """``fleet up``'s hook (after the worker is up): reuse or deploy on the local chain; on a real
+    network only say whether ``fleet chain deploy`` is still to be run."""
+    chain = active_profile(settings)
+    try:
+        return (await ensure(client, settings, chain, allow_deploy=chain.is_dev)).note
+    except FleetError as exc:
+        if chain.is_dev:
+            raise
+        return exc.message
+
+
+def keep_deployer_key(settings: Settings, account: LocalAccount) -> None:
+    """The deployer's key in the keystore, where the worker's send activity loads it."""
+    try:
+        keystore.load_account(settings, account.address)
+    except FleetError:
+        keystore.store_key(settings, f"deployer-{account.address.lower()}", account.key)
 
 
 def _is_dev_network(deployment: Deployment) -> bool:
@@ -457,130 +586,6 @@ def _fees(w3: Web3, chain: ChainProfile) -> tuple[int, int]:
             "try again when gas is cheaper"
         )
     return priority, min(2 * base + priority, cap)
-
-
-def _fund_dev_accounts(w3: Web3, sent: _Sender, token: str, nonce: int) -> None:
-    artifact = artifacts.load("FleetUSD")
-    fusd = w3.eth.contract(address=Web3.to_checksum_address(token), abi=artifact.abi)
-    for index in range(DEV_FUNDED_ACCOUNTS):
-        mint = fusd.functions.mint(dev_account(index).address, DEV_FUSD_EACH)
-        gas = _padded(int(mint.estimate_gas({"from": sent.address})))
-        data = mint._encode_transaction_data()
-        sent.transact(nonce + index, gas, data, to=fusd.address, what=f"mint to account {index}")
-
-
-class _Sender:
-    """Signs and sends the deployer's transactions one nonce at a time, replacing one that is
-    stuck with fees raised by the profile's bump percent (up to its cap)."""
-
-    def __init__(
-        self,
-        w3: Web3,
-        account: LocalAccount,
-        chain: ChainProfile,
-        chain_id: int,
-        priority: int,
-        max_fee: int,
-    ) -> None:
-        self.w3 = w3
-        self.account = account
-        self.address = str(account.address)
-        self.chain = chain
-        self.chain_id = chain_id
-        self.priority = priority
-        self.max_fee = max_fee
-        self.first_poll_s = 0.02 if chain.is_dev else 0.1
-        self.hashes: dict[str, str] = {}
-
-    def transact(self, nonce: int, gas: int, data: str, *, to: str | None, what: str) -> Any:
-        policy = self.chain.gas
-        cap = int(policy.max_fee_gwei * GWEI)
-        priority, max_fee = self.priority, self.max_fee
-        hashes = [self._broadcast(nonce, gas, data, to, priority, max_fee, what)]
-        started = sent_at = time.monotonic()
-        delay = self.first_poll_s
-        while True:
-            for tx_hash in hashes:
-                receipt = self._receipt(tx_hash)
-                if receipt is not None:
-                    if receipt["status"] != 1:
-                        raise FleetError(f"{what} failed on chain (transaction {tx_hash} reverted)")
-                    self.hashes[what] = tx_hash
-                    return receipt
-            now = time.monotonic()
-            if now - started > policy.receipt_timeout_s:
-                raise FleetError(
-                    f"{what}: transaction {hashes[-1]} (nonce {nonce}) was not mined within "
-                    f"{policy.receipt_timeout_s:.0f} s; check it before deploying again"
-                )
-            if now - sent_at > policy.stuck_after_s:
-                sent_at = now
-                factor = 100 + policy.bump_percent
-                bumped = max_fee * factor // 100 + 1
-                if bumped <= cap:
-                    priority, max_fee = priority * factor // 100 + 1, bumped
-                    hashes.append(self._broadcast(nonce, gas, data, to, priority, max_fee, what))
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_POLL_S)
-
-    def _broadcast(
-        self,
-        nonce: int,
-        gas: int,
-        data: str,
-        to: str | None,
-        priority: int,
-        max_fee: int,
-        what: str,
-    ) -> str:
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "nonce": nonce,
-            "gas": gas,
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": min(priority, max_fee),
-            "value": 0,
-            "data": data,
-        }
-        if to is not None:
-            tx["to"] = to
-        signed = self.account.sign_transaction(tx)
-        tx_hash = Web3.to_hex(signed.hash)
-        try:
-            self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            message = first_line(exc)
-            benign = ("already known", "nonce too low", "underpriced", "already imported")
-            if not any(part in message.lower() for part in benign):
-                raise FleetError(f"the node refused the {what} transaction: {message}") from None
-        return tx_hash
-
-    def _receipt(self, tx_hash: str) -> Any:
-        try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        except TransactionNotFound:
-            return None
-
-    def await_confirmations(self, contracts: dict[str, DeployedContract], depth: int) -> None:
-        """Wait until the last block is ``depth`` blocks deep, then check that a reorg has not
-        dropped any of the transactions (later nonces cannot outlive earlier ones)."""
-        last = max(c.block for c in contracts.values())
-        deadline = time.monotonic() + self.chain.gas.receipt_timeout_s + depth * 30
-        delay = self.first_poll_s
-        while int(self.w3.eth.block_number) - last < depth:
-            if time.monotonic() > deadline:
-                raise FleetError(f"the chain did not reach {depth} confirmations in time")
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_POLL_S)
-        for what, tx_hash in self.hashes.items():
-            receipt = self._receipt(tx_hash)
-            if receipt is None or receipt["status"] != 1:
-                raise FleetError(f"a reorg dropped the {what} transaction {tx_hash}; deploy again")
-        for name, entry in contracts.items():
-            entry.block = int(self._receipt(entry.tx_hash)["blockNumber"])
-            if not has_code(self.w3, entry.address):
-                raise FleetError(f"{name} has no code at {entry.address} after confirmation")
 
 
 def _padded(gas: int) -> int:

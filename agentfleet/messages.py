@@ -170,6 +170,9 @@ class RelayerStatus(BaseModel):
 class NonceQuery(BaseModel):
     chain_id: int
     sender: str
+    chain_only: bool = False
+    """Only the chain's pending count (a relayer resync after a dev chain reset), not also the
+    nonces recorded in the database."""
 
 
 class PrepareTx(BaseModel):

@@ -694,12 +694,12 @@ async def amain(argv: Sequence[str] | None = None) -> int:
                 deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
             )
             await asyncio.to_thread(db.upgrade_database, settings.effective_database_url)
-            if args.create:
-                err.print("deploying the contracts, funding a relayer with ETH and fUSD")
-                await asyncio.to_thread(prepare_fleet, settings, rpc_url)
             async with bench_server() as client:
                 report["server"] = client.service_client.config.target_host
                 async with running_workers(client, settings):
+                    if args.create:
+                        err.print("deploying the contracts, funding a relayer with ETH and fUSD")
+                        await prepare_fleet(client, settings, rpc_url)
                     if args.command_sizes:
                         report["commands"] = await command_part(client, settings, args, err)
                     if args.create:

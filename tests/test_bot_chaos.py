@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlmodel import select
 from temporalio.client import Client
 from web3 import Web3
@@ -21,17 +22,22 @@ from agentfleet.models import WalletKey
 from agentfleet.settings import Settings
 from tests.fixtures.worker import WorkerProcess
 from tests.test_bot_lifecycle import fleet_settings, prepare_fleet
+from workers.main import running_workers
 
 
-@pytest.fixture
-def chaos_fleet(
+@pytest_asyncio.fixture(loop_scope="session")
+async def chaos_fleet(
+    dev_client: Client,
     chaos_worker: tuple[WorkerProcess, Path],
     migrated_database_url: str,
     anvil_url: str,
     tmp_path: Path,
 ) -> tuple[Settings, WorkerProcess, Path]:
+    """A deployed, funded chain (through an in-process worker, stopped before the test's
+    worker process starts)."""
     settings = fleet_settings(migrated_database_url, anvil_url, tmp_path)
-    prepare_fleet(settings, anvil_url)
+    async with running_workers(dev_client, settings):
+        await prepare_fleet(dev_client, settings, anvil_url)
     return settings, *chaos_worker
 
 

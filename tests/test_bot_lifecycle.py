@@ -52,8 +52,8 @@ async def fleet_env(
 ) -> AsyncIterator[Settings]:
     """A deployed, funded chain and workers on this test's database."""
     settings = fleet_settings(migrated_database_url, anvil_url, tmp_path)
-    prepare_fleet(settings, anvil_url)
     async with running_workers(dev_client, settings):
+        await prepare_fleet(dev_client, settings, anvil_url)
         yield settings
 
 

@@ -1,4 +1,5 @@
-"""Contract deployment and ``fleet chain``: real anvil, real transactions, the manifest on disk.
+"""Contract deployment and ``fleet chain``: real anvil, real transactions through the durable
+path (an in-process worker on the session's dev server), the manifest on disk.
 
 On the session's shared anvil every test deploys from a fresh funded key (FLEET_DEPLOYER_KEY), so
 anvil's account 0, which other tests may use, keeps its nonce; the default deployer (account 0)
@@ -7,24 +8,33 @@ runs on private anvils.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 from web3 import Web3
 
-from agentfleet import deployment
+from agentfleet import db, deployment, taskqueues
 from agentfleet.chain import artifacts, networks
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.devchain import free_port, start_anvil
+from agentfleet.chain.transactions import send_transaction
 from agentfleet.errors import FleetError
+from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.settings import Settings
 from starters.cli.main import app
+from workers.main import running_workers
+
+QUEUES = (taskqueues.WORKFLOWS, taskqueues.CHAIN)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -53,14 +63,37 @@ def nonce_of(url: str, key: str) -> int:
     return int(w3.eth.get_transaction_count(Account.from_key(key).address))
 
 
-@pytest.fixture
-def settings(tmp_path: Path, anvil_url: str) -> Settings:
-    return Settings(home=tmp_path / "home", rpc_url=anvil_url, deployer_key=funded_key(anvil_url))
+def migrated(settings: Settings) -> Settings:
+    """The keystore (where the deployer's key waits for the worker) lives in the database."""
+    db.upgrade_database(settings.effective_database_url)
+    return settings
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """FLEET_* for CLI runs: a private home, the shared anvil, a fresh funded deployer."""
+def settings(tmp_path: Path, anvil_url: str) -> Iterator[Settings]:
+    home = tmp_path / "home"
+    yield migrated(Settings(home=home, rpc_url=anvil_url, deployer_key=funded_key(anvil_url)))
+    db.dispose_engine(f"sqlite:///{home / 'fleet.db'}")
+
+
+@asynccontextmanager
+async def worker_for(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """What `fleet up` runs: a worker for the workflow and chain queues, on ``settings``."""
+    async with running_workers(client, settings, QUEUES):
+        yield
+
+
+async def ensure_deployed(client: Client, settings: Settings) -> str:
+    async with worker_for(client, settings):
+        return await deployment.ensure_deployed(client, settings)
+
+
+@pytest.fixture
+def cli_env(
+    tmp_path: Path, anvil_url: str, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """FLEET_* for CLI runs: a private home, the shared anvil, the session's dev server, a fresh
+    funded deployer."""
     monkeypatch.chdir(tmp_path)
     for name in ("FLEET_NETWORK", "FLEET_CONFIRMATIONS", "FLEET_DEPLOYER_KEYSTORE"):
         monkeypatch.delenv(name, raising=False)
@@ -68,6 +101,7 @@ def cli_env(tmp_path: Path, anvil_url: str, monkeypatch: pytest.MonkeyPatch) -> 
         "FLEET_HOME": str(tmp_path / "home"),
         "FLEET_RPC_URL": anvil_url,
         "FLEET_DEPLOYER_KEY": funded_key(anvil_url),
+        "FLEET_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -102,10 +136,10 @@ def test_profiles_are_known_by_name_and_bad_names_list_the_valid_ones() -> None:
     assert networks.effective_confirmations(Settings(network="polygon", confirmations=3)) == 3
 
 
-def test_deploy_writes_manifest_puts_code_on_chain_and_funds_dev_accounts(
-    settings: Settings,
+async def test_deploy_writes_manifest_puts_code_on_chain_and_funds_dev_accounts(
+    dev_client: Client, settings: Settings
 ) -> None:
-    note = deployment.ensure_deployed(settings)
+    note = await ensure_deployed(dev_client, settings)
 
     assert note is not None and note.startswith("deployed FleetUSD"), note
     manifest = json.loads((settings.home / "deployment.json").read_text())
@@ -136,29 +170,30 @@ def test_deploy_writes_manifest_puts_code_on_chain_and_funds_dev_accounts(
         assert balance == 1_000_000 * 10**6
 
 
-def test_second_ensure_reuses_the_manifest_without_sending_transactions(
-    settings: Settings,
+async def test_second_ensure_reuses_the_manifest_without_sending_transactions(
+    dev_client: Client, settings: Settings
 ) -> None:
-    deployment.ensure_deployed(settings)
+    await ensure_deployed(dev_client, settings)
     key = settings.deployer_key.get_secret_value()  # type: ignore[union-attr]
     manifest = (settings.home / "deployment.json").read_bytes()
     nonce = nonce_of(settings.effective_rpc_url, key)
 
-    note = deployment.ensure_deployed(settings)
+    note = await ensure_deployed(dev_client, settings)
 
     assert note is not None and note.startswith("contracts reused from"), note
     assert nonce_of(settings.effective_rpc_url, key) == nonce
     assert (settings.home / "deployment.json").read_bytes() == manifest
 
 
-def test_chain_reset_under_the_manifest_redeploys(tmp_path: Path) -> None:
+async def test_chain_reset_under_the_manifest_redeploys(dev_client: Client, tmp_path: Path) -> None:
     """A new chain on the same port (anvil-state.json deleted): the manifest's addresses have no
-    code, so everything is deployed again from anvil's account 0."""
+    code, so everything is deployed again from anvil's account 0, whose relayer entity (ahead of
+    the new chain) reads its nonce again."""
     settings_port = free_port()
     proc, url = start_anvil(port=settings_port)
-    settings = Settings(home=tmp_path, rpc_url=url)
+    settings = migrated(Settings(home=tmp_path, rpc_url=url))
     try:
-        first = deployment.ensure_deployed(settings)
+        first = await ensure_deployed(dev_client, settings)
         assert first is not None and first.startswith("deployed"), first
     finally:
         stop(proc)
@@ -168,7 +203,7 @@ def test_chain_reset_under_the_manifest_redeploys(tmp_path: Path) -> None:
     try:
         w3 = Web3(Web3.HTTPProvider(url))
         assert w3.eth.get_code(before["contracts"]["FleetUSD"]["address"]) == b""
-        note = deployment.ensure_deployed(settings)
+        note = await ensure_deployed(dev_client, settings)
         assert note is not None and "no code at FleetUSD" in note, note
         assert w3.eth.get_transaction_count(dev_account(0).address) == 4 + 10
         after = deployment.load_deployment(settings)
@@ -178,14 +213,49 @@ def test_chain_reset_under_the_manifest_redeploys(tmp_path: Path) -> None:
         stop(proc)
 
 
-def test_manifest_pointing_at_an_address_without_code_is_redeployed(settings: Settings) -> None:
-    deployment.ensure_deployed(settings)
+async def test_an_interrupted_deploy_run_again_sends_only_what_is_missing(
+    dev_client: Client, settings: Settings
+) -> None:
+    """The first run got as far as creating FleetUSD (its TransactionWorkflow finished) and then
+    died: the rerun reuses the attempt id from deployment.pending.json, so FleetUSD's request
+    returns the same outcome and the deployer spends 4 + 10 nonces, not 15."""
+    plan = deployment.prepare(settings)
+    assert isinstance(plan, deployment.DeploymentPlan)
+    assert (settings.home / deployment.PENDING_NAME).exists()
+    key = settings.deployer_key.get_secret_value()  # type: ignore[union-attr]
+    deployment.keep_deployer_key(settings, Account.from_key(key))
+    first = plan.steps[0]
+    assert first.name == "FleetUSD"
+    async with worker_for(dev_client, settings):
+        early = await send_transaction(
+            dev_client,
+            chain_id=plan.chain_id,
+            sender=plan.deployer.address,
+            request=TxRequest(
+                request_id=f"deploy-{plan.attempt}-FleetUSD", data=first.data, gas_limit=first.gas
+            ),
+            reorg_window_s=0,
+        )
+    assert early.status is TxStatus.CONFIRMED
+
+    await ensure_deployed(dev_client, settings)
+
+    done = deployment.load_deployment(settings)
+    assert done is not None and done.contracts["FleetUSD"].tx_hash == early.tx_hash
+    assert nonce_of(settings.effective_rpc_url, key) == 4 + 10
+    assert not (settings.home / deployment.PENDING_NAME).exists()
+
+
+async def test_manifest_pointing_at_an_address_without_code_is_redeployed(
+    dev_client: Client, settings: Settings
+) -> None:
+    await ensure_deployed(dev_client, settings)
     path = settings.home / "deployment.json"
     manifest = json.loads(path.read_text())
     manifest["contracts"]["ValidationRegistry"]["address"] = Account.create().address
     path.write_text(json.dumps(manifest))
 
-    note = deployment.ensure_deployed(settings)
+    note = await ensure_deployed(dev_client, settings)
 
     assert note is not None and "no code at ValidationRegistry" in note, note
     redeployed = deployment.load_deployment(settings)
@@ -195,23 +265,27 @@ def test_manifest_pointing_at_an_address_without_code_is_redeployed(settings: Se
     assert redeployed.address("FleetUSD") != manifest["contracts"]["FleetUSD"]["address"]
 
 
-def test_rebuilt_artifact_redeploys_on_the_dev_chain(settings: Settings) -> None:
-    deployment.ensure_deployed(settings)
+async def test_rebuilt_artifact_redeploys_on_the_dev_chain(
+    dev_client: Client, settings: Settings
+) -> None:
+    await ensure_deployed(dev_client, settings)
     path = settings.home / "deployment.json"
     manifest = json.loads(path.read_text())
     manifest["contracts"]["IdentityRegistry"]["artifact_sha256"] = "0" * 64
     path.write_text(json.dumps(manifest))
 
-    note = deployment.ensure_deployed(settings)
+    note = await ensure_deployed(dev_client, settings)
 
     assert note is not None and "IdentityRegistry rebuilt since" in note, note
 
 
-def test_chain_status_json_lists_contracts_with_code_and_balances(
-    cli_env: dict[str, str],
+async def test_chain_status_json_lists_contracts_with_code_and_balances(
+    dev_client: Client, cli_env: dict[str, str]
 ) -> None:
     runner = CliRunner()
-    deployed = runner.invoke(app, ["chain", "deploy", "--json"])
+    stack = migrated(Settings(home=Path(cli_env["FLEET_HOME"]), rpc_url=cli_env["FLEET_RPC_URL"]))
+    async with worker_for(dev_client, stack):
+        deployed = await asyncio.to_thread(runner.invoke, app, ["chain", "deploy", "--json"])
     assert deployed.exit_code == 0, deployed.output
     report = json.loads(deployed.stdout)
     assert report["ok"] is True and report["reused"] is False
@@ -307,40 +381,46 @@ def test_bad_deployer_key_is_one_line_and_not_echoed(
     assert "deadbeef1234" not in result.output + result.stderr
 
 
-def test_real_network_deploys_from_a_keystore_waits_for_confirmations_and_mints_nothing(
-    tmp_path: Path,
+async def test_real_network_deploys_from_a_keystore_waits_for_confirmations_and_mints_nothing(
+    dev_client: Client, tmp_path: Path
 ) -> None:
-    """An anvil posing as Amoy (chain id 80002, a block every 0.2 s): `fleet up`'s hook refuses
-    to deploy there, `fleet chain deploy` does, and then the hook reuses it."""
+    """An anvil posing as Amoy (chain id 80002, a block every 0.2 s): `fleet up`'s hook does not
+    deploy there (it says to run `fleet chain deploy`), the deploy does, and then the hook
+    reuses it."""
     proc, url = start_anvil("--chain-id", "80002", "--block-time", "0.2")
     try:
         key = funded_key(url)
         keystore = tmp_path / "deployer.json"
         keystore.write_text(json.dumps(Account.encrypt(key, "pw", kdf="pbkdf2", iterations=1000)))
-        settings = Settings(
-            home=tmp_path / "home",
-            network="amoy",
-            rpc_url=url,
-            deployer_keystore=keystore,
-            deployer_keystore_password=SecretStr("pw"),
+        settings = migrated(
+            Settings(
+                home=tmp_path / "home",
+                network="amoy",
+                rpc_url=url,
+                deployer_keystore=keystore,
+                deployer_keystore_password=SecretStr("pw"),
+            )
         )
-        with pytest.raises(FleetError, match="run `fleet chain deploy --network amoy`"):
-            deployment.ensure_deployed(settings)
+        note = await ensure_deployed(dev_client, settings)
+        assert "run `fleet chain deploy --network amoy` while the stack runs" in note, note
 
         wrong = settings.model_copy(update={"deployer_keystore_password": SecretStr("nope")})
         with pytest.raises(FleetError, match="cannot decrypt FLEET_DEPLOYER_KEYSTORE"):
-            deployment.ensure(wrong)
+            deployment.prepare(wrong)
 
-        result = deployment.ensure(settings)
+        async with worker_for(dev_client, settings):
+            result = await deployment.ensure(dev_client, settings)
 
         assert not result.reused and result.deployment.network == "amoy"
         assert result.deployment.deployer == Account.from_key(key).address
         w3 = Web3(Web3.HTTPProvider(url))
         assert w3.eth.block_number - result.deployment.block >= 5
         assert nonce_of(url, key) == 4
-        assert deployment.ensure_deployed(settings).startswith("contracts reused")  # type: ignore[union-attr]
+        assert not (settings.home / deployment.PENDING_NAME).exists()
+        note = await ensure_deployed(dev_client, settings)
+        assert note.startswith("contracts reused"), note
         local = Settings(home=tmp_path / "home", rpc_url=url, chain_id=80002)
         with pytest.raises(FleetError, match="records the amoy deployment"):
-            deployment.deploy(local, network="local", deployer=dev_account(0))
+            deployment.prepare(local, networks.profile("local"), force=True)
     finally:
         stop(proc)

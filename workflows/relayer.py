@@ -276,6 +276,28 @@ class RelayerWorkflow:
             self.state.recheck[request_id] = now
         self.wake = True
 
+    @workflow.update
+    async def resync(self) -> int:
+        """Re-read the next nonce from the chain alone (a dev chain was reset under us: the
+        recorded nonces are ahead of it). Only when nothing is in flight (see the validator)."""
+        self.state.next_nonce = None
+        self.state.next_nonce = await workflow.execute_activity(
+            "read_account_nonce",
+            NonceQuery(chain_id=self.state.chain_id, sender=self.state.address, chain_only=True),
+            result_type=int,
+            task_queue=taskqueues.CHAIN,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RPC_RETRY,
+        )
+        return self.state.next_nonce
+
+    @resync.validator
+    def _resync_allowed(self) -> None:
+        if self.state.reserved or self.state.recheck or self.state.next_nonce is None:
+            raise ApplicationError(
+                f"relayer {self.state.address} has transactions in flight; resync refused"
+            )
+
     @workflow.query
     def status(self) -> RelayerStatus:
         return RelayerStatus(

@@ -16,6 +16,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from temporalio.client import Client
 
 from agentfleet import binaries
 from agentfleet.settings import Settings
@@ -75,9 +76,10 @@ def funded_account(url: str, wei: int = 10**20) -> LocalAccount:
     return account
 
 
-def prepare_fleet(settings: Settings, anvil_url: str) -> None:
+async def prepare_fleet(client: Client, settings: Settings, anvil_url: str) -> None:
     """A dev chain ready for bots: our contracts deployed by the settings' deployer, and a
-    funded relayer (``relayer-0``) holding fUSD to fund bots from. Tests and benchmarks."""
+    funded relayer (``relayer-0``) holding fUSD to fund bots from, every transaction through the
+    durable path (a worker for the workflow and chain queues must run). Tests and benchmarks."""
     if settings.deployer_key is None:
         raise ValueError("settings.deployer_key is required")
     from web3 import Web3  # noqa: PLC0415
@@ -85,20 +87,26 @@ def prepare_fleet(settings: Settings, anvil_url: str) -> None:
     from agentfleet import keystore  # noqa: PLC0415
     from agentfleet.chain import artifacts  # noqa: PLC0415
     from agentfleet.chain.networks import profile  # noqa: PLC0415
-    from agentfleet.deployment import ensure  # noqa: PLC0415
+    from agentfleet.chain.transactions import send_transaction  # noqa: PLC0415
+    from agentfleet.deployment import ensure, keep_deployer_key  # noqa: PLC0415
+    from agentfleet.messages import TxRequest, TxStatus  # noqa: PLC0415
 
-    deployer = Account.from_key(settings.deployer_key.get_secret_value())
-    deployment = ensure(settings, profile("local")).deployment
+    deployer: LocalAccount = Account.from_key(settings.deployer_key.get_secret_value())
+    deployment = (await ensure(client, settings, profile("local"))).deployment
+    keep_deployer_key(settings, deployer)
     relayer = funded_account(anvil_url)
     keystore.store_key(settings, "relayer-0", relayer.key)
-    w3 = Web3(Web3.HTTPProvider(anvil_url))
-    token = w3.eth.contract(
-        address=Web3.to_checksum_address(deployment.address("FleetUSD")),
-        abi=artifacts.load("FleetUSD").abi,
+    token = Web3().eth.contract(abi=artifacts.load("FleetUSD").abi)
+    outcome = await send_transaction(
+        client,
+        chain_id=settings.chain_id,
+        sender=deployer.address,
+        request=TxRequest(
+            request_id=f"fund-relayer-{relayer.address.lower()}",
+            to=deployment.address("FleetUSD"),
+            data=token.encode_abi("mint", args=[relayer.address, 10**12]),
+        ),
+        reorg_window_s=0,
     )
-    mint = token.functions.mint(relayer.address, 10**12).build_transaction(
-        {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address)}
-    )
-    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(mint).raw_transaction)
-    if w3.eth.wait_for_transaction_receipt(sent)["status"] != 1:
-        raise RuntimeError("minting fUSD for the relayer failed")
+    if outcome.status is not TxStatus.CONFIRMED:
+        raise RuntimeError(f"minting fUSD for the relayer failed: {outcome.error}")

@@ -327,3 +327,30 @@ def highest_recorded_nonce(database_url: str, chain_id: int, sender: str) -> int
             )
         ).first()
         return int(value) if value is not None else None
+
+
+ORPHANED = "orphaned"
+
+
+def orphan_recorded_from(database_url: str, chain_id: int, sender: str, nonce: int) -> int:
+    """A dev chain was reset: the recorded transactions of ``sender`` from ``nonce`` on exist on
+    no chain any more. They are kept (status ``orphaned``, nonce stored as ``-1 - nonce``) so the
+    nonces are free again. Returns how many. Never called for a real network."""
+    from sqlalchemy import func  # noqa: PLC0415
+
+    with db.session_scope(database_url) as session:
+        rows = session.exec(
+            select(ChainTransaction).where(
+                ChainTransaction.chain_id == chain_id,
+                func.lower(ChainTransaction.sender) == sender.lower(),
+                ChainTransaction.nonce >= nonce,
+            )
+        ).all()
+        for row in rows:
+            row.status = ORPHANED
+            row.error = f"dev chain reset: nonce {row.nonce} no longer exists"
+            row.nonce = -1 - row.nonce
+            row.updated_at = utcnow()
+            session.add(row)
+        session.commit()
+        return len(rows)

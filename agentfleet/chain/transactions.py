@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from agentfleet import taskqueues
 from agentfleet.errors import FleetError
@@ -97,3 +98,25 @@ async def ensure_relayer(client: Client, chain_id: int, sender: str) -> None:
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         task_queue=taskqueues.WORKFLOWS,
     )
+
+
+async def resync_relayer(client: Client, chain_id: int, sender: str, chain_nonce: int) -> bool:
+    """When the relayer of ``sender`` is idle and its next nonce is not the chain's pending count
+    (a dev chain reset or swapped under a running fleet), have it read the nonce from the chain
+    again. True if it did. Dev chains only: on a real network a difference is a real problem."""
+    from workflows.relayer import RelayerWorkflow  # noqa: PLC0415
+
+    handle = client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(chain_id, sender))
+    try:
+        status = await handle.query(RelayerWorkflow.status)
+    except (RPCError, WorkflowQueryFailedError):  # no relayer yet: it reads the chain when born
+        return False
+    if status.next_nonce is None or status.next_nonce == chain_nonce:
+        return False
+    if status.reserved or status.pending_recheck:
+        return False
+    try:
+        await handle.execute_update(RelayerWorkflow.resync)
+    except WorkflowUpdateFailedError:  # a transaction arrived meanwhile
+        return False
+    return True

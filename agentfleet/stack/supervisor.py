@@ -1,9 +1,10 @@
 """Starts, watches and stops the embedded stack.
 
-Order: Temporal dev server -> anvil -> database migrations -> contract deployment hook -> HTTP app
--> worker -> demos. Every check that can fail before anything starts runs first
-(:func:`preflight`), so a bad port, binary, lock or database URL changes nothing. A component that
-dies is restarted (data lives on disk); one that keeps dying fails the stack, which then stops.
+Order: Temporal dev server -> anvil -> database migrations -> HTTP app -> worker -> contract
+deployment hook (its transactions run on that worker) -> schedules -> demos. Every check that can
+fail before anything starts runs first (:func:`preflight`), so a bad port, binary, lock or
+database URL changes nothing. A component that dies is restarted (data lives on disk); one that
+keeps dying fails the stack, which then stops.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ class Supervisor:
                 if spec.name == "http":
                     self._prepare_database()
                 self._start_component(spec)
+                if spec.name == "worker":
+                    self._deploy()
             self._ensure_schedules()
             if self.settings.demo:
                 self.report("running demos")
@@ -183,7 +186,7 @@ class Supervisor:
         return self.state
 
     def _prepare_database(self) -> None:
-        from agentfleet import db, deployment  # noqa: PLC0415
+        from agentfleet import db  # noqa: PLC0415
 
         began = time.monotonic()
         revision = db.upgrade_database(self.settings.effective_database_url)
@@ -195,9 +198,6 @@ class Supervisor:
             )
         )
         self.report(f"database migrated to {revision} ({time.monotonic() - began:.1f} s)")
-        note = deployment.ensure_deployed(self.settings)
-        if note:
-            self.report(note)
         from agentfleet.chain.relayers import ensure_dev_relayers  # noqa: PLC0415
 
         accounts = ensure_dev_relayers(self.settings)
@@ -254,6 +254,20 @@ class Supervisor:
         order = {r.spec.name: i for i, r in enumerate(self.running)}
         order.setdefault("database", order.get("anvil", order.get("temporal", -1)))
         self.state.components = sorted(states, key=lambda c: order.get(c.name, 99))
+        self._save()
+
+    def _deploy(self) -> None:
+        """Reuse or deploy the contracts through the worker just started (durable transactions
+        from the deployer's relayer entity)."""
+        import asyncio  # noqa: PLC0415
+
+        from agentfleet import deployment  # noqa: PLC0415
+        from agentfleet.temporal import connect  # noqa: PLC0415
+
+        async def ensure() -> str:
+            return await deployment.ensure_deployed(await connect(self.settings), self.settings)
+
+        self.report(asyncio.run(ensure()))
         self._save()
 
     def _ensure_schedules(self) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from temporalio.client import Client
 
 from agentfleet.chain import networks
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
+from starters.cli.client import run_with_client
 from starters.cli.output import console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
@@ -85,7 +88,9 @@ def deploy(
     Writes deployment.json under FLEET_HOME. On a real network the deployer is
     FLEET_DEPLOYER_KEYSTORE (+ FLEET_DEPLOYER_KEYSTORE_PASSWORD) or FLEET_DEPLOYER_KEY, and its
     balance is checked before anything is sent; on local it is anvil's account 0 (or
-    FLEET_DEPLOYER_KEY) and the dev accounts receive fUSD.
+    FLEET_DEPLOYER_KEY) and the dev accounts receive fUSD. The transactions go through the
+    running stack's worker (durable, resumable): start it first with `fleet up` (with
+    FLEET_NETWORK set to the network it deploys to).
     """
     from agentfleet import deployment  # noqa: PLC0415  (web3 loads in ~0.7 s)
 
@@ -97,7 +102,27 @@ def deploy(
 
     try:
         settings, chain = _target(settings, network, rpc_url)
-        result = deployment.ensure(settings, chain, force=force, progress=progress)
+        began = time.monotonic()
+        prepared = deployment.prepare(settings, chain, force=force)
+        if isinstance(prepared, deployment.DeployResult):
+            result = prepared
+        else:
+            plan = prepared
+            progress(
+                f"deploying from {plan.deployer.address} ({plan.why}) through the stack's "
+                "worker: one durable transaction per contract"
+            )
+
+            async def send(client: Client) -> deployment.Deployment:
+                return await deployment.execute(client, plan, progress)
+
+            deployed = run_with_client(settings, send)
+            result = deployment.DeployResult(
+                deployed,
+                reused=False,
+                note=f"deployed {', '.join(deployment.CONTRACTS)} on {chain.name} in "
+                f"{time.monotonic() - began:.1f} s",
+            )
     except FleetError as exc:
         fail(str(exc), exc.exit_code, as_json=as_json)
     if as_json:
