@@ -20,6 +20,8 @@ SKILL_FAILED = -32000
 """JSON-RPC server error: the skill could not answer (the message says why)."""
 UNSUPPORTED_OPERATION = -32004
 """A2A's UnsupportedOperationError."""
+PAYMENT_REQUIRED = -32402
+"""The skill is sold: the message says where to buy it with x402 (HTTP 402's number)."""
 
 Answer = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """``answer(skill, args) -> data``; raises :class:`RpcError` for what it refuses."""

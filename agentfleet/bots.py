@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -36,6 +37,19 @@ class BotStatus(StrEnum):
     FAILED = "failed"
 
 
+class Skill(StrEnum):
+    FORECAST = "forecast"
+    TUNE = "tune"
+    STATUS = "status"
+    PERFORMANCE = "performance"
+    SHARE_PATTERN = "share_pattern"
+    RECEIVE_INTELLIGENCE = "receive_intelligence"
+
+
+Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
+"""fUSD per call (at most 6 decimals, the token's)."""
+
+
 class ForecasterParams(BaseModel):
     """Exponential moving average over the bot's price series (a baseline until learning)."""
 
@@ -44,6 +58,8 @@ class ForecasterParams(BaseModel):
     symbol: str = Field(default="BTCUSDT", pattern=r"^[A-Z0-9]{2,20}$")
     alpha: float = Field(default=0.3, gt=0, le=1)
     lookback: int = Field(default=200, ge=10, le=100_000)
+    prices: dict[Skill, Price] = Field(default_factory=dict)
+    """fUSD per call of a skill sold over HTTP with x402 (defaults: agentfleet.payments)."""
 
 
 class PublisherParams(BaseModel):
@@ -51,6 +67,7 @@ class PublisherParams(BaseModel):
 
     channel: str | None = None
     max_per_hour: int = Field(default=30, ge=1, le=3600)
+    prices: dict[Skill, Price] = Field(default_factory=dict)
 
 
 class RemoteParams(BaseModel):
@@ -182,15 +199,6 @@ class Pattern(BaseModel):
     regime: str
     confidence: float = Field(ge=0, le=1)
     source: str | None = None
-
-
-class Skill(StrEnum):
-    FORECAST = "forecast"
-    TUNE = "tune"
-    STATUS = "status"
-    PERFORMANCE = "performance"
-    SHARE_PATTERN = "share_pattern"
-    RECEIVE_INTELLIGENCE = "receive_intelligence"
 
 
 class BotRef(BaseModel):

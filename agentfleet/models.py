@@ -166,3 +166,46 @@ class PriceBar(SQLModel, table=True):
     close: float
     volume: float = 0.0
     source: str = "import"
+
+
+class PaymentRecord(SQLModel, table=True):
+    """The payment ledger: one row per x402 payment that passed verification, written by the
+    payment saga (an upsert keyed by the payment id, so retries never add a second row).
+
+    Amounts are token units as decimal strings (uint256 does not fit a BIGINT). Reconciliation
+    compares these rows with the token's ``AuthorizationUsed`` events.
+    """
+
+    __tablename__ = "payments"
+
+    payment_id: str = Field(primary_key=True)
+    chain_id: int = Field(sa_type=BigInteger, index=True)
+    asset: str
+    nonce: str
+    payer: str = Field(index=True)
+    pay_to: str = Field(index=True)
+    amount: str
+    buyer: str | None = None
+    seller: str | None = Field(default=None, index=True)
+    skill: str | None = None
+    status: str = Field(index=True)
+    relayer: str | None = None
+    tx_hash: str | None = Field(default=None, index=True)
+    block_number: int | None = Field(default=None, sa_type=BigInteger)
+    confirmations: int = 0
+    reason: str | None = None
+    refund_tx_hash: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class PaymentIdentifier(SQLModel, table=True):
+    """x402 ``payment-identifier`` ids seen by the gateway: the first payload claims an id, the
+    same payload again gets the same answer, another payload under it is refused (409)."""
+
+    __tablename__ = "payment_identifiers"
+
+    identifier: str = Field(primary_key=True)
+    payment_id: str
+    payload_sha256: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, description="Key for that endpoint.")
     openai_model: str = Field(default="gpt-4o-mini", description="Model name for drafts.")
 
+    # Payments (x402).
+    payment_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How long a paid HTTP call waits for its settlement before answering 202 "
+        "with a status URL (the payment saga carries on).",
+    )
+
     demo: bool = Field(default=True, description="`fleet up` runs the demos (--no-demo: false).")
     log_level: str = Field(default="INFO", description="Python log level of fleet processes.")
 

@@ -71,7 +71,7 @@ def settings(migrated_database_url: str, tmp_path: Path) -> Settings:
                     BotKind.FORECASTER,
                     BotStatus.ACTIVE,
                     description="Demo forecaster.",
-                    params={"symbol": "BTCUSDT", "alpha": 0.2},
+                    params={"symbol": "BTCUSDT", "alpha": 0.2, "prices": {"forecast": "0"}},
                     address="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
                     agent_id=3,
                 ),
@@ -146,7 +146,7 @@ async def test_registration_file_has_the_erc8004_registration_v1_shape(
         "name": "forecaster-1",
         "description": "Demo forecaster. Automated agent operated by desk-1.",
         "services": [{"name": "A2A", "endpoint": card, "version": "0.3.0"}],
-        "x402Support": False,
+        "x402Support": True,
         "active": True,
         "registrations": [{"agentId": 3, "agentRegistry": f"eip155:31337:{REGISTRY}"}],
     }
@@ -215,8 +215,25 @@ async def test_built_in_bot_card_has_the_reference_remote_bots_fields_and_its_ki
         "performance",
         "share_pattern",
     ]
+    [x402] = card["capabilities"]["extensions"]
+    offers = x402["params"]["skills"]
+    assert set(offers) == {"performance", "share_pattern"}, "forecast is free for this bot"
+    assert offers["performance"]["amount"] == "5000"
+    assert offers["performance"]["payTo"] == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    assert offers["performance"]["endpoint"].endswith("/bots/forecaster-1/skills/performance")
     publisher = (await http.get("/bots/publisher-1/.well-known/agent-card.json")).json()
     assert [s["id"] for s in publisher["skills"]] == ["status", "performance"]
+
+
+async def test_a2a_sends_buyers_of_a_priced_skill_to_its_x402_endpoint(
+    http: httpx.AsyncClient,
+) -> None:
+    refused = await _send(http, "forecaster-1", "performance")
+    assert refused["error"]["code"] == -32402
+    assert "performance costs 0.005 fUSD: POST http" in refused["error"]["message"]
+    assert "/bots/forecaster-1/skills/performance with an x402 payment" in (
+        refused["error"]["message"]
+    )
 
 
 async def test_remote_bot_card_redirects_to_its_own_card(http: httpx.AsyncClient) -> None:

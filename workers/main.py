@@ -26,6 +26,7 @@ from activities.chain import ChainActivities
 from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.identity import IdentityActivities
+from activities.payments import PaymentActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
 from activities.store import StoreActivities
@@ -36,6 +37,7 @@ from agentfleet.temporal import connect
 from workflows.bot_lifecycle import BotLifecycleWorkflow
 from workflows.fleet_command import FleetCommandWorkflow
 from workflows.fleet_health import FleetHealthWorkflow
+from workflows.payment_saga import PaymentSagaWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
@@ -53,6 +55,7 @@ WORKFLOWS: list[type] = [
     BotLifecycleWorkflow,
     FleetCommandWorkflow,
     FleetHealthWorkflow,
+    PaymentSagaWorkflow,
     RelayerWorkflow,
     SkeletonWorkflow,
     StackCheckWorkflow,
@@ -70,18 +73,21 @@ class Activities:
         self.fleet = FleetActivities(settings, client)
         self.skills = SkillActivities(settings)
         self.health = HealthActivities(settings, skills=self.skills)
+        self.payments = PaymentActivities(settings)
 
     async def close(self) -> None:
         await self.chain.close()
         await self.identity.close()
         await self.skills.close()
         await self.health.close()
+        await self.payments.close()
 
 
 def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     """The activities registered on ``queue`` (local activities sit with the workflows)."""
     store, chain, identity = bound.store, bound.chain, bound.identity
     fleet, skills, health = bound.fleet, bound.skills, bound.health
+    payments = bound.payments
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
         taskqueues.IO: [
@@ -95,6 +101,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             fleet.resolve_targets,
             health.health_targets,
             health.report_health,
+            payments.record_payment,
         ],
         taskqueues.CHAIN: [
             chain.chain_head,
@@ -108,6 +115,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             identity.registration_tx,
             identity.fusd_transfer_tx,
             health.check_bots_health,
+            payments.verify_payment,
         ],
         taskqueues.LLM: [noop, skills.run_skill, skills.run_skill_batch],
     }

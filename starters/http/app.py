@@ -17,7 +17,7 @@ from temporalio.converter import PayloadCodec
 
 from agentfleet.codec import AESGCMCodec, parse_key
 from agentfleet.settings import Settings
-from starters.http import bots
+from starters.http import bots, payments
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -73,4 +73,5 @@ def create_app(settings: Settings) -> FastAPI:
         return await _transform(request, encode=False)
 
     app.include_router(bots.create_router(settings))
+    app.include_router(payments.create_router(settings))
     return app

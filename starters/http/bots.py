@@ -36,6 +36,7 @@ from activities.skills import SkillActivities
 from agentfleet import a2a, db
 from agentfleet.a2a import (
     INVALID_PARAMS,
+    PAYMENT_REQUIRED,
     SKILL_FAILED,
     UNSUPPORTED_OPERATION,
     RpcError,
@@ -53,6 +54,7 @@ from agentfleet.bots import (
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
+from agentfleet.payments import SELLABLE, price_of
 from agentfleet.settings import Settings
 
 REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
@@ -61,6 +63,8 @@ CARD_PATH = ".well-known/agent-card.json"
 INACTIVE = frozenset({BotStatus.RETIRING, BotStatus.RETIRED})
 """States in which the registration file says ``"active": false``."""
 SKILL_TIMEOUT_S = 10.0
+CAPABILITIES = {"streaming": False, "pushNotifications": False, "stateTransitionHistory": False}
+X402_EXTENSION = "https://github.com/google-agentic-commerce/a2a-x402/blob/main/spec/v0.1"
 
 SKILL_CARDS: dict[Skill, dict[str, Any]] = {
     Skill.FORECAST: {
@@ -93,12 +97,9 @@ SKILL_CARDS: dict[Skill, dict[str, Any]] = {
         "examples": ['{"skill": "share_pattern", "args": {"symbol": "BTCUSDT"}}'],
     },
 }
-HTTP_SKILLS: dict[BotKind, tuple[Skill, ...]] = {
-    BotKind.FORECASTER: (Skill.FORECAST, Skill.STATUS, Skill.PERFORMANCE, Skill.SHARE_PATTERN),
-    BotKind.PUBLISHER: (Skill.STATUS, Skill.PERFORMANCE),
-    BotKind.REMOTE: (),
-}
-"""What each built-in kind answers over A2A: the skills that only read."""
+HTTP_SKILLS = SELLABLE
+"""What each built-in kind answers over HTTP: the skills that only read (priced skills are
+sold through ``/bots/{name}/skills/{skill}`` with x402)."""
 KIND_BLURBS: dict[BotKind, str] = {
     BotKind.FORECASTER: "agentfleet forecaster bot.",
     BotKind.PUBLISHER: "agentfleet publisher bot.",
@@ -183,7 +184,9 @@ def create_router(settings: Settings) -> APIRouter:
             "name": row.name,
             "description": description(row),
             "services": [a2a],
-            "x402Support": False,
+            "x402Support": any(
+                price_of(kind, dict(row.params), skill) for skill in HTTP_SKILLS[kind]
+            ),
             "active": BotStatus(row.status) not in INACTIVE,
             "registrations": registrations,
         }
@@ -212,15 +215,43 @@ def create_router(settings: Settings) -> APIRouter:
             "url": bot_url(name, "a2a"),
             "preferredTransport": "JSONRPC",
             "version": _package_version(),
-            "capabilities": {
-                "streaming": False,
-                "pushNotifications": False,
-                "stateTransitionHistory": False,
-            },
+            "capabilities": CAPABILITIES,
             "defaultInputModes": ["application/json"],
             "defaultOutputModes": ["application/json"],
             "skills": [SKILL_CARDS[skill] for skill in HTTP_SKILLS[kind]],
+        } | x402_extension(row)
+
+    def x402_extension(row: BotRecord) -> dict[str, Any]:
+        """The card's x402 extension: each skill's price and where to buy it (HTTP x402)."""
+        kind = BotKind(row.kind)
+        prices = {s: price_of(kind, dict(row.params), s) for s in HTTP_SKILLS[kind]}
+        paid = {s: units for s, units in prices.items() if units}
+        if not paid:
+            return {}
+        try:
+            deployment = load_deployment(settings)
+        except FleetError:
+            deployment = None
+        token = deployment.contracts.get("FleetUSD") if deployment else None
+        network = f"eip155:{settings.chain_id}"
+        offers = {
+            skill.value: {
+                "endpoint": bot_url(row.name, f"skills/{skill.value}"),
+                "scheme": "exact",
+                "network": network,
+                "asset": token.address if token else None,
+                "amount": str(units),
+                "payTo": row.address,
+            }
+            for skill, units in paid.items()
         }
+        extension = {
+            "uri": X402_EXTENSION,
+            "description": "Paid skills: POST the endpoint with an x402 v2 payment in fUSD.",
+            "required": False,
+            "params": {"skills": offers},
+        }
+        return {"capabilities": {**CAPABILITIES, "extensions": [extension]}}
 
     async def answer(row: BotRecord, skill_name: str, args: dict[str, Any]) -> dict[str, Any]:
         kind = BotKind(row.kind)
@@ -236,6 +267,13 @@ def create_router(settings: Settings) -> APIRouter:
             listed = ", ".join(s.value for s in offered)
             raise RpcError(
                 INVALID_PARAMS, f"unknown skill {skill_name!r}; this agent offers {listed}"
+            )
+        price = price_of(kind, dict(row.params), skill)
+        if price and BotStatus(row.status) in (BotStatus.ACTIVE, BotStatus.DEGRADED):
+            raise RpcError(
+                PAYMENT_REQUIRED,
+                f"{skill.value} costs {price / 10**6:g} fUSD: POST "
+                f"{bot_url(row.name, f'skills/{skill.value}')} with an x402 payment",
             )
         bot = BotRef(
             name=row.name,

@@ -1,0 +1,497 @@
+"""x402 over HTTP: bots' paid skills, payment status, and a facilitator other servers can use.
+
+=============================================  ==============================================
+``POST /bots/{name}/skills/{skill}``           a skill call; JSON body = the skill's args.
+                                               Unpaid: 402 + ``PAYMENT-REQUIRED``. Paid
+                                               (``PAYMENT-SIGNATURE``, or v1 ``X-PAYMENT``):
+                                               the payment saga runs, 200 + the skill's data +
+                                               ``PAYMENT-RESPONSE`` once settled.
+``GET  /payments/{id}``                        a payment saga's state (``status_url`` of a 202)
+``POST /verify`` ``POST /settle``              x402 v2 facilitator (settle = the same saga
+``GET  /supported``                            with no skill step)
+=============================================  ==============================================
+
+Answers a buyer can rely on:
+
+* a payment refused (bad signature, wrong amount, reused nonce ...) is a 402 whose
+  ``PAYMENT-REQUIRED`` names the x402 reason; nothing was started or settled;
+* the same payment sent again (or 100 times at once) reaches the one saga and gets its answer;
+  the same ``payment-identifier`` with another payload is a 409;
+* a skill that fails settles nothing (502 with its error);
+* a saga still settling after ``FLEET_PAYMENT_WAIT_S`` answers 202 with ``status_url``: the buyer
+  must not pay again, the saga carries on;
+* our own failure (Temporal or the chain unreachable) is a 5xx, never a 402 (a 402 invites a
+  second payment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.skills import SkillActivities
+from agentfleet import db, ledger, taskqueues
+from agentfleet.bots import BotKind, BotRef, BotStatus, Skill, SkillCall, check_name
+from agentfleet.chain.networks import active_profile, effective_confirmations
+from agentfleet.chain.relayers import relayers
+from agentfleet.chain.rpc import Web3Connection
+from agentfleet.chain.transactions import pick_relayer
+from agentfleet.deployment import load_deployment
+from agentfleet.errors import FleetError, first_line
+from agentfleet.models import BotRecord
+from agentfleet.payments import (
+    FINAL,
+    SCHEME,
+    X402_VERSION,
+    Payment,
+    PaymentError,
+    PaymentOrder,
+    PaymentStatus,
+    PaymentView,
+    Reason,
+    Terms,
+    check_offline,
+    check_on_chain,
+    check_signer,
+    decode_header,
+    decode_payment,
+    price_of,
+)
+from agentfleet.settings import Settings
+from agentfleet.temporal import connect
+from workflows.payment_saga import PaymentSagaWorkflow, payment_workflow_id
+
+log = logging.getLogger("agentfleet.http.payments")
+
+PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
+PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
+PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+X_PAYMENT = "X-PAYMENT"
+X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
+SKILL_RUN_S = 30
+"""Upper bound of a skill's run (the saga's activity timeout)."""
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+
+class Gateway:
+    """What the routes share: settings, a Temporal client (connected on first use, so the app
+    starts before Temporal does), an RPC connection, the skill runner for free calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.chain = active_profile(settings)
+        self.rpc = Web3Connection(settings.effective_rpc_url)
+        self.skills = SkillActivities(settings)
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await connect(self.settings)
+                except FleetError as exc:
+                    raise HTTPException(503, f"payments are unavailable: {exc}") from None
+            return self._client
+
+    async def close(self) -> None:
+        await self.rpc.close()
+        await self.skills.close()
+
+    def asset(self) -> str:
+        try:
+            deployment = load_deployment(self.settings)
+        except FleetError as exc:
+            raise HTTPException(503, str(exc)) from None
+        if deployment is None:
+            raise HTTPException(503, "no contracts on this chain yet; run `fleet chain deploy`")
+        return deployment.address("FleetUSD")
+
+    def terms(self, amount: int, pay_to: str) -> Terms:
+        policy = self.chain.gas
+        settle_s = policy.receipt_timeout_s + effective_confirmations(self.settings) * 15
+        return Terms(
+            network=self.chain.caip2,
+            asset=self.asset(),
+            amount=amount,
+            pay_to=pay_to,
+            max_timeout_seconds=int(SKILL_RUN_S + settle_s + 60),
+        )
+
+    def payment_required(
+        self, terms: Terms, url: str, description: str, error: str | None = None
+    ) -> JSONResponse:
+        body: dict[str, Any] = {
+            "x402Version": X402_VERSION,
+            "resource": {"url": url, "description": description, "mimeType": "application/json"},
+            "accepts": [terms.requirements()],
+            "extensions": {
+                "payment-identifier": {
+                    "info": {"required": False},
+                    "schema": {
+                        "type": "object",
+                        "properties": {"id": {"type": "string", "minLength": 16}},
+                    },
+                }
+            },
+        }
+        if error:
+            body["error"] = error
+        return JSONResponse(
+            body,
+            status_code=402,
+            headers={PAYMENT_REQUIRED: _b64(body), "cache-control": "no-store"},
+        )
+
+    async def start_or_join(self, order: PaymentOrder) -> WorkflowHandle[Any, PaymentView]:
+        """The saga of ``order.payment_id``: started, or the running/finished one joined; a
+        different payload under that id (or under its payment-identifier) is a 409."""
+        identifier = order.payment.payment_identifier
+        if identifier is not None:
+            claimed = await asyncio.to_thread(
+                ledger.claim_identifier,
+                self.settings.effective_database_url,
+                identifier,
+                order.payment_id,
+                order.payment.sha256,
+            )
+            if not claimed:
+                raise HTTPException(
+                    409, f"payment-identifier {identifier} was used with a different payload"
+                )
+        client = await self.client()
+        workflow_id = payment_workflow_id(order.payment_id)
+        handle = client.get_workflow_handle_for(PaymentSagaWorkflow.run, workflow_id)
+        try:
+            await client.start_workflow(
+                PaymentSagaWorkflow.run,
+                order,
+                id=workflow_id,
+                task_queue=taskqueues.WORKFLOWS,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.ALREADY_EXISTS:
+                raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
+        except Exception as exc:
+            if type(exc).__name__ != "WorkflowAlreadyStartedError":
+                raise HTTPException(503, f"payments are unavailable: {first_line(exc)}") from None
+        view = await self.view(handle)
+        if view is not None and view.payload_sha256 != order.payment.sha256:
+            raise HTTPException(
+                409, f"payment {order.payment_id} was submitted with a different payload"
+            )
+        return handle
+
+    async def view(self, handle: WorkflowHandle[Any, PaymentView]) -> PaymentView | None:
+        """The saga's view: its result when it has finished, else its ``status`` query."""
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
+        if description.status is WorkflowExecutionStatus.COMPLETED:
+            return await handle.result()
+        if description.status is not WorkflowExecutionStatus.RUNNING:
+            raise HTTPException(500, f"payment saga {handle.id} ended {description.status}")
+        return await handle.query(PaymentSagaWorkflow.status)
+
+    async def wait(
+        self, handle: WorkflowHandle[Any, PaymentView], seconds: float
+    ) -> PaymentView | None:
+        """The saga's result within ``seconds``, else None (it carries on)."""
+        try:
+            async with asyncio.timeout(seconds):
+                return await handle.result()
+        except TimeoutError:
+            return None
+
+
+def _settle_response(view: PaymentView) -> dict[str, Any]:
+    settled = view.status is PaymentStatus.SETTLED
+    data: dict[str, Any] = {
+        "success": settled,
+        "payer": view.payer,
+        "transaction": view.tx_hash or "",
+        "network": view.network,
+    }
+    if settled:
+        data["amount"] = str(view.amount)
+    else:
+        data["errorReason"] = view.reason or "unexpected_settle_error"
+        if view.detail:
+            data["errorMessage"] = view.detail
+    return data
+
+
+def create_router(settings: Settings) -> APIRouter:
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.close()
+
+    router = APIRouter(tags=["payments"], lifespan=lifespan)
+
+    def bot_row(name: str) -> BotRecord:
+        try:
+            check_name(name)
+        except ValueError:
+            raise HTTPException(404, f"no bot named {name!r}") from None
+        with db.session_scope(settings.effective_database_url) as session:
+            row = session.get(BotRecord, name)
+        if row is None:
+            raise HTTPException(404, f"no bot named {name}")
+        return row
+
+    @router.post("/bots/{name}/skills/{skill_name}")
+    async def paid_skill(name: str, skill_name: str, request: Request) -> JSONResponse:
+        """Call ``skill_name`` of bot ``name`` (JSON body: its args), paying with x402."""
+        row = await asyncio.to_thread(bot_row, name)
+        kind = BotKind(row.kind)
+        try:
+            skill = Skill(skill_name)
+            price = price_of(kind, dict(row.params), skill)
+        except ValueError:
+            price = None
+        if price is None:
+            raise HTTPException(404, f"bot {name} does not sell a skill named {skill_name!r}")
+        args = await _json_args(request)
+        bot = BotRef(
+            name=row.name,
+            kind=kind,
+            status=BotStatus(row.status),
+            owner=row.owner,
+            params=dict(row.params),
+        )
+        call = SkillCall(bot=bot, skill=skill, args=args)
+        if price == 0:
+            result = await gateway.skills.run_skill(call)
+            if not result.ok:
+                raise HTTPException(502, result.error or "the skill failed")
+            return JSONResponse(result.data)
+        if row.address is None or BotStatus(row.status) not in (
+            BotStatus.ACTIVE,
+            BotStatus.DEGRADED,
+        ):
+            raise HTTPException(409, f"bot {name} is {row.status} and sells nothing now")
+        terms = gateway.terms(price, row.address)
+        url = str(request.url)
+        description = f"{skill.value} of {name} ({price / 10**6:g} fUSD)"
+        header = request.headers.get(PAYMENT_SIGNATURE) or request.headers.get(X_PAYMENT)
+        if not header:
+            return gateway.payment_required(terms, url, description)
+        response_header = (
+            PAYMENT_RESPONSE if request.headers.get(PAYMENT_SIGNATURE) else (X_PAYMENT_RESPONSE)
+        )
+        try:
+            payment = decode_header(header)
+            check_offline(payment, terms)
+            await check_signer(gateway.rpc.get(), payment)
+        except PaymentError as refused:
+            return gateway.payment_required(terms, url, description, refused.reason.value)
+        order = PaymentOrder(
+            payment_id=payment.payment_id,
+            payment=payment,
+            terms=terms,
+            call=call,
+            buyer=request.headers.get("x-fleet-buyer"),
+            confirmations=effective_confirmations(settings),
+            resource=url,
+        )
+        handle = await gateway.start_or_join(order)
+        view = await gateway.wait(handle, settings.payment_wait_s)
+        if view is None:
+            return _pending(order.payment_id, request)
+        if view.status is PaymentStatus.REJECTED:
+            return gateway.payment_required(terms, url, description, view.reason)
+        headers = {response_header: _b64(_settle_response(view))}
+        if view.status is PaymentStatus.SETTLED and view.result is not None:
+            return JSONResponse(view.result.data, headers=headers)
+        if view.status is PaymentStatus.SKILL_FAILED:
+            error = view.detail or "the skill failed"
+            return JSONResponse(
+                {"error": error, "settled": False, "payment_id": view.payment_id},
+                status_code=502,
+                headers=headers,
+            )
+        return JSONResponse(
+            {
+                "error": f"settlement {view.status.value}: {view.detail or view.reason}",
+                "settled": False,
+                "payment_id": view.payment_id,
+            },
+            status_code=502,
+            headers=headers,
+        )
+
+    @router.get("/payments/{payment_id}", name="payment_status")
+    async def payment_status(payment_id: str) -> dict[str, Any]:
+        """A payment saga's state: steps so far, status, transaction, reason."""
+        if not payment_id.startswith("payment-") or len(payment_id) > 200:
+            raise HTTPException(404, f"no payment {payment_id!r}")
+        client = await gateway.client()
+        handle = client.get_workflow_handle_for(PaymentSagaWorkflow.run, payment_id)
+        view = await gateway.view(handle)
+        if view is None:
+            raise HTTPException(404, f"no payment {payment_id}")
+        data = view.model_dump(mode="json")
+        data["final"] = view.status in FINAL
+        return data
+
+    async def facilitator_input(request: Request) -> tuple[Payment, Terms]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("paymentPayload"), dict):
+            raise HTTPException(400, "expected {x402Version, paymentPayload, paymentRequirements}")
+        requirements = body.get("paymentRequirements")
+        if not isinstance(requirements, dict):
+            raise HTTPException(400, "expected {x402Version, paymentPayload, paymentRequirements}")
+        payment = decode_payment(body["paymentPayload"])
+        try:
+            extra = requirements.get("extra") or {}
+            terms = Terms(
+                scheme=str(requirements.get("scheme", SCHEME)),
+                network=str(requirements["network"]),
+                asset=str(requirements["asset"]),
+                amount=int(requirements.get("amount") or requirements["maxAmountRequired"]),
+                pay_to=str(requirements["payTo"]),
+                max_timeout_seconds=int(requirements.get("maxTimeoutSeconds") or 300),
+                name=str(extra.get("name", "FleetUSD")),
+                version=str(extra.get("version", "2")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PaymentError(
+                Reason.INVALID_REQUIREMENTS, f"payment requirements: {first_line(exc)}"
+            ) from None
+        if terms.network != gateway.chain.caip2:
+            raise PaymentError(
+                Reason.INVALID_NETWORK, f"this facilitator settles on {gateway.chain.caip2}"
+            )
+        if terms.asset.lower() != gateway.asset().lower():
+            raise PaymentError(Reason.INVALID_REQUIREMENTS, f"asset {terms.asset} is not fUSD")
+        return payment, terms
+
+    @router.post("/verify")
+    async def verify(request: Request) -> dict[str, Any]:
+        """x402 facilitator ``/verify``: 200 with ``isValid`` (and ``invalidReason``)."""
+        payer = None
+        try:
+            payment, terms = await facilitator_input(request)
+            payer = payment.authorization.from_
+            check_offline(payment, terms)
+            submitter = await _submitter(settings, payment.payment_id)
+            await check_on_chain(gateway.rpc.get(), payment, submitter)
+        except PaymentError as refused:
+            answer: dict[str, Any] = {
+                "isValid": False,
+                "invalidReason": refused.reason.value,
+                "invalidMessage": refused.detail,
+            }
+            if payer:
+                answer["payer"] = payer
+            return answer
+        return {"isValid": True, "payer": payer}
+
+    @router.post("/settle")
+    async def settle(request: Request) -> dict[str, Any]:
+        """x402 facilitator ``/settle``: the payment saga without a skill step."""
+        try:
+            payment, terms = await facilitator_input(request)
+            check_offline(payment, terms)
+            await check_signer(gateway.rpc.get(), payment)
+        except PaymentError as refused:
+            return {
+                "success": False,
+                "errorReason": refused.reason.value,
+                "errorMessage": refused.detail,
+                "transaction": "",
+                "network": gateway.chain.caip2,
+            }
+        order = PaymentOrder(
+            payment_id=payment.payment_id,
+            payment=payment,
+            terms=terms,
+            confirmations=effective_confirmations(settings),
+        )
+        handle = await gateway.start_or_join(order)
+        view = await gateway.wait(handle, settings.payment_wait_s)
+        if view is None:
+            return {
+                "success": False,
+                "errorReason": "settlement_pending",
+                "errorMessage": f"still settling; GET /payments/{order.payment_id}",
+                "payer": payment.authorization.from_,
+                "transaction": "",
+                "network": terms.network,
+            }
+        return _settle_response(view)
+
+    @router.get("/supported")
+    async def supported() -> dict[str, Any]:
+        """x402 facilitator ``/supported``: exact EVM on this chain, v2 and v1."""
+        network = gateway.chain.caip2
+        signers = await asyncio.to_thread(relayers, settings)
+        return {
+            "kinds": [
+                {"x402Version": 2, "scheme": SCHEME, "network": network},
+                {"x402Version": 1, "scheme": SCHEME, "network": network},
+            ],
+            "extensions": ["payment-identifier"],
+            "signers": {"eip155:*": signers},
+        }
+
+    return router
+
+
+async def _submitter(settings: Settings, payment_id: str) -> str:
+    accounts = await asyncio.to_thread(relayers, settings)
+    if not accounts:
+        raise HTTPException(503, "no relayer account; `fleet chain relayer import` adds one")
+    return pick_relayer(accounts, payment_id)
+
+
+async def _json_args(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        args = json.loads(raw)
+    except ValueError:
+        raise HTTPException(400, "the body must be a JSON object of the skill's args") from None
+    if not isinstance(args, dict):
+        raise HTTPException(400, "the body must be a JSON object of the skill's args")
+    return args
+
+
+def _pending(payment_id: str, request: Request) -> JSONResponse:
+    url = str(request.url_for("payment_status", payment_id=payment_id))
+    return JSONResponse(
+        {
+            "status": "pending",
+            "payment_id": payment_id,
+            "status_url": url,
+            "note": "the payment is being settled; do not pay again, poll status_url",
+        },
+        status_code=202,
+        headers={"location": url},
+    )

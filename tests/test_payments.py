@@ -1,0 +1,368 @@
+"""x402 payments end to end: the official SDK's buyer pays a bot's skill through our gateway, the
+payment saga settles it through the relayer on anvil, the ledger has one row. Bad payments get
+their x402 reason and change nothing; 100 submissions of one payment settle once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
+from sqlmodel import select
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from web3 import Web3
+from x402 import x402Client
+from x402.http.clients.httpx import x402AsyncTransport
+from x402.mechanisms.evm.exact import ExactEvmClientScheme
+
+from agentfleet import db
+from agentfleet.bots import BotKind, BotStatus
+from agentfleet.chain import artifacts
+from agentfleet.chain.accounts import dev_account
+from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.chain.eip3009 import random_nonce, sign_transfer_authorization
+from agentfleet.deployment import load_deployment
+from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.settings import Settings
+from starters.http.app import create_app
+from tests.replay import record_history
+from workers.main import running_workers
+
+PRICE = 10_000  # 0.01 fUSD, the default price of `forecast`
+
+
+@dataclass
+class Market:
+    settings: Settings
+    client: Client
+    app: Any
+    seller: str
+    seller_address: str
+    token: Any
+    w3: Web3
+
+    def http(self, buyer: LocalAccount | None = None) -> httpx.AsyncClient:
+        """A client of the gateway; with ``buyer``, the SDK's x402 transport pays 402s."""
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=self.app)
+        if buyer is not None:
+            sdk = x402Client()
+            sdk.register("eip155:*", ExactEvmClientScheme(buyer))
+            sdk.set_spend_controls(
+                {"allowed_assets": [{"network": "eip155:31337", "asset": self.token.address}]}
+            )
+            transport = x402AsyncTransport(sdk, transport=transport)
+        return httpx.AsyncClient(
+            transport=transport, base_url=self.settings.http_url, timeout=60
+        )
+
+    def balance(self, address: str) -> int:
+        return int(self.token.functions.balanceOf(address).call())
+
+    def used(self, payer: str, nonce: str) -> bool:
+        state = self.token.functions.authorizationState(payer, bytes.fromhex(nonce[2:])).call()
+        return bool(state)
+
+    def ledger(self) -> list[PaymentRecord]:
+        with db.session_scope(self.settings.effective_database_url) as session:
+            return list(session.exec(select(PaymentRecord)).all())
+
+    @property
+    def path(self) -> str:
+        return f"/bots/{self.seller}/skills/forecast"
+
+    async def record(self, payment_id: str, outcome: str) -> None:
+        """Keep the saga's history for the replay tests."""
+        url = self.settings.effective_database_url
+        backend = "postgresql" if url.startswith("postgresql") else "sqlite"
+        handle = self.client.get_workflow_handle(payment_id)
+        await handle.result()
+        await record_history(handle, f"payment_saga_{outcome}_{backend}")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def market(
+    dev_env: WorkflowEnvironment,
+    dev_client: Client,
+    migrated_database_url: str,
+    anvil_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[Market]:
+    """A deployed chain, a funded relayer, workers, and an active forecaster selling skills."""
+    settings = Settings(
+        home=tmp_path,
+        database_url=migrated_database_url,
+        rpc_url=anvil_url,
+        deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
+        temporal_address=dev_env.client.service_client.config.target_host,
+        payment_wait_s=30,
+    )
+    seller = f"seller-{uuid.uuid4().hex[:6]}"
+    seller_address = Account.create().address
+    with db.session_scope(migrated_database_url) as session:
+        session.add(
+            BotRecord(
+                name=seller,
+                kind=BotKind.FORECASTER.value,
+                owner="desk-1",
+                status=BotStatus.ACTIVE.value,
+                params={"symbol": "BTCUSDT", "alpha": 0.2},
+                address=seller_address,
+                agent_id=1,
+            )
+        )
+        session.commit()
+    async with running_workers(dev_client, settings):
+        await prepare_fleet(dev_client, settings, anvil_url)
+        deployment = load_deployment(settings)
+        assert deployment is not None
+        w3 = Web3(Web3.HTTPProvider(anvil_url))
+        token = w3.eth.contract(
+            address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
+        )
+        yield Market(settings, dev_client, create_app(settings), seller, seller_address, token, w3)
+
+
+def requirements(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 402, response.text
+    decoded: dict[str, Any] = json.loads(base64.b64decode(response.headers["PAYMENT-REQUIRED"]))
+    return decoded
+
+
+def payment_header(
+    buyer: LocalAccount,
+    accepted: dict[str, Any],
+    *,
+    key: bytes | None = None,
+    value: int | None = None,
+    to: str | None = None,
+    valid_after: int = 0,
+    valid_before: int | None = None,
+    nonce: bytes | None = None,
+    **accepted_changes: Any,
+) -> tuple[str, str]:
+    """(base64 PAYMENT-SIGNATURE, nonce) for an EIP-3009 authorization signed by hand, so that
+    each field can be made wrong on purpose."""
+    nonce = nonce or random_nonce()
+    signed = sign_transfer_authorization(
+        key or buyer.key,
+        chain_id=31337,
+        token=accepted["asset"],
+        from_=buyer.address,
+        to=to or accepted["payTo"],
+        value=int(accepted["amount"]) if value is None else value,
+        valid_after=valid_after,
+        valid_before=valid_before or int(time.time()) + 300,
+        nonce=nonce,
+    )
+    payload = {
+        "x402Version": 2,
+        "accepted": {**accepted, **accepted_changes},
+        "payload": {
+            "authorization": {
+                "from": signed.from_,
+                "to": signed.to,
+                "value": str(signed.value),
+                "validAfter": str(signed.valid_after),
+                "validBefore": str(signed.valid_before),
+                "nonce": signed.nonce,
+            },
+            "signature": signed.signature,
+        },
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode(), signed.nonce
+
+
+def settle_response(response: httpx.Response) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
+    return decoded
+
+
+async def test_unpaid_call_gets_402_with_the_bots_price_wallet_and_the_token(
+    market: Market,
+) -> None:
+    async with market.http() as http:
+        response = await http.post(market.path, json={"symbol": "ETHUSDT"})
+    required = requirements(response)
+    [accepted] = required["accepts"]
+    assert required["x402Version"] == 2
+    assert accepted["scheme"] == "exact" and accepted["network"] == "eip155:31337"
+    assert accepted["amount"] == str(PRICE)
+    assert accepted["payTo"] == market.seller_address
+    assert accepted["asset"] == market.token.address
+    assert accepted["extra"] == {"name": "FleetUSD", "version": "2"}
+    assert accepted["maxTimeoutSeconds"] > 30 + 30
+    assert required["resource"]["url"].endswith(market.path)
+    assert response.json() == required
+    assert market.ledger() == []
+
+
+async def test_the_official_sdk_client_pays_a_skill_and_it_settles_once(market: Market) -> None:
+    buyer = dev_account(7)
+    before_buyer, before_seller = market.balance(buyer.address), market.balance(
+        market.seller_address
+    )
+
+    async with market.http(buyer) as http:
+        response = await http.post(market.path, json={"symbol": "ETHUSDT", "horizon": "4h"})
+
+    assert response.status_code == 200, response.text
+    forecast = response.json()
+    assert (forecast["bot"], forecast["symbol"], forecast["horizon"]) == (
+        market.seller,
+        "ETHUSDT",
+        "4h",
+    )
+    assert forecast["disclosure"] == "Automated agent operated by desk-1."
+    settled = settle_response(response)
+    assert settled["success"] is True and settled["network"] == "eip155:31337"
+    assert settled["payer"] == buyer.address
+    receipt = market.w3.eth.get_transaction_receipt(settled["transaction"])
+    assert receipt["status"] == 1
+    assert market.balance(buyer.address) == before_buyer - PRICE
+    assert market.balance(market.seller_address) == before_seller + PRICE
+    [row] = market.ledger()
+    assert (row.status, row.tx_hash, row.amount, row.payer) == (
+        "settled",
+        settled["transaction"],
+        str(PRICE),
+        buyer.address,
+    )
+    assert (row.seller, row.skill, row.block_number) == (
+        market.seller,
+        "forecast",
+        receipt["blockNumber"],
+    )
+    assert market.used(buyer.address, row.nonce)
+    async with market.http() as http:
+        status = (await http.get(f"/payments/{row.payment_id}")).json()
+    assert status["status"] == "settled" and status["final"] is True
+    assert status["steps"] == ["verified", "executed", "settled", "confirmed", "recorded"]
+    await market.record(row.payment_id, "settled")
+
+
+BAD_PAYMENTS: dict[str, tuple[dict[str, Any], str]] = {
+    "wrong network": ({"network": "eip155:1"}, "invalid_network"),
+    "wrong asset": (
+        {"asset": "0x000000000000000000000000000000000000dEaD"},
+        "invalid_payment_requirements",
+    ),
+    "wrong payTo": ({"to": "0x000000000000000000000000000000000000bEEF"}, "recipient_mismatch"),
+    "amount mismatch": ({"value": PRICE - 1}, "invalid_exact_evm_payload_authorization_value"),
+    "expired": ({"valid_before": 1_000}, "authorization_valid_before"),
+    "not yet valid": ({"valid_after": 4_000_000_000}, "authorization_valid_after"),
+    "bad signature": ({"key": Account.create().key}, "invalid_exact_evm_payload_signature"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PAYMENTS))
+async def test_a_bad_payment_gets_its_reason_and_changes_nothing(
+    market: Market, case: str
+) -> None:
+    buyer = dev_account(6)
+    changes, reason = BAD_PAYMENTS[case]
+    before = market.balance(buyer.address)
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        header, nonce = payment_header(buyer, accepted, **changes)
+        response = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": header})
+
+    assert reason in requirements(response)["error"], response.text
+    assert market.balance(buyer.address) == before
+    assert not market.used(buyer.address, nonce)
+    assert market.ledger() == []
+
+
+async def test_malformed_payment_header_is_invalid_payload(market: Market) -> None:
+    async with market.http() as http:
+        response = await http.post(
+            market.path, json={}, headers={"PAYMENT-SIGNATURE": "not base64 json!"}
+        )
+    assert requirements(response)["error"] == "invalid_payload"
+
+
+async def test_reused_nonce_and_missing_funds_are_refused_by_the_saga(market: Market) -> None:
+    """The chain's view (checked by the saga right before settling): a nonce already used
+    outside agentfleet, and a payer without fUSD."""
+    payer = dev_account(5)
+    broke = Account.create()
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        nonce = random_nonce()
+        outside, _ = payment_header(payer, accepted, nonce=nonce, to=payer.address)
+        used_elsewhere = json.loads(base64.b64decode(outside))["payload"]
+        auth = used_elsewhere["authorization"]
+        transfer = market.token.functions.transferWithAuthorization(
+            auth["from"],
+            auth["to"],
+            int(auth["value"]),
+            0,
+            int(auth["validBefore"]),
+            nonce,
+            bytes.fromhex(used_elsewhere["signature"][2:]),
+        ).transact({"from": dev_account(9).address})
+        assert market.w3.eth.wait_for_transaction_receipt(transfer)["status"] == 1
+        reused, _ = payment_header(payer, accepted, nonce=nonce)
+        no_funds, _ = payment_header(broke, accepted)
+
+        first = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": reused})
+        second = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": no_funds})
+
+    assert requirements(first)["error"] == "invalid_exact_evm_nonce_already_used"
+    assert requirements(second)["error"] == "insufficient_funds"
+    assert market.ledger() == []
+    payment = json.loads(base64.b64decode(no_funds))
+    auth = payment["payload"]["authorization"]
+    saga = f"payment-31337-{accepted['asset'].lower()}-{auth['from'].lower()}-{auth['nonce']}"
+    await market.record(saga, "rejected")
+
+
+async def test_100_concurrent_submissions_of_one_payment_settle_once(market: Market) -> None:
+    buyer = dev_account(4)
+    before = market.balance(buyer.address)
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        header, nonce = payment_header(buyer, accepted)
+        responses = await asyncio.gather(
+            *(
+                http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": header})
+                for _ in range(100)
+            )
+        )
+
+    assert {r.status_code for r in responses} == {200}
+    answers = {json.dumps(r.json(), sort_keys=True) for r in responses}
+    transactions = {settle_response(r)["transaction"] for r in responses}
+    assert len(answers) == 1 and len(transactions) == 1
+    assert market.balance(buyer.address) == before - PRICE
+    assert market.used(buyer.address, nonce)
+    [row] = market.ledger()
+    assert row.tx_hash in transactions
+
+
+async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Market) -> None:
+    buyer = dev_account(3)
+    before = market.balance(buyer.address)
+    async with market.http(buyer) as http:
+        response = await http.post(market.path, json={"symbol": "not a symbol!"})
+
+    assert response.status_code == 502, response.text
+    assert "forecast" in response.json()["error"]
+    assert response.json()["settled"] is False
+    assert market.balance(buyer.address) == before
+    [row] = market.ledger()
+    assert row.status == "skill_failed" and row.tx_hash is None
+    assert not market.used(buyer.address, row.nonce)
+    await market.record(row.payment_id, "skill_failed")

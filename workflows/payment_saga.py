@@ -1,0 +1,182 @@
+"""PaymentSagaWorkflow: one x402 payment, verified -> skill executed -> settled exactly once.
+
+The workflow id is the payment id (``payment-{chainId}-{asset}-{from}-{nonce}``): every
+submission of one authorization (100 concurrent requests, a client's retry, a facilitator
+``/settle`` after a timeout) reaches this one workflow and gets its answer. Steps:
+
+1. ``verify_payment`` (fleet-chain): the x402 checks against the token through the relayer that
+   will settle. A refusal ends the saga ``rejected``: nothing executed, settled or recorded.
+2. ``run_skill`` (fleet-llm), when a skill is bought. A failure ends it ``skill_failed``: nothing
+   settled, the buyer gets the skill's error.
+3. Settlement: a child ``TransactionWorkflow`` with the payment id as its request id, sent by the
+   relayer entity (signed and recorded before broadcast, confirmed to the profile's depth). The
+   request id makes a second settlement of the same payment impossible, even across crashes.
+4. ``record_payment`` (fleet-io): the ledger row, an upsert keyed by the payment id.
+
+The result (the skill's data included) is released to the buyer only when the status is
+``settled``. The ``status`` query is what ``GET /payments/{id}`` shows while it runs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from agentfleet import taskqueues
+    from agentfleet.bots import SkillResult
+    from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
+    from agentfleet.payments import (
+        PaymentOrder,
+        PaymentStatus,
+        PaymentView,
+        Reason,
+        Verified,
+        VerifyRequest,
+    )
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+SKILL_TIMEOUT = timedelta(seconds=30)
+
+
+def payment_workflow_id(payment_id: str) -> str:
+    return payment_id
+
+
+@workflow.defn(name="PaymentSagaWorkflow")
+class PaymentSagaWorkflow:
+    @workflow.init
+    def __init__(self, order: PaymentOrder) -> None:
+        auth = order.payment.authorization
+        self.view = PaymentView(
+            payment_id=order.payment_id,
+            status=PaymentStatus.VERIFYING,
+            network=order.terms.network,
+            asset=order.terms.asset,
+            amount=auth.value,
+            payer=auth.from_,
+            pay_to=auth.to,
+            seller=order.call.bot.name if order.call else None,
+            skill=order.call.skill if order.call else None,
+            buyer=order.buyer,
+            payload_sha256=order.payment.sha256,
+        )
+
+    @workflow.query
+    def status(self) -> PaymentView:
+        """The saga so far (the skill's data stays hidden until the payment settled)."""
+        return self._released()
+
+    @workflow.run
+    async def run(self, order: PaymentOrder) -> PaymentView:
+        verified: Verified = await workflow.execute_activity(
+            "verify_payment",
+            VerifyRequest(payment=order.payment, terms=order.terms, payment_id=order.payment_id),
+            result_type=Verified,
+            task_queue=taskqueues.CHAIN,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+        if not verified.valid:
+            return self._end(PaymentStatus.REJECTED, verified.reason, verified.detail)
+        self.view.relayer = verified.relayer
+        self._step("verified")
+        if order.call is not None:
+            self.view.status = PaymentStatus.EXECUTING
+            result = await self._run_skill(order)
+            if not result.ok:
+                self.view.result = result
+                self._end(PaymentStatus.SKILL_FAILED, "skill_failed", result.error)
+                await self._record()
+                return self._released()
+            self.view.result = result
+            self._step("executed")
+        self.view.status = PaymentStatus.SETTLING
+        outcome = await self._settle(order, verified)
+        if outcome.status is TxStatus.CONFIRMED:
+            self.view.tx_hash = outcome.tx_hash
+            self.view.block_number = outcome.block_number
+            self.view.confirmations = outcome.confirmations
+            self._step("settled")
+            self._step("confirmed")
+            self.view.status = PaymentStatus.SETTLED
+        else:
+            self.view.tx_hash = outcome.tx_hash
+            self._end(PaymentStatus.FAILED, Reason.TRANSACTION_FAILED, outcome.error)
+        await self._record()
+        self._step("recorded")
+        return self._released()
+
+    async def _run_skill(self, order: PaymentOrder) -> SkillResult:
+        assert order.call is not None  # noqa: S101 - checked by the caller
+        try:
+            result: SkillResult = await workflow.execute_activity(
+                "run_skill",
+                order.call,
+                result_type=SkillResult,
+                task_queue=taskqueues.LLM,
+                start_to_close_timeout=SKILL_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            return SkillResult(
+                bot=order.call.bot.name, skill=order.call.skill, ok=False, error=str(err.cause)
+            )
+        return result
+
+    async def _settle(self, order: PaymentOrder, verified: Verified) -> TxOutcome:
+        chain_id = order.terms.chain_id
+        tx = TxOrder(
+            chain_id=chain_id,
+            sender=verified.relayer or "",
+            request=TxRequest(
+                request_id=order.payment_id, to=order.terms.asset, data=verified.calldata or "0x"
+            ),
+            confirmations=order.confirmations,
+        )
+        try:
+            outcome: TxOutcome = await workflow.execute_child_workflow(
+                "TransactionWorkflow",
+                tx,
+                id=f"tx-{chain_id}-{order.payment_id}",
+                task_queue=taskqueues.WORKFLOWS,
+                result_type=TxOutcome,
+            )
+        except ChildWorkflowError as err:
+            return TxOutcome(
+                request_id=order.payment_id,
+                status=TxStatus.FAILED,
+                sender=tx.sender,
+                error=str(err.cause or err),
+            )
+        return outcome
+
+    async def _record(self) -> None:
+        await workflow.execute_activity(
+            "record_payment",
+            self.view,
+            task_queue=taskqueues.IO,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+
+    def _step(self, name: str) -> None:
+        self.view.steps.append(name)
+
+    def _end(self, status: PaymentStatus, reason: str | None, detail: str | None) -> PaymentView:
+        self.view.status = status
+        self.view.reason = reason
+        self.view.detail = detail
+        return self.view
+
+    def _released(self) -> PaymentView:
+        """The view as the buyer gets it: the skill's data only once the payment settled."""
+        if self.view.status is PaymentStatus.SETTLED or self.view.result is None:
+            return self.view
+        kept = self.view.result.model_copy(update={"data": {}})
+        return self.view.model_copy(update={"result": kept})
