@@ -231,8 +231,9 @@ async def test_a2a_sends_buyers_of_a_priced_skill_to_its_x402_endpoint(
     refused = await _send(http, "forecaster-1", "performance")
     assert refused["error"]["code"] == -32402
     assert "performance costs 0.005 fUSD: POST http" in refused["error"]["message"]
-    assert "/bots/forecaster-1/skills/performance with an x402 payment" in (
-        refused["error"]["message"]
+    assert (
+        "/bots/forecaster-1/skills/performance with an x402 payment"
+        in (refused["error"]["message"])
     )
 
 

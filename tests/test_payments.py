@@ -64,9 +64,7 @@ class Market:
                 {"allowed_assets": [{"network": "eip155:31337", "asset": self.token.address}]}
             )
             transport = x402AsyncTransport(sdk, transport=transport)
-        return httpx.AsyncClient(
-            transport=transport, base_url=self.settings.http_url, timeout=60
-        )
+        return httpx.AsyncClient(transport=transport, base_url=self.settings.http_url, timeout=60)
 
     def balance(self, address: str) -> int:
         return int(self.token.functions.balanceOf(address).call())
@@ -211,8 +209,9 @@ async def test_unpaid_call_gets_402_with_the_bots_price_wallet_and_the_token(
 
 async def test_the_official_sdk_client_pays_a_skill_and_it_settles_once(market: Market) -> None:
     buyer = dev_account(7)
-    before_buyer, before_seller = market.balance(buyer.address), market.balance(
-        market.seller_address
+    before_buyer, before_seller = (
+        market.balance(buyer.address),
+        market.balance(market.seller_address),
     )
 
     async with market.http(buyer) as http:
@@ -268,9 +267,7 @@ BAD_PAYMENTS: dict[str, tuple[dict[str, Any], str]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD_PAYMENTS))
-async def test_a_bad_payment_gets_its_reason_and_changes_nothing(
-    market: Market, case: str
-) -> None:
+async def test_a_bad_payment_gets_its_reason_and_changes_nothing(market: Market, case: str) -> None:
     buyer = dev_account(6)
     changes, reason = BAD_PAYMENTS[case]
     before = market.balance(buyer.address)
