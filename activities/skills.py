@@ -42,6 +42,7 @@ from agentfleet.bots import (
     disclosure_for,
     parse_params,
 )
+from agentfleet.chaos import chaos_point
 from agentfleet.settings import Settings
 
 log = logging.getLogger("agentfleet.skills")
@@ -82,7 +83,9 @@ class SkillActivities:
     @activity.defn(name="run_skill")
     async def run_skill(self, call: SkillCall) -> SkillResult:
         """One skill of one bot; bounded by the activity's timeout (remote: the bot's)."""
-        return await self._run(call, None)
+        result = await self._run(call, None)
+        chaos_point("after_skill", call.bot.name)
+        return result
 
     @activity.defn(name="run_skill_batch")
     async def run_skill_batch(self, batch: SkillBatch) -> SkillBatchResult:

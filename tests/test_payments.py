@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import uvicorn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
@@ -25,14 +27,16 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 from x402 import x402Client
+from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
+from x402.schemas import PaymentRequired, PaymentRequirements
 
 from agentfleet import db
 from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
 from agentfleet.chain.eip3009 import random_nonce, sign_transfer_authorization
 from agentfleet.deployment import load_deployment
 from agentfleet.models import BotRecord, PaymentRecord
@@ -363,3 +367,126 @@ async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Mar
     assert row.status == "skill_failed" and row.tx_hash is None
     assert not market.used(buyer.address, row.nonce)
     await market.record(row.payment_id, "skill_failed")
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """``app`` on a real loopback port (the SDK's facilitator client opens its own sockets)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_the_sdks_facilitator_client_verifies_and_settles_through_our_endpoints(
+    market: Market,
+) -> None:
+    """Another resource server using agentfleet as its facilitator, with the SDK unchanged:
+    /supported, /verify, /settle (twice: the second answers the first settlement)."""
+    buyer, merchant = dev_account(2), Account.create().address
+    requirements = PaymentRequirements(
+        scheme="exact",
+        network="eip155:31337",
+        asset=market.token.address,
+        amount="2500",
+        pay_to=merchant,
+        max_timeout_seconds=120,
+        extra={"name": "FleetUSD", "version": "2"},
+    )
+    sdk = x402Client()
+    sdk.register("eip155:*", ExactEvmClientScheme(buyer))
+    sdk.set_spend_controls(False)
+    payload = await sdk.create_payment_payload(PaymentRequired(accepts=[requirements]))
+    before = market.balance(buyer.address)
+
+    async with served(market.app) as url:
+        facilitator = HTTPFacilitatorClient(FacilitatorConfig(url=url))
+        supported = await asyncio.to_thread(facilitator.get_supported)
+        verified = await facilitator.verify(payload, requirements)
+        settled = await facilitator.settle(payload, requirements)
+        again = await facilitator.settle(payload, requirements)
+        wrong = requirements.model_copy(update={"amount": "2600"})
+        refused = await facilitator.verify(payload, wrong)
+        await facilitator.aclose()
+
+    assert ("exact", "eip155:31337") in {(k.scheme, k.network) for k in supported.kinds}
+    assert verified.is_valid is True and verified.payer == buyer.address
+    assert settled.success is True and settled.network == "eip155:31337"
+    assert again.success is True and again.transaction == settled.transaction
+    assert market.balance(buyer.address) == before - 2500
+    assert market.balance(merchant) == 2500
+    assert refused.is_valid is False
+    assert refused.invalid_reason == "invalid_exact_evm_payload_authorization_value"
+    [row] = market.ledger()
+    assert (row.status, row.tx_hash, row.seller, row.skill) == (
+        "settled",
+        settled.transaction,
+        None,
+        None,
+    )
+
+
+async def test_a_payment_identifier_reused_with_another_payload_is_409(market: Market) -> None:
+    buyer = dev_account(8)
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        ids = {"payment-identifier": {"info": {"id": "pay_" + uuid.uuid4().hex}}}
+        first, _ = payment_header(buyer, accepted)
+        second, _ = payment_header(buyer, accepted)
+        with_id = [_with_extensions(header, ids) for header in (first, second)]
+
+        paid = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[0]})
+        same = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[0]})
+        other = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[1]})
+
+    assert paid.status_code == same.status_code == 200
+    assert settle_response(paid) == settle_response(same)
+    assert other.status_code == 409, other.text
+    assert "payment-identifier" in other.json()["detail"]
+    assert len(market.ledger()) == 1
+
+
+async def test_a_slow_settlement_answers_202_and_a_retry_does_not_pay_twice(
+    market: Market,
+) -> None:
+    """The HTTP wait ends before the saga does: 202 with a status URL; the same payment sent
+    again joins the saga; the status URL ends settled; the buyer paid once."""
+    market.settings.payment_wait_s = 0.001
+    slow_app = create_app(market.settings)
+    buyer = dev_account(1)
+    before = market.balance(buyer.address)
+    transport = httpx.ASGITransport(app=slow_app)
+    async with httpx.AsyncClient(transport=transport, base_url=market.settings.http_url) as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        header, _ = payment_header(buyer, accepted)
+        pending = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": header})
+        retry = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": header})
+        assert pending.status_code == 202, pending.text
+        status_url = pending.json()["status_url"]
+        assert pending.headers["location"] == status_url
+        assert retry.status_code in (200, 202)
+        for _ in range(300):
+            status = (await http.get(status_url)).json()
+            if status["final"]:
+                break
+            await asyncio.sleep(0.05)
+    assert status["status"] == "settled", status
+    assert status["result"]["data"]["bot"] == market.seller
+    assert market.balance(buyer.address) == before - PRICE
+    assert len(market.ledger()) == 1
+
+
+def _with_extensions(header: str, extensions: dict[str, Any]) -> str:
+    payload = json.loads(base64.b64decode(header))
+    payload["extensions"] = extensions
+    return base64.b64encode(json.dumps(payload).encode()).decode()

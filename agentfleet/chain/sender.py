@@ -72,6 +72,7 @@ class TransactionSender:
                 continue
             final = await self._confirm(record, order, mined, heartbeat)
             if final is not None:
+                chaos_point("after_confirmation", record.request_id)
                 return self._outcome(final, order)
             record = await asyncio.to_thread(self._reload, record.request_id)
 

@@ -1,0 +1,135 @@
+"""SIGKILL the worker process at every step boundary of a payment saga: after a restart the
+payment is settled exactly once (balances and ``authorizationState`` checked on chain), with
+exactly one ledger row and one settlement transaction, and the buyer gets the skill's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from eth_account import Account
+from pydantic import SecretStr
+from sqlmodel import select
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from web3 import Web3
+from x402 import x402Client
+from x402.http.clients.httpx import x402AsyncTransport
+from x402.mechanisms.evm.exact import ExactEvmClientScheme
+
+from agentfleet import db
+from agentfleet.bots import BotKind, BotStatus
+from agentfleet.chain import artifacts
+from agentfleet.chain.accounts import dev_account
+from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.deployment import load_deployment
+from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
+from agentfleet.settings import Settings
+from starters.http.app import create_app
+from tests.fixtures.worker import WorkerProcess
+from workers.main import running_workers
+
+PRICE = 10_000
+POINTS = [
+    "before_verify@payment-",
+    "after_verify@payment-",
+    "after_skill@",
+    "after_sign@payment-",
+    "after_broadcast@payment-",
+    "after_confirmation@payment-",
+    "before_record@payment-",
+]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def chaos_market(
+    dev_env: WorkflowEnvironment,
+    dev_client: Client,
+    chaos_worker: tuple[WorkerProcess, Path],
+    migrated_database_url: str,
+    anvil_url: str,
+    tmp_path: Path,
+) -> tuple[Settings, WorkerProcess, Path, str]:
+    """Contracts deployed through an in-process worker (stopped again), a seller bot, and the
+    worker process the test arms and kills."""
+    settings = Settings(
+        home=tmp_path,
+        database_url=migrated_database_url,
+        rpc_url=anvil_url,
+        deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
+        temporal_address=dev_env.client.service_client.config.target_host,
+        payment_wait_s=120,
+    )
+    async with running_workers(dev_client, settings):
+        await prepare_fleet(dev_client, settings, anvil_url)
+    seller = f"chaos-seller-{uuid.uuid4().hex[:6]}"
+    with db.session_scope(migrated_database_url) as session:
+        session.add(
+            BotRecord(
+                name=seller,
+                kind=BotKind.FORECASTER.value,
+                status=BotStatus.ACTIVE.value,
+                owner="desk-9",
+                address=Account.create().address,
+                params={},
+            )
+        )
+        session.commit()
+    worker, chaos_dir = chaos_worker
+    return settings, worker, chaos_dir, seller
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_worker_killed_at_a_saga_step_still_settles_exactly_once(
+    chaos_market: tuple[Settings, WorkerProcess, Path, str], anvil_url: str, point: str
+) -> None:
+    settings, worker, chaos_dir, seller = chaos_market
+    deployment = load_deployment(settings)
+    assert deployment is not None
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    token = w3.eth.contract(
+        address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
+    )
+    buyer = dev_account(6)
+    with db.session_scope(settings.effective_database_url) as session:
+        seller_address = session.get(BotRecord, seller).address  # type: ignore[union-attr]
+    before = int(token.functions.balanceOf(buyer.address).call())
+    if point.startswith("after_skill"):
+        point += seller
+    (chaos_dir / point).touch()
+    worker.start()
+
+    sdk = x402Client()
+    sdk.register("eip155:*", ExactEvmClientScheme(buyer))
+    sdk.set_spend_controls(False)
+    transport = x402AsyncTransport(sdk, transport=httpx.ASGITransport(app=create_app(settings)))
+    async with httpx.AsyncClient(
+        transport=transport, base_url=settings.http_url, timeout=180
+    ) as http:
+        call = asyncio.create_task(http.post(f"/bots/{seller}/skills/forecast", json={}))
+        assert await worker.wait_killed() == -9, f"{point} was not reached"
+        worker.start()
+        response = await call
+
+    assert response.status_code == 200, response.text
+    assert response.json()["bot"] == seller
+    settled = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
+    assert settled["success"] is True
+    assert int(token.functions.balanceOf(buyer.address).call()) == before - PRICE
+    assert int(token.functions.balanceOf(seller_address).call()) == PRICE
+    with db.session_scope(settings.effective_database_url) as session:
+        [row] = session.exec(select(PaymentRecord)).all()
+        [settlement] = session.exec(
+            select(ChainTransaction).where(ChainTransaction.request_id == row.payment_id)
+        ).all()
+    assert (row.status, row.tx_hash) == ("settled", settled["transaction"])
+    assert settlement.tx_hash == settled["transaction"]
+    state = token.functions.authorizationState(buyer.address, bytes.fromhex(row.nonce[2:]))
+    assert state.call() is True
+    assert not list(chaos_dir.iterdir()), "the armed point fired"
