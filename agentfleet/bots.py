@@ -9,6 +9,7 @@ change nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -50,6 +51,20 @@ Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
 """fUSD per call (at most 6 decimals, the token's)."""
 
 
+class SpendingPolicy(BaseModel):
+    """What a bot may spend buying other bots' skills (``fleet pay``): per call, per UTC day,
+    in which assets, and how trusted the seller must be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_call: Price = Decimal("0.1")
+    per_day: Price = Decimal("1")
+    assets: list[str] = Field(default_factory=list)
+    """Token addresses it pays in; empty: FleetUSD of the fleet's deployment only."""
+    reputation_floor: Decimal | None = Field(default=None, ge=0, le=100)
+    """Least average ERC-8004 feedback (0-100) from the fleet's own bots; None: no check."""
+
+
 class ForecasterParams(BaseModel):
     """Exponential moving average over the bot's price series (a baseline until learning)."""
 
@@ -60,6 +75,7 @@ class ForecasterParams(BaseModel):
     lookback: int = Field(default=200, ge=10, le=100_000)
     prices: dict[Skill, Price] = Field(default_factory=dict)
     """fUSD per call of a skill sold over HTTP with x402 (defaults: agentfleet.payments)."""
+    spending: SpendingPolicy = Field(default_factory=SpendingPolicy)
 
 
 class PublisherParams(BaseModel):
@@ -68,6 +84,7 @@ class PublisherParams(BaseModel):
     channel: str | None = None
     max_per_hour: int = Field(default=30, ge=1, le=3600)
     prices: dict[Skill, Price] = Field(default_factory=dict)
+    spending: SpendingPolicy = Field(default_factory=SpendingPolicy)
 
 
 class RemoteParams(BaseModel):
@@ -99,13 +116,21 @@ def parse_params(kind: BotKind, params: dict[str, Any]) -> BaseModel:
 
 
 def coerce_cli_params(pairs: list[str]) -> dict[str, Any]:
-    """``["alpha=0.3", "symbol=ETHUSDT"]`` -> dict; values stay strings (the model coerces)."""
+    """``["alpha=0.3", "symbol=ETHUSDT"]`` -> dict; values stay strings (the model coerces),
+    except a JSON object or list (``prices={"forecast": "0.02"}``)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"parameter {pair!r} is not key=value")
-        out[key.strip()] = value.strip()
+        value = value.strip()
+        if value[:1] in ("{", "["):
+            try:
+                out[key.strip()] = json.loads(value)
+            except ValueError:
+                raise ValueError(f"parameter {key.strip()}: {value!r} is not JSON") from None
+            continue
+        out[key.strip()] = value
     return out
 
 

@@ -203,6 +203,43 @@ async def demo_fleet(client: Client, settings: Settings, *, report: Report = _qu
     return line + "".join(f"; {p}" for p in problems)
 
 
+async def paid_purchase(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
+    """forecaster-1 buys a forecast from forecaster-2 with x402: a ``BuyerPurchaseWorkflow``
+    and the seller's ``PaymentSagaWorkflow`` (settled by a relayer), both in the Web UI."""
+    from agentfleet.bots import Skill  # noqa: PLC0415
+    from agentfleet.chain.accounts import DEV_CHAIN_IDS  # noqa: PLC0415
+    from agentfleet.purchases import (  # noqa: PLC0415
+        PurchaseRequest,
+        PurchaseStatus,
+        PurchaseView,
+        new_purchase_id,
+        start_purchase,
+    )
+
+    if settings.chain_id not in DEV_CHAIN_IDS:
+        return "paid purchase: skipped (no demo fleet on this chain; try `fleet pay`)"
+    buyer, seller = "forecaster-1", "forecaster-2"
+    request = PurchaseRequest(
+        purchase_id=new_purchase_id(buyer),
+        buyer=buyer,
+        seller=seller,
+        skill=Skill.FORECAST,
+        args={"symbol": "BTCUSDT", "horizon": "1h"},
+    )
+    report(f"paid purchase: {buyer} buys a forecast from {seller} (x402, fUSD)")
+    handle = await start_purchase(client, request)
+    view: PurchaseView = await asyncio.wait_for(handle.result(), timeout=DEMO_FLEET_TIMEOUT_S)
+    if view.status is not PurchaseStatus.DONE:
+        return f"paid purchase {request.purchase_id}: {view.status.value} ({view.reason})"
+    value = (view.result or {}).get("value")
+    shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+    return (
+        f"paid purchase {request.purchase_id}: {buyer} paid {seller} "
+        f"{(view.amount or 0) / 10**6:g} fUSD for a BTCUSDT forecast ({shown}); "
+        f"settled in {(view.tx_hash or '')[:12]}…, reviewed on ERC-8004"
+    )
+
+
 def _fleet_progress(names: list[str], statuses: dict[str, BotStatus]) -> str:
     """``2/5 active (3 registering)``: short enough for one progress line."""
     counts = Counter(statuses[n].value for n in names if statuses[n] is not BotStatus.ACTIVE)
@@ -215,6 +252,7 @@ DEMOS: list[tuple[str, Demo]] = [
     ("stack check", stack_check),
     ("fUSD transfer", fusd_transfer),
     ("demo fleet", demo_fleet),
+    ("paid purchase", paid_purchase),
 ]
 
 

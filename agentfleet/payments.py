@@ -43,6 +43,8 @@ EIP712_VERSION = "2"
 VALID_BEFORE_GRACE_S = 6
 """An authorization must stay valid at least this long (the SDK's facilitator asks the same),
 or it could expire between the check and the block that settles it."""
+A2A_X402_EXTENSION = "https://github.com/google-agentic-commerce/a2a-x402/blob/main/spec/v0.1"
+"""The agent-card extension under which a bot lists its priced skills."""
 SIGN_MAX_TIMEOUT_S = 300
 """``maxTimeoutSeconds`` offered in requirements on a dev chain."""
 

@@ -5,7 +5,9 @@ with any schedule of the namespace (list, pause, resume, trigger).
 given interval and check, keeping whether it is paused (so `fleet up` may call it every start).
 Each of its runs is a ``FleetHealthWorkflow`` on ``fleet-workflows`` whose id the schedule gives
 (``schedule-fleet-health-<time>``); a run still going when the next is due makes the schedule skip
-that one (overlap SKIP). Every failure a person can act on is a one-line :class:`FleetError`.
+that one (overlap SKIP). ``ensure_reconcile_schedule`` does the same for ``reconcile-payments``,
+an hourly ``ReconcilePaymentsWorkflow`` (the ledger against the chain, see
+:mod:`agentfleet.reconcile`). Every failure a person can act on is a one-line :class:`FleetError`.
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ from agentfleet.health import HealthCheck
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from agentfleet.reconcile import ReconcileRequest
+
 HEALTH_SCHEDULE_ID = "fleet-health"
 HEALTH_EVERY = timedelta(minutes=5)
 HEALTH_NOTE = "fleet health check (agentfleet)"
 RUN_TIMEOUT_FLOOR = timedelta(minutes=10)
 """A health run may take at least this long before Temporal stops it (then the next runs)."""
+RECONCILE_SCHEDULE_ID = "reconcile-payments"
+RECONCILE_EVERY = timedelta(hours=1)
+RECONCILE_NOTE = "payments reconciliation: ledger vs chain (agentfleet)"
 
 
 class ScheduleView(BaseModel):
@@ -97,9 +104,48 @@ async def ensure_health_schedule(
 ) -> ScheduleView:
     """Create ``fleet-health`` running every ``every``, or update it to that (idempotent; an
     existing schedule keeps its paused state and note)."""
+    _check_every(every)
+    return await _create_or_update(client, HEALTH_SCHEDULE_ID, _health_schedule(every, check))
+
+
+def _reconcile_schedule(every: timedelta, request: ReconcileRequest | None) -> Schedule:
+    from agentfleet.reconcile import ReconcileRequest  # noqa: PLC0415 - imports web3
+    from workflows.reconcile import WORKFLOW_ID, ReconcilePaymentsWorkflow  # noqa: PLC0415
+
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcilePaymentsWorkflow.run,
+            request or ReconcileRequest(),
+            id=WORKFLOW_ID,
+            task_queue=taskqueues.WORKFLOWS,
+            execution_timeout=max(every, RUN_TIMEOUT_FLOOR),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=max(every, timedelta(minutes=1)),
+        ),
+        state=ScheduleState(note=RECONCILE_NOTE),
+    )
+
+
+async def ensure_reconcile_schedule(
+    client: Client, every: timedelta = RECONCILE_EVERY, request: ReconcileRequest | None = None
+) -> ScheduleView:
+    """Create ``reconcile-payments`` running every ``every`` (each run continues after the last
+    one's blocks), or update it to that (idempotent; a paused schedule stays paused)."""
+    _check_every(every)
+    wanted = _reconcile_schedule(every, request)
+    return await _create_or_update(client, RECONCILE_SCHEDULE_ID, wanted)
+
+
+def _check_every(every: timedelta) -> None:
     if every < timedelta(seconds=1):
         raise FleetError(f"every {every} is too short; use at least 1s")
-    wanted = _health_schedule(every, check)
+
+
+async def _create_or_update(client: Client, schedule_id: str, wanted: Schedule) -> ScheduleView:
+    """Create ``schedule_id`` as ``wanted``, or bring it to ``wanted`` keeping its state."""
 
     def keep_state(update: ScheduleUpdateInput) -> ScheduleUpdate:
         current = update.description.schedule.state
@@ -107,12 +153,12 @@ async def ensure_health_schedule(
 
     try:
         try:
-            await client.create_schedule(HEALTH_SCHEDULE_ID, wanted)
+            await client.create_schedule(schedule_id, wanted)
         except ScheduleAlreadyRunningError:
-            await client.get_schedule_handle(HEALTH_SCHEDULE_ID).update(keep_state)
+            await client.get_schedule_handle(schedule_id).update(keep_state)
     except RPCError as exc:
-        raise _error(exc, HEALTH_SCHEDULE_ID) from None
-    return await describe_schedule(client, HEALTH_SCHEDULE_ID)
+        raise _error(exc, schedule_id) from None
+    return await describe_schedule(client, schedule_id)
 
 
 async def describe_schedule(client: Client, schedule_id: str) -> ScheduleView:

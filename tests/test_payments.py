@@ -370,9 +370,9 @@ async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Mar
 
 
 @asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
+async def served(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """``app`` on a real loopback port (the SDK's facilitator client opens its own sockets)."""
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

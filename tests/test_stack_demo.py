@@ -28,6 +28,17 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     assert remote["ports"] == {"http": int(stack_env["FLEET_REMOTE_BOT_PORT"])}
     fleet_line = next(line for line in started["demo"] if line.startswith("demo fleet"))
     assert fleet_line.startswith("demo fleet: 5 bots active"), started["demo"]
+    paid_line = next(line for line in started["demo"] if line.startswith("paid purchase"))
+    assert "forecaster-1 paid forecaster-2 0.01 fUSD" in paid_line, started["demo"]
+
+    payments = fleet(stack_env, "payments", "list", "--json")
+    assert payments.returncode == 0, payments.stderr
+    [payment] = json.loads(payments.stdout)
+    assert (payment["buyer"], payment["seller"], payment["status"]) == (
+        "forecaster-1",
+        "forecaster-2",
+        "settled",
+    )
 
     listed = fleet(stack_env, "bot", "list", "--json")
     assert listed.returncode == 0, listed.stderr

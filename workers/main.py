@@ -27,6 +27,8 @@ from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.identity import IdentityActivities
 from activities.payments import PaymentActivities
+from activities.purchases import PurchaseActivities
+from activities.reconcile import ReconcileActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
 from activities.store import StoreActivities
@@ -35,9 +37,11 @@ from agentfleet.errors import FleetError
 from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
 from workflows.bot_lifecycle import BotLifecycleWorkflow
+from workflows.buyer_purchase import BuyerPurchaseWorkflow
 from workflows.fleet_command import FleetCommandWorkflow
 from workflows.fleet_health import FleetHealthWorkflow
 from workflows.payment_saga import PaymentSagaWorkflow
+from workflows.reconcile import ReconcilePaymentsWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
 from workflows.skeleton import SkeletonWorkflow
 from workflows.stack_check import StackCheckWorkflow
@@ -53,9 +57,11 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 WORKFLOWS: list[type] = [
     BotLifecycleWorkflow,
+    BuyerPurchaseWorkflow,
     FleetCommandWorkflow,
     FleetHealthWorkflow,
     PaymentSagaWorkflow,
+    ReconcilePaymentsWorkflow,
     RelayerWorkflow,
     SkeletonWorkflow,
     StackCheckWorkflow,
@@ -74,6 +80,8 @@ class Activities:
         self.skills = SkillActivities(settings)
         self.health = HealthActivities(settings, skills=self.skills)
         self.payments = PaymentActivities(settings)
+        self.purchases = PurchaseActivities(settings)
+        self.reconcile = ReconcileActivities(settings)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -81,13 +89,16 @@ class Activities:
         await self.skills.close()
         await self.health.close()
         await self.payments.close()
+        await self.purchases.close()
+        await self.reconcile.close()
 
 
 def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     """The activities registered on ``queue`` (local activities sit with the workflows)."""
     store, chain, identity = bound.store, bound.chain, bound.identity
     fleet, skills, health = bound.fleet, bound.skills, bound.health
-    payments = bound.payments
+    payments, purchases = bound.payments, bound.purchases
+    reconcile = bound.reconcile
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
         taskqueues.IO: [
@@ -102,6 +113,13 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             health.health_targets,
             health.report_health,
             payments.record_payment,
+            reconcile.reconcile_scope,
+            reconcile.read_ledger_rows,
+            reconcile.flag_payment_discrepancies,
+            purchases.discover_offer,
+            purchases.spent_today,
+            purchases.sign_purchase,
+            purchases.call_paid_skill,
         ],
         taskqueues.CHAIN: [
             chain.chain_head,
@@ -116,6 +134,9 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             identity.fusd_transfer_tx,
             health.check_bots_health,
             payments.verify_payment,
+            reconcile.read_authorizations_used,
+            purchases.check_settlement,
+            purchases.feedback_tx,
         ],
         taskqueues.LLM: [noop, skills.run_skill, skills.run_skill_batch],
     }

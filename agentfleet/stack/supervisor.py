@@ -274,14 +274,20 @@ class Supervisor:
         """The fleet's Temporal Schedules (idempotent; a schedule an operator paused stays so)."""
         import asyncio  # noqa: PLC0415
 
-        from agentfleet.schedules import ensure_health_schedule  # noqa: PLC0415
+        from agentfleet.schedules import (  # noqa: PLC0415
+            ensure_health_schedule,
+            ensure_reconcile_schedule,
+        )
         from agentfleet.temporal import connect  # noqa: PLC0415
 
         async def ensure() -> None:
-            await ensure_health_schedule(await connect(self.settings))
+            client = await connect(self.settings)
+            await ensure_health_schedule(client)
+            await ensure_reconcile_schedule(client)
 
         asyncio.run(ensure())
         self.report("schedule fleet-health: every 5 minutes")
+        self.report("schedule reconcile-payments: every hour")
 
     def _run_demos(self) -> None:
         import asyncio  # noqa: PLC0415

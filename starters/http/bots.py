@@ -54,7 +54,7 @@ from agentfleet.bots import (
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
-from agentfleet.payments import SELLABLE, price_of
+from agentfleet.payments import A2A_X402_EXTENSION, SELLABLE, price_of
 from agentfleet.settings import Settings
 
 REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
@@ -64,7 +64,6 @@ INACTIVE = frozenset({BotStatus.RETIRING, BotStatus.RETIRED})
 """States in which the registration file says ``"active": false``."""
 SKILL_TIMEOUT_S = 10.0
 CAPABILITIES = {"streaming": False, "pushNotifications": False, "stateTransitionHistory": False}
-X402_EXTENSION = "https://github.com/google-agentic-commerce/a2a-x402/blob/main/spec/v0.1"
 
 SKILL_CARDS: dict[Skill, dict[str, Any]] = {
     Skill.FORECAST: {
@@ -246,7 +245,7 @@ def create_router(settings: Settings) -> APIRouter:
             for skill, units in paid.items()
         }
         extension = {
-            "uri": X402_EXTENSION,
+            "uri": A2A_X402_EXTENSION,
             "description": "Paid skills: POST the endpoint with an x402 v2 payment in fUSD.",
             "required": False,
             "params": {"skills": offers},

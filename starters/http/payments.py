@@ -36,6 +36,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import func
+from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
@@ -261,6 +263,14 @@ def create_router(settings: Settings) -> APIRouter:
             raise HTTPException(404, f"no bot named {name}")
         return row
 
+    def bot_owning(address: str) -> str | None:
+        """The fleet's bot paying from ``address`` (the ledger's buyer), if it is one of ours."""
+        with db.session_scope(settings.effective_database_url) as session:
+            row = session.exec(
+                select(BotRecord).where(func.lower(BotRecord.address) == address.lower())
+            ).first()
+        return row.name if row else None
+
     @router.post("/bots/{name}/skills/{skill_name}")
     async def paid_skill(name: str, skill_name: str, request: Request) -> JSONResponse:
         """Call ``skill_name`` of bot ``name`` (JSON body: its args), paying with x402."""
@@ -312,7 +322,7 @@ def create_router(settings: Settings) -> APIRouter:
             payment=payment,
             terms=terms,
             call=call,
-            buyer=request.headers.get("x-fleet-buyer"),
+            buyer=await asyncio.to_thread(bot_owning, payment.authorization.from_),
             confirmations=effective_confirmations(settings),
             resource=url,
         )

@@ -1,0 +1,361 @@
+"""Activities of a bot buying a skill (``BuyerPurchaseWorkflow``): discover and check the seller,
+sign the authorization (the key is loaded here and never leaves), call, check the settlement,
+encode the ERC-8004 feedback.
+
+A refusal (the seller is not who the chain says, the policy says no, the seller answered no)
+is a non-retryable ``PurchaseRefused``; network trouble is retried by Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import UTC, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlmodel import col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from web3 import AsyncWeb3
+
+from agentfleet import db, keystore
+from agentfleet.bots import BotKind, BotStatus, parse_params
+from agentfleet.chain import artifacts
+from agentfleet.chain.eip3009 import sign_transfer_authorization
+from agentfleet.chain.rpc import Web3Connection
+from agentfleet.deployment import load_deployment
+from agentfleet.errors import FleetError
+from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.payments import A2A_X402_EXTENSION, to_units
+from agentfleet.purchases import (
+    FEEDBACK_VALUE,
+    FeedbackRequest,
+    FeedbackTx,
+    Offer,
+    PaidAnswer,
+    PaidCall,
+    PurchaseRequest,
+    SettlementCheck,
+    SignRequest,
+    SpentQuery,
+    purchase_nonce,
+)
+from agentfleet.settings import Settings
+
+POLL_S = 0.5
+TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex()
+
+
+def refused(message: str) -> ApplicationError:
+    return ApplicationError(message, type="PurchaseRefused", non_retryable=True)
+
+
+class PurchaseActivities:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._url = settings.effective_database_url
+        self._rpc = Web3Connection(settings.effective_rpc_url)
+        self._http = http or httpx.AsyncClient(
+            timeout=30, headers={"user-agent": "agentfleet-buyer"}
+        )
+
+    async def close(self) -> None:
+        await self._rpc.close()
+        await self._http.aclose()
+
+    def _contract(self, name: str) -> Any:
+        try:
+            deployment = load_deployment(self._settings)
+        except FleetError as exc:
+            raise ApplicationError(str(exc), type="NoDeployment") from exc
+        if deployment is None:
+            raise refused("no contract deployment on this chain")
+        return self._rpc.get().eth.contract(
+            address=AsyncWeb3.to_checksum_address(deployment.address(name)),
+            abi=artifacts.load(name).abi,
+        )
+
+    @activity.defn(name="discover_offer")
+    async def discover_offer(self, request: PurchaseRequest) -> Offer:
+        """The seller's card and 402 for the skill, its agent wallet and reputation on chain,
+        and the buyer's limits."""
+        buyer, seller, fleet = await asyncio.to_thread(self._rows, request)
+        if buyer.address is None or BotStatus(buyer.status) not in (
+            BotStatus.ACTIVE,
+            BotStatus.DEGRADED,
+        ):
+            raise refused(f"buyer {buyer.name} is {buyer.status}; only an active bot buys")
+        if seller.agent_id is None:
+            raise refused(f"seller {seller.name} has no ERC-8004 agent id yet")
+        try:
+            params = parse_params(BotKind(buyer.kind), dict(buyer.params))
+        except ValueError as exc:
+            raise refused(f"buyer {buyer.name}'s parameters: {exc}") from None
+        policy = getattr(params, "spending", None)
+        if policy is None:
+            raise refused(f"a {buyer.kind} bot does not buy skills")
+        card_url = f"{self._settings.http_url}/bots/{seller.name}/.well-known/agent-card.json"
+        card = await self._get_json(card_url)
+        offer = _offer_in(card, request.skill.value)
+        if offer is None:
+            raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
+        requirements = await self._requirements(str(offer["endpoint"]), request.args)
+        pay_to = AsyncWeb3.to_checksum_address(requirements["payTo"])
+        registry = self._contract("IdentityRegistry")
+        wallet = await registry.functions.getAgentWallet(seller.agent_id).call()
+        if wallet.lower() != pay_to.lower():
+            raise refused(
+                f"{seller.name} asks to be paid at {pay_to}, but agent {seller.agent_id}'s "
+                f"wallet on the IdentityRegistry is {wallet}"
+            )
+        asset = AsyncWeb3.to_checksum_address(requirements["asset"])
+        allowed = [a.lower() for a in policy.assets] or [self._contract("FleetUSD").address.lower()]
+        if asset.lower() not in allowed:
+            raise refused(f"{buyer.name} does not pay in {asset}")
+        reputation, count = None, 0
+        if policy.reputation_floor is not None:
+            reputation, count = await self._reputation(seller.agent_id, fleet)
+            if reputation is None or reputation < policy.reputation_floor:
+                shown = "none" if reputation is None else f"{reputation:g}"
+                raise refused(
+                    f"{seller.name}'s reputation from the fleet is {shown} ({count} reviews), "
+                    f"under {buyer.name}'s floor of {policy.reputation_floor}"
+                )
+        return Offer(
+            endpoint=str(offer["endpoint"]),
+            amount=int(requirements["amount"]),
+            asset=asset,
+            network=str(requirements["network"]),
+            pay_to=pay_to,
+            max_timeout_seconds=int(requirements.get("maxTimeoutSeconds") or 300),
+            agent_id=seller.agent_id,
+            buyer_address=buyer.address,
+            per_call_limit=to_units(policy.per_call),
+            per_day_limit=to_units(policy.per_day),
+            reputation=reputation,
+            feedback_count=count,
+        )
+
+    def _rows(self, request: PurchaseRequest) -> tuple[BotRecord, BotRecord, list[str]]:
+        with db.session_scope(self._url) as session:
+            buyer = session.get(BotRecord, request.buyer)
+            seller = session.get(BotRecord, request.seller)
+            fleet = [
+                row.address
+                for row in session.exec(select(BotRecord)).all()
+                if row.address and row.name != request.seller
+            ]
+        if buyer is None:
+            raise refused(f"no bot named {request.buyer}")
+        if seller is None:
+            raise refused(f"no bot named {request.seller}")
+        if buyer.name == seller.name:
+            raise refused("a bot cannot buy from itself")
+        return buyer, seller, fleet
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        response = await self._http.get(url)
+        if response.status_code == 404:
+            raise refused(f"{url}: not found")
+        response.raise_for_status()
+        data = response.json()
+        if not isinstance(data, dict):
+            raise refused(f"{url} is not a JSON object")
+        return data
+
+    async def _requirements(self, endpoint: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The seller's own 402 for this call (the card can be stale; the 402 is not)."""
+        response = await self._http.post(endpoint, json=args)
+        if response.status_code != 402 or "PAYMENT-REQUIRED" not in response.headers:
+            raise refused(f"{endpoint} answered {response.status_code}, not 402 Payment Required")
+        required = json.loads(base64.b64decode(response.headers["PAYMENT-REQUIRED"]))
+        accepts = [a for a in required.get("accepts", []) if a.get("scheme") == "exact"]
+        if not accepts:
+            raise refused(f"{endpoint} accepts no exact-scheme payment")
+        chosen: dict[str, Any] = accepts[0]
+        return chosen
+
+    async def _reputation(self, agent_id: int, clients: list[str]) -> tuple[Decimal | None, int]:
+        if not clients:
+            return None, 0
+        registry = self._contract("ReputationRegistry")
+        count, value, decimals = await registry.functions.getSummary(
+            agent_id, [AsyncWeb3.to_checksum_address(c) for c in clients], "", ""
+        ).call()
+        if count == 0:
+            return None, 0
+        return Decimal(value) / Decimal(10) ** decimals, int(count)
+
+    @activity.defn(name="spent_today")
+    async def spent_today(self, query: SpentQuery) -> int:
+        """fUSD units the buyer's settled payments moved since 00:00 UTC."""
+        return await asyncio.to_thread(self._spent_today, query.buyer)
+
+    def _spent_today(self, buyer: str) -> int:
+        midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
+        with db.session_scope(self._url) as session:
+            rows = session.exec(
+                select(PaymentRecord.amount).where(
+                    PaymentRecord.buyer == buyer,
+                    PaymentRecord.status == "settled",
+                    col(PaymentRecord.created_at) >= midnight,
+                )
+            ).all()
+        return sum(int(amount) for amount in rows)
+
+    @activity.defn(name="sign_purchase")
+    async def sign_purchase(self, request: SignRequest) -> str:
+        """The ``PAYMENT-SIGNATURE`` header: an EIP-3009 authorization whose nonce comes from the
+        purchase id, so signing again gives the same bytes (never a second payment)."""
+        offer = request.offer
+        try:
+            account = await asyncio.to_thread(
+                keystore.load_account, self._settings, offer.buyer_address
+            )
+        except FleetError as exc:
+            raise refused(str(exc)) from None
+        chain_id = int(offer.network.removeprefix("eip155:"))
+        signed = sign_transfer_authorization(
+            account.key,
+            chain_id=chain_id,
+            token=offer.asset,
+            from_=offer.buyer_address,
+            to=offer.pay_to,
+            value=offer.amount,
+            valid_after=0,
+            valid_before=request.valid_before,
+            nonce=bytes.fromhex(purchase_nonce(request.purchase_id)[2:]),
+        )
+        payload = {
+            "x402Version": 2,
+            "accepted": {
+                "scheme": "exact",
+                "network": offer.network,
+                "asset": offer.asset,
+                "amount": str(offer.amount),
+                "payTo": offer.pay_to,
+                "maxTimeoutSeconds": offer.max_timeout_seconds,
+                "extra": {"name": "FleetUSD", "version": "2"},
+            },
+            "payload": {
+                "authorization": {
+                    "from": signed.from_,
+                    "to": signed.to,
+                    "value": str(signed.value),
+                    "validAfter": str(signed.valid_after),
+                    "validBefore": str(signed.valid_before),
+                    "nonce": signed.nonce,
+                },
+                "signature": signed.signature,
+            },
+        }
+        return base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+    @activity.defn(name="call_paid_skill")
+    async def call_paid_skill(self, call: PaidCall) -> PaidAnswer:
+        """POST the skill with the payment; a 202 (still settling) is followed to its end."""
+        response = await self._http.post(
+            call.endpoint,
+            json=call.args,
+            headers={"PAYMENT-SIGNATURE": call.header},
+            timeout=120,
+        )
+        if response.status_code == 202:
+            status_url = response.json()["status_url"]
+            while True:
+                activity.heartbeat(status_url)
+                await asyncio.sleep(POLL_S)
+                status = (await self._http.get(status_url)).json()
+                if status.get("final"):
+                    settled = status["status"] == "settled"
+                    return PaidAnswer(
+                        status_code=200 if settled else 502,
+                        data=(status.get("result") or {}).get("data") or {},
+                        settlement={
+                            "success": settled,
+                            "transaction": status.get("tx_hash") or "",
+                            "errorReason": status.get("reason"),
+                        },
+                        payment_id=status["payment_id"],
+                    )
+        settlement: dict[str, Any] = {}
+        header = response.headers.get("PAYMENT-RESPONSE")
+        if header:
+            settlement = json.loads(base64.b64decode(header))
+        elif response.status_code == 402 and "PAYMENT-REQUIRED" in response.headers:
+            required = json.loads(base64.b64decode(response.headers["PAYMENT-REQUIRED"]))
+            settlement = {"success": False, "errorReason": required.get("error")}
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"text": response.text[:500]}
+        return PaidAnswer(
+            status_code=response.status_code,
+            data=body if isinstance(body, dict) else {"value": body},
+            settlement=settlement,
+        )
+
+    @activity.defn(name="check_settlement")
+    async def check_settlement(self, check: SettlementCheck) -> int:
+        """The settlement on chain: mined, a Transfer of the amount from the payer to the payee
+        on the asset, the authorization used. Returns the block number."""
+        w3 = self._rpc.get()
+        receipt = await w3.eth.get_transaction_receipt(check.tx_hash)  # type: ignore[arg-type]
+        if receipt["status"] != 1:
+            raise refused(f"settlement {check.tx_hash} reverted")
+        paid = False
+        for log in receipt["logs"]:
+            topics = [t.hex() if isinstance(t, bytes) else str(t) for t in log["topics"]]
+            if (
+                log["address"].lower() == check.asset.lower()
+                and len(topics) == 3
+                and topics[0].removeprefix("0x") == TRANSFER_TOPIC.removeprefix("0x")
+                and topics[1][-40:].lower() == check.payer[2:].lower()
+                and topics[2][-40:].lower() == check.pay_to[2:].lower()
+                and int.from_bytes(bytes(log["data"]), "big") == check.amount
+            ):
+                paid = True
+        if not paid:
+            raise refused(f"settlement {check.tx_hash} moved no {check.amount} to {check.pay_to}")
+        token = w3.eth.contract(
+            address=AsyncWeb3.to_checksum_address(check.asset),
+            abi=artifacts.load("FleetUSD").abi,
+        )
+        used = await token.functions.authorizationState(
+            AsyncWeb3.to_checksum_address(check.payer), bytes.fromhex(check.nonce[2:])
+        ).call()
+        if not used:
+            raise refused("the authorization is not marked used on the token")
+        return int(receipt["blockNumber"])
+
+    @activity.defn(name="feedback_tx")
+    async def feedback_tx(self, request: FeedbackRequest) -> FeedbackTx:
+        """``giveFeedback`` for the seller, the settlement's hash as proof of payment."""
+        registry = self._contract("ReputationRegistry")
+        data = registry.encode_abi(
+            "giveFeedback",
+            args=[
+                request.agent_id,
+                FEEDBACK_VALUE,
+                0,
+                "x402",
+                request.skill.value,
+                request.endpoint,
+                "",
+                bytes.fromhex(request.tx_hash.removeprefix("0x")),
+            ],
+        )
+        return FeedbackTx(to=registry.address, data=data)
+
+
+def _offer_in(card: dict[str, Any], skill: str) -> dict[str, Any] | None:
+    extensions = (card.get("capabilities") or {}).get("extensions") or []
+    for extension in extensions:
+        if isinstance(extension, dict) and extension.get("uri") == A2A_X402_EXTENSION:
+            offers = (extension.get("params") or {}).get("skills") or {}
+            found = offers.get(skill)
+            return found if isinstance(found, dict) else None
+    return None

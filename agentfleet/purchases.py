@@ -1,0 +1,158 @@
+"""A bot buying another bot's skill with x402 (``BuyerPurchaseWorkflow``, ``fleet pay``).
+
+The purchase id is the business key: the workflow id, and the source of the EIP-3009 nonce
+(``sha256(purchase id)``) and of the authorization's validity window (fixed when the purchase
+starts). A retry of any step therefore signs the very same authorization, which the seller's
+saga settles at most once: a purchase can never pay twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agentfleet.bots import Skill
+
+PURCHASE_ID = re.compile(r"^purchase-[a-z0-9-]{1,120}$")
+FEEDBACK_VALUE = 100
+"""ERC-8004 feedback a buyer leaves for a delivered, settled purchase (0-100 scale, 0 dec.)."""
+
+
+def purchase_nonce(purchase_id: str) -> str:
+    """The 32-byte EIP-3009 nonce of a purchase (hex)."""
+    return "0x" + hashlib.sha256(purchase_id.encode()).hexdigest()
+
+
+class PurchaseStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    REFUSED = "refused"
+    """Not paid: the seller failed a check or the spending policy said no."""
+    FAILED = "failed"
+    """Paid nothing, or paid and the seller did not deliver (see the reason)."""
+
+
+class PurchaseRequest(BaseModel):
+    purchase_id: str
+    buyer: str
+    seller: str
+    skill: Skill
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Offer(BaseModel):
+    """What the seller's agent card offers for the skill, checked against the chain."""
+
+    endpoint: str
+    amount: int
+    asset: str
+    network: str
+    pay_to: str
+    max_timeout_seconds: int
+    agent_id: int
+    buyer_address: str
+    per_call_limit: int
+    per_day_limit: int
+    reputation: Decimal | None = None
+    feedback_count: int = 0
+
+
+class SignRequest(BaseModel):
+    purchase_id: str
+    buyer: str
+    offer: Offer
+    valid_before: int
+
+
+class PaidCall(BaseModel):
+    purchase_id: str
+    endpoint: str
+    header: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class PaidAnswer(BaseModel):
+    """What the seller answered: its status code, body, and decoded ``PAYMENT-RESPONSE``."""
+
+    status_code: int
+    data: dict[str, Any] = Field(default_factory=dict)
+    settlement: dict[str, Any] = Field(default_factory=dict)
+    payment_id: str | None = None
+
+
+class SettlementCheck(BaseModel):
+    tx_hash: str
+    payer: str
+    pay_to: str
+    amount: int
+    asset: str
+    nonce: str
+
+
+class FeedbackRequest(BaseModel):
+    agent_id: int
+    skill: Skill
+    endpoint: str
+    tx_hash: str
+
+
+class FeedbackTx(BaseModel):
+    to: str
+    data: str
+
+
+class SpentQuery(BaseModel):
+    buyer: str
+
+
+class PurchaseView(BaseModel):
+    """The purchase so far (query) and at the end (result)."""
+
+    purchase_id: str
+    buyer: str
+    seller: str
+    skill: Skill
+    status: PurchaseStatus = PurchaseStatus.RUNNING
+    steps: list[str] = Field(default_factory=list)
+    """discovered, checked, signed, paid, settled, confirmed, reviewed (in that order)."""
+    amount: int | None = None
+    pay_to: str | None = None
+    payment_id: str | None = None
+    tx_hash: str | None = None
+    feedback_tx_hash: str | None = None
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def new_purchase_id(buyer: str) -> str:
+    import uuid  # noqa: PLC0415
+
+    return f"purchase-{buyer}-{uuid.uuid4().hex[:12]}"
+
+
+async def start_purchase(client: Any, request: PurchaseRequest) -> Any:
+    """Start (or join) the purchase's BuyerPurchaseWorkflow; returns its handle."""
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy  # noqa: PLC0415
+    from temporalio.exceptions import WorkflowAlreadyStartedError  # noqa: PLC0415
+
+    from agentfleet import taskqueues  # noqa: PLC0415
+    from workflows.buyer_purchase import BuyerPurchaseWorkflow  # noqa: PLC0415
+
+    if not PURCHASE_ID.match(request.purchase_id):
+        raise ValueError(f"purchase id {request.purchase_id!r} must match {PURCHASE_ID.pattern}")
+    try:
+        return await client.start_workflow(
+            BuyerPurchaseWorkflow.run,
+            request,
+            id=request.purchase_id,
+            task_queue=taskqueues.WORKFLOWS,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:  # finished already: its result is the answer
+        return client.get_workflow_handle_for(BuyerPurchaseWorkflow.run, request.purchase_id)
