@@ -27,6 +27,7 @@ from agentfleet.payments import (
     check_on_chain,
     settle_calldata,
 )
+from agentfleet.purchases import RefundRecord
 from agentfleet.settings import Settings
 
 
@@ -68,3 +69,15 @@ class PaymentActivities:
         """Upsert the ledger row of ``view.payment_id`` (a retry rewrites the same row)."""
         chaos_point("before_record", view.payment_id)
         await asyncio.to_thread(ledger.record, self._settings.effective_database_url, view)
+
+    @activity.defn(name="record_refund")
+    async def record_refund(self, refund: RefundRecord) -> None:
+        """Mark the ledger row refunded (idempotent)."""
+        found = await asyncio.to_thread(
+            ledger.mark_refunded,
+            self._settings.effective_database_url,
+            refund.payment_id,
+            refund.tx_hash,
+        )
+        if not found:
+            raise ApplicationError(f"no ledger row for {refund.payment_id}", type="NoPayment")

@@ -31,16 +31,21 @@ from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
 from agentfleet.payments import A2A_X402_EXTENSION, to_units
 from agentfleet.purchases import (
-    FEEDBACK_VALUE,
     FeedbackRequest,
     FeedbackTx,
     Offer,
     PaidAnswer,
     PaidCall,
     PurchaseRequest,
+    RefundAsk,
+    Score,
+    ScoreRequest,
     SettlementCheck,
     SignRequest,
     SpentQuery,
+    ValidationAnswer,
+    ValidationAsk,
+    ValidationPlan,
     purchase_nonce,
 )
 from agentfleet.settings import Settings
@@ -66,7 +71,7 @@ class PurchaseActivities:
         await self._rpc.close()
         await self._http.aclose()
 
-    def _contract(self, name: str) -> Any:
+    def contract(self, name: str) -> Any:
         try:
             deployment = load_deployment(self._settings)
         except FleetError as exc:
@@ -104,7 +109,7 @@ class PurchaseActivities:
             raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
         requirements = await self._requirements(str(offer["endpoint"]), request.args)
         pay_to = AsyncWeb3.to_checksum_address(requirements["payTo"])
-        registry = self._contract("IdentityRegistry")
+        registry = self.contract("IdentityRegistry")
         wallet = await registry.functions.getAgentWallet(seller.agent_id).call()
         if wallet.lower() != pay_to.lower():
             raise refused(
@@ -112,7 +117,7 @@ class PurchaseActivities:
                 f"wallet on the IdentityRegistry is {wallet}"
             )
         asset = AsyncWeb3.to_checksum_address(requirements["asset"])
-        allowed = [a.lower() for a in policy.assets] or [self._contract("FleetUSD").address.lower()]
+        allowed = [a.lower() for a in policy.assets] or [self.contract("FleetUSD").address.lower()]
         if asset.lower() not in allowed:
             raise refused(f"{buyer.name} does not pay in {asset}")
         reputation, count = None, 0
@@ -181,7 +186,7 @@ class PurchaseActivities:
     async def _reputation(self, agent_id: int, clients: list[str]) -> tuple[Decimal | None, int]:
         if not clients:
             return None, 0
-        registry = self._contract("ReputationRegistry")
+        registry = self.contract("ReputationRegistry")
         count, value, decimals = await registry.functions.getSummary(
             agent_id, [AsyncWeb3.to_checksum_address(c) for c in clients], "", ""
         ).call()
@@ -333,13 +338,13 @@ class PurchaseActivities:
 
     @activity.defn(name="feedback_tx")
     async def feedback_tx(self, request: FeedbackRequest) -> FeedbackTx:
-        """``giveFeedback`` for the seller, the settlement's hash as proof of payment."""
-        registry = self._contract("ReputationRegistry")
+        """``giveFeedback`` for the seller (0-100), the settlement's hash as proof of payment."""
+        registry = self.contract("ReputationRegistry")
         data = registry.encode_abi(
             "giveFeedback",
             args=[
                 request.agent_id,
-                FEEDBACK_VALUE,
+                request.value,
                 0,
                 "x402",
                 request.skill.value,
@@ -359,3 +364,136 @@ def _offer_in(card: dict[str, Any], skill: str) -> dict[str, Any] | None:
             found = offers.get(skill)
             return found if isinstance(found, dict) else None
     return None
+
+
+class ValidationActivities:
+    """ERC-8004 validation of a delivery: the request (from the seller's wallet, its agent's
+    owner), the validator's score (an LLM when one is configured, else rules), the response,
+    and the refund transfer when the score is too low."""
+
+    def __init__(self, settings: Settings, purchases: PurchaseActivities) -> None:
+        self._settings = settings
+        self._purchases = purchases
+
+    @activity.defn(name="validation_plan")
+    async def validation_plan(self, ask: ValidationAsk) -> ValidationPlan:
+        seller, validator = await asyncio.to_thread(self._addresses, ask.seller, ask.validator)
+        canonical = json.dumps(
+            {"purchase": ask.purchase_id, "delivery": ask.delivery},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        request_hash = AsyncWeb3.keccak(text=canonical)
+        registry = self._purchases.contract("ValidationRegistry")
+        data = registry.encode_abi(
+            "validationRequest", args=[validator, ask.agent_id, ask.request_uri, request_hash]
+        )
+        return ValidationPlan(
+            seller_address=seller,
+            validator_address=validator,
+            request_hash="0x" + request_hash.hex().removeprefix("0x"),
+            request=FeedbackTx(to=registry.address, data=data),
+        )
+
+    def _addresses(self, seller: str, validator: str) -> tuple[str, str]:
+        with db.session_scope(self._settings.effective_database_url) as session:
+            rows = {name: session.get(BotRecord, name) for name in (seller, validator)}
+        found: list[str] = []
+        for name, row in rows.items():
+            if row is None or row.address is None:
+                raise refused(f"validation: no bot named {name} with a wallet")
+            found.append(row.address)
+        if seller == validator:
+            raise refused("validation: the seller cannot validate itself")
+        return found[0], found[1]
+
+    @activity.defn(name="score_delivery")
+    async def score_delivery(self, request: ScoreRequest) -> Score:
+        """0-100: how well the delivery answers the call (see :func:`offline_score`)."""
+        if self._settings.openai_base_url:
+            return await self._llm_score(request)
+        score, why = offline_score(request)
+        return Score(score=score, why=why, scorer="offline")
+
+    async def _llm_score(self, request: ScoreRequest) -> Score:
+        from openai import AsyncOpenAI  # noqa: PLC0415
+
+        key = self._settings.openai_api_key
+        client = AsyncOpenAI(
+            base_url=self._settings.openai_base_url,
+            api_key=key.get_secret_value() if key else "not-needed",
+        )
+        try:
+            reply = await client.chat.completions.create(
+                model=self._settings.openai_model,
+                messages=[
+                    {
+                        "role": "system",
+                        "content": "You validate deliveries between automated agents. Answer "
+                        'JSON {"score": 0-100, "why": "one sentence"}: how well the delivery '
+                        "answers the call, is complete and plausible.",
+                    },
+                    {
+                        "role": "user",
+                        "content": json.dumps(request.model_dump(mode="json"), default=str),
+                    },
+                ],
+                response_format={"type": "json_object"},
+            )
+        finally:
+            await client.close()
+        content = reply.choices[0].message.content or "{}"
+        try:
+            verdict = json.loads(content)
+            score = max(0, min(100, int(verdict["score"])))
+            why = str(verdict.get("why", ""))[:300]
+        except (ValueError, KeyError, TypeError):
+            raise ApplicationError(
+                f"the LLM's verdict is not JSON with a score: {content[:80]}"
+            ) from None
+        return Score(score=score, why=why, scorer=f"llm:{self._settings.openai_model}")
+
+    @activity.defn(name="validation_response_tx")
+    async def validation_response_tx(self, answer: ValidationAnswer) -> FeedbackTx:
+        registry = self._purchases.contract("ValidationRegistry")
+        data = registry.encode_abi(
+            "validationResponse",
+            args=[
+                bytes.fromhex(answer.request_hash.removeprefix("0x")),
+                answer.score,
+                "",
+                bytes(32),
+                "x402",
+            ],
+        )
+        return FeedbackTx(to=registry.address, data=data)
+
+    @activity.defn(name="refund_tx")
+    async def refund_tx(self, ask: RefundAsk) -> FeedbackTx:
+        """fUSD ``transfer`` of the payment back to its payer (sent from the seller's wallet)."""
+        token = self._purchases.contract("FleetUSD")
+        data = token.encode_abi(
+            "transfer", args=[AsyncWeb3.to_checksum_address(ask.payer), ask.amount]
+        )
+        return FeedbackTx(to=token.address, data=data)
+
+
+def offline_score(request: ScoreRequest) -> tuple[int, str]:
+    """The rule-based validator used without an LLM. A forecast must carry a value and the last
+    observation, and the value must be near the last (EMA forecasts are): within 10 %: 90,
+    within 50 %: 60, else 10. Any other skill: 80 for a non-empty answer."""
+    data = request.delivery
+    if not data:
+        return 0, "empty delivery"
+    if request.skill.value != "forecast":
+        return 80, "a non-empty answer"
+    value, last = data.get("value"), data.get("last")
+    if not isinstance(value, int | float) or not isinstance(last, int | float) or last == 0:
+        return 0, "a forecast without a numeric value and last observation"
+    gap = abs(value - last) / abs(last)
+    if gap <= 0.1:
+        return 90, f"forecast within {gap:.1%} of the last observation"
+    if gap <= 0.5:
+        return 60, f"forecast {gap:.0%} away from the last observation"
+    return 10, f"forecast {gap:.0%} away from the last observation: implausible"

@@ -50,6 +50,21 @@ def _upsert(session: Session, view: PaymentView) -> None:
     session.add(row)
 
 
+def mark_refunded(url: str, payment_id: str, tx_hash: str) -> bool:
+    """The payment was paid back (compensation): status ``refunded`` and the refund's hash.
+    False when the ledger has no such payment."""
+    with db.session_scope(url) as session:
+        row = session.get(PaymentRecord, payment_id)
+        if row is None:
+            return False
+        row.status = "refunded"
+        row.refund_tx_hash = tx_hash
+        row.updated_at = utcnow()
+        session.add(row)
+        session.commit()
+    return True
+
+
 def claim_identifier(url: str, identifier: str, payment_id: str, sha256: str) -> bool:
     """Claim a payment-identifier for ``payment_id``'s payload; False when it is already held by
     another payload (the caller answers 409)."""

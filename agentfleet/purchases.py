@@ -28,6 +28,13 @@ def purchase_nonce(purchase_id: str) -> str:
     return "0x" + hashlib.sha256(purchase_id.encode()).hexdigest()
 
 
+def payment_id_of(network: str, asset: str, payer: str, purchase_id: str) -> str:
+    """The seller's payment id for this purchase's authorization (see agentfleet.payments)."""
+    chain_id = network.removeprefix("eip155:")
+    nonce = purchase_nonce(purchase_id)
+    return f"payment-{chain_id}-{asset.lower()}-{payer.lower()}-{nonce}"
+
+
 class PurchaseStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
@@ -35,6 +42,8 @@ class PurchaseStatus(StrEnum):
     """Not paid: the seller failed a check or the spending policy said no."""
     FAILED = "failed"
     """Paid nothing, or paid and the seller did not deliver (see the reason)."""
+    REFUNDED = "refunded"
+    """Paid, delivered, scored under the buyer's threshold by the validator: paid back."""
 
 
 class PurchaseRequest(BaseModel):
@@ -43,6 +52,10 @@ class PurchaseRequest(BaseModel):
     seller: str
     skill: Skill
     args: dict[str, Any] = Field(default_factory=dict)
+    validator: str | None = None
+    """A bot that scores the delivery (ERC-8004 ValidationRegistry); None: no validation."""
+    min_score: int = Field(default=50, ge=0, le=100)
+    """A validation score under this refunds the payment."""
 
 
 class Offer(BaseModel):
@@ -99,11 +112,60 @@ class FeedbackRequest(BaseModel):
     skill: Skill
     endpoint: str
     tx_hash: str
+    value: int = Field(default=FEEDBACK_VALUE, ge=0, le=100)
 
 
 class FeedbackTx(BaseModel):
+    """A call to send: contract address and calldata (addresses only, no key)."""
+
     to: str
     data: str
+
+
+class ValidationAsk(BaseModel):
+    purchase_id: str
+    seller: str
+    validator: str
+    agent_id: int
+    request_uri: str
+    delivery: dict[str, Any]
+
+
+class ValidationPlan(BaseModel):
+    """``validationRequest`` from the seller's wallet (its agent's owner) naming the validator."""
+
+    seller_address: str
+    validator_address: str
+    request_hash: str
+    request: FeedbackTx
+
+
+class ScoreRequest(BaseModel):
+    skill: Skill
+    args: dict[str, Any] = Field(default_factory=dict)
+    delivery: dict[str, Any] = Field(default_factory=dict)
+
+
+class Score(BaseModel):
+    score: int = Field(ge=0, le=100)
+    why: str
+    scorer: str
+    """``llm:<model>`` or ``offline`` (the rule-based default when no LLM is configured)."""
+
+
+class ValidationAnswer(BaseModel):
+    request_hash: str
+    score: int = Field(ge=0, le=100)
+
+
+class RefundAsk(BaseModel):
+    payer: str
+    amount: int
+
+
+class RefundRecord(BaseModel):
+    payment_id: str
+    tx_hash: str
 
 
 class SpentQuery(BaseModel):
@@ -126,6 +188,9 @@ class PurchaseView(BaseModel):
     tx_hash: str | None = None
     feedback_tx_hash: str | None = None
     result: dict[str, Any] | None = None
+    validation: Score | None = None
+    validation_request_hash: str | None = None
+    refund_tx_hash: str | None = None
     reason: str | None = None
 
 

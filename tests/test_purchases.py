@@ -245,3 +245,58 @@ def test_fleet_pay_refuses_bad_input_in_one_line(
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and needle in line, line
+
+
+async def test_a_delivery_scored_under_the_threshold_is_refunded_by_the_seller(
+    fleet: Fleet,
+) -> None:
+    """ERC-8004 validation: the seller requests it, a validator bot answers (offline scorer:
+    90 for a plausible forecast), 90 < 95 -> the seller's wallet pays the buyer back."""
+    validator = f"validator-{uuid.uuid4().hex[:6]}"
+    await create_bot(fleet.client, BotSpec(name=validator, kind=BotKind.FORECASTER))
+    await wait_for(fleet.client, validator, lambda v: v.status is BotStatus.ACTIVE)
+    token = fleet.contract("FleetUSD")
+    buyer_address = _address(fleet, fleet.buyer)
+    before = token.functions.balanceOf(buyer_address).call()  # type: ignore[attr-defined]
+
+    request = PurchaseRequest(
+        purchase_id=new_purchase_id(fleet.buyer),
+        buyer=fleet.buyer,
+        seller=fleet.seller,
+        skill="forecast",
+        validator=validator,
+        min_score=95,
+    )
+    handle = await start_purchase(fleet.client, request)
+    view: PurchaseView = await asyncio.wait_for(handle.result(), timeout=120)
+
+    assert view.status is PurchaseStatus.REFUNDED, view.reason
+    assert view.steps[-3:] == ["validated", "refunded", "reviewed"]
+    assert view.validation is not None and view.validation.score == 90
+    assert view.validation.scorer == "offline"
+    assert token.functions.balanceOf(buyer_address).call() == before  # type: ignore[attr-defined]
+    registry = fleet.contract("ValidationRegistry")
+    status = registry.functions.getValidationStatus(  # type: ignore[attr-defined]
+        bytes.fromhex(view.validation_request_hash[2:])  # type: ignore[index]
+    ).call()
+    assert status[0] == _address(fleet, validator) and status[2] == 90
+    from agentfleet import ledger  # noqa: PLC0415
+
+    row = ledger.get_payment(fleet.settings.effective_database_url, view.payment_id or "")
+    assert row is not None and (row.status, row.refund_tx_hash) == (
+        "refunded",
+        view.refund_tx_hash,
+    )
+    url = fleet.settings.effective_database_url
+    backend = "postgresql" if url.startswith("postgresql") else "sqlite"
+    await record_history(handle, f"buyer_purchase_refunded_{backend}")
+
+
+def _address(fleet: Fleet, name: str) -> str:
+    from agentfleet import db  # noqa: PLC0415
+    from agentfleet.models import BotRecord  # noqa: PLC0415
+
+    with db.session_scope(fleet.settings.effective_database_url) as session:
+        row = session.get(BotRecord, name)
+    assert row is not None and row.address is not None
+    return row.address

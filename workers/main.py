@@ -27,7 +27,7 @@ from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.identity import IdentityActivities
 from activities.payments import PaymentActivities
-from activities.purchases import PurchaseActivities
+from activities.purchases import PurchaseActivities, ValidationActivities
 from activities.reconcile import ReconcileActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
@@ -81,6 +81,7 @@ class Activities:
         self.health = HealthActivities(settings, skills=self.skills)
         self.payments = PaymentActivities(settings)
         self.purchases = PurchaseActivities(settings)
+        self.validation = ValidationActivities(settings, self.purchases)
         self.reconcile = ReconcileActivities(settings)
 
     async def close(self) -> None:
@@ -97,7 +98,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     """The activities registered on ``queue`` (local activities sit with the workflows)."""
     store, chain, identity = bound.store, bound.chain, bound.identity
     fleet, skills, health = bound.fleet, bound.skills, bound.health
-    payments, purchases = bound.payments, bound.purchases
+    payments, purchases, validation = bound.payments, bound.purchases, bound.validation
     reconcile = bound.reconcile
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
@@ -113,6 +114,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             health.health_targets,
             health.report_health,
             payments.record_payment,
+            payments.record_refund,
             reconcile.reconcile_scope,
             reconcile.read_ledger_rows,
             reconcile.flag_payment_discrepancies,
@@ -137,8 +139,16 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             reconcile.read_authorizations_used,
             purchases.check_settlement,
             purchases.feedback_tx,
+            validation.validation_plan,
+            validation.validation_response_tx,
+            validation.refund_tx,
         ],
-        taskqueues.LLM: [noop, skills.run_skill, skills.run_skill_batch],
+        taskqueues.LLM: [
+            noop,
+            skills.run_skill,
+            skills.run_skill_batch,
+            validation.score_delivery,
+        ],
     }
     return by_queue[queue]
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
     from agentfleet.messages import AuditRecord, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.purchases import (
+        FEEDBACK_VALUE,
         FeedbackRequest,
         FeedbackTx,
         Offer,
@@ -35,9 +36,17 @@ with workflow.unsafe.imports_passed_through():
         PurchaseRequest,
         PurchaseStatus,
         PurchaseView,
+        RefundAsk,
+        RefundRecord,
+        Score,
+        ScoreRequest,
         SettlementCheck,
         SignRequest,
         SpentQuery,
+        ValidationAnswer,
+        ValidationAsk,
+        ValidationPlan,
+        payment_id_of,
         purchase_nonce,
     )
 
@@ -151,9 +160,99 @@ class BuyerPurchaseWorkflow:
         self._step("confirmed")
         self.view.result = answer.data
         self.view.status = PurchaseStatus.DONE
-        await self._review(request, offer, transaction)
+        self.view.payment_id = self.view.payment_id or payment_id_of(
+            offer.network, offer.asset, offer.buyer_address, request.purchase_id
+        )
+        value = FEEDBACK_VALUE
+        if request.validator is not None:
+            value = await self._validate(request, offer, answer.data)
+        await self._review(request, offer, transaction, value)
 
-    async def _review(self, request: PurchaseRequest, offer: Offer, transaction: str) -> None:
+    async def _validate(
+        self, request: PurchaseRequest, offer: Offer, delivery: dict[str, object]
+    ) -> int:
+        """ERC-8004 validation of the delivery by ``request.validator``; a score under
+        ``min_score`` refunds the payment from the seller's wallet. Returns the score."""
+        assert request.validator is not None  # noqa: S101 - checked by the caller
+        plan: ValidationPlan = await self._activity(
+            "validation_plan",
+            ValidationAsk(
+                purchase_id=request.purchase_id,
+                seller=request.seller,
+                validator=request.validator,
+                agent_id=offer.agent_id,
+                request_uri=f"{offer.endpoint}#{request.purchase_id}",
+                delivery=dict(delivery),
+            ),
+            ValidationPlan,
+            taskqueues.CHAIN,
+        )
+        self.view.validation_request_hash = plan.request_hash
+        await self._send(offer, plan.seller_address, "validation-request", plan.request)
+        score: Score = await self._activity(
+            "score_delivery",
+            ScoreRequest(skill=request.skill, args=request.args, delivery=dict(delivery)),
+            Score,
+            taskqueues.LLM,
+        )
+        self.view.validation = score
+        response: FeedbackTx = await self._activity(
+            "validation_response_tx",
+            ValidationAnswer(request_hash=plan.request_hash, score=score.score),
+            FeedbackTx,
+            taskqueues.CHAIN,
+        )
+        await self._send(offer, plan.validator_address, "validation-response", response)
+        self._step("validated")
+        if score.score >= request.min_score:
+            return score.score
+        refund: FeedbackTx = await self._activity(
+            "refund_tx",
+            RefundAsk(payer=offer.buyer_address, amount=offer.amount),
+            FeedbackTx,
+            taskqueues.CHAIN,
+        )
+        outcome = await self._send(offer, plan.seller_address, "refund", refund)
+        self.view.refund_tx_hash = outcome.tx_hash
+        await self._activity(
+            "record_refund",
+            RefundRecord(payment_id=self.view.payment_id or "", tx_hash=outcome.tx_hash or ""),
+            type(None),
+            taskqueues.IO,
+        )
+        self.view.status = PurchaseStatus.REFUNDED
+        self.view.reason = (
+            f"{request.validator} scored the delivery {score.score} (< {request.min_score}): "
+            f"{score.why}; refunded"
+        )
+        self._step("refunded")
+        return score.score
+
+    async def _send(self, offer: Offer, sender: str, what: str, tx: FeedbackTx) -> TxOutcome:
+        """A transaction of this purchase through the sender's relayer; Refused unless mined."""
+        chain_id = int(offer.network.removeprefix("eip155:"))
+        request_id = f"{what}-{self.view.purchase_id}"
+        try:
+            outcome: TxOutcome = await workflow.execute_child_workflow(
+                "TransactionWorkflow",
+                TxOrder(
+                    chain_id=chain_id,
+                    sender=sender,
+                    request=TxRequest(request_id=request_id, to=tx.to, data=tx.data),
+                ),
+                id=f"tx-{chain_id}-{request_id}",
+                task_queue=taskqueues.WORKFLOWS,
+                result_type=TxOutcome,
+            )
+        except ChildWorkflowError as err:
+            raise Refused(f"{what}: {err.cause or err}") from err
+        if outcome.status is not TxStatus.CONFIRMED:
+            raise Refused(f"{what}: {outcome.error or outcome.status.value}")
+        return outcome
+
+    async def _review(
+        self, request: PurchaseRequest, offer: Offer, transaction: str, value: int
+    ) -> None:
         try:
             feedback: FeedbackTx = await self._activity(
                 "feedback_tx",
@@ -162,31 +261,18 @@ class BuyerPurchaseWorkflow:
                     skill=request.skill,
                     endpoint=offer.endpoint,
                     tx_hash=transaction,
+                    value=value,
                 ),
                 FeedbackTx,
                 taskqueues.CHAIN,
             )
-            chain_id = int(offer.network.removeprefix("eip155:"))
-            request_id = f"feedback-{request.purchase_id}"
-            outcome: TxOutcome = await workflow.execute_child_workflow(
-                "TransactionWorkflow",
-                TxOrder(
-                    chain_id=chain_id,
-                    sender=offer.buyer_address,
-                    request=TxRequest(request_id=request_id, to=feedback.to, data=feedback.data),
-                ),
-                id=f"tx-{chain_id}-{request_id}",
-                task_queue=taskqueues.WORKFLOWS,
-                result_type=TxOutcome,
-            )
-        except (Refused, ChildWorkflowError) as err:
-            self.view.reason = f"bought, but the review was not left: {err}"
+            outcome = await self._send(offer, offer.buyer_address, "feedback", feedback)
+        except Refused as err:
+            note = f"the review was not left: {err}"
+            self.view.reason = f"{self.view.reason}; {note}" if self.view.reason else note
             return
-        if outcome.status is TxStatus.CONFIRMED:
-            self.view.feedback_tx_hash = outcome.tx_hash
-            self._step("reviewed")
-        else:
-            self.view.reason = f"bought, but the review failed: {outcome.error}"
+        self.view.feedback_tx_hash = outcome.tx_hash
+        self._step("reviewed")
 
     async def _activity(self, name: str, argument: object, result_type: type[T], queue: str) -> T:
         try:

@@ -21,7 +21,6 @@ app = typer.Typer(help="The payments ledger: list, show, reconcile with the chai
 skills_app = typer.Typer(help="Skills bots sell over HTTP with x402, and their prices.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-STEPS = ("discovered", "checked", "signed", "paid", "settled", "confirmed", "reviewed")
 
 
 def _fusd(units: int | str | None) -> str:
@@ -38,6 +37,17 @@ def pay(
         str,
         typer.Option("--params", help='The skill\'s args as JSON, e.g. \'{"symbol":"ETHUSDT"}\'.'),
     ] = "{}",
+    validator: Annotated[
+        str | None,
+        typer.Option(
+            "--validator",
+            help="A bot that scores the delivery (ERC-8004 validation); under --min-score the "
+            "seller refunds the payment.",
+        ),
+    ] = None,
+    min_score: Annotated[
+        int, typer.Option("--min-score", min=0, max=100, help="Least validation score (0-100).")
+    ] = 50,
     purchase_id: Annotated[
         str | None,
         typer.Option(
@@ -75,7 +85,9 @@ def pay(
         fail(f"unknown skill {skill!r}; skills are: {known}", as_json=as_json)
     if purchase_id is not None and not PURCHASE_ID.match(purchase_id):
         fail(f"--purchase-id {purchase_id!r} must match {PURCHASE_ID.pattern}", as_json=as_json)
-    for flag, name in (("--from", buyer), ("--to", seller)):
+    for flag, name in (("--from", buyer), ("--to", seller), ("--validator", validator)):
+        if name is None:
+            continue
         try:
             check_name(name)
         except ValueError as exc:
@@ -87,6 +99,8 @@ def pay(
             seller=seller,
             skill=chosen,
             args=args,
+            validator=validator,
+            min_score=min_score,
         )
     except ValueError as exc:
         fail(str(exc).splitlines()[0], as_json=as_json)
@@ -125,7 +139,7 @@ def pay(
         view = run_with_client(settings, work)
     except FleetError as exc:
         fail(str(exc), exc.exit_code, as_json=as_json)
-    ok = view.status is PurchaseStatus.DONE
+    ok = view.status in (PurchaseStatus.DONE, PurchaseStatus.REFUNDED)
     if as_json:
         emit_json({"ok": ok, **view.model_dump(mode="json")})
     else:
@@ -135,6 +149,10 @@ def pay(
         table.add_row("paid", f"{_fusd(view.amount)} fUSD to {view.pay_to or '-'}")
         if view.tx_hash:
             table.add_row("settlement", view.tx_hash)
+        if view.validation is not None:
+            table.add_row("validation", f"{view.validation.score}/100 ({view.validation.scorer})")
+        if view.refund_tx_hash:
+            table.add_row("refund", view.refund_tx_hash)
         if view.feedback_tx_hash:
             table.add_row("review", view.feedback_tx_hash)
         if view.reason:

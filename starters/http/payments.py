@@ -131,7 +131,7 @@ class Gateway:
             asset=self.asset(),
             amount=amount,
             pay_to=pay_to,
-            max_timeout_seconds=int(SKILL_RUN_S + settle_s + 60),
+            max_timeout_seconds=int(SKILL_RUN_S + settle_s + 300),
         )
 
     def payment_required(
