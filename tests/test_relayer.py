@@ -117,6 +117,28 @@ async def test_same_request_twice_sends_once(
         assert key not in history.to_json().lower(), "a private key reached a workflow history"
 
 
+async def test_an_idle_relayer_rechecks_a_finished_transaction_after_its_window(
+    dev_client: Client, relayer_env: tuple[Settings, str]
+) -> None:
+    """The reorg re-check runs when its window ends even if nothing else happens."""
+    _, sender = relayer_env
+    outcome = await send_transaction(
+        dev_client,
+        chain_id=31337,
+        sender=sender,
+        request=transfer(f"recheck-{uuid.uuid4().hex[:8]}"),
+        reorg_window_s=1,
+    )
+    assert outcome.status is TxStatus.CONFIRMED
+    handle = dev_client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(31337, sender))
+    for _ in range(100):
+        status = await handle.query(RelayerWorkflow.status)
+        if status.pending_recheck == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert status.pending_recheck == 0, "the re-check never ran"
+
+
 async def test_reverting_transaction_fails_without_spending_a_nonce(
     dev_client: Client, relayer_env: tuple[Settings, str], anvil_url: str
 ) -> None:

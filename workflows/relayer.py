@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 RECENT_NONCES = 5000
+WAKE_ON_FINISHED = "relayer-wakes-on-finished"
 RPC_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
@@ -267,6 +268,10 @@ class RelayerWorkflow:
         if done.outcome.nonce is not None and window > 0:
             self.state.finished[request_id] = done.order
             self.state.recheck[request_id] = workflow.now() + timedelta(seconds=window)
+            if workflow.patched(WAKE_ON_FINISHED):
+                # An idle relayer waits without a timeout: wake it, so it sets a timer for
+                # this re-check (before this patch, re-checks waited for the next reservation).
+                self.wake = True
 
     @workflow.signal
     def recheck_now(self) -> None:
