@@ -1,0 +1,820 @@
+"""Payments benchmark: x402 purchases through the gateway and its saga, vs the same-shape skeleton
+and vs the official SDK's FastAPI middleware.
+
+    python bench/payments.py [--purchases 30] [--concurrent 50] [--relayers 1,4] [--warmup 3]
+                             [--quick] [--json]
+
+Everything runs in this process on a private anvil, a private dev server (set up as ``fleet up``
+sets one up) and a SQLite database in a temporary folder, all stopped and removed at the end. A
+purchase is what a buyer sees: the official SDK client (``x402Client`` + ``ExactEvmClientScheme``
+over ``x402AsyncTransport``) POSTs a forecaster's ``forecast`` skill, gets the 402, signs an
+EIP-3009 authorization for 0.01 fUSD, sends it again and gets the 200 with ``PAYMENT-RESPONSE``.
+``--purchases`` one at a time give p50 / p95; ``--concurrent`` at once give payments per second
+(and the latency inside that burst). Rows, all measured in the same run; benchmarks report, they
+never assert timings:
+
+- **skeleton**: the payment saga's shape with no-op activities: 2 activities (verify, skill), a
+  child ``SkeletonWorkflow`` of 2 activities (the transaction: prepare, send), 1 activity
+  (record). What it lacks: the transaction's two signals to its relayer and the one back.
+- **gateway via N relayers**: our ``POST /bots/{name}/skills/forecast`` (``create_app`` over
+  ``httpx.ASGITransport``) with the fleet's workers in this process: ``PaymentSagaWorkflow``
+  (verify, skill, a child ``TransactionWorkflow`` sent by a relayer entity, ledger row), settled
+  on anvil; with 1 relayer account, then with more (``--relayers``).
+- **x402 SDK middleware**: what a user would pick instead: the SDK's ``payment_middleware`` with
+  its in-process, non-durable ``x402Facilitator`` (``FacilitatorWeb3Signer``, its own funded key)
+  settling on the same anvil and the same FleetUSD, in front of a route that runs the same
+  forecast skill. Run after the fleet's workers stopped, so it has the process to itself.
+
+Each figure of ours is also given as a ratio to the skeleton (Temporal's floor for that shape)
+and to the SDK (the non-durable path). A second table shows where a purchase's time goes, from
+the sagas' histories (gateway) and from timing the SDK facilitator's calls (medians of the
+sequential purchases; ``--json`` adds their p95). Before each gateway row every relayer starts
+(one transaction each) and re-checks its earlier settlements (``recheck_now``), so that a row
+pays for neither.
+
+The SDK's facilitator signs and sends with synchronous web3 on the event loop: during its burst
+the loop is blocked most of the time (``facilitator_share_of_burst``), purchases wait for each
+other's RPCs, and web3's receipt wait sleeps 0.1 s, blocking, whenever the receipt is not there
+at the first look (its p95).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `python bench/payments.py` puts bench/ on the path, not the repository root.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import base64
+import json
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, SecretStr
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import col, select
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from x402 import x402Client, x402Facilitator, x402ResourceServer
+from x402.http import PaymentOption, RouteConfig
+from x402.http.clients.httpx import x402AsyncTransport
+from x402.http.middleware.fastapi import payment_middleware
+from x402.mechanisms.evm import EthAccountSigner, FacilitatorWeb3Signer
+from x402.mechanisms.evm.exact import (
+    ExactEvmClientScheme,
+    ExactEvmServerScheme,
+    register_exact_evm_facilitator,
+)
+from x402.schemas import (
+    AssetAmount,
+    PaymentPayload,
+    PaymentRequirements,
+    SettleResponse,
+    VerifyResponse,
+)
+from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
+
+from activities.skeleton import noop
+from activities.skills import SkillActivities
+from agentfleet import db, keystore
+from agentfleet.bots import BotKind, BotRef, BotStatus, Skill, SkillCall
+from agentfleet.chain.accounts import dev_account
+from agentfleet.chain.devchain import funded_account, prepare_fleet, private_anvil
+from agentfleet.chain.relayers import relayers
+from agentfleet.chain.transactions import relayer_id, send_transaction
+from agentfleet.deployment import load_deployment
+from agentfleet.messages import (
+    NoopInput,
+    NoopResult,
+    SkeletonInput,
+    SkeletonResult,
+    TxRequest,
+    TxStatus,
+)
+from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.payments import EIP712_NAME, EIP712_VERSION
+from agentfleet.settings import Settings
+from bench.lifecycle import BurstClock, history_counts
+from bench.skeleton import Figures, bench_server, measure, percentile, ratio
+from starters.http.app import create_app
+from workers.main import running_workers
+from workflows.relayer import RelayerWorkflow
+from workflows.skeleton import SkeletonWorkflow
+
+CHAIN_ID = 31337
+NETWORK = f"eip155:{CHAIN_ID}"
+PRICE = 10_000
+"""0.01 fUSD: the default price of ``forecast`` (both paths charge it)."""
+SELLER = "bench-seller"
+SELLER_PARAMS: dict[str, Any] = {"symbol": "BTCUSDT", "alpha": 0.2}
+SKILL_ARGS: dict[str, Any] = {"symbol": "ETHUSDT", "horizon": "4h"}
+GATEWAY_BUYER = 7
+SDK_BUYER = 8
+"""Dev accounts that hold fUSD once the contracts are deployed (one buyer per path)."""
+SDK_MAX_TIMEOUT_S = 60
+PAYMENT_WAIT_S = 120.0
+"""The gateway's wait for settlement before it answers 202: long enough for any burst here."""
+SHAPE = "2 + child(2) + 1"
+ACTIVITIES = 5
+QUICK = {"purchases": 2, "concurrent": 3, "warmup": 1}
+
+
+# -- the same-shape skeleton ----------------------------------------------------------------------
+
+
+class PaymentSkeletonInput(BaseModel):
+    task_queue: str
+
+
+@workflow.defn(name="BenchPaymentSkeleton")
+class PaymentSkeletonWorkflow:
+    """The payment saga's shape with no-ops: verify, skill, a child of two activities (the
+    transaction's prepare and send), record; every activity on one queue."""
+
+    @workflow.run
+    async def run(self, shape: PaymentSkeletonInput) -> int:
+        options: dict[str, Any] = {
+            "result_type": NoopResult,
+            "task_queue": shape.task_queue,
+            "start_to_close_timeout": timedelta(seconds=10),
+        }
+        await workflow.execute_activity("noop", NoopInput(step=0), **options)
+        await workflow.execute_activity("noop", NoopInput(step=1), **options)
+        await workflow.execute_child_workflow(
+            "SkeletonWorkflow",
+            SkeletonInput(activities=2, task_queue=shape.task_queue),
+            id=f"{workflow.info().workflow_id}-tx",
+            task_queue=shape.task_queue,
+            result_type=SkeletonResult,
+        )
+        await workflow.execute_activity("noop", NoopInput(step=4), **options)
+        return ACTIVITIES
+
+
+SKELETON_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "agentfleet", "pydantic", "pydantic_core", "annotated_types", "bench"
+    )
+)
+"""The fleet worker's sandbox, plus this module passed through (it imports x402, FastAPI...)."""
+
+
+# -- purchases ------------------------------------------------------------------------------------
+
+
+def buyer_http(app: Any, buyer: LocalAccount, asset: str) -> httpx.AsyncClient:
+    """The official SDK's buyer: pays every 402 of ``app`` in FleetUSD, in process."""
+    sdk = x402Client()
+    sdk.register("eip155:*", ExactEvmClientScheme(EthAccountSigner(buyer)))
+    sdk.set_spend_controls({"allowed_assets": [{"network": NETWORK, "asset": asset}]})
+    transport = x402AsyncTransport(sdk, transport=httpx.ASGITransport(app=app))
+    return httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120)
+
+
+async def purchase(http: httpx.AsyncClient, path: str) -> str:
+    """One paid call; the settlement's transaction hash (anything but a settled 200 raises)."""
+    response = await http.post(path, json=SKILL_ARGS)
+    if response.status_code != 200:
+        raise RuntimeError(f"purchase answered {response.status_code}: {response.text[:300]}")
+    settled = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
+    if settled.get("success") is not True:
+        raise RuntimeError(f"purchase not settled: {settled}")
+    data = response.json()
+    if data.get("symbol") != SKILL_ARGS["symbol"]:
+        raise RuntimeError(f"not the forecast asked for: {data}")
+    return str(settled["transaction"])
+
+
+def burst_figures(clock: BurstClock) -> dict[str, float]:
+    millis = [seconds * 1000 for seconds in clock.latencies()]
+    return {"burst_p50_ms": percentile(millis, 50), "burst_p95_ms": percentile(millis, 95)}
+
+
+def phase_figures(samples: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``phases_ms`` (medians) and ``phases_p95_ms`` of per-purchase phase timings."""
+    keys = sorted({key for sample in samples for key in sample})
+    return {
+        "phases_ms": {key: statistics.median(sample[key] for sample in samples) for key in keys},
+        "phases_p95_ms": {key: percentile([sample[key] for sample in samples], 95) for key in keys},
+    }
+
+
+# -- where a gateway purchase's time goes (from the saga's history) -------------------------------
+
+
+def _at(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime()
+
+
+def _ms(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() * 1000
+
+
+@dataclass(frozen=True)
+class Span:
+    """One activity in a history: scheduled, started (picked up by a worker), completed."""
+
+    scheduled: datetime
+    started: datetime
+    completed: datetime
+
+    @property
+    def ms(self) -> float:
+        return _ms(self.scheduled, self.completed)
+
+    @property
+    def queued_ms(self) -> float:
+        return _ms(self.scheduled, self.started)
+
+
+def activity_spans(events: Sequence[HistoryEvent]) -> dict[str, Span]:
+    """Each completed activity by type (the last one of a type wins)."""
+    scheduled: dict[int, tuple[str, datetime]] = {}
+    started: dict[int, datetime] = {}
+    spans: dict[str, Span] = {}
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = (name, _at(event))
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started[event.activity_task_started_event_attributes.scheduled_event_id] = _at(event)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            key = event.activity_task_completed_event_attributes.scheduled_event_id
+            name, at = scheduled[key]
+            spans[name] = Span(at, started.get(key, at), _at(event))
+    return spans
+
+
+async def saga_phases(client: Client, payment_id: str) -> dict[str, float]:
+    """Milliseconds of each step of one finished saga and of its child transaction."""
+    saga = (await client.get_workflow_handle(payment_id).fetch_history()).events
+    spans = activity_spans(saga)
+    child_id, child_start, child_end = "", _at(saga[0]), _at(saga[0])
+    for event in saga:
+        if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            child_id = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            child_start = _at(event)
+        elif event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+            child_end = _at(event)
+    tx = activity_spans((await client.get_workflow_handle(child_id).fetch_history()).events)
+    prepare, send = tx["prepare_transaction"], tx["send_transaction"]
+    phases = {
+        "saga": _ms(_at(saga[0]), _at(saga[-1])),
+        "verify": spans["verify_payment"].ms,
+        "skill": spans["run_skill"].ms,
+        "settle": _ms(child_start, child_end),
+        "tx_prepare": prepare.ms,
+        "tx_nonce": _ms(prepare.completed, send.scheduled),
+        "tx_send": send.ms,
+        "record": spans["record_payment"].ms,
+        "queued": sum(span.queued_ms for span in [*spans.values(), *tx.values()]),
+    }
+    steps = ("verify", "skill", "settle", "record")
+    phases["workflow_tasks"] = phases["saga"] - sum(phases[step] for step in steps)
+    return phases
+
+
+def payment_ids(url: str, tx_hashes: Sequence[str]) -> dict[str, PaymentRecord]:
+    with db.session_scope(url) as session:
+        rows = session.exec(select(PaymentRecord).where(col(PaymentRecord.tx_hash).in_(tx_hashes)))
+        return {str(row.tx_hash): row for row in rows}
+
+
+# -- the parts ------------------------------------------------------------------------------------
+
+
+async def skeleton_part(client: Client, args: argparse.Namespace) -> tuple[Figures, BurstClock]:
+    tag = uuid.uuid4().hex[:6]
+    queue = f"bench-payment-skeleton-{tag}"
+    clock = BurstClock(warmup=args.warmup, burst=args.concurrent)
+
+    async def once(key: str) -> None:
+        await client.execute_workflow(
+            PaymentSkeletonWorkflow.run,
+            PaymentSkeletonInput(task_queue=queue),
+            id=f"bench-payment-skeleton-{tag}-{key}",
+            task_queue=queue,
+        )
+
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[PaymentSkeletonWorkflow, SkeletonWorkflow],
+        activities=[noop],
+        workflow_runner=SKELETON_RUNNER,
+    ):
+        row = await measure(
+            "skeleton",
+            once,
+            shape=SHAPE,
+            activities=ACTIVITIES,
+            runs=args.purchases,
+            burst=args.concurrent,
+            warmup=args.warmup,
+            on_done=clock,
+        )
+    return row, clock
+
+
+async def add_relayers(client: Client, settings: Settings, rpc_url: str, count: int) -> list[str]:
+    """``count`` relayer accounts in the keystore, each with ETH for gas and one transaction
+    sent already (its entity started, its key loaded), so the measurement sees steady relayers."""
+    accounts = await asyncio.to_thread(relayers, settings)
+    for index in range(len(accounts), count):
+        key = funded_account(rpc_url).key
+        await asyncio.to_thread(keystore.store_key, settings, f"relayer-{index}", key)
+    accounts = await asyncio.to_thread(relayers, settings)
+
+    async def warm(sender: str) -> None:
+        outcome = await send_transaction(
+            client,
+            chain_id=CHAIN_ID,
+            sender=sender,
+            request=TxRequest(
+                request_id=f"bench-warm-{sender.lower()}", to=Account.create().address, value=1
+            ),
+            reorg_window_s=0,
+        )
+        if outcome.status is not TxStatus.CONFIRMED:
+            raise RuntimeError(f"warming relayer {sender}: {outcome.error}")
+
+    await asyncio.gather(*(warm(sender) for sender in accounts))
+    return accounts
+
+
+async def quiet_relayers(client: Client, accounts: Sequence[str], limit_s: float = 60) -> None:
+    """Have every relayer re-check its finished transactions now (each settlement is looked at
+    again after its reorg window) and wait until none is in flight or pending: a row must not
+    pay for the previous row's re-checks."""
+    handles = [
+        client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(CHAIN_ID, sender))
+        for sender in accounts
+    ]
+    for handle in handles:
+        await handle.signal(RelayerWorkflow.recheck_now)
+    deadline = time.monotonic() + limit_s
+    for handle in handles:
+        while (status := await handle.query(RelayerWorkflow.status)).pending_recheck or (
+            status.reserved
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"relayer {handle.id} still busy after {limit_s:g} s: {status}")
+            await asyncio.sleep(0.2)
+
+
+async def gateway_part(
+    client: Client, settings: Settings, app: Any, asset: str, count: int, args: argparse.Namespace
+) -> tuple[Figures, dict[str, Any]]:
+    url = settings.effective_database_url
+    path = f"/bots/{SELLER}/skills/forecast"
+    clock = BurstClock(warmup=args.warmup, burst=args.concurrent)
+    sequential: dict[str, float] = {}
+    in_burst: list[str] = []
+
+    async with buyer_http(app, dev_account(GATEWAY_BUYER), asset) as http:
+
+        async def once(key: str) -> None:
+            started = time.perf_counter()
+            tx_hash = await purchase(http, path)
+            if key.startswith("r"):
+                sequential[tx_hash] = time.perf_counter() - started
+            elif key.startswith("b"):
+                in_burst.append(tx_hash)
+
+        row = await measure(
+            f"gateway via {count} relayer{'s' if count > 1 else ''}",
+            once,
+            shape=SHAPE,
+            activities=ACTIVITIES,
+            runs=args.purchases,
+            burst=args.concurrent,
+            warmup=args.warmup,
+            on_done=clock,
+        )
+    records = await asyncio.to_thread(payment_ids, url, [*sequential, *in_burst])
+    samples = []
+    for tx_hash, seconds in sequential.items():
+        phases = await saga_phases(client, records[tx_hash].payment_id)
+        total = seconds * 1000
+        samples.append({"total": total, "outside": total - phases["saga"], **phases})
+    used = {records[tx_hash].relayer for tx_hash in in_burst}
+    extra = {
+        "kind": "gateway",
+        "relayers": count,
+        "relayers_used_in_burst": len(used),
+        **burst_figures(clock),
+        **phase_figures(samples),
+        "last_payment_id": records[next(reversed(sequential))].payment_id,
+    }
+    return row, extra
+
+
+class TimedFacilitator(x402Facilitator):
+    """The SDK's in-process facilitator, timing its verify and settle calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verify_s: list[float] = []
+        self.settle_s: list[float] = []
+
+    async def verify(
+        self,
+        payload: PaymentPayload | PaymentPayloadV1,
+        requirements: PaymentRequirements | PaymentRequirementsV1,
+        payload_bytes: bytes | None = None,
+        requirements_bytes: bytes | None = None,
+    ) -> VerifyResponse:
+        started = time.perf_counter()
+        try:
+            return await super().verify(payload, requirements, payload_bytes, requirements_bytes)
+        finally:
+            self.verify_s.append(time.perf_counter() - started)
+
+    async def settle(
+        self,
+        payload: PaymentPayload | PaymentPayloadV1,
+        requirements: PaymentRequirements | PaymentRequirementsV1,
+        payload_bytes: bytes | None = None,
+        requirements_bytes: bytes | None = None,
+    ) -> SettleResponse:
+        started = time.perf_counter()
+        try:
+            return await super().settle(payload, requirements, payload_bytes, requirements_bytes)
+        finally:
+            self.settle_s.append(time.perf_counter() - started)
+
+
+async def sdk_part(
+    settings: Settings, rpc_url: str, asset: str, args: argparse.Namespace
+) -> tuple[Figures, dict[str, Any]]:
+    """The SDK's FastAPI middleware + in-process facilitator selling the same skill."""
+    facilitator = TimedFacilitator()
+    signer = FacilitatorWeb3Signer(private_key=funded_account(rpc_url).key.hex(), rpc_url=rpc_url)
+    register_exact_evm_facilitator(facilitator, signer, networks=NETWORK)
+    server = x402ResourceServer(facilitator)
+    # The SDK's own server scheme: its __init__ is untyped and its ``payment_flows`` is a plain
+    # dict where the protocol says Mapping[str, PaymentFlowConfig] (x402 2.25).
+    server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call, arg-type]
+    name = "sdk-seller"
+    path = f"/bots/{name}/skills/forecast"
+    routes = {
+        f"POST {path}": RouteConfig(
+            accepts=PaymentOption(
+                scheme="exact",
+                pay_to=Account.create().address,
+                price=AssetAmount(
+                    amount=str(PRICE),
+                    asset=asset,
+                    extra={"name": EIP712_NAME, "version": EIP712_VERSION},
+                ),
+                network=NETWORK,
+                max_timeout_seconds=SDK_MAX_TIMEOUT_S,
+            ),
+            description=f"forecast of {name}",
+            mime_type="application/json",
+        )
+    }
+    skills = SkillActivities(settings)
+    bot = BotRef(
+        name=name,
+        kind=BotKind.FORECASTER,
+        status=BotStatus.ACTIVE,
+        owner="bench",
+        params=SELLER_PARAMS,
+    )
+    handler_s: list[float] = []
+    app = FastAPI()
+    app.middleware("http")(payment_middleware(routes, server))
+
+    @app.post(path)
+    async def forecast(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        call = SkillCall(bot=bot, skill=Skill.FORECAST, args=await request.json())
+        result = await skills.run_skill(call)
+        handler_s.append(time.perf_counter() - started)
+        if not result.ok:
+            return JSONResponse({"error": result.error}, status_code=502)
+        return JSONResponse(result.data)
+
+    clock = BurstClock(warmup=args.warmup, burst=args.concurrent)
+    sequential: list[float] = []
+    try:
+        async with buyer_http(app, dev_account(SDK_BUYER), asset) as http:
+
+            async def once(key: str) -> None:
+                started = time.perf_counter()
+                await purchase(http, path)
+                if key.startswith("r"):
+                    sequential.append(time.perf_counter() - started)
+
+            row = await measure(
+                "x402 SDK middleware",
+                once,
+                shape="SDK, in-process facilitator",
+                activities=0,
+                runs=args.purchases,
+                burst=args.concurrent,
+                warmup=args.warmup,
+                on_done=clock,
+            )
+    finally:
+        await skills.close()
+    runs = args.purchases
+    samples = []
+    for total_s, verify_s, skill_s, settle_s in zip(
+        sequential,
+        facilitator.verify_s[-runs:],
+        handler_s[-runs:],
+        facilitator.settle_s[-runs:],
+        strict=True,
+    ):
+        phases = {"verify": verify_s, "skill": skill_s, "settle": settle_s}
+        total = total_s * 1000
+        samples.append(
+            {
+                "total": total,
+                "outside": total - 1000 * sum(phases.values()),
+                **{key: 1000 * value for key, value in phases.items()},
+            }
+        )
+    burst = slice(args.warmup, args.warmup + args.concurrent)
+    blocked_s = sum(facilitator.verify_s[burst]) + sum(facilitator.settle_s[burst])
+    extra = {
+        "kind": "sdk",
+        "relayers": 1,
+        **burst_figures(clock),
+        **phase_figures(samples),
+        "facilitator_share_of_burst": blocked_s * row.throughput_per_s / args.concurrent,
+    }
+    return row, extra
+
+
+def add_seller(url: str) -> str:
+    """An active forecaster row selling ``forecast`` at the default price; its address."""
+    address: str = Account.create().address
+    with db.session_scope(url) as session:
+        session.add(
+            BotRecord(
+                name=SELLER,
+                kind=BotKind.FORECASTER.value,
+                owner="bench",
+                status=BotStatus.ACTIVE.value,
+                params=SELLER_PARAMS,
+                address=address,
+                agent_id=1,
+            )
+        )
+    return address
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report_rows(
+    skeleton: Figures, rows: Sequence[tuple[Figures, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Every row as a dict with its ratios: to the skeleton (ours), and to the SDK's row."""
+    sdk = next((row for row, extra in rows if extra["kind"] == "sdk"), None)
+    out: list[dict[str, Any]] = []
+    for row, extra in rows:
+        item: dict[str, Any] = {**row.model_dump(), **extra}
+        if extra["kind"] == "skeleton":
+            compared: list[tuple[str, Figures | None]] = []
+        elif extra["kind"] == "gateway":
+            compared = [("skeleton", skeleton), ("sdk", sdk)]
+        else:
+            compared = [("skeleton", None)]
+        for suffix, floor in compared:
+            item[f"p50_vs_{suffix}"] = None if floor is None else ratio(row.p50_ms, floor.p50_ms)
+            item[f"throughput_vs_{suffix}"] = (
+                None if floor is None else ratio(row.throughput_per_s, floor.throughput_per_s)
+            )
+        out.append(item)
+    return out
+
+
+PHASES = (
+    ("total", "purchase, as the buyer sees it"),
+    ("outside", "outside the saga / facilitator: 402 round trip, HTTP, gateway checks"),
+    ("saga", "payment saga, start to result"),
+    ("verify", "verify"),
+    ("skill", "forecast skill"),
+    ("settle", "settlement (ours: child TransactionWorkflow; SDK: send + receipt)"),
+    ("tx_prepare", "  prepare_transaction (estimate gas)"),
+    ("tx_nonce", "  nonce from the relayer entity (signal round trip)"),
+    ("tx_send", "  send_transaction (sign, record, broadcast, receipt)"),
+    ("record", "record_payment (ledger row)"),
+    ("queued", "all 5 activities: scheduled to started (task queue dispatch)"),
+    ("workflow_tasks", "saga's workflow tasks and queue hops between its steps"),
+)
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    shape = report["per_payment"]
+    table = Table(
+        title=f"x402 purchases: {report['purchases']} one at a time, {report['concurrent']} at "
+        f"once (a saga: {shape['activities']} activities, {shape['child_workflows']} child "
+        f"workflow, {shape['signals']} signals, {shape['workflow_tasks']} workflow tasks; "
+        f"skeleton {SHAPE} no-op activities)"
+    )
+    table.add_column("path")
+    for header in ("p50 ms", "p95 ms", "mean ms", "per s at once", "p50 ms in burst"):
+        table.add_column(header, justify="right")
+    for header in ("p50 × skeleton", "/s × skeleton", "p50 × SDK", "/s × SDK"):
+        table.add_column(header, justify="right")
+    for row in report["rows"]:
+        table.add_row(
+            row["name"],
+            f"{row['p50_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
+            f"{row['mean_ms']:.1f}",
+            f"{row['throughput_per_s']:.1f}",
+            f"{row['burst_p50_ms']:.0f}",
+            _times(row.get("p50_vs_skeleton")),
+            _times(row.get("throughput_vs_skeleton")),
+            _times(row.get("p50_vs_sdk")),
+            _times(row.get("throughput_vs_sdk")),
+        )
+    console.print(table)
+    phased = [row for row in report["rows"] if "phases_ms" in row]
+    phases = Table(title="Where a purchase's time goes (ms, median of the sequential purchases)")
+    phases.add_column("phase")
+    for row in phased:
+        phases.add_column(row["name"], justify="right")
+    for key, label in PHASES:
+        cells = [row["phases_ms"].get(key) for row in phased]
+        if any(cell is not None for cell in cells):
+            phases.add_row(label, *("-" if cell is None else f"{cell:.1f}" for cell in cells))
+    console.print(phases)
+    for row in report["rows"]:
+        if "facilitator_share_of_burst" in row:
+            console.print(
+                f"{row['name']}: the facilitator's verify + settle (sync web3 on the event loop) "
+                f"held the loop {row['facilitator_share_of_burst']:.0%} of the burst's wall time; "
+                "concurrent purchases wait for each other's RPCs.",
+                highlight=False,
+            )
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def _count(low: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+
+    return parse
+
+
+def _relayer_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
+    if not counts or counts[0] < 1 or counts[-1] > 16:
+        raise argparse.ArgumentTypeError("relayer counts must be between 1 and 16")
+    return counts
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python bench/payments.py", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument(
+        "--purchases", type=_count(1), default=30, help="purchases one at a time (latency)"
+    )
+    parser.add_argument(
+        "--concurrent", type=_count(1), default=50, help="purchases at once (throughput)"
+    )
+    parser.add_argument(
+        "--relayers",
+        type=_relayer_counts,
+        default=[1, 4],
+        metavar="N,N,...",
+        help="relayer accounts the gateway settles with, one row each (default: 1,4)",
+    )
+    parser.add_argument("--warmup", type=_count(1), default=3, help="discarded purchases per row")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes (2 one at a time, 3 at once, 1 warm-up): a smoke run, not figures",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser
+
+
+async def amain(argv: Sequence[str] | None = None) -> int:
+    """The benchmark in a running event loop; progress on stderr, the report on stdout."""
+    args = _parser().parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    err = Console(stderr=True, highlight=False)
+    home = Path(tempfile.mkdtemp(prefix="fleet-bench-payments-"))
+    url = f"sqlite:///{home / 'fleet.db'}"
+    report: dict[str, Any] = {
+        "benchmark": "payments",
+        "purchases": args.purchases,
+        "concurrent": args.concurrent,
+        "warmup": args.warmup,
+    }
+    started = time.perf_counter()
+    measured: list[tuple[Figures, dict[str, Any]]] = []
+    try:
+        with private_anvil() as rpc_url:
+            async with bench_server() as client:
+                server = client.service_client.config.target_host
+                report["server"] = server
+                settings = Settings(
+                    home=home,
+                    database_url=url,
+                    rpc_url=rpc_url,
+                    deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
+                    temporal_address=server,
+                    payment_wait_s=PAYMENT_WAIT_S,
+                )
+                await asyncio.to_thread(db.upgrade_database, url)
+                async with running_workers(client, settings):
+                    err.print("deploying the contracts, funding a relayer and the dev accounts")
+                    await prepare_fleet(client, settings, rpc_url)
+                    deployment = load_deployment(settings)
+                    if deployment is None:
+                        raise RuntimeError("no deployment after prepare_fleet")
+                    asset = deployment.address("FleetUSD")
+                    await asyncio.to_thread(add_seller, url)
+                    err.print(f"skeleton: {SHAPE} no-op activities")
+                    skeleton, clock = await skeleton_part(client, args)
+                    measured.append((skeleton, {"kind": "skeleton", **burst_figures(clock)}))
+                    app = create_app(settings)
+                    async with app.router.lifespan_context(app):
+                        for count in args.relayers:
+                            accounts = await add_relayers(client, settings, rpc_url, count)
+                            err.print("flushing the relayers' re-checks of earlier payments")
+                            await quiet_relayers(client, accounts)
+                            err.print(f"gateway: purchases settled through {count} relayer(s)")
+                            measured.append(
+                                await gateway_part(client, settings, app, asset, count, args)
+                            )
+                    last = measured[-1][1]["last_payment_id"]
+                    counts = await history_counts(client, last)
+                    report["per_payment"] = {
+                        key: value for key, value in counts.items() if "." not in key
+                    }
+                    report["per_payment"]["activity_types"] = {
+                        key.removeprefix("activity."): value
+                        for key, value in sorted(counts.items())
+                        if key.startswith("activity.")
+                    }
+                err.print("x402 SDK: payment_middleware + in-process facilitator")
+                measured.append(await sdk_part(settings, rpc_url, asset, args))
+    finally:
+        db.dispose_engine(url)
+        shutil.rmtree(home, ignore_errors=True)
+    report["rows"] = report_rows(measured[0][0], measured)
+    report["elapsed_s"] = time.perf_counter() - started
+    err.print(f"done in {report['elapsed_s']:.0f} s")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/payments.py``: measure and print; returns the exit status."""
+    return asyncio.run(amain(argv))
+
+
+if __name__ == "__main__":
+    # Run as bench.payments, not __main__, so the skeleton's workflow module is importable.
+    from bench.payments import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,51 @@
+"""The payments benchmark runs end to end in its quick mode and reports every path in JSON;
+it never asserts timings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.payments import ACTIVITIES, SHAPE, amain
+
+FIGURES = {"name", "shape", "activities", "runs", "burst", "p50_ms", "p95_ms", "mean_ms"}
+
+
+async def test_quick_run_reports_skeleton_gateway_and_sdk_rows_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = await amain(["--quick", "--relayers", "1,2", "--json"])
+
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["benchmark"] == "payments"
+    assert (report["purchases"], report["concurrent"], report["warmup"]) == (2, 3, 1)
+
+    per_payment = report["per_payment"]
+    assert per_payment["activities"] == ACTIVITIES == sum(per_payment["activity_types"].values())
+    assert per_payment["child_workflows"] == 1, "the settlement's TransactionWorkflow"
+    assert per_payment["signals"] == 3, "reserve, nonce_reserved, finished"
+
+    rows = report["rows"]
+    assert [row["kind"] for row in rows] == ["skeleton", "gateway", "gateway", "sdk"]
+    assert [row.get("relayers") for row in rows[1:3]] == [1, 2]
+    assert rows[1]["relayers_used_in_burst"] == 1
+    for row in rows:
+        assert row.keys() >= FIGURES | {"throughput_per_s", "burst_p50_ms", "burst_p95_ms"}
+        assert (row["runs"], row["burst"]) == (2, 3)
+        assert 0 < row["p50_ms"] <= row["p95_ms"]
+        assert row["throughput_per_s"] > 0
+    for row in rows[:3]:
+        assert (row["shape"], row["activities"]) == (SHAPE, ACTIVITIES)
+    for row in rows[1:3]:
+        for key in ("p50_vs_skeleton", "throughput_vs_skeleton", "p50_vs_sdk"):
+            assert row[key] > 0, key
+        phases = row["phases_ms"]
+        for step in ("verify", "skill", "settle", "record", "queued", "workflow_tasks"):
+            assert 0 <= phases[step] <= phases["saga"] <= phases["total"], step
+        assert phases["tx_prepare"] + phases["tx_send"] <= phases["settle"]
+    sdk = rows[3]
+    assert set(sdk["phases_ms"]) == {"total", "outside", "verify", "skill", "settle"}
+    assert sdk["p50_vs_skeleton"] is None, "the SDK has no workflow to compare with"
+    assert 0 < sdk["facilitator_share_of_burst"] <= 1
