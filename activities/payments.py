@@ -30,6 +30,8 @@ from agentfleet.payments import (
 from agentfleet.purchases import RefundRecord
 from agentfleet.settings import Settings
 
+GAS_HEADROOM_PERCENT = 20
+
 
 class PaymentActivities:
     def __init__(self, settings: Settings) -> None:
@@ -53,7 +55,7 @@ class PaymentActivities:
         relayer = pick_relayer(accounts, request.payment_id)
         try:
             check_offline(payment, request.terms)
-            await check_on_chain(self._rpc.get(), payment, relayer)
+            gas = await check_on_chain(self._rpc.get(), payment, relayer)
         except PaymentError as refused:
             return Verified(valid=False, payer=payer, reason=refused.reason, detail=refused.detail)
         chaos_point("after_verify", request.payment_id)
@@ -62,6 +64,7 @@ class PaymentActivities:
             payer=payer,
             relayer=relayer,
             calldata=settle_calldata(payment.authorization),
+            gas_limit=gas * (100 + GAS_HEADROOM_PERCENT) // 100,
         )
 
     @activity.defn(name="record_payment")

@@ -18,6 +18,7 @@ official SDK's exact-EVM codes otherwise):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -348,31 +349,43 @@ async def check_signer(w3: AsyncWeb3[Any], payment: Payment) -> None:
     raise PaymentError(Reason.BAD_SIGNATURE, f"the signature is not {auth.from_}'s")
 
 
-async def check_on_chain(w3: AsyncWeb3[Any], payment: Payment, submitter: str) -> None:
-    """The token's view of the authorization: unused nonce, balance, and a simulation of the
-    settlement from ``submitter`` (the relayer). PaymentError on any refusal."""
+async def check_on_chain(w3: AsyncWeb3[Any], payment: Payment, submitter: str) -> int:
+    """The token's view of the authorization: unused nonce, balance, and the settlement
+    estimated (so simulated) from ``submitter`` (the relayer), all at once. Returns the gas the
+    settlement takes; PaymentError on any refusal (the clearest reason first)."""
     auth = payment.authorization
-    await check_signer(w3, payment)
     token = w3.eth.contract(
         address=to_checksum_address(payment.accepted.asset), abi=artifacts.load("FleetUSD").abi
     )
-    if await token.functions.authorizationState(auth.from_, bytes.fromhex(auth.nonce[2:])).call():
-        raise PaymentError(
-            Reason.NONCE_USED, f"nonce {auth.nonce[:10]}… of {auth.from_} is used or cancelled"
-        )
-    balance = int(await token.functions.balanceOf(auth.from_).call())
-    if balance < auth.value:
-        raise PaymentError(
-            Reason.INSUFFICIENT_FUNDS, f"{auth.from_} holds {balance} units, {auth.value} needed"
-        )
     function = token.get_function_by_signature(
         "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
     )
-    try:
-        await function(*_settle_args(auth)).call({"from": to_checksum_address(submitter)})
-    except ContractLogicError as exc:
-        message = str(exc.message or exc)
-        raise PaymentError(_reason_of_revert(message), f"simulation reverted: {message}") from None
+    nonce = bytes.fromhex(auth.nonce[2:])
+    answers: tuple[Any, ...] = await asyncio.gather(
+        token.functions.authorizationState(auth.from_, nonce).call(),
+        token.functions.balanceOf(auth.from_).call(),
+        function(*_settle_args(auth)).estimate_gas({"from": to_checksum_address(submitter)}),
+        return_exceptions=True,
+    )
+    used, balance, estimate = answers
+    for answer in (used, balance):
+        if isinstance(answer, BaseException):
+            raise answer
+    if used:
+        raise PaymentError(
+            Reason.NONCE_USED, f"nonce {auth.nonce[:10]}… of {auth.from_} is used or cancelled"
+        )
+    if int(balance) < auth.value:
+        raise PaymentError(
+            Reason.INSUFFICIENT_FUNDS, f"{auth.from_} holds {balance} units, {auth.value} needed"
+        )
+    if isinstance(estimate, ContractLogicError):
+        await check_signer(w3, payment)  # an EOA signature that is not the payer's says so
+        message = str(estimate.message or estimate)
+        raise PaymentError(_reason_of_revert(message), f"simulation reverted: {message}")
+    if isinstance(estimate, BaseException):
+        raise estimate
+    return int(estimate)
 
 
 def _reason_of_revert(message: str) -> Reason:
@@ -520,3 +533,6 @@ class Verified(BaseModel):
     detail: str | None = None
     relayer: str | None = None
     calldata: str | None = None
+    gas_limit: int | None = None
+    """The settlement's gas (estimated while verifying, with headroom): the transaction skips
+    its own estimate."""

@@ -137,7 +137,10 @@ class PaymentSagaWorkflow:
             chain_id=chain_id,
             sender=verified.relayer or "",
             request=TxRequest(
-                request_id=order.payment_id, to=order.terms.asset, data=verified.calldata or "0x"
+                request_id=order.payment_id,
+                to=order.terms.asset,
+                data=verified.calldata or "0x",
+                gas_limit=verified.gas_limit,
             ),
             confirmations=order.confirmations,
         )
