@@ -264,6 +264,15 @@ def decode_header(value: str) -> Payment:
     return decode_payment(raw)
 
 
+def adopt_v1(payment: Payment, terms: Terms) -> Payment:
+    """A v1 payload names only scheme and network: the rest of what it accepted is the seller's
+    terms (its authorization is still checked against them)."""
+    if payment.x402_version != 1:
+        return payment
+    accepted = terms.model_copy(update={"network": payment.accepted.network})
+    return payment.model_copy(update={"accepted": accepted})
+
+
 def check_offline(payment: Payment, terms: Terms, now: float | None = None) -> str:
     """Check ``payment`` against what the seller asked, without I/O; returns the payer or
     raises PaymentError. An EOA signature must recover to the payer; a payer whose recovered

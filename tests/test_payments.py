@@ -490,3 +490,24 @@ def _with_extensions(header: str, extensions: dict[str, Any]) -> str:
     payload = json.loads(base64.b64decode(header))
     payload["extensions"] = extensions
     return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+async def test_a_v1_client_pays_with_x_payment_and_gets_x_payment_response(market: Market) -> None:
+    buyer = dev_account(0)
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        header, nonce = payment_header(buyer, accepted)
+        v2 = json.loads(base64.b64decode(header))
+        v1 = {
+            "x402Version": 1,
+            "scheme": "exact",
+            "network": "eip155:31337",
+            "payload": v2["payload"],
+        }
+        encoded = base64.b64encode(json.dumps(v1).encode()).decode()
+        response = await http.post(market.path, json={}, headers={"X-PAYMENT": encoded})
+
+    assert response.status_code == 200, response.text
+    settled = json.loads(base64.b64decode(response.headers["X-PAYMENT-RESPONSE"]))
+    assert settled["success"] is True and settled["payer"] == buyer.address
+    assert market.used(buyer.address, nonce)

@@ -27,7 +27,6 @@ Answers a buyer can rely on:
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -36,11 +35,22 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
+from x402.http import encode_payment_required_header, encode_payment_response_header
+from x402.schemas import (
+    PaymentRequired,
+    PaymentRequirements,
+    ResourceInfo,
+    SettleResponse,
+    SupportedKind,
+    SupportedResponse,
+    VerifyResponse,
+)
 
 from activities.skills import SkillActivities
 from agentfleet import db, ledger, taskqueues
@@ -55,7 +65,6 @@ from agentfleet.models import BotRecord
 from agentfleet.payments import (
     FINAL,
     SCHEME,
-    X402_VERSION,
     Payment,
     PaymentError,
     PaymentOrder,
@@ -63,6 +72,7 @@ from agentfleet.payments import (
     PaymentView,
     Reason,
     Terms,
+    adopt_v1,
     check_offline,
     check_on_chain,
     check_signer,
@@ -83,10 +93,6 @@ X_PAYMENT = "X-PAYMENT"
 X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
 SKILL_RUN_S = 15
 """Upper bound of a skill's run (the saga's activity timeout)."""
-
-
-def _b64(data: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
 
 
 class Gateway:
@@ -137,11 +143,12 @@ class Gateway:
     def payment_required(
         self, terms: Terms, url: str, description: str, error: str | None = None
     ) -> JSONResponse:
-        body: dict[str, Any] = {
-            "x402Version": X402_VERSION,
-            "resource": {"url": url, "description": description, "mimeType": "application/json"},
-            "accepts": [terms.requirements()],
-            "extensions": {
+        """402 with the SDK's ``PaymentRequired`` in the body and in ``PAYMENT-REQUIRED``."""
+        required = PaymentRequired(
+            error=error,
+            resource=ResourceInfo(url=url, description=description, mime_type="application/json"),
+            accepts=[PaymentRequirements.model_validate(terms.requirements())],
+            extensions={
                 "payment-identifier": {
                     "info": {"required": False},
                     "schema": {
@@ -150,13 +157,14 @@ class Gateway:
                     },
                 }
             },
-        }
-        if error:
-            body["error"] = error
+        )
         return JSONResponse(
-            body,
+            required.model_dump(by_alias=True, exclude_none=True),
             status_code=402,
-            headers={PAYMENT_REQUIRED: _b64(body), "cache-control": "no-store"},
+            headers={
+                PAYMENT_REQUIRED: encode_payment_required_header(required),
+                "cache-control": "no-store",
+            },
         )
 
     async def start_or_join(self, order: PaymentOrder) -> WorkflowHandle[Any, PaymentView]:
@@ -225,20 +233,21 @@ class Gateway:
             return None
 
 
-def _settle_response(view: PaymentView) -> dict[str, Any]:
+def _settle_response(view: PaymentView) -> SettleResponse:
     settled = view.status is PaymentStatus.SETTLED
-    data: dict[str, Any] = {
-        "success": settled,
-        "payer": view.payer,
-        "transaction": view.tx_hash or "",
-        "network": view.network,
-    }
-    if settled:
-        data["amount"] = str(view.amount)
-    else:
-        data["errorReason"] = view.reason or "unexpected_settle_error"
-        if view.detail:
-            data["errorMessage"] = view.detail
+    return SettleResponse(
+        success=settled,
+        payer=view.payer,
+        transaction=view.tx_hash or "",
+        network=view.network,
+        amount=str(view.amount) if settled else None,
+        error_reason=None if settled else (view.reason or "unexpected_settle_error"),
+        error_message=None if settled else view.detail,
+    )
+
+
+def _wire(model: BaseModel) -> dict[str, Any]:
+    data: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True)
     return data
 
 
@@ -312,7 +321,7 @@ def create_router(settings: Settings) -> APIRouter:
             PAYMENT_RESPONSE if request.headers.get(PAYMENT_SIGNATURE) else (X_PAYMENT_RESPONSE)
         )
         try:
-            payment = decode_header(header)
+            payment = adopt_v1(decode_header(header), terms)
             check_offline(payment, terms)
             await check_signer(gateway.rpc.get(), payment)
         except PaymentError as refused:
@@ -332,7 +341,7 @@ def create_router(settings: Settings) -> APIRouter:
             return _pending(order.payment_id, request)
         if view.status is PaymentStatus.REJECTED:
             return gateway.payment_required(terms, url, description, view.reason)
-        headers = {response_header: _b64(_settle_response(view))}
+        headers = {response_header: encode_payment_response_header(_settle_response(view))}
         if view.status is PaymentStatus.SETTLED and view.result is not None:
             return JSONResponse(view.result.data, headers=headers)
         if view.status is PaymentStatus.SKILL_FAILED:
@@ -412,15 +421,15 @@ def create_router(settings: Settings) -> APIRouter:
             submitter = await _submitter(settings, payment.payment_id)
             await check_on_chain(gateway.rpc.get(), payment, submitter)
         except PaymentError as refused:
-            answer: dict[str, Any] = {
-                "isValid": False,
-                "invalidReason": refused.reason.value,
-                "invalidMessage": refused.detail,
-            }
-            if payer:
-                answer["payer"] = payer
-            return answer
-        return {"isValid": True, "payer": payer}
+            return _wire(
+                VerifyResponse(
+                    is_valid=False,
+                    invalid_reason=refused.reason.value,
+                    invalid_message=refused.detail,
+                    payer=payer,
+                )
+            )
+        return _wire(VerifyResponse(is_valid=True, payer=payer))
 
     @router.post("/settle")
     async def settle(request: Request) -> dict[str, Any]:
@@ -430,13 +439,15 @@ def create_router(settings: Settings) -> APIRouter:
             check_offline(payment, terms)
             await check_signer(gateway.rpc.get(), payment)
         except PaymentError as refused:
-            return {
-                "success": False,
-                "errorReason": refused.reason.value,
-                "errorMessage": refused.detail,
-                "transaction": "",
-                "network": gateway.chain.caip2,
-            }
+            return _wire(
+                SettleResponse(
+                    success=False,
+                    error_reason=refused.reason.value,
+                    error_message=refused.detail,
+                    transaction="",
+                    network=gateway.chain.caip2,
+                )
+            )
         order = PaymentOrder(
             payment_id=payment.payment_id,
             payment=payment,
@@ -446,29 +457,33 @@ def create_router(settings: Settings) -> APIRouter:
         handle = await gateway.start_or_join(order)
         view = await gateway.wait(handle, settings.payment_wait_s)
         if view is None:
-            return {
-                "success": False,
-                "errorReason": "settlement_pending",
-                "errorMessage": f"still settling; GET /payments/{order.payment_id}",
-                "payer": payment.authorization.from_,
-                "transaction": "",
-                "network": terms.network,
-            }
-        return _settle_response(view)
+            return _wire(
+                SettleResponse(
+                    success=False,
+                    error_reason="settlement_pending",
+                    error_message=f"still settling; GET /payments/{order.payment_id}",
+                    payer=payment.authorization.from_,
+                    transaction="",
+                    network=terms.network,
+                )
+            )
+        return _wire(_settle_response(view))
 
     @router.get("/supported")
     async def supported() -> dict[str, Any]:
         """x402 facilitator ``/supported``: exact EVM on this chain, v2 and v1."""
         network = gateway.chain.caip2
         signers = await asyncio.to_thread(relayers, settings)
-        return {
-            "kinds": [
-                {"x402Version": 2, "scheme": SCHEME, "network": network},
-                {"x402Version": 1, "scheme": SCHEME, "network": network},
-            ],
-            "extensions": ["payment-identifier"],
-            "signers": {"eip155:*": signers},
-        }
+        return _wire(
+            SupportedResponse(
+                kinds=[
+                    SupportedKind(x402_version=2, scheme=SCHEME, network=network),
+                    SupportedKind(x402_version=1, scheme=SCHEME, network=network),
+                ],
+                extensions=["payment-identifier"],
+                signers={"eip155:*": signers},
+            )
+        )
 
     return router
 
