@@ -37,7 +37,11 @@ from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
-from agentfleet.chain.eip3009 import random_nonce, sign_transfer_authorization
+from agentfleet.chain.eip3009 import (
+    random_nonce,
+    sign_cancel_authorization,
+    sign_transfer_authorization,
+)
 from agentfleet.deployment import load_deployment
 from agentfleet.models import BotRecord, PaymentRecord
 from agentfleet.settings import Settings
@@ -511,3 +515,43 @@ async def test_a_v1_client_pays_with_x_payment_and_gets_x_payment_response(marke
     settled = json.loads(base64.b64decode(response.headers["X-PAYMENT-RESPONSE"]))
     assert settled["success"] is True and settled["payer"] == buyer.address
     assert market.used(buyer.address, nonce)
+
+
+async def test_a_cancelled_authorization_is_refused(market: Market) -> None:
+    payer = dev_account(5)
+    nonce = random_nonce()
+    cancel = sign_cancel_authorization(
+        payer.key,
+        chain_id=31337,
+        token=market.token.address,
+        authorizer=payer.address,
+        nonce=nonce,
+    )
+    cancelled = market.token.functions.cancelAuthorization(*cancel.vrs_args()).transact(
+        {"from": dev_account(9).address}
+    )
+    assert market.w3.eth.wait_for_transaction_receipt(cancelled)["status"] == 1
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        header, _ = payment_header(payer, accepted, nonce=nonce)
+        response = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": header})
+    assert requirements(response)["error"] == "invalid_exact_evm_nonce_already_used"
+    assert market.ledger() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/bots/nobody/skills/forecast", "no bot named nobody"),
+        ("/bots/NOT A NAME/skills/forecast", "no bot named"),
+        ("/bots/{seller}/skills/dance", "does not sell a skill named 'dance'"),
+        ("/bots/{seller}/skills/tune", "does not sell a skill named 'tune'"),
+    ],
+)
+async def test_unknown_bots_and_skills_are_404_with_a_reason(
+    market: Market, path: str, detail: str
+) -> None:
+    async with market.http() as http:
+        response = await http.post(path.format(seller=market.seller), json={})
+    assert response.status_code == 404
+    assert detail in response.json()["detail"]
