@@ -17,22 +17,25 @@ from eth_account import Account
 from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 from x402 import x402Client
 from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 
-from agentfleet import db
+from agentfleet import binaries, db, search_attributes
 from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
 from agentfleet.deployment import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
 from agentfleet.settings import Settings
+from agentfleet.stack.components import DEV_SERVER_ARGS
 from starters.http.app import create_app
-from tests.fixtures.worker import WorkerProcess
+from tests.fixtures.worker import WorkerProcess, worker_env
+from tests.test_payments import payment_header, requirements
 from workers.main import running_workers
 
 PRICE = 10_000
@@ -133,3 +136,96 @@ async def test_worker_killed_at_a_saga_step_still_settles_exactly_once(
     state = token.functions.authorizationState(buyer.address, bytes.fromhex(row.nonce[2:]))
     assert state.call() is True
     assert not list(chaos_dir.iterdir()), "the armed point fired"
+
+
+async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
+    migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> None:
+    """A dev server of this test's own with its state on disk: the worker dies after verify,
+    the server is stopped and started again (same port, same file), the worker comes back. The
+    buyer's first call ends with a 503 or the answer; sending the same payment again settles it
+    once."""
+    port = free_port()
+    server_db = tmp_path / "temporal.db"
+
+    async def start_server() -> WorkflowEnvironment:
+        return await WorkflowEnvironment.start_local(
+            port=port,
+            dev_server_existing_path=str(binaries.temporal_cli()),
+            dev_server_database_filename=str(server_db),
+            data_converter=pydantic_data_converter,
+            search_attributes=list(search_attributes.ALL),
+            dev_server_extra_args=list(DEV_SERVER_ARGS),
+            dev_server_log_level="error",
+        )
+
+    server = await start_server()
+    chaos_dir = tmp_path / "chaos"
+    chaos_dir.mkdir()
+    settings = Settings(
+        home=tmp_path,
+        database_url=migrated_database_url,
+        rpc_url=anvil_url,
+        deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
+        temporal_address=f"127.0.0.1:{port}",
+        payment_wait_s=60,
+    )
+    worker = WorkerProcess(
+        worker_env(server, migrated_database_url, anvil_url, tmp_path, chaos_dir),
+        tmp_path / "worker.log",
+    )
+    try:
+        async with running_workers(server.client, settings):
+            await prepare_fleet(server.client, settings, anvil_url)
+        seller_address = Account.create().address
+        seller = f"restart-seller-{uuid.uuid4().hex[:6]}"
+        with db.session_scope(migrated_database_url) as session:
+            session.add(
+                BotRecord(
+                    name=seller,
+                    kind=BotKind.FORECASTER.value,
+                    status=BotStatus.ACTIVE.value,
+                    owner="desk-9",
+                    address=seller_address,
+                    params={},
+                )
+            )
+            session.commit()
+        deployment = load_deployment(settings)
+        assert deployment is not None
+        token = Web3(Web3.HTTPProvider(anvil_url)).eth.contract(
+            address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
+        )
+        buyer = dev_account(3)
+        before = int(token.functions.balanceOf(buyer.address).call())
+        (chaos_dir / "after_verify@payment-").touch()
+        worker.start()
+        path = f"/bots/{seller}/skills/forecast"
+        transport = httpx.ASGITransport(app=create_app(settings))
+        async with httpx.AsyncClient(
+            transport=transport, base_url=settings.http_url, timeout=120
+        ) as http:
+            [accepted] = requirements(await http.post(path, json={}))["accepts"]
+            header, nonce = payment_header(buyer, accepted)
+            first = asyncio.create_task(
+                http.post(path, json={}, headers={"PAYMENT-SIGNATURE": header})
+            )
+            assert await worker.wait_killed() == -9
+            await server.shutdown()
+            server = await start_server()
+            worker.start()
+            answer = await first
+            if answer.status_code != 200:
+                assert answer.status_code == 503, answer.text
+                assert "send the same payment again" in answer.json()["detail"]
+                answer = await http.post(path, json={}, headers={"PAYMENT-SIGNATURE": header})
+        assert answer.status_code == 200, answer.text
+        assert int(token.functions.balanceOf(buyer.address).call()) == before - PRICE
+        assert int(token.functions.balanceOf(seller_address).call()) == PRICE
+        assert token.functions.authorizationState(buyer.address, bytes.fromhex(nonce[2:])).call()
+        with db.session_scope(migrated_database_url) as session:
+            [row] = session.exec(select(PaymentRecord)).all()
+        assert row.status == "settled"
+    finally:
+        worker.stop()
+        await server.shutdown()

@@ -225,12 +225,19 @@ class Gateway:
     async def wait(
         self, handle: WorkflowHandle[Any, PaymentView], seconds: float
     ) -> PaymentView | None:
-        """The saga's result within ``seconds``, else None (it carries on)."""
+        """The saga's result within ``seconds``, else None (it carries on). Losing Temporal
+        meanwhile is a 503: the saga is durable, the same payment sent again joins it."""
         try:
             async with asyncio.timeout(seconds):
                 return await handle.result()
         except TimeoutError:
             return None
+        except RPCError as exc:
+            raise HTTPException(
+                503,
+                f"payment {handle.id} is in progress but Temporal did not answer "
+                f"({exc.message}); send the same payment again: it is never charged twice",
+            ) from None
 
 
 def _settle_response(view: PaymentView) -> SettleResponse:
