@@ -14,8 +14,9 @@ EIP-3009 authorization for 0.01 fUSD, sends it again and gets the 200 with ``PAY
 never assert timings:
 
 - **skeleton**: the payment saga's shape with no-op activities: 2 activities (verify, skill), a
-  child ``SkeletonWorkflow`` of 2 activities (the transaction: prepare, send), 1 activity
-  (record). What it lacks: the transaction's two signals to its relayer and the one back.
+  child ``SkeletonWorkflow`` of 1 activity (the transaction's send: verify passes the settlement's
+  gas, so it skips its own estimate), 1 activity (record). What it lacks: the transaction's
+  signal to its relayer and the one back.
 - **gateway via N relayers**: our ``POST /bots/{name}/skills/forecast`` (``create_app`` over
   ``httpx.ASGITransport``) with the fleet's workers in this process: ``PaymentSagaWorkflow``
   (verify, skill, a child ``TransactionWorkflow`` sent by a relayer entity, ledger row), settled
@@ -134,8 +135,8 @@ SDK_BUYER = 8
 SDK_MAX_TIMEOUT_S = 60
 PAYMENT_WAIT_S = 120.0
 """The gateway's wait for settlement before it answers 202: long enough for any burst here."""
-SHAPE = "2 + child(2) + 1"
-ACTIVITIES = 5
+SHAPE = "2 + child(1) + 1"
+ACTIVITIES = 4
 QUICK = {"purchases": 2, "concurrent": 3, "warmup": 1}
 
 
@@ -148,8 +149,8 @@ class PaymentSkeletonInput(BaseModel):
 
 @workflow.defn(name="BenchPaymentSkeleton")
 class PaymentSkeletonWorkflow:
-    """The payment saga's shape with no-ops: verify, skill, a child of two activities (the
-    transaction's prepare and send), record; every activity on one queue."""
+    """The payment saga's shape with no-ops: verify, skill, a child of one activity (the
+    transaction's send), record; every activity on one queue."""
 
     @workflow.run
     async def run(self, shape: PaymentSkeletonInput) -> int:
@@ -162,7 +163,7 @@ class PaymentSkeletonWorkflow:
         await workflow.execute_activity("noop", NoopInput(step=1), **options)
         await workflow.execute_child_workflow(
             "SkeletonWorkflow",
-            SkeletonInput(activities=2, task_queue=shape.task_queue),
+            SkeletonInput(activities=1, task_queue=shape.task_queue),
             id=f"{workflow.info().workflow_id}-tx",
             task_queue=shape.task_queue,
             result_type=SkeletonResult,
@@ -276,15 +277,17 @@ async def saga_phases(client: Client, payment_id: str) -> dict[str, float]:
             child_start = _at(event)
         elif event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
             child_end = _at(event)
-    tx = activity_spans((await client.get_workflow_handle(child_id).fetch_history()).events)
-    prepare, send = tx["prepare_transaction"], tx["send_transaction"]
+    child = (await client.get_workflow_handle(child_id).fetch_history()).events
+    tx = activity_spans(child)
+    send = tx["send_transaction"]
+    prepare = tx.get("prepare_transaction")  # skipped when verify passed the gas along
     phases = {
         "saga": _ms(_at(saga[0]), _at(saga[-1])),
         "verify": spans["verify_payment"].ms,
         "skill": spans["run_skill"].ms,
         "settle": _ms(child_start, child_end),
-        "tx_prepare": prepare.ms,
-        "tx_nonce": _ms(prepare.completed, send.scheduled),
+        "tx_prepare": prepare.ms if prepare else 0.0,
+        "tx_nonce": _ms(prepare.completed if prepare else _at(child[0]), send.scheduled),
         "tx_send": send.ms,
         "record": spans["record_payment"].ms,
         "queued": sum(span.queued_ms for span in [*spans.values(), *tx.values()]),
