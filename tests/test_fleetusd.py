@@ -1,12 +1,14 @@
 """FleetUSD on a real anvil: EIP-3009, EIP-2612 and EIP-1271 as USDC v2.2 behaves for x402 payers.
 
-The anvil is shared with other tests: every test deploys its own token and uses fresh random
-accounts; the clock is only moved forward and always read from the chain, never from wall time.
+The module has an anvil of its own (its tests move the chain's clock forward, which would expire
+other tests' authorizations); every test deploys its own token and uses fresh random accounts;
+the clock is only moved forward and always read from the chain, never from wall time.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from agentfleet.chain import artifacts, eip3009
+from agentfleet.chain.devchain import private_anvil
 from agentfleet.chain.eip3009 import AuthorizationKind, SignedAuthorization
 
 FUSD = 10**6
@@ -112,13 +115,13 @@ class Chain:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def mine_at(self, timestamp: int) -> None:
-        assert timestamp > self.now(), "the shared anvil clock only moves forward"
+        assert timestamp > self.now(), "the anvil clock only moves forward"
         self.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
         self.w3.provider.make_request("evm_mine", [])
         assert self.now() == timestamp
 
     def next_block_at(self, timestamp: int) -> None:
-        assert timestamp > self.now(), "the shared anvil clock only moves forward"
+        assert timestamp > self.now(), "the anvil clock only moves forward"
         self.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
 
 
@@ -202,9 +205,12 @@ def events(token: Token, receipt: TxReceipt, name: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def chain(anvil_url: str) -> Chain:
-    w3 = Web3(HTTPProvider(anvil_url))
-    return Chain(w3=w3, chain_id=w3.eth.chain_id)
+def chain() -> Iterator[Chain]:
+    """An anvil of this module's own: its tests move the chain's clock forward (expiry,
+    deadlines), which would expire other tests' authorizations on the shared anvil."""
+    with private_anvil() as url:
+        w3 = Web3(HTTPProvider(url))
+        yield Chain(w3=w3, chain_id=w3.eth.chain_id)
 
 
 @pytest.fixture
