@@ -24,7 +24,7 @@ from web3 import AsyncWeb3
 from agentfleet import db, keystore
 from agentfleet.bots import BotKind, BotStatus, parse_params
 from agentfleet.chain import artifacts
-from agentfleet.chain.eip3009 import sign_transfer_authorization
+from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
@@ -234,9 +234,9 @@ class PurchaseActivities:
             valid_before=request.valid_before,
             nonce=bytes.fromhex(purchase_nonce(request.purchase_id)[2:]),
         )
-        payload = {
-            "x402Version": 2,
-            "accepted": {
+        payload = x402_payload(
+            signed,
+            {
                 "scheme": "exact",
                 "network": offer.network,
                 "asset": offer.asset,
@@ -245,18 +245,7 @@ class PurchaseActivities:
                 "maxTimeoutSeconds": offer.max_timeout_seconds,
                 "extra": {"name": "FleetUSD", "version": "2"},
             },
-            "payload": {
-                "authorization": {
-                    "from": signed.from_,
-                    "to": signed.to,
-                    "value": str(signed.value),
-                    "validAfter": str(signed.valid_after),
-                    "validBefore": str(signed.valid_before),
-                    "nonce": signed.nonce,
-                },
-                "signature": signed.signature,
-            },
-        }
+        )
         return base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
 
     @activity.defn(name="call_paid_skill")

@@ -35,6 +35,7 @@ from web3.exceptions import ContractLogicError
 
 from agentfleet.bots import BotKind, Skill, SkillCall, SkillResult
 from agentfleet.chain import artifacts
+from agentfleet.chain.eip3009 import AUTHORIZATION_FIELDS
 
 SCHEME = "exact"
 X402_VERSION = 2
@@ -318,7 +319,7 @@ def signer_of(payment: Payment) -> str | None:
                 "chainId": terms.chain_id,
                 "verifyingContract": to_checksum_address(terms.asset),
             },
-            message_types={"TransferWithAuthorization": _AUTHORIZATION_FIELDS},
+            message_types={"TransferWithAuthorization": AUTHORIZATION_FIELDS},
             message_data={
                 "from": auth.from_,
                 "to": auth.to,
@@ -422,16 +423,6 @@ def _settle_args(auth: Authorization) -> tuple[str, str, int, int, int, bytes, b
         bytes.fromhex(auth.nonce[2:]),
         bytes.fromhex(auth.signature[2:]),
     )
-
-
-_AUTHORIZATION_FIELDS = [
-    {"name": "from", "type": "address"},
-    {"name": "to", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "validAfter", "type": "uint256"},
-    {"name": "validBefore", "type": "uint256"},
-    {"name": "nonce", "type": "bytes32"},
-]
 
 
 def _hex32(value: Any) -> str:

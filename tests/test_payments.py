@@ -41,6 +41,7 @@ from agentfleet.chain.eip3009 import (
     random_nonce,
     sign_cancel_authorization,
     sign_transfer_authorization,
+    x402_payload,
 )
 from agentfleet.deployment import load_deployment
 from agentfleet.models import BotRecord, PaymentRecord
@@ -173,21 +174,7 @@ def payment_header(
         valid_before=valid_before or int(time.time()) + 300,
         nonce=nonce,
     )
-    payload = {
-        "x402Version": 2,
-        "accepted": {**accepted, **accepted_changes},
-        "payload": {
-            "authorization": {
-                "from": signed.from_,
-                "to": signed.to,
-                "value": str(signed.value),
-                "validAfter": str(signed.valid_after),
-                "validBefore": str(signed.valid_before),
-                "nonce": signed.nonce,
-            },
-            "signature": signed.signature,
-        },
-    }
+    payload = x402_payload(signed, {**accepted, **accepted_changes})
     return base64.b64encode(json.dumps(payload).encode()).decode(), signed.nonce
 
 

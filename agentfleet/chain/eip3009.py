@@ -18,6 +18,7 @@ from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "AUTHORIZATION_FIELDS",
     "AuthorizationKind",
     "SignedAuthorization",
     "SignedCancellation",
@@ -27,6 +28,7 @@ __all__ = [
     "sign_cancel_authorization",
     "sign_receive_authorization",
     "sign_transfer_authorization",
+    "x402_payload",
 ]
 
 DEFAULT_NAME = "FleetUSD"
@@ -34,7 +36,7 @@ DEFAULT_VERSION = "2"
 
 PrivateKey = str | bytes
 
-_AUTHORIZATION_FIELDS = [
+AUTHORIZATION_FIELDS = [
     {"name": "from", "type": "address"},
     {"name": "to", "type": "address"},
     {"name": "value", "type": "uint256"},
@@ -260,7 +262,7 @@ def recover_authorizer(
     if isinstance(signed, SignedCancellation):
         primary_type, fields = "CancelAuthorization", _CANCEL_FIELDS
     else:
-        primary_type, fields = signed.kind.value, _AUTHORIZATION_FIELDS
+        primary_type, fields = signed.kind.value, AUTHORIZATION_FIELDS
     signable = encode_typed_data(
         domain_data=domain(chain_id, token, name, version),
         message_types={primary_type: fields},
@@ -284,7 +286,7 @@ def _sign_authorization(
     nonce: bytes,
 ) -> SignedAuthorization:
     message = _authorization_message(from_, to, value, valid_after, valid_before, nonce)
-    v, r, s, signature = _sign(private_key, domain_data, kind.value, _AUTHORIZATION_FIELDS, message)
+    v, r, s, signature = _sign(private_key, domain_data, kind.value, AUTHORIZATION_FIELDS, message)
     return SignedAuthorization(
         kind=kind,
         from_=message["from"],
@@ -340,3 +342,23 @@ def _nonce_bytes(nonce: bytes | str) -> bytes:
 
 def _hex(raw: bytes) -> str:
     return "0x" + raw.hex()
+
+
+def x402_payload(signed: SignedAuthorization, accepted: dict[str, Any]) -> dict[str, Any]:
+    """The x402 v2 ``PaymentPayload`` of the exact EVM scheme carrying ``signed`` for the
+    requirements ``accepted`` (wire form: camelCase, numbers as decimal strings)."""
+    return {
+        "x402Version": 2,
+        "accepted": accepted,
+        "payload": {
+            "authorization": {
+                "from": signed.from_,
+                "to": signed.to,
+                "value": str(signed.value),
+                "validAfter": str(signed.valid_after),
+                "validBefore": str(signed.valid_before),
+                "nonce": signed.nonce,
+            },
+            "signature": signed.signature,
+        },
+    }
