@@ -214,6 +214,12 @@ async def test_fleet_pay_shows_progress_then_the_ledger_and_skills_list_it(
     )
     assert json.loads(shown.stdout)["ledger"]["payment_id"] == row["payment_id"]
 
+    unknown = runner.invoke(
+        app, ["pay", "--from", "nobody", "--to", fleet.seller, "--skill", "forecast"]
+    )
+    assert unknown.exit_code == 1
+    assert unknown.stderr.strip() == "error: no bot named nobody; `fleet bot list` shows the fleet"
+
     skills = runner.invoke(app, ["skills", "list", "--bot", fleet.seller, "--json"])
     prices = {o["skill"]: o["price_fusd"] for o in json.loads(skills.stdout)}
     assert prices == {
@@ -231,6 +237,8 @@ async def test_fleet_pay_shows_progress_then_the_ledger_and_skills_list_it(
         (["--params", "[1]"], "--params must be a JSON object"),
         (["--skill", "dance"], "unknown skill 'dance'"),
         (["--purchase-id", "Bad Id"], "must match"),
+        (["--validator", "UPPER"], "--validator: bot name 'UPPER' must be a slug"),
+        ([], "cannot read the bots table: the database has no schema yet; run `fleet up`"),
     ],
 )
 def test_fleet_pay_refuses_bad_input_in_one_line(
@@ -300,3 +308,16 @@ def _address(fleet: Fleet, name: str) -> str:
         row = session.get(BotRecord, name)
     assert row is not None and row.address is not None
     return row.address
+
+
+@pytest.mark.parametrize(
+    "argv", [["payments", "list"], ["payments", "show", "payment-x"], ["skills", "list"]]
+)
+def test_ledger_and_skills_without_a_database_say_what_to_do(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "the database has no schema yet; run `fleet up`" in line, line

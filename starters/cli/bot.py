@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params
-from agentfleet.errors import FleetError, first_line
+from agentfleet.errors import FleetError
 from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.output import console, emit_json, err_console, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Bots: create, list, show, pause, resume, configure, retire.")
@@ -131,16 +131,9 @@ def list_bots(
     from activities.identity import bot_rows  # noqa: PLC0415
 
     settings = load_settings(as_json)
-    try:
-        rows = bot_rows(settings.effective_database_url)
-    except Exception as exc:  # noqa: BLE001 - no database yet, wrong URL
-        reason = first_line(exc)
-        if "no such table" in reason or "does not exist" in reason:
-            reason = "the database has no schema yet"
-        fail(
-            f"cannot read the bots table: {reason}; run `fleet up` (or `fleet setup`)",
-            as_json=as_json,
-        )
+    rows = read_database(
+        "the bots table", lambda: bot_rows(settings.effective_database_url), as_json=as_json
+    )
     rows = [
         r
         for r in rows

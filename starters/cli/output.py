@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,3 +24,19 @@ def fail(message: str, code: int = 1, *, as_json: bool = False) -> NoReturn:
         emit_json({"ok": False, "error": message})
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+T = TypeVar("T")
+
+
+def read_database(what: str, read: Callable[[], T], *, as_json: bool = False) -> T:
+    """``read()`` from the fleet's database, or one line that says what to do (no schema yet,
+    wrong URL) and exit 1."""
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - no database yet, wrong URL, server down
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        if "no such table" in reason or "does not exist" in reason:
+            reason = "the database has no schema yet"
+        fail(f"cannot read {what}: {reason}; run `fleet up` (or `fleet setup`)", as_json=as_json)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from agentfleet.errors import FleetError
 from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.output import console, emit_json, err_console, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="The payments ledger: list, show, reconcile with the chain.")
@@ -92,6 +92,7 @@ def pay(
             check_name(name)
         except ValueError as exc:
             fail(f"{flag}: {exc}", as_json=as_json)
+    _check_bots_exist(settings, [buyer, seller, *([validator] if validator else [])], as_json)
     try:
         request = PurchaseRequest(
             purchase_id=purchase_id or new_purchase_id(buyer),
@@ -178,10 +179,11 @@ def list_payments(
     from agentfleet import ledger  # noqa: PLC0415
 
     settings = load_settings(as_json)
-    try:
-        rows = ledger.list_payments(settings.effective_database_url, limit=limit, status=status)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    rows = read_database(
+        "the payments ledger",
+        lambda: ledger.list_payments(settings.effective_database_url, limit=limit, status=status),
+        as_json=as_json,
+    )
     if as_json:
         emit_json([row.model_dump(mode="json") for row in rows])
         return
@@ -211,7 +213,11 @@ def show_payment(
     from agentfleet import ledger  # noqa: PLC0415
 
     settings = load_settings(as_json)
-    row = ledger.get_payment(settings.effective_database_url, payment_id)
+    row = read_database(
+        "the payments ledger",
+        lambda: ledger.get_payment(settings.effective_database_url, payment_id),
+        as_json=as_json,
+    )
     saga: dict[str, Any] | None = None
 
     async def work(client: Any) -> dict[str, Any] | None:
@@ -288,11 +294,12 @@ def list_skills(
     from agentfleet.payments import SELLABLE, price_of  # noqa: PLC0415
 
     settings = load_settings(as_json)
-    try:
+
+    def read() -> list[BotRecord | None]:
         with db.session_scope(settings.effective_database_url) as session:
-            rows = [session.get(BotRecord, bot)] if bot else list(_all_bots(session))
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+            return [session.get(BotRecord, bot)] if bot else list(_all_bots(session))
+
+    rows = read_database("the bots table", read, as_json=as_json)
     if bot and rows == [None]:
         fail(f"no bot named {bot}; `fleet bot list` shows the fleet", as_json=as_json)
     offers: list[dict[str, Any]] = []
@@ -331,3 +338,20 @@ def _all_bots(session: Any) -> Any:
     from agentfleet.models import BotRecord  # noqa: PLC0415
 
     return session.exec(select(BotRecord).order_by(BotRecord.name)).all()
+
+
+def _check_bots_exist(settings: Any, names: list[str], as_json: bool) -> None:
+    """Unknown bots are refused here, before any workflow starts."""
+    from agentfleet import db  # noqa: PLC0415
+    from agentfleet.models import BotRecord  # noqa: PLC0415
+
+    def read() -> list[str]:
+        with db.session_scope(settings.effective_database_url) as session:
+            return [name for name in names if session.get(BotRecord, name) is None]
+
+    missing = read_database("the bots table", read, as_json=as_json)
+    if missing:
+        fail(
+            f"no bot named {', '.join(missing)}; `fleet bot list` shows the fleet",
+            as_json=as_json,
+        )
