@@ -326,25 +326,21 @@ def summarize(
 
 async def start_command(client: Client, command: FleetCommand) -> WorkflowHandle[Any, Any]:
     """Start the command, or attach to the one already started under its id."""
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy  # noqa: PLC0415
-    from temporalio.exceptions import WorkflowAlreadyStartedError  # noqa: PLC0415
+    from temporalio.common import WorkflowIDReusePolicy  # noqa: PLC0415
 
     from agentfleet import taskqueues  # noqa: PLC0415
+    from agentfleet.temporal import start_or_attach  # noqa: PLC0415
 
-    workflow_id = command_workflow_id(command.command_id)
-    try:
-        return await client.start_workflow(
-            WORKFLOW_TYPE,
-            command,
-            id=workflow_id,
-            task_queue=taskqueues.WORKFLOWS,
-            result_type=FleetCommandResult,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            memo={"skill": command.skill.value, "targets": command.targets.describe()},
-        )
-    except WorkflowAlreadyStartedError:
-        return client.get_workflow_handle(workflow_id, result_type=FleetCommandResult)
+    return await start_or_attach(
+        client,
+        WORKFLOW_TYPE,
+        command,
+        id=command_workflow_id(command.command_id),
+        task_queue=taskqueues.WORKFLOWS,
+        reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        result_type=FleetCommandResult,
+        memo={"skill": command.skill.value, "targets": command.targets.describe()},
+    )
 
 
 async def command_result(handle: WorkflowHandle[Any, Any]) -> FleetCommandResult:

@@ -202,22 +202,16 @@ def new_purchase_id(buyer: str) -> str:
 
 async def start_purchase(client: Any, request: PurchaseRequest) -> Any:
     """Start (or join) the purchase's BuyerPurchaseWorkflow; returns its handle."""
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy  # noqa: PLC0415
-    from temporalio.exceptions import WorkflowAlreadyStartedError  # noqa: PLC0415
-
     from agentfleet import taskqueues  # noqa: PLC0415
+    from agentfleet.temporal import start_or_attach  # noqa: PLC0415
     from workflows.buyer_purchase import BuyerPurchaseWorkflow  # noqa: PLC0415
 
     if not PURCHASE_ID.match(request.purchase_id):
         raise ValueError(f"purchase id {request.purchase_id!r} must match {PURCHASE_ID.pattern}")
-    try:
-        return await client.start_workflow(
-            BuyerPurchaseWorkflow.run,
-            request,
-            id=request.purchase_id,
-            task_queue=taskqueues.WORKFLOWS,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:  # finished already: its result is the answer
-        return client.get_workflow_handle_for(BuyerPurchaseWorkflow.run, request.purchase_id)
+    return await start_or_attach(
+        client,
+        BuyerPurchaseWorkflow.run,
+        request,
+        id=request.purchase_id,
+        task_queue=taskqueues.WORKFLOWS,
+    )

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
@@ -146,6 +147,29 @@ async def start_by_business_key(
         **kwargs,
     )
     return handle
+
+
+async def start_or_attach(
+    client: Client,
+    workflow: Any,
+    arg: Any,
+    *,
+    id: str,
+    task_queue: str,
+    reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    **kwargs: Any,
+) -> WorkflowHandle[Any, Any]:
+    """Start ``workflow`` under a business-key id that names one piece of work for good: a
+    running execution is attached to, and a finished one the reuse policy does not let run
+    again (by default: any) is returned as it is, its result being the answer."""
+    try:
+        return await start_by_business_key(
+            client, workflow, arg, id=id, task_queue=task_queue, reuse_policy=reuse_policy, **kwargs
+        )
+    except WorkflowAlreadyStartedError:
+        if isinstance(workflow, str):
+            return client.get_workflow_handle(id, result_type=kwargs.get("result_type"))
+        return client.get_workflow_handle_for(workflow, id)
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from agentfleet import taskqueues
@@ -24,6 +23,7 @@ from agentfleet.messages import (
     TxOutcome,
     TxRequest,
 )
+from agentfleet.temporal import start_or_attach
 
 
 def relayer_id(chain_id: int, address: str) -> str:
@@ -70,18 +70,13 @@ async def send_transaction(
         reorg_window_s=reorg_window_s,
         heartbeat_timeout_s=heartbeat_timeout_s,
     )
-    workflow_id = transaction_workflow_id(chain_id, request.request_id)
-    try:
-        handle = await client.start_workflow(
-            TransactionWorkflow.run,
-            order,
-            id=workflow_id,
-            task_queue=taskqueues.WORKFLOWS,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
-        handle = client.get_workflow_handle_for(TransactionWorkflow.run, workflow_id)
+    handle = await start_or_attach(
+        client,
+        TransactionWorkflow.run,
+        order,
+        id=transaction_workflow_id(chain_id, request.request_id),
+        task_queue=taskqueues.WORKFLOWS,
+    )
     outcome: TxOutcome = await handle.result()
     return outcome
 

@@ -39,7 +39,6 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 from x402.http import encode_payment_required_header, encode_payment_response_header
 from x402.schemas import (
@@ -81,7 +80,7 @@ from agentfleet.payments import (
     price_of,
 )
 from agentfleet.settings import Settings
-from agentfleet.temporal import connect
+from agentfleet.temporal import connect, start_or_attach
 from workflows.payment_saga import PaymentSagaWorkflow, payment_workflow_id
 
 log = logging.getLogger("agentfleet.http.payments")
@@ -184,23 +183,16 @@ class Gateway:
                     409, f"payment-identifier {identifier} was used with a different payload"
                 )
         client = await self.client()
-        workflow_id = payment_workflow_id(order.payment_id)
-        handle = client.get_workflow_handle_for(PaymentSagaWorkflow.run, workflow_id)
         try:
-            await client.start_workflow(
+            handle: WorkflowHandle[Any, PaymentView] = await start_or_attach(
+                client,
                 PaymentSagaWorkflow.run,
                 order,
-                id=workflow_id,
+                id=payment_workflow_id(order.payment_id),
                 task_queue=taskqueues.WORKFLOWS,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
         except RPCError as exc:
-            if exc.status is not RPCStatusCode.ALREADY_EXISTS:
-                raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
-        except Exception as exc:
-            if type(exc).__name__ != "WorkflowAlreadyStartedError":
-                raise HTTPException(503, f"payments are unavailable: {first_line(exc)}") from None
+            raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
         view = await self.view(handle)
         if view is not None and view.payload_sha256 != order.payment.sha256:
             raise HTTPException(
