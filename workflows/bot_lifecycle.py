@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
@@ -41,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
 
+from workflows.relayer import deepest_cause, run_transaction
+
 HISTORY_LIMIT = 50
 RECENT_UPDATES = 500
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=20)
@@ -53,13 +55,6 @@ class StepFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _cause(err: BaseException) -> str:
-    cause: BaseException | None = err
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[attr-defined]
-    return str(cause or err)
 
 
 @workflow.defn(name="BotLifecycleWorkflow")
@@ -123,22 +118,13 @@ class BotLifecycleWorkflow:
                 retry_policy=RETRY,
             )
         except ActivityError as err:
-            raise StepFailed(f"{name}: {_cause(err)}") from err
+            raise StepFailed(f"{name}: {deepest_cause(err)}") from err
 
     async def _transaction(
         self, context: ChainContext, sender: str, request: TxRequest
     ) -> TxOutcome:
         order = TxOrder(chain_id=context.chain_id, sender=sender, request=request)
-        try:
-            outcome: TxOutcome = await workflow.execute_child_workflow(
-                "TransactionWorkflow",
-                order,
-                id=f"tx-{context.chain_id}-{request.request_id}",
-                task_queue=taskqueues.WORKFLOWS,
-                result_type=TxOutcome,
-            )
-        except ChildWorkflowError as err:
-            raise StepFailed(f"transaction {request.request_id}: {_cause(err)}") from err
+        outcome = await run_transaction(order)
         if outcome.status is not TxStatus.CONFIRMED:
             raise StepFailed(f"transaction {request.request_id}: {outcome.error or outcome.status}")
         return outcome

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
@@ -49,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
         payment_id_of,
         purchase_nonce,
     )
+
+from workflows.relayer import run_transaction
 
 T = TypeVar("T")
 RETRY = RetryPolicy(
@@ -232,20 +234,13 @@ class BuyerPurchaseWorkflow:
         """A transaction of this purchase through the sender's relayer; Refused unless mined."""
         chain_id = int(offer.network.removeprefix("eip155:"))
         request_id = f"{what}-{self.view.purchase_id}"
-        try:
-            outcome: TxOutcome = await workflow.execute_child_workflow(
-                "TransactionWorkflow",
-                TxOrder(
-                    chain_id=chain_id,
-                    sender=sender,
-                    request=TxRequest(request_id=request_id, to=tx.to, data=tx.data),
-                ),
-                id=f"tx-{chain_id}-{request_id}",
-                task_queue=taskqueues.WORKFLOWS,
-                result_type=TxOutcome,
+        outcome = await run_transaction(
+            TxOrder(
+                chain_id=chain_id,
+                sender=sender,
+                request=TxRequest(request_id=request_id, to=tx.to, data=tx.data),
             )
-        except ChildWorkflowError as err:
-            raise Refused(f"{what}: {err.cause or err}") from err
+        )
         if outcome.status is not TxStatus.CONFIRMED:
             raise Refused(f"{what}: {outcome.error or outcome.status.value}")
         return outcome

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         Verified,
         VerifyRequest,
     )
+
+from workflows.relayer import run_transaction
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -144,22 +146,7 @@ class PaymentSagaWorkflow:
             ),
             confirmations=order.confirmations,
         )
-        try:
-            outcome: TxOutcome = await workflow.execute_child_workflow(
-                "TransactionWorkflow",
-                tx,
-                id=f"tx-{chain_id}-{order.payment_id}",
-                task_queue=taskqueues.WORKFLOWS,
-                result_type=TxOutcome,
-            )
-        except ChildWorkflowError as err:
-            return TxOutcome(
-                request_id=order.payment_id,
-                status=TxStatus.FAILED,
-                sender=tx.sender,
-                error=str(err.cause or err),
-            )
-        return outcome
+        return await run_transaction(tx)
 
     async def _record(self) -> None:
         await workflow.execute_activity(

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
@@ -73,6 +73,36 @@ def send_order(order: TxOrder, nonce: int, request: TxRequest | None = None) -> 
         confirmations=order.confirmations,
         policy=order.policy,
     )
+
+
+async def run_transaction(order: TxOrder) -> TxOutcome:
+    """From another workflow: ``order`` as a child TransactionWorkflow, whose id is its request
+    id (so a replayed or repeated step never sends twice). A child that fails is a ``failed``
+    outcome with the deepest cause, so callers check one thing: the status."""
+    try:
+        outcome: TxOutcome = await workflow.execute_child_workflow(
+            "TransactionWorkflow",
+            order,
+            id=transaction_workflow_id(order.chain_id, order.request.request_id),
+            task_queue=taskqueues.WORKFLOWS,
+            result_type=TxOutcome,
+        )
+    except ChildWorkflowError as err:
+        return TxOutcome(
+            request_id=order.request.request_id,
+            status=TxStatus.FAILED,
+            sender=order.sender,
+            error=deepest_cause(err),
+        )
+    return outcome
+
+
+def deepest_cause(err: BaseException) -> str:
+    """The innermost cause of a Temporal failure chain (what actually went wrong)."""
+    cause: BaseException | None = err
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[attr-defined]
+    return str(cause or err)
 
 
 async def execute_send(send: SendTx, heartbeat_timeout_s: float) -> TxOutcome:
