@@ -79,14 +79,16 @@ def format_every(every: timedelta) -> str:
     return f"{seconds}s"
 
 
-def _health_schedule(every: timedelta, check: HealthCheck | None) -> Schedule:
-    from workflows.fleet_health import WORKFLOW_ID, FleetHealthWorkflow  # noqa: PLC0415
-
+def _interval_schedule(
+    workflow: Any, arg: Any, workflow_id: str, every: timedelta, note: str
+) -> Schedule:
+    """Run ``workflow(arg)`` every ``every``; a run still going when the next is due makes
+    that one skip, and a run may take at least ``RUN_TIMEOUT_FLOOR``."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            FleetHealthWorkflow.run,
-            check or HealthCheck(),
-            id=WORKFLOW_ID,
+            workflow,
+            arg,
+            id=workflow_id,
             task_queue=taskqueues.WORKFLOWS,
             execution_timeout=max(every, RUN_TIMEOUT_FLOOR),
         ),
@@ -95,7 +97,15 @@ def _health_schedule(every: timedelta, check: HealthCheck | None) -> Schedule:
             overlap=ScheduleOverlapPolicy.SKIP,
             catchup_window=max(every, timedelta(minutes=1)),
         ),
-        state=ScheduleState(note=HEALTH_NOTE),
+        state=ScheduleState(note=note),
+    )
+
+
+def _health_schedule(every: timedelta, check: HealthCheck | None) -> Schedule:
+    from workflows.fleet_health import WORKFLOW_ID, FleetHealthWorkflow  # noqa: PLC0415
+
+    return _interval_schedule(
+        FleetHealthWorkflow.run, check or HealthCheck(), WORKFLOW_ID, every, HEALTH_NOTE
     )
 
 
@@ -112,20 +122,12 @@ def _reconcile_schedule(every: timedelta, request: ReconcileRequest | None) -> S
     from agentfleet.reconcile import ReconcileRequest  # noqa: PLC0415 - imports web3
     from workflows.reconcile import WORKFLOW_ID, ReconcilePaymentsWorkflow  # noqa: PLC0415
 
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            ReconcilePaymentsWorkflow.run,
-            request or ReconcileRequest(),
-            id=WORKFLOW_ID,
-            task_queue=taskqueues.WORKFLOWS,
-            execution_timeout=max(every, RUN_TIMEOUT_FLOOR),
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP,
-            catchup_window=max(every, timedelta(minutes=1)),
-        ),
-        state=ScheduleState(note=RECONCILE_NOTE),
+    return _interval_schedule(
+        ReconcilePaymentsWorkflow.run,
+        request or ReconcileRequest(),
+        WORKFLOW_ID,
+        every,
+        RECONCILE_NOTE,
     )
 
 
