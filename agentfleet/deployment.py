@@ -405,9 +405,12 @@ async def execute(
     settings, chain, chain_id = plan.settings, plan.chain, plan.chain_id
     sender = str(plan.deployer.address)
     await asyncio.to_thread(keep_deployer_key, settings, plan.deployer)
-    w3 = connect(settings, chain)
+    # The sync web3 client stays off the event loop: workers may share it (tests, benchmarks).
+    w3 = await asyncio.to_thread(connect, settings, chain)
     if chain.is_dev:
-        chain_nonce = int(w3.eth.get_transaction_count(plan.deployer.address, "pending"))
+        chain_nonce = int(
+            await asyncio.to_thread(w3.eth.get_transaction_count, plan.deployer.address, "pending")
+        )
         if await resync_relayer(client, chain_id, sender, chain_nonce):
             report(f"relayer of {sender} disagreed with the chain (reset?); nonce re-read")
     confirmations = effective_confirmations(settings, chain)
@@ -472,7 +475,7 @@ async def execute(
         )
         report(f"minted {DEV_FUSD_HUMAN} fUSD to each of dev accounts 0..{DEV_FUNDED_ACCOUNTS - 1}")
     for name, entry in contracts.items():
-        if not has_code(w3, entry.address):
+        if not await asyncio.to_thread(has_code, w3, entry.address):
             raise FleetError(
                 f"{name} has no code at {entry.address} after {confirmations} confirmations "
                 "(a reorg?); run the deploy again"
