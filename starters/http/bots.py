@@ -119,6 +119,25 @@ def remote_card_url(params: dict[str, Any]) -> str:
     return a2a.card_url(str(RemoteParams.model_validate(params).url))
 
 
+def bot_row(settings: Settings, name: str) -> BotRecord:
+    """The bot's row; 404 for a name that is not a bot, 503 when the table cannot be read."""
+    try:
+        check_name(name)
+    except ValueError:
+        raise HTTPException(404, f"no bot named {name!r}") from None
+    try:
+        with db.session_scope(settings.effective_database_url) as session:
+            row = session.get(BotRecord, name)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise HTTPException(
+            503, f"cannot read the bots table: {reason[0] if reason else 'error'}"
+        ) from None
+    if row is None:
+        raise HTTPException(404, f"no bot named {name}")
+    return row
+
+
 def create_router(settings: Settings) -> APIRouter:
     """The ``/bots`` routes of the HTTP app, bound to ``settings`` (database, chain, base URL)."""
     skills = SkillActivities(settings)
@@ -135,21 +154,7 @@ def create_router(settings: Settings) -> APIRouter:
         return f"{base}/bots/{name}/{path}"
 
     def load_row(name: str) -> BotRecord:
-        try:
-            check_name(name)
-        except ValueError:
-            raise HTTPException(404, f"no bot named {name!r}") from None
-        try:
-            with db.session_scope(settings.effective_database_url) as session:
-                row = session.get(BotRecord, name)
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            raise HTTPException(
-                503, f"cannot read the bots table: {reason[0] if reason else 'error'}"
-            ) from None
-        if row is None:
-            raise HTTPException(404, f"no bot named {name}")
-        return row
+        return bot_row(settings, name)
 
     def description(row: BotRecord) -> str:
         text = row.description.strip() or KIND_BLURBS[BotKind(row.kind)]

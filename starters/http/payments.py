@@ -53,7 +53,7 @@ from x402.schemas import (
 
 from activities.skills import SkillActivities
 from agentfleet import db, ledger, taskqueues
-from agentfleet.bots import BotKind, BotRef, BotStatus, Skill, SkillCall, check_name
+from agentfleet.bots import BotKind, BotRef, BotStatus, Skill, SkillCall
 from agentfleet.chain.networks import active_profile, effective_confirmations
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.rpc import Web3Connection
@@ -81,6 +81,7 @@ from agentfleet.payments import (
 )
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, start_or_attach
+from starters.http.bots import bot_row
 from workflows.payment_saga import PaymentSagaWorkflow, payment_workflow_id
 
 log = logging.getLogger("agentfleet.http.payments")
@@ -260,17 +261,6 @@ def create_router(settings: Settings) -> APIRouter:
 
     router = APIRouter(tags=["payments"], lifespan=lifespan)
 
-    def bot_row(name: str) -> BotRecord:
-        try:
-            check_name(name)
-        except ValueError:
-            raise HTTPException(404, f"no bot named {name!r}") from None
-        with db.session_scope(settings.effective_database_url) as session:
-            row = session.get(BotRecord, name)
-        if row is None:
-            raise HTTPException(404, f"no bot named {name}")
-        return row
-
     def bot_owning(address: str) -> str | None:
         """The fleet's bot paying from ``address`` (the ledger's buyer), if it is one of ours."""
         with db.session_scope(settings.effective_database_url) as session:
@@ -282,7 +272,7 @@ def create_router(settings: Settings) -> APIRouter:
     @router.post("/bots/{name}/skills/{skill_name}")
     async def paid_skill(name: str, skill_name: str, request: Request) -> JSONResponse:
         """Call ``skill_name`` of bot ``name`` (JSON body: its args), paying with x402."""
-        row = await asyncio.to_thread(bot_row, name)
+        row = await asyncio.to_thread(bot_row, settings, name)
         kind = BotKind(row.kind)
         try:
             skill = Skill(skill_name)
