@@ -465,17 +465,6 @@ class PaymentStatus(StrEnum):
     REFUNDED = "refunded"
 
 
-FINAL = frozenset(
-    {
-        PaymentStatus.SETTLED,
-        PaymentStatus.REJECTED,
-        PaymentStatus.SKILL_FAILED,
-        PaymentStatus.FAILED,
-        PaymentStatus.REFUNDED,
-    }
-)
-
-
 class PaymentOrder(BaseModel):
     """Input of a PaymentSagaWorkflow (addresses, amounts and a signed authorization; no key)."""
 

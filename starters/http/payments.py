@@ -62,7 +62,6 @@ from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError, first_line
 from agentfleet.models import BotRecord
 from agentfleet.payments import (
-    FINAL,
     SCHEME,
     Payment,
     PaymentError,
@@ -203,6 +202,15 @@ class Gateway:
 
     async def view(self, handle: WorkflowHandle[Any, PaymentView]) -> PaymentView | None:
         """The saga's view: its result when it has finished, else its ``status`` query."""
+        found = await self.state(handle)
+        return found[0] if found else None
+
+    async def state(
+        self, handle: WorkflowHandle[Any, PaymentView]
+    ) -> tuple[PaymentView, bool] | None:
+        """(view, whether the saga has ended), or None for no such saga. A status can read
+        final a moment before the saga ends (the ledger row is its last step): only the end
+        is final."""
         try:
             description = await handle.describe()
         except RPCError as exc:
@@ -210,10 +218,10 @@ class Gateway:
                 return None
             raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
         if description.status is WorkflowExecutionStatus.COMPLETED:
-            return await handle.result()
+            return await handle.result(), True
         if description.status is not WorkflowExecutionStatus.RUNNING:
             raise HTTPException(500, f"payment saga {handle.id} ended {description.status}")
-        return await handle.query(PaymentSagaWorkflow.status)
+        return await handle.query(PaymentSagaWorkflow.status), False
 
     async def wait(
         self, handle: WorkflowHandle[Any, PaymentView], seconds: float
@@ -357,11 +365,12 @@ def create_router(settings: Settings) -> APIRouter:
             raise HTTPException(404, f"no payment {payment_id!r}")
         client = await gateway.client()
         handle = client.get_workflow_handle_for(PaymentSagaWorkflow.run, payment_id)
-        view = await gateway.view(handle)
-        if view is None:
+        found = await gateway.state(handle)
+        if found is None:
             raise HTTPException(404, f"no payment {payment_id}")
+        view, ended = found
         data = view.model_dump(mode="json")
-        data["final"] = view.status in FINAL
+        data["final"] = ended
         return data
 
     async def facilitator_input(request: Request) -> tuple[Payment, Terms]:
