@@ -125,7 +125,8 @@ def demo_fleet_specs(settings: Settings) -> list[BotSpec]:
         BotSpec(
             name="publisher-1",
             kind=BotKind.PUBLISHER,
-            description="Demo publisher (channels arrive with the content pipeline).",
+            description="Demo publisher: posts to the sandbox's Telegram chat, mailbox and "
+            "webhook receiver through the content pipeline.",
         )
     )
     specs.append(
@@ -240,6 +241,86 @@ async def paid_purchase(client: Client, settings: Settings, *, report: Report = 
     )
 
 
+DEMO_CHANNELS = (
+    ("demo-chat", "telegram", "100001"),
+    ("demo-mail", "email", "readers@example.com"),
+    ("demo-hooks", "webhook", "{sandbox}/webhooks/demo-hooks"),
+)
+
+
+async def content_pipeline(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
+    """publisher-1 posts twice: to the webhook channel (the default policy auto-approves it)
+    and to the Telegram chat, which waits in ``awaiting_approval`` for you to approve."""
+    from agentfleet import content_ops, content_store  # noqa: PLC0415
+    from agentfleet.content import (  # noqa: PLC0415
+        MAX_LENGTH,
+        ChannelConfig,
+        ChannelKind,
+        ContentOrder,
+        ContentState,
+        default_limit,
+    )
+
+    if not settings.channel_sandbox:
+        return "content pipeline: skipped (no sandbox; add a channel with `fleet channel add`)"
+    url = settings.effective_database_url
+    for name, kind, target in DEMO_CHANNELS:
+        if content_store.get_channel(url, name) is None:
+            target = target.format(sandbox=settings.sandbox_url)
+            channel_kind = ChannelKind(kind)
+            content_store.save_channel(
+                url,
+                ChannelConfig(
+                    name=name,
+                    kind=channel_kind,
+                    target=target,
+                    limit=default_limit(channel_kind, target),
+                    max_length=MAX_LENGTH[channel_kind],
+                ),
+            )
+    stamp = f"{datetime.now(UTC):%Y%m%d%H%M%S}"
+    orders = [
+        ContentOrder(
+            content_id=f"demo-hooks-{stamp}",
+            bot="publisher-1",
+            channel="demo-hooks",
+            brief="The demo fleet is up. Three forecasters, one publisher and a remote bot are "
+            "active.",
+            submitted_by="fleet-up",
+        ),
+        ContentOrder(
+            content_id=f"demo-chat-{stamp}",
+            bot="publisher-1",
+            channel="demo-chat",
+            brief="Weekly BTC forecast notes are ready for review. Forecasts are models, not "
+            "promises.",
+            submitted_by="fleet-up",
+        ),
+    ]
+    report(
+        "content pipeline: publisher-1 drafts two posts (webhook: auto-approved; Telegram: "
+        "waits for you)"
+    )
+    now = datetime.now(UTC)
+    for order in orders:
+        await content_ops.submit(client, url, order, now)
+    deadline = time.monotonic() + DEMO_FLEET_TIMEOUT_S
+    states: dict[str, ContentState] = {}
+    while time.monotonic() < deadline:
+        for order in orders:
+            view = await content_ops.show(client, url, order.content_id)
+            states[order.content_id] = view.state
+        hooks, chat = (states[o.content_id] for o in orders)
+        if hooks is ContentState.PUBLISHED and chat is ContentState.AWAITING_APPROVAL:
+            break
+        await asyncio.sleep(DEMO_FLEET_POLL_S)
+    hooks_id, chat_id = (o.content_id for o in orders)
+    return (
+        f"content pipeline: {hooks_id} {states.get(hooks_id, '?')} (`fleet channel inbox "
+        f"demo-hooks`); {chat_id} {states.get(chat_id, '?')} (`fleet content approve {chat_id}`)"
+    )
+
+
 def _fleet_progress(names: list[str], statuses: dict[str, BotStatus]) -> str:
     """``2/5 active (3 registering)``: short enough for one progress line."""
     counts = Counter(statuses[n].value for n in names if statuses[n] is not BotStatus.ACTIVE)
@@ -253,6 +334,7 @@ DEMOS: list[tuple[str, Demo]] = [
     ("fUSD transfer", fusd_transfer),
     ("demo fleet", demo_fleet),
     ("paid purchase", paid_purchase),
+    ("content pipeline", content_pipeline),
 ]
 
 

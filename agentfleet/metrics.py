@@ -22,6 +22,11 @@ AUDIT_EVENTS = Counter(
     "Audit rows written (retries that found a row excluded)",
     ["kind"],
 )
+CHANNEL_SENDS = Counter(
+    "fleet_channel_sends",
+    "Content sends per channel and outcome (sent, rate_limited, not_sent, maybe_sent, refused)",
+    ["channel", "outcome"],
+)
 BUILD = Info("fleet_build", "agentfleet version of this process")
 
 

@@ -209,3 +209,57 @@ class PaymentIdentifier(SQLModel, table=True):
     payment_id: str
     payload_sha256: str
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ChannelRecord(SQLModel, table=True):
+    """A publishing destination (``fleet channel add``). Secrets stay in settings, not here."""
+
+    __tablename__ = "channels"
+
+    name: str = Field(primary_key=True)
+    kind: str = Field(index=True)
+    target: str
+    rate_per_s: float
+    burst: int = 1
+    max_length: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ContentItem(SQLModel, table=True):
+    """One content item as SQL reporting sees it; the pipeline workflow (``content-{id}``) is the
+    source of truth and its activities keep this row in step. The audit trail is in
+    ``audit_events`` (subject = content id, kinds ``content.*``)."""
+
+    __tablename__ = "content_items"
+
+    content_id: str = Field(primary_key=True)
+    bot: str = Field(index=True)
+    channel: str = Field(index=True)
+    brief: str
+    submitted_by: str
+    state: str = Field(index=True)
+    text: str | None = None
+    subject: str | None = None
+    publish_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    policy: str | None = None
+    decided_by: str | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class PublishAttempt(SQLModel, table=True):
+    """The send of one content item, written before the request leaves: a retry that finds it
+    ``sending`` knows an earlier attempt may have published and does not send again."""
+
+    __tablename__ = "publish_attempts"
+
+    content_id: str = Field(primary_key=True)
+    channel: str = Field(index=True)
+    state: str
+    message_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

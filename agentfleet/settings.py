@@ -119,6 +119,43 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, description="Key for that endpoint.")
     openai_model: str = Field(default="gpt-4o-mini", description="Model name for drafts.")
 
+    # Content channels. Unset endpoints use the local sandbox `fleet up` starts
+    # (FLEET_CHANNEL_SANDBOX), which speaks the Bot API, SMTP and Standard Webhooks.
+    channel_sandbox: bool = Field(
+        default=True,
+        description="Start the local channel servers (Telegram Bot API, SMTP, webhook receiver, "
+        "OpenAI-compatible) with the embedded stack and use them where no real endpoint is set.",
+    )
+    sandbox_port: int = Field(default=8320, description="HTTP port of the local channel sandbox.")
+    sandbox_smtp_port: int = Field(default=8325, description="SMTP port of the local sandbox.")
+    telegram_api_url: str | None = Field(
+        default=None,
+        description="Telegram Bot API base URL; unset: the sandbox, or https://api.telegram.org "
+        "when FLEET_CHANNEL_SANDBOX is false.",
+    )
+    telegram_bot_token: SecretStr | None = Field(default=None, description="Telegram bot token.")
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: the sandbox.")
+    smtp_port: int | None = Field(
+        default=None, description="SMTP port (default 587, or 25 without STARTTLS)."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade SMTP with STARTTLS.")
+    smtp_from: str = Field(
+        default="agentfleet@localhost", description="Sender address of published email."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks signing secret (whsec_...); unset: a dev secret under "
+        "FLEET_HOME.",
+    )
+    channel_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="How long a channel send waits for an answer."
+    )
+    content_policy: Path | None = Field(
+        default=None, description="Content policy YAML; unset: the packaged default policy."
+    )
+
     # Payments (x402).
     payment_wait_s: float = Field(
         default=30.0,
@@ -143,6 +180,8 @@ class Settings(BaseSettings):
         "metrics_port",
         "http_port",
         "remote_bot_port",
+        "sandbox_port",
+        "sandbox_smtp_port",
         mode="after",
     )
     @classmethod
@@ -196,6 +235,11 @@ class Settings(BaseSettings):
     @property
     def http_url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        """Base URL of the local channel sandbox (``/telegram``, ``/openai/v1``, ``/webhooks``)."""
+        return f"http://{LOOPBACK}:{self.sandbox_port}"
 
     @property
     def codec_url(self) -> str:

@@ -23,9 +23,13 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.chain import ChainActivities
+from activities.channels import ChannelActivities
+from activities.compliance import ComplianceActivities
+from activities.content import ContentActivities
 from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.identity import IdentityActivities
+from activities.llm import LlmActivities
 from activities.payments import PaymentActivities
 from activities.purchases import PurchaseActivities, ValidationActivities
 from activities.reconcile import ReconcileActivities
@@ -38,6 +42,8 @@ from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
 from workflows.bot_lifecycle import BotLifecycleWorkflow
 from workflows.buyer_purchase import BuyerPurchaseWorkflow
+from workflows.channel_publisher import ChannelPublisherWorkflow
+from workflows.content_pipeline import ContentPipelineWorkflow
 from workflows.fleet_command import FleetCommandWorkflow
 from workflows.fleet_health import FleetHealthWorkflow
 from workflows.payment_saga import PaymentSagaWorkflow
@@ -58,6 +64,8 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 WORKFLOWS: list[type] = [
     BotLifecycleWorkflow,
     BuyerPurchaseWorkflow,
+    ChannelPublisherWorkflow,
+    ContentPipelineWorkflow,
     FleetCommandWorkflow,
     FleetHealthWorkflow,
     PaymentSagaWorkflow,
@@ -83,6 +91,10 @@ class Activities:
         self.purchases = PurchaseActivities(settings)
         self.validation = ValidationActivities(settings, self.purchases)
         self.reconcile = ReconcileActivities(settings)
+        self.content = ContentActivities(settings, client)
+        self.llm = LlmActivities(settings)
+        self.compliance = ComplianceActivities(settings)
+        self.channels = ChannelActivities(settings)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -100,6 +112,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     fleet, skills, health = bound.fleet, bound.skills, bound.health
     payments, purchases, validation = bound.payments, bound.purchases, bound.validation
     reconcile = bound.reconcile
+    content, compliance = bound.content, bound.compliance
     by_queue: dict[str, list[Callable[..., Any]]] = {
         taskqueues.WORKFLOWS: [noop],
         taskqueues.IO: [
@@ -122,6 +135,11 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             purchases.spent_today,
             purchases.sign_purchase,
             purchases.call_paid_skill,
+            content.prepare_content,
+            content.record_content,
+            content.hand_to_publisher,
+            content.allow_resend,
+            bound.channels.publish_to_channel,
         ],
         taskqueues.CHAIN: [
             chain.chain_head,
@@ -148,6 +166,9 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             skills.run_skill,
             skills.run_skill_batch,
             validation.score_delivery,
+            bound.llm.draft_content,
+            compliance.score_content,
+            compliance.check_content,
         ],
     }
     return by_queue[queue]

@@ -180,6 +180,35 @@ def worker_spec(settings: Settings) -> ComponentSpec:
     )
 
 
+def sandbox_spec(settings: Settings) -> ComponentSpec:
+    """The local channel servers (``agentfleet.sandbox``): a Telegram Bot API that enforces
+    Telegram's limits, an SMTP server, a Standard Webhooks receiver and an OpenAI-compatible
+    API. Channels without a real endpoint publish here (``fleet channel inbox`` reads it)."""
+    url = settings.sandbox_url
+    return ComponentSpec(
+        name="sandbox",
+        title="channel sandbox (Bot API, SMTP, webhooks)",
+        argv=[
+            sys.executable,
+            "-m",
+            "agentfleet.sandbox",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(settings.sandbox_port),
+            "--smtp-port",
+            str(settings.sandbox_smtp_port),
+            "--home",
+            str(settings.home),
+        ],
+        ports={"http": settings.sandbox_port, "smtp": settings.sandbox_smtp_port},
+        url=url,
+        ready=lambda: _http_ok(f"{url}/healthz"),
+        env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        critical=False,
+    )
+
+
 REMOTE_BOT_NAME = "remote-1"
 """The demo fleet's remote bot: the name the reference remote bot answers as."""
 

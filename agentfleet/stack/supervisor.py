@@ -65,6 +65,8 @@ def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
         specs.append(components.temporal_spec(settings, files, _free_port()))
     if settings.rpc_url is None:
         specs.append(components.anvil_spec(settings, files))
+    if settings.channel_sandbox:
+        specs.append(components.sandbox_spec(settings))
     specs.append(components.http_spec(settings))
     specs.append(components.worker_spec(settings))
     if settings.demo:

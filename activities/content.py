@@ -1,0 +1,97 @@
+"""Content pipeline activities on ``fleet-io``: read what an item needs, write its audit trail,
+hand it to its channel's publisher.
+
+``prepare_content`` refuses (non-retryable) what a retry cannot fix: an unknown or inactive bot,
+a bot that is not a publisher, an unknown channel, a policy file that does not load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from agentfleet import content_store, db, metrics
+from agentfleet.bots import BotKind, BotStatus, disclosure_for
+from agentfleet.content import ContentContext, ContentOrder, ContentRecord, PublishRequest
+from agentfleet.models import BotRecord
+from agentfleet.policy import PolicyError, default_policy, load_policy
+from agentfleet.settings import Settings
+from agentfleet.taskqueues import WORKFLOWS
+
+
+def refused(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+class ContentActivities:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._url = settings.effective_database_url
+        self._client = client
+
+    @activity.defn(name="prepare_content")
+    async def prepare_content(self, order: ContentOrder) -> ContentContext:
+        return await asyncio.to_thread(self._prepare, order)
+
+    def _prepare(self, order: ContentOrder) -> ContentContext:
+        with db.session_scope(self._url) as session:
+            bot = session.get(BotRecord, order.bot)
+        if bot is None:
+            raise refused(f"no bot named {order.bot}", "UnknownBot")
+        if bot.kind != BotKind.PUBLISHER.value:
+            raise refused(
+                f"bot {order.bot} is a {bot.kind}; content needs a publisher", "NotPublisher"
+            )
+        if bot.status != BotStatus.ACTIVE.value:
+            raise refused(
+                f"bot {order.bot} is {bot.status}; content needs it active", "BotNotActive"
+            )
+        channel = content_store.get_channel(self._url, order.channel)
+        if channel is None:
+            raise refused(f"no channel named {order.channel}", "UnknownChannel")
+        try:
+            path = self._settings.content_policy
+            policy = load_policy(path) if path else default_policy()
+        except PolicyError as err:
+            raise refused(str(err), "InvalidPolicy") from None
+        return ContentContext(
+            bot=bot.name,
+            owner=bot.owner,
+            disclosure=disclosure_for(bot.owner),
+            channel=channel,
+            policy=policy.model_dump(mode="json"),
+            policy_label=policy.label,
+        )
+
+    @activity.defn(name="record_content")
+    async def record_content(self, record: ContentRecord) -> None:
+        """The item's audit rows (each once) and its ``content_items`` row."""
+        await asyncio.to_thread(content_store.record_content, self._url, record)
+        for entry in record.entries:
+            metrics.AUDIT_EVENTS.labels(kind=f"content.{entry.step}").inc()
+
+    @activity.defn(name="hand_to_publisher")
+    async def hand_to_publisher(self, request: PublishRequest) -> None:
+        """Signal-with-start ``publisher-{channel}``: the entity is created on first use."""
+        from workflows.channel_publisher import (  # noqa: PLC0415
+            PublisherState,
+            publisher_workflow_id,
+        )
+
+        if self._client is None:
+            raise refused("handing over needs a Temporal client in the worker", "NoClient")
+        await self._client.start_workflow(
+            "ChannelPublisherWorkflow",
+            PublisherState(channel=request.channel),
+            id=publisher_workflow_id(request.channel.name),
+            task_queue=WORKFLOWS,
+            start_signal="publish",
+            start_signal_args=[request],
+        )
+
+    @activity.defn(name="allow_resend")
+    async def allow_resend(self, content_id: str) -> None:
+        await asyncio.to_thread(content_store.allow_resend, self._url, content_id)

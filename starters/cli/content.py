@@ -1,0 +1,511 @@
+"""``fleet content ...`` and ``fleet channel ...``: the content pipeline from a terminal.
+
+Each item is a ``ContentPipelineWorkflow`` (``content-{id}``); decisions are its updates, so a
+refused one (unknown approver, already decided, expired) is one line and changes nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agentfleet.content import (
+    FINAL_STATES,
+    MAX_LENGTH,
+    ApproveInput,
+    CancelInput,
+    ChannelConfig,
+    ChannelKind,
+    ContentOrder,
+    ContentState,
+    ContentView,
+    EditInput,
+    RateLimit,
+    RejectInput,
+    ResolveInput,
+    ResolveOutcome,
+    default_limit,
+)
+from agentfleet.errors import FleetError
+from starters.cli.client import run_with_client
+from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.settings_arg import load_settings
+
+app = typer.Typer(help="Content items: submit, list, show, audit, approve, reject, edit, cancel.")
+channel_app = typer.Typer(help="Publishing channels (Telegram chats, email, webhooks).")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+IdArg = Annotated[str, typer.Argument(help="The content id (`fleet content list`).")]
+ApproverOpt = Annotated[
+    str | None,
+    typer.Option("--approver", help="Who decides (default: your OS user name)."),
+]
+SHOWN_WAIT_S = 60
+
+
+def _approver(name: str | None) -> str:
+    return name or getpass.getuser()
+
+
+def _print_view(view: ContentView, as_json: bool) -> None:
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("content", view.content_id)
+    table.add_row("state", f"[bold]{view.state.value}[/]")
+    table.add_row("bot / channel", f"{view.bot} -> {view.channel}")
+    table.add_row("submitted by", view.submitted_by)
+    if view.publish_at:
+        table.add_row("publish at", view.publish_at.isoformat())
+    if view.policy:
+        table.add_row("policy", view.policy)
+    if view.scores:
+        s = view.scores
+        judge = f", judge {s.judge:.0f}" if s.judge is not None else ""
+        table.add_row(
+            "scores",
+            f"readability {s.readability:.0f}, sentiment {s.sentiment:+.2f}, "
+            f"toxicity {s.toxicity:.2f}, length {s.length}{judge}",
+        )
+    for check in view.checks:
+        colour = {"pass": "green", "fail": "red"}.get(check.outcome.value, "yellow")
+        reason = f" ({check.reason})" if check.reason else ""
+        table.add_row(f"check {check.check}", f"[{colour}]{check.outcome.value}[/]{reason}")
+    if view.decided_by:
+        table.add_row("decided by", view.decided_by)
+    if view.receipt:
+        table.add_row("message id", view.receipt.message_id)
+    if view.reason:
+        table.add_row("reason", view.reason)
+    console.print(table)
+    if view.text:
+        console.rule("text")
+        console.print(view.text, highlight=False, markup=False)
+
+
+def _run(settings: Any, work: Any, as_json: bool) -> Any:
+    try:
+        return run_with_client(settings, work)
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)
+
+
+@app.command("submit")
+def submit(
+    bot: Annotated[str, typer.Option("--bot", help="The publisher bot that owns the item.")],
+    channel: Annotated[str, typer.Option("--channel", help="Where it is published.")],
+    brief: Annotated[str, typer.Option("--brief", help="What the post is about.")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Publish at this time (ISO 8601, or +15m from now)."),
+    ] = None,
+    content_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Business key (a slug); the same id again is the same item."),
+    ] = None,
+    submitted_by: Annotated[
+        str | None, typer.Option("--by", help="Who submits (default: your OS user name).")
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Wait until it needs a human or is finished."),
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a brief: the pipeline drafts, scores and checks it, then waits for approval
+    (or auto-approves where the policy says so) and publishes. Prints the content id."""
+    from agentfleet import content_ops, content_store  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    now = datetime.now(UTC)
+    try:
+        publish_at = content_store.parse_when(at, now) if at else None
+        order = ContentOrder(
+            content_id=content_id or content_ops.new_content_id(bot),
+            bot=bot,
+            channel=channel,
+            brief=brief,
+            submitted_by=submitted_by or getpass.getuser(),
+            publish_at=publish_at,
+        )
+    except ValueError as exc:
+        fail(str(exc).splitlines()[0], as_json=as_json)
+    url = settings.effective_database_url
+    read_database("bots and channels", lambda: content_store.list_channels(url), as_json=as_json)
+
+    async def work(client: Any) -> ContentView:
+        await content_ops.submit(client, url, order, now)
+        view = await content_ops.show(client, url, order.content_id)
+        deadline = time.monotonic() + SHOWN_WAIT_S
+        with err_console.status(f"{order.content_id}: {view.state.value}") as status:
+            while wait and not _settled(view) and time.monotonic() < deadline:
+                await _sleep(0.3)
+                view = await content_ops.show(client, url, order.content_id)
+                status.update(f"{order.content_id}: {view.state.value}")
+        return view
+
+    view = _run(settings, work, as_json)
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    console.print(view.content_id)
+    err_console.print(f"state: {view.state.value}" + (f" ({view.reason})" if view.reason else ""))
+    if view.state is ContentState.AWAITING_APPROVAL:
+        err_console.print(f"next: fleet content show {view.content_id}, then approve or reject")
+
+
+def _settled(view: ContentView) -> bool:
+    return view.state in FINAL_STATES or view.state in {
+        ContentState.AWAITING_APPROVAL,
+        ContentState.SCHEDULED,
+    }
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # noqa: PLC0415
+
+    await asyncio.sleep(seconds)
+
+
+@app.command("list")
+def list_items(
+    state: Annotated[
+        ContentState | None, typer.Option("--state", help="Only items in this state.")
+    ] = None,
+    bot: Annotated[str | None, typer.Option("--bot", help="Only this bot's items.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Content items, newest first (from the database the pipelines keep in step)."""
+    from agentfleet import content_store  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+    rows = read_database(
+        "content items",
+        lambda: content_store.list_items(url, state=state, bot=bot, limit=limit),
+        as_json=as_json,
+    )
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    if not rows:
+        err_console.print("no content yet: `fleet content submit --bot B --channel C --brief ...`")
+        return
+    table = Table("content", "state", "bot", "channel", "updated", "reason")
+    for row in rows:
+        table.add_row(
+            row.content_id,
+            row.state,
+            row.bot,
+            row.channel,
+            row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (row.reason or "")[:60],
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(content_id: IdArg, as_json: JsonOpt = False) -> None:
+    """One item: state, scores, each check, decision, receipt and the text."""
+    from agentfleet import content_ops  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+
+    async def work(client: Any) -> ContentView:
+        return await content_ops.show(client, url, content_id)
+
+    _print_view(_run(settings, work, as_json), as_json)
+
+
+@app.command("audit")
+def audit(content_id: IdArg, as_json: JsonOpt = False) -> None:
+    """The item's audit trail: one row per step, as stored in SQL (``audit_events``)."""
+    from agentfleet import content_store  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+    rows = read_database(
+        "the audit trail", lambda: content_store.audit_trail(url, content_id), as_json=as_json
+    )
+    if not rows:
+        fail(f"no audit trail for content {content_id}", as_json=as_json)
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    table = Table("when", "step", "actor", "detail", title=f"content {content_id}")
+    for row in rows:
+        detail = {k: v for k, v in row.detail.items() if k != "text" and v not in (None, "")}
+        summary = ", ".join(f"{k}={v}" for k, v in detail.items())
+        table.add_row(
+            row.occurred_at.strftime("%H:%M:%S"),
+            row.kind.removeprefix("content."),
+            row.actor,
+            summary[:100],
+        )
+    console.print(table)
+    if rows[0].workflow_id:
+        err_console.print(f"workflow: {rows[0].workflow_id} (Web UI history tells the same story)")
+
+
+def _decide(content_id: str, update: str, arg: Any, as_json: bool) -> None:
+    from agentfleet import content_ops  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+
+    async def work(client: Any) -> ContentView:
+        return await content_ops.steer(client, url, content_id, update, arg)
+
+    view = _run(settings, work, as_json)
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    reason = f" ({view.reason})" if view.reason else ""
+    console.print(f"{content_id}: {view.state.value}{reason}")
+
+
+@app.command("approve")
+def approve(
+    content_id: IdArg,
+    approver: ApproverOpt = None,
+    note: Annotated[str, typer.Option("--note", help="Why (kept in the audit trail).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve an item awaiting approval (then it is scheduled or published)."""
+    _decide(content_id, "approve", ApproveInput(approver=_approver(approver), note=note), as_json)
+
+
+@app.command("reject")
+def reject(
+    content_id: IdArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")],
+    approver: ApproverOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject an item awaiting approval."""
+    _decide(content_id, "reject", RejectInput(approver=_approver(approver), reason=reason), as_json)
+
+
+@app.command("edit")
+def edit(
+    content_id: IdArg,
+    text: Annotated[str, typer.Option("--text", help="The new text.")],
+    approver: ApproverOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace the text of an item awaiting approval or scheduled: it goes back through
+    scoring and checks, then needs approval again."""
+    _decide(content_id, "edit", EditInput(approver=_approver(approver), text=text), as_json)
+
+
+@app.command("cancel")
+def cancel(
+    content_id: IdArg,
+    reason: Annotated[str, typer.Option("--reason")] = "cancelled",
+    by: Annotated[str | None, typer.Option("--by", help="Who cancels (default: you).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel an item that is not yet handed to its channel (a scheduled one included)."""
+    _decide(content_id, "cancel", CancelInput(actor=_approver(by), reason=reason), as_json)
+
+
+@app.command("resolve")
+def resolve(
+    content_id: IdArg,
+    outcome: Annotated[
+        ResolveOutcome,
+        typer.Option(
+            "--outcome",
+            help="What you saw in the channel: published, not_published, or retry (send again).",
+        ),
+    ],
+    message_id: Annotated[
+        str | None, typer.Option("--message-id", help="The channel's id, if published.")
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who looked (default: you).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle an ``unconfirmed`` send (it may or may not have reached the channel)."""
+    _decide(
+        content_id,
+        "resolve",
+        ResolveInput(actor=_approver(by), outcome=outcome, message_id=message_id),
+        as_json,
+    )
+
+
+@channel_app.command("add")
+def channel_add(
+    name: Annotated[str, typer.Argument(help="A slug, e.g. announcements.")],
+    kind: Annotated[ChannelKind, typer.Option("--kind", help="telegram, email or webhook.")],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target", help="Telegram chat id or @channel, email address, or webhook URL."
+        ),
+    ],
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="Messages per second (default: the published limit).", min=0),
+    ] = None,
+    burst: Annotated[int | None, typer.Option("--burst", min=1, max=1000)] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a channel, or change one (its publisher picks up the new limit)."""
+    from agentfleet import content_store  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    try:
+        limit = default_limit(kind, target)
+        if rate is not None or burst is not None:
+            limit = RateLimit(
+                rate_per_s=rate if rate is not None else limit.rate_per_s,
+                burst=burst if burst is not None else limit.burst,
+            )
+        config = ChannelConfig(
+            name=name,
+            kind=kind,
+            target=_check_target(kind, target),
+            limit=limit,
+            max_length=max_length or MAX_LENGTH[kind],
+        )
+    except ValueError as exc:
+        fail(
+            str(exc).splitlines()[-1].strip() if "validation error" in str(exc) else str(exc),
+            as_json=as_json,
+        )
+    url = settings.effective_database_url
+    created = read_database(
+        "channels", lambda: content_store.save_channel(url, config), as_json=as_json
+    )
+    if not created:
+        _tell_publisher(settings, config)
+    if as_json:
+        emit_json(config.model_dump(mode="json") | {"created": created})
+        return
+    verb = "added" if created else "changed"
+    console.print(
+        f"{verb} channel {name}: {kind.value} -> {config.target} "
+        f"({config.limit.rate_per_s:g}/s, burst {config.limit.burst})"
+    )
+
+
+def _check_target(kind: ChannelKind, target: str) -> str:
+    import re  # noqa: PLC0415
+
+    if kind is ChannelKind.TELEGRAM and not re.match(
+        r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$", target
+    ):
+        raise ValueError(f"--target {target!r} is not a Telegram chat id or @channelusername")
+    if kind is ChannelKind.EMAIL and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", target):
+        raise ValueError(f"--target {target!r} is not an email address")
+    if kind is ChannelKind.WEBHOOK and not re.match(r"^https?://\S+$", target):
+        raise ValueError(f"--target {target!r} is not an http(s) URL")
+    return target
+
+
+def _tell_publisher(settings: Any, config: ChannelConfig) -> None:
+    """Signal a running publisher the new limit (none running: it reads it when it starts)."""
+    from temporalio.service import RPCError  # noqa: PLC0415
+
+    async def work(client: Any) -> None:
+        handle = client.get_workflow_handle(f"publisher-{config.name}")
+        try:
+            await handle.signal("configure", config)
+        except RPCError:
+            return
+
+    try:
+        run_with_client(settings, work)
+    except FleetError:
+        err_console.print("note: Temporal is not reachable; a running publisher keeps its limit")
+
+
+@channel_app.command("list")
+def channel_list(as_json: JsonOpt = False) -> None:
+    """Channels and their rate limits."""
+    from agentfleet import content_store  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+    rows = read_database("channels", lambda: content_store.list_channels(url), as_json=as_json)
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    if not rows:
+        err_console.print("no channels yet: `fleet channel add NAME --kind K --target T`")
+        return
+    table = Table("channel", "kind", "target", "rate/s", "burst", "max length")
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.kind.value,
+            row.target,
+            f"{row.limit.rate_per_s:g}",
+            str(row.limit.burst),
+            str(row.max_length),
+        )
+    console.print(table)
+
+
+def _inbox_target(config: ChannelConfig) -> str:
+    """The sandbox files webhooks under the receiver's name (the URL's last segment)."""
+    if config.kind is ChannelKind.WEBHOOK:
+        return config.target.rstrip("/").rsplit("/", 1)[-1]
+    return config.target
+
+
+@channel_app.command("inbox")
+def channel_inbox(
+    name: Annotated[str, typer.Argument(help="The channel.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the local sandbox received on a channel (the `fleet up` demo's Telegram chat,
+    mailbox or webhook receiver)."""
+    import httpx  # noqa: PLC0415
+
+    from agentfleet import content_store  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+    config = read_database(
+        "channels", lambda: content_store.get_channel(url, name), as_json=as_json
+    )
+    if config is None:
+        fail(f"no channel named {name}; `fleet channel list` shows them", as_json=as_json)
+    try:
+        response = httpx.get(
+            f"{settings.sandbox_url}/sandbox/inbox",
+            params={"kind": config.kind.value, "target": _inbox_target(config)},
+            timeout=5,
+        )
+        response.raise_for_status()
+    except httpx.HTTPError:
+        fail(
+            f"the channel sandbox at {settings.sandbox_url} does not answer; it runs with "
+            "`fleet up` (FLEET_CHANNEL_SANDBOX=true); a real channel's messages are in the "
+            "channel itself",
+            as_json=as_json,
+        )
+    messages = response.json()[-limit:]
+    if as_json:
+        emit_json(messages)
+        return
+    if not messages:
+        err_console.print(f"nothing received on {name} yet")
+        return
+    for message in messages:
+        console.rule(f"{message.get('received_at', '')} · {message.get('message_id', '')}")
+        if message.get("subject"):
+            console.print(f"Subject: {message['subject']}", highlight=False, markup=False)
+        console.print(message.get("text", ""), highlight=False, markup=False)
