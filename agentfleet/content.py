@@ -299,11 +299,15 @@ class PublishRequest(BaseModel):
     reply_to: str | None
     channel: ChannelConfig
     message: OutboundMessage
+    attempt: int = 0
+    """Raised when a human says to send an unconfirmed item again: the publisher then treats
+    the request as new instead of answering its earlier result."""
 
 
 class PublishResult(BaseModel):
     content_id: str
     status: PublishStatus
+    attempt: int = 0
     receipt: SendReceipt | None = None
     reason: str = ""
 

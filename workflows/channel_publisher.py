@@ -37,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 MAX_IN_FLIGHT = 64
+SEND_TIMEOUT = timedelta(seconds=15)
+"""Two marker writes and one send (``FLEET_CHANNEL_TIMEOUT_S``, 10 s by default). A worker that
+dies mid-send is noticed this long after; the retry then finds the marker and does not resend."""
 RECENT_RESULTS = 1000
 MIN_WAIT = timedelta(milliseconds=20)
 SEND_RETRY = RetryPolicy(
@@ -99,7 +102,7 @@ class ChannelPublisherWorkflow:
         if content_id in self.in_flight or any(q.content_id == content_id for q in self.queue):
             return
         done = self.state.recent.get(content_id)
-        if done is not None:
+        if done is not None and done.attempt >= request.attempt:
             self._reply_later(request, done)
             return
         self.queue.append(request)
@@ -190,11 +193,14 @@ class ChannelPublisherWorkflow:
                 request.model_copy(update={"channel": channel}),
                 result_type=SendReceipt,
                 task_queue=taskqueues.IO,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=SEND_RETRY,
             )
             result = PublishResult(
-                content_id=request.content_id, status=PublishStatus.SENT, receipt=receipt
+                content_id=request.content_id,
+                status=PublishStatus.SENT,
+                receipt=receipt,
+                attempt=request.attempt,
             )
             self.state.sent += 1
         except ActivityError as err:
@@ -213,7 +219,12 @@ class ChannelPublisherWorkflow:
             else:
                 status = PublishStatus.REFUSED
                 self.state.refused += 1
-            result = PublishResult(content_id=request.content_id, status=status, reason=message)
+            result = PublishResult(
+                content_id=request.content_id,
+                status=status,
+                reason=message,
+                attempt=request.attempt,
+            )
         self.in_flight.pop(request.content_id, None)
         self.state.recent[request.content_id] = result
         while len(self.state.recent) > RECENT_RESULTS:

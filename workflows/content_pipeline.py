@@ -113,6 +113,7 @@ class ContentPipelineWorkflow:
         self.entries: list[AuditEntry] = []
         self.audit_seq = 0
         self.reviewed_revision = -1
+        self.publish_attempt = 0
 
     @workflow.query
     def status(self) -> ContentView:
@@ -319,6 +320,7 @@ class ContentPipelineWorkflow:
         )
         while True:
             self.outcome = None
+            self.publish_attempt = request.attempt
             await self._run("hand_to_publisher", request, taskqueues.IO, STEP_TIMEOUT)
             while self.outcome is None:
                 try:
@@ -338,7 +340,8 @@ class ContentPipelineWorkflow:
                 )
             if not await self._unconfirmed(result):
                 return
-            # A human said to send again: the publisher's attempt was reset by resolve.
+            # A human said to send again: the marker was reset, the publisher sees a new attempt.
+            request = request.model_copy(update={"attempt": request.attempt + 1})
 
     async def _unconfirmed(self, result: PublishResult) -> bool:
         """Wait for a human's answer to an ambiguous send; True: hand over again."""
@@ -454,7 +457,9 @@ class ContentPipelineWorkflow:
 
     @workflow.signal
     def publish_result(self, result: PublishResult) -> None:
-        if result.content_id == self.order.content_id and self.outcome is None:
+        if result.content_id != self.order.content_id or self.outcome is not None:
+            return
+        if result.attempt >= self.publish_attempt:
             self.outcome = result
 
     def _claim_decision(self, decision: ApproveInput | RejectInput) -> None:

@@ -6,7 +6,7 @@ quotes a library error's text or URL, and the httpx request log line has the tok
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from agentfleet.channels.clients import shared
 from agentfleet.channels.endpoints import describe_url, telegram_endpoint
 from agentfleet.channels.errors import (
     ChannelError,
@@ -39,6 +40,8 @@ from agentfleet.channels.errors import (
 from agentfleet.content import ChannelConfig, OutboundMessage, SendReceipt
 from agentfleet.settings import Settings
 
+POOL_SIZE = 64
+"""Connections one loop keeps to the Bot API (a publisher sends up to 64 at once)."""
 _BOT_PATH = re.compile(r"/bot[^/\s]+")
 _CHAT_NUMBER = re.compile(r"^-?\d+$")
 
@@ -78,28 +81,31 @@ async def send_telegram(
     api, token = telegram_endpoint(settings)
     secret = token.get_secret_value()
     timeout = settings.channel_timeout_s
-    request = HTTPXRequest(
-        connection_pool_size=1,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        write_timeout=timeout,
-        pool_timeout=timeout,
-    )
-    updates_request = HTTPXRequest(connection_pool_size=1)
-    bot = Bot(secret, base_url=f"{api}/bot", request=request, get_updates_request=updates_request)
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    bot = shared(("telegram", api, digest, timeout), lambda: _make_bot(api, secret, timeout))
     where = f"telegram chat {channel.target} via {describe_url(api)}"
     try:
         sent = await bot.send_message(chat_id=chat_id_of(channel.target), text=message.text)
     except TelegramError as error:
         raise _channel_error(error, where, secret) from None
-    finally:
-        await asyncio.gather(request.shutdown(), updates_request.shutdown())
     return SendReceipt(
         channel=channel.name,
         message_id=str(sent.message_id),
         sent_at=datetime.now(UTC),
         detail={"chat_id": channel.target, "date": sent.date.isoformat()},
     )
+
+
+def _make_bot(api: str, secret: str, timeout: float) -> Bot:
+    """A Bot whose connection pool is shared by the sends of one loop (kept by ``shared``)."""
+    request = HTTPXRequest(
+        connection_pool_size=POOL_SIZE,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        write_timeout=timeout,
+        pool_timeout=timeout,
+    )
+    return Bot(secret, base_url=f"{api}/bot", request=request, get_updates_request=request)
 
 
 def _channel_error(error: TelegramError, where: str, secret: str) -> ChannelError:

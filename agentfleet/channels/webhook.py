@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
+from agentfleet.channels.clients import shared
 from agentfleet.channels.endpoints import describe_url, webhook_secret
 from agentfleet.channels.errors import (
     MaybeSent,
@@ -83,10 +84,12 @@ async def send_webhook(
     body, headers = signed_request(channel, message, signer, now)
     where = f"webhook {channel.name} at {describe_url(channel.target)}"
     try:
-        async with httpx.AsyncClient(
-            timeout=settings.channel_timeout_s, follow_redirects=False
-        ) as client:
-            response = await client.post(channel.target, content=body, headers=headers)
+        timeout = settings.channel_timeout_s
+        client = shared(
+            ("webhook", timeout),
+            lambda: httpx.AsyncClient(timeout=timeout, follow_redirects=False),
+        )
+        response = await client.post(channel.target, content=body, headers=headers)
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise transport_error_class(error)(f"{where}: {describe_transport(error)}") from None
     status = response.status_code

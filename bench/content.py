@@ -1,0 +1,526 @@
+"""Content benchmark: pipeline latency with auto-approval vs the same-shape skeleton, and the
+channel publisher's throughput as a fraction of the rate its channel allows.
+
+    python bench/content.py [--items 20] [--burst 50] [--warmup 3] [--messages 300] [--rate 30]
+                            [--publisher-burst 5] [--quick] [--json]
+
+Everything runs in this process: a private dev server (set up as ``fleet up`` sets one up), a
+SQLite database in a temporary folder, the fleet's workers and the channel sandbox (Bot API,
+Standard Webhooks receiver), all stopped and removed at the end. Drafting and scoring are the
+offline ones (no LLM). Measured in the same run; benchmarks report, they never assert timings:
+
+- **content pipeline**: ``content_ops.submit`` until ``ContentPipelineWorkflow``'s result reads
+  ``published``, to a webhook channel of the sandbox (limit 1000/s, burst 100: not what is
+  measured) under a policy that auto-approves webhooks. ``--items`` one at a time give p50 /
+  p95, ``--burst`` at once give items/s. One item's shape is read from its history: 11
+  activities in 10 steps (record, prepare, draft, record, score ∥ check, record, record,
+  hand-over, publish, record; "publish" is the publisher's ``publish_to_channel``).
+- **skeleton**: :class:`workflows.skeleton.SkeletonWorkflow` with as many sequential no-op
+  regular activities, on the fleet's own workers (``fleet-workflows``, activities on
+  ``fleet-io``). It cannot run two activities at once, so score ∥ check is two steps there (one
+  step more than the pipeline); nor has it the signal-with-start hand-over to
+  ``publisher-{channel}``, the publisher's own workflow task or the ``publish_result`` signal.
+- **publisher**: ``--messages`` ``PublishRequest``s (no ``reply_to``) sent at once straight to
+  one Telegram channel's ``ChannelPublisherWorkflow`` by signal-with-start; the channel's bucket
+  is ``--rate``/s, burst ``--publisher-burst``, and the sandbox's chat allows ``--rate``/s (burst
+  ``--rate``). Achieved msgs/s: first to last message as the sandbox received them, as a
+  fraction of ``--rate`` and of the ideal for this bucket (the first bucketful at once, then
+  ``--rate``/s); "sends scheduled" is the same span in the publisher's history; 429s should be 0.
+
+Defaults take about 35 s on a 2-core machine; there (others' tests running) they gave: skeleton
+p50 160 ms, p95 363 ms, 12.8 wf/s; pipeline p50 223 ms (1.40x), p95 295 ms, 8.7 items/s
+(0.68x); hand-over to ``publish_result`` 57 ms. The skeleton's p50 moves most between runs (an
+earlier run: 197 ms, pipeline 1.09x, 0.64x). Publisher: 300 messages in 9.84 s first to last
+(ideal 9.83 s): 30.4 msgs/s, 1.01 of the allowed 30/s, no 429. While 300 signals arrive at
+~650/s the server force-fails one of the publisher's workflow tasks (cause
+``FORCE_CLOSE_COMMAND``: over 100 signals buffered while a task ran; the SDK logs "Task not
+found when completing"); Temporal retries it, and every message still arrives once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `python bench/content.py` puts bench/ on the path, not the repository root.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.client import Client
+
+from agentfleet import content_ops, content_store, db, taskqueues
+from agentfleet.bots import BotKind, BotStatus
+from agentfleet.content import (
+    MAX_LENGTH,
+    ChannelConfig,
+    ChannelKind,
+    ContentOrder,
+    ContentState,
+    ContentView,
+    OutboundMessage,
+    PublishRequest,
+    RateLimit,
+    content_workflow_id,
+)
+from agentfleet.models import BotRecord
+from agentfleet.sandbox.app import Sandbox
+from agentfleet.sandbox.buckets import TelegramLimits
+from agentfleet.settings import Settings
+from bench.lifecycle import history_counts
+from bench.skeleton import Figures, bench_server, dump_json, measure, measure_skeleton, print_table
+from workers.main import running_workers
+from workflows.channel_publisher import PublisherState, PublisherView, publisher_workflow_id
+
+BOT = "bench-pub"
+HOOKS = "bench-hooks"
+CHAT = "424242"
+"""A private chat (positive id): the sandbox applies its ``private_chat`` bucket."""
+TELEGRAM = "bench-chat"
+BRIEF = "Release notes for version two: faster sends and clearer logs."
+HOOKS_LIMIT = RateLimit(rate_per_s=1000, burst=100)
+POLICY = """\
+name: bench
+version: 1
+approval:
+  approvers: [bench-approver]
+  auto_approve:
+    channels: [webhook]
+    max_toxicity: 0.2
+"""
+SHORT = {
+    "record_content": "record",
+    "prepare_content": "prepare",
+    "draft_content": "draft",
+    "score_content": "score",
+    "check_content": "check",
+    "hand_to_publisher": "hand-over",
+    "publish_to_channel": "publish",
+}
+PUBLISH = "publish_to_channel"
+POLL_S = 0.05
+QUICK = {"items": 3, "burst": 5, "warmup": 1, "messages": 40}
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def add_publisher(url: str) -> None:
+    with db.session_scope(url) as session:
+        session.add(
+            BotRecord(
+                name=BOT,
+                kind=BotKind.PUBLISHER.value,
+                owner="bench",
+                status=BotStatus.ACTIVE.value,
+            )
+        )
+
+
+def webhook_channel(sandbox: Sandbox) -> ChannelConfig:
+    return ChannelConfig(
+        name=HOOKS,
+        kind=ChannelKind.WEBHOOK,
+        target=sandbox.webhook_url(HOOKS),
+        limit=HOOKS_LIMIT,
+        max_length=MAX_LENGTH[ChannelKind.WEBHOOK],
+    )
+
+
+def telegram_channel(rate: float, burst: int) -> ChannelConfig:
+    return ChannelConfig(
+        name=TELEGRAM,
+        kind=ChannelKind.TELEGRAM,
+        target=CHAT,
+        limit=RateLimit(rate_per_s=rate, burst=burst),
+        max_length=MAX_LENGTH[ChannelKind.TELEGRAM],
+    )
+
+
+# -- one item's shape, from its history -----------------------------------------------------------
+
+
+async def item_shape(client: Client, content_id: str) -> dict[str, Any]:
+    """Activities, steps and signals of one published item, with the publisher's send (one
+    ``publish_to_channel``) put where it runs: after the hand-over. Activities scheduled by the
+    same workflow task ran at once (one step). ``publish_round_trip_ms``: hand-over scheduled
+    to ``publish_result`` received, what the skeleton has two plain activities for."""
+    workflow_id = content_workflow_id(content_id)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    by_task: dict[int, list[str]] = {}
+    handed_over = answered = None
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            name = attributes.activity_type.name
+            by_task.setdefault(attributes.workflow_task_completed_event_id, []).append(name)
+            if name == "hand_to_publisher" and handed_over is None:
+                handed_over = event.event_time.ToDatetime()
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            answered = event.event_time.ToDatetime()
+    steps: list[list[str]] = []
+    for group in by_task.values():
+        steps.append(group)
+        if group == ["hand_to_publisher"]:
+            steps.append([PUBLISH])
+    types: dict[str, int] = {}
+    for group in steps:
+        for name in group:
+            types[name] = types.get(name, 0) + 1
+    counts = await history_counts(client, workflow_id)
+    round_trip = None
+    if handed_over is not None and answered is not None:
+        round_trip = (answered - handed_over).total_seconds() * 1000
+    return {
+        "activities": sum(types.values()),
+        "steps": len(steps),
+        "parallel": [group for group in steps if len(group) > 1],
+        "shape": ", ".join(" ∥ ".join(SHORT.get(n, n) for n in group) for group in steps),
+        "activity_types": dict(sorted(types.items())),
+        "workflow_tasks": counts["workflow_tasks"],
+        "signals": counts["signals"],
+        "history_events": counts["events"],
+        "publish_round_trip_ms": round_trip,
+    }
+
+
+# -- the parts ------------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Submits auto-approved webhook items and waits for each to be published."""
+
+    def __init__(self, client: Client, url: str) -> None:
+        self.client = client
+        self.url = url
+        self.tag = uuid.uuid4().hex[:6]
+        self.published = 0
+
+    def content_id(self, key: str) -> str:
+        return f"bench-{self.tag}-{key}"
+
+    async def publish(self, key: str) -> None:
+        order = ContentOrder(
+            content_id=self.content_id(key),
+            bot=BOT,
+            channel=HOOKS,
+            brief=BRIEF,
+            submitted_by="bench",
+        )
+        workflow_id = await content_ops.submit(self.client, self.url, order, datetime.now(UTC))
+        handle = self.client.get_workflow_handle(workflow_id, result_type=ContentView)
+        view: ContentView = await handle.result()
+        if view.state is not ContentState.PUBLISHED:
+            raise RuntimeError(f"{order.content_id} ended {view.state}: {view.reason}")
+        self.published += 1
+
+
+async def pipeline_part(
+    client: Client, settings: Settings, args: argparse.Namespace, err: Console
+) -> dict[str, Any]:
+    pipeline = Pipeline(client, settings.effective_database_url)
+    err.print("one item first: the publisher entity starts, the shape is read from its history")
+    await pipeline.publish("probe")
+    per_item = await item_shape(client, pipeline.content_id("probe"))
+    activities = per_item["activities"]
+    err.print(f"one item: {activities} activities: {per_item['shape']}")
+    err.print(f"skeleton: {activities} sequential no-op regular activities")
+    skeleton = await measure_skeleton(
+        client,
+        activities=activities,
+        local=False,
+        runs=args.items,
+        burst=args.burst,
+        task_queue=taskqueues.WORKFLOWS,
+        activity_task_queue=taskqueues.IO,
+        warmup=args.warmup,
+    )
+    err.print(f"pipeline: {args.items} items one at a time, {args.burst} at once")
+    row = await measure(
+        "content pipeline",
+        pipeline.publish,
+        shape=skeleton.shape,
+        activities=activities,
+        runs=args.items,
+        burst=args.burst,
+        warmup=args.warmup,
+    )
+    last = await item_shape(client, pipeline.content_id(f"r{args.items - 1}"))
+    if last["shape"] != per_item["shape"]:
+        raise RuntimeError(f"items differ in shape: {per_item['shape']} then {last['shape']}")
+    return {
+        "per_item": last,
+        "items_published": pipeline.published,
+        "rows": [skeleton, row],
+    }
+
+
+async def hand_over(client: Client, request: PublishRequest) -> None:
+    """What ``hand_to_publisher`` does: signal-with-start ``publisher-{channel}``."""
+    await client.start_workflow(
+        "ChannelPublisherWorkflow",
+        PublisherState(channel=request.channel),
+        id=publisher_workflow_id(request.channel.name),
+        task_queue=taskqueues.WORKFLOWS,
+        start_signal="publish",
+        start_signal_args=[request],
+    )
+
+
+async def publisher_part(
+    client: Client, settings: Settings, sandbox: Sandbox, args: argparse.Namespace, err: Console
+) -> dict[str, Any]:
+    channel = telegram_channel(args.rate, args.publisher_burst)
+    await asyncio.to_thread(content_store.save_channel, settings.effective_database_url, channel)
+    tag = uuid.uuid4().hex[:6]
+    requests = []
+    for index in range(args.messages):
+        content_id = f"bench-{tag}-m{index:05d}"
+        message = OutboundMessage(
+            content_id=content_id,
+            bot=BOT,
+            text=f"Bench message {index}.",
+            idempotency_key=f"content-{content_id}",
+        )
+        requests.append(
+            PublishRequest(content_id=content_id, reply_to=None, channel=channel, message=message)
+        )
+    err.print(
+        f"publisher: {args.messages} messages at once to a chat allowing {args.rate:g}/s, "
+        f"channel limit {args.rate:g}/s burst {args.publisher_burst}"
+    )
+    started = time.perf_counter()
+    await asyncio.gather(*(hand_over(client, request) for request in requests))
+    signalled_s = time.perf_counter() - started
+    deadline = time.monotonic() + 60 + 3 * args.messages / args.rate
+    while len(messages := sandbox.store.telegram_messages(CHAT)) < args.messages:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(messages)} of {args.messages} messages arrived")
+        await asyncio.sleep(POLL_S)
+    done_s = time.perf_counter() - started
+    publisher = client.get_workflow_handle(publisher_workflow_id(TELEGRAM))
+    while (view := await publisher.query("status", result_type=PublisherView)).in_flight:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the publisher still has {view.in_flight} sends in flight")
+        await asyncio.sleep(POLL_S)
+    messages = sandbox.store.telegram_messages(CHAT)
+    counters = sandbox.store.telegram_counters()
+    history = await publisher.fetch_history()
+    scheduled = [
+        event.event_time.ToDatetime()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    failed = [
+        WorkflowTaskFailedCause.Name(event.workflow_task_failed_event_attributes.cause)
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    dispatch_s = None
+    if len(scheduled) == args.messages:  # else it continued as new: sends in two runs
+        dispatch_s = (scheduled[-1] - scheduled[0]).total_seconds()
+    received = sorted(message.received_monotonic for message in messages)
+    burst = min(args.publisher_burst, len(received))
+    wall_s = received[-1] - received[0]
+    ideal_s = (len(received) - burst) / args.rate
+    achieved = (len(received) - 1) / wall_s if wall_s > 0 else 0.0
+    ideal = (len(received) - 1) / ideal_s if ideal_s > 0 else 0.0
+    return {
+        "messages": args.messages,
+        "allowed_per_s": args.rate,
+        "channel_limit": channel.limit.model_dump(),
+        "chat_limit": sandbox.store.limiter.limits.private_chat.model_dump(),
+        "received": len(received),
+        "duplicates": len(messages) - len({message.text for message in messages}),
+        "sent": view.sent,
+        "signals_per_s": args.messages / signalled_s,
+        "done_s": done_s,
+        "first_to_last_s": wall_s,
+        "ideal_first_to_last_s": ideal_s,
+        "dispatch_first_to_last_s": dispatch_s,
+        "achieved_per_s": achieved,
+        "fraction_of_allowed": achieved / args.rate,
+        "ideal_per_s": ideal,
+        "fraction_of_ideal": achieved / ideal if ideal > 0 else 0.0,
+        "rate_limited_429": counters["rate_limited"],
+        "publisher_rate_limited": view.rate_limited,
+        "publisher_history_events": len(history.events),
+        "publisher_workflow_task_failures": failed,
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    item = report["per_item"]
+    print_table(
+        rows,
+        baseline=rows[0],
+        console=console,
+        title=f"Content item submitted to published, auto-approved webhook ({item['activities']} "
+        f"activities in {item['steps']} steps: {item['shape']}; {item['signals']} signal, "
+        f"{item['workflow_tasks']} workflow tasks) vs a skeleton of {item['activities']} "
+        "sequential no-op activities (no hand-over, no signal)",
+    )
+    if item["publish_round_trip_ms"] is not None:
+        console.print(
+            f"publish round trip of the last item one at a time (hand-over scheduled to "
+            f"publish_result received: hand-over, the publisher's task, its send, the signal "
+            f"back): {item['publish_round_trip_ms']:.0f} ms",
+            highlight=False,
+        )
+    publisher = report["publisher"]
+    table = Table(
+        title=f"Channel publisher: {publisher['messages']} messages at once to one Telegram "
+        f"chat allowing {publisher['allowed_per_s']:g}/s (channel bucket: "
+        f"{publisher['channel_limit']['rate_per_s']:g}/s, burst "
+        f"{publisher['channel_limit']['burst']})"
+    )
+    columns = [
+        ("received", "received", "{}"),
+        ("signals/s", "signals_per_s", "{:.0f}"),
+        ("first→last s", "first_to_last_s", "{:.2f}"),
+        ("ideal s", "ideal_first_to_last_s", "{:.2f}"),
+        ("sends scheduled s", "dispatch_first_to_last_s", "{:.2f}"),
+        ("msgs/s", "achieved_per_s", "{:.1f}"),
+        ("of allowed", "fraction_of_allowed", "{:.2f}"),
+        ("ideal msgs/s", "ideal_per_s", "{:.1f}"),
+        ("of ideal", "fraction_of_ideal", "{:.2f}"),
+        ("429s", "rate_limited_429", "{}"),
+    ]
+    for header, _, _ in columns:
+        table.add_column(header, justify="right")
+    table.add_row(
+        *(
+            "-" if publisher[key] is None else form.format(publisher[key])
+            for _, key, form in columns
+        )
+    )
+    console.print(table)
+    failures = publisher["publisher_workflow_task_failures"]
+    if failures:
+        console.print(
+            f"the publisher's workflow tasks failed {len(failures)} time(s) while the signals "
+            f"arrived: {', '.join(failures)} (Temporal retried them)",
+            highlight=False,
+        )
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def _count(low: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+
+    return parse
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1000 a second")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python bench/content.py", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--items", type=_count(1), default=20, help="items one at a time")
+    parser.add_argument("--burst", type=_count(1), default=50, help="items at once (items/s)")
+    parser.add_argument("--warmup", type=_count(1), default=3, help="discarded items per row")
+    parser.add_argument(
+        "--messages", type=_count(2), default=300, help="messages sent at once to the publisher"
+    )
+    parser.add_argument(
+        "--rate", type=_rate, default=30.0, help="msgs/s the chat and the channel allow"
+    )
+    parser.add_argument(
+        "--publisher-burst", type=_count(1), default=5, help="the channel's token bucket size"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes (3 one at a time, 5 at once, 1 warm-up, 40 messages): a smoke run",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser
+
+
+async def amain(argv: Sequence[str] | None = None) -> int:
+    """The benchmark in a running event loop; progress on stderr, the report on stdout."""
+    args = _parser().parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    err = Console(stderr=True, highlight=False)
+    home = Path(tempfile.mkdtemp(prefix="fleet-bench-content-"))
+    url = f"sqlite:///{home / 'fleet.db'}"
+    policy = home / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    chat = RateLimit(rate_per_s=args.rate, burst=max(1, round(args.rate)))
+    limits = TelegramLimits(overall=chat, private_chat=chat)
+    report: dict[str, Any] = {
+        "benchmark": "content",
+        "items": args.items,
+        "burst": args.burst,
+        "warmup": args.warmup,
+    }
+    started = time.perf_counter()
+    try:
+        async with Sandbox(home=home, telegram_limits=limits) as sandbox, bench_server() as client:
+            report["server"] = client.service_client.config.target_host
+            settings = Settings(
+                home=home,
+                database_url=url,
+                content_policy=policy,
+                openai_base_url=None,
+                temporal_address=report["server"],
+                **sandbox.settings_overrides(),
+            )
+            await asyncio.to_thread(db.upgrade_database, url)
+            await asyncio.to_thread(add_publisher, url)
+            await asyncio.to_thread(content_store.save_channel, url, webhook_channel(sandbox))
+            async with running_workers(client, settings):
+                pipeline = await pipeline_part(client, settings, args, err)
+                report["publisher"] = await publisher_part(client, settings, sandbox, args, err)
+            hooks = sandbox.store.webhook_counters(HOOKS)
+    finally:
+        db.dispose_engine(url)
+        shutil.rmtree(home, ignore_errors=True)
+    rows: list[Figures] = pipeline.pop("rows")
+    report.update(pipeline)
+    report["webhook_deliveries"] = hooks
+    report["elapsed_s"] = time.perf_counter() - started
+    err.print(f"done in {report['elapsed_s']:.0f} s")
+    if args.json:
+        print(dump_json(rows, baseline=rows[0], **report))
+    else:
+        print_report(report, rows)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/content.py``: measure and print; returns the exit status."""
+    return asyncio.run(amain(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""ChannelPublisherWorkflow keeps a channel's published limit: a burst of 500 items to one
+Telegram channel gets no 429 from the limit-enforcing Bot API server and uses at least 90% of
+the allowed rate; a 429 pauses the channel for its Retry-After and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+from temporalio.client import Client
+
+from agentfleet import content_store, taskqueues
+from agentfleet.content import (
+    ChannelConfig,
+    ChannelKind,
+    OutboundMessage,
+    PublishRequest,
+    RateLimit,
+)
+from agentfleet.sandbox.app import Sandbox
+from agentfleet.sandbox.buckets import TelegramLimits
+from agentfleet.settings import Settings
+from workers.main import running_workers
+from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherState, PublisherView
+
+RATE = 30.0
+"""Telegram's overall limit per bot; the test's chat is allowed as much (a real private chat
+allows 1/s, which would make a 500-item burst take 8 minutes)."""
+BURST = 500
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sandbox_and_settings(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Sandbox, Settings]]:
+    limits = TelegramLimits(
+        overall=RateLimit(rate_per_s=RATE, burst=30),
+        private_chat=RateLimit(rate_per_s=RATE, burst=30),
+    )
+    async with Sandbox(home=tmp_path, telegram_limits=limits) as sandbox:
+        settings = Settings(
+            home=tmp_path, database_url=migrated_database_url, **sandbox.settings_overrides()
+        )
+        async with running_workers(dev_client, settings):
+            yield sandbox, settings
+
+
+def channel(name: str, chat: str, burst: int = 5) -> ChannelConfig:
+    return ChannelConfig(
+        name=name,
+        kind=ChannelKind.TELEGRAM,
+        target=chat,
+        limit=RateLimit(rate_per_s=RATE, burst=burst),
+        max_length=4096,
+    )
+
+
+def request(config: ChannelConfig, n: int) -> PublishRequest:
+    content_id = f"burst-{config.name}-{n}"
+    return PublishRequest(
+        content_id=content_id,
+        reply_to=None,
+        channel=config,
+        message=OutboundMessage(
+            content_id=content_id,
+            bot="pub-1",
+            text=f"item {n}. Automated agent operated by fleet.",
+            idempotency_key=f"content-{content_id}",
+        ),
+    )
+
+
+async def publish(client: Client, config: ChannelConfig, requests: list[PublishRequest]) -> str:
+    workflow_id = f"publisher-{config.name}"
+    for item in requests:
+        await client.start_workflow(
+            ChannelPublisherWorkflow.run,
+            PublisherState(channel=config),
+            id=workflow_id,
+            task_queue=taskqueues.WORKFLOWS,
+            start_signal="publish",
+            start_signal_args=[item],
+        )
+    return workflow_id
+
+
+async def wait_sent(client: Client, workflow_id: str, count: int, seconds: float) -> PublisherView:
+    handle = client.get_workflow_handle(workflow_id)
+    deadline = time.monotonic() + seconds
+    while True:
+        view: PublisherView = await handle.query(
+            ChannelPublisherWorkflow.status, result_type=PublisherView
+        )
+        if view.sent >= count or time.monotonic() > deadline:
+            return view
+        await asyncio.sleep(0.2)
+
+
+async def test_burst_of_500_items_gets_no_429_and_uses_the_allowed_rate(
+    dev_client: Client, sandbox_and_settings: tuple[Sandbox, Settings]
+) -> None:
+    sandbox, settings = sandbox_and_settings
+    chat = str(100_000 + uuid.uuid4().int % 100_000)
+    config = channel(f"burst-{uuid.uuid4().hex[:6]}", chat)
+    content_store.save_channel(settings.effective_database_url, config)
+    workflow_id = await publish(dev_client, config, [request(config, n) for n in range(BURST)])
+    view = await wait_sent(dev_client, workflow_id, BURST, seconds=120)
+    assert view.sent == BURST, view
+    received = sandbox.store.telegram_messages(chat)
+    assert len(received) == BURST, "every item once, none twice"
+    assert len({m.text for m in received}) == BURST
+    assert sandbox.store.telegram_counters()["rate_limited"] == 0
+    assert view.rate_limited == 0
+    first, last = received[0].received_monotonic, received[-1].received_monotonic
+    rate = (BURST - 1) / (last - first)
+    assert rate >= 0.9 * RATE, f"{rate:.1f}/s is under 90% of the allowed {RATE:g}/s"
+    assert rate <= RATE * 1.1 + 30 / (last - first), "faster than the channel allows"
+
+
+async def test_a_429_pauses_the_channel_for_retry_after_and_loses_nothing(
+    dev_client: Client, sandbox_and_settings: tuple[Sandbox, Settings]
+) -> None:
+    sandbox, settings = sandbox_and_settings
+    chat = str(200_000 + uuid.uuid4().int % 100_000)
+    # The publisher believes it may send 50 at once; the server allows 30: it answers 429.
+    config = channel(f"eager-{uuid.uuid4().hex[:6]}", chat, burst=50)
+    content_store.save_channel(settings.effective_database_url, config)
+    count = 60
+    workflow_id = await publish(dev_client, config, [request(config, n) for n in range(count)])
+    view = await wait_sent(dev_client, workflow_id, count, seconds=60)
+    assert view.sent == count, view
+    assert view.rate_limited >= 1, "the server never pushed back"
+    received = sandbox.store.telegram_messages(chat)
+    assert sorted(int(m.text.split()[1].rstrip(".")) for m in received) == list(range(count))
