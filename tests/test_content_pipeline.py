@@ -48,6 +48,7 @@ POLICY = """
 name: test
 version: 1
 banned_terms: [guaranteed returns]
+moderation: true
 disclaimers:
   - when_any: [forecast]
     text: Not financial advice.
@@ -138,15 +139,19 @@ def add_channels(url: str, sandbox: Sandbox) -> None:
 async def content(
     request: pytest.FixtureRequest, dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> AsyncIterator[Content]:
-    """Workers, the sandbox and a policy whose approvals expire after ``request.param``."""
+    """Workers, the sandbox and a policy whose approvals expire after ``request.param``
+    (``"llm"``: 60 s, and drafts, judge and moderation from the sandbox's OpenAI API)."""
+    param = getattr(request, "param", "60s")
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.format(expire=getattr(request, "param", "60s")))
+    policy.write_text(POLICY.format(expire="60s" if param == "llm" else param))
     async with Sandbox(home=tmp_path) as sandbox:
+        llm = {"openai_base_url": sandbox.openai_base_url} if param == "llm" else {}
         settings = Settings(
             home=tmp_path,
             database_url=migrated_database_url,
             content_policy=policy,
             **sandbox.settings_overrides(),
+            **llm,
         )
         add_publisher(migrated_database_url)
         add_channels(migrated_database_url, sandbox)
@@ -214,6 +219,8 @@ async def test_rejected_email_sends_nothing_and_says_who_and_why(content: Conten
     assert final.decided_by == "bob"
     assert not content.sandbox.store.inbox(ChannelKind.EMAIL, MAILBOX)
     assert content.audit_steps(content_id)[-2:] == ["decision", "rejected"]
+    handle = content.client.get_workflow_handle(f"content-{content_id}")
+    await record_history(handle, f"content_pipeline_rejected_{backend(content.url)}")
 
 
 async def test_edit_goes_back_through_checks_and_the_edited_text_is_what_is_published(
@@ -283,6 +290,8 @@ async def test_scheduled_then_cancelled_item_publishes_nothing_and_leaves_no_tim
     assert described.status is not None and described.status.name == "COMPLETED"
     assert not content.sandbox.store.inbox(ChannelKind.EMAIL, MAILBOX)
     assert content.audit_steps(content_id)[-1] == "cancelled"
+    handle = content.client.get_workflow_handle(f"content-{content_id}")
+    await record_history(handle, f"content_pipeline_cancelled_{backend(content.url)}")
 
 
 async def test_cli_refusals_are_one_line_and_change_nothing(
@@ -370,3 +379,21 @@ async def test_cli_refusals_are_one_line_and_change_nothing(
     assert [row["kind"] for row in json.loads(out)][-1] == "content.published"
     code, out, err = await fleet("content", "list", "--state", "published", "--json")
     assert code == 0 and content_id in {row["content_id"] for row in json.loads(out)}
+
+
+@pytest.mark.parametrize("content", ["llm"], indirect=True)
+async def test_with_an_openai_compatible_endpoint_the_model_drafts_judges_and_moderates(
+    content: Content,
+) -> None:
+    content_id = await content.submit("mail", "Invite readers to the community call on Friday.")
+    view = await content.wait(content_id, ContentState.AWAITING_APPROVAL)
+    assert view.draft is not None and view.draft.generator == "llm:gpt-4o-mini"
+    assert view.draft.prompt_version == "draft@1"
+    assert view.scores is not None and view.scores.judge is not None
+    assert [c.check for c in view.checks][-1] == "moderation"
+    paths = [r.path for r in content.sandbox.store.openai_requests()]
+    assert paths.count("/chat/completions") == 2, "a draft and a judge's score"
+    assert "/moderations" in paths
+    await content_ops.steer(
+        content.client, content.url, content_id, "reject", RejectInput(approver="bob", reason="x")
+    )

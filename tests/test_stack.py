@@ -41,7 +41,15 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     started = json.loads(up.stdout)
     assert started["healthy"] is True
     names = {c["name"]: c for c in started["components"]}
-    assert set(names) == {"temporal", "anvil", "database", "http", "worker", "remote-bot"}
+    assert set(names) == {
+        "temporal",
+        "anvil",
+        "database",
+        "sandbox",
+        "http",
+        "worker",
+        "remote-bot",
+    }
     assert all(c["up"] for c in names.values())
     assert started["demo"] and "stack check" in started["demo"][0], started["demo"]
 

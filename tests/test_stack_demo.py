@@ -31,6 +31,19 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     paid_line = next(line for line in started["demo"] if line.startswith("paid purchase"))
     assert "forecaster-1 paid forecaster-2 0.01 fUSD" in paid_line, started["demo"]
 
+    content_line = next(line for line in started["demo"] if line.startswith("content pipeline"))
+    assert "published" in content_line and "awaiting_approval" in content_line, content_line
+    inbox = fleet(stack_env, "channel", "inbox", "demo-hooks", "--json")
+    assert inbox.returncode == 0, inbox.stderr
+    [posted] = json.loads(inbox.stdout)
+    assert "Automated agent operated by fleet." in posted["text"]
+    waiting = fleet(stack_env, "content", "list", "--state", "awaiting_approval", "--json")
+    assert waiting.returncode == 0, waiting.stderr
+    [item] = json.loads(waiting.stdout)
+    approved = fleet(stack_env, "content", "approve", item["content_id"], "--json")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["state"] in {"publishing", "published"}
+
     payments = fleet(stack_env, "payments", "list", "--json")
     assert payments.returncode == 0, payments.stderr
     [payment] = json.loads(payments.stdout)
