@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
-from agentfleet.scoring import score_text
 from temporalio import activity
 
 from agentfleet import llm
 from agentfleet.content import CheckOutcome, CheckResult, ReviewRequest, Scores
 from agentfleet.policy import Policy, run_checks
+from agentfleet.scoring import score_text
 from agentfleet.settings import Settings
 
 JUDGE_PROMPT = (

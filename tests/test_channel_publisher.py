@@ -136,3 +136,47 @@ async def test_a_429_pauses_the_channel_for_retry_after_and_loses_nothing(
     assert view.rate_limited >= 1, "the server never pushed back"
     received = sandbox.store.telegram_messages(chat)
     assert sorted(int(m.text.split()[1].rstrip(".")) for m in received) == list(range(count))
+
+
+async def test_publisher_continues_as_new_and_carries_its_queue_and_results(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    """With Temporal suggesting continue-as-new every ~100 events, a 60-item burst crosses
+    several runs: every item is sent once and a repeated hand-over is still answered."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from agentfleet import binaries, search_attributes
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(binaries.temporal_cli()),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(search_attributes.ALL),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=100",
+        ],
+    )
+    try:
+        client = env.client
+        chat = str(400_000 + uuid.uuid4().int % 100_000)
+        config = channel(f"can-{uuid.uuid4().hex[:6]}", chat, burst=5)
+        limits = TelegramLimits(private_chat=RateLimit(rate_per_s=RATE, burst=30))
+        async with Sandbox(home=tmp_path, telegram_limits=limits) as sandbox:
+            settings = Settings(
+                home=tmp_path, database_url=migrated_database_url, **sandbox.settings_overrides()
+            )
+            async with running_workers(client, settings):
+                items = [request(config, n) for n in range(60)]
+                workflow_id = await publish(client, config, items)
+                first_run = (await client.get_workflow_handle(workflow_id).describe()).run_id
+                view = await wait_sent(client, workflow_id, 60, seconds=60)
+                assert view.sent == 60, view
+                handle = client.get_workflow_handle(workflow_id)
+                assert (await handle.describe()).run_id != first_run, "it never continued as new"
+                await publish(client, config, items[:1])  # a repeat: answered, not re-sent
+                await asyncio.sleep(1)
+                received = sandbox.store.telegram_messages(chat)
+                assert len(received) == 60 and len({m.text for m in received}) == 60
+    finally:
+        await env.shutdown()
