@@ -140,7 +140,11 @@ class ChannelPublisherWorkflow:
                 self._dispatch()
             self.wake = False
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self.wake, timeout=self._next_wake())
+                await workflow.wait_condition(
+                    lambda: self.wake,
+                    timeout=self._next_wake(),
+                    timeout_summary="paused: retry-after" if self._paused() else "rate limit",
+                )
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.state.queue = list(self.queue)
         self.state.tokens = self.tokens

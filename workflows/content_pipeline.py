@@ -237,6 +237,7 @@ class ContentPipelineWorkflow:
                 await workflow.wait_condition(
                     lambda: bool(self.decision or self.pending_edit or self.cancel_request),
                     timeout=timeout,
+                    timeout_summary=f"approval: {pending[0][1]}" if pending else None,
                 )
             except TimeoutError:
                 _, step = pending.pop(0)
@@ -296,6 +297,7 @@ class ContentPipelineWorkflow:
             await workflow.wait_condition(
                 lambda: bool(self.pending_edit or self.cancel_request),
                 timeout=publish_at - workflow.now(),
+                timeout_summary=f"scheduled: publish at {publish_at.isoformat()}",
             )
         except TimeoutError:
             return True
@@ -325,7 +327,9 @@ class ContentPipelineWorkflow:
             while self.outcome is None:
                 try:
                     await workflow.wait_condition(
-                        lambda: self.outcome is not None, timeout=RESEND_AFTER
+                        lambda: self.outcome is not None,
+                        timeout=RESEND_AFTER,
+                        timeout_summary="publish: hand over again if no receipt",
                     )
                 except TimeoutError:
                     await self._run("hand_to_publisher", request, taskqueues.IO, STEP_TIMEOUT)
@@ -352,7 +356,9 @@ class ContentPipelineWorkflow:
         self.resolution = None
         try:
             await workflow.wait_condition(
-                lambda: self.resolution is not None, timeout=self.policy.approval.expire_after
+                lambda: self.resolution is not None,
+                timeout=self.policy.approval.expire_after,
+                timeout_summary="unconfirmed: wait for a human's resolve",
             )
         except TimeoutError:
             raise _Ended from None  # stays unconfirmed, for a human to look at in SQL / the UI

@@ -46,6 +46,8 @@ ApproverOpt = Annotated[
     typer.Option("--approver", help="Who decides (default: your OS user name)."),
 ]
 SHOWN_WAIT_S = 60
+HIDDEN_IN_AUDIT = {"text", "check", "hard", "detail"}
+"""Left out of the audit table (the step names the check; texts are in ``--json``)."""
 
 
 def _approver(name: str | None) -> str:
@@ -242,7 +244,11 @@ def audit(content_id: IdArg, as_json: JsonOpt = False) -> None:
         return
     table = Table("when", "step", "actor", "detail", title=f"content {content_id}")
     for row in rows:
-        detail = {k: v for k, v in row.detail.items() if k != "text" and v not in (None, "")}
+        detail = {
+            k: v
+            for k, v in row.detail.items()
+            if k not in HIDDEN_IN_AUDIT and v not in (None, "", {})
+        }
         summary = ", ".join(f"{k}={v}" for k, v in detail.items())
         table.add_row(
             row.occurred_at.strftime("%H:%M:%S"),
