@@ -15,7 +15,15 @@ from temporalio.exceptions import ApplicationError
 
 from agentfleet import content_store, db, metrics
 from agentfleet.bots import BotKind, BotStatus, disclosure_for
-from agentfleet.content import ContentContext, ContentOrder, ContentRecord, PublishRequest
+from agentfleet.content import (
+    NOTICE_DISCLOSURE,
+    ContentContext,
+    ContentOrder,
+    ContentRecord,
+    Notice,
+    OutboundMessage,
+    PublishRequest,
+)
 from agentfleet.models import BotRecord
 from agentfleet.policy import PolicyError, default_policy, load_policy
 from agentfleet.settings import Settings
@@ -76,6 +84,37 @@ class ContentActivities:
     @activity.defn(name="hand_to_publisher")
     async def hand_to_publisher(self, request: PublishRequest) -> None:
         """Signal-with-start ``publisher-{channel}``: the entity is created on first use."""
+        await self._signal_publisher(request)
+
+    @activity.defn(name="notify_approvers")
+    async def notify_approvers(self, notice: Notice) -> bool:
+        """Send ``notice`` to the approvers' channel through its publisher (within its rate
+        limit, once per notice); False when that channel does not exist (logged)."""
+        channel = await asyncio.to_thread(content_store.get_channel, self._url, notice.channel)
+        if channel is None:
+            activity.logger.warning(
+                "approval notices go to channel %s, which does not exist: `fleet channel add`",
+                notice.channel,
+            )
+            return False
+        notice_id = f"{notice.content_id}-{notice.kind}"
+        await self._signal_publisher(
+            PublishRequest(
+                content_id=notice_id,
+                reply_to=None,
+                channel=channel,
+                message=OutboundMessage(
+                    content_id=notice_id,
+                    bot="agentfleet",
+                    text=f"{notice.text}\n\n{NOTICE_DISCLOSURE}",
+                    subject=notice.text.split(".")[0][:120],
+                    idempotency_key=f"notice-{notice_id}",
+                ),
+            )
+        )
+        return True
+
+    async def _signal_publisher(self, request: PublishRequest) -> None:
         from workflows.channel_publisher import (  # noqa: PLC0415
             PublisherState,
             publisher_workflow_id,

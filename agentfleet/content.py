@@ -337,6 +337,20 @@ class ContentView(BaseModel):
     """Counts edits: each edit goes back through scoring and checks."""
 
 
+class Notice(BaseModel):
+    """A reminder or escalation notice for the approvers' channel (the policy's
+    ``approval.notify_channel``)."""
+
+    content_id: str
+    channel: str
+    kind: str
+    """``reminder`` or ``escalated``."""
+    text: str
+
+
+NOTICE_DISCLOSURE = "Automated notice from agentfleet."
+
+
 class AuditEntry(BaseModel):
     """One step of an item's audit trail (one ``audit_events`` row, ``content.<step>``)."""
 

@@ -181,6 +181,9 @@ class ApprovalPolicy(_Rules):
     expire_after: Duration = timedelta(hours=72)
     auto_approve: AutoApproveRule | None = None
     """Absent: every item waits for a person."""
+    notify_channel: Text | None = None
+    """A channel (``fleet channel add``) that gets the reminder and escalation notices; absent:
+    they are audit rows and worker log lines only."""
 
     @field_validator("remind_after", "escalate_after", "expire_after")
     @classmethod

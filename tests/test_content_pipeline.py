@@ -55,7 +55,7 @@ disclaimers:
 approval:
   approvers: [alice, bob]
   expire_after: {expire}
-"""
+{extra}"""
 CHAT = "100200"
 MAILBOX = "readers@example.com"
 
@@ -140,10 +140,13 @@ async def content(
     request: pytest.FixtureRequest, dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> AsyncIterator[Content]:
     """Workers, the sandbox and a policy whose approvals expire after ``request.param``
-    (``"llm"``: 60 s, and drafts, judge and moderation from the sandbox's OpenAI API)."""
+    (``"llm"``: drafts, judge and moderation from the sandbox's OpenAI API; ``"notify"``: a
+    reminder after 1 s to the email channel)."""
     param = getattr(request, "param", "60s")
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.format(expire="60s" if param == "llm" else param))
+    extra = "  remind_after: 1s\n  notify_channel: mail\n" if param == "notify" else ""
+    expire = "60s" if param in {"llm", "notify"} else param
+    policy.write_text(POLICY.format(expire=expire, extra=extra))
     async with Sandbox(home=tmp_path) as sandbox:
         llm = {"openai_base_url": sandbox.openai_base_url} if param == "llm" else {}
         settings = Settings(
@@ -394,6 +397,32 @@ async def test_with_an_openai_compatible_endpoint_the_model_drafts_judges_and_mo
     paths = [r.path for r in content.sandbox.store.openai_requests()]
     assert paths.count("/chat/completions") == 2, "a draft and a judge's score"
     assert "/moderations" in paths
+    await content_ops.steer(
+        content.client, content.url, content_id, "reject", RejectInput(approver="bob", reason="x")
+    )
+
+
+@pytest.mark.parametrize("content", ["notify"], indirect=True)
+async def test_reminder_notice_reaches_the_approvers_channel_once(content: Content) -> None:
+    content_id = await content.submit("chat", "A post that waits for a decision.")
+    await content.wait(content_id, ContentState.AWAITING_APPROVAL)
+    for _ in range(100):
+        if "reminder" in content.audit_steps(content_id):
+            break
+        await asyncio.sleep(0.1)
+    notices: list[Any] = []
+    for _ in range(100):
+        notices = [
+            m
+            for m in content.sandbox.store.inbox(ChannelKind.EMAIL, MAILBOX)
+            if content_id in m.text
+        ]
+        if notices:
+            break
+        await asyncio.sleep(0.1)
+    assert len(notices) == 1, notices
+    assert "awaits approval" in notices[0].text
+    assert "Automated notice from agentfleet." in notices[0].text
     await content_ops.steer(
         content.client, content.url, content_id, "reject", RejectInput(approver="bob", reason="x")
     )

@@ -29,7 +29,7 @@ from starters.cli.policy import app
 
 DISCLOSURE = "I am an automated account run by Acme."
 PRIVATE_KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
-DEFAULT_LABEL = "default@v1+b07d5670"
+DEFAULT_LABEL = "default@v2+cd8661df"
 """Changing default.yaml changes this: bump its version too (the label is in every audit row)."""
 
 
@@ -74,7 +74,7 @@ def passed(*names: str) -> list[CheckResult]:
 
 def test_default_policy_loads_with_the_documented_rules() -> None:
     policy = default_policy()
-    assert (policy.name, policy.version, policy.moderation) == ("default", 1, True)
+    assert (policy.name, policy.version, policy.moderation) == ("default", 2, True)
     assert {"guaranteed returns", "risk-free", "get rich quick", "100x", "pump"} <= set(
         policy.banned_terms
     )
@@ -499,7 +499,7 @@ def test_cli_check_json_parses() -> None:
     result = CliRunner().invoke(app, ["check", "agentfleet/policies/default.yaml", "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
-    assert answer["ok"] and answer["label"] == DEFAULT_LABEL and answer["version"] == 1
+    assert answer["ok"] and answer["label"] == DEFAULT_LABEL and answer["version"] == 2
     assert Policy.model_validate(answer["policy"]) == default_policy()
 
 

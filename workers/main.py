@@ -139,6 +139,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             content.record_content,
             content.hand_to_publisher,
             content.allow_resend,
+            content.notify_approvers,
             bound.channels.publish_to_channel,
         ],
         taskqueues.CHAIN: [

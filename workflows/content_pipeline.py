@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         Draft,
         DraftRequest,
         EditInput,
+        Notice,
         OutboundMessage,
         PublishRequest,
         PublishResult,
@@ -267,16 +268,37 @@ class ContentPipelineWorkflow:
         if step == "remind":
             self._audit("reminder", "policy", {"approvers": rules.approvers})
             await self._record()
+            await self._notify("reminder", f"Content {self.order.content_id} awaits approval.")
         elif step == "escalate":
             self.view.escalated = True
             self._audit("escalated", "policy", {"escalation": rules.escalation})
             await self._record()
+            await self._notify(
+                "escalated",
+                f"Content {self.order.content_id} is escalated: "
+                f"{', '.join(rules.escalation) or 'the approvers'} may now decide.",
+            )
         else:
             await self._end(
                 ContentState.EXPIRED,
                 f"no decision within {rules.expire_after}",
                 actor="policy",
             )
+
+    async def _notify(self, kind: str, text: str) -> None:
+        """A notice to the policy's ``notify_channel``, if it names one."""
+        assert self.policy is not None  # noqa: S101
+        channel = self.policy.approval.notify_channel
+        if channel is None:
+            return
+        brief = self.order.brief if len(self.order.brief) <= 200 else self.order.brief[:199] + "…"
+        notice = Notice(
+            content_id=self.order.content_id,
+            channel=channel,
+            kind=kind,
+            text=f"{text} Brief: {brief} (`fleet content show {self.order.content_id}`)",
+        )
+        await self._activity("notify_approvers", notice, bool, taskqueues.IO, STEP_TIMEOUT)
 
     async def _apply_edit(self) -> None:
         edit = self.pending_edit
