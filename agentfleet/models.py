@@ -263,3 +263,56 @@ class PublishAttempt(SQLModel, table=True):
     attempts: int = 0
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ModelVersion(SQLModel, table=True):
+    """The model registry: every version a learning task produced, its lineage and metrics.
+
+    Weights live in the content-addressed artifact store; ``artifact`` is their ``sha256:`` ref.
+    ``status`` is ``champion`` (one per task, what bots serve), ``candidate`` (being decided),
+    ``rejected`` (lost to the champion) or ``retired`` (an earlier champion).
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("task", "version"),)
+
+    version_id: str = Field(primary_key=True)
+    task: str = Field(index=True)
+    version: int
+    parent: str | None = None
+    round_id: str | None = Field(default=None, unique=True)
+    participants: list[str] = Field(default_factory=list, sa_type=JSONDocument, nullable=False)
+    excluded: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSONDocument, nullable=False
+    )
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
+    artifact: str
+    status: str = Field(index=True)
+    strategy: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class LearningRoundRecord(SQLModel, table=True):
+    """One learning round as SQL sees it (``learning-{task}-{round}``): who took part, who was
+    dropped or excluded and why, what it produced and whether it was promoted."""
+
+    __tablename__ = "learning_rounds"
+
+    round_id: str = Field(primary_key=True)
+    task: str = Field(index=True)
+    round: int
+    status: str = Field(index=True)
+    strategy: str
+    participants: list[str] = Field(default_factory=list, sa_type=JSONDocument, nullable=False)
+    dropped: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSONDocument, nullable=False
+    )
+    excluded: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSONDocument, nullable=False
+    )
+    candidate: str | None = None
+    champion: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         default=None, description="Content policy YAML; unset: the packaged default policy."
     )
 
+    # Learning rounds.
+    models_path: Path | None = Field(
+        default=None,
+        description="Content-addressed store of model weights; unset: FLEET_HOME/models.",
+    )
+
     # Payments (x402).
     payment_wait_s: float = Field(
         default=30.0,
@@ -235,6 +241,10 @@ class Settings(BaseSettings):
     @property
     def http_url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def effective_models_path(self) -> Path:
+        return self.models_path or self.home / "models"
 
     @property
     def sandbox_url(self) -> str:

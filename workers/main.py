@@ -29,6 +29,7 @@ from activities.content import ContentActivities
 from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.identity import IdentityActivities
+from activities.learning import LearningActivities
 from activities.llm import LlmActivities
 from activities.payments import PaymentActivities
 from activities.purchases import PurchaseActivities, ValidationActivities
@@ -46,6 +47,8 @@ from workflows.channel_publisher import ChannelPublisherWorkflow
 from workflows.content_pipeline import ContentPipelineWorkflow
 from workflows.fleet_command import FleetCommandWorkflow
 from workflows.fleet_health import FleetHealthWorkflow
+from workflows.learning_campaign import LearningCampaignWorkflow
+from workflows.learning_round import LearningRoundWorkflow
 from workflows.payment_saga import PaymentSagaWorkflow
 from workflows.reconcile import ReconcilePaymentsWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
@@ -68,6 +71,8 @@ WORKFLOWS: list[type] = [
     ContentPipelineWorkflow,
     FleetCommandWorkflow,
     FleetHealthWorkflow,
+    LearningCampaignWorkflow,
+    LearningRoundWorkflow,
     PaymentSagaWorkflow,
     ReconcilePaymentsWorkflow,
     RelayerWorkflow,
@@ -95,6 +100,7 @@ class Activities:
         self.llm = LlmActivities(settings)
         self.compliance = ComplianceActivities(settings)
         self.channels = ChannelActivities(settings)
+        self.learning = LearningActivities(settings)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -140,6 +146,8 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             content.hand_to_publisher,
             content.allow_resend,
             content.notify_approvers,
+            bound.learning.select_participants,
+            bound.learning.record_round,
             bound.channels.publish_to_channel,
         ],
         taskqueues.CHAIN: [
@@ -170,6 +178,9 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             bound.llm.draft_content,
             compliance.score_content,
             compliance.check_content,
+            bound.learning.train_model,
+            bound.learning.aggregate_updates,
+            bound.learning.evaluate_candidate,
         ],
     }
     return by_queue[queue]

@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from agentfleet.errors import FleetError
-from starters.cli import bot, chain, command, content, data, payments, policy, schedule, stack
+from starters.cli import (
+    bot,
+    chain,
+    command,
+    content,
+    data,
+    learn,
+    payments,
+    policy,
+    schedule,
+    stack,
+)
 from starters.cli.output import console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
@@ -32,6 +43,7 @@ app.add_typer(payments.skills_app, name="skills")
 app.add_typer(content.app, name="content")
 app.add_typer(content.channel_app, name="channel")
 app.add_typer(policy.app, name="policy")
+app.add_typer(learn.app, name="learn")
 app.command("pay")(payments.pay)
 
 app.command()(stack.up)

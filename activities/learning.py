@@ -1,0 +1,201 @@
+"""Learning round activities: the numeric work (``fleet-llm``: train, aggregate, evaluate) and
+the registry (``fleet-io``: who takes part, what the round decided).
+
+Weights stay in the artifact store; activities take and return ``sha256:`` refs. Training
+heartbeats after each epoch so a dead worker is noticed within the heartbeat timeout, and a
+retried training writes the same artifact (same seed, same data: same weights, same ref).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import statistics
+from collections.abc import Callable
+
+from sqlmodel import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from agentfleet import db
+from agentfleet.bots import BotKind, BotStatus
+from agentfleet.chaos import chaos_point
+from agentfleet.learning import registry
+from agentfleet.learning.rounds import (
+    Aggregated,
+    AggregateOrder,
+    EvaluateOrder,
+    Evaluation,
+    Recorded,
+    RoundOrder,
+    RoundRecord,
+    Selection,
+    TrainOrder,
+    TrainOutcome,
+    round_workflow_id,
+)
+from agentfleet.learning.store import ArtifactError, ArtifactStore
+from agentfleet.learning.strategies import Exclusion, Update, screen, strategy_named
+from agentfleet.learning.tasks import Weights, derive_seed, task_named, train_participant
+from agentfleet.models import BotRecord
+from agentfleet.settings import Settings
+
+TASK_KIND = BotKind.FORECASTER
+"""The bots that take part in the built-in tasks (forecasters hold price series)."""
+
+
+def refused(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+class LearningActivities:
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.effective_database_url
+        self._store = ArtifactStore(settings.effective_models_path)
+
+    @activity.defn(name="select_participants")
+    async def select_participants(self, order: RoundOrder) -> Selection:
+        return await asyncio.to_thread(self._select, order)
+
+    def _select(self, order: RoundOrder) -> Selection:
+        try:
+            task = task_named(order.task)
+        except ValueError as err:
+            raise refused(str(err), "UnknownTask") from None
+        round_id = round_workflow_id(order.task, order.round)
+        registry.mark_running(self._url, order.task, order.round, round_id, order.strategy)
+        with db.session_scope(self._url) as session:
+            rows = list(
+                session.exec(select(BotRecord).where(BotRecord.kind == TASK_KIND.value)).all()
+            )
+        rows.sort(key=lambda row: row.name)
+        skipped = [
+            Exclusion(participant=row.name, reason=f"bot is {row.status}")
+            for row in rows
+            if row.status != BotStatus.ACTIVE.value
+        ]
+        eligible = [row for row in rows if row.status == BotStatus.ACTIVE.value]
+        wanted = max(order.min_participants, math.ceil(order.fraction * len(eligible)))
+        if order.max_participants is not None:
+            wanted = min(wanted, order.max_participants)
+        ranked = sorted(eligible, key=lambda row: derive_seed(order.seed, order.round, row.name))
+        chosen = sorted(ranked[:wanted], key=lambda row: row.name)
+        for row in ranked[wanted:]:
+            skipped.append(Exclusion(participant=row.name, reason="not drawn this round"))
+
+        def initial() -> tuple[str, dict[str, float]]:
+            weights = task.init(order.seed)
+            return self._store.put(weights), task.evaluate(weights, task.holdout())
+
+        champion = registry.ensure_champion(self._url, order.task, initial)
+        return Selection(
+            participants=[row.name for row in chosen],
+            skipped=skipped,
+            params={row.name: dict(row.params) for row in chosen},
+            champion=champion,
+        )
+
+    @activity.defn(name="train_model")
+    async def train_model(self, order: TrainOrder) -> TrainOutcome:
+        """One participant's local training from the champion; heartbeats per epoch."""
+        chaos_point("mid_train", order.participant)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+
+        def beat(epoch: int) -> None:  # from the training thread, into the activity's loop
+            loop.call_soon_threadsafe(activity.heartbeat, epoch, context=context)
+
+        return await asyncio.to_thread(self._train, order, beat)
+
+    def _train(self, order: TrainOrder, beat: Callable[[int], None]) -> TrainOutcome:
+        task = task_named(order.task)
+        data = task.partition(order.participants, order.seed, order.params)[order.participant]
+        weights = self._load(order.start)
+        config = order.config.model_copy(
+            update={"seed": derive_seed(order.seed, order.round_id, order.participant)}
+        )
+        result = None
+        for epoch in range(config.epochs):
+            one = config.model_copy(update={"epochs": 1, "seed": config.seed + epoch})
+            result = train_participant(task, weights, data, one)
+            weights = result.weights
+            beat(epoch + 1)
+        assert result is not None  # noqa: S101 - epochs >= 1
+        return TrainOutcome(
+            participant=order.participant,
+            artifact=self._store.put(result.weights),
+            num_examples=result.num_examples,
+            metrics={k: float(v) for k, v in result.metrics.items()},
+        )
+
+    @activity.defn(name="aggregate_updates")
+    async def aggregate_updates(self, order: AggregateOrder) -> Aggregated:
+        return await asyncio.to_thread(self._aggregate, order)
+
+    def _aggregate(self, order: AggregateOrder) -> Aggregated:
+        try:
+            strategy = strategy_named(order.strategy)
+        except ValueError as err:
+            raise refused(str(err), "UnknownStrategy") from None
+        start = self._load(order.start)
+        updates = [
+            Update(
+                participant=u.participant,
+                weights=self._load(u.artifact),
+                num_examples=u.num_examples,
+                metrics=dict(u.metrics),
+            )
+            for u in order.updates
+        ]
+        kept, excluded = screen(
+            updates,
+            reference=start,
+            norm_factor=order.screening.norm_factor,
+            score_drop=order.screening.score_drop,
+        )
+        if not kept:
+            return Aggregated(candidate=None, kept=[], excluded=excluded)
+        candidate = strategy.aggregate(kept)
+        return Aggregated(
+            candidate=self._store.put(candidate),
+            kept=[u.participant for u in kept],
+            excluded=excluded,
+        )
+
+    @activity.defn(name="evaluate_candidate")
+    async def evaluate_candidate(self, order: EvaluateOrder) -> Evaluation:
+        return await asyncio.to_thread(self._evaluate, order)
+
+    def _evaluate(self, order: EvaluateOrder) -> Evaluation:
+        task = task_named(order.task)
+        candidate, champion = self._load(order.candidate), self._load(order.champion)
+        holdout = task.holdout()
+        validation: dict[str, list[float]] = {}
+        if order.participants:
+            local = task.partition(order.participants, order.seed, order.params)
+            for data in local.values():
+                if len(data.validation):
+                    for key, value in task.evaluate(candidate, data.validation).items():
+                        if math.isfinite(value):
+                            validation.setdefault(key, []).append(value)
+        return Evaluation(
+            primary=task.primary_metric,
+            higher_is_better=task.higher_is_better,
+            candidate=task.evaluate(candidate, holdout),
+            champion=task.evaluate(champion, holdout),
+            validation={k: statistics.fmean(v) for k, v in validation.items()},
+        )
+
+    @activity.defn(name="record_round")
+    async def record_round(self, record: RoundRecord) -> Recorded:
+        """The round's row, its candidate version and the champion change (idempotent by
+        round id)."""
+        candidate, champion = await asyncio.to_thread(registry.record_round, self._url, record)
+        return Recorded(candidate=candidate, champion=champion)
+
+    def _load(self, ref: str) -> Weights:
+        try:
+            return self._store.get(ref)
+        except ArtifactError as err:
+            raise refused(str(err), "ArtifactError") from None

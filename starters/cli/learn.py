@@ -1,0 +1,289 @@
+"""``fleet learn ...``: federated learning rounds across the fleet's bots.
+
+``run`` starts a ``LearningCampaignWorkflow`` (rounds as child ``LearningRoundWorkflow``s) and
+draws its progress; ``status``, ``models`` and ``rollback`` read and steer the model registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agentfleet.errors import FleetError
+from starters.cli.client import run_with_client
+from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.settings_arg import load_settings
+
+app = typer.Typer(help="Learning rounds: run, status, models, rollback.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="The learning task: digits, forecast.")]
+
+
+def _check_task(task: str, as_json: bool) -> None:
+    from agentfleet.learning.tasks import task_named  # noqa: PLC0415
+
+    try:
+        task_named(task)
+    except ValueError as exc:
+        fail(str(exc), as_json=as_json)
+
+
+def _round_table(view: Any) -> Table:
+    metric = view.primary or "metric"
+    table = Table(
+        "round",
+        metric,
+        "champion",
+        "participants",
+        "dropped",
+        "excluded",
+        "outcome",
+        title=f"{view.task}: {len(view.rounds)} of {view.rounds_planned} rounds",
+    )
+    for summary in view.rounds:
+        table.add_row(
+            str(summary.round),
+            "-" if summary.metric is None else f"{summary.metric:.4f}",
+            summary.champion or "-",
+            str(summary.participants),
+            str(summary.dropped),
+            str(summary.excluded),
+            summary.status.value.replace("_", " "),
+        )
+    return table
+
+
+@app.command("run")
+def run(
+    task: TaskOpt,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=1000)] = 10,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="fedavg, median or trimmed_mean.")
+    ] = "fedavg",
+    participants: Annotated[
+        int | None, typer.Option("--participants", min=1, help="At most this many bots a round.")
+    ] = None,
+    min_participants: Annotated[int, typer.Option("--min-participants", min=1)] = 2,
+    margin: Annotated[
+        float, typer.Option("--margin", min=0, help="How much a candidate must win by.")
+    ] = 0.0,
+    target: Annotated[
+        float | None, typer.Option("--target", help="Stop once the champion reaches this.")
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option("--patience", min=1, help="Stop after this many rounds without promotion."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow it to the end.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run learning rounds: each bot trains on its own data, the fleet aggregates, evaluates,
+    promotes the better model or keeps the champion."""
+    from agentfleet.learning import registry  # noqa: PLC0415
+    from agentfleet.learning.rounds import (  # noqa: PLC0415
+        CampaignOrder,
+        CampaignView,
+        RoundOrder,
+        campaign_workflow_id,
+    )
+    from agentfleet.learning.strategies import strategy_named  # noqa: PLC0415
+    from agentfleet.taskqueues import WORKFLOWS  # noqa: PLC0415
+    from agentfleet.temporal import start_or_attach  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    _check_task(task, as_json)
+    try:
+        strategy_named(strategy)
+    except ValueError as exc:
+        fail(str(exc), as_json=as_json)
+    url = settings.effective_database_url
+    first = read_database(
+        "learning rounds", lambda: registry.next_round(url, task), as_json=as_json
+    )
+    order = CampaignOrder(
+        task=task,
+        rounds=rounds,
+        first_round=first,
+        target=target,
+        patience=patience,
+        round=RoundOrder(
+            task=task,
+            round=first,
+            strategy=strategy,
+            max_participants=participants,
+            min_participants=min_participants,
+            margin=margin,
+            seed=seed,
+        ),
+    )
+
+    async def work(client: Any) -> CampaignView:
+        handle = await start_or_attach(
+            client,
+            "LearningCampaignWorkflow",
+            order,
+            id=campaign_workflow_id(task, first),
+            task_queue=WORKFLOWS,
+            result_type=CampaignView,
+        )
+        if not wait:
+            return CampaignView(task=task, rounds_planned=rounds)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            bar = progress.add_task(f"{task} rounds", total=rounds)
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                try:
+                    async with asyncio.timeout(0.5):
+                        result: CampaignView = await handle.result()
+                        return result
+                except TimeoutError:
+                    pass
+                view: CampaignView | None = await handle.query("progress", result_type=CampaignView)
+                if view is not None and view.rounds:
+                    last = view.rounds[-1]
+                    shown = "" if last.metric is None else f" {view.primary} {last.metric:.4f}"
+                    progress.update(
+                        bar,
+                        completed=len(view.rounds),
+                        description=f"{task} round {last.round}{shown}",
+                    )
+        raise FleetError(f"{handle.id} still runs; `fleet learn status --task {task}` follows it")
+
+    try:
+        view = run_with_client(settings, work)
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)
+    if as_json:
+        emit_json(view.model_dump(mode="json") | {"campaign": campaign_workflow_id(task, first)})
+        return
+    if not wait:
+        console.print(f"started {campaign_workflow_id(task, first)}")
+        return
+    console.print(_round_table(view))
+    console.print(f"champion: {view.champion} ({view.stopped})")
+
+
+@app.command("status")
+def status(
+    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent rounds: who took part, who was dropped or excluded, what was decided."""
+    from agentfleet.learning import registry  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+    rows = read_database(
+        "learning rounds", lambda: registry.list_rounds(url, task, limit), as_json=as_json
+    )
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    if not rows:
+        err_console.print("no rounds yet: `fleet learn run --task digits --rounds 5`")
+        return
+    table = Table("round", "task", "status", "participants", "dropped", "excluded", "champion")
+    for row in rows:
+        table.add_row(
+            row.round_id,
+            row.task,
+            row.status.replace("_", " "),
+            str(len(row.participants)),
+            "; ".join(f"{d['participant']}: {d['reason']}" for d in row.dropped)[:60],
+            "; ".join(f"{e['participant']}: {e['reason']}" for e in row.excluded)[:60],
+            row.champion or "-",
+        )
+    console.print(table)
+
+
+@app.command("models")
+def models(task: TaskOpt, as_json: JsonOpt = False) -> None:
+    """The registry of a task: every version, its parent, metrics and status."""
+    from agentfleet.learning import registry  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    _check_task(task, as_json)
+    url = settings.effective_database_url
+    rows = read_database(
+        "the model registry", lambda: registry.list_versions(url, task), as_json=as_json
+    )
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    if not rows:
+        err_console.print(f"no {task} models yet: `fleet learn run --task {task}`")
+        return
+    table = Table("version", "status", "parent", "round", "metrics", "participants", "artifact")
+    for row in rows:
+        metrics = ", ".join(
+            f"{k} {v:.4f}" for k, v in row.metrics.items() if isinstance(v, int | float)
+        )
+        table.add_row(
+            row.version_id,
+            row.status,
+            row.parent or "-",
+            row.round_id or "-",
+            metrics[:50],
+            str(len(row.participants)),
+            row.artifact[:19] + "…",
+        )
+    console.print(table)
+
+
+@app.command("rollback")
+def rollback(
+    task: TaskOpt,
+    to: Annotated[str, typer.Option("--to", help="The version to serve again, e.g. digits-v3.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Make an earlier version the champion again; every bot serving the task is told."""
+    from agentfleet.bots import BotEvent, bot_workflow_id  # noqa: PLC0415
+    from agentfleet.learning import registry  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    _check_task(task, as_json)
+    url = settings.effective_database_url
+    try:
+        target, bots = read_database(
+            "the model registry", lambda: registry.rollback(url, task, to), as_json=as_json
+        )
+    except ValueError as exc:
+        fail(str(exc), as_json=as_json)
+
+    async def work(client: Any) -> list[str]:
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        from temporalio.service import RPCError  # noqa: PLC0415
+
+        told = []
+        for name in bots:
+            event = BotEvent(at=datetime.now(UTC), event="model", detail=target.version_id)
+            try:
+                await client.get_workflow_handle(bot_workflow_id(name)).signal("note", event)
+            except RPCError:
+                continue
+            told.append(name)
+        return told
+
+    try:
+        told = run_with_client(settings, work)
+    except FleetError as exc:
+        fail(f"{target.version_id} is the champion again, but {exc}", as_json=as_json)
+    if as_json:
+        emit_json({"champion": target.version_id, "bots": bots, "told": told})
+        return
+    console.print(f"{target.version_id} is the {task} champion again; {len(told)} bots told")

@@ -1,0 +1,256 @@
+"""LearningRoundWorkflow on the dev server with the real numeric activities (digits), SQLite and
+PostgreSQL: rounds promote or roll back, paused bots sit out, a poisoned participant is excluded
+with its reason, a participant that raises or is late is dropped without stalling the round,
+and every artifact reads back intact."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.learning import LearningActivities
+from agentfleet import db, taskqueues
+from agentfleet.bots import BotKind, BotStatus
+from agentfleet.learning import registry
+from agentfleet.learning.rounds import (
+    RoundOrder,
+    RoundReport,
+    RoundStatus,
+    TrainOrder,
+    TrainOutcome,
+    round_workflow_id,
+)
+from agentfleet.learning.store import ArtifactStore
+from agentfleet.models import BotRecord
+from agentfleet.settings import Settings
+from tests.replay import record_history
+from workers.main import WORKFLOW_RUNNER
+from workflows.learning_round import LearningRoundWorkflow
+
+BOTS = ["fc-a", "fc-b", "fc-c", "fc-d", "fc-e"]
+
+
+class Doubles:
+    """``train_model`` as the real activity, except for the participants a test spoils: a
+    poisoner (weights scaled x100), a crasher (raises), a sleeper (late)."""
+
+    def __init__(self, real: LearningActivities, store: ArtifactStore) -> None:
+        self.real = real
+        self.store = store
+        self.poisoned: set[str] = set()
+        self.crashing: set[str] = set()
+        self.sleeping: set[str] = set()
+
+    @activity.defn(name="train_model")
+    async def train_model(self, order: TrainOrder) -> TrainOutcome:
+        if order.participant in self.crashing:
+            raise RuntimeError("out of memory (test)")
+        if order.participant in self.sleeping:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.2)
+        outcome = await self.real.train_model(order)
+        if order.participant in self.poisoned:
+            weights = self.store.get(outcome.artifact)
+            scaled = {k: v * 100.0 for k, v in weights.items()}
+            outcome = outcome.model_copy(update={"artifact": self.store.put(scaled)})
+        return outcome
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def learning(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Client, Settings, Doubles, str]]:
+    settings = Settings(home=tmp_path, database_url=migrated_database_url)
+    task = "digits"
+    with db.session_scope(migrated_database_url) as session:
+        for name in [*BOTS, "fc-napping"]:
+            status = BotStatus.PAUSED if name == "fc-napping" else BotStatus.ACTIVE
+            session.add(
+                BotRecord(
+                    name=name, kind=BotKind.FORECASTER.value, owner="fleet", status=status.value
+                )
+            )
+        session.commit()
+    real = LearningActivities(settings)
+    doubles = Doubles(real, ArtifactStore(settings.effective_models_path))
+    workers = [
+        Worker(
+            dev_client,
+            task_queue=taskqueues.WORKFLOWS,
+            workflows=[LearningRoundWorkflow],
+            workflow_runner=WORKFLOW_RUNNER,
+        ),
+        Worker(
+            dev_client,
+            task_queue=taskqueues.IO,
+            activities=[real.select_participants, real.record_round],
+        ),
+        Worker(
+            dev_client,
+            task_queue=taskqueues.LLM,
+            activities=[doubles.train_model, real.aggregate_updates, real.evaluate_candidate],
+        ),
+    ]
+    async with workers[0], workers[1], workers[2]:
+        yield dev_client, settings, doubles, task
+
+
+async def run_round(client: Client, task: str, number: int, **fields: Any) -> RoundReport:
+    order = RoundOrder(task=task, round=number, **({"participant_timeout_s": 20} | fields))
+    handle = await client.start_workflow(
+        LearningRoundWorkflow.run,
+        order,
+        id=f"{round_workflow_id(task, number)}-{uuid.uuid4().hex[:6]}",
+        task_queue=taskqueues.WORKFLOWS,
+    )
+    return await asyncio.wait_for(handle.result(), 120)
+
+
+def backend(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+async def test_rounds_promote_better_models_and_bots_serve_the_champion(
+    learning: tuple[Client, Settings, Doubles, str],
+) -> None:
+    client, settings, _, task = learning
+    url = settings.effective_database_url
+    first = await run_round(client, task, 1)
+    assert first.status is RoundStatus.PROMOTED, first.reason
+    assert first.participants == BOTS
+    assert [(d.participant, d.reason) for d in first.dropped] == [("fc-napping", "bot is paused")]
+    assert first.champion == f"{task}-v2" and first.candidate_version == f"{task}-v2"
+    assert first.evaluation is not None
+    assert first.evaluation.candidate["accuracy"] > first.evaluation.champion["accuracy"]
+    accuracies = [first.evaluation.candidate["accuracy"]]
+    for number in (2, 3):
+        report = await run_round(client, task, number)
+        assert report.evaluation is not None
+        accuracies.append(
+            report.evaluation.candidate["accuracy"]
+            if report.status is RoundStatus.PROMOTED
+            else report.evaluation.champion["accuracy"]
+        )
+    assert accuracies == sorted(accuracies), "the champion never got worse"
+    versions = registry.list_versions(url, task)
+    assert [v.status for v in versions].count("champion") == 1
+    assert versions[0].version_id == f"{task}-v1" and versions[1].parent == f"{task}-v1"
+    store = ArtifactStore(settings.effective_models_path)
+    assert all(store.verify(v.artifact) for v in versions), "an artifact does not match its hash"
+    champion = next(v for v in versions if v.status == "champion")
+    with db.session_scope(url) as session:
+        served = {b.name: b.model_version for b in session.exec(db_select_bots()).all()}
+    assert {served[name] for name in BOTS} == {champion.version_id}
+    assert served["fc-napping"] is None
+
+
+def db_select_bots() -> Any:
+    from sqlmodel import select
+
+    return select(BotRecord)
+
+
+async def test_poisoned_crashing_and_late_participants_are_left_out_with_reasons(
+    learning: tuple[Client, Settings, Doubles, str],
+) -> None:
+    client, settings, doubles, task = learning
+    baseline = await run_round(client, task, 1)
+    assert baseline.status is RoundStatus.PROMOTED
+    doubles.poisoned = {"fc-a"}
+    doubles.crashing = {"fc-b"}
+    doubles.sleeping = {"fc-c"}
+    report = await run_round(client, task, 2, participant_timeout_s=3, min_participants=2)
+    dropped = {d.participant: d.reason for d in report.dropped}
+    assert dropped["fc-b"] == "failed: RuntimeError: out of memory (test)", dropped
+    assert dropped["fc-c"].startswith("late: still training"), dropped
+    excluded = {e.participant: e.reason for e in report.excluded}
+    assert set(excluded) == {"fc-a"} and "median" in excluded["fc-a"], excluded
+    assert report.status in {RoundStatus.PROMOTED, RoundStatus.ROLLED_BACK}
+    assert report.evaluation is not None
+    assert np.isfinite(report.evaluation.candidate["accuracy"])
+    rows = registry.list_rounds(settings.effective_database_url, task)
+    mine = next(r for r in rows if r.round == 2)
+    assert {d["participant"] for d in mine.dropped} >= {"fc-b", "fc-c"}
+    handle = client.get_workflow_handle(report.round_id)
+    await record_history(handle, f"learning_round_{backend(settings.effective_database_url)}")
+
+
+async def test_ten_round_campaign_with_five_bots_reaches_the_pooled_model_within_a_point(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    """Through the CLI and the real workers: `fleet learn run`, then the registry commands."""
+    import json
+    import os
+    import sys
+
+    from agentfleet.learning.tasks import DigitsTask
+    from workers.main import running_workers
+
+    settings = Settings(home=tmp_path, database_url=migrated_database_url)
+    with db.session_scope(migrated_database_url) as session:
+        for name in BOTS:
+            session.add(
+                BotRecord(
+                    name=name,
+                    kind=BotKind.FORECASTER.value,
+                    owner="fleet",
+                    status=BotStatus.ACTIVE.value,
+                )
+            )
+        session.commit()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))}
+    env.update(
+        FLEET_HOME=str(tmp_path),
+        FLEET_TEMPORAL_ADDRESS=dev_client.service_client.config.target_host,
+        FLEET_DATABASE_URL=migrated_database_url,
+        COLUMNS="200",
+    )
+    fleet_bin = os.path.join(os.path.dirname(sys.executable), "fleet")
+
+    async def fleet(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            fleet_bin,
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 240)
+        return process.returncode or 0, out.decode(), err.decode()
+
+    async with running_workers(dev_client, settings):
+        code, out, err = await fleet("learn", "run", "--task", "digits", "--rounds", "10", "--json")
+        assert code == 0, err
+        view = json.loads(out)
+        assert len(view["rounds"]) == 10 and view["stopped"] == "10 rounds done"
+        champion = view["champion"]
+        code, out, err = await fleet("learn", "models", "--task", "digits", "--json")
+        assert code == 0, err
+        versions = {v["version_id"]: v for v in json.loads(out)}
+        assert versions[champion]["status"] == "champion"
+        pooled = DigitsTask().train_centrally(seed=0)
+        pooled_accuracy = DigitsTask().evaluate(pooled.weights, DigitsTask().holdout())["accuracy"]
+        federated = versions[champion]["metrics"]["accuracy"]
+        assert federated >= pooled_accuracy - 0.01, (federated, pooled_accuracy)
+
+        code, out, err = await fleet("learn", "rollback", "--task", "digits", "--to", "digits-v1")
+        assert code == 0, err
+        assert registry.list_versions(migrated_database_url, "digits")[0].status == "champion"
+        code, _, err = await fleet("learn", "rollback", "--task", "digits", "--to", "digits-v99")
+        assert code == 1 and err.count("\n") == 1 and "no version digits-v99" in err, err
+        code, _, err = await fleet("learn", "run", "--task", "chess")
+        assert code == 1 and "unknown learning task 'chess'" in err, err
+        code, out, err = await fleet("learn", "status", "--task", "digits", "--json")
+        assert code == 0 and len(json.loads(out)) == 10, err
+    handle = dev_client.get_workflow_handle("learning-campaign-digits-1")
+    await record_history(handle, f"learning_campaign_{backend(migrated_database_url)}")
