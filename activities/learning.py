@@ -96,6 +96,11 @@ class LearningActivities:
             champion=champion,
         )
 
+    @activity.defn(name="next_learning_round")
+    async def next_learning_round(self, task: str) -> int:
+        """The task's next free round number (a scheduled campaign's first round)."""
+        return await asyncio.to_thread(registry.next_round, self._url, task)
+
     @activity.defn(name="train_model")
     async def train_model(self, order: TrainOrder) -> TrainOutcome:
         """One participant's local training from the champion; heartbeats per epoch."""

@@ -141,6 +141,24 @@ async def ensure_reconcile_schedule(
     return await _create_or_update(client, RECONCILE_SCHEDULE_ID, wanted)
 
 
+def learning_schedule_id(task: str) -> str:
+    return f"learning-{task}"
+
+
+async def ensure_learning_schedule(client: Client, order: Any, every: timedelta) -> ScheduleView:
+    """Create ``learning-{task}``: one learning round of ``order`` (a ``CampaignOrder`` of one
+    round, its first round looked up when it starts) every ``every``; or update it to that."""
+    _check_every(every)
+    wanted = _interval_schedule(
+        "LearningCampaignWorkflow",
+        order,
+        f"learning-scheduled-{order.task}",
+        every,
+        f"learning round of {order.task} every {format_every(every)} (agentfleet)",
+    )
+    return await _create_or_update(client, learning_schedule_id(order.task), wanted)
+
+
 def _check_every(every: timedelta) -> None:
     if every < timedelta(seconds=1):
         raise FleetError(f"every {every} is too short; use at least 1s")

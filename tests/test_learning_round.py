@@ -252,5 +252,21 @@ async def test_ten_round_campaign_with_five_bots_reaches_the_pooled_model_within
         assert code == 1 and "unknown learning task 'chess'" in err, err
         code, out, err = await fleet("learn", "status", "--task", "digits", "--json")
         assert code == 0 and len(json.loads(out)) == 10, err
+        code, _, err = await fleet("learn", "schedule", "--task", "digits", "--every", "3x")
+        assert code == 1 and "is not a duration" in err, err
+        code, out, err = await fleet("learn", "schedule", "--task", "digits", "--every", "1h")
+        assert code == 0 and "learning-digits" in out, err
+        scheduled = dev_client.get_schedule_handle("learning-digits")
+        try:
+            await scheduled.trigger()
+            for _ in range(300):  # the scheduled run looks up its round number: the 11th
+                rows = registry.list_rounds(migrated_database_url, "digits")
+                if any(r.round == 11 and r.status != "running" for r in rows):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the scheduled round did not run")
+        finally:
+            await scheduled.delete()
     handle = dev_client.get_workflow_handle("learning-campaign-digits-1")
     await record_history(handle, f"learning_campaign_{backend(migrated_database_url)}")

@@ -148,6 +148,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             content.notify_approvers,
             bound.learning.select_participants,
             bound.learning.record_round,
+            bound.learning.next_learning_round,
             bound.channels.publish_to_channel,
         ],
         taskqueues.CHAIN: [

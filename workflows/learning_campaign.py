@@ -8,6 +8,8 @@ and says which. ``progress`` is what ``fleet learn run`` draws.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -36,7 +38,16 @@ class LearningCampaignWorkflow:
         view = self.view = CampaignView(task=order.task, rounds_planned=order.rounds)
         workflow.upsert_search_attributes([search_attributes.LEARNING_TASK.value_set(order.task)])
         without_promotion = 0
-        for number in range(order.first_round, order.first_round + order.rounds):
+        first = order.first_round
+        if first == 0:
+            first = await workflow.execute_activity(
+                "next_learning_round",
+                order.task,
+                result_type=int,
+                task_queue=taskqueues.IO,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        for number in range(first, first + order.rounds):
             round_order = order.round.model_copy(update={"round": number, "task": order.task})
             report: RoundReport = await workflow.execute_child_workflow(
                 "LearningRoundWorkflow",

@@ -175,7 +175,8 @@ class CampaignOrder(BaseModel):
 
     task: str
     rounds: int = Field(default=10, ge=1, le=1000)
-    first_round: int = Field(default=1, ge=1)
+    first_round: int = Field(default=1, ge=0)
+    """0: the task's next free round number, looked up when the campaign starts (schedules)."""
     target: float | None = None
     """Stop once the champion's primary metric reaches this (in the task's direction)."""
     patience: int | None = Field(default=None, ge=1)

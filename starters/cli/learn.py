@@ -86,6 +86,8 @@ def run(
 ) -> None:
     """Run learning rounds: each bot trains on its own data, the fleet aggregates, evaluates,
     promotes the better model or keeps the champion."""
+    from temporalio.common import WorkflowIDReusePolicy  # noqa: PLC0415
+
     from agentfleet.learning import registry  # noqa: PLC0415
     from agentfleet.learning.rounds import (  # noqa: PLC0415
         CampaignOrder,
@@ -125,6 +127,8 @@ def run(
     )
 
     async def work(client: Any) -> CampaignView:
+        # Round numbers come from the database: a finished campaign of the same id belongs to
+        # an earlier database (or a test's), so only a running one is joined.
         handle = await start_or_attach(
             client,
             "LearningCampaignWorkflow",
@@ -132,6 +136,7 @@ def run(
             id=campaign_workflow_id(task, first),
             task_queue=WORKFLOWS,
             result_type=CampaignView,
+            reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
         if not wait:
             return CampaignView(task=task, rounds_planned=rounds)
@@ -287,3 +292,45 @@ def rollback(
         emit_json({"champion": target.version_id, "bots": bots, "told": told})
         return
     console.print(f"{target.version_id} is the {task} champion again; {len(told)} bots told")
+
+
+@app.command("schedule")
+def schedule(
+    task: TaskOpt,
+    every: Annotated[str, typer.Option("--every", help="How often: 90s, 15m, 1h, 1d.")] = "1h",
+    strategy: Annotated[str, typer.Option("--strategy")] = "fedavg",
+    participants: Annotated[int | None, typer.Option("--participants", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A Temporal Schedule (``learning-{task}``) that runs one round every ``--every``; pause,
+    resume or trigger it with ``fleet schedule``."""
+    from agentfleet.content import parse_duration  # noqa: PLC0415
+    from agentfleet.learning.rounds import CampaignOrder, RoundOrder  # noqa: PLC0415
+    from agentfleet.learning.strategies import strategy_named  # noqa: PLC0415
+    from agentfleet.schedules import ScheduleView, ensure_learning_schedule  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    _check_task(task, as_json)
+    try:
+        strategy_named(strategy)
+        interval = parse_duration(every)
+    except ValueError as exc:
+        fail(str(exc), as_json=as_json)
+    order = CampaignOrder(
+        task=task,
+        rounds=1,
+        first_round=0,
+        round=RoundOrder(task=task, round=1, strategy=strategy, max_participants=participants),
+    )
+
+    async def work(client: Any) -> ScheduleView:
+        return await ensure_learning_schedule(client, order, interval)
+
+    try:
+        view = run_with_client(settings, work)
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    console.print(f"schedule {view.id}: a {task} round every {view.every} ({view.state})")
