@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from agentfleet import db
 from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chaos import chaos_point
+from agentfleet.health import HealthCheck, ModelHealth, ModelRollback
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import (
     Aggregated,
@@ -37,8 +38,8 @@ from agentfleet.learning.rounds import (
 )
 from agentfleet.learning.store import ArtifactError, ArtifactStore
 from agentfleet.learning.strategies import Exclusion, Update, screen, strategy_named
-from agentfleet.learning.tasks import Weights, derive_seed, task_named, train_participant
-from agentfleet.models import BotRecord
+from agentfleet.learning.tasks import TASKS, Weights, derive_seed, task_named, train_participant
+from agentfleet.models import AuditEvent, BotRecord, ModelVersion
 from agentfleet.settings import Settings
 
 TASK_KIND = BotKind.FORECASTER
@@ -95,6 +96,65 @@ class LearningActivities:
             params={row.name: dict(row.params) for row in chosen},
             champion=champion,
         )
+
+    @activity.defn(name="check_models")
+    async def check_models(self, check: HealthCheck) -> ModelHealth:
+        """Every task's champion against its parent on the task's fresh data (its held-out
+        split: the newest bars for ``forecast``); a champion that does worse by more than
+        ``check.model_tolerance`` is rolled back to the parent, with an audit event."""
+        return await asyncio.to_thread(self._check_models, check)
+
+    def _check_models(self, check: HealthCheck) -> ModelHealth:
+        health = ModelHealth()
+        for name in sorted(TASKS):
+            task = TASKS[name]
+            with db.session_scope(self._url) as session:
+                champion = registry.champion(session, name)
+                parent = session.get(ModelVersion, champion.parent) if champion else None
+            if champion is None or parent is None:
+                continue
+            health.checked.append(name)
+            fresh = task.holdout()
+            metric = task.primary_metric
+            now = task.evaluate(self._load(champion.artifact), fresh)[metric]
+            before = task.evaluate(self._load(parent.artifact), fresh)[metric]
+            margin = check.model_tolerance
+            worse = now < before - margin if task.higher_is_better else now > before + margin
+            if not worse:
+                continue
+            reason = f"{metric} {now:.4f} on fresh data, its parent {before:.4f}"
+            _, bots = registry.rollback(self._url, name, parent.version_id)
+            with db.session_scope(self._url) as session:
+                db.record_once(
+                    session,
+                    AuditEvent(
+                        idempotency_key=f"model-degraded:{champion.version_id}",
+                        actor="fleet-health",
+                        kind="model_degraded",
+                        subject=name,
+                        detail={
+                            "from": champion.version_id,
+                            "to": parent.version_id,
+                            "reason": reason,
+                        },
+                    ),
+                )
+            activity.logger.warning(
+                "model %s did worse than %s (%s): rolled back",
+                champion.version_id,
+                parent.version_id,
+                reason,
+            )
+            health.rolled_back.append(
+                ModelRollback(
+                    task=name,
+                    from_version=champion.version_id,
+                    to_version=parent.version_id,
+                    reason=reason,
+                    bots=bots,
+                )
+            )
+        return health
 
     @activity.defn(name="next_learning_round")
     async def next_learning_round(self, task: str) -> int:

@@ -22,6 +22,9 @@ class HealthCheck(BaseModel):
     batch_size: int = Field(default=50, ge=1, le=1000)
     parallel_batches: int = Field(default=10, ge=1, le=200)
     per_bot_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    model_tolerance: float = Field(default=0.0, ge=0)
+    """A champion model worse than its parent on fresh data by more than this (its primary
+    metric, absolute) is rolled back to the parent."""
 
 
 class HealthTarget(BaseModel):
@@ -76,5 +79,23 @@ class FleetHealthSummary(BaseModel):
     unchecked: list[str] = Field(default_factory=list)
     reasons: dict[str, str] = Field(default_factory=dict)
     signal_failures: dict[str, str] = Field(default_factory=dict)
+    models_rolled_back: list[str] = Field(default_factory=list)
+    """``digits: digits-v7 -> digits-v6 (accuracy 0.81 < 0.93)``: champions that did worse
+    than their parent on fresh data, rolled back."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class ModelRollback(BaseModel):
+    task: str
+    from_version: str
+    to_version: str
+    reason: str
+    bots: list[str] = Field(default_factory=list)
+    """The bots that serve the task's models (each is told its new model)."""
+
+
+class ModelHealth(BaseModel):
+    checked: list[str] = Field(default_factory=list)
+    """Tasks whose champion was compared with its parent."""
+    rolled_back: list[ModelRollback] = Field(default_factory=list)

@@ -182,6 +182,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             bound.learning.train_model,
             bound.learning.aggregate_updates,
             bound.learning.evaluate_candidate,
+            bound.learning.check_models,
         ],
     }
     return by_queue[queue]

@@ -7,7 +7,8 @@ of ``batch_size``, one ``check_bots_health`` activity per batch (``fleet-chain``
 ``parallel_batches`` at once -> each bot whose verdict changed is signalled (``health``:
 ``degraded`` with the reasons, or ``recovered``) -> ``report_health`` (``fleet-io``) raises the
 alerts: a log line and the ``fleet_bot_health_degraded_total`` / ``fleet_bots_degraded`` metrics,
-until channels exist.
+until channels exist. ``check_models`` (``fleet-llm``) compares every learning task's champion
+with its parent on fresh data and rolls a worse one back (patch ``model-health``).
 
 A bot is checked for gas (native balance at least ``min_gas_wei``), its fUSD balance (shown, never
 a reason), its ERC-8004 registration (``ownerOf`` and ``getAgentWallet`` of its agent are its
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         HealthCheck,
         HealthTarget,
         HealthTargets,
+        ModelHealth,
     )
 
 SCHEDULE_ID = "fleet-health"
@@ -80,6 +82,8 @@ class FleetHealthWorkflow:
             batches = [targets.bots[i : i + size] for i in range(0, len(targets.bots), size)]
             await asyncio.gather(*(self._check(batch, context) for batch in batches))
             await asyncio.gather(*(self._judge(result) for result in self.results))
+        if workflow.patched("model-health"):
+            await self._check_models(check)
         self.summary.checked = len(self.results)
         self.summary.healthy = sum(1 for r in self.results if r.healthy)
         self.summary.finished_at = workflow.now()
@@ -91,6 +95,38 @@ class FleetHealthWorkflow:
             retry_policy=STEP_RETRY,
         )
         return self.summary
+
+    async def _check_models(self, check: HealthCheck) -> None:
+        """Champions that do worse than their parent on fresh data are rolled back (by the
+        activity); the bots serving them are told their model."""
+        try:
+            health: ModelHealth = await workflow.execute_activity(
+                "check_models",
+                check,
+                result_type=ModelHealth,
+                task_queue=taskqueues.LLM,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=STEP_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("model health not checked: %s", _cause(err))
+            return
+        for rollback in health.rolled_back:
+            line = (
+                f"{rollback.task}: {rollback.from_version} -> {rollback.to_version} "
+                f"({rollback.reason})"
+            )
+            self.summary.models_rolled_back.append(line)
+            workflow.logger.warning("model rolled back: %s", line)
+            for name in rollback.bots:
+                handle = workflow.get_external_workflow_handle(bot_workflow_id(name))
+                try:
+                    await handle.signal(
+                        "note",
+                        BotEvent(at=workflow.now(), event="model", detail=rollback.to_version),
+                    )
+                except FailureError:
+                    continue
 
     async def _check(self, batch: list[HealthTarget], context: ChainContext) -> None:
         """One ``check_bots_health`` activity for ``batch``; if it fails as a whole its bots
