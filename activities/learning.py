@@ -19,10 +19,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agentfleet import db
-from agentfleet.bots import BotKind, BotStatus
+from agentfleet.bots import BotKind, BotRef, BotStatus
 from agentfleet.chaos import chaos_point
 from agentfleet.health import HealthCheck, ModelHealth, ModelRollback
-from agentfleet.learning import registry
+from agentfleet.learning import patterns, registry
+from agentfleet.learning.patterns import PatternTargets, PatternView, ShareOrder, ValidationWave
 from agentfleet.learning.rounds import (
     Aggregated,
     AggregateOrder,
@@ -264,3 +265,55 @@ class LearningActivities:
             return self._store.get(ref)
         except ArtifactError as err:
             raise refused(str(err), "ArtifactError") from None
+
+
+class PatternActivities:
+    """The SQL side of shared patterns (``fleet-io``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.effective_database_url
+
+    @activity.defn(name="pattern_targets")
+    async def pattern_targets(self, order: ShareOrder) -> PatternTargets:
+        return await asyncio.to_thread(self._targets, order)
+
+    def _targets(self, order: ShareOrder) -> PatternTargets:
+        with db.session_scope(self._url) as session:
+            source = session.get(BotRecord, order.source)
+            if source is None:
+                raise refused(f"no bot named {order.source}", "UnknownBot")
+            rows = session.exec(
+                select(BotRecord).where(
+                    BotRecord.kind == source.kind, BotRecord.status == BotStatus.ACTIVE.value
+                )
+            ).all()
+        others = sorted((r for r in rows if r.name != source.name), key=lambda r: r.name)
+        return PatternTargets(source=_ref(source), others=[_ref(r) for r in others])
+
+    @activity.defn(name="store_pattern")
+    async def store_pattern(self, view: PatternView) -> bool:
+        assert view.pattern is not None  # noqa: S101 - the workflow stores only a known pattern
+        await asyncio.to_thread(
+            patterns.store_pattern, self._url, view.pattern_id, view.source, view.pattern
+        )
+        return True
+
+    @activity.defn(name="record_validations")
+    async def record_validations(self, wave: ValidationWave) -> list[int]:
+        asked, holds = await asyncio.to_thread(patterns.record_wave, self._url, wave)
+        return [asked, holds]
+
+    @activity.defn(name="finish_pattern")
+    async def finish_pattern(self, view: PatternView) -> bool:
+        await asyncio.to_thread(patterns.set_status, self._url, view.pattern_id, view.status)
+        return True
+
+
+def _ref(row: BotRecord) -> BotRef:
+    return BotRef(
+        name=row.name,
+        kind=BotKind(row.kind),
+        status=BotStatus(row.status),
+        owner=row.owner,
+        params=dict(row.params),
+    )

@@ -316,3 +316,38 @@ class LearningRoundRecord(SQLModel, table=True):
     metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PatternRecord(SQLModel, table=True):
+    """A pattern a bot shared (a regime on a symbol, with its confidence) and how it fared:
+    ``validated`` by enough of the first bots asked, then broadcast to the rest; ``rejected``
+    otherwise (not broadcast further)."""
+
+    __tablename__ = "patterns"
+
+    pattern_id: str = Field(primary_key=True)
+    source: str = Field(index=True)
+    symbol: str
+    regime: str
+    confidence: float
+    status: str = Field(index=True)
+    asked: int = 0
+    holds: int = 0
+    success_rate: float | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class PatternValidation(SQLModel, table=True):
+    """One bot's verdict on a shared pattern, on its own data (once per bot and pattern)."""
+
+    __tablename__ = "pattern_validations"
+    __table_args__ = (UniqueConstraint("pattern_id", "bot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pattern_id: str = Field(index=True)
+    bot: str
+    holds: bool
+    confidence: float | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

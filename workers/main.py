@@ -29,7 +29,7 @@ from activities.content import ContentActivities
 from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.identity import IdentityActivities
-from activities.learning import LearningActivities
+from activities.learning import LearningActivities, PatternActivities
 from activities.llm import LlmActivities
 from activities.payments import PaymentActivities
 from activities.purchases import PurchaseActivities, ValidationActivities
@@ -49,6 +49,7 @@ from workflows.fleet_command import FleetCommandWorkflow
 from workflows.fleet_health import FleetHealthWorkflow
 from workflows.learning_campaign import LearningCampaignWorkflow
 from workflows.learning_round import LearningRoundWorkflow
+from workflows.patterns import PatternShareWorkflow
 from workflows.payment_saga import PaymentSagaWorkflow
 from workflows.reconcile import ReconcilePaymentsWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
@@ -73,6 +74,7 @@ WORKFLOWS: list[type] = [
     FleetHealthWorkflow,
     LearningCampaignWorkflow,
     LearningRoundWorkflow,
+    PatternShareWorkflow,
     PaymentSagaWorkflow,
     ReconcilePaymentsWorkflow,
     RelayerWorkflow,
@@ -101,6 +103,7 @@ class Activities:
         self.compliance = ComplianceActivities(settings)
         self.channels = ChannelActivities(settings)
         self.learning = LearningActivities(settings)
+        self.patterns = PatternActivities(settings)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -149,6 +152,10 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             bound.learning.select_participants,
             bound.learning.record_round,
             bound.learning.next_learning_round,
+            bound.patterns.pattern_targets,
+            bound.patterns.store_pattern,
+            bound.patterns.record_validations,
+            bound.patterns.finish_pattern,
             bound.channels.publish_to_channel,
         ],
         taskqueues.CHAIN: [

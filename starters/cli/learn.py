@@ -334,3 +334,103 @@ def schedule(
         emit_json(view.model_dump(mode="json"))
         return
     console.print(f"schedule {view.id}: a {task} round every {view.every} ({view.state})")
+
+
+@app.command("share")
+def share(
+    source: Annotated[str, typer.Option("--from", help="The bot that shares what it sees.")],
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Default: the bot's own symbol.")
+    ] = None,
+    first_wave: Annotated[int, typer.Option("--first-wave", min=1)] = 3,
+    min_success: Annotated[float, typer.Option("--min-success", min=0, max=1)] = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """A bot shares the pattern it sees (a regime, with its confidence); bots of its kind check
+    it on their own data, and it reaches them all only if the first wave confirms it."""
+    import secrets  # noqa: PLC0415
+
+    from agentfleet.bots import check_name  # noqa: PLC0415
+    from agentfleet.learning.patterns import PatternView, ShareOrder  # noqa: PLC0415
+    from agentfleet.taskqueues import WORKFLOWS  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    try:
+        check_name(source)
+    except ValueError as exc:
+        fail(f"--from: {exc}", as_json=as_json)
+    order = ShareOrder(
+        pattern_id=f"pattern-{source}-{secrets.token_hex(4)}",
+        source=source,
+        symbol=symbol.upper() if symbol else None,
+        first_wave=first_wave,
+        min_success=min_success,
+    )
+
+    async def work(client: Any) -> PatternView:
+        from temporalio.client import WorkflowFailureError  # noqa: PLC0415
+
+        handle = await client.start_workflow(
+            "PatternShareWorkflow",
+            order,
+            id=order.pattern_id,
+            task_queue=WORKFLOWS,
+            result_type=PatternView,
+        )
+        try:
+            with err_console.status(f"{order.pattern_id}: validating"):
+                view: PatternView = await handle.result()
+        except WorkflowFailureError as exc:
+            from agentfleet.errors import first_line  # noqa: PLC0415
+            from workflows.relayer import deepest_cause  # noqa: PLC0415
+
+            raise FleetError(first_line(Exception(deepest_cause(exc)))) from None
+        return view
+
+    try:
+        view = run_with_client(settings, work)
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    pattern = view.pattern
+    said = f"{pattern.regime} on {pattern.symbol} ({pattern.confidence:.2f})" if pattern else "-"
+    rate = "-" if view.success_rate is None else f"{view.success_rate:.0%}"
+    console.print(
+        f"{view.pattern_id}: {source} sees {said}; {view.status.value}: held for "
+        f"{view.holds} of {view.asked} bots ({rate})"
+        + (f"; not sent to {len(view.not_reached)}" if view.not_reached else "")
+    )
+
+
+@app.command("patterns")
+def list_patterns(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Shared patterns and their validated success rate across the fleet."""
+    from agentfleet.learning import patterns  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    url = settings.effective_database_url
+    rows = read_database("patterns", lambda: patterns.list_patterns(url, limit), as_json=as_json)
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    if not rows:
+        err_console.print("no patterns yet: `fleet learn share --from forecaster-1`")
+        return
+    table = Table("pattern", "source", "symbol", "regime", "confidence", "status", "held")
+    for row in rows:
+        rate = "-" if row.success_rate is None else f"{row.success_rate:.0%}"
+        table.add_row(
+            row.pattern_id,
+            row.source,
+            row.symbol,
+            row.regime,
+            f"{row.confidence:.2f}",
+            row.status,
+            f"{row.holds}/{row.asked} ({rate})",
+        )
+    console.print(table)
