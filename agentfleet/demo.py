@@ -321,6 +321,47 @@ async def content_pipeline(client: Client, settings: Settings, *, report: Report
     )
 
 
+async def learning_round(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
+    """The demo forecasters learn the digits task for two rounds (a ``LearningCampaignWorkflow``
+    and its ``LearningRoundWorkflow`` children, in the Web UI)."""
+    from temporalio.common import WorkflowIDReusePolicy  # noqa: PLC0415
+
+    from agentfleet.learning import registry  # noqa: PLC0415
+    from agentfleet.learning.rounds import (  # noqa: PLC0415
+        CampaignOrder,
+        CampaignView,
+        RoundOrder,
+        campaign_workflow_id,
+    )
+    from agentfleet.temporal import start_or_attach  # noqa: PLC0415
+
+    url = settings.effective_database_url
+    first = await asyncio.to_thread(registry.next_round, url, "digits")
+    order = CampaignOrder(
+        task="digits",
+        rounds=2,
+        first_round=first,
+        round=RoundOrder(task="digits", round=first),
+    )
+    report("learning: the forecasters learn digits together (2 rounds)")
+    handle = await start_or_attach(
+        client,
+        "LearningCampaignWorkflow",
+        order,
+        id=campaign_workflow_id("digits", first),
+        task_queue=taskqueues.WORKFLOWS,
+        result_type=CampaignView,
+        reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    view: CampaignView = await asyncio.wait_for(handle.result(), timeout=DEMO_FLEET_TIMEOUT_S)
+    last = view.rounds[-1] if view.rounds else None
+    metric = "" if last is None or last.metric is None else f", accuracy {last.metric:.3f}"
+    return (
+        f"learning: {len(view.rounds)} digits rounds with {last.participants if last else 0} "
+        f"forecasters, champion {view.champion}{metric} (`fleet learn models --task digits`)"
+    )
+
+
 def _fleet_progress(names: list[str], statuses: dict[str, BotStatus]) -> str:
     """``2/5 active (3 registering)``: short enough for one progress line."""
     counts = Counter(statuses[n].value for n in names if statuses[n] is not BotStatus.ACTIVE)
@@ -335,6 +376,7 @@ DEMOS: list[tuple[str, Demo]] = [
     ("demo fleet", demo_fleet),
     ("paid purchase", paid_purchase),
     ("content pipeline", content_pipeline),
+    ("learning", learning_round),
 ]
 
 

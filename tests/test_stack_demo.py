@@ -31,6 +31,8 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     paid_line = next(line for line in started["demo"] if line.startswith("paid purchase"))
     assert "forecaster-1 paid forecaster-2 0.01 fUSD" in paid_line, started["demo"]
 
+    learning_line = next(line for line in started["demo"] if line.startswith("learning"))
+    assert "2 digits rounds with 3 forecasters, champion digits-v" in learning_line, learning_line
     content_line = next(line for line in started["demo"] if line.startswith("content pipeline"))
     assert "published" in content_line and "awaiting_approval" in content_line, content_line
     inbox = fleet(stack_env, "channel", "inbox", "demo-hooks", "--json")
