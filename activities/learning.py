@@ -214,9 +214,18 @@ class LearningActivities:
             )
             for u in order.updates
         ]
+        task = task_named(order.task)
+        holdout = task.holdout()
+
+        def score(weights: Weights) -> float:
+            return task.evaluate(weights, holdout)[task.primary_metric]
+
         kept, excluded = screen(
             updates,
             reference=start,
+            champion_score=score(start),
+            evaluate=score,
+            higher_is_better=task.higher_is_better,
             norm_factor=order.screening.norm_factor,
             score_drop=order.screening.score_drop,
         )

@@ -4,7 +4,7 @@ select participants (active bots of the task's kind; paused ones skipped and rec
 participant trains from the champion (``train_model`` on ``fleet-llm``, heartbeats, a
 per-participant timeout) -> once all have answered, or the timeout passed with enough of them,
 the late and the failed are dropped and recorded -> ``aggregate_updates`` screens (non-finite,
-far-off norms) and aggregates -> ``evaluate_candidate`` on the held-out split and the
+far-off norms, a score far below the champion's) and aggregates -> ``evaluate_candidate`` on the held-out split and the
 participants' validation data -> promoted if it beats the champion by the margin, else rolled
 back (the champion stays, the candidate is recorded as rejected) -> ``record_round`` -> the
 participants' entity workflows are told the champion they serve (``note`` signal).
