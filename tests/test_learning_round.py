@@ -252,6 +252,15 @@ async def test_ten_round_campaign_with_five_bots_reaches_the_pooled_model_within
         assert code == 1 and "unknown learning task 'chess'" in err, err
         code, out, err = await fleet("learn", "status", "--task", "digits", "--json")
         assert code == 0 and len(json.loads(out)) == 10, err
+        png = tmp_path / "rounds.png"
+        code, out, err = await fleet("learn", "plot", "--task", "digits", "-o", str(png))
+        assert code == 0, err
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        code, out, err = await fleet("learn", "share", "--from", "fc-a", "--json")
+        assert code == 0, err
+        assert json.loads(out)["asked"] == len(BOTS) - 1
+        code, out, err = await fleet("learn", "patterns")
+        assert code == 0 and "fc-a" in out, err
         code, _, err = await fleet("learn", "schedule", "--task", "digits", "--every", "3x")
         assert code == 1 and "is not a duration" in err, err
         code, out, err = await fleet("learn", "schedule", "--task", "digits", "--every", "1h")

@@ -4,10 +4,11 @@ select participants (active bots of the task's kind; paused ones skipped and rec
 participant trains from the champion (``train_model`` on ``fleet-llm``, heartbeats, a
 per-participant timeout) -> once all have answered, or the timeout passed with enough of them,
 the late and the failed are dropped and recorded -> ``aggregate_updates`` screens (non-finite,
-far-off norms, a score far below the champion's) and aggregates -> ``evaluate_candidate`` on the held-out split and the
-participants' validation data -> promoted if it beats the champion by the margin, else rolled
-back (the champion stays, the candidate is recorded as rejected) -> ``record_round`` -> the
-participants' entity workflows are told the champion they serve (``note`` signal).
+far-off norms, a score far below the champion's) and aggregates -> ``evaluate_candidate`` on
+the held-out split and the participants' validation data -> promoted if it beats the champion
+by the margin, else rolled back (the champion stays, the candidate is recorded as rejected) ->
+``record_round`` -> the participants' entity workflows are told the champion they serve
+(``note`` signals, at once).
 
 All numbers are computed in activities; the workflow moves refs and decides.
 """
@@ -225,15 +226,16 @@ class LearningRoundWorkflow:
         report.reason = reason
         report.champion = recorded.champion
         report.candidate_version = recorded.candidate
-        for name in record.participants:
-            handle = workflow.get_external_workflow_handle(bot_workflow_id(name))
-            try:
-                await handle.signal(
-                    "note", BotEvent(at=workflow.now(), event="model", detail=recorded.champion)
-                )
-            except ApplicationError:
-                workflow.logger.info("bot %s has no entity to tell its model", name)
+        await asyncio.gather(*(self._tell(name, recorded.champion) for name in record.participants))
         return report
+
+    async def _tell(self, name: str, version: str) -> None:
+        """The bot's entity records the model it serves (a bot without one is skipped)."""
+        handle = workflow.get_external_workflow_handle(bot_workflow_id(name))
+        try:
+            await handle.signal("note", BotEvent(at=workflow.now(), event="model", detail=version))
+        except ApplicationError:
+            workflow.logger.info("bot %s has no entity to tell its model", name)
 
     async def _step(self, name: str, arg: object, result_type: type[T], queue: str) -> T:
         result: T = await workflow.execute_activity(

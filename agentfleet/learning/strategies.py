@@ -147,9 +147,11 @@ class ScreeningPolicy(BaseModel):
 
     norm_factor: float = Field(default=3.0, gt=1)
     """Drop updates whose norm exceeds this multiple of the median norm (3 or more updates)."""
-    score_drop: float = Field(default=0.5, gt=0)
+    score_drop: float = Field(default=0.8, gt=0)
     """Drop updates whose own score is worse than the champion's by more than this fraction of
-    it (0.5: accuracy below half the champion's, or error above 1.5x the champion's)."""
+    it (0.8: accuracy below a fifth of the champion's, or error above 1.8x the champion's). A
+    participant's local model on non-IID data can score 0.3 where the champion scores 0.9 and
+    still help the average; what falls below a fifth is noise or sabotage."""
 
 
 def screen(

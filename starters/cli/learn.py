@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -434,3 +435,34 @@ def list_patterns(
             f"{row.holds}/{row.asked} ({rate})",
         )
     console.print(table)
+
+
+@app.command("plot")
+def plot(
+    task: TaskOpt,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The PNG to write.", dir_okay=False)
+    ] = Path("rounds.png"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy (or error) and loss per round, promoted rounds and the champion marked."""
+    from agentfleet.learning import registry  # noqa: PLC0415
+    from agentfleet.learning.plot import render_rounds  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    _check_task(task, as_json)
+    url = settings.effective_database_url
+    rounds = read_database(
+        "learning rounds", lambda: registry.list_rounds(url, task, limit=10_000), as_json=as_json
+    )
+    versions = read_database(
+        "the model registry", lambda: registry.list_versions(url, task), as_json=as_json
+    )
+    try:
+        written = render_rounds(rounds, versions, output, task=task)
+    except (ValueError, OSError) as exc:
+        fail(str(exc).splitlines()[0], as_json=as_json)
+    if as_json:
+        emit_json({"task": task, "path": str(written), "rounds": len(rounds)})
+        return
+    console.print(f"wrote {written} ({len(rounds)} rounds of {task})")
