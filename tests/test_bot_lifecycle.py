@@ -4,7 +4,6 @@ attributes agree at every step."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -80,8 +79,9 @@ async def listed(client: Client, query: str) -> list[str]:
     return []
 
 
-def row(settings: Settings, name: str) -> BotRecord:
-    """The bot's row once it has caught up with the entity (it follows each change closely)."""
+async def row(settings: Settings, name: str) -> BotRecord:
+    """The bot's row once it has caught up with the entity (it follows each change closely).
+    It sleeps without blocking: the workers that write the row run on this event loop."""
     found: BotRecord | None = None
     for _ in range(100):
         with db.session_scope(settings.effective_database_url) as session:
@@ -89,7 +89,7 @@ def row(settings: Settings, name: str) -> BotRecord:
         view_status = _last_status.get(name)
         if found is not None and (view_status is None or found.status == view_status):
             return found
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     assert found is not None
     return found
 
@@ -126,7 +126,7 @@ async def test_bot_lives_from_creation_to_retirement(
         .call()
         .endswith(f"/bots/{name}/registration.json")
     )
-    record = row(settings, name)
+    record = await row(settings, name)
     assert (record.status, record.address, record.agent_id) == (
         "active",
         active.address,
@@ -138,7 +138,7 @@ async def test_bot_lives_from_creation_to_retirement(
 
     paused = await pause_bot(dev_client, name)
     _last_status[name] = "paused"
-    assert paused.status is BotStatus.PAUSED and row(settings, name).status == "paused"
+    assert paused.status is BotStatus.PAUSED and (await row(settings, name)).status == "paused"
     assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "paused"')
     with pytest.raises(FleetError, match="alpha"):
         await configure_bot(dev_client, name, {"alpha": "5"})
@@ -146,16 +146,16 @@ async def test_bot_lives_from_creation_to_retirement(
     with pytest.raises(FleetError, match="paused"):
         await pause_bot(dev_client, name)
     configured = await configure_bot(dev_client, name, {"alpha": "0.5"})
-    assert configured.params["alpha"] == 0.5 and row(settings, name).params["alpha"] == 0.5
+    assert configured.params["alpha"] == 0.5 and (await row(settings, name)).params["alpha"] == 0.5
 
     resumed = await resume_bot(dev_client, name)
     _last_status[name] = "active"
-    assert resumed.status is BotStatus.ACTIVE and row(settings, name).status == "active"
+    assert resumed.status is BotStatus.ACTIVE and (await row(settings, name)).status == "active"
 
     retired = await retire_bot(dev_client, name)
     _last_status[name] = "retired"
     assert retired.status is BotStatus.RETIRED
-    record = row(settings, name)
+    record = await row(settings, name)
     assert record.status == "retired" and record.retired_at is not None
     assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "retired"')
     with pytest.raises(FleetError, match="retired"):

@@ -23,6 +23,7 @@ from agentfleet.content import (
 )
 from agentfleet.sandbox.app import Sandbox
 from agentfleet.sandbox.buckets import TelegramLimits
+from agentfleet.sandbox.store import Fault
 from agentfleet.settings import Settings
 from workers.main import running_workers
 from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherState, PublisherView
@@ -124,17 +125,27 @@ async def test_burst_of_500_items_gets_no_429_and_uses_the_allowed_rate(
 async def test_a_429_pauses_the_channel_for_retry_after_and_loses_nothing(
     dev_client: Client, sandbox_and_settings: tuple[Sandbox, Settings]
 ) -> None:
+    """The webhook receiver answers the first sends 429 with Retry-After: 1; the publisher
+    waits that long, sends them again and loses none."""
     sandbox, settings = sandbox_and_settings
-    chat = str(200_000 + uuid.uuid4().int % 100_000)
-    # The publisher believes it may send 50 at once; the server allows 30: it answers 429.
-    config = channel(f"eager-{uuid.uuid4().hex[:6]}", chat, burst=50)
+    name = f"hooks-{uuid.uuid4().hex[:6]}"
+    config = ChannelConfig(
+        name=name,
+        kind=ChannelKind.WEBHOOK,
+        target=sandbox.webhook_url(name),
+        limit=RateLimit(rate_per_s=50, burst=10),
+        max_length=65_536,
+    )
     content_store.save_channel(settings.effective_database_url, config)
-    count = 60
+    sandbox.store.set_webhook_fault(name, Fault(mode="throttle", count=3, retry_after=1))
+    count = 20
+    started = time.monotonic()
     workflow_id = await publish(dev_client, config, [request(config, n) for n in range(count)])
     view = await wait_sent(dev_client, workflow_id, count, seconds=60)
     assert view.sent == count, view
-    assert view.rate_limited >= 1, "the server never pushed back"
-    received = sandbox.store.telegram_messages(chat)
+    assert view.rate_limited >= 1, "the publisher never saw the 429"
+    assert time.monotonic() - started >= 1.0, "it did not wait for Retry-After"
+    received = sandbox.store.inbox(ChannelKind.WEBHOOK, name)
     assert sorted(int(m.text.split()[1].rstrip(".")) for m in received) == list(range(count))
 
 

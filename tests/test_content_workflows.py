@@ -60,10 +60,15 @@ POLICY = Policy.model_validate(
             "escalation": ["carol"],
             "remind_after": "1s",
             "escalate_after": "2s",
-            "expire_after": "4s",
+            "expire_after": "5m",
         },
     }
 )
+EXPIRING = POLICY.model_copy(
+    update={"approval": POLICY.approval.model_copy(update={"expire_after": timedelta(seconds=4)})}
+)
+"""For briefs that say "expire": approvals expire after 4 s (the others have minutes, so a
+loaded machine never expires an item a test is still deciding)."""
 CHANNEL = ChannelConfig(
     name="hooks",
     kind=ChannelKind.WEBHOOK,
@@ -80,13 +85,14 @@ class Doubles:
 
     @activity.defn(name="prepare_content")
     async def prepare_content(self, order: ContentOrder) -> ContentContext:
+        policy = EXPIRING if "expire" in order.brief else POLICY
         return ContentContext(
             bot=order.bot,
             owner="fleet",
             disclosure=DISCLOSURE,
             channel=CHANNEL,
-            policy=POLICY.model_dump(mode="json"),
-            policy_label=POLICY.label,
+            policy=policy.model_dump(mode="json"),
+            policy_label=policy.label,
         )
 
     @activity.defn(name="draft_content")
@@ -253,7 +259,7 @@ async def test_no_decision_expires_and_a_late_approval_changes_nothing(
     env_and_doubles: tuple[WorkflowEnvironment, Doubles],
 ) -> None:
     env, doubles = env_and_doubles
-    handle = await start(env.client)
+    handle = await start(env.client, brief="This one will expire.")
     await wait_state(env, handle, ContentState.AWAITING_APPROVAL)
     final = await handle.result()
     assert final.state is ContentState.EXPIRED

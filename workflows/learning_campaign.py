@@ -58,11 +58,12 @@ class LearningCampaignWorkflow:
             )
             evaluation = report.evaluation
             promoted = report.status is RoundStatus.PROMOTED
-            metric = None
+            metric = loss = None
             if evaluation is not None:
                 view.primary = evaluation.primary
                 chosen = evaluation.candidate if promoted else evaluation.champion
                 metric = chosen.get(evaluation.primary)
+                loss = chosen.get("loss", chosen.get("mae"))
             view.champion = report.champion or view.champion
             view.rounds.append(
                 RoundSummary(
@@ -71,6 +72,7 @@ class LearningCampaignWorkflow:
                     status=report.status,
                     champion=report.champion,
                     metric=metric,
+                    loss=loss,
                     participants=len(report.participants),
                     dropped=len(report.dropped),
                     excluded=len(report.excluded),

@@ -192,6 +192,8 @@ class RoundSummary(BaseModel):
     champion: str | None
     metric: float | None
     """The champion's primary metric after the round (held-out split)."""
+    loss: float | None = None
+    """The same model's loss (``loss``, or ``mae`` for error-scored tasks)."""
     participants: int
     dropped: int
     excluded: int

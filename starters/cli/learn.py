@@ -40,6 +40,7 @@ def _round_table(view: Any) -> Table:
     table = Table(
         "round",
         metric,
+        "loss",
         "champion",
         "participants",
         "dropped",
@@ -51,6 +52,7 @@ def _round_table(view: Any) -> Table:
         table.add_row(
             str(summary.round),
             "-" if summary.metric is None else f"{summary.metric:.4f}",
+            "-" if summary.loss is None else f"{summary.loss:.4f}",
             summary.champion or "-",
             str(summary.participants),
             str(summary.dropped),
