@@ -83,7 +83,7 @@ async def test_bot_without_gas_is_degraded_with_the_reason_and_recovers_when_ref
     assert drained.reasons[name].startswith("gas: 0 native left")
     view = await show_bot(dev_client, name)
     assert view.status is BotStatus.DEGRADED and view.reason == drained.reasons[name]
-    record = await until(lambda: asyncio.to_thread(row, settings, name), is_("degraded"))
+    record = await until(lambda: row(settings, name), is_("degraded"))
     assert record.reason == view.reason
     assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "degraded"')
     assert metric("fleet_bot_health_degraded_total", bot=name) == 1
@@ -101,7 +101,7 @@ async def test_bot_without_gas_is_degraded_with_the_reason_and_recovers_when_ref
     view = await show_bot(dev_client, name)
     assert view.status is BotStatus.ACTIVE
     assert (
-        await until(lambda: asyncio.to_thread(row, settings, name), is_("active"))
+        await until(lambda: row(settings, name), is_("active"))
     ).reason is None
     assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "active"')
     assert metric("fleet_bots_degraded") == 0
