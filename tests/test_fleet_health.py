@@ -100,9 +100,7 @@ async def test_bot_without_gas_is_degraded_with_the_reason_and_recovers_when_ref
     assert recovered.recovered == [name] and recovered.reasons == {}
     view = await show_bot(dev_client, name)
     assert view.status is BotStatus.ACTIVE
-    assert (
-        await until(lambda: row(settings, name), is_("active"))
-    ).reason is None
+    assert (await until(lambda: row(settings, name), is_("active"))).reason is None
     assert await listed(dev_client, f'BotName = "{name}" AND BotStatus = "active"')
     assert metric("fleet_bots_degraded") == 0
 
