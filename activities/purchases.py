@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 
-from agentfleet import db, keystore
+from agentfleet import db, keystore, llm
 from agentfleet.bots import BotKind, BotStatus, parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
@@ -406,41 +406,18 @@ class ValidationActivities:
         return Score(score=score, why=why, scorer="offline")
 
     async def _llm_score(self, request: ScoreRequest) -> Score:
-        from openai import AsyncOpenAI  # noqa: PLC0415
-
-        key = self._settings.openai_api_key
-        client = AsyncOpenAI(
-            base_url=self._settings.openai_base_url,
-            api_key=key.get_secret_value() if key else "not-needed",
+        system = (
+            "You validate deliveries between automated agents. Answer "
+            'JSON {"score": 0-100, "why": "one sentence"}: how well the delivery '
+            "answers the call, is complete and plausible."
         )
+        user = json.dumps(request.model_dump(mode="json"), default=str)
         try:
-            reply = await client.chat.completions.create(
-                model=self._settings.openai_model,
-                messages=[
-                    {
-                        "role": "system",
-                        "content": "You validate deliveries between automated agents. Answer "
-                        'JSON {"score": 0-100, "why": "one sentence"}: how well the delivery '
-                        "answers the call, is complete and plausible.",
-                    },
-                    {
-                        "role": "user",
-                        "content": json.dumps(request.model_dump(mode="json"), default=str),
-                    },
-                ],
-                response_format={"type": "json_object"},
-            )
-        finally:
-            await client.close()
-        content = reply.choices[0].message.content or "{}"
-        try:
-            verdict = json.loads(content)
+            verdict = await llm.chat_json(self._settings, system, user)
             score = max(0, min(100, int(verdict["score"])))
             why = str(verdict.get("why", ""))[:300]
-        except (ValueError, KeyError, TypeError):
-            raise ApplicationError(
-                f"the LLM's verdict is not JSON with a score: {content[:80]}"
-            ) from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise ApplicationError(f"the LLM's verdict has no 0-100 score: {err}") from None
         return Score(score=score, why=why, scorer=f"llm:{self._settings.openai_model}")
 
     @activity.defn(name="validation_response_tx")
