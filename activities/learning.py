@@ -39,7 +39,7 @@ from agentfleet.learning.rounds import (
 )
 from agentfleet.learning.store import ArtifactError, ArtifactStore
 from agentfleet.learning.strategies import Exclusion, Update, screen, strategy_named
-from agentfleet.learning.tasks import TASKS, Weights, derive_seed, task_named, train_participant
+from agentfleet.learning.tasks import TASKS, Weights, derive_seed, task_named
 from agentfleet.models import AuditEvent, BotRecord, ModelVersion
 from agentfleet.settings import Settings
 
@@ -182,12 +182,15 @@ class LearningActivities:
             update={"seed": derive_seed(order.seed, order.round_id, order.participant)}
         )
         result = None
-        for epoch in range(config.epochs):
+        for epoch in range(config.epochs):  # one epoch at a time, to heartbeat between them
             one = config.model_copy(update={"epochs": 1, "seed": config.seed + epoch})
-            result = train_participant(task, weights, data, one)
+            result = task.train(weights, data.train, one)
             weights = result.weights
             beat(epoch + 1)
         assert result is not None  # noqa: S101 - epochs >= 1
+        if len(data.validation):  # once, on the final weights (as train_participant does)
+            checked = task.evaluate(weights, data.validation)
+            result.metrics.update({f"val_{key}": value for key, value in checked.items()})
         return TrainOutcome(
             participant=order.participant,
             artifact=self._store.put(result.weights),
