@@ -7,6 +7,7 @@ a bot that is not an active publisher, a time in the past, an update its validat
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 from typing import Any
@@ -61,7 +62,7 @@ def check_order(url: str, order: ContentOrder, now: datetime) -> None:
 
 async def submit(client: Client, url: str, order: ContentOrder, now: datetime) -> str:
     """Start the pipeline of ``order`` (the same id again attaches to it); its workflow id."""
-    check_order(url, order, now)
+    await asyncio.to_thread(check_order, url, order, now)
     handle = await start_or_attach(
         client,
         WORKFLOW_TYPE,
@@ -124,7 +125,7 @@ async def steer(client: Client, url: str, content_id: str, update: str, arg: Any
 
 async def _ended_state(client: Client, url: str, content_id: str) -> str | None:
     """The final state of a pipeline that no longer runs (its row, else Temporal's status)."""
-    row = content_store.get_item(url, content_id)
+    row = await asyncio.to_thread(content_store.get_item, url, content_id)
     try:
         described = await client.get_workflow_handle(content_workflow_id(content_id)).describe()
     except RPCError:
