@@ -22,9 +22,11 @@ def version_id(task: str, version: int) -> str:
 
 
 def ref_of(row: ModelVersion) -> ModelRef:
-    metrics = {k: float(v) for k, v in row.metrics.items() if isinstance(v, int | float)}
     return ModelRef(
-        version_id=row.version_id, version=row.version, artifact=row.artifact, metrics=metrics
+        version_id=row.version_id,
+        version=row.version,
+        artifact=row.artifact,
+        metrics=metrics_of(row.metrics),
     )
 
 

@@ -6,6 +6,7 @@ refused one (unknown approver, already decided, expired) is one line and changes
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import time
 from datetime import UTC, datetime
@@ -147,7 +148,7 @@ def submit(
         deadline = time.monotonic() + SHOWN_WAIT_S
         with err_console.status(f"{order.content_id}: {view.state.value}") as status:
             while wait and not _settled(view) and time.monotonic() < deadline:
-                await _sleep(0.3)
+                await asyncio.sleep(0.3)
                 view = await content_ops.show(client, url, order.content_id)
                 status.update(f"{order.content_id}: {view.state.value}")
         return view
@@ -167,12 +168,6 @@ def _settled(view: ContentView) -> bool:
         ContentState.AWAITING_APPROVAL,
         ContentState.SCHEDULED,
     }
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio  # noqa: PLC0415
-
-    await asyncio.sleep(seconds)
 
 
 @app.command("list")
