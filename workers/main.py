@@ -22,6 +22,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.alerts import AlertActivities
 from activities.chain import ChainActivities
 from activities.channels import ChannelActivities
 from activities.compliance import ComplianceActivities
@@ -41,6 +42,7 @@ from agentfleet import metrics, taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings, get_settings
 from agentfleet.temporal import connect
+from workflows.alerts import AlertsWorkflow
 from workflows.bot_lifecycle import BotLifecycleWorkflow
 from workflows.buyer_purchase import BuyerPurchaseWorkflow
 from workflows.channel_publisher import ChannelPublisherWorkflow
@@ -66,6 +68,7 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 """Our shared models and pydantic are deterministic and imported once, not per workflow run."""
 
 WORKFLOWS: list[type] = [
+    AlertsWorkflow,
     BotLifecycleWorkflow,
     BuyerPurchaseWorkflow,
     ChannelPublisherWorkflow,
@@ -104,6 +107,7 @@ class Activities:
         self.channels = ChannelActivities(settings)
         self.learning = LearningActivities(settings)
         self.patterns = PatternActivities(settings)
+        self.alerts = AlertActivities(settings, client)
 
     async def close(self) -> None:
         await self.chain.close()
@@ -157,6 +161,8 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             bound.patterns.record_validations,
             bound.patterns.finish_pattern,
             bound.channels.publish_to_channel,
+            bound.alerts.raise_alerts,
+            bound.alerts.deliver_alert_digest,
         ],
         taskqueues.CHAIN: [
             chain.chain_head,
@@ -249,7 +255,12 @@ async def run(settings: Settings, queues: Sequence[str], metrics_port: int | Non
                 metrics=PrometheusConfig(bind_address=sdk_address, counters_total_suffix=True)
             )
         )
-        metrics.serve(metrics_port, sdk_address, host=settings.bind_host)
+        metrics.serve(
+            metrics_port,
+            sdk_address,
+            host=settings.bind_host,
+            database_url=settings.effective_database_url,
+        )
     client = await connect(settings, runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
