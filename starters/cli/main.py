@@ -16,6 +16,7 @@ from starters.cli import (
     learn,
     payments,
     policy,
+    report,
     schedule,
     stack,
 )
@@ -45,6 +46,7 @@ app.add_typer(content.channel_app, name="channel")
 app.add_typer(policy.app, name="policy")
 app.add_typer(learn.app, name="learn")
 app.command("pay")(payments.pay)
+app.command("report")(report.report)
 
 app.command()(stack.up)
 app.command()(stack.down)
