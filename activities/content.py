@@ -17,6 +17,7 @@ from agentfleet import content_store, db, metrics
 from agentfleet.bots import BotKind, BotStatus, disclosure_for
 from agentfleet.content import (
     NOTICE_DISCLOSURE,
+    ChannelConfig,
     ContentContext,
     ContentOrder,
     ContentRecord,
@@ -99,38 +100,59 @@ class ContentActivities:
             return False
         notice_id = f"{notice.content_id}-{notice.kind}"
         await self._signal_publisher(
-            PublishRequest(
-                content_id=notice_id,
-                reply_to=None,
-                channel=channel,
-                message=OutboundMessage(
-                    content_id=notice_id,
-                    bot="agentfleet",
-                    text=f"{notice.text}\n\n{NOTICE_DISCLOSURE}",
-                    subject=notice.text.split(".")[0][:120],
-                    idempotency_key=f"notice-{notice_id}",
-                ),
+            automated_request(
+                channel,
+                notice_id,
+                text=f"{notice.text}\n\n{NOTICE_DISCLOSURE}",
+                subject=notice.text.split(".")[0][:120],
+                idempotency_key=f"notice-{notice_id}",
             )
         )
         return True
 
     async def _signal_publisher(self, request: PublishRequest) -> None:
-        from workflows.channel_publisher import (  # noqa: PLC0415
-            PublisherState,
-            publisher_workflow_id,
-        )
-
-        if self._client is None:
-            raise refused("handing over needs a Temporal client in the worker", "NoClient")
-        await self._client.start_workflow(
-            "ChannelPublisherWorkflow",
-            PublisherState(channel=request.channel),
-            id=publisher_workflow_id(request.channel.name),
-            task_queue=WORKFLOWS,
-            start_signal="publish",
-            start_signal_args=[request],
-        )
+        await hand_over(self._client, request)
 
     @activity.defn(name="allow_resend")
     async def allow_resend(self, content_id: str) -> None:
         await asyncio.to_thread(content_store.allow_resend, self._url, content_id)
+
+
+def automated_request(
+    channel: ChannelConfig, message_id: str, *, text: str, subject: str, idempotency_key: str
+) -> PublishRequest:
+    """A message from agentfleet itself (a notice, an alert) for ``channel``'s publisher: no
+    pipeline waits for its answer. ``message_id`` is the publisher's and the send marker's key,
+    so the same id is sent at most once."""
+    return PublishRequest(
+        content_id=message_id,
+        reply_to=None,
+        channel=channel,
+        message=OutboundMessage(
+            content_id=message_id,
+            bot="agentfleet",
+            text=text,
+            subject=subject,
+            idempotency_key=idempotency_key,
+        ),
+    )
+
+
+async def hand_over(client: Client | None, request: PublishRequest) -> None:
+    """Signal-with-start ``publisher-{channel}`` with ``request``: the entity is created on first
+    use and keeps the channel's rate limit; a repeated hand-over of one id is sent once."""
+    from workflows.channel_publisher import (  # noqa: PLC0415
+        PublisherState,
+        publisher_workflow_id,
+    )
+
+    if client is None:
+        raise refused("handing over needs a Temporal client in the worker", "NoClient")
+    await client.start_workflow(
+        "ChannelPublisherWorkflow",
+        PublisherState(channel=request.channel),
+        id=publisher_workflow_id(request.channel.name),
+        task_queue=WORKFLOWS,
+        start_signal="publish",
+        start_signal_args=[request],
+    )

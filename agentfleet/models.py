@@ -351,3 +351,25 @@ class PatternValidation(SQLModel, table=True):
     confidence: float | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class AlertRecord(SQLModel, table=True):
+    """One alert digest as sent (``agentfleet.alerts``): every new alert of one kind within a
+    window, grouped; ``channels`` are the alert channels it was handed to (empty: recorded and
+    logged only)."""
+
+    __tablename__ = "alerts"
+
+    digest_id: str = Field(primary_key=True)
+    kind: str = Field(index=True)
+    severity: str
+    count: int
+    keys: list[str] = Field(default_factory=list, sa_type=JSONDocument, nullable=False)
+    text: str
+    repeats: int = 0
+    channels: list[str] = Field(default_factory=list, sa_type=JSONDocument, nullable=False)
+    first_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    last_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
+    )

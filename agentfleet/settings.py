@@ -162,6 +162,26 @@ class Settings(BaseSettings):
         description="Content-addressed store of model weights; unset: FLEET_HOME/models.",
     )
 
+    # Alerts (agentfleet/alerts.py): grouped, sent through the channels' publishers.
+    alert_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Channels (comma-separated names, `fleet channel add`) alerts are sent to; "
+        "unset: alerts are recorded (`fleet alerts list`) and logged only.",
+    )
+    alert_window_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Alerts of one kind raised within this window are sent as one message.",
+    )
+    alert_cooldown_s: float = Field(
+        default=900.0,
+        ge=0,
+        le=86400,
+        description="A key (bot, payment, item) already reported within this time is counted "
+        "in the next message, not sent again.",
+    )
+
     # Payments (x402).
     payment_wait_s: float = Field(
         default=30.0,
@@ -196,7 +216,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a TCP port (1-65535)")
         return value
 
-    @field_validator("codec_cors_origins", mode="before")
+    @field_validator("codec_cors_origins", "alert_channels", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -11,8 +11,9 @@ Steps, each an activity (drafting and scoring on ``fleet-llm``, database and cha
    approvers approve exactly what is published.
 3. ``score_content`` and ``check_content`` (at once). A failed hard check rejects the item.
 4. Approval: the ``approve`` / ``reject`` / ``edit`` updates (validators: known approver, item
-   awaiting approval, no self-approval unless the policy allows it), a reminder, an escalation to
-   the second group, expiry. Auto-approval only where the policy has an ``auto_approve`` block.
+   awaiting approval, no self-approval unless the policy allows it), a reminder (also an
+   ``approval_overdue`` alert, patch ``alerts``), an escalation to the second group, expiry.
+   Auto-approval only where the policy has an ``auto_approve`` block.
    An edit goes back through scoring and checks, then approval again.
 5. Schedule: a durable timer until ``publish_at``; ``edit`` and ``cancel`` still work while it
    waits, and cancelling leaves nothing behind.
@@ -36,6 +37,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
+    from agentfleet.alerts import AlertKind, Severity
     from agentfleet.content import (
         FINAL_STATES,
         ApproveInput,
@@ -64,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
         SendReceipt,
     )
     from agentfleet.policy import Policy, with_disclaimers, with_disclosure
+
+from workflows.alerts import new_alert, raise_alerts
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)
@@ -269,6 +273,8 @@ class ContentPipelineWorkflow:
             self._audit("reminder", "policy", {"approvers": rules.approvers})
             await self._record()
             await self._notify("reminder", f"Content {self.order.content_id} awaits approval.")
+            if workflow.patched("alerts"):
+                await self._overdue()
         elif step == "escalate":
             self.view.escalated = True
             self._audit("escalated", "policy", {"escalation": rules.escalation})
@@ -284,6 +290,21 @@ class ContentPipelineWorkflow:
                 f"no decision within {rules.expire_after}",
                 actor="policy",
             )
+
+    async def _overdue(self) -> None:
+        """An alert for the operators: the item still waits past its reminder."""
+        order = self.order
+        await raise_alerts(
+            [
+                new_alert(
+                    AlertKind.APPROVAL_OVERDUE,
+                    order.content_id,
+                    f"{order.bot} -> {order.channel}, submitted by {order.submitted_by}, awaits "
+                    f"approval (`fleet content show {order.content_id}`)",
+                    Severity.INFO,
+                )
+            ]
+        )
 
     async def _notify(self, kind: str, text: str) -> None:
         """A notice to the policy's ``notify_channel``, if it names one."""

@@ -5,10 +5,11 @@ The sequence: the bots to check (``health_targets`` on ``fleet-io``: active and 
 the ``bots`` table) -> where our contracts are (``chain_context``) -> every bot checked in batches
 of ``batch_size``, one ``check_bots_health`` activity per batch (``fleet-chain``), up to
 ``parallel_batches`` at once -> each bot whose verdict changed is signalled (``health``:
-``degraded`` with the reasons, or ``recovered``) -> ``report_health`` (``fleet-io``) raises the
-alerts: a log line and the ``fleet_bot_health_degraded_total`` / ``fleet_bots_degraded`` metrics,
-until channels exist. ``check_models`` (``fleet-llm``) compares every learning task's champion
-with its parent on fresh data and rolls a worse one back (patch ``model-health``).
+``degraded`` with the reasons, or ``recovered``) -> ``report_health`` (``fleet-io``: a log line and
+the ``fleet_bot_health_degraded_total`` / ``fleet_bots_degraded`` metrics). ``check_models``
+(``fleet-llm``) compares every learning task's champion with its parent on fresh data and rolls a
+worse one back (patch ``model-health``). Bots degraded and models rolled back by a run are raised
+as alerts (``raise_alerts``, patch ``alerts``; a run with nothing to alert raises nothing).
 
 A bot is checked for gas (native balance at least ``min_gas_wei``), its fUSD balance (shown, never
 a reason), its ERC-8004 registration (``ownerOf`` and ``getAgentWallet`` of its agent are its
@@ -29,6 +30,7 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
+    from agentfleet.alerts import Alert, AlertKind
     from agentfleet.bots import BotEvent, BotStatus, ChainContext, bot_workflow_id
     from agentfleet.health import (
         BotHealth,
@@ -40,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
         HealthTargets,
         ModelHealth,
     )
+
+from workflows.alerts import new_alert, raise_alerts
 
 SCHEDULE_ID = "fleet-health"
 WORKFLOW_ID = "schedule-fleet-health"
@@ -58,6 +62,7 @@ class FleetHealthWorkflow:
         self.results: list[BotHealth] = []
         self.summary = FleetHealthSummary()
         self.in_flight = 0
+        self.alerts: list[Alert] = []
 
     @workflow.run
     async def run(self, check: HealthCheck) -> FleetHealthSummary:
@@ -94,6 +99,12 @@ class FleetHealthWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,
         )
+        alerts = [
+            new_alert(AlertKind.BOT_DEGRADED, name, self.summary.reasons.get(name, "degraded"))
+            for name in sorted(self.summary.degraded)
+        ] + self.alerts
+        if alerts and workflow.patched("alerts"):
+            await raise_alerts(alerts)
         return self.summary
 
     async def _check_models(self, check: HealthCheck) -> None:
@@ -117,6 +128,7 @@ class FleetHealthWorkflow:
                 f"({rollback.reason})"
             )
             self.summary.models_rolled_back.append(line)
+            self.alerts.append(new_alert(AlertKind.MODEL_ROLLBACK, rollback.task, line))
             workflow.logger.warning("model rolled back: %s", line)
             for name in rollback.bots:
                 handle = workflow.get_external_workflow_handle(bot_workflow_id(name))

@@ -8,7 +8,8 @@ far-off norms, a score far below the champion's) and aggregates -> ``evaluate_ca
 the held-out split and the participants' validation data -> promoted if it beats the champion
 by the margin, else rolled back (the champion stays, the candidate is recorded as rejected) ->
 ``record_round`` -> the participants' entity workflows are told the champion they serve
-(``note`` signals, at once).
+(``note`` signals, at once) -> a rolled-back round is raised as an alert (``raise_alerts``,
+patch ``alerts``; info: the champion stays).
 
 All numbers are computed in activities; the workflow moves refs and decides.
 """
@@ -25,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
+    from agentfleet.alerts import AlertKind, Severity
     from agentfleet.bots import BotEvent, bot_workflow_id
     from agentfleet.learning.rounds import (
         Aggregated,
@@ -42,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.learning.strategies import Exclusion
     from agentfleet.learning.tasks import improves, task_named
+
+from workflows.alerts import new_alert, raise_alerts
 
 T = TypeVar("T")
 STEP = timedelta(seconds=60)
@@ -142,7 +146,13 @@ class LearningRoundWorkflow:
                 f"{primary} {evaluation.candidate[primary]:.4f} does not beat the champion's "
                 f"{evaluation.champion[primary]:.4f} by {order.margin:g}"
             )
-        return await self._finish(record, record.reason)
+        report = await self._finish(record, record.reason)
+        if not promoted and workflow.patched("alerts"):
+            text = f"round {order.round} rolled back: {record.reason}"
+            await raise_alerts(
+                [new_alert(AlertKind.LEARNING_ROLLBACK, order.task, text, Severity.INFO)]
+            )
+        return report
 
     async def _train_all(
         self, order: RoundOrder, selection: Selection, round_id: str

@@ -12,6 +12,8 @@ submission of one authorization (100 concurrent requests, a client's retry, a fa
    relayer entity (signed and recorded before broadcast, confirmed to the profile's depth). The
    request id makes a second settlement of the same payment impossible, even across crashes.
 4. ``record_payment`` (fleet-io): the ledger row, an upsert keyed by the payment id.
+5. Only when settlement failed or its outcome is unknown: an alert (``raise_alerts``, patch
+   ``alerts``); a settled payment raises nothing and waits for nothing more.
 
 The result (the skill's data included) is released to the buyer only when the status is
 ``settled``. The ``status`` query is what ``GET /payments/{id}`` shows while it runs.
@@ -27,6 +29,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
+    from agentfleet.alerts import AlertKind, Severity
     from agentfleet.bots import SkillResult
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.payments import (
@@ -38,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
     )
 
+from workflows.alerts import new_alert, raise_alerts
 from workflows.relayer import run_transaction
 
 RETRY = RetryPolicy(
@@ -114,7 +118,30 @@ class PaymentSagaWorkflow:
             self._end(PaymentStatus.FAILED, Reason.TRANSACTION_FAILED, outcome.error)
         await self._record()
         self._step("recorded")
+        if self.view.status is PaymentStatus.FAILED and workflow.patched("alerts"):
+            await self._alert(outcome)
         return self._released()
+
+    async def _alert(self, outcome: TxOutcome) -> None:
+        """A settlement that failed (nothing moved) or whose outcome is unknown (money may have
+        moved; the relayer keeps checking) is an operator's business."""
+        view = self.view
+        unknown = outcome.status is TxStatus.UNKNOWN
+        what = f"{view.seller}/{view.skill}" if view.seller else "facilitator settle"
+        text = (
+            f"{what}: {view.amount} units from {view.payer}: settlement "
+            f"{'outcome unknown' if unknown else 'failed'}: {view.detail or outcome.error or '?'}"
+        )
+        await raise_alerts(
+            [
+                new_alert(
+                    AlertKind.PAYMENT_UNKNOWN if unknown else AlertKind.PAYMENT_FAILED,
+                    view.payment_id,
+                    text,
+                    Severity.CRITICAL if unknown else Severity.WARNING,
+                )
+            ]
+        )
 
     async def _run_skill(self, order: PaymentOrder) -> SkillResult:
         assert order.call is not None  # noqa: S101 - checked by the caller

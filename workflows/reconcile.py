@@ -9,8 +9,9 @@ The sequence: ``reconcile_scope`` (fleet-io: the token, its deployment block and
 they settled in the batch's blocks) -> :func:`agentfleet.reconcile.compare`; a missing row is
 read again after ``recheck_after_s`` (its saga may be about to write it) -> one
 ``flag_payment_discrepancies`` (fleet-io: a warning and an audit event per finding, and the
-run's summary, which is the next scheduled run's checkpoint). What the finding kinds mean and how
-the range is chosen: :mod:`agentfleet.reconcile`.
+run's summary, which is the next scheduled run's checkpoint) -> when anything differs, one alert
+per listed finding (``raise_alerts``, patch ``alerts``). What the finding kinds mean and how the
+range is chosen: :mod:`agentfleet.reconcile`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
+    from agentfleet.alerts import AlertKind, Severity
     from agentfleet.reconcile import (
         FindingKind,
         LedgerEntries,
@@ -35,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         SettlementQuery,
         compare,
     )
+
+from workflows.alerts import new_alert, raise_alerts
 
 SCHEDULE_ID = "reconcile-payments"
 WORKFLOW_ID = "schedule-reconcile-payments"
@@ -102,6 +106,18 @@ class ReconcilePaymentsWorkflow:
                 "findings": report.total_findings,
             }
         )
+        if not report.clean and workflow.patched("alerts"):
+            await raise_alerts(
+                [
+                    new_alert(
+                        AlertKind.RECONCILE_DIFFERENCE,
+                        finding.payment_id,
+                        f"{finding.kind.value}: {finding.detail}",
+                        Severity.CRITICAL,
+                    )
+                    for finding in report.findings
+                ]
+            )
         if not report.clean:
             workflow.logger.warning(
                 "payments reconciliation found %d discrepancies in blocks %d..%d: %s",

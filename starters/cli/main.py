@@ -8,6 +8,7 @@ import typer
 
 from agentfleet.errors import FleetError
 from starters.cli import (
+    alerts,
     bot,
     chain,
     command,
@@ -45,6 +46,7 @@ app.add_typer(content.app, name="content")
 app.add_typer(content.channel_app, name="channel")
 app.add_typer(policy.app, name="policy")
 app.add_typer(learn.app, name="learn")
+app.add_typer(alerts.app, name="alerts")
 app.command("pay")(payments.pay)
 app.command("report")(report.report)
 
