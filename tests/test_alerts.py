@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 from temporalio.worker import Worker
+from typer.testing import CliRunner
 
 from activities.alerts import AlertActivities, send_alerts
 from activities.channels import ChannelActivities
@@ -47,6 +49,7 @@ from agentfleet.reconcile import ReconcileReport, ReconcileRequest
 from agentfleet.sandbox.app import Sandbox
 from agentfleet.sandbox.store import TelegramMessage
 from agentfleet.settings import Settings
+from starters.cli.main import app
 from tests.alert_doubles import LOST_PAYMENT, StandInBot, health_doubles, reconcile_doubles
 from tests.replay import record_history
 from tests.test_content_pipeline import POLICY, add_publisher
@@ -340,3 +343,11 @@ async def test_a_reconciliation_difference_is_sent_or_with_no_alert_channel_reco
             assert not sandbox.store.telegram_messages()
             marker = f"alert-{row.digest_id}-alerts"
             assert content_store.send_marker(migrated_database_url, marker) is None
+            env = {"FLEET_DATABASE_URL": migrated_database_url, "FLEET_HOME": str(tmp_path)}
+            shown = await asyncio.to_thread(
+                CliRunner().invoke, app, ["alerts", "list", "--json"], env=env
+            )
+            assert shown.exit_code == 0, shown.output
+            assert [(r["kind"], r["channels"]) for r in json.loads(shown.stdout)] == [
+                ("reconcile_difference", [])
+            ]

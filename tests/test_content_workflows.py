@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from agentfleet import taskqueues
+from agentfleet.alerts import Alert, AlertBatch, AlertKind
 from agentfleet.content import (
     ApproveInput,
     CancelInput,
@@ -82,6 +83,7 @@ CHANNEL = ChannelConfig(
 class Doubles:
     records: list[ContentRecord] = field(default_factory=list)
     sent: list[PublishRequest] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
     @activity.defn(name="prepare_content")
     async def prepare_content(self, order: ContentOrder) -> ContentContext:
@@ -148,6 +150,10 @@ class Doubles:
     async def allow_resend(self, content_id: str) -> None:
         return None
 
+    @activity.defn(name="raise_alerts")
+    async def raise_alerts(self, batch: AlertBatch) -> None:
+        self.alerts.extend(batch.alerts)
+
     def all(self) -> list[Any]:
         return [
             self.prepare_content,
@@ -158,6 +164,7 @@ class Doubles:
             self.hand_to_publisher,
             self.publish_to_channel,
             self.allow_resend,
+            self.raise_alerts,
         ]
 
     def steps(self) -> list[str]:
@@ -250,6 +257,8 @@ async def test_reminder_then_escalation_lets_the_second_group_decide(
     mine = [r for r in doubles.records if r.view.content_id == final.content_id]
     steps = [e.step for r in mine for e in r.entries]
     assert steps.index("reminder") < steps.index("escalated") < steps.index("decision")
+    overdue = [a for a in doubles.alerts if a.key == final.content_id]
+    assert [a.kind for a in overdue] == [AlertKind.APPROVAL_OVERDUE]
     assert steps[-1] == "published"
     published = [s for s in doubles.sent if s.content_id == final.content_id]
     assert len(published) == 1 and DISCLOSURE in published[0].message.text

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from activities.reconcile import AUTHORIZATION_USED, TRANSFER, pair_settlements
 from agentfleet import db, taskqueues
+from agentfleet.alerts import Alert, AlertBatch
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.eip3009 import random_nonce, sign_transfer_authorization
 from agentfleet.deployment import load_deployment
@@ -206,6 +207,7 @@ class FakeFleet:
         self.chain_calls: list[SettlementQuery] = []
         self.ledger_calls: list[LedgerQuery] = []
         self.flagged: list[ReconcileRecord] = []
+        self.alerts: list[Alert] = []
 
     def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="reconcile_scope")
@@ -249,11 +251,16 @@ class FakeFleet:
             self.flagged.append(record)
             return len(record.report.findings)
 
+        @activity.defn(name="raise_alerts")
+        async def raise_alerts(batch: AlertBatch) -> None:
+            self.alerts.extend(batch.alerts)
+
         return [
             reconcile_scope,
             read_authorizations_used,
             read_ledger_rows,
             flag_payment_discrepancies,
+            raise_alerts,
         ]
 
     async def run(self, env: WorkflowEnvironment, request: ReconcileRequest) -> ReconcileReport:
@@ -313,6 +320,7 @@ async def test_findings_are_capped_and_counted_and_the_range_capped(
     assert report.counts == {FindingKind.MISSING_ROW: MAX_FINDINGS + 50}
     assert len(report.findings) == MAX_FINDINGS and report.truncated
     assert report.checkpoint is False and len(fake.ledger_calls) == 1
+    assert [a.key for a in fake.alerts] == [f.payment_id for f in report.findings]
 
 
 async def reconcile(market: Market, **fields: Any) -> tuple[ReconcileReport, str]:
