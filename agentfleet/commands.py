@@ -17,6 +17,7 @@ A caller may rely on:
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -250,6 +251,31 @@ def direction_of(value: float, last: float, tolerance: float = 0.0) -> Direction
     if value < last - band:
         return Direction.DOWN
     return Direction.FLAT
+
+
+def describe_answer(skill: Skill, data: dict[str, Any]) -> str:
+    """One short line for a bot's answer (the CLI's table and the Telegram command center)."""
+    if skill is Skill.FORECAST and {"value", "last"} <= data.keys():
+        value, last = float(data["value"]), float(data["last"])
+        return f"{value:,.4f} (last {last:,.4f}, {direction_of(value, last).value})"
+    if skill is Skill.PERFORMANCE and "forecasts" in data:
+        hit, mae = data.get("hit_rate"), data.get("mean_abs_error")
+        parts = [f"{data['forecasts']} forecasts"]
+        parts += [f"hit {hit:.0%}"] if hit is not None else []
+        parts += [f"MAE {mae:,.4f}"] if mae is not None else []
+        return ", ".join(parts)
+    if skill is Skill.STATUS and "status" in data:
+        extra = {k: v for k, v in data.items() if k in {"commands_handled", "errors"}}
+        return str(data["status"]) + "".join(f", {k} {v}" for k, v in extra.items())
+    if skill is Skill.TUNE and "changes" in data:
+        changes = data.get("changes") or {}
+        now, then = data.get("current_mae"), data.get("suggested_mae")
+        shown = ", ".join(f"{k}={v}" for k, v in changes.items()) or "keep current"
+        if now is not None and then is not None:
+            shown += f" (MAE {now:,.4f} -> {then:,.4f})"
+        return shown
+    text = json.dumps(data, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def summarize_forecasts(

@@ -156,6 +156,23 @@ class Settings(BaseSettings):
         default=None, description="Content policy YAML; unset: the packaged default policy."
     )
 
+    # Telegram command center (starters/telegram.py).
+    telegram_users: str = Field(
+        default="",
+        description="Who may use the Telegram command center: comma-separated "
+        "`USER_ID:ROLE[:NAME]` (roles viewer, operator, approver, admin; NAME is the approver "
+        "name content decisions carry, default tg-USER_ID). Unset with the sandbox as the Bot "
+        "API: 1001:admin:sandbox-admin.",
+    )
+    command_center: bool = Field(
+        default=True,
+        description="`fleet up` starts the Telegram command center (when a bot token or the "
+        "sandbox is there).",
+    )
+    grafana_url: str = Field(
+        default="http://127.0.0.1:3000", description="Grafana, for links in /dashboard."
+    )
+
     # Learning rounds.
     models_path: Path | None = Field(
         default=None,

@@ -38,6 +38,9 @@ class TelegramMessage(BaseModel):
     """``time.monotonic()`` at acceptance, for pacing checks within one process."""
     edits: list[str] = Field(default_factory=list)
     """Earlier texts, oldest first, when ``editMessageText`` changed it."""
+    document: dict[str, Any] | None = None
+    """``sendDocument``: ``file_name``, ``file_size`` and the file as ``text`` (``text`` above
+    is the caption)."""
 
 
 class BotApiCall(BaseModel):
@@ -191,6 +194,7 @@ class SandboxStore:
         text: str,
         parse_mode: str | None = None,
         reply_markup: dict[str, Any] | None = None,
+        document: dict[str, Any] | None = None,
     ) -> TelegramMessage:
         with self.lock:
             message_id = self._tg_next_id.get(chat_id, 1)
@@ -202,6 +206,7 @@ class SandboxStore:
                 text=text,
                 parse_mode=parse_mode,
                 reply_markup=reply_markup,
+                document=document,
                 date=int(now.timestamp()),
                 received_at=now,
                 received_monotonic=self.clock(),

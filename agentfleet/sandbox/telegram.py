@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, model_validator
+from starlette.datastructures import UploadFile
 
 from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN
 from agentfleet.sandbox.buckets import retry_after_seconds
@@ -30,11 +31,21 @@ from agentfleet.sandbox.faults import DroppedResponse, hold
 from agentfleet.sandbox.store import BotApiCall, Fault, SandboxStore, TelegramMessage
 
 MAX_TEXT = 4096
+MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 LONG_POLL_CAP_S = 2.0
 """``getUpdates`` waits at most this long for an update, whatever its ``timeout``."""
 _CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
 Params = dict[str, Any]
+
+
+class Upload(BaseModel):
+    """A file part of a multipart Bot API call."""
+
+    filename: str
+    content: bytes
+
+
 Method = Callable[[SandboxStore, str, Params, Request], Awaitable[Response]]
 
 
@@ -96,6 +107,15 @@ def message_json(record: TelegramMessage, token: str) -> dict[str, Any]:
         body["edit_date"] = int(time.time())
     if record.reply_markup:
         body["reply_markup"] = record.reply_markup
+    if record.document is not None:
+        body.pop("text")
+        body["caption"] = record.text
+        body["document"] = {
+            "file_id": f"doc-{record.chat_id}-{record.message_id}",
+            "file_unique_id": f"doc{record.message_id}",
+            "file_name": record.document["file_name"],
+            "file_size": record.document["file_size"],
+        }
     return body
 
 
@@ -126,6 +146,13 @@ async def read_params(request: Request) -> Params | None:
         params.update(data)
     elif kind == "application/x-www-form-urlencoded":
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif kind == "multipart/form-data":
+        form = await request.form()
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                params[key] = Upload(filename=value.filename or key, content=await value.read())
+            else:
+                params[key] = value
     else:
         return None
     return params
@@ -166,6 +193,35 @@ async def send_message(store: SandboxStore, token: str, p: Params, request: Requ
         return DroppedResponse()
     if fault is not None and fault.mode == "hang":
         await hold(store, fault.hang_s, request)
+    return ok(message_json(record, token))
+
+
+async def send_document(store: SandboxStore, token: str, p: Params, request: Request) -> Response:
+    """A file upload (multipart, as python-telegram-bot sends it), kept as a message whose
+    ``document`` holds the file's name and text; counts against the flood limits."""
+    chat_id = str(p.get("chat_id", "")).strip()
+    upload = p.get("document")
+    if isinstance(upload, str) and upload.startswith("attach://"):
+        upload = p.get(upload.removeprefix("attach://"))
+    if not valid_chat(chat_id):
+        return chat_not_found()
+    if not isinstance(upload, Upload):
+        return error(400, "Bad Request: there is no document in the request")
+    if len(upload.content) > MAX_DOCUMENT_BYTES:
+        return error(413, "Request Entity Too Large")
+    wait = store.telegram_admit(token, chat_id)
+    if wait > 0:
+        after = retry_after_seconds(wait)
+        return error(429, f"Too Many Requests: retry after {after}", {"retry_after": after})
+    record = store.record_telegram_message(
+        chat_id,
+        str(p.get("caption") or ""),
+        document={
+            "file_name": upload.filename,
+            "file_size": len(upload.content),
+            "text": upload.content.decode("utf-8", "replace"),
+        },
+    )
     return ok(message_json(record, token))
 
 
@@ -226,6 +282,7 @@ def recorded_true(method: str) -> Method:
 
 METHODS: dict[str, Method] = {
     "sendmessage": send_message,
+    "senddocument": send_document,
     "getupdates": get_updates,
     "editmessagetext": edit_message_text,
     "getchat": get_chat,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import re
 import secrets
 from datetime import UTC, datetime
@@ -212,27 +211,8 @@ def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
         _print(result)
 
 
-def _detail(result: FleetCommandResult, data: dict[str, Any]) -> str:
-    from agentfleet.commands import direction_of  # noqa: PLC0415
-
-    if result.skill is Skill.FORECAST and {"value", "last"} <= data.keys():
-        value, last = float(data["value"]), float(data["last"])
-        return f"{value:,.4f} (last {last:,.4f}, {direction_of(value, last).value})"
-    if result.skill is Skill.PERFORMANCE and "forecasts" in data:
-        hit, mae = data.get("hit_rate"), data.get("mean_abs_error")
-        parts = [f"{data['forecasts']} forecasts"]
-        parts += [f"hit {hit:.0%}"] if hit is not None else []
-        parts += [f"MAE {mae:,.4f}"] if mae is not None else []
-        return ", ".join(parts)
-    if result.skill is Skill.STATUS and "status" in data:
-        extra = {k: v for k, v in data.items() if k in {"commands_handled", "errors"}}
-        return str(data["status"]) + "".join(f", {k} {v}" for k, v in extra.items())
-    text = json.dumps(data, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _print(result: FleetCommandResult) -> None:
-    from agentfleet.commands import AnswerOutcome  # noqa: PLC0415
+    from agentfleet.commands import AnswerOutcome, describe_answer  # noqa: PLC0415
 
     summary = result.summary
     console.print(
@@ -247,7 +227,7 @@ def _print(result: FleetCommandResult) -> None:
     table = Table("bot", "kind", "status", "answer", "ms", box=None, header_style="bold")
     for answer in result.answers:
         if answer.ok:
-            shown = escape(_detail(result, answer.data))
+            shown = escape(describe_answer(result.skill, answer.data))
         else:
             colour = "red" if answer.outcome is AnswerOutcome.FAILED else "yellow"
             shown = f"[{colour}]{escape(answer.error or answer.outcome.value)}[/]"

@@ -1,0 +1,372 @@
+"""The Telegram command center against the local Bot API server (the sandbox), with real bots on
+the dev server and anvil, on SQLite and PostgreSQL: every command for each role, a polite refusal
+for strangers, inline approval buttons that drive a real content pipeline to published, and bad
+commands that change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from agentfleet import command_center, content_ops, content_store, db
+from agentfleet.bots import BotKind, BotSpec, BotStatus
+from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.content import (
+    MAX_LENGTH,
+    ChannelConfig,
+    ChannelKind,
+    ContentOrder,
+    ContentState,
+    ContentView,
+    RateLimit,
+    default_limit,
+)
+from agentfleet.errors import FleetError
+from agentfleet.fleet import create_bot, show_bot
+from agentfleet.models import AuditEvent, BotRecord
+from agentfleet.operators import Permission, Role, parse_access_list
+from agentfleet.sandbox.app import Sandbox
+from agentfleet.sandbox.buckets import TelegramLimits
+from agentfleet.sandbox.store import TelegramMessage
+from agentfleet.settings import Settings
+from starters import telegram
+from workers.main import running_workers
+
+VIEWER, OPERATOR, APPROVER, ADMIN, STRANGER = 2001, 2002, 2003, 2004, 2999
+ACCESS = "2001:viewer:vera, 2002:operator:olga, 2003:approver:alice, 2004:admin:adam"
+ROLES = {VIEWER: Role.VIEWER, OPERATOR: Role.OPERATOR, APPROVER: Role.APPROVER, ADMIN: Role.ADMIN}
+POLICY = """
+name: tg-test
+version: 1
+moderation: false
+approval:
+  approvers: [alice, adam]
+  expire_after: 60s
+"""
+POSTS = "-100777"
+FAST = TelegramLimits(private_chat=RateLimit(rate_per_s=50.0, burst=10))
+
+
+@dataclass
+class Center:
+    client: Client
+    settings: Settings
+    sandbox: Sandbox
+    http: httpx.AsyncClient
+    a: str
+    b: str
+    """Two active forecasters (names unique per test: the dev server outlives tests)."""
+
+    @property
+    def url(self) -> str:
+        return self.settings.effective_database_url
+
+    def named(self, text: str) -> str:
+        """``text`` with ``{a}`` and ``{b}`` replaced by this test's bot names."""
+        return text.replace("{a}", self.a).replace("{b}", self.b)
+
+    def messages(self, chat: int | str) -> list[TelegramMessage]:
+        return self.sandbox.store.telegram_messages(str(chat))
+
+    async def say(self, user: int, text: str, expect: int = 1) -> list[TelegramMessage]:
+        """``user`` writes ``text`` in their private chat; the command center's next replies."""
+        before = len(self.messages(user))
+        pushed = await self.http.post(
+            "/sandbox/telegram/updates", json={"chat_id": user, "text": text}
+        )
+        pushed.raise_for_status()
+        return await self._replies(user, before, expect)
+
+    async def press(self, user: int, message_id: int, data: str) -> list[TelegramMessage]:
+        before = len(self.messages(user))
+        pushed = await self.http.post(
+            "/sandbox/telegram/updates",
+            json={"chat_id": user, "callback_data": data, "message_id": message_id},
+        )
+        pushed.raise_for_status()
+        return await self._replies(user, before, 1)
+
+    async def _replies(self, user: int, before: int, expect: int) -> list[TelegramMessage]:
+        for _ in range(600):
+            found = self.messages(user)[before:]
+            if len(found) >= expect:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no reply in chat {user}; got {[m.text for m in found]}")
+
+    async def bot_status(self, name: str) -> BotStatus:
+        return (await show_bot(self.client, name)).status
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def center(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> AsyncIterator[Center]:
+    """Two active forecasters, a publisher, a Telegram channel needing approval,
+    workers, the sandbox Bot API and the command center polling it."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    async with Sandbox(home=tmp_path, telegram_limits=FAST) as sandbox:
+        settings = Settings(
+            home=tmp_path,
+            database_url=migrated_database_url,
+            rpc_url=anvil_url,
+            deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
+            content_policy=policy,
+            telegram_users=ACCESS,
+            **sandbox.settings_overrides(),
+        )
+        content_store.save_channel(
+            migrated_database_url,
+            ChannelConfig(
+                name="posts",
+                kind=ChannelKind.TELEGRAM,
+                target=POSTS,
+                limit=default_limit(ChannelKind.TELEGRAM, POSTS),
+                max_length=MAX_LENGTH[ChannelKind.TELEGRAM],
+            ),
+        )
+        with db.session_scope(migrated_database_url) as session:
+            session.add(BotRecord(name="pub-1", kind="publisher", owner="fleet", status="active"))
+            session.commit()
+        stop = asyncio.Event()
+        async with (
+            running_workers(dev_client, settings),
+            httpx.AsyncClient(base_url=sandbox.url) as http,
+        ):
+            await prepare_fleet(dev_client, settings, anvil_url)
+            suffix = uuid.uuid4().hex[:6]
+            names = (f"tga-{suffix}", f"tgb-{suffix}")
+            for name in names:
+                await create_bot(dev_client, BotSpec(name=name, kind=BotKind.FORECASTER))
+            for name in names:
+                await wait_status(dev_client, name, BotStatus.ACTIVE)
+            polling = asyncio.create_task(
+                telegram.serve(settings, dev_client, stop, chat_interval_s=0.02)
+            )
+            ready = tmp_path / telegram.READY_FILE
+            for _ in range(200):
+                if ready.exists() or polling.done():
+                    break
+                await asyncio.sleep(0.05)
+            if polling.done():
+                polling.result()
+            try:
+                yield Center(dev_client, settings, sandbox, http, *names)
+            finally:
+                stop.set()
+                await asyncio.wait_for(polling, 30)
+
+
+async def wait_status(client: Client, name: str, status: BotStatus) -> None:
+    for _ in range(600):
+        view = await show_bot(client, name)
+        if view.status is status:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} stayed {view.status}: {view.reason}")
+
+
+REFUSED = "Sorry, your role"
+
+# (command, permission it needs); every one runs for every role, in this order.
+MATRIX: list[tuple[str, Permission]] = [
+    ("/help", Permission.READ),
+    ("/status", Permission.READ),
+    ("/status {a}", Permission.READ),
+    ("/health", Permission.READ),
+    ("/forecast all BTCUSDT 1h", Permission.READ),
+    ("/forecast {a} ETHUSDT 15m", Permission.READ),
+    ("/performance", Permission.READ),
+    ("/performance 7d", Permission.READ),
+    ("/intelligence", Permission.READ),
+    ("/dashboard", Permission.READ),
+    ("/payments", Permission.READ),
+    ("/payments {a}", Permission.READ),
+    ("/balance {a}", Permission.READ),
+    ("/pending", Permission.READ),
+    ("/tune all", Permission.STEER),
+    ("/tune {a} alpha=0.5", Permission.STEER),
+    ("/config {a} alpha 0.4", Permission.STEER),
+    ("/pause {b}", Permission.STEER),
+    ("/resume {b}", Permission.STEER),
+    ("/restart {b}", Permission.STEER),
+    ("/approve no-such-item", Permission.DECIDE),
+    ("/reject no-such-item not good", Permission.DECIDE),
+    ("/edit no-such-item new words", Permission.DECIDE),
+]
+
+
+async def test_every_command_answers_each_role_and_refuses_what_the_role_may_not(
+    center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for user, role in ROLES.items():
+        for text, needs in MATRIX:
+            replies = await center.say(user, center.named(text))
+            answer = replies[0].text
+            if needs in role.permissions:
+                assert not answer.startswith(("Sorry", "Something went wrong")), (
+                    role,
+                    text,
+                    answer,
+                )
+            else:
+                assert answer.startswith(REFUSED), (role, text, answer)
+    assert await center.bot_status(f"{center.b}") is BotStatus.ACTIVE
+    assert (await show_bot(center.client, f"{center.a}")).params["alpha"] == 0.4
+
+    help_text = (await center.say(VIEWER, "/help"))[0].text
+    assert "automated bot" in help_text and "/pause" not in help_text
+    forecast = (await center.say(ADMIN, "/forecast all BTCUSDT 1h"))[0].text
+    assert forecast.startswith("forecast to all bots: 2 ok") and f"{center.a}" in forecast
+    status = (await center.say(VIEWER, f"/status {center.a}"))[0].text
+    assert f"{center.a} (forecaster" in status and "Automated agent operated by fleet." in status
+    balance = (await center.say(VIEWER, f"/balance {center.a}"))[0].text
+    assert "fUSD" in balance and "0x" in balance
+    missing = (await center.say(ADMIN, "/approve no-such-item"))[0].text
+    assert missing.startswith("Nothing changed: no content no-such-item")
+
+    monkeypatch.setattr(command_center, "MAX_ROWS", 1)
+    replies = await center.say(ADMIN, "/forecast all BTCUSDT 1h", expect=2)
+    assert "the full table is attached" in replies[0].text
+    document = replies[1].document
+    assert document is not None and document["file_name"].endswith(".csv")
+    lines = document["text"].strip().splitlines()
+    assert lines[0] == "bot,status,answer" and len(lines) == 4  # tg-a, tg-b, pub-1
+
+
+async def test_steering_commands_change_the_bot_and_a_viewers_change_nothing(
+    center: Center,
+) -> None:
+    refused = await center.say(VIEWER, f"/pause {center.b}")
+    assert refused[0].text.startswith(REFUSED)
+    assert await center.bot_status(f"{center.b}") is BotStatus.ACTIVE
+
+    paused = await center.say(OPERATOR, f"/pause {center.b}")
+    assert paused[0].text == f"{center.b} is paused (pause by olga)."
+    assert await center.bot_status(f"{center.b}") is BotStatus.PAUSED
+    resumed = await center.say(ADMIN, f"/resume {center.b}")
+    assert resumed[0].text == f"{center.b} is active (resume by adam)."
+    with db.session_scope(center.url) as session:
+        kinds = {(e.kind, e.actor) for e in session.query(AuditEvent).all()}
+    assert ("telegram.pause", "olga") in kinds and ("telegram.refused", "2001") in kinds
+
+    stranger = await center.say(STRANGER, f"/pause {center.a}")
+    assert stranger[0].text.startswith("Sorry, this automated bot only answers")
+    assert str(STRANGER) in stranger[0].text
+    assert await center.bot_status(f"{center.a}") is BotStatus.ACTIVE
+    with db.session_scope(center.url) as session:
+        refusals = [e for e in session.query(AuditEvent).all() if e.actor == str(STRANGER)]
+    assert [(e.kind, e.subject) for e in refusals] == [("telegram.refused", "/pause")]
+
+
+BAD_COMMANDS = [
+    ("/forecast all", "Say which bots, the symbol and the timeframe. Usage: /forecast"),
+    ("/forecast all BTC-USD 1h", "'BTC-USD' '1h' is not a symbol"),
+    ("/forecast Tg_A BTCUSDT 1h", "'Tg_A' is not a bot name."),
+    ("/performance 7 days", "The window is like 7d"),
+    ("/config {a} alpha 7", "Nothing changed: invalid forecaster parameters: alpha"),
+    ("/config {a} colour blue", "Nothing changed: invalid forecaster parameters: colour"),
+    ("/tune {a} alpha", "parameter 'alpha' is not key=value"),
+    ("/pause", "Give one bot name. Usage: /pause NAME"),
+    ("/pause nobody", "Nothing changed: no running bot named nobody"),
+    ("/launch rockets", "Unknown command /launch. Send /help"),
+    ("hello", "Commands start with /."),
+]
+
+
+async def test_a_bad_command_gets_one_line_of_help_and_changes_nothing(center: Center) -> None:
+    before = await show_bot(center.client, f"{center.a}")
+    for text, expected in BAD_COMMANDS:
+        replies = await center.say(ADMIN, center.named(text))
+        assert len(replies) == 1 and "\n" not in replies[0].text, replies[0].text
+        assert center.named(expected) in replies[0].text, replies[0].text
+    after = await show_bot(center.client, f"{center.a}")
+    assert (after.status, after.params) == (before.status, before.params)
+
+
+async def test_inline_buttons_approve_an_item_and_the_pipeline_publishes_it(
+    center: Center,
+) -> None:
+    content_id = await submit(center, "the fleet's weekly forecast summary")
+    listed = await center.say(APPROVER, "/pending", expect=2)
+    item = next(m for m in listed if content_id in m.text)
+    buttons = item.reply_markup["inline_keyboard"][0] if item.reply_markup else []
+    assert [b["text"] for b in buttons] == ["Approve", "Reject", "Edit"]
+
+    viewer = await center.press(VIEWER, item.message_id, f"a:{content_id}")
+    assert viewer[0].text.startswith(REFUSED)
+    answer = await center.press(APPROVER, item.message_id, buttons[0]["callback_data"])
+    assert answer[0].text.startswith(f"Approved {content_id} as alice")
+
+    view = await wait_content(center, content_id, ContentState.PUBLISHED)
+    assert view.decided_by == "alice"
+    posted = center.messages(POSTS)
+    assert len(posted) == 1 and "weekly forecast" in posted[0].text.lower()
+
+    rejected = await submit(center, "a post to reject")
+    edited = await submit(center, "a post to edit")
+    listed = await center.say(ADMIN, "/pending", expect=3)
+    to_reject = next(m for m in listed if rejected in m.text)
+    answer = await center.press(ADMIN, to_reject.message_id, f"r:{rejected}")
+    assert answer[0].text.startswith(f"Rejected {rejected} as adam")
+    assert (await wait_content(center, rejected, ContentState.REJECTED)).decided_by == "adam"
+
+    prompt = await center.press(ADMIN, to_reject.message_id, f"e:{edited}")
+    assert prompt[0].text == f"Send the new text as: /edit {edited} <text>"
+    changed = await center.say(ADMIN, f"/edit {edited} Fresh words from the desk.")
+    assert changed[0].text.startswith(f"Edited {edited} as adam")
+    view = await wait_content(center, edited, ContentState.AWAITING_APPROVAL)
+    assert view.revision == 1 and view.text is not None and "Fresh words" in view.text
+
+
+def test_access_list_parses_roles_and_names_and_rejects_bad_entries() -> None:
+    operators = parse_access_list(ACCESS + ", 7:viewer")
+    assert operators[APPROVER].name == "alice" and operators[7].name == "tg-7"
+    assert operators[ADMIN].may(Permission.DECIDE) and not operators[OPERATOR].may(
+        Permission.DECIDE
+    )
+    for bad, why in [
+        ("abc:admin", "is not USER_ID:ROLE"),
+        ("1:boss", "unknown role 'boss'"),
+        ("1:admin, 1:viewer", "lists user 1 twice"),
+        ("1:admin:bad name", "name 'bad name'"),
+    ]:
+        with pytest.raises(FleetError, match=why):
+            parse_access_list(bad)
+
+
+async def submit(center: Center, brief: str) -> str:
+    content_id = f"tg-{uuid.uuid4().hex[:8]}"
+    order = ContentOrder(
+        content_id=content_id, bot="pub-1", channel="posts", brief=brief, submitted_by="dave"
+    )
+    await content_ops.submit(center.client, center.url, order, datetime.now(UTC))
+    await wait_content(center, content_id, ContentState.AWAITING_APPROVAL)
+    for _ in range(200):  # /pending reads the table, which follows the workflow
+        row = content_store.get_item(center.url, content_id)
+        if row is not None and row.state == ContentState.AWAITING_APPROVAL.value:
+            return content_id
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{content_id}'s row never said awaiting_approval")
+
+
+async def wait_content(center: Center, content_id: str, state: ContentState) -> ContentView:
+    view = await content_ops.show(center.client, center.url, content_id)
+    for _ in range(600):
+        if view.state is state:
+            return view
+        await asyncio.sleep(0.05)
+        view = await content_ops.show(center.client, center.url, content_id)
+    raise AssertionError(f"{content_id} is {view.state}, not {state}: {view.reason}")
