@@ -350,7 +350,7 @@ async def _performance(
 
     if len(words) > 1 or (words and not WINDOW.match(words[0].lower())):
         raise Usage("The window is like 7d, 24h or 90m.")
-    args = {"window": words[0].lower()} if words else {}
+    args = {"window": words[0].lower() if words else "7d"}
     result = await center.fleet_command(Skill.PERFORMANCE, Targets(all=True), args, key)
     return [_result_reply(result)]
 
@@ -530,7 +530,11 @@ COMMANDS: dict[str, Command] = {
             _forecast,
         ),
         Command(
-            "performance", Permission.READ, "/performance [7d]", "backtest per bot", _performance
+            "performance",
+            Permission.READ,
+            "/performance [7d]",
+            "how forecasts did (default 7d)",
+            _performance,
         ),
         Command("intelligence", Permission.READ, "/intelligence", "shared patterns", _intelligence),
         Command("dashboard", Permission.READ, "/dashboard", "Web UI and Grafana links", _dashboard),

@@ -35,6 +35,7 @@ from agentfleet.command_center import COMMANDS, CommandCenter, Reply
 from agentfleet.errors import FleetError
 from agentfleet.operators import SANDBOX_OPERATOR, Operator, parse_access_list
 from agentfleet.settings import Settings, get_settings
+from agentfleet.stack.components import TELEGRAM_READY_FILE as READY_FILE
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -44,8 +45,6 @@ log = logging.getLogger("agentfleet.telegram")
 PRIVATE_CHAT_INTERVAL_S = 1.0
 """Telegram's limit for one chat: about one message a second (AIORateLimiter keeps the overall
 30 a second and 20 a minute per group, and waits out a 429 if one still comes)."""
-READY_FILE = "telegram.ready"
-"""Written under FLEET_HOME once polling runs (the stack's readiness probe), removed at exit."""
 POLL_TIMEOUT_S = 10
 
 

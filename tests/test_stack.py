@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -48,6 +49,7 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
         "sandbox",
         "http",
         "worker",
+        "telegram",
         "remote-bot",
     }
     assert all(c["up"] for c in names.values())
@@ -63,6 +65,11 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     assert "fleet_build_info" in metrics
     assert "temporal_workflow_completed_total" in metrics
     assert "temporal_num_pollers" in metrics
+
+    said = fleet(stack_env, "telegram", "say", "/health", "--json")
+    assert said.returncode == 0, said.stderr
+    replies = json.loads(said.stdout)["replies"]
+    assert re.match(r"\d+ bots: ", replies[0]["text"]), replies
 
     again = fleet(stack_env, "up", "--detach")
     assert_one_line_error(again, "already running")
@@ -132,6 +139,14 @@ def test_invalid_database_url_is_one_line_error(
 def test_invalid_setting_is_one_line_error(stack_env: dict[str, str]) -> None:
     stack_env["FLEET_TEMPORAL_PORT"] = "70000"
     assert_one_line_error(fleet(stack_env, "status"), "FLEET_TEMPORAL_PORT")
+
+
+def test_bad_telegram_access_list_is_one_line_error_and_starts_nothing(
+    stack_env: dict[str, str],
+) -> None:
+    stack_env["FLEET_TELEGRAM_USERS"] = "42:superuser"
+    assert_one_line_error(fleet(stack_env, "up", "--detach"), "FLEET_TELEGRAM_USERS", "superuser")
+    assert not (Path(stack_env["FLEET_HOME"]) / "stack.json").exists()
 
 
 def test_stale_state_with_orphan_process_is_refused_until_down(stack_env: dict[str, str]) -> None:

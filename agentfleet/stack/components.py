@@ -209,6 +209,33 @@ def sandbox_spec(settings: Settings) -> ComponentSpec:
     )
 
 
+TELEGRAM_READY_FILE = "telegram.ready"
+"""Written under FLEET_HOME by ``starters.telegram`` once it polls (its readiness probe)."""
+
+
+def telegram_spec(settings: Settings) -> ComponentSpec:
+    """The Telegram command center (``starters.telegram``): long polling on the Bot API (the
+    sandbox's unless a bot token is set); ready once it polls. No port of its own."""
+    ready_file = settings.home / TELEGRAM_READY_FILE
+    planned_at = time.time()
+
+    def ready() -> bool:
+        try:
+            return ready_file.stat().st_mtime >= planned_at - 1
+        except FileNotFoundError:
+            return False
+
+    return ComponentSpec(
+        name="telegram",
+        title="Telegram command center",
+        argv=[sys.executable, "-m", "starters.telegram"],
+        ports={},
+        ready=ready,
+        env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        critical=False,
+    )
+
+
 REMOTE_BOT_NAME = "remote-1"
 """The demo fleet's remote bot: the name the reference remote bot answers as."""
 

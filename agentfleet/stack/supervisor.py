@@ -69,9 +69,25 @@ def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
         specs.append(components.sandbox_spec(settings))
     specs.append(components.http_spec(settings))
     specs.append(components.worker_spec(settings))
+    if wants_command_center(settings):
+        specs.append(components.telegram_spec(settings))
     if settings.demo:
         specs.append(components.remote_bot_spec(settings))
     return specs
+
+
+def wants_command_center(settings: Settings) -> bool:
+    """The command center runs when asked for and a Bot API is there (a token, or the sandbox)."""
+    from agentfleet.channels.endpoints import telegram_endpoint  # noqa: PLC0415
+    from agentfleet.channels.errors import NotConfigured  # noqa: PLC0415
+
+    if not settings.command_center:
+        return False
+    try:
+        telegram_endpoint(settings)
+    except NotConfigured:
+        return False
+    return True
 
 
 def preflight(settings: Settings) -> list[ComponentSpec]:
@@ -99,6 +115,10 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
     db.validate_database_url(settings.effective_database_url)
     if settings.payload_key is not None:
         parse_key(settings.payload_key.get_secret_value())
+    if wants_command_center(settings):
+        from agentfleet.operators import parse_access_list  # noqa: PLC0415
+
+        parse_access_list(settings.telegram_users)
     specs = plan(settings, files)
     env_names = {
         "temporal": {"grpc": "FLEET_TEMPORAL_PORT", "ui": "FLEET_UI_PORT"},

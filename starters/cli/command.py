@@ -1,4 +1,4 @@
-"""``fleet command forecast|status|performance``: one skill to many bots, one answer.
+"""``fleet command forecast|status|performance|tune``: one skill to many bots, one answer.
 
 Each runs a FleetCommandWorkflow (``command-{id}``) and shows a live progress bar (the workflow's
 ``progress`` query) until the aggregated answer arrives. ``--id`` makes it idempotent: the same id
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from agentfleet.settings import Settings
 
 app = typer.Typer(
-    help="Send one skill to many bots at once (forecast, status, performance).",
+    help="Send one skill to many bots at once (forecast, status, performance, tune).",
     no_args_is_help=True,
 )
 
@@ -332,4 +332,36 @@ def performance(
     command = _command(
         Skill.PERFORMANCE, {"window": window}, targets, timeout, concurrency, command_id, as_json
     )
+    _run(settings, command, as_json)
+
+
+@app.command("tune")
+def tune(
+    all_bots: AllOpt = False,
+    kind: KindOpt = None,
+    bot: BotOpt = None,
+    query: QueryOpt = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", help="Score these parameters (key=value, repeat); default: a grid of alpha."
+        ),
+    ] = None,
+    timeout: TimeoutOpt = 3.0,
+    concurrency: ConcurrencyOpt = 50,
+    command_id: IdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the bots to suggest better parameters, scored by backtest error (all bots unless
+    targets are given). Nothing is applied: `fleet bot configure` does that."""
+    from agentfleet.bots import coerce_cli_params  # noqa: PLC0415
+
+    try:
+        asked = coerce_cli_params(param or [])
+    except ValueError as exc:
+        fail(str(exc), 2, as_json=as_json)
+    targets = _targets(all_bots, kind, bot, query, default_all=True, as_json=as_json)
+    settings = load_settings(as_json)
+    args = {"params": asked} if asked else {}
+    command = _command(Skill.TUNE, args, targets, timeout, concurrency, command_id, as_json)
     _run(settings, command, as_json)

@@ -20,6 +20,7 @@ from starters.cli import (
     report,
     schedule,
     stack,
+    telegram,
 )
 from starters.cli.output import console, emit_json, fail
 from starters.cli.settings_arg import load_settings
@@ -47,6 +48,7 @@ app.add_typer(content.channel_app, name="channel")
 app.add_typer(policy.app, name="policy")
 app.add_typer(learn.app, name="learn")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(telegram.app, name="telegram")
 app.command("pay")(payments.pay)
 app.command("report")(report.report)
 

@@ -1,0 +1,149 @@
+"""``fleet telegram run|access|say``: the Telegram command center from the shell.
+
+``run`` is what ``fleet up`` supervises; ``access`` shows who may do what; ``say`` types a message
+into the local sandbox's Bot API as a Telegram user and prints the command center's replies, so
+the command center can be tried without a real Telegram bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import nullcontext, suppress
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agentfleet.errors import FleetError
+from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.settings_arg import load_settings
+
+app = typer.Typer(
+    help="The Telegram command center: run it, show its access list, try it in the sandbox.",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+SANDBOX_ADMIN = 1001
+POLL_S = 0.1
+
+
+@app.command("run")
+def run() -> None:
+    """Run the command center in the foreground (long polling; Ctrl-C stops it)."""
+    from starters.telegram import main as center_main  # noqa: PLC0415
+
+    settings = load_settings(False)
+    with suppress(KeyboardInterrupt):
+        asyncio.run(center_main(settings))
+
+
+@app.command("access")
+def access(as_json: JsonOpt = False) -> None:
+    """Who may use the command center (FLEET_TELEGRAM_USERS) and what each role allows."""
+    from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, telegram_endpoint  # noqa: PLC0415
+    from agentfleet.channels.errors import NotConfigured  # noqa: PLC0415
+    from starters.telegram import access_list  # noqa: PLC0415
+
+    settings = load_settings(as_json)
+    try:
+        _, token = telegram_endpoint(settings)
+        sandbox = token.get_secret_value() == SANDBOX_TELEGRAM_TOKEN
+    except NotConfigured:
+        sandbox = False
+    try:
+        operators = access_list(settings, sandbox)
+    except FleetError as exc:
+        fail(str(exc), 2, as_json=as_json)
+    if as_json:
+        rows = [
+            {**op.model_dump(mode="json"), "may": sorted(p.value for p in op.role.permissions)}
+            for op in operators.values()
+        ]
+        emit_json({"ok": True, "operators": rows})
+        return
+    if not operators:
+        console.print("nobody: set FLEET_TELEGRAM_USERS, e.g. 123456789:admin:alice")
+        return
+    table = Table("user id", "name", "role", "may", box=None, header_style="bold")
+    for op in operators.values():
+        may = ", ".join(sorted(p.value for p in op.role.permissions))
+        table.add_row(str(op.user_id), op.name, op.role.value, may)
+    console.print(table)
+
+
+@app.command("say")
+def say(
+    text: Annotated[str, typer.Argument(help="The message, e.g. '/status' or '/pause bot-1'.")],
+    user: Annotated[
+        int, typer.Option("--as", help="Telegram user id to write as (the sandbox admin: 1001).")
+    ] = SANDBOX_ADMIN,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for the replies.", min=1, max=300)
+    ] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write TEXT to the command center through the local sandbox and print its replies.
+
+    Only with the sandbox as the Bot API (`fleet up` without FLEET_TELEGRAM_BOT_TOKEN); the
+    message arrives from user --as in their private chat, as if typed in Telegram.
+    """
+    settings = load_settings(as_json)
+    if settings.telegram_api_url or settings.telegram_bot_token or not settings.channel_sandbox:
+        fail(
+            "`fleet telegram say` needs the sandbox Bot API; write to your real bot in Telegram",
+            2,
+            as_json=as_json,
+        )
+    try:
+        replies = asyncio.run(_say(settings.sandbox_url, user, text, wait, not as_json))
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "replies": replies})
+        return
+    for reply in replies:
+        console.print(reply["text"] or "", highlight=False, markup=False)
+        buttons = (reply.get("reply_markup") or {}).get("inline_keyboard") or []
+        for row in buttons:
+            shown = "  ".join(f"[{b['text']}: {b['callback_data']}]" for b in row)
+            console.print(shown, style="cyan", highlight=False, markup=False)
+        if reply.get("document"):
+            doc = reply["document"]
+            console.print(f"(file {doc['file_name']}, {doc['file_size']} bytes)", style="dim")
+
+
+async def _say(base: str, user: int, text: str, wait: float, live: bool) -> list[dict[str, Any]]:
+    import httpx  # noqa: PLC0415
+
+    chat = {"chat_id": str(user)}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        try:
+            before = (await http.get("/sandbox/telegram/messages", params=chat)).json()
+            pushed = await http.post(
+                "/sandbox/telegram/updates", json={"chat_id": user, "text": text}
+            )
+        except httpx.HTTPError:
+            raise FleetError(
+                f"the channel sandbox does not answer at {base}; start the stack with `fleet up`"
+            ) from None
+        if pushed.status_code != 200:
+            raise FleetError(f"the sandbox refused the message: {pushed.text[:200]}", exit_code=2)
+        deadline = time.monotonic() + wait
+        settled_at: float | None = None
+        count = len(before)
+        waiting = err_console.status("waiting for the command center") if live else nullcontext()
+        with waiting:
+            while time.monotonic() < deadline:
+                messages = (await http.get("/sandbox/telegram/messages", params=chat)).json()
+                if len(messages) > count:
+                    count, settled_at = len(messages), time.monotonic()
+                if settled_at is not None and time.monotonic() - settled_at > 1.5:
+                    break
+                await asyncio.sleep(POLL_S)
+    if count == len(before):
+        raise FleetError(
+            f"no reply within {wait:.0f} s: is the command center running (`fleet status`)?"
+        )
+    return list(messages[len(before) :])
