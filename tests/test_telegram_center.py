@@ -19,9 +19,10 @@ import pytest_asyncio
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from agentfleet import command_center, content_ops, content_store, db
+from agentfleet import content_ops, content_store, db
 from agentfleet.bots import BotKind, BotSpec, BotStatus
 from agentfleet.chain.devchain import funded_account, prepare_fleet
+from agentfleet.command_center import replies as reply_format
 from agentfleet.content import (
     MAX_LENGTH,
     ChannelConfig,
@@ -223,13 +224,13 @@ async def test_every_command_answers_each_role_and_refuses_what_the_role_may_not
                 )
             else:
                 assert answer.startswith(REFUSED), (role, text, answer)
-    assert await center.bot_status(f"{center.b}") is BotStatus.ACTIVE
-    assert (await show_bot(center.client, f"{center.a}")).params["alpha"] == 0.4
+    assert await center.bot_status(center.b) is BotStatus.ACTIVE
+    assert (await show_bot(center.client, center.a)).params["alpha"] == 0.4
 
     help_text = (await center.say(VIEWER, "/help"))[0].text
     assert "automated bot" in help_text and "/pause" not in help_text
     forecast = (await center.say(ADMIN, "/forecast all BTCUSDT 1h"))[0].text
-    assert forecast.startswith("forecast to all bots: 2 ok") and f"{center.a}" in forecast
+    assert forecast.startswith("forecast to all bots: 2 ok") and center.a in forecast
     status = (await center.say(VIEWER, f"/status {center.a}"))[0].text
     assert f"{center.a} (forecaster" in status and "Automated agent operated by fleet." in status
     balance = (await center.say(VIEWER, f"/balance {center.a}"))[0].text
@@ -237,7 +238,7 @@ async def test_every_command_answers_each_role_and_refuses_what_the_role_may_not
     missing = (await center.say(ADMIN, "/approve no-such-item"))[0].text
     assert missing.startswith("Nothing changed: no content no-such-item")
 
-    monkeypatch.setattr(command_center, "MAX_ROWS", 1)
+    monkeypatch.setattr(reply_format, "MAX_ROWS", 1)
     replies = await center.say(ADMIN, "/forecast all BTCUSDT 1h", expect=2)
     assert "the full table is attached" in replies[0].text
     document = replies[1].document
@@ -251,11 +252,11 @@ async def test_steering_commands_change_the_bot_and_a_viewers_change_nothing(
 ) -> None:
     refused = await center.say(VIEWER, f"/pause {center.b}")
     assert refused[0].text.startswith(REFUSED)
-    assert await center.bot_status(f"{center.b}") is BotStatus.ACTIVE
+    assert await center.bot_status(center.b) is BotStatus.ACTIVE
 
     paused = await center.say(OPERATOR, f"/pause {center.b}")
     assert paused[0].text == f"{center.b} is paused (pause by olga)."
-    assert await center.bot_status(f"{center.b}") is BotStatus.PAUSED
+    assert await center.bot_status(center.b) is BotStatus.PAUSED
     resumed = await center.say(ADMIN, f"/resume {center.b}")
     assert resumed[0].text == f"{center.b} is active (resume by adam)."
     with db.session_scope(center.url) as session:
@@ -265,7 +266,7 @@ async def test_steering_commands_change_the_bot_and_a_viewers_change_nothing(
     stranger = await center.say(STRANGER, f"/pause {center.a}")
     assert stranger[0].text.startswith("Sorry, this automated bot only answers")
     assert str(STRANGER) in stranger[0].text
-    assert await center.bot_status(f"{center.a}") is BotStatus.ACTIVE
+    assert await center.bot_status(center.a) is BotStatus.ACTIVE
     with db.session_scope(center.url) as session:
         refusals = [e for e in session.query(AuditEvent).all() if e.actor == str(STRANGER)]
     assert [(e.kind, e.subject) for e in refusals] == [("telegram.refused", "/pause")]
@@ -287,12 +288,12 @@ BAD_COMMANDS = [
 
 
 async def test_a_bad_command_gets_one_line_of_help_and_changes_nothing(center: Center) -> None:
-    before = await show_bot(center.client, f"{center.a}")
+    before = await show_bot(center.client, center.a)
     for text, expected in BAD_COMMANDS:
         replies = await center.say(ADMIN, center.named(text))
         assert len(replies) == 1 and "\n" not in replies[0].text, replies[0].text
         assert center.named(expected) in replies[0].text, replies[0].text
-    after = await show_bot(center.client, f"{center.a}")
+    after = await show_bot(center.client, center.a)
     assert (after.status, after.params) == (before.status, before.params)
 
 
