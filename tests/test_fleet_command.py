@@ -489,9 +489,16 @@ async def test_cli_forecast_and_status_show_the_fleet_answer(
         report = json.loads(out)
         assert report["ok"] and report["summary"]["forecast"]["count"] == 1
         assert [a["outcome"] for a in report["answers"]] == ["ok", "skipped"]
+        code, tuned, err = await fleet(
+            "command", "tune", "--bot", "fc-1", "--param", "alpha=0.5", "--json"
+        )
+        assert code == 0, err
+        assert json.loads(tuned)["skill"] == "tune"
         code, out, err = await fleet("command", "status", "--kind", "forecaster")
         assert code == 0, err
     assert "fc-1" in out and "napping" in out and "bot is paused: operator asked" in out
+    code, _, err = await fleet("command", "tune", "--param", "alpha")
+    assert code == 2 and err.strip().splitlines() == ["error: parameter 'alpha' is not key=value"]
     code, out, err = await fleet("command", "forecast", "--all", "btc", "1h")
     assert code == 2 and err.strip().splitlines() == [
         "error: symbol 'btc' is not valid: use one like BTCUSDT (A-Z, 0-9)"
