@@ -21,9 +21,11 @@ from agentfleet.content import (
     ContentContext,
     ContentOrder,
     ContentRecord,
+    InlineButton,
     Notice,
     OutboundMessage,
     PublishRequest,
+    approval_buttons,
 )
 from agentfleet.models import BotRecord
 from agentfleet.policy import PolicyError, default_policy, load_policy
@@ -106,6 +108,7 @@ class ContentActivities:
                 text=f"{notice.text}\n\n{NOTICE_DISCLOSURE}",
                 subject=notice.text.split(".")[0][:120],
                 idempotency_key=f"notice-{notice_id}",
+                buttons=approval_buttons(notice.content_id),
             )
         )
         return True
@@ -119,7 +122,13 @@ class ContentActivities:
 
 
 def automated_request(
-    channel: ChannelConfig, message_id: str, *, text: str, subject: str, idempotency_key: str
+    channel: ChannelConfig,
+    message_id: str,
+    *,
+    text: str,
+    subject: str,
+    idempotency_key: str,
+    buttons: list[list[InlineButton]] | None = None,
 ) -> PublishRequest:
     """A message from agentfleet itself (a notice, an alert) for ``channel``'s publisher: no
     pipeline waits for its answer. ``message_id`` is the publisher's and the send marker's key,
@@ -134,6 +143,7 @@ def automated_request(
             text=text,
             subject=subject,
             idempotency_key=idempotency_key,
+            buttons=buttons or [],
         ),
     )
 

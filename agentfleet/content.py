@@ -111,15 +111,37 @@ class ChannelConfig(BaseModel):
         return value
 
 
+class InlineButton(BaseModel):
+    """A Telegram inline keyboard button; pressing it sends ``data`` (at most 64 bytes) to the
+    bot as a callback query, which the command center answers."""
+
+    text: str
+    data: str
+
+
+def approval_buttons(content_id: str) -> list[list[InlineButton]]:
+    """Approve / Reject / Edit for an item awaiting approval (the command center's
+    ``a:``/``r:``/``e:`` callbacks)."""
+    return [
+        [
+            InlineButton(text="Approve", data=f"a:{content_id}"),
+            InlineButton(text="Reject", data=f"r:{content_id}"),
+            InlineButton(text="Edit", data=f"e:{content_id}"),
+        ]
+    ]
+
+
 class OutboundMessage(BaseModel):
     """What a channel adapter sends. ``idempotency_key`` is stable per content item: the
-    webhook's ``webhook-id``, the email's Message-ID."""
+    webhook's ``webhook-id``, the email's Message-ID. ``buttons``: Telegram only (an inline
+    keyboard); other channels send the text alone."""
 
     content_id: str
     bot: str
     text: str
     subject: str = ""
     idempotency_key: str
+    buttons: list[list[InlineButton]] = Field(default_factory=list)
 
 
 class SendReceipt(BaseModel):

@@ -54,8 +54,11 @@ moderation: false
 approval:
   approvers: [alice, adam]
   expire_after: 60s
+  remind_after: 1s
+  notify_channel: approvers
 """
 POSTS = "-100777"
+APPROVERS_CHAT = "-100888"
 FAST = TelegramLimits(private_chat=RateLimit(rate_per_s=50.0, burst=10))
 
 
@@ -89,22 +92,32 @@ class Center:
         pushed.raise_for_status()
         return await self._replies(user, before, expect)
 
-    async def press(self, user: int, message_id: int, data: str) -> list[TelegramMessage]:
-        before = len(self.messages(user))
+    async def press(
+        self, user: int, message_id: int, data: str, chat: int | None = None
+    ) -> list[TelegramMessage]:
+        """``user`` presses a button of message ``message_id`` in ``chat`` (default: their
+        private chat); the command center's reply there."""
+        chat = chat or user
+        before = len(self.messages(chat))
         pushed = await self.http.post(
             "/sandbox/telegram/updates",
-            json={"chat_id": user, "callback_data": data, "message_id": message_id},
+            json={
+                "chat_id": chat,
+                "from_id": user,
+                "callback_data": data,
+                "message_id": message_id,
+            },
         )
         pushed.raise_for_status()
-        return await self._replies(user, before, 1)
+        return await self._replies(chat, before, 1)
 
-    async def _replies(self, user: int, before: int, expect: int) -> list[TelegramMessage]:
+    async def _replies(self, chat: int, before: int, expect: int) -> list[TelegramMessage]:
         for _ in range(600):
-            found = self.messages(user)[before:]
+            found = self.messages(chat)[before:]
             if len(found) >= expect:
                 return found
             await asyncio.sleep(0.05)
-        raise AssertionError(f"no reply in chat {user}; got {[m.text for m in found]}")
+        raise AssertionError(f"no reply in chat {chat}; got {[m.text for m in found]}")
 
     async def bot_status(self, name: str) -> BotStatus:
         return (await show_bot(self.client, name)).status
@@ -128,16 +141,17 @@ async def center(
             telegram_users=ACCESS,
             **sandbox.settings_overrides(),
         )
-        content_store.save_channel(
-            migrated_database_url,
-            ChannelConfig(
-                name="posts",
-                kind=ChannelKind.TELEGRAM,
-                target=POSTS,
-                limit=default_limit(ChannelKind.TELEGRAM, POSTS),
-                max_length=MAX_LENGTH[ChannelKind.TELEGRAM],
-            ),
-        )
+        for name, chat in (("posts", POSTS), ("approvers", APPROVERS_CHAT)):
+            content_store.save_channel(
+                migrated_database_url,
+                ChannelConfig(
+                    name=name,
+                    kind=ChannelKind.TELEGRAM,
+                    target=chat,
+                    limit=default_limit(ChannelKind.TELEGRAM, chat),
+                    max_length=MAX_LENGTH[ChannelKind.TELEGRAM],
+                ),
+            )
         with db.session_scope(migrated_database_url) as session:
             session.add(BotRecord(name="pub-1", kind="publisher", owner="fleet", status="active"))
             session.commit()
@@ -320,7 +334,10 @@ async def test_inline_buttons_approve_an_item_and_the_pipeline_publishes_it(
     edited = await submit(center, "a post to edit")
     listed = await center.say(ADMIN, "/pending", expect=3)
     to_reject = next(m for m in listed if rejected in m.text)
-    answer = await center.press(ADMIN, to_reject.message_id, f"r:{rejected}")
+    reminder = await notice_about(center, rejected)
+    assert reminder.reply_markup == to_reject.reply_markup  # the same three buttons
+    group = int(APPROVERS_CHAT)
+    answer = await center.press(ADMIN, reminder.message_id, f"r:{rejected}", chat=group)
     assert answer[0].text.startswith(f"Rejected {rejected} as adam")
     assert (await wait_content(center, rejected, ContentState.REJECTED)).decided_by == "adam"
 
@@ -346,6 +363,16 @@ def test_access_list_parses_roles_and_names_and_rejects_bad_entries() -> None:
     ]:
         with pytest.raises(FleetError, match=why):
             parse_access_list(bad)
+
+
+async def notice_about(center: Center, content_id: str) -> TelegramMessage:
+    """The policy's reminder for ``content_id`` in the approvers' group (after 1 s)."""
+    for _ in range(300):
+        for message in center.messages(APPROVERS_CHAT):
+            if content_id in message.text:
+                return message
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no reminder about {content_id} in the approvers' chat")
 
 
 async def submit(center: Center, brief: str) -> str:

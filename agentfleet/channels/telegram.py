@@ -11,7 +11,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -37,7 +37,7 @@ from agentfleet.channels.errors import (
     one_line,
     transport_error_class,
 )
-from agentfleet.content import ChannelConfig, OutboundMessage, SendReceipt
+from agentfleet.content import ChannelConfig, InlineButton, OutboundMessage, SendReceipt
 from agentfleet.settings import Settings
 
 POOL_SIZE = 64
@@ -85,7 +85,11 @@ async def send_telegram(
     bot = shared(("telegram", api, digest, timeout), lambda: _make_bot(api, secret, timeout))
     where = f"telegram chat {channel.target} via {describe_url(api)}"
     try:
-        sent = await bot.send_message(chat_id=chat_id_of(channel.target), text=message.text)
+        sent = await bot.send_message(
+            chat_id=chat_id_of(channel.target),
+            text=message.text,
+            reply_markup=_keyboard(message.buttons),
+        )
     except TelegramError as error:
         raise _channel_error(error, where, secret) from None
     return SendReceipt(
@@ -93,6 +97,14 @@ async def send_telegram(
         message_id=str(sent.message_id),
         sent_at=datetime.now(UTC),
         detail={"chat_id": channel.target, "date": sent.date.isoformat()},
+    )
+
+
+def _keyboard(rows: list[list[InlineButton]]) -> InlineKeyboardMarkup | None:
+    if not rows:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.text, callback_data=b.data) for b in row] for row in rows]
     )
 
 

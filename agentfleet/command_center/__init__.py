@@ -3,6 +3,6 @@ with :class:`Reply` objects; ``starters/telegram.py`` carries them over the Bot 
 
 from agentfleet.command_center.center import CommandCenter
 from agentfleet.command_center.handlers import COMMANDS
-from agentfleet.command_center.replies import Attachment, Button, Reply
+from agentfleet.command_center.replies import Attachment, Reply
 
-__all__ = ["COMMANDS", "Attachment", "Button", "CommandCenter", "Reply"]
+__all__ = ["COMMANDS", "Attachment", "CommandCenter", "Reply"]

@@ -24,12 +24,12 @@ from agentfleet.command_center.replies import (
     DISCLOSURE,
     MAX_ROWS,
     MAX_TEXT,
-    Button,
     Reply,
     Usage,
     result_reply,
     table_reply,
 )
+from agentfleet.content import approval_buttons
 from agentfleet.errors import first_line
 from agentfleet.operators import Operator, Permission
 
@@ -225,13 +225,8 @@ async def _pending(
         return [Reply(text="Nothing awaits approval.")]
     replies = [Reply(text=f"{len(items)} item(s) await approval:")]
     for item in items[:MAX_ROWS]:
-        buttons = [
-            Button(text="Approve", data=f"a:{item.content_id}"),
-            Button(text="Reject", data=f"r:{item.content_id}"),
-            Button(text="Edit", data=f"e:{item.content_id}"),
-        ]
         text = f"{item.content_id} by {item.bot} to {item.channel}:\n\n{item.text or item.brief}"
-        replies.append(Reply(text=text[:MAX_TEXT], buttons=[buttons]))
+        replies.append(Reply(text=text[:MAX_TEXT], buttons=approval_buttons(item.content_id)))
     return replies
 
 

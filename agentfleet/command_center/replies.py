@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from agentfleet.content import InlineButton
+
 if TYPE_CHECKING:
     from agentfleet.commands import FleetCommandResult
 
@@ -22,12 +24,6 @@ MAX_TEXT = 3800
 """Stay under Telegram's 4096 characters per message."""
 
 
-class Button(BaseModel):
-    text: str
-    data: str
-    """``callback_data`` (at most 64 bytes)."""
-
-
 class Attachment(BaseModel):
     filename: str
     content: str
@@ -37,7 +33,7 @@ class Reply(BaseModel):
     """One message back to the chat: text, optional inline buttons (rows), optional file."""
 
     text: str
-    buttons: list[list[Button]] = Field(default_factory=list)
+    buttons: list[list[InlineButton]] = Field(default_factory=list)
     attachment: Attachment | None = None
 
 
