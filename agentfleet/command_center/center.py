@@ -123,30 +123,25 @@ class CommandCenter:
         return await run_command(self.client, command)
 
     async def approve(self, operator: Operator, content_id: str, note: str) -> Reply:
-        from agentfleet import content_ops  # noqa: PLC0415
         from agentfleet.content import ApproveInput  # noqa: PLC0415
 
-        view = await content_ops.steer(
-            self.client,
-            self.url,
-            content_id,
-            "approve",
-            ApproveInput(approver=operator.name, note=note),
-        )
-        return Reply(text=f"Approved {content_id} as {operator.name}: {view.state.value}.")
+        decision = ApproveInput(approver=operator.name, note=note)
+        return await self._decide(operator, content_id, "approve", decision, "Approved")
 
     async def reject(self, operator: Operator, content_id: str, reason: str) -> Reply:
-        from agentfleet import content_ops  # noqa: PLC0415
         from agentfleet.content import RejectInput  # noqa: PLC0415
 
-        view = await content_ops.steer(
-            self.client,
-            self.url,
-            content_id,
-            "reject",
-            RejectInput(approver=operator.name, reason=reason),
-        )
-        return Reply(text=f"Rejected {content_id} as {operator.name}: {view.state.value}.")
+        decision = RejectInput(approver=operator.name, reason=reason)
+        return await self._decide(operator, content_id, "reject", decision, "Rejected")
+
+    async def _decide(
+        self, operator: Operator, content_id: str, update: str, decision: Any, done: str
+    ) -> Reply:
+        """The pipeline's ``update`` with ``decision`` (a refusal raises FleetError)."""
+        from agentfleet import content_ops  # noqa: PLC0415
+
+        view = await content_ops.steer(self.client, self.url, content_id, update, decision)
+        return Reply(text=f"{done} {content_id} as {operator.name}: {view.state.value}.")
 
 
 def _role(operator: Operator | None) -> str:

@@ -119,12 +119,19 @@ async def _status(
     return [result_reply(result)]
 
 
-async def _health(
-    center: CommandCenter, operator: Operator, words: list[str], _k: str
-) -> list[Reply]:
-    if words:
-        raise Usage("/health takes no arguments.")
-    return [Reply(text=await asyncio.to_thread(views.health_text, center.url))]
+def _report(
+    name: str, text_of: Callable[[str], str]
+) -> Callable[[CommandCenter, Operator, list[str], str], Awaitable[list[Reply]]]:
+    """A command without arguments that answers ``text_of(database_url)`` (read in a thread)."""
+
+    async def run(
+        center: CommandCenter, operator: Operator, words: list[str], _k: str
+    ) -> list[Reply]:
+        if words:
+            raise Usage(f"/{name} takes no arguments.")
+        return [Reply(text=await asyncio.to_thread(text_of, center.url))]
+
+    return run
 
 
 async def _performance(
@@ -137,14 +144,6 @@ async def _performance(
     args = {"window": words[0].lower() if words else "7d"}
     result = await center.fleet_command(Skill.PERFORMANCE, Targets(all=True), args, key)
     return [result_reply(result)]
-
-
-async def _intelligence(
-    center: CommandCenter, operator: Operator, words: list[str], _k: str
-) -> list[Reply]:
-    if words:
-        raise Usage("/intelligence takes no arguments.")
-    return [Reply(text=await asyncio.to_thread(views.patterns_text, center.url))]
 
 
 async def _dashboard(
@@ -296,7 +295,13 @@ COMMANDS: dict[str, Command] = {
         Command("start", Permission.READ, "/start", "who I am", _help),
         Command("help", Permission.READ, "/help", "this list", _help),
         Command("status", Permission.READ, "/status [NAME]", "fleet or bot status", _status),
-        Command("health", Permission.READ, "/health", "bots by status, degraded ones", _health),
+        Command(
+            "health",
+            Permission.READ,
+            "/health",
+            "bots by status, degraded ones",
+            _report("health", views.health_text),
+        ),
         Command(
             "forecast",
             Permission.READ,
@@ -311,7 +316,13 @@ COMMANDS: dict[str, Command] = {
             "how forecasts did (default 7d)",
             _performance,
         ),
-        Command("intelligence", Permission.READ, "/intelligence", "shared patterns", _intelligence),
+        Command(
+            "intelligence",
+            Permission.READ,
+            "/intelligence",
+            "shared patterns",
+            _report("intelligence", views.patterns_text),
+        ),
         Command("dashboard", Permission.READ, "/dashboard", "Web UI and Grafana links", _dashboard),
         Command("payments", Permission.READ, "/payments [NAME]", "recent payments", _payments),
         Command("balance", Permission.READ, "/balance NAME", "a bot's wallet", _balance),
