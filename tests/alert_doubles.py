@@ -27,6 +27,17 @@ with workflow.unsafe.imports_passed_through():
         ModelHealth,
         ModelRollback,
     )
+    from agentfleet.messages import TxOrder, TxOutcome, TxStatus
+    from agentfleet.payments import (
+        Authorization,
+        Payment,
+        PaymentOrder,
+        PaymentView,
+        Terms,
+        Verified,
+        VerifyRequest,
+        payment_id,
+    )
     from agentfleet.reconcile import (
         LedgerEntries,
         LedgerEntry,
@@ -150,3 +161,49 @@ def reconcile_doubles() -> dict[str, list[Any]]:
         taskqueues.IO: [reconcile_scope, read_ledger_rows, flag_payment_discrepancies],
         taskqueues.CHAIN: [read_authorizations_used],
     }
+
+
+@workflow.defn(name="TransactionWorkflow")
+class RevertedTransaction:
+    """A settlement that reverts on chain (the saga's child ``TransactionWorkflow``)."""
+
+    @workflow.run
+    async def run(self, order: TxOrder) -> TxOutcome:
+        return TxOutcome(
+            request_id=order.request.request_id,
+            status=TxStatus.FAILED,
+            sender=order.sender,
+            error="execution reverted: authorization is used or canceled",
+        )
+
+
+def payment_doubles() -> dict[str, list[Any]]:
+    """The authorization verifies; the ledger write is a no-op."""
+
+    @activity.defn(name="verify_payment")
+    async def verify_payment(request: VerifyRequest) -> Verified:
+        payer = request.payment.authorization.from_
+        return Verified(valid=True, payer=payer, relayer="0x" + "33" * 20, calldata="0x")
+
+    @activity.defn(name="record_payment")
+    async def record_payment(view: PaymentView) -> None:
+        del view
+
+    return {taskqueues.IO: [record_payment], taskqueues.CHAIN: [verify_payment]}
+
+
+def failing_payment() -> PaymentOrder:
+    terms = Terms(network="eip155:31337", asset=ASSET, amount=1000, pay_to="0x" + "ef" * 20)
+    authorization = Authorization(
+        from_="0x" + "cd" * 20,
+        to=terms.pay_to,
+        value=1000,
+        valid_after=0,
+        valid_before=2**40,
+        nonce="0x" + "02" * 32,
+        signature="0x" + "00" * 65,
+    )
+    payment = Payment(x402_version=2, accepted=terms, authorization=authorization, sha256="0" * 64)
+    return PaymentOrder(
+        payment_id=payment_id(31337, ASSET, authorization), payment=payment, terms=terms
+    )

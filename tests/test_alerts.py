@@ -45,18 +45,28 @@ from agentfleet.content import (
     default_limit,
 )
 from agentfleet.health import FleetHealthSummary, HealthCheck
+from agentfleet.payments import PaymentStatus, PaymentView
 from agentfleet.reconcile import ReconcileReport, ReconcileRequest
 from agentfleet.sandbox.app import Sandbox
 from agentfleet.sandbox.store import TelegramMessage
 from agentfleet.settings import Settings
 from starters.cli.main import app
-from tests.alert_doubles import LOST_PAYMENT, StandInBot, health_doubles, reconcile_doubles
+from tests.alert_doubles import (
+    LOST_PAYMENT,
+    RevertedTransaction,
+    StandInBot,
+    failing_payment,
+    health_doubles,
+    payment_doubles,
+    reconcile_doubles,
+)
 from tests.replay import record_history
 from tests.test_content_pipeline import POLICY, add_publisher
 from workers.main import WORKFLOW_RUNNER, running_workers
 from workflows.alerts import AlertsWorkflow
 from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherView
 from workflows.fleet_health import FleetHealthWorkflow
+from workflows.payment_saga import PaymentSagaWorkflow
 from workflows.reconcile import ReconcilePaymentsWorkflow
 
 ALERT_CHAT = "100900"
@@ -148,7 +158,9 @@ async def doubled_workers(
         AlertsWorkflow,
         ChannelPublisherWorkflow,
         FleetHealthWorkflow,
+        PaymentSagaWorkflow,
         ReconcilePaymentsWorkflow,
+        RevertedTransaction,
         StandInBot,
     ]
     async with contextlib.AsyncExitStack() as stack:
@@ -351,3 +363,25 @@ async def test_a_reconciliation_difference_is_sent_or_with_no_alert_channel_reco
             assert [(r["kind"], r["channels"]) for r in json.loads(shown.stdout)] == [
                 ("reconcile_difference", [])
             ]
+
+
+async def test_a_failed_settlement_reaches_the_alert_channel(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    order = failing_payment()
+    async with (
+        sandboxed(tmp_path, migrated_database_url, ["alerts"]) as (sandbox, settings),
+        doubled_workers(dev_client, settings, payment_doubles()),
+    ):
+        handle = await dev_client.start_workflow(
+            PaymentSagaWorkflow.run, order, id=order.payment_id, task_queue=taskqueues.WORKFLOWS
+        )
+        view: PaymentView = await handle.result()
+        assert view.status is PaymentStatus.FAILED
+        [message] = await until(
+            lambda: asyncio.to_thread(sandbox.store.telegram_messages, ALERT_CHAT), lambda m: m
+        )
+        assert message.text.startswith(f"[WARNING] payment_failed x1: {order.payment_id}\n")
+        assert "settlement failed: execution reverted" in message.text
+        backend = "postgresql" if migrated_database_url.startswith("postgresql") else "sqlite"
+        await record_history(handle, f"payment_saga_failed_alert_{backend}")
