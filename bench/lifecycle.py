@@ -458,6 +458,28 @@ def _idle_count(url: str, prefix: str) -> int:
         return int(session.exec(statement).one())
 
 
+async def start_idle_bot(client: Client, name: str, index: int, now: datetime) -> None:
+    """Start forecaster ``name`` as an idle active bot: a real ``BotLifecycleWorkflow`` started
+    from the state an active bot carries across continue-as-new (wallet ``index + 1``, agent id
+    ``index + 1``), so it writes its row once (one ``record_bot`` activity) and waits for
+    commands and queries, with no wallet, chain or registration to pay for."""
+    spec = BotSpec(name=name, kind=BotKind.FORECASTER, owner="bench")
+    state = BotState(
+        spec=spec,
+        status=BotStatus.ACTIVE,
+        address=f"0x{index + 1:040x}",
+        agent_id=index + 1,
+        created_at=now,
+    )
+    await client.start_workflow(
+        BotLifecycleWorkflow.run,
+        BotLifecycleInput(spec=spec, state=state),
+        id=bot_workflow_id(spec.name),
+        task_queue=taskqueues.WORKFLOWS,
+        search_attributes=search_attributes_for(spec),
+    )
+
+
 async def idle_part(
     client: Client, settings: Settings, args: argparse.Namespace, err: Console
 ) -> dict[str, Any]:
@@ -477,22 +499,8 @@ async def idle_part(
     now = datetime.now(UTC)
 
     async def start(index: int) -> None:
-        spec = BotSpec(name=f"{prefix}{index:06d}", kind=BotKind.FORECASTER, owner="bench")
-        state = BotState(
-            spec=spec,
-            status=BotStatus.ACTIVE,
-            address=f"0x{index + 1:040x}",
-            agent_id=index + 1,
-            created_at=now,
-        )
         async with gate:
-            await client.start_workflow(
-                BotLifecycleWorkflow.run,
-                BotLifecycleInput(spec=spec, state=state),
-                id=bot_workflow_id(spec.name),
-                task_queue=taskqueues.WORKFLOWS,
-                search_attributes=search_attributes_for(spec),
-            )
+            await start_idle_bot(client, f"{prefix}{index:06d}", index, now)
 
     err.print(f"idle: starting {args.idle} idle bot entities")
     cpu_at_start = [_cpu_s(process) for process in processes.values()]
