@@ -1,0 +1,617 @@
+"""Command center benchmark: Telegram round trips of a fleet command and of a bot query, vs the
+same calls made directly (the CLI's path) and vs a same-shape skeleton.
+
+    python bench/command_center.py [--sizes 10,100] [--runs 20] [--burst 5] [--warmup 2]
+                                   [--quick] [--json]
+
+Everything runs in this process: a private dev server (set up as ``fleet up`` sets one up), a
+SQLite database in a temporary folder, the fleet's workers, the sandbox Bot API and the command
+center itself (``starters.telegram.serve``: python-telegram-bot long polling the sandbox), all
+stopped and removed at the end. The operator is one admin (``FLEET_TELEGRAM_USERS=2004:admin:
+adam``) writing in their private chat. Pacing is not what is measured: the sandbox allows that
+chat 50 messages a second (burst 10) and the command center's own pace per chat is 0 s
+(``serve(chat_interval_s=0.0)``; ``fleet up`` uses 1 s, Telegram's limit). Benchmarks report;
+they never assert timings. For each ``--sizes`` N, with exactly N forecaster rows in the
+``bots`` table (inserted directly, as ``bench/lifecycle.py`` does; built-in forecasters answer
+inside batched skill activities, no entity or chain):
+
+- **Telegram** ``/forecast all BTCUSDT 1h``: from pushing the user's message into the sandbox
+  (``POST /sandbox/telegram/updates``) until the whole reply has arrived there: the poller's
+  ``getUpdates``, the command center's parsing, the ``FleetCommandWorkflow``, the reply's
+  ``sendMessage`` and, past 20 answers, the ``sendDocument`` of the full table as CSV.
+- **CLI path**: the same command through ``agentfleet.commands.run_command``, what ``fleet
+  command forecast --all`` calls. Telegram minus this is the command center's own cost.
+- **skeleton**: the fan-out skeleton of ``bench/lifecycle.py`` with the command's shape, read
+  from a probe command's history: one activity (``resolve_targets``), then the
+  ``run_skill_batch`` activities scheduled together (``ceil(N / 50)``), all no-ops. A
+  sequential ``SkeletonWorkflow`` with as many activities would put the batches one after the
+  other, which the command does not.
+- **/status NAME** (the ``status`` query of one idle ``BotLifecycleWorkflow``, started as
+  ``bench/lifecycle.py``'s idle part starts its bots) through Telegram, vs ``fleet.show_bot``
+  directly, the CLI's call: a query runs no activity, so its floor is the direct query.
+
+``--runs`` one at a time give p50 / p95, ``--burst`` at once give commands/s (replies in the
+one chat are matched to messages by count: the k-th message of a burst waits for the k-th
+reply). The phases are medians over the one-at-a-time runs, from the command's history and the
+sandbox's arrival times: before the workflow starts (Telegram: ``getUpdates`` picks the message
+up, the sandbox answers a long poll within 50 ms of a push; parsing; the start call), the
+workflow, and after it closes (the result back to the caller; Telegram: the reply's sends).
+
+Defaults take about 26 s on a 2-core machine (``--quick``: about 12 s, 8 s in-process). One run
+there, p50 / p95 (burst of 5, commands/s):
+
+- forecast to 10 bots: skeleton 52 / 62 ms (23/s); CLI path 73 / 85 ms (1.42x, 23/s);
+  Telegram 151 / 173 ms (2.93x, 12/s): +78 ms, 2.06x the CLI path.
+- forecast to 100 bots: skeleton 60 / 71 ms (31/s); CLI path 105 / 140 ms (1.75x, 16/s);
+  Telegram 183 / 213 ms (3.04x, 7/s; the reply is a message and a CSV file): +78 ms, 1.74x.
+- ``/status NAME``: ``show_bot`` 7 / 19 ms; Telegram 97 / 108 ms: +90 ms.
+- Phases (10 / 100 bots): before the workflow starts, Telegram 72 / 81 ms vs the CLI's 2 / 2;
+  the workflow 66 / 86 vs 67 / 96 ms (the same); after it closes 8 / 18 vs 4 / 7 ms.
+
+So the command center's cost is getting the message, not handling it: timing the same run's
+calls showed ``handle_text`` of ``/status NAME`` at ~10 ms (its query included) and the reply's
+send at ~4 ms, while the pick-up took ~85 ms: the sandbox answers a waiting ``getUpdates`` up
+to 50 ms after a push (it looks every 50 ms), and that answer reached python-telegram-bot ~45
+ms after the sandbox's handler returned it (an answer without waiting arrives in ~3 ms). That
+is the sandbox's long poll on loopback; the real Bot API's pick-up is not measured here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `python bench/command_center.py` puts bench/ on the path, not the repository root.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.skeleton import noop
+from agentfleet import db
+from agentfleet.bots import BotStatus, ForecastRequest, Skill
+from agentfleet.command_center.replies import MAX_ROWS
+from agentfleet.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.content import RateLimit
+from agentfleet.fleet import show_bot
+from agentfleet.sandbox.app import Sandbox
+from agentfleet.sandbox.buckets import TelegramLimits
+from agentfleet.settings import Settings
+from agentfleet.stack.components import TELEGRAM_READY_FILE
+from bench.lifecycle import (
+    FAN_OUT_RUNNER,
+    FanOutInput,
+    FanOutSkeletonWorkflow,
+    insert_forecasters,
+    start_idle_bot,
+)
+from bench.skeleton import Figures, bench_server, dump_json, measure, print_table, ratio
+from starters import telegram
+from workers.main import running_workers
+
+USER = 2004
+ACCESS = f"{USER}:admin:adam"
+FORECAST = ForecastRequest(symbol="BTCUSDT", horizon="1h")
+FORECAST_TEXT = f"/forecast all {FORECAST.symbol} {FORECAST.horizon}"
+CHAT_LIMIT = RateLimit(rate_per_s=50.0, burst=10)
+LIMITS = TelegramLimits(private_chat=CHAT_LIMIT)
+CHAT_INTERVAL_S = 0.0
+POLL_S = 0.002
+"""How often the sandbox's count of accepted messages is read while a reply is awaited."""
+REPLY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 30.0
+QUICK = {"runs": 3, "burst": 2, "warmup": 1}
+SHORT = {"resolve_targets": "resolve", "run_skill_batch": "batch"}
+
+
+# -- the operator's chat --------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """One message pushed into the chat: when, the update the sandbox queued, and which of the
+    bot's messages (1-based count in the chat) completes its reply."""
+
+    pushed_at: float
+    update: dict[str, Any]
+    last_reply: int
+
+
+@dataclass
+class Chat:
+    """The admin's private chat with the command center, through the sandbox."""
+
+    sandbox: Sandbox
+    http: httpx.AsyncClient
+    poller: asyncio.Task[None]
+    expected: int = 0
+    sent: dict[str, Sent] = field(default_factory=dict)
+
+    def accepted(self) -> int:
+        """Messages the sandbox accepted from the bot (all of them are in this chat)."""
+        return self.sandbox.store.telegram_counters()["accepted"]
+
+    async def say(self, key: str, text: str, messages: int = 1) -> None:
+        """Push ``text`` as the admin's message; return when ``messages`` more of the bot's
+        messages have arrived than every earlier message's reply needed."""
+        self.expected += messages
+        last = self.expected
+        pushed_at = time.time()
+        pushed = await self.http.post(
+            "/sandbox/telegram/updates", json={"chat_id": USER, "text": text}
+        )
+        pushed.raise_for_status()
+        self.sent[key] = Sent(pushed_at, pushed.json(), last)
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while self.accepted() < last:
+            if self.poller.done():
+                self.poller.result()
+                raise RuntimeError("the command center stopped polling")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no reply to {text!r} within {REPLY_TIMEOUT_S:g} s")
+            await asyncio.sleep(POLL_S)
+
+    def replies(self) -> list[str]:
+        return [message.text for message in self.sandbox.store.telegram_messages(str(USER))]
+
+    def arrived_at(self, key: str) -> float:
+        """Wall time the last message of ``key``'s reply was accepted."""
+        messages = self.sandbox.store.telegram_messages(str(USER))
+        return messages[self.sent[key].last_reply - 1].received_at.timestamp()
+
+    def command_id(self, key: str, skill: Skill) -> str:
+        """The command id the command center gave ``key``'s message (``tg-{skill}-{chat}-
+        {message id}-{date}``, see ``starters/telegram.py``)."""
+        message = self.sent[key].update["message"]
+        return f"tg-{skill.value}-{USER}-{message['message_id']}-{message['date']}"
+
+
+# -- a command's shape and phases, from its history -----------------------------------------------
+
+
+async def command_shape(client: Client, command_id: str) -> dict[str, Any]:
+    """Activities of one finished command grouped by the workflow task that scheduled them
+    (one group ran at once), and its workflow tasks and events."""
+    history = await client.get_workflow_handle(command_workflow_id(command_id)).fetch_history()
+    steps: dict[int, list[str]] = {}
+    tasks = 0
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            group = steps.setdefault(attributes.workflow_task_completed_event_id, [])
+            group.append(attributes.activity_type.name)
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            tasks += 1
+    groups = list(steps.values())
+    return {
+        "activities": sum(len(group) for group in groups),
+        "steps": [len(group) for group in groups],
+        "shape": ", ".join(" ∥ ".join(SHORT.get(n, n) for n in group) for group in groups),
+        "workflow_tasks": tasks,
+        "history_events": len(history.events),
+    }
+
+
+async def phases(
+    client: Client, command_id: str, asked_at: float, answered_at: float
+) -> dict[str, float]:
+    """ms from ``asked_at`` to the workflow's start, of the workflow, and from its close to
+    ``answered_at`` (wall-clock seconds; the server runs on this machine)."""
+    history = await client.get_workflow_handle(command_workflow_id(command_id)).fetch_history()
+    events = history.events
+    started = events[0].event_time.ToMicroseconds() / 1e6
+    closed = events[-1].event_time.ToMicroseconds() / 1e6
+    return {
+        "to_start_ms": (started - asked_at) * 1000,
+        "workflow_ms": (closed - started) * 1000,
+        "after_close_ms": (answered_at - closed) * 1000,
+    }
+
+
+def median_phases(measured: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(m[name] for m in measured) for name in measured[0]}
+
+
+# -- the parts ------------------------------------------------------------------------------------
+
+
+def compare(direct: Figures, via_telegram: Figures) -> dict[str, Any]:
+    """What the command center adds to a direct call."""
+    return {
+        "added_p50_ms": via_telegram.p50_ms - direct.p50_ms,
+        "added_p95_ms": via_telegram.p95_ms - direct.p95_ms,
+        "telegram_vs_direct_p50": ratio(via_telegram.p50_ms, direct.p50_ms),
+        "telegram_vs_direct_p95": ratio(via_telegram.p95_ms, direct.p95_ms),
+        "telegram_vs_direct_throughput": ratio(
+            via_telegram.throughput_per_s, direct.throughput_per_s
+        ),
+    }
+
+
+def check_replies(replies: Sequence[str], expected: str, count: int, what: str) -> None:
+    """``count`` of ``replies`` start with ``expected``: a benchmark measures what works."""
+    found = sum(1 for text in replies if text.startswith(expected))
+    if found != count:
+        wrong = next((text for text in replies if not text.startswith(expected)), "")
+        raise RuntimeError(f"{what}: {found} of {count} replies read {expected!r}; e.g. {wrong!r}")
+
+
+async def forecast_part(
+    client: Client, settings: Settings, chat: Chat, args: argparse.Namespace, err: Console
+) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    queue = f"bench-fan-out-{tag}"
+    url = settings.effective_database_url
+    rows: list[Figures] = []
+    baseline: list[Figures] = []
+    sizes: list[dict[str, Any]] = []
+    asked_answered: dict[str, tuple[float, float]] = {}
+    """Wall times each direct command was asked and answered, by command id."""
+    present = 0
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[FanOutSkeletonWorkflow],
+        activities=[noop],
+        workflow_runner=FAN_OUT_RUNNER,
+    ):
+        for size in sorted(args.sizes):
+            names = [f"cc-{tag}-{index:06d}" for index in range(present, size)]
+            await asyncio.to_thread(insert_forecasters, url, names)
+            present = size
+            messages = 1 if size <= MAX_ROWS else 2
+
+            async def direct(key: str, size: int = size) -> None:
+                command_id = f"bench-cc-{tag}-{size}-{key}"
+                command = FleetCommand(
+                    command_id=command_id,
+                    skill=Skill.FORECAST,
+                    args=FORECAST.model_dump(),
+                    targets=Targets(all=True),
+                )
+                asked = time.time()
+                result = await run_command(client, command)
+                asked_answered[command_id] = (asked, time.time())
+                if result.summary.ok != size:
+                    raise RuntimeError(f"{command_id}: {result.summary.ok} of {size} answered")
+
+            async def via_telegram(key: str, size: int = size, messages: int = messages) -> None:
+                await chat.say(f"{size}-{key}", FORECAST_TEXT, messages)
+
+            err.print(f"forecast to {size} bots: a probe command's shape, from its history")
+            await direct("probe")
+            shape = await command_shape(client, f"bench-cc-{tag}-{size}-probe")
+            if len(shape["steps"]) != 2 or shape["steps"][0] != 1:
+                raise RuntimeError(f"a command is not one activity then a fan-out: {shape}")
+            parallel = shape["steps"][1]
+
+            async def fan_out(key: str, parallel: int = parallel, size: int = size) -> None:
+                await client.execute_workflow(
+                    FanOutSkeletonWorkflow.run,
+                    FanOutInput(parallel=parallel, task_queue=queue),
+                    id=f"bench-fan-out-{tag}-{size}-{key}",
+                    task_queue=queue,
+                )
+
+            common: dict[str, Any] = {
+                "shape": f"1 + {parallel} parallel",
+                "activities": shape["activities"],
+                "runs": args.runs,
+                "burst": args.burst,
+                "warmup": args.warmup,
+            }
+            err.print(f"forecast to {size} bots: skeleton ({shape['shape']}, no-ops)")
+            floor = await measure(f"skeleton ({size})", fan_out, **common)
+            err.print(f"forecast to {size} bots: run_command (the CLI's path)")
+            cli = await measure(f"CLI path ({size})", direct, **common)
+            err.print(f"forecast to {size} bots: {FORECAST_TEXT} through Telegram")
+            before = len(chat.replies())
+            tg = await measure(f"Telegram ({size})", via_telegram, **common)
+            commands = args.warmup + args.burst + args.runs
+            replies = chat.replies()[before:]
+            if len(replies) != commands * messages:
+                raise RuntimeError(f"{commands} commands got {len(replies)} messages back")
+            headline = f"{Skill.FORECAST.value} to all bots: {size} ok, 0 failed"
+            check_replies(replies, headline, commands, "forecast")
+            baseline.append(floor)
+            rows += [floor, cli, tg]
+
+            sequential = [f"r{index}" for index in range(args.runs)]
+            cli_phases = [
+                await phases(client, command_id, *asked_answered[command_id])
+                for command_id in (f"bench-cc-{tag}-{size}-{key}" for key in sequential)
+            ]
+            tg_phases = [
+                await phases(
+                    client,
+                    chat.command_id(f"{size}-{key}", Skill.FORECAST),
+                    chat.sent[f"{size}-{key}"].pushed_at,
+                    chat.arrived_at(f"{size}-{key}"),
+                )
+                for key in sequential
+            ]
+            sizes.append(
+                {
+                    "bots": size,
+                    **shape,
+                    "messages_per_reply": messages,
+                    "cli_phases_ms": median_phases(cli_phases),
+                    "telegram_phases_ms": median_phases(tg_phases),
+                    "cli_vs_skeleton_p50": ratio(cli.p50_ms, floor.p50_ms),
+                    "telegram_vs_skeleton_p50": ratio(tg.p50_ms, floor.p50_ms),
+                    **compare(cli, tg),
+                }
+            )
+    return {"command": FORECAST_TEXT, "sizes": sizes, "rows": rows, "baseline": baseline}
+
+
+async def status_part(
+    client: Client, chat: Chat, args: argparse.Namespace, err: Console
+) -> dict[str, Any]:
+    name = f"cc-status-{uuid.uuid4().hex[:6]}"
+    err.print(f"/status {name}: starting one idle active bot entity")
+    await start_idle_bot(client, name, 0, datetime.now(UTC))
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    while (await show_bot(client, name)).status is not BotStatus.ACTIVE:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"bot {name} did not become active")
+        await asyncio.sleep(0.05)
+
+    async def direct(key: str) -> None:
+        await show_bot(client, name)
+
+    async def via_telegram(key: str) -> None:
+        await chat.say(f"status-{key}", f"/status {name}")
+
+    common: dict[str, Any] = {
+        "shape": "query",
+        "activities": 0,
+        "runs": args.runs,
+        "burst": args.burst,
+        "warmup": args.warmup,
+    }
+    err.print(f"/status {name}: show_bot (the CLI's query), then through Telegram")
+    shown = await measure("show_bot", direct, **common)
+    before = len(chat.replies())
+    tg = await measure(f"Telegram /status {name}", via_telegram, **common)
+    commands = args.warmup + args.burst + args.runs
+    check_replies(chat.replies()[before:], f"{name} (forecaster", commands, "/status")
+    return {"bot": name, **compare(shown, tg), "rows": [shown, tg], "baseline": [shown]}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    forecast = report["forecast"]
+    print_table(
+        forecast["rows"],
+        baseline=forecast["baseline"],
+        console=console,
+        title=f"`{forecast['command']}` to N bots: through Telegram (push to reply in the "
+        "sandbox), the CLI's run_command, and a fan-out skeleton of the command's shape "
+        "(1 activity, then the batches at once; no-ops)",
+    )
+    status = report["status"]
+    print_table(
+        status["rows"],
+        baseline=status["baseline"],
+        console=console,
+        title="`/status NAME` (a workflow query) through Telegram vs show_bot directly "
+        "(the ratios are to show_bot)",
+    )
+    table = Table(title="What the command center adds (Telegram minus the direct call)")
+    for header in ("command", "added p50 ms", "added p95 ms", "Telegram / direct p50"):
+        table.add_column(header, justify="right")
+    table.add_column("Telegram / skeleton p50", justify="right")
+    table.add_column("direct / skeleton p50", justify="right")
+    for size in forecast["sizes"]:
+        table.add_row(
+            f"/forecast all, {size['bots']} bots",
+            _ms(size["added_p50_ms"]),
+            _ms(size["added_p95_ms"]),
+            _times(size["telegram_vs_direct_p50"]),
+            _times(size["telegram_vs_skeleton_p50"]),
+            _times(size["cli_vs_skeleton_p50"]),
+        )
+    table.add_row(
+        "/status NAME",
+        _ms(status["added_p50_ms"]),
+        _ms(status["added_p95_ms"]),
+        _times(status["telegram_vs_direct_p50"]),
+        "-",
+        "-",
+    )
+    console.print(table)
+    table = Table(
+        title="Where a forecast command's time goes (medians of the one-at-a-time runs; "
+        "Telegram: push to the reply's last message)"
+    )
+    for header in ("path", "bots", "shape", "before start ms", "workflow ms", "after close ms"):
+        table.add_column(header, justify="right")
+    for size in forecast["sizes"]:
+        for path, key in (("CLI", "cli_phases_ms"), ("Telegram", "telegram_phases_ms")):
+            measured = size[key]
+            table.add_row(
+                path,
+                str(size["bots"]),
+                size["shape"],
+                _ms(measured["to_start_ms"]),
+                _ms(measured["workflow_ms"]),
+                _ms(measured["after_close_ms"]),
+            )
+    console.print(table)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """The report with each part's rows as :func:`bench.skeleton.dump_json` writes them."""
+    out: dict[str, Any] = {}
+    for key, value in report.items():
+        if isinstance(value, dict) and "rows" in value:
+            value = dict(value)
+            dumped = dump_json(value.pop("rows"), baseline=value.pop("baseline"))
+            value["rows"] = json.loads(dumped)["rows"]
+        out[key] = value
+    return json.dumps(out, indent=2)
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+
+def _count(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+
+    return parse
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
+    if not sizes or any(size < 1 or size > 10_000 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be between 1 and 10000")
+    return sizes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python bench/command_center.py", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[10, 100], metavar="N,N,...", help="forecaster bots"
+    )
+    parser.add_argument("--runs", type=_count(1), default=20, help="commands one at a time")
+    parser.add_argument("--burst", type=_count(0), default=5, help="commands at once")
+    parser.add_argument("--warmup", type=_count(0), default=2, help="discarded commands per row")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny numbers (3 one at a time, 2 at once, 1 warm-up): a smoke run",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser
+
+
+async def _until_ready(ready: Path, poller: asyncio.Task[None]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not await asyncio.to_thread(ready.exists):
+        if poller.done():
+            poller.result()
+            raise RuntimeError("the command center stopped before polling")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the command center was not polling after {READY_TIMEOUT_S:g} s")
+        await asyncio.sleep(0.05)
+
+
+async def measure_all(
+    args: argparse.Namespace, home: Path, url: str, err: Console
+) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    async with Sandbox(home=home, telegram_limits=LIMITS) as sandbox, bench_server() as client:
+        report["server"] = client.service_client.config.target_host
+        settings = Settings(
+            home=home,
+            database_url=url,
+            openai_base_url=None,
+            telegram_users=ACCESS,
+            temporal_address=report["server"],
+            **sandbox.settings_overrides(),
+        )
+        await asyncio.to_thread(db.upgrade_database, url)
+        stop = asyncio.Event()
+        async with (
+            running_workers(client, settings),
+            httpx.AsyncClient(base_url=sandbox.url) as http,
+        ):
+            poller = asyncio.create_task(
+                telegram.serve(settings, client, stop, chat_interval_s=CHAT_INTERVAL_S)
+            )
+            try:
+                await _until_ready(home / TELEGRAM_READY_FILE, poller)
+                chat = Chat(sandbox, http, poller)
+                report["forecast"] = await forecast_part(client, settings, chat, args, err)
+                report["status"] = await status_part(client, chat, args, err)
+            finally:
+                stop.set()
+                await asyncio.wait_for(poller, 30)
+        counters = sandbox.store.telegram_counters()
+    report["telegram"] = {
+        "chat_limit": CHAT_LIMIT.model_dump(),
+        "chat_interval_s": CHAT_INTERVAL_S,
+        "messages": counters["accepted"],
+        "rate_limited_429": counters["rate_limited"],
+    }
+    return report
+
+
+async def amain(argv: Sequence[str] | None = None) -> int:
+    """The benchmark in a running event loop; progress on stderr, the report on stdout."""
+    args = _parser().parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    err = Console(stderr=True, highlight=False)
+    home = Path(tempfile.mkdtemp(prefix="fleet-bench-command-center-"))
+    url = f"sqlite:///{home / 'fleet.db'}"
+    report: dict[str, Any] = {
+        "benchmark": "command_center",
+        "runs": args.runs,
+        "burst": args.burst,
+        "warmup": args.warmup,
+    }
+    started = time.perf_counter()
+    try:
+        report.update(await measure_all(args, home, url, err))
+    finally:
+        db.dispose_engine(url)
+        shutil.rmtree(home, ignore_errors=True)
+    report["elapsed_s"] = time.perf_counter() - started
+    err.print(f"done in {report['elapsed_s']:.0f} s")
+    if args.json:
+        print(to_json(report))
+    else:
+        print_report(report)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/command_center.py``: measure and print; returns the exit status."""
+    return asyncio.run(amain(argv))
+
+
+if __name__ == "__main__":
+    # Run as bench.command_center, not __main__: the fan-out skeleton's module must be importable.
+    from bench.command_center import main as _main
+
+    sys.exit(_main())
