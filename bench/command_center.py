@@ -34,26 +34,27 @@ inside batched skill activities, no entity or chain):
 one chat are matched to messages by count: the k-th message of a burst waits for the k-th
 reply). The phases are medians over the one-at-a-time runs, from the command's history and the
 sandbox's arrival times: before the workflow starts (Telegram: ``getUpdates`` picks the message
-up, the sandbox answers a long poll within 50 ms of a push; parsing; the start call), the
+up, the sandbox answers a long poll within 5 ms of a push; parsing; the start call), the
 workflow, and after it closes (the result back to the caller; Telegram: the reply's sends).
 
-Defaults take about 26 s on a 2-core machine (``--quick``: about 12 s, 8 s in-process). One run
-there, p50 / p95 (burst of 5, commands/s):
+Defaults take about 16-26 s on a 2-core machine (``--quick``: about 12 s). One run there after
+the sandbox's two fixes below, p50 / p95 (burst of 5, commands/s):
 
-- forecast to 10 bots: skeleton 52 / 62 ms (23/s); CLI path 73 / 85 ms (1.42x, 23/s);
-  Telegram 151 / 173 ms (2.93x, 12/s): +78 ms, 2.06x the CLI path.
-- forecast to 100 bots: skeleton 60 / 71 ms (31/s); CLI path 105 / 140 ms (1.75x, 16/s);
-  Telegram 183 / 213 ms (3.04x, 7/s; the reply is a message and a CSV file): +78 ms, 1.74x.
-- ``/status NAME``: ``show_bot`` 7 / 19 ms; Telegram 97 / 108 ms: +90 ms.
-- Phases (10 / 100 bots): before the workflow starts, Telegram 72 / 81 ms vs the CLI's 2 / 2;
-  the workflow 66 / 86 vs 67 / 96 ms (the same); after it closes 8 / 18 vs 4 / 7 ms.
+- forecast to 10 bots: skeleton 49 / 79 ms (28/s); CLI path 63 / 78 ms (1.30x, 29/s);
+  Telegram 92 / 100 ms (1.90x, 17/s): +29 ms, 1.46x the CLI path.
+- forecast to 100 bots: skeleton 62 / 74 ms (28/s); CLI path 112 / 138 ms (1.81x, 14/s);
+  Telegram 124 / 140 ms (2.01x, 17/s; the reply is a message and a CSV file): +12 ms, 1.11x.
+- ``/status NAME``: ``show_bot`` 9 / 10 ms; Telegram 22 / 24 ms: +13 ms.
+- Phases (10 / 100 bots): before the workflow starts, Telegram 9 / 9 ms vs the CLI's 2 / 2;
+  the workflow 72 / 95 vs 57 / 99 ms; after it closes 7 / 16 vs 4 / 7 ms.
 
-So the command center's cost is getting the message, not handling it: timing the same run's
-calls showed ``handle_text`` of ``/status NAME`` at ~10 ms (its query included) and the reply's
-send at ~4 ms, while the pick-up took ~85 ms: the sandbox answers a waiting ``getUpdates`` up
-to 50 ms after a push (it looks every 50 ms), and that answer reached python-telegram-bot ~45
-ms after the sandbox's handler returned it (an answer without waiting arrives in ~3 ms). That
-is the sandbox's long poll on loopback; the real Bot API's pick-up is not measured here.
+The first run of this benchmark found the pick-up, not the handling, to be the command
+center's cost: +78-90 ms, of which the sandbox answered a waiting ``getUpdates`` up to 50 ms
+after a push (it looked every 50 ms; now every 5 ms) and its answer then reached
+python-telegram-bot ~45 ms late (Nagle's algorithm against the client's delayed ACK; the
+sandbox's socket now sets ``TCP_NODELAY``). ``handle_text`` of ``/status NAME`` takes ~10 ms
+(its query included) and a reply's send ~4 ms. That is the sandbox on loopback; the real Bot
+API's pick-up is not measured here.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from types import FrameType
 import uvicorn
 
 from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, webhook_secret
-from agentfleet.sandbox.app import create_app
+from agentfleet.sandbox.app import create_app, listening_socket
 from agentfleet.sandbox.buckets import TelegramLimits
 from agentfleet.sandbox.smtp import smtp_controller
 from agentfleet.sandbox.store import SandboxStore
@@ -74,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(
         store, webhook_secret=webhook_secret(settings).get_secret_value(), telegram_tokens=tokens
     )
+    try:
+        listener = listening_socket(args.host, port)
+    except OSError as exc:
+        print(f"sandbox: cannot serve HTTP on {args.host}:{port}: {exc}", file=sys.stderr)
+        return 1
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=port,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         if not stopping.is_set():
-            server.run()
+            server.run(sockets=[listener])
     finally:
         store.closing.set()
         controller.stop()

@@ -12,6 +12,7 @@ Bodies may be JSON, form-encoded (as python-telegram-bot sends them) or query pa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -32,6 +33,10 @@ from agentfleet.sandbox.store import BotApiCall, Fault, SandboxStore, TelegramMe
 
 MAX_TEXT = 4096
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+UPDATE_POLL_S = 0.005
+"""How often a waiting ``getUpdates`` looks for a new update (a pushed message is picked up
+within this, as Telegram hands it over at once)."""
+UPDATE_CHECKS_PER_DISCONNECT_CHECK = 10
 LONG_POLL_CAP_S = 2.0
 """``getUpdates`` waits at most this long for an update, whatever its ``timeout``."""
 _CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
@@ -233,11 +238,15 @@ async def get_updates(store: SandboxStore, token: str, p: Params, request: Reque
     except (TypeError, ValueError):
         timeout = 0.0
     deadline = time.monotonic() + timeout
+    rounds = 0
     while True:
         updates = store.updates_from(offset, limit)
         if updates or time.monotonic() >= deadline or store.closing.is_set():
             return ok(updates)
-        await hold(store, min(0.05, deadline - time.monotonic()), request)
+        rounds += 1
+        if rounds % UPDATE_CHECKS_PER_DISCONNECT_CHECK == 0 and await request.is_disconnected():
+            return ok([])
+        await asyncio.sleep(min(UPDATE_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 async def edit_message_text(
