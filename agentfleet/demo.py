@@ -241,8 +241,12 @@ async def paid_purchase(client: Client, settings: Settings, *, report: Report = 
     )
 
 
+DEMO_ALERT_CHANNEL = "demo-alerts"
+"""The sandbox group chat the demo's worker sends alerts to (unless FLEET_ALERT_CHANNELS is set)."""
+
 DEMO_CHANNELS = (
     ("demo-chat", "telegram", "100001"),
+    (DEMO_ALERT_CHANNEL, "telegram", "-100000001"),
     ("demo-mail", "email", "readers@example.com"),
     ("demo-hooks", "webhook", "{sandbox}/webhooks/demo-hooks"),
 )

@@ -206,6 +206,7 @@ MATRIX: list[tuple[str, Permission]] = [
     ("/performance", Permission.READ),
     ("/performance 7d", Permission.READ),
     ("/intelligence", Permission.READ),
+    ("/alerts", Permission.READ),
     ("/dashboard", Permission.READ),
     ("/payments", Permission.READ),
     ("/payments {a}", Permission.READ),
@@ -249,6 +250,7 @@ async def test_every_command_answers_each_role_and_refuses_what_the_role_may_not
     assert f"{center.a} (forecaster" in status and "Automated agent operated by fleet." in status
     balance = (await center.say(VIEWER, f"/balance {center.a}"))[0].text
     assert "fUSD" in balance and "0x" in balance
+    assert (await center.say(VIEWER, "/alerts"))[0].text == "No alerts yet."
     missing = (await center.say(ADMIN, "/approve no-such-item"))[0].text
     assert missing.startswith("Nothing changed: no content no-such-item")
 

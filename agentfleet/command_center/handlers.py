@@ -317,6 +317,13 @@ COMMANDS: dict[str, Command] = {
             _performance,
         ),
         Command(
+            "alerts",
+            Permission.READ,
+            "/alerts",
+            "the newest grouped alerts",
+            _report("alerts", views.alerts_text),
+        ),
+        Command(
             "intelligence",
             Permission.READ,
             "/intelligence",

@@ -150,3 +150,19 @@ def balances(settings: Settings, address: str) -> tuple[str, str]:
         abi=artifacts.load("FleetUSD").abi,
     )
     return native, deployment.format_units(int(token.functions.balanceOf(checksum).call()))
+
+
+def alerts_text(url: str) -> str:
+    """The newest grouped alerts (what ``fleet alerts list`` shows)."""
+    from agentfleet.alerts import headline, recent_alerts  # noqa: PLC0415
+
+    rows = recent_alerts(url, limit=10)
+    if not rows:
+        return "No alerts yet."
+    lines = ["Alerts, newest first:"]
+    for row in rows:
+        sent = ", ".join(row.channels) or "recorded only"
+        lines.append(
+            f"{row.created_at:%m-%d %H:%M} [{row.severity.value}] {headline(row)} ({sent})"
+        )
+    return "\n".join(lines)

@@ -167,7 +167,14 @@ def http_spec(settings: Settings) -> ComponentSpec:
 
 
 def worker_spec(settings: Settings) -> ComponentSpec:
+    """The worker; with the demo and no FLEET_ALERT_CHANNELS, alerts go to the demo's sandbox
+    group chat ``demo-alerts`` (which the demo creates)."""
+    from agentfleet.demo import DEMO_ALERT_CHANNEL  # noqa: PLC0415
+
     metrics_url = f"http://{LOOPBACK}:{settings.metrics_port}/metrics"
+    env = {"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)}
+    if settings.demo and settings.channel_sandbox and not settings.alert_channels:
+        env["FLEET_ALERT_CHANNELS"] = DEMO_ALERT_CHANNEL
     return ComponentSpec(
         name="worker",
         title="worker (all task queues)",
@@ -175,7 +182,7 @@ def worker_spec(settings: Settings) -> ComponentSpec:
         ports={"metrics": settings.metrics_port},
         url=metrics_url,
         ready=lambda: _http_ok(metrics_url),
-        env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        env=env,
         critical=False,
     )
 
