@@ -70,6 +70,13 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     assert said.returncode == 0, said.stderr
     replies = json.loads(said.stdout)["replies"]
     assert re.match(r"\d+ bots: ", replies[0]["text"]), replies
+    pending = fleet(stack_env, "telegram", "say", "/pending", "--json")
+    assert pending.returncode == 0, pending.stderr
+    item = json.loads(pending.stdout)["replies"][-1]
+    approve = item["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    pressed = fleet(stack_env, "telegram", "press", approve, "--json")
+    assert pressed.returncode == 0, pressed.stderr
+    assert json.loads(pressed.stdout)["replies"][0]["text"].startswith("Approved demo-chat-")
 
     again = fleet(stack_env, "up", "--detach")
     assert_one_line_error(again, "already running")

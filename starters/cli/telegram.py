@@ -1,8 +1,8 @@
-"""``fleet telegram run|access|say``: the Telegram command center from the shell.
+"""``fleet telegram run|access|say|press``: the Telegram command center from the shell.
 
 ``run`` is what ``fleet up`` supervises; ``access`` shows who may do what; ``say`` types a message
 into the local sandbox's Bot API as a Telegram user and prints the command center's replies, so
-the command center can be tried without a real Telegram bot.
+the command center can be tried without a real Telegram bot; ``press`` presses one of its buttons.
 """
 
 from __future__ import annotations
@@ -73,15 +73,19 @@ def access(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+UserOpt = Annotated[
+    int, typer.Option("--as", help="Telegram user id to write as (the sandbox admin: 1001).")
+]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", help="Seconds to wait for the replies.", min=1, max=300)
+]
+
+
 @app.command("say")
 def say(
     text: Annotated[str, typer.Argument(help="The message, e.g. '/status' or '/pause bot-1'.")],
-    user: Annotated[
-        int, typer.Option("--as", help="Telegram user id to write as (the sandbox admin: 1001).")
-    ] = SANDBOX_ADMIN,
-    wait: Annotated[
-        float, typer.Option("--wait", help="Seconds to wait for the replies.", min=1, max=300)
-    ] = 30.0,
+    user: UserOpt = SANDBOX_ADMIN,
+    wait: WaitOpt = 30.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Write TEXT to the command center through the local sandbox and print its replies.
@@ -89,15 +93,33 @@ def say(
     Only with the sandbox as the Bot API (`fleet up` without FLEET_TELEGRAM_BOT_TOKEN); the
     message arrives from user --as in their private chat, as if typed in Telegram.
     """
+    _converse(user, {"text": text}, wait, as_json)
+
+
+@app.command("press")
+def press(
+    data: Annotated[
+        str, typer.Argument(help="The button's data, as `say` prints it, e.g. a:CONTENT_ID.")
+    ],
+    user: UserOpt = SANDBOX_ADMIN,
+    wait: WaitOpt = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Press the newest button with DATA in user --as's sandbox chat (e.g. after
+    `fleet telegram say /pending`) and print the command center's replies."""
+    _converse(user, {"callback_data": data}, wait, as_json)
+
+
+def _converse(user: int, update: dict[str, Any], wait: float, as_json: bool) -> None:
     settings = load_settings(as_json)
     if settings.telegram_api_url or settings.telegram_bot_token or not settings.channel_sandbox:
         fail(
-            "`fleet telegram say` needs the sandbox Bot API; write to your real bot in Telegram",
+            "`fleet telegram say|press` needs the sandbox Bot API; use your real bot in Telegram",
             2,
             as_json=as_json,
         )
     try:
-        replies = asyncio.run(_say(settings.sandbox_url, user, text, wait, not as_json))
+        replies = asyncio.run(_exchange(settings.sandbox_url, user, update, wait, not as_json))
     except FleetError as exc:
         fail(str(exc), exc.exit_code, as_json=as_json)
     if as_json:
@@ -114,16 +136,37 @@ def say(
             console.print(f"(file {doc['file_name']}, {doc['file_size']} bytes)", style="dim")
 
 
-async def _say(base: str, user: int, text: str, wait: float, live: bool) -> list[dict[str, Any]]:
+def _button_message(messages: list[dict[str, Any]], data: str) -> int | None:
+    """The id of the newest message carrying a button with ``data``."""
+    for message in reversed(messages):
+        rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+        if any(b.get("callback_data") == data for row in rows for b in row):
+            return int(message["message_id"])
+    return None
+
+
+async def _exchange(
+    base: str, user: int, update: dict[str, Any], wait: float, live: bool
+) -> list[dict[str, Any]]:
+    """Push ``update`` (a text or a button press) into ``user``'s chat; the replies that follow
+    (done once no new one came for 1.5 s: replies to one chat are paced at one a second)."""
     import httpx  # noqa: PLC0415
 
     chat = {"chat_id": str(user)}
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         try:
             before = (await http.get("/sandbox/telegram/messages", params=chat)).json()
-            pushed = await http.post(
-                "/sandbox/telegram/updates", json={"chat_id": user, "text": text}
-            )
+            body = {"chat_id": user, **update}
+            if "callback_data" in update:
+                message_id = _button_message(before, update["callback_data"])
+                if message_id is None:
+                    raise FleetError(
+                        f"no button {update['callback_data']!r} in chat {user}; "
+                        "`fleet telegram say /pending` shows them",
+                        exit_code=2,
+                    )
+                body["message_id"] = message_id
+            pushed = await http.post("/sandbox/telegram/updates", json=body)
         except httpx.HTTPError:
             raise FleetError(
                 f"the channel sandbox does not answer at {base}; start the stack with `fleet up`"
