@@ -34,7 +34,7 @@ SAVED_VIEWS: tuple[tuple[str, str], ...] = (
     ("Bots degraded", 'WorkflowType = "BotLifecycleWorkflow" AND BotStatus = "degraded"'),
     (
         "Payments pending",
-        'WorkflowType = "PaymentSagaWorkflow" AND ExecutionStatus = "Running"',
+        'PaymentStatus IN ("verifying", "executing", "settling")',
     ),
     (
         "Content awaiting approval",

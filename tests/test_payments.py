@@ -32,7 +32,7 @@ from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 from x402.schemas import PaymentRequired, PaymentRequirements
 
-from agentfleet import db
+from agentfleet import db, search_attributes
 from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
@@ -244,7 +244,10 @@ async def test_the_official_sdk_client_pays_a_skill_and_it_settles_once(market: 
         status = (await http.get(f"/payments/{row.payment_id}")).json()
     assert status["status"] == "settled" and status["final"] is True
     assert status["steps"] == ["verified", "executed", "settled", "confirmed", "recorded"]
+    described = await market.client.get_workflow_handle(row.payment_id).describe()
+    assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == "settled"
     await market.record(row.payment_id, "settled")
+    await market.record(row.payment_id, "settled_with_status")
 
 
 BAD_PAYMENTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -357,6 +360,10 @@ async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Mar
     [row] = market.ledger()
     assert row.status == "skill_failed" and row.tx_hash is None
     assert not market.used(buyer.address, row.nonce)
+    described = await market.client.get_workflow_handle(row.payment_id).describe()
+    assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == (
+        "skill_failed"
+    )
     await market.record(row.payment_id, "skill_failed")
 
 

@@ -15,6 +15,9 @@ submission of one authorization (100 concurrent requests, a client's retry, a fa
 5. Only when settlement failed or its outcome is unknown: an alert (``raise_alerts``, patch
    ``alerts``); a settled payment raises nothing and waits for nothing more.
 
+The status is also the ``PaymentStatus`` search attribute (patch ``payment-status``), so the Web
+UI lists pending payments with ``PaymentStatus IN ("verifying", "executing", "settling")``.
+
 The result (the skill's data included) is released to the buyer only when the status is
 ``settled``. The ``status`` query is what ``GET /payments/{id}`` shows while it runs.
 """
@@ -28,7 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from agentfleet import search_attributes, taskqueues
     from agentfleet.alerts import AlertKind, Severity
     from agentfleet.bots import SkillResult
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
@@ -82,6 +85,7 @@ class PaymentSagaWorkflow:
 
     @workflow.run
     async def run(self, order: PaymentOrder) -> PaymentView:
+        self._set_status(PaymentStatus.VERIFYING)
         verified: Verified = await workflow.execute_activity(
             "verify_payment",
             VerifyRequest(payment=order.payment, terms=order.terms, payment_id=order.payment_id),
@@ -95,7 +99,7 @@ class PaymentSagaWorkflow:
         self.view.relayer = verified.relayer
         self._step("verified")
         if order.call is not None:
-            self.view.status = PaymentStatus.EXECUTING
+            self._set_status(PaymentStatus.EXECUTING)
             result = await self._run_skill(order)
             if not result.ok:
                 self.view.result = result
@@ -104,7 +108,7 @@ class PaymentSagaWorkflow:
                 return self._released()
             self.view.result = result
             self._step("executed")
-        self.view.status = PaymentStatus.SETTLING
+        self._set_status(PaymentStatus.SETTLING)
         outcome = await self._settle(order, verified)
         if outcome.status is TxStatus.CONFIRMED:
             self.view.tx_hash = outcome.tx_hash
@@ -112,7 +116,7 @@ class PaymentSagaWorkflow:
             self.view.confirmations = outcome.confirmations
             self._step("settled")
             self._step("confirmed")
-            self.view.status = PaymentStatus.SETTLED
+            self._set_status(PaymentStatus.SETTLED)
         else:
             self.view.tx_hash = outcome.tx_hash
             self._end(PaymentStatus.FAILED, Reason.TRANSACTION_FAILED, outcome.error)
@@ -187,8 +191,15 @@ class PaymentSagaWorkflow:
     def _step(self, name: str) -> None:
         self.view.steps.append(name)
 
-    def _end(self, status: PaymentStatus, reason: str | None, detail: str | None) -> PaymentView:
+    def _set_status(self, status: PaymentStatus) -> None:
+        """The view's status, and the ``PaymentStatus`` search attribute for the Web UI's lists
+        (patch ``payment-status``: an upsert rides on the task's other commands, no round trip)."""
         self.view.status = status
+        if workflow.patched("payment-status"):
+            workflow.upsert_search_attributes([search_attributes.PAYMENT_STATUS.value_set(status)])
+
+    def _end(self, status: PaymentStatus, reason: str | None, detail: str | None) -> PaymentView:
+        self._set_status(status)
         self.view.reason = reason
         self.view.detail = detail
         return self.view
