@@ -4,7 +4,6 @@ addresses only. Every activity is idempotent by the bot's name."""
 
 from __future__ import annotations
 
-from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
@@ -172,8 +171,3 @@ class IdentityActivities:
                 await client.get_schedule_handle(schedule.id).delete()
                 deleted += 1
         return deleted
-
-
-def bot_rows(database_url: str) -> list[BotRecord]:
-    with db.session_scope(database_url) as session:
-        return list(session.exec(select(BotRecord).order_by(BotRecord.name)).all())

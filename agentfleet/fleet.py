@@ -6,7 +6,7 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -27,6 +27,9 @@ from agentfleet.bots import (
     parse_params,
 )
 from agentfleet.errors import FleetError
+
+if TYPE_CHECKING:
+    from agentfleet.models import BotRecord
 
 
 def _workflow() -> Any:
@@ -144,3 +147,14 @@ async def configure_bot(client: Client, name: str, params: dict[str, Any]) -> Bo
 
 async def retire_bot(client: Client, name: str, reason: str = "retired by operator") -> BotView:
     return await _command(client, name, "retire", RetireRequest(reason=reason))
+
+
+def bot_rows(database_url: str) -> list[BotRecord]:
+    """The ``bots`` table by name (works without Temporal: ``fleet bot list``, ``/health``)."""
+    from sqlmodel import select  # noqa: PLC0415
+
+    from agentfleet import db  # noqa: PLC0415
+    from agentfleet.models import BotRecord  # noqa: PLC0415
+
+    with db.session_scope(database_url) as session:
+        return list(session.exec(select(BotRecord).order_by(BotRecord.name)).all())

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from agentfleet import db
 from agentfleet.models import PaymentIdentifier, PaymentRecord, utcnow
@@ -83,11 +83,16 @@ def claim_identifier(url: str, identifier: str, payment_id: str, sha256: str) ->
     return held is not None and held.payload_sha256 == sha256
 
 
-def list_payments(url: str, *, limit: int = 50, status: str | None = None) -> list[PaymentRecord]:
+def list_payments(
+    url: str, *, limit: int = 50, status: str | None = None, bot: str | None = None
+) -> list[PaymentRecord]:
+    """The newest rows, optionally of one status, or of one bot (as buyer or seller)."""
     with db.session_scope(url) as session:
         query = select(PaymentRecord).order_by(col(PaymentRecord.created_at).desc()).limit(limit)
         if status:
             query = query.where(PaymentRecord.status == status)
+        if bot:
+            query = query.where(or_(PaymentRecord.buyer == bot, PaymentRecord.seller == bot))
         return list(session.exec(query).all())
 
 

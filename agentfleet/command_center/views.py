@@ -8,12 +8,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, or_, select
-
 from agentfleet import db
 from agentfleet.bots import BotStatus, BotView, Skill
 from agentfleet.content import ContentState
-from agentfleet.models import AuditEvent, BotRecord, ContentItem, PatternRecord, PaymentRecord
+from agentfleet.models import AuditEvent, ContentItem
 
 if TYPE_CHECKING:
     from agentfleet.settings import Settings
@@ -57,8 +55,9 @@ def bot_text(view: BotView) -> str:
 
 
 def health_text(url: str) -> str:
-    with db.session_scope(url) as session:
-        rows = list(session.exec(select(BotRecord)).all())
+    from agentfleet.fleet import bot_rows  # noqa: PLC0415
+
+    rows = bot_rows(url)
     if not rows:
         return "No bots yet."
     by_status = Counter(row.status for row in rows)
@@ -73,9 +72,9 @@ def health_text(url: str) -> str:
 
 
 def patterns_text(url: str) -> str:
-    with db.session_scope(url) as session:
-        query = select(PatternRecord).order_by(col(PatternRecord.created_at).desc()).limit(10)
-        rows = list(session.exec(query).all())
+    from agentfleet.learning.patterns import list_patterns  # noqa: PLC0415
+
+    rows = list_patterns(url, limit=10)
     if not rows:
         return "No shared patterns yet (`fleet learn share --from BOT`)."
     lines = ["Shared patterns, newest first:"]
@@ -89,26 +88,20 @@ def patterns_text(url: str) -> str:
 
 
 def awaiting_approval(url: str) -> list[ContentItem]:
-    with db.session_scope(url) as session:
-        query = (
-            select(ContentItem)
-            .where(ContentItem.state == ContentState.AWAITING_APPROVAL.value)
-            .order_by(col(ContentItem.created_at))
-        )
-        return list(session.exec(query).all())
+    """Items awaiting approval, oldest first (the list ``fleet content list`` reads)."""
+    from agentfleet import content_store  # noqa: PLC0415
+
+    items = content_store.list_items(url, state=ContentState.AWAITING_APPROVAL, limit=200)
+    return sorted(items, key=lambda item: item.created_at)
 
 
 def payments_table(url: str, bot: str | None) -> tuple[str, list[list[str]]]:
     """A headline (counts and fUSD by status) and rows of the newest payments of ``bot`` (as
     buyer or seller) or of the fleet."""
     from agentfleet.deployment import format_units  # noqa: PLC0415
+    from agentfleet.ledger import list_payments  # noqa: PLC0415
 
-    with db.session_scope(url) as session:
-        query = select(PaymentRecord)
-        if bot is not None:
-            query = query.where(or_(PaymentRecord.buyer == bot, PaymentRecord.seller == bot))
-        query = query.order_by(col(PaymentRecord.created_at).desc()).limit(PAYMENTS_SHOWN)
-        rows = list(session.exec(query).all())
+    rows = list_payments(url, limit=PAYMENTS_SHOWN, bot=bot)
     who = bot or "the fleet"
     if not rows:
         return f"No payments for {who} yet.", []

@@ -128,7 +128,7 @@ def list_bots(
     as_json: JsonOpt = False,
 ) -> None:
     """The fleet as the database records it (works without Temporal)."""
-    from activities.identity import bot_rows  # noqa: PLC0415
+    from agentfleet.fleet import bot_rows  # noqa: PLC0415
 
     settings = load_settings(as_json)
     rows = read_database(
