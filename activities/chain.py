@@ -34,6 +34,8 @@ from agentfleet.messages import (
     PreparedTx,
     PrepareTx,
     SendTx,
+    TxFinished,
+    TxOrder,
     TxOutcome,
 )
 from agentfleet.settings import Settings
@@ -143,6 +145,44 @@ class ChainActivities:
             return await sender.send(order, activity.heartbeat)
         except NonceTakenError as exc:
             raise ApplicationError(str(exc), type="NonceTaken", non_retryable=True) from exc
+
+    @activity.defn(name="send_with_relayer")
+    async def send_with_relayer(self, order: TxOrder) -> TxOutcome:
+        """A whole transaction in one activity (``workflows.relayer.send_by_activity``): the
+        simulation when no gas limit is given (a revert spends no nonce), the request's nonce
+        from the relayer entity, then sign (recorded before broadcast), broadcast, confirm, and
+        the outcome handed to the relayer. A retry gets the same nonce and the recorded bytes."""
+        from agentfleet.chain.transactions import (  # noqa: PLC0415
+            hand_to_relayer,
+            reserve_nonce,
+        )
+
+        await self._check_chain(order.chain_id)
+        request = order.request
+        if request.gas_limit is None:
+            prepared = await self.prepare_transaction(
+                PrepareTx(chain_id=order.chain_id, sender=order.sender, request=request)
+            )
+            request = request.model_copy(update={"gas_limit": prepared.gas_limit})
+        client = self._client or activity.client()
+        nonce = await reserve_nonce(client, order.chain_id, order.sender, request.request_id)
+        send = SendTx(
+            chain_id=order.chain_id,
+            sender=order.sender,
+            nonce=nonce,
+            request=request,
+            confirmations=order.confirmations,
+            policy=order.policy,
+        )
+        sender = await self._sender(order.sender)
+        try:
+            outcome = await sender.send(send, activity.heartbeat)
+        except NonceTakenError as exc:
+            raise ApplicationError(str(exc), type="NonceTaken", non_retryable=True) from exc
+        await hand_to_relayer(
+            client, TxFinished(order=order.model_copy(update={"request": request}), outcome=outcome)
+        )
+        return outcome
 
     @activity.defn(name="verify_transaction")
     async def verify_transaction(self, order: SendTx) -> TxOutcome | None:

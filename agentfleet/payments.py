@@ -26,15 +26,18 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_typing import HexStr
+from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
 from agentfleet.bots import BotKind, Skill, SkillCall, SkillResult
-from agentfleet.chain import artifacts
 from agentfleet.chain.eip3009 import AUTHORIZATION_FIELDS
 
 SCHEME = "exact"
@@ -337,15 +340,20 @@ def signer_of(payment: Payment) -> str | None:
     return recovered
 
 
+SETTLE_SIGNATURE = (
+    "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
+)
+SETTLE_TYPES = ("address", "address", "uint256", "uint256", "uint256", "bytes32", "bytes")
+_SETTLE = function_signature_to_4byte_selector(SETTLE_SIGNATURE)
+_AUTHORIZATION_STATE = function_signature_to_4byte_selector("authorizationState(address,bytes32)")
+_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
+"""The three token calls a payment needs, encoded with eth-abi directly: building a web3
+contract object from the ABI takes ~7 ms of CPU each time, more than the calls themselves."""
+
+
 def settle_calldata(auth: Authorization) -> str:
     """``transferWithAuthorization(from, to, value, validAfter, validBefore, nonce, bytes)``."""
-    token = AsyncWeb3().eth.contract(abi=artifacts.load("FleetUSD").abi)
-    function = token.get_function_by_signature(
-        "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
-    )
-    args = _settle_args(auth)
-    encoded: str = function(*args)._encode_transaction_data()
-    return encoded
+    return "0x" + (_SETTLE + abi_encode(SETTLE_TYPES, _settle_args(auth))).hex()
 
 
 async def check_signer(w3: AsyncWeb3[Any], payment: Payment) -> None:
@@ -364,23 +372,29 @@ async def check_on_chain(w3: AsyncWeb3[Any], payment: Payment, submitter: str) -
     estimated (so simulated) from ``submitter`` (the relayer), all at once. Returns the gas the
     settlement takes; PaymentError on any refusal (the clearest reason first)."""
     auth = payment.authorization
-    token = w3.eth.contract(
-        address=to_checksum_address(payment.accepted.asset), abi=artifacts.load("FleetUSD").abi
-    )
-    function = token.get_function_by_signature(
-        "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
-    )
+    token = to_checksum_address(payment.accepted.asset)
+    payer = to_checksum_address(auth.from_)
     nonce = bytes.fromhex(auth.nonce[2:])
+    state = _AUTHORIZATION_STATE + abi_encode(("address", "bytes32"), (payer, nonce))
+    holding = _BALANCE_OF + abi_encode(("address",), (payer,))
     answers: tuple[Any, ...] = await asyncio.gather(
-        token.functions.authorizationState(auth.from_, nonce).call(),
-        token.functions.balanceOf(auth.from_).call(),
-        function(*_settle_args(auth)).estimate_gas({"from": to_checksum_address(submitter)}),
+        w3.eth.call({"to": token, "data": HexStr("0x" + state.hex())}),
+        w3.eth.call({"to": token, "data": HexStr("0x" + holding.hex())}),
+        w3.eth.estimate_gas(
+            {
+                "from": to_checksum_address(submitter),
+                "to": token,
+                "data": HexStr(settle_calldata(auth)),
+            }
+        ),
         return_exceptions=True,
     )
-    used, balance, estimate = answers
-    for answer in (used, balance):
+    used_raw, balance_raw, estimate = answers
+    for answer in (used_raw, balance_raw):
         if isinstance(answer, BaseException):
             raise answer
+    (used,) = abi_decode(("bool",), used_raw)
+    (balance,) = abi_decode(("uint256",), balance_raw)
     if used:
         raise PaymentError(
             Reason.NONCE_USED, f"nonce {auth.nonce[:10]}… of {auth.from_} is used or cancelled"
@@ -415,8 +429,8 @@ def _reason_of_revert(message: str) -> Reason:
 
 def _settle_args(auth: Authorization) -> tuple[str, str, int, int, int, bytes, bytes]:
     return (
-        auth.from_,
-        auth.to,
+        to_checksum_address(auth.from_),
+        to_checksum_address(auth.to),
         auth.value,
         auth.valid_after,
         auth.valid_before,

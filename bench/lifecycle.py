@@ -222,8 +222,8 @@ def burst_row(name: str, shape: str, row: Figures, clock: BurstClock) -> Figures
 
 
 async def history_counts(client: Client, workflow_id: str) -> Counter[str]:
-    """Activities, workflow tasks, signals, child workflows and events of one workflow and its
-    children; ``activity.<type>`` counts each activity type."""
+    """Activities, local activities, workflow tasks, signals, child workflows and events of one
+    workflow and its children; ``activity.<type>`` counts each (regular) activity type."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     counts: Counter[str] = Counter(events=len(history.events))
     for event in history.events:
@@ -233,6 +233,11 @@ async def history_counts(client: Client, workflow_id: str) -> Counter[str]:
             counts[
                 f"activity.{event.activity_task_scheduled_event_attributes.activity_type.name}"
             ] += 1
+        elif (
+            kind == EventType.EVENT_TYPE_MARKER_RECORDED
+            and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        ):
+            counts["local_activities"] += 1
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             counts["workflow_tasks"] += 1
         elif kind in (

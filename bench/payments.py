@@ -58,7 +58,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -70,11 +70,17 @@ from pydantic import BaseModel, SecretStr
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
-from temporalio import workflow
+from temporalio import activity, workflow
+from temporalio import client as temporal_client
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from x402 import x402Client, x402Facilitator, x402ResourceServer
 from x402.http import PaymentOption, RouteConfig
@@ -107,12 +113,10 @@ from agentfleet.deployment import load_deployment
 from agentfleet.messages import (
     NoopInput,
     NoopResult,
-    SkeletonInput,
-    SkeletonResult,
     TxRequest,
     TxStatus,
 )
-from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
 from agentfleet.payments import EIP712_NAME, EIP712_VERSION
 from agentfleet.settings import Settings
 from bench.lifecycle import BurstClock, history_counts
@@ -120,7 +124,6 @@ from bench.skeleton import Figures, bench_server, measure, percentile, ratio
 from starters.http.app import create_app
 from workers.main import running_workers
 from workflows.relayer import RelayerWorkflow
-from workflows.skeleton import SkeletonWorkflow
 
 CHAIN_ID = 31337
 NETWORK = f"eip155:{CHAIN_ID}"
@@ -135,7 +138,7 @@ SDK_BUYER = 8
 SDK_MAX_TIMEOUT_S = 60
 PAYMENT_WAIT_S = 120.0
 """The gateway's wait for settlement before it answers 202: long enough for any burst here."""
-SHAPE = "2 + child(1) + 1"
+SHAPE = "local + 2 + local"
 ACTIVITIES = 4
 QUICK = {"purchases": 2, "concurrent": 3, "warmup": 1}
 
@@ -149,8 +152,8 @@ class PaymentSkeletonInput(BaseModel):
 
 @workflow.defn(name="BenchPaymentSkeleton")
 class PaymentSkeletonWorkflow:
-    """The payment saga's shape with no-ops: verify, skill, a child of one activity (the
-    transaction's send), record; every activity on one queue."""
+    """The payment saga's shape with no-ops: verify (a local activity), the skill and the
+    settlement (activities), record (a local activity); every activity on one queue."""
 
     @workflow.run
     async def run(self, shape: PaymentSkeletonInput) -> int:
@@ -159,16 +162,14 @@ class PaymentSkeletonWorkflow:
             "task_queue": shape.task_queue,
             "start_to_close_timeout": timedelta(seconds=10),
         }
-        await workflow.execute_activity("noop", NoopInput(step=0), **options)
+        local: dict[str, Any] = {
+            "result_type": NoopResult,
+            "start_to_close_timeout": timedelta(seconds=10),
+        }
+        await workflow.execute_local_activity("noop", NoopInput(step=0), **local)
         await workflow.execute_activity("noop", NoopInput(step=1), **options)
-        await workflow.execute_child_workflow(
-            "SkeletonWorkflow",
-            SkeletonInput(activities=1, task_queue=shape.task_queue),
-            id=f"{workflow.info().workflow_id}-tx",
-            task_queue=shape.task_queue,
-            result_type=SkeletonResult,
-        )
-        await workflow.execute_activity("noop", NoopInput(step=4), **options)
+        await workflow.execute_activity("noop", NoopInput(step=2), **options)
+        await workflow.execute_local_activity("noop", NoopInput(step=3), **local)
         return ACTIVITIES
 
 
@@ -266,31 +267,70 @@ def activity_spans(events: Sequence[HistoryEvent]) -> dict[str, Span]:
     return spans
 
 
-async def saga_phases(client: Client, payment_id: str) -> dict[str, float]:
-    """Milliseconds of each step of one finished saga and of its child transaction."""
+@dataclass
+class Ran:
+    """One activity execution as its worker saw it (wall clock, so it compares with rows)."""
+
+    started: datetime
+    ended: datetime
+
+    @property
+    def ms(self) -> float:
+        return _ms(self.started, self.ended)
+
+
+class ActivityClock(temporal_client.Interceptor, Interceptor):
+    """Times every activity the workers run, local ones included (their time is not in the
+    history), by workflow id and activity type. A client interceptor the workers pick up."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str], Ran] = {}
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        runs = self.runs
+
+        class Timed(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                started = datetime.now(UTC)
+                try:
+                    return await super().execute_activity(input)
+                finally:
+                    info = activity.info()
+                    key = (info.workflow_id or "", info.activity_type)
+                    runs[key] = Ran(started, datetime.now(UTC))
+
+        return Timed(next)
+
+
+def created_at(url: str, request_id: str) -> datetime:
+    """When the settlement's transaction row was written: its nonce had just been reserved."""
+    with db.session_scope(url) as session:
+        row = session.get(ChainTransaction, request_id)
+        if row is None:
+            raise RuntimeError(f"no transaction recorded for {request_id}")
+        return row.created_at
+
+
+async def saga_phases(
+    client: Client, clock: ActivityClock, url: str, payment_id: str
+) -> dict[str, float]:
+    """Milliseconds of each step of one finished saga: from its history (start to end, the
+    regular activities' dispatch) and from the activity clock (local activities, and the
+    settlement's nonce reservation until its transaction row was written)."""
     saga = (await client.get_workflow_handle(payment_id).fetch_history()).events
     spans = activity_spans(saga)
-    child_id, child_start, child_end = "", _at(saga[0]), _at(saga[0])
-    for event in saga:
-        if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-            child_id = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
-            child_start = _at(event)
-        elif event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
-            child_end = _at(event)
-    child = (await client.get_workflow_handle(child_id).fetch_history()).events
-    tx = activity_spans(child)
-    send = tx["send_transaction"]
-    prepare = tx.get("prepare_transaction")  # skipped when verify passed the gas along
+    ran = {kind: span for (wf, kind), span in clock.runs.items() if wf == payment_id}
+    send = ran["send_with_relayer"]
+    recorded = await asyncio.to_thread(created_at, url, payment_id)
     phases = {
         "saga": _ms(_at(saga[0]), _at(saga[-1])),
-        "verify": spans["verify_payment"].ms,
+        "verify": ran["verify_payment"].ms,
         "skill": spans["run_skill"].ms,
-        "settle": _ms(child_start, child_end),
-        "tx_prepare": prepare.ms if prepare else 0.0,
-        "tx_nonce": _ms(prepare.completed if prepare else _at(child[0]), send.scheduled),
-        "tx_send": send.ms,
-        "record": spans["record_payment"].ms,
-        "queued": sum(span.queued_ms for span in [*spans.values(), *tx.values()]),
+        "settle": spans["send_with_relayer"].ms,
+        "tx_nonce": _ms(send.started, recorded),
+        "tx_send": _ms(recorded, send.ended),
+        "record": ran["record_payment"].ms,
+        "queued": sum(span.queued_ms for span in spans.values()),
     }
     steps = ("verify", "skill", "settle", "record")
     phases["workflow_tasks"] = phases["saga"] - sum(phases[step] for step in steps)
@@ -322,7 +362,7 @@ async def skeleton_part(client: Client, args: argparse.Namespace) -> tuple[Figur
     async with Worker(
         client,
         task_queue=queue,
-        workflows=[PaymentSkeletonWorkflow, SkeletonWorkflow],
+        workflows=[PaymentSkeletonWorkflow],
         activities=[noop],
         workflow_runner=SKELETON_RUNNER,
     ):
@@ -386,7 +426,13 @@ async def quiet_relayers(client: Client, accounts: Sequence[str], limit_s: float
 
 
 async def gateway_part(
-    client: Client, settings: Settings, app: Any, asset: str, count: int, args: argparse.Namespace
+    client: Client,
+    activity_clock: ActivityClock,
+    settings: Settings,
+    app: Any,
+    asset: str,
+    count: int,
+    args: argparse.Namespace,
 ) -> tuple[Figures, dict[str, Any]]:
     url = settings.effective_database_url
     path = f"/bots/{SELLER}/skills/forecast"
@@ -417,7 +463,7 @@ async def gateway_part(
     records = await asyncio.to_thread(payment_ids, url, [*sequential, *in_burst])
     samples = []
     for tx_hash, seconds in sequential.items():
-        phases = await saga_phases(client, records[tx_hash].payment_id)
+        phases = await saga_phases(client, activity_clock, url, records[tx_hash].payment_id)
         total = seconds * 1000
         samples.append({"total": total, "outside": total - phases["saga"], **phases})
     used = {records[tx_hash].relayer for tx_hash in in_burst}
@@ -620,14 +666,13 @@ PHASES = (
     ("total", "purchase, as the buyer sees it"),
     ("outside", "outside the saga / facilitator: 402 round trip, HTTP, gateway checks"),
     ("saga", "payment saga, start to result"),
-    ("verify", "verify"),
+    ("verify", "verify (ours: a local activity)"),
     ("skill", "forecast skill"),
-    ("settle", "settlement (ours: child TransactionWorkflow; SDK: send + receipt)"),
-    ("tx_prepare", "  prepare_transaction (estimate gas)"),
-    ("tx_nonce", "  nonce from the relayer entity (signal round trip)"),
-    ("tx_send", "  send_transaction (sign, record, broadcast, receipt)"),
-    ("record", "record_payment (ledger row)"),
-    ("queued", "all 5 activities: scheduled to started (task queue dispatch)"),
+    ("settle", "settlement (ours: send_with_relayer; SDK: send + receipt)"),
+    ("tx_nonce", "  nonce from the relayer entity (an update)"),
+    ("tx_send", "  sign, record, broadcast, receipt, outcome to the relayer"),
+    ("record", "record_payment (ledger row, local activity)"),
+    ("queued", "skill and settlement: scheduled to started (task queue dispatch)"),
     ("workflow_tasks", "saga's workflow tasks and queue hops between its steps"),
 )
 
@@ -641,9 +686,9 @@ def print_report(report: dict[str, Any]) -> None:
     shape = report["per_payment"]
     table = Table(
         title=f"x402 purchases: {report['purchases']} one at a time, {report['concurrent']} at "
-        f"once (a saga: {shape['activities']} activities, {shape['child_workflows']} child "
-        f"workflow, {shape['signals']} signals, {shape['workflow_tasks']} workflow tasks; "
-        f"skeleton {SHAPE} no-op activities)"
+        f"once (a saga: {shape['local_activities']} local activities, {shape['activities']} "
+        f"activities, {shape['workflow_tasks']} workflow tasks; skeleton {SHAPE} no-op "
+        "activities)"
     )
     table.add_column("path")
     for header in ("p50 ms", "p95 ms", "mean ms", "per s at once", "p50 ms in burst"):
@@ -753,7 +798,11 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     measured: list[tuple[Figures, dict[str, Any]]] = []
     try:
         with private_anvil() as rpc_url:
-            async with bench_server() as client:
+            async with bench_server() as plain:
+                activity_clock = ActivityClock()
+                config = plain.config()
+                config["interceptors"] = [activity_clock]
+                client = Client(**config)
                 server = client.service_client.config.target_host
                 report["server"] = server
                 settings = Settings(
@@ -784,7 +833,9 @@ async def amain(argv: Sequence[str] | None = None) -> int:
                             await quiet_relayers(client, accounts)
                             err.print(f"gateway: purchases settled through {count} relayer(s)")
                             measured.append(
-                                await gateway_part(client, settings, app, asset, count, args)
+                                await gateway_part(
+                                    client, activity_clock, settings, app, asset, count, args
+                                )
                             )
                     last = measured[-1][1]["last_payment_id"]
                     counts = await history_counts(client, last)

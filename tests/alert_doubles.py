@@ -163,22 +163,9 @@ def reconcile_doubles() -> dict[str, list[Any]]:
     }
 
 
-@workflow.defn(name="TransactionWorkflow")
-class RevertedTransaction:
-    """A settlement that reverts on chain (the saga's child ``TransactionWorkflow``)."""
-
-    @workflow.run
-    async def run(self, order: TxOrder) -> TxOutcome:
-        return TxOutcome(
-            request_id=order.request.request_id,
-            status=TxStatus.FAILED,
-            sender=order.sender,
-            error="execution reverted: authorization is used or canceled",
-        )
-
-
 def payment_doubles() -> dict[str, list[Any]]:
-    """The authorization verifies; the ledger write is a no-op."""
+    """The authorization verifies; the settlement reverts on chain; the ledger write is a
+    no-op. Verify and record are the saga's local activities (on the workflows' worker)."""
 
     @activity.defn(name="verify_payment")
     async def verify_payment(request: VerifyRequest) -> Verified:
@@ -189,7 +176,20 @@ def payment_doubles() -> dict[str, list[Any]]:
     async def record_payment(view: PaymentView) -> None:
         del view
 
-    return {taskqueues.IO: [record_payment], taskqueues.CHAIN: [verify_payment]}
+    @activity.defn(name="send_with_relayer")
+    async def send_with_relayer(order: TxOrder) -> TxOutcome:
+        return TxOutcome(
+            request_id=order.request.request_id,
+            status=TxStatus.FAILED,
+            sender=order.sender,
+            nonce=0,
+            error="execution reverted: authorization is used or canceled",
+        )
+
+    return {
+        taskqueues.WORKFLOWS: [verify_payment, record_payment],
+        taskqueues.CHAIN: [send_with_relayer],
+    }
 
 
 def failing_payment() -> PaymentOrder:

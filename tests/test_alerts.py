@@ -53,7 +53,6 @@ from agentfleet.settings import Settings
 from starters.cli.main import app
 from tests.alert_doubles import (
     LOST_PAYMENT,
-    RevertedTransaction,
     StandInBot,
     failing_payment,
     health_doubles,
@@ -154,13 +153,13 @@ async def doubled_workers(
     alerts, channels = AlertActivities(settings, client), ChannelActivities(settings)
     real = [alerts.raise_alerts, alerts.deliver_alert_digest, channels.publish_to_channel]
     by_queue = {**doubles, taskqueues.IO: real + doubles.get(taskqueues.IO, [])}
+    local = by_queue.pop(taskqueues.WORKFLOWS, [])
     workflows = [
         AlertsWorkflow,
         ChannelPublisherWorkflow,
         FleetHealthWorkflow,
         PaymentSagaWorkflow,
         ReconcilePaymentsWorkflow,
-        RevertedTransaction,
         StandInBot,
     ]
     async with contextlib.AsyncExitStack() as stack:
@@ -169,6 +168,7 @@ async def doubled_workers(
                 client,
                 task_queue=taskqueues.WORKFLOWS,
                 workflows=workflows,
+                activities=local,
                 workflow_runner=WORKFLOW_RUNNER,
             )
         )
@@ -385,3 +385,4 @@ async def test_a_failed_settlement_reaches_the_alert_channel(
         assert "settlement failed: execution reverted" in message.text
         backend = "postgresql" if migrated_database_url.startswith("postgresql") else "sqlite"
         await record_history(handle, f"payment_saga_failed_alert_{backend}")
+        await record_history(handle, f"payment_saga_failed_alert_lean_{backend}")

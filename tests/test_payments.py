@@ -248,6 +248,7 @@ async def test_the_official_sdk_client_pays_a_skill_and_it_settles_once(market: 
     assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == "settled"
     await market.record(row.payment_id, "settled")
     await market.record(row.payment_id, "settled_with_status")
+    await market.record(row.payment_id, "settled_lean")
 
 
 BAD_PAYMENTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -322,6 +323,7 @@ async def test_reused_nonce_and_missing_funds_are_refused_by_the_saga(market: Ma
     auth = payment["payload"]["authorization"]
     saga = f"payment-31337-{accepted['asset'].lower()}-{auth['from'].lower()}-{auth['nonce']}"
     await market.record(saga, "rejected")
+    await market.record(saga, "rejected_lean")
 
 
 async def test_100_concurrent_submissions_of_one_payment_settle_once(market: Market) -> None:
@@ -365,6 +367,7 @@ async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Mar
         "skill_failed"
     )
     await market.record(row.payment_id, "skill_failed")
+    await market.record(row.payment_id, "skill_failed_lean")
 
 
 @asynccontextmanager

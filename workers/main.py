@@ -127,7 +127,8 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     reconcile = bound.reconcile
     content, compliance = bound.content, bound.compliance
     by_queue: dict[str, list[Callable[..., Any]]] = {
-        taskqueues.WORKFLOWS: [noop],
+        # The payment saga's local activities run where the workflows do.
+        taskqueues.WORKFLOWS: [noop, payments.verify_payment, payments.record_payment],
         taskqueues.IO: [
             noop,
             store.record_audit_event,
@@ -170,6 +171,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             chain.ensure_relayer,
             chain.prepare_transaction,
             chain.send_transaction,
+            chain.send_with_relayer,
             chain.verify_transaction,
             identity.native_balance,
             identity.find_registration,

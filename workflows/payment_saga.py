@@ -4,14 +4,15 @@ The workflow id is the payment id (``payment-{chainId}-{asset}-{from}-{nonce}``)
 submission of one authorization (100 concurrent requests, a client's retry, a facilitator
 ``/settle`` after a timeout) reaches this one workflow and gets its answer. Steps:
 
-1. ``verify_payment`` (fleet-chain): the x402 checks against the token through the relayer that
-   will settle. A refusal ends the saga ``rejected``: nothing executed, settled or recorded.
+1. ``verify_payment``, a local activity: the x402 checks against the token through the relayer
+   that will settle. A refusal ends the saga ``rejected``: nothing executed, settled or recorded.
 2. ``run_skill`` (fleet-llm), when a skill is bought. A failure ends it ``skill_failed``: nothing
    settled, the buyer gets the skill's error.
-3. Settlement: a child ``TransactionWorkflow`` with the payment id as its request id, sent by the
-   relayer entity (signed and recorded before broadcast, confirmed to the profile's depth). The
+3. Settlement: one ``send_with_relayer`` activity (fleet-chain) with the payment id as its
+   request id: the nonce from the relayer entity (an update), signed and recorded before
+   broadcast, confirmed to the profile's depth, the outcome handed back to the relayer. The
    request id makes a second settlement of the same payment impossible, even across crashes.
-4. ``record_payment`` (fleet-io): the ledger row, an upsert keyed by the payment id.
+4. ``record_payment``, a local activity: the ledger row, an upsert keyed by the payment id.
 5. Only when settlement failed or its outcome is unknown: an alert (``raise_alerts``, patch
    ``alerts``); a settled payment raises nothing and waits for nothing more.
 
@@ -20,6 +21,11 @@ UI lists pending payments with ``PaymentStatus IN ("verifying", "executing", "se
 
 The result (the skill's data included) is released to the buyer only when the status is
 ``settled``. The ``status`` query is what ``GET /payments/{id}`` shows while it runs.
+
+Three workflow tasks for a settled purchase: verify runs inside the first (a local activity's
+result is a marker in the history), the record inside the last. Sagas started before patch
+``lean-saga`` ran verify (fleet-chain) and record (fleet-io) as activities and settled through a
+child ``TransactionWorkflow``; they replay and finish that way.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.alerts import new_alert, raise_alerts
-from workflows.relayer import run_transaction
+from workflows.relayer import run_transaction, send_by_activity
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -53,6 +59,10 @@ RETRY = RetryPolicy(
 SKILL_TIMEOUT = timedelta(seconds=15)
 STEP_TIMEOUT = timedelta(seconds=10)
 """Verify and record take well under a second; a worker that dies in one is replaced soon."""
+LEAN_SAGA = "lean-saga"
+"""Patch: verify and record are local activities (they are short: a few reads, one upsert) and
+the settlement is one ``send_with_relayer`` activity instead of a child TransactionWorkflow; a
+saga takes 3 workflow tasks instead of 6, and no signal round trip to the relayer."""
 
 
 def payment_workflow_id(payment_id: str) -> str:
@@ -63,6 +73,7 @@ def payment_workflow_id(payment_id: str) -> str:
 class PaymentSagaWorkflow:
     @workflow.init
     def __init__(self, order: PaymentOrder) -> None:
+        self.lean = False
         auth = order.payment.authorization
         self.view = PaymentView(
             payment_id=order.payment_id,
@@ -86,14 +97,28 @@ class PaymentSagaWorkflow:
     @workflow.run
     async def run(self, order: PaymentOrder) -> PaymentView:
         self._set_status(PaymentStatus.VERIFYING)
-        verified: Verified = await workflow.execute_activity(
-            "verify_payment",
-            VerifyRequest(payment=order.payment, terms=order.terms, payment_id=order.payment_id),
-            result_type=Verified,
-            task_queue=taskqueues.CHAIN,
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
+        self.lean = workflow.patched(LEAN_SAGA)
+        request = VerifyRequest(
+            payment=order.payment, terms=order.terms, payment_id=order.payment_id
         )
+        verified: Verified
+        if self.lean:
+            verified = await workflow.execute_local_activity(
+                "verify_payment",
+                request,
+                result_type=Verified,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        else:
+            verified = await workflow.execute_activity(
+                "verify_payment",
+                request,
+                result_type=Verified,
+                task_queue=taskqueues.CHAIN,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY,
+            )
         if not verified.valid:
             return self._end(PaymentStatus.REJECTED, verified.reason, verified.detail)
         self.view.relayer = verified.relayer
@@ -177,9 +202,19 @@ class PaymentSagaWorkflow:
             ),
             confirmations=order.confirmations,
         )
+        if self.lean:
+            return await send_by_activity(tx)
         return await run_transaction(tx)
 
     async def _record(self) -> None:
+        if self.lean:
+            await workflow.execute_local_activity(
+                "record_payment",
+                self.view,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY,
+            )
+            return
         await workflow.execute_activity(
             "record_payment",
             self.view,

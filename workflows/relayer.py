@@ -6,7 +6,9 @@ relayer, and sends through ``send_transaction``, which records the signed bytes 
 
 ``RelayerWorkflow`` (id ``relayer-{chain}-{address}``) is the only writer of its account's nonces,
 so concurrent transactions never collide ("nonce too low", "replacement transaction
-underpriced"). Its ``reserve`` update is short (no activity), so many transactions reserve at
+underpriced"). A TransactionWorkflow reserves by ``reserve`` signal (answered by signal); the
+``send_with_relayer`` activity (:func:`send_by_activity`, the payment saga's settlement) by the
+``reserve_now`` update. Both handlers are short (no activity), so many transactions reserve at
 once. Finished transactions come back by signal and are checked again after their reorg window;
 unknown outcomes are re-sent from their recorded bytes until they resolve.
 """
@@ -94,6 +96,42 @@ async def run_transaction(order: TxOrder) -> TxOutcome:
             sender=order.sender,
             error=deepest_cause(err),
         )
+    return outcome
+
+
+async def send_by_activity(order: TxOrder) -> TxOutcome:
+    """From another workflow: ``order`` sent by one ``send_with_relayer`` activity, which takes
+    the request's nonce from the relayer entity by update and hands it the outcome. The same
+    guarantees as :func:`run_transaction` (the request id names one nonce at the relayer and one
+    set of signed bytes in the database, so a retry re-sends those bytes, never a new
+    transaction) in fewer steps: no child workflow, no signal each way. Retries exhausted is an
+    ``unknown`` outcome the relayer is told of, so it keeps checking until the outcome is known."""
+    try:
+        outcome: TxOutcome = await workflow.execute_activity(
+            "send_with_relayer",
+            order,
+            result_type=TxOutcome,
+            task_queue=taskqueues.CHAIN,
+            start_to_close_timeout=timedelta(seconds=order.policy.receipt_timeout_s + 30),
+            schedule_to_close_timeout=timedelta(seconds=4 * order.policy.receipt_timeout_s + 120),
+            heartbeat_timeout=timedelta(seconds=order.heartbeat_timeout_s),
+            retry_policy=RPC_RETRY,
+        )
+        return outcome
+    except ActivityError as err:
+        cause = err.cause
+        failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
+        outcome = TxOutcome(
+            request_id=order.request.request_id,
+            status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
+            sender=order.sender,
+            error=str(cause or err),
+        )
+    relayer = workflow.get_external_workflow_handle(
+        relayer_workflow_id(order.chain_id, order.sender)
+    )
+    with contextlib.suppress(Exception):  # no relayer: no nonce was reserved, nothing to check
+        await relayer.signal("finished", TxFinished(order=order, outcome=outcome))
     return outcome
 
 
@@ -288,6 +326,24 @@ class RelayerWorkflow:
             handle = workflow.get_external_workflow_handle(request.reply_to)
             await handle.signal("nonce_reserved", reservation)
 
+    @workflow.update
+    async def reserve_now(self, request: ReserveNonce) -> NonceReservation:
+        """The nonce of ``request_id``, answered at once (the same one when asked again). For a
+        sender that is an activity (``send_with_relayer``): one update instead of a signal each
+        way; a pure handler, so a burst is answered a workflow task at a time."""
+        await workflow.wait_condition(lambda: self.state.next_nonce is not None)
+        return self._reserve(request)
+
+    @reserve_now.validator
+    def _reserve_for_this_account(self, request: ReserveNonce) -> None:
+        if request.chain_id != self.state.chain_id or (
+            request.sender.lower() != self.state.address.lower()
+        ):
+            raise ApplicationError(
+                f"relayer {self.state.address} on chain {self.state.chain_id} does not send "
+                f"for {request.sender} on chain {request.chain_id}"
+            )
+
     @workflow.signal
     def finished(self, done: TxFinished) -> None:
         """A transaction's outcome: keep it for the reorg re-check (or until it is known)."""
@@ -295,7 +351,9 @@ class RelayerWorkflow:
         self.state.reserved.pop(request_id, None)
         unknown = done.outcome.status is TxStatus.UNKNOWN
         window = 30.0 if unknown else done.order.reorg_window_s
-        if done.outcome.nonce is not None and window > 0:
+        # An outcome without a nonce is that of a send_with_relayer activity that failed: the
+        # nonce it reserved (if it got that far) is the one recorded here.
+        if (done.outcome.nonce is not None or request_id in self.state.nonces) and window > 0:
             self.state.finished[request_id] = done.order
             self.state.recheck[request_id] = workflow.now() + timedelta(seconds=window)
             if workflow.patched(WAKE_ON_FINISHED):

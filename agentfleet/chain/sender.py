@@ -55,9 +55,11 @@ class TransactionSender:
             return self._outcome(record, order)
         deadline = time.monotonic() + order.policy.receipt_timeout_s
         while True:
-            if not record.attempts:
+            fresh = not record.attempts
+            if fresh:
                 record = await self._sign_attempt(record, order, bump=False)
-            mined = await self._find_receipt(record)
+            # A signature made just now cannot be mined yet: only a retry looks first.
+            mined = None if fresh else await self._find_receipt(record)
             if mined is None:
                 await self._broadcast(record)
                 chaos_point("after_broadcast", record.request_id)
@@ -228,25 +230,27 @@ class TransactionSender:
         block_number = int(receipt["blockNumber"])
         block_hash = AsyncWeb3.to_hex(receipt["blockHash"])
         tx_hash = AsyncWeb3.to_hex(receipt["transactionHash"])
-        await asyncio.to_thread(
-            self._set_status,
-            record.request_id,
-            "mined",
-            tx_hash=tx_hash,
-            block_number=block_number,
-            block_hash=block_hash,
-            gas_used=int(receipt["gasUsed"]),
-        )
+        mined = {
+            "tx_hash": tx_hash,
+            "block_number": block_number,
+            "block_hash": block_hash,
+            "gas_used": int(receipt["gasUsed"]),
+        }
+        status = TxStatus.CONFIRMED if int(receipt["status"]) == 1 else TxStatus.FAILED
+        error = None if status is TxStatus.CONFIRMED else "transaction reverted"
+        if order.confirmations == 0:
+            # Depth 0: final now, one write (the relayer's reorg window checks it later).
+            return await asyncio.to_thread(
+                self._set_status, record.request_id, status.value, error=error, **mined
+            )
+        await asyncio.to_thread(self._set_status, record.request_id, "mined", **mined)
         while order.confirmations and (
             await self.w3.eth.block_number < block_number + order.confirmations
         ):
             heartbeat(tx_hash)
             await asyncio.sleep(POLL_S)
-        if order.confirmations == 0:
-            again = receipt  # depth 0: final now; the relayer's reorg window checks it later
-        else:
-            again = await self._find_receipt(record)
-        canonical = await self._block_hash(block_number) if order.confirmations else block_hash
+        again = await self._find_receipt(record)
+        canonical = await self._block_hash(block_number)
         if (
             again is None
             or AsyncWeb3.to_hex(again["blockHash"]) != block_hash
@@ -254,8 +258,6 @@ class TransactionSender:
         ):
             await self._mark_reorged(record)
             return None
-        status = TxStatus.CONFIRMED if int(receipt["status"]) == 1 else TxStatus.FAILED
-        error = None if status is TxStatus.CONFIRMED else "transaction reverted"
         return await asyncio.to_thread(
             self._set_status, record.request_id, status.value, error=error
         )

@@ -7,18 +7,28 @@ second transaction. Pick among several relayer accounts with :func:`pick_relayer
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 from collections.abc import Sequence
 
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     GasPolicy,
+    NonceReservation,
     RelayerState,
+    ReserveNonce,
+    TxFinished,
     TxOrder,
     TxOutcome,
     TxRequest,
@@ -93,6 +103,42 @@ async def ensure_relayer(client: Client, chain_id: int, sender: str) -> None:
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         task_queue=taskqueues.WORKFLOWS,
     )
+
+
+async def reserve_nonce(client: Client, chain_id: int, sender: str, request_id: str) -> int:
+    """The nonce of ``request_id`` from the relayer entity of ``sender`` (started if missing):
+    a new one the first time, the same one when asked again. A burst beyond the server's limit
+    of updates in flight per workflow (``RESOURCE_EXHAUSTED``) waits a moment and asks again."""
+    from workflows.relayer import RelayerWorkflow  # noqa: PLC0415
+
+    start = WithStartWorkflowOperation(
+        RelayerWorkflow.run,
+        RelayerState(chain_id=chain_id, address=sender),
+        id=relayer_id(chain_id, sender),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        task_queue=taskqueues.WORKFLOWS,
+    )
+    ask = ReserveNonce(chain_id=chain_id, sender=sender, request_id=request_id)
+    pause = 0.005
+    while True:
+        try:
+            reservation: NonceReservation = await client.execute_update_with_start_workflow(
+                RelayerWorkflow.reserve_now, ask, start_workflow_operation=start
+            )
+            return reservation.nonce
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
+                raise
+        await asyncio.sleep(random.uniform(pause, 2 * pause))  # noqa: S311 - jitter, not a secret
+        pause = min(pause * 2, 0.2)
+
+
+async def hand_to_relayer(client: Client, done: TxFinished) -> None:
+    """Tell the sender's relayer a transaction's outcome (it re-checks it after the reorg
+    window, or until an unknown outcome is known)."""
+    handle = client.get_workflow_handle(relayer_id(done.order.chain_id, done.order.sender))
+    await handle.signal("finished", done)
 
 
 async def resync_relayer(client: Client, chain_id: int, sender: str, chain_nonce: int) -> bool:
