@@ -15,12 +15,14 @@ from eth_account import Account
 from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError
+from temporalio.testing import ActivityEnvironment
 from web3 import Web3
 
+from activities.chain import ChainActivities
 from agentfleet import db, keystore
 from agentfleet.chain.transactions import relayer_id, send_transaction
 from agentfleet.errors import FleetError
-from agentfleet.messages import TxRequest, TxStatus
+from agentfleet.messages import TxOrder, TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
 from tests.fixtures.chain_tools import funded_account, private_anvil, rpc
@@ -92,6 +94,35 @@ async def test_fifty_concurrent_transactions_from_one_relayer_all_mine_in_nonce_
         rows = session.exec(select(ChainTransaction).where(ChainTransaction.sender == sender)).all()
     assert len(rows) == 50 and {r.status for r in rows} == {"confirmed"}
     assert all(len(r.attempts) == 1 for r in rows)
+
+
+async def test_fifty_concurrent_sends_by_activity_take_their_nonces_by_update_and_resend_once(
+    dev_client: Client, relayer_env: tuple[Settings, str], anvil_url: str
+) -> None:
+    """The payment saga's settlement path: ``send_with_relayer`` asks the relayer entity for its
+    nonce by update, 50 at once, and a retry of the same request re-sends nothing."""
+    settings, sender = relayer_env
+    chain = ChainActivities(settings, dev_client)
+    run = uuid.uuid4().hex[:8]
+    orders = [
+        TxOrder(chain_id=31337, sender=sender, request=transfer(f"{run}-{i}"), reorg_window_s=0)
+        for i in range(50)
+    ]
+    try:
+        outcomes = await asyncio.gather(
+            *(ActivityEnvironment().run(chain.send_with_relayer, order) for order in orders)
+        )
+        again = await ActivityEnvironment().run(chain.send_with_relayer, orders[7])
+    finally:
+        await chain.close()
+    assert [o.status for o in outcomes] == [TxStatus.CONFIRMED] * 50, [o.error for o in outcomes]
+    assert sorted(o.nonce for o in outcomes) == list(range(50))
+    assert (again.nonce, again.tx_hash) == (outcomes[7].nonce, outcomes[7].tx_hash)
+    assert Web3(Web3.HTTPProvider(anvil_url)).eth.get_transaction_count(sender) == 50
+    status = await dev_client.get_workflow_handle_for(
+        RelayerWorkflow.run, relayer_id(31337, sender)
+    ).query(RelayerWorkflow.status)
+    assert (status.next_nonce, status.reserved) == (50, 0), "every outcome was handed back"
 
 
 async def test_same_request_twice_sends_once(

@@ -120,12 +120,19 @@ async def reserve_nonce(client: Client, chain_id: int, sender: str, request_id: 
         task_queue=taskqueues.WORKFLOWS,
     )
     ask = ReserveNonce(chain_id=chain_id, sender=sender, request_id=request_id)
+    handle = client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(chain_id, sender))
     pause = 0.005
     while True:
+        reservation: NonceReservation
         try:
-            reservation: NonceReservation = await client.execute_update_with_start_workflow(
-                RelayerWorkflow.reserve_now, ask, start_workflow_operation=start
-            )
+            try:
+                reservation = await handle.execute_update(RelayerWorkflow.reserve_now, ask)
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                reservation = await client.execute_update_with_start_workflow(
+                    RelayerWorkflow.reserve_now, ask, start_workflow_operation=start
+                )
             return reservation.nonce
         except RPCError as exc:
             if exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
