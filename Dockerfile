@@ -11,8 +11,11 @@ RUN useradd --create-home --uid 10001 --user-group fleet
 
 WORKDIR /app
 COPY . /app
+# The workflow sandbox re-imports workflows/ for every run: ship their bytecode (the worker
+# cannot write it into /app as the fleet user).
 RUN pip install --no-cache-dir . \
-    && rm -rf /app/build
+    && rm -rf /app/build \
+    && python -m compileall -q /app/workflows
 
 USER fleet
 EXPOSE 8300 9464

@@ -25,6 +25,7 @@ from agentfleet.chain.sender import (
     highest_recorded_nonce,
     orphan_recorded_from,
 )
+from agentfleet.chain.transactions import NonceDesk, hand_to_relayer
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     ChainHead,
@@ -51,6 +52,7 @@ class ChainActivities:
         self._expected_chain_id = settings.chain_id
         self._rpc = Web3Connection(settings.effective_rpc_url)
         self._verified_chain: int | None = None
+        self._desks: dict[tuple[int, str], NonceDesk] = {}
 
     async def close(self) -> None:
         await self._rpc.close()
@@ -152,11 +154,6 @@ class ChainActivities:
         simulation when no gas limit is given (a revert spends no nonce), the request's nonce
         from the relayer entity, then sign (recorded before broadcast), broadcast, confirm, and
         the outcome handed to the relayer. A retry gets the same nonce and the recorded bytes."""
-        from agentfleet.chain.transactions import (  # noqa: PLC0415
-            hand_to_relayer,
-            reserve_nonce,
-        )
-
         await self._check_chain(order.chain_id)
         request = order.request
         if request.gas_limit is None:
@@ -165,7 +162,7 @@ class ChainActivities:
             )
             request = request.model_copy(update={"gas_limit": prepared.gas_limit})
         client = self._client or activity.client()
-        nonce = await reserve_nonce(client, order.chain_id, order.sender, request.request_id)
+        nonce = await self._desk(client, order.chain_id, order.sender).reserve(request.request_id)
         send = SendTx(
             chain_id=order.chain_id,
             sender=order.sender,
@@ -189,6 +186,14 @@ class ChainActivities:
         """Is a finished transaction still in the canonical chain? None if a reorg dropped it."""
         await self._check_chain(order.chain_id)
         return await (await self._sender(order.sender)).verify(order)
+
+    def _desk(self, client: Client, chain_id: int, sender: str) -> NonceDesk:
+        """This process's line to the relayer of ``sender`` (reservations batched per update)."""
+        key = (chain_id, sender.lower())
+        desk = self._desks.get(key)
+        if desk is None:
+            desk = self._desks[key] = NonceDesk(client, chain_id, sender)
+        return desk
 
     async def _sender(self, address: str) -> TransactionSender:
         """The key is read from the database and decrypted (scrypt) off the event loop: this

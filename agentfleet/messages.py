@@ -193,6 +193,20 @@ class ReserveNonce(BaseModel):
     """Workflow id that gets the ``nonce_reserved`` signal."""
 
 
+class ReserveNonces(BaseModel):
+    """The ``reserve_now`` update: nonces for several requests at once (a worker process sends
+    the reservations that arrive while one is in flight as the next batch)."""
+
+    chain_id: int
+    sender: str
+    request_ids: list[str] = Field(min_length=1)
+
+
+class NonceReservations(BaseModel):
+    nonces: dict[str, int]
+    """request id -> its nonce (the same one every time it is asked)."""
+
+
 class EnsureRelayer(BaseModel):
     chain_id: int
     sender: str

@@ -28,11 +28,13 @@ with workflow.unsafe.imports_passed_through():
         EnsureRelayer,
         NonceQuery,
         NonceReservation,
+        NonceReservations,
         PreparedTx,
         PrepareTx,
         RelayerState,
         RelayerStatus,
         ReserveNonce,
+        ReserveNonces,
         SendTx,
         TxFinished,
         TxOrder,
@@ -327,15 +329,21 @@ class RelayerWorkflow:
             await handle.signal("nonce_reserved", reservation)
 
     @workflow.update
-    async def reserve_now(self, request: ReserveNonce) -> NonceReservation:
-        """The nonce of ``request_id``, answered at once (the same one when asked again). For a
-        sender that is an activity (``send_with_relayer``): one update instead of a signal each
-        way; a pure handler, so a burst is answered a workflow task at a time."""
+    async def reserve_now(self, request: ReserveNonces) -> NonceReservations:
+        """The nonces of ``request_ids``, answered at once (the same ones when asked again).
+        For senders that are activities (``send_with_relayer``): one update instead of a signal
+        each way, and a pure handler, so a burst costs a workflow task per batch."""
         await workflow.wait_condition(lambda: self.state.next_nonce is not None)
-        return self._reserve(request)
+        nonces = {}
+        for request_id in request.request_ids:
+            ask = ReserveNonce(
+                chain_id=request.chain_id, sender=request.sender, request_id=request_id
+            )
+            nonces[request_id] = self._reserve(ask).nonce
+        return NonceReservations(nonces=nonces)
 
     @reserve_now.validator
-    def _reserve_for_this_account(self, request: ReserveNonce) -> None:
+    def _reserve_for_this_account(self, request: ReserveNonces) -> None:
         if request.chain_id != self.state.chain_id or (
             request.sender.lower() != self.state.address.lower()
         ):

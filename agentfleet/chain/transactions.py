@@ -25,9 +25,9 @@ from agentfleet import taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     GasPolicy,
-    NonceReservation,
+    NonceReservations,
     RelayerState,
-    ReserveNonce,
+    ReserveNonces,
     TxFinished,
     TxOrder,
     TxOutcome,
@@ -105,40 +105,80 @@ async def ensure_relayer(client: Client, chain_id: int, sender: str) -> None:
     )
 
 
-async def reserve_nonce(client: Client, chain_id: int, sender: str, request_id: str) -> int:
-    """The nonce of ``request_id`` from the relayer entity of ``sender`` (started if missing):
-    a new one the first time, the same one when asked again. A burst beyond the server's limit
-    of updates in flight per workflow (``RESOURCE_EXHAUSTED``) waits a moment and asks again."""
+async def reserve_nonces(
+    client: Client, chain_id: int, sender: str, request_ids: Sequence[str]
+) -> dict[str, int]:
+    """The nonces of ``request_ids`` from the relayer entity of ``sender`` (started if missing):
+    new ones the first time, the same ones when asked again. Beyond the server's limit of
+    updates in flight per workflow (``RESOURCE_EXHAUSTED``) it waits a moment and asks again."""
     from workflows.relayer import RelayerWorkflow  # noqa: PLC0415
 
-    start = WithStartWorkflowOperation(
-        RelayerWorkflow.run,
-        RelayerState(chain_id=chain_id, address=sender),
-        id=relayer_id(chain_id, sender),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        task_queue=taskqueues.WORKFLOWS,
-    )
-    ask = ReserveNonce(chain_id=chain_id, sender=sender, request_id=request_id)
+    ask = ReserveNonces(chain_id=chain_id, sender=sender, request_ids=list(request_ids))
     handle = client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(chain_id, sender))
     pause = 0.005
     while True:
-        reservation: NonceReservation
+        reserved: NonceReservations
         try:
             try:
-                reservation = await handle.execute_update(RelayerWorkflow.reserve_now, ask)
+                reserved = await handle.execute_update(RelayerWorkflow.reserve_now, ask)
             except RPCError as exc:
                 if exc.status is not RPCStatusCode.NOT_FOUND:
                     raise
-                reservation = await client.execute_update_with_start_workflow(
+                start = WithStartWorkflowOperation(
+                    RelayerWorkflow.run,
+                    RelayerState(chain_id=chain_id, address=sender),
+                    id=handle.id,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    task_queue=taskqueues.WORKFLOWS,
+                )
+                reserved = await client.execute_update_with_start_workflow(
                     RelayerWorkflow.reserve_now, ask, start_workflow_operation=start
                 )
-            return reservation.nonce
+            return reserved.nonces
         except RPCError as exc:
             if exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
                 raise
         await asyncio.sleep(random.uniform(pause, 2 * pause))  # noqa: S311 - jitter, not a secret
         pause = min(pause * 2, 0.2)
+
+
+class NonceDesk:
+    """One worker process's line to one relayer entity: reservations that arrive while an
+    update is in flight go together in the next one. Sequential sends pay one update each, as
+    before; a burst of them costs a few updates instead of one each (the server admits only
+    ~10 updates in flight per workflow and makes the rest back off)."""
+
+    def __init__(self, client: Client, chain_id: int, sender: str) -> None:
+        self.client = client
+        self.chain_id = chain_id
+        self.sender = sender
+        self._waiting: dict[str, list[asyncio.Future[int]]] = {}
+        self._draining: asyncio.Task[None] | None = None
+
+    async def reserve(self, request_id: str) -> int:
+        """The nonce of ``request_id``."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(request_id, []).append(future)
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                nonces = await reserve_nonces(self.client, self.chain_id, self.sender, [*batch])
+            except Exception as exc:  # every waiter of the batch gets it (its activity retries)
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for request_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(nonces[request_id])
 
 
 async def hand_to_relayer(client: Client, done: TxFinished) -> None:
