@@ -13,14 +13,13 @@ EIP-3009 authorization for 0.01 fUSD, sends it again and gets the 200 with ``PAY
 (and the latency inside that burst). Rows, all measured in the same run; benchmarks report, they
 never assert timings:
 
-- **skeleton**: the payment saga's shape with no-op activities: 2 activities (verify, skill), a
-  child ``SkeletonWorkflow`` of 1 activity (the transaction's send: verify passes the settlement's
-  gas, so it skips its own estimate), 1 activity (record). What it lacks: the transaction's
-  signal to its relayer and the one back.
+- **skeleton**: the payment saga's shape with no-op activities: a local activity (verify), 2
+  activities (the skill, the settlement), a local activity (record): 3 workflow tasks. What it
+  lacks: the settlement's nonce update to its relayer and the outcome signalled back.
 - **gateway via N relayers**: our ``POST /bots/{name}/skills/forecast`` (``create_app`` over
   ``httpx.ASGITransport``) with the fleet's workers in this process: ``PaymentSagaWorkflow``
-  (verify, skill, a child ``TransactionWorkflow`` sent by a relayer entity, ledger row), settled
-  on anvil; with 1 relayer account, then with more (``--relayers``).
+  (verify, skill, a ``send_with_relayer`` settlement with its nonce from a relayer entity, ledger
+  row), settled on anvil; with 1 relayer account, then with more (``--relayers``).
 - **x402 SDK middleware**: what a user would pick instead: the SDK's ``payment_middleware`` with
   its in-process, non-durable ``x402Facilitator`` (``FacilitatorWeb3Signer``, its own funded key)
   settling on the same anvil and the same FleetUSD, in front of a route that runs the same
@@ -28,10 +27,11 @@ never assert timings:
 
 Each figure of ours is also given as a ratio to the skeleton (Temporal's floor for that shape)
 and to the SDK (the non-durable path). A second table shows where a purchase's time goes, from
-the sagas' histories (gateway) and from timing the SDK facilitator's calls (medians of the
-sequential purchases; ``--json`` adds their p95). Before each gateway row every relayer starts
-(one transaction each) and re-checks its earlier settlements (``recheck_now``), so that a row
-pays for neither.
+the sagas' histories, an activity interceptor (local activities leave no timing in a history)
+and the settlement's transaction row (gateway), and from timing the SDK facilitator's calls
+(medians of the sequential purchases; ``--json`` adds their p95). Before each gateway row
+every relayer starts (one transaction each) and re-checks its earlier settlements
+(``recheck_now``), so that a row pays for neither.
 
 The SDK's facilitator signs and sends with synchronous web3 on the event loop: during its burst
 the loop is blocked most of the time (``facilitator_share_of_burst``), purchases wait for each
