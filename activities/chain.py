@@ -150,7 +150,7 @@ class ChainActivities:
 
     @activity.defn(name="send_with_relayer")
     async def send_with_relayer(self, order: TxOrder) -> TxOutcome:
-        """A whole transaction in one activity (``workflows.relayer.send_by_activity``): the
+        """A whole transaction in one activity (``workflows.transactions.send_by_activity``): the
         simulation when no gas limit is given (a revert spends no nonce), the request's nonce
         from the relayer entity, then sign (recorded before broadcast), broadcast, confirm, and
         the outcome handed to the relayer. A retry gets the same nonce and the recorded bytes."""

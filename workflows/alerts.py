@@ -28,15 +28,12 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
     from agentfleet.alerts import (
-        Alert,
         AlertBatch,
         AlertDigest,
         AlertKind,
         AlertsState,
         AlertsView,
         DigestDelivery,
-        Severity,
-        alert_id,
         digest_of,
         group,
         report_key,
@@ -49,7 +46,6 @@ DELIVER_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=10,
 )
-RAISE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5)
 
 
 @workflow.defn(name="AlertsWorkflow")
@@ -151,35 +147,3 @@ class AlertsWorkflow:
             )
         except ActivityError as err:
             workflow.logger.error("alert digest %s not delivered: %s", digest.digest_id, err.cause)
-
-
-def new_alert(kind: AlertKind, key: str, text: str, severity: Severity = Severity.WARNING) -> Alert:
-    """An alert raised by the calling workflow: its id is the workflow id, kind and key, so the
-    same workflow raising it again (a retry, a replay) is the same alert."""
-    source = workflow.info().workflow_id
-    return Alert(
-        alert_id=alert_id(source, kind, key),
-        kind=kind,
-        severity=severity,
-        key=key,
-        text=text[:2000],
-        at=workflow.now(),
-        source=source,
-    )
-
-
-async def raise_alerts(alerts: list[Alert]) -> None:
-    """From any workflow: hand ``alerts`` to the ``alerts`` entity with one activity. An alert
-    that cannot be raised is logged; it never fails the workflow that raised it."""
-    if not alerts:
-        return
-    try:
-        await workflow.execute_activity(
-            "raise_alerts",
-            AlertBatch(alerts=alerts),
-            task_queue=taskqueues.IO,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RAISE_RETRY,
-        )
-    except ActivityError as err:
-        workflow.logger.error("%d alerts not raised: %s", len(alerts), err.cause)

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
 
-from workflows.relayer import deepest_cause, run_transaction
+from workflows.transactions import deepest_cause, run_transaction
 
 HISTORY_LIMIT = 50
 RECENT_UPDATES = 500

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         purchase_nonce,
     )
 
-from workflows.relayer import run_transaction
+from workflows.transactions import run_transaction
 
 T = TypeVar("T")
 RETRY = RetryPolicy(

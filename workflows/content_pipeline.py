@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.policy import Policy, with_disclaimers, with_disclosure
 
-from workflows.alerts import new_alert, raise_alerts
+from workflows.alerting import new_alert, raise_alerts
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=30)

@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ModelHealth,
     )
 
-from workflows.alerts import new_alert, raise_alerts
+from workflows.alerting import new_alert, raise_alerts
 
 SCHEDULE_ID = "fleet-health"
 WORKFLOW_ID = "schedule-fleet-health"

@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet.learning.strategies import Exclusion
     from agentfleet.learning.tasks import improves, task_named
 
-from workflows.alerts import new_alert, raise_alerts
+from workflows.alerting import new_alert, raise_alerts
 
 T = TypeVar("T")
 STEP = timedelta(seconds=60)

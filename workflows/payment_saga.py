@@ -50,8 +50,8 @@ with workflow.unsafe.imports_passed_through():
         VerifyRequest,
     )
 
-from workflows.alerts import new_alert, raise_alerts
-from workflows.relayer import run_transaction, send_by_activity
+from workflows.alerting import new_alert, raise_alerts
+from workflows.transactions import run_transaction, send_by_activity
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         compare,
     )
 
-from workflows.alerts import new_alert, raise_alerts
+from workflows.alerting import new_alert, raise_alerts
 
 SCHEDULE_ID = "reconcile-payments"
 WORKFLOW_ID = "schedule-reconcile-payments"

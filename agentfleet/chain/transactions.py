@@ -37,7 +37,7 @@ from agentfleet.temporal import start_or_attach
 
 
 def relayer_id(chain_id: int, address: str) -> str:
-    from workflows.relayer import relayer_workflow_id  # noqa: PLC0415
+    from workflows.transactions import relayer_workflow_id  # noqa: PLC0415
 
     return relayer_workflow_id(chain_id, address)
 
@@ -62,11 +62,8 @@ async def send_transaction(
     heartbeat_timeout_s: float = 10.0,
 ) -> TxOutcome:
     """Send ``request`` from ``sender`` (a key in the keystore) and wait for its outcome."""
-    from workflows.relayer import (  # noqa: PLC0415
-        TransactionWorkflow,
-        transaction_workflow_id,
-        validate_request,
-    )
+    from workflows.relayer import TransactionWorkflow, validate_request  # noqa: PLC0415
+    from workflows.transactions import transaction_workflow_id  # noqa: PLC0415
 
     problem = validate_request(request)
     if problem:

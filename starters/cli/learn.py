@@ -385,7 +385,7 @@ def share(
                 view: PatternView = await handle.result()
         except WorkflowFailureError as exc:
             from agentfleet.errors import first_line  # noqa: PLC0415
-            from workflows.relayer import deepest_cause  # noqa: PLC0415
+            from workflows.transactions import deepest_cause  # noqa: PLC0415
 
             raise FleetError(first_line(Exception(deepest_cause(exc)))) from None
         return view

@@ -1,0 +1,138 @@
+"""How a workflow sends a transaction, apart from the relayer and transaction workflows.
+
+Workflows that send (the payment saga, a bot's registration, a buyer's feedback) import these
+helpers from here, not from ``workflows.relayer``: the sandbox imports a workflow's modules
+afresh for every run, and this module defines no workflow classes to re-build each time.
+
+* :func:`run_transaction` - a child ``TransactionWorkflow`` (id ``tx-{chain}-{request_id}``).
+* :func:`send_by_activity` - one ``send_with_relayer`` activity (the payment saga's settlement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from agentfleet import taskqueues
+    from agentfleet.messages import SendTx, TxFinished, TxOrder, TxOutcome, TxRequest, TxStatus
+
+RPC_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+
+
+def relayer_workflow_id(chain_id: int, address: str) -> str:
+    return f"relayer-{chain_id}-{address.lower()}"
+
+
+def transaction_workflow_id(chain_id: int, request_id: str) -> str:
+    return f"tx-{chain_id}-{request_id}"
+
+
+def send_order(order: TxOrder, nonce: int, request: TxRequest | None = None) -> SendTx:
+    return SendTx(
+        chain_id=order.chain_id,
+        sender=order.sender,
+        nonce=nonce,
+        request=request or order.request,
+        confirmations=order.confirmations,
+        policy=order.policy,
+    )
+
+
+async def run_transaction(order: TxOrder) -> TxOutcome:
+    """From another workflow: ``order`` as a child TransactionWorkflow, whose id is its request
+    id (so a replayed or repeated step never sends twice). A child that fails is a ``failed``
+    outcome with the deepest cause, so callers check one thing: the status."""
+    try:
+        outcome: TxOutcome = await workflow.execute_child_workflow(
+            "TransactionWorkflow",
+            order,
+            id=transaction_workflow_id(order.chain_id, order.request.request_id),
+            task_queue=taskqueues.WORKFLOWS,
+            result_type=TxOutcome,
+        )
+    except ChildWorkflowError as err:
+        return TxOutcome(
+            request_id=order.request.request_id,
+            status=TxStatus.FAILED,
+            sender=order.sender,
+            error=deepest_cause(err),
+        )
+    return outcome
+
+
+async def send_by_activity(order: TxOrder) -> TxOutcome:
+    """From another workflow: ``order`` sent by one ``send_with_relayer`` activity, which takes
+    the request's nonce from the relayer entity by update and hands it the outcome. The same
+    guarantees as :func:`run_transaction` (the request id names one nonce at the relayer and one
+    set of signed bytes in the database, so a retry re-sends those bytes, never a new
+    transaction) in fewer steps: no child workflow, no signal each way. Retries exhausted is an
+    ``unknown`` outcome the relayer is told of, so it keeps checking until the outcome is known."""
+    try:
+        outcome: TxOutcome = await workflow.execute_activity(
+            "send_with_relayer",
+            order,
+            result_type=TxOutcome,
+            task_queue=taskqueues.CHAIN,
+            start_to_close_timeout=timedelta(seconds=order.policy.receipt_timeout_s + 30),
+            schedule_to_close_timeout=timedelta(seconds=4 * order.policy.receipt_timeout_s + 120),
+            heartbeat_timeout=timedelta(seconds=order.heartbeat_timeout_s),
+            retry_policy=RPC_RETRY,
+        )
+        return outcome
+    except ActivityError as err:
+        cause = err.cause
+        failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
+        outcome = TxOutcome(
+            request_id=order.request.request_id,
+            status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
+            sender=order.sender,
+            error=str(cause or err),
+        )
+    relayer = workflow.get_external_workflow_handle(
+        relayer_workflow_id(order.chain_id, order.sender)
+    )
+    with contextlib.suppress(Exception):  # no relayer: no nonce was reserved, nothing to check
+        await relayer.signal("finished", TxFinished(order=order, outcome=outcome))
+    return outcome
+
+
+def deepest_cause(err: BaseException) -> str:
+    """The innermost cause of a Temporal failure chain (what actually went wrong)."""
+    cause: BaseException | None = err
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # type: ignore[attr-defined]
+    return str(cause or err)
+
+
+async def execute_send(send: SendTx, heartbeat_timeout_s: float) -> TxOutcome:
+    """Run ``send_transaction``; retries exhausted means unknown, a non-retryable error failed."""
+    policy = send.policy
+    try:
+        outcome: TxOutcome = await workflow.execute_activity(
+            "send_transaction",
+            send,
+            result_type=TxOutcome,
+            task_queue=taskqueues.CHAIN,
+            start_to_close_timeout=timedelta(seconds=policy.receipt_timeout_s + 30),
+            schedule_to_close_timeout=timedelta(seconds=4 * policy.receipt_timeout_s + 120),
+            heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s),
+            retry_policy=RPC_RETRY,
+        )
+        return outcome
+    except ActivityError as err:
+        cause = err.cause
+        failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
+        return TxOutcome(
+            request_id=send.request.request_id,
+            status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
+            sender=send.sender,
+            nonce=send.nonce,
+            error=str(cause or err),
+        )
