@@ -33,7 +33,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -69,6 +69,13 @@ def payment_workflow_id(payment_id: str) -> str:
     return payment_id
 
 
+def payment_start_attributes() -> TypedSearchAttributes:
+    """What a saga is started with: ``PaymentStatus`` "verifying" (the saga sets the rest)."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(search_attributes.PAYMENT_STATUS, PaymentStatus.VERIFYING.value)]
+    )
+
+
 @workflow.defn(name="PaymentSagaWorkflow")
 class PaymentSagaWorkflow:
     @workflow.init
@@ -96,8 +103,9 @@ class PaymentSagaWorkflow:
 
     @workflow.run
     async def run(self, order: PaymentOrder) -> PaymentView:
-        self._set_status(PaymentStatus.VERIFYING)
         self.lean = workflow.patched(LEAN_SAGA)
+        if not self.lean:  # a lean saga starts with PaymentStatus "verifying" (payment_start)
+            self._set_status(PaymentStatus.VERIFYING)
         request = VerifyRequest(
             payment=order.payment, terms=order.terms, payment_id=order.payment_id
         )
@@ -228,9 +236,10 @@ class PaymentSagaWorkflow:
 
     def _set_status(self, status: PaymentStatus) -> None:
         """The view's status, and the ``PaymentStatus`` search attribute for the Web UI's lists
-        (patch ``payment-status``: an upsert rides on the task's other commands, no round trip)."""
+        (patch ``payment-status``, implied by ``lean-saga``: an upsert rides on the task's
+        other commands, no round trip; each patch also costs an upsert of its own)."""
         self.view.status = status
-        if workflow.patched("payment-status"):
+        if self.lean or workflow.patched("payment-status"):
             workflow.upsert_search_attributes([search_attributes.PAYMENT_STATUS.value_set(status)])
 
     def _end(self, status: PaymentStatus, reason: str | None, detail: str | None) -> PaymentView:

@@ -81,7 +81,11 @@ from agentfleet.payments import (
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, start_or_attach
 from starters.http.bots import bot_row
-from workflows.payment_saga import PaymentSagaWorkflow, payment_workflow_id
+from workflows.payment_saga import (
+    PaymentSagaWorkflow,
+    payment_start_attributes,
+    payment_workflow_id,
+)
 
 log = logging.getLogger("agentfleet.http.payments")
 
@@ -190,6 +194,7 @@ class Gateway:
                 order,
                 id=payment_workflow_id(order.payment_id),
                 task_queue=taskqueues.WORKFLOWS,
+                search_attributes=payment_start_attributes(),
             )
         except RPCError as exc:
             raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
