@@ -163,17 +163,9 @@ class ChainActivities:
             request = request.model_copy(update={"gas_limit": prepared.gas_limit})
         client = self._client or activity.client()
         nonce = await self._desk(client, order.chain_id, order.sender).reserve(request.request_id)
-        send = SendTx(
-            chain_id=order.chain_id,
-            sender=order.sender,
-            nonce=nonce,
-            request=request,
-            confirmations=order.confirmations,
-            policy=order.policy,
-        )
         sender = await self._sender(order.sender)
         try:
-            outcome = await sender.send(send, activity.heartbeat)
+            outcome = await sender.send(order.to_send(nonce, request), activity.heartbeat)
         except NonceTakenError as exc:
             raise ApplicationError(str(exc), type="NonceTaken", non_retryable=True) from exc
         await hand_to_relayer(

@@ -132,6 +132,18 @@ class TxOrder(BaseModel):
     heartbeat_timeout_s: float = 10.0
     """How soon a send whose worker died is retried on another."""
 
+    def to_send(self, nonce: int, request: TxRequest | None = None) -> SendTx:
+        """The ``send_transaction`` input for this order at ``nonce`` (``request``: the order's
+        request with its gas limit filled in, when it was estimated since)."""
+        return SendTx(
+            chain_id=self.chain_id,
+            sender=self.sender,
+            nonce=nonce,
+            request=request or self.request,
+            confirmations=self.confirmations,
+            policy=self.policy,
+        )
+
 
 class RelayerState(BaseModel):
     """What a relayer entity carries across continue-as-new."""

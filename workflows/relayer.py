@@ -46,7 +46,6 @@ from workflows.transactions import (
     RPC_RETRY,
     execute_send,
     relayer_workflow_id,
-    send_order,
 )
 
 RECENT_NONCES = 5000
@@ -123,7 +122,7 @@ class TransactionWorkflow:
             request = request.model_copy(update={"gas_limit": prepared.gas_limit})
         reservation = await self._reserve(order, request.request_id)
         outcome = await execute_send(
-            send_order(order, reservation.nonce, request), order.heartbeat_timeout_s
+            order.to_send(reservation.nonce, request), order.heartbeat_timeout_s
         )
         relayer = workflow.get_external_workflow_handle(
             relayer_workflow_id(order.chain_id, order.sender)
@@ -174,7 +173,7 @@ class RelayerWorkflow:
             nonce = self.state.nonces.get(request_id)
             if due > now or order is None or nonce is None:
                 continue
-            send = send_order(order, nonce)
+            send = order.to_send(nonce)
             checked = await workflow.execute_activity(
                 "verify_transaction",
                 send,

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.messages import SendTx, TxFinished, TxOrder, TxOutcome, TxRequest, TxStatus
+    from agentfleet.messages import SendTx, TxFinished, TxOrder, TxOutcome, TxStatus
 
 RPC_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
@@ -32,17 +32,6 @@ def relayer_workflow_id(chain_id: int, address: str) -> str:
 
 def transaction_workflow_id(chain_id: int, request_id: str) -> str:
     return f"tx-{chain_id}-{request_id}"
-
-
-def send_order(order: TxOrder, nonce: int, request: TxRequest | None = None) -> SendTx:
-    return SendTx(
-        chain_id=order.chain_id,
-        sender=order.sender,
-        nonce=nonce,
-        request=request or order.request,
-        confirmations=order.confirmations,
-        policy=order.policy,
-    )
 
 
 async def run_transaction(order: TxOrder) -> TxOutcome:
@@ -72,34 +61,16 @@ async def send_by_activity(order: TxOrder) -> TxOutcome:
     the request's nonce from the relayer entity by update and hands it the outcome. The same
     guarantees as :func:`run_transaction` (the request id names one nonce at the relayer and one
     set of signed bytes in the database, so a retry re-sends those bytes, never a new
-    transaction) in fewer steps: no child workflow, no signal each way. Retries exhausted is an
-    ``unknown`` outcome the relayer is told of, so it keeps checking until the outcome is known."""
-    try:
-        outcome: TxOutcome = await workflow.execute_activity(
-            "send_with_relayer",
-            order,
-            result_type=TxOutcome,
-            task_queue=taskqueues.CHAIN,
-            start_to_close_timeout=timedelta(seconds=order.policy.receipt_timeout_s + 30),
-            schedule_to_close_timeout=timedelta(seconds=4 * order.policy.receipt_timeout_s + 120),
-            heartbeat_timeout=timedelta(seconds=order.heartbeat_timeout_s),
-            retry_policy=RPC_RETRY,
+    transaction) in fewer steps: no child workflow, no signal each way. An outcome the activity
+    could not report (no nonce in it: retries exhausted, or failed for good) is told to the
+    relayer here, so it keeps checking an unknown one until it is known."""
+    outcome = await _send_activity("send_with_relayer", order, order.heartbeat_timeout_s)
+    if outcome.nonce is None:
+        relayer = workflow.get_external_workflow_handle(
+            relayer_workflow_id(order.chain_id, order.sender)
         )
-        return outcome
-    except ActivityError as err:
-        cause = err.cause
-        failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
-        outcome = TxOutcome(
-            request_id=order.request.request_id,
-            status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
-            sender=order.sender,
-            error=str(cause or err),
-        )
-    relayer = workflow.get_external_workflow_handle(
-        relayer_workflow_id(order.chain_id, order.sender)
-    )
-    with contextlib.suppress(Exception):  # no relayer: no nonce was reserved, nothing to check
-        await relayer.signal("finished", TxFinished(order=order, outcome=outcome))
+        with contextlib.suppress(Exception):  # no relayer: no nonce was reserved
+            await relayer.signal("finished", TxFinished(order=order, outcome=outcome))
     return outcome
 
 
@@ -113,11 +84,17 @@ def deepest_cause(err: BaseException) -> str:
 
 async def execute_send(send: SendTx, heartbeat_timeout_s: float) -> TxOutcome:
     """Run ``send_transaction``; retries exhausted means unknown, a non-retryable error failed."""
-    policy = send.policy
+    return await _send_activity("send_transaction", send, heartbeat_timeout_s)
+
+
+async def _send_activity(name: str, arg: SendTx | TxOrder, heartbeat_timeout_s: float) -> TxOutcome:
+    """One sending activity (timeouts from the gas policy); retries exhausted is an ``unknown``
+    outcome, a non-retryable error a ``failed`` one (without a nonce when ``arg`` has none)."""
+    policy = arg.policy
     try:
         outcome: TxOutcome = await workflow.execute_activity(
-            "send_transaction",
-            send,
+            name,
+            arg,
             result_type=TxOutcome,
             task_queue=taskqueues.CHAIN,
             start_to_close_timeout=timedelta(seconds=policy.receipt_timeout_s + 30),
@@ -130,9 +107,9 @@ async def execute_send(send: SendTx, heartbeat_timeout_s: float) -> TxOutcome:
         cause = err.cause
         failed_for_good = isinstance(cause, ApplicationError) and cause.non_retryable
         return TxOutcome(
-            request_id=send.request.request_id,
+            request_id=arg.request.request_id,
             status=TxStatus.FAILED if failed_for_good else TxStatus.UNKNOWN,
-            sender=send.sender,
-            nonce=send.nonce,
+            sender=arg.sender,
+            nonce=arg.nonce if isinstance(arg, SendTx) else None,
             error=str(cause or err),
         )
