@@ -162,14 +162,39 @@ async def start_or_attach(
     """Start ``workflow`` under a business-key id that names one piece of work for good: a
     running execution is attached to, and a finished one the reuse policy does not let run
     again (by default: any) is returned as it is, its result being the answer."""
+    handle, _ = await started_or_attached(
+        client, workflow, arg, id=id, task_queue=task_queue, reuse_policy=reuse_policy, **kwargs
+    )
+    return handle
+
+
+async def started_or_attached(
+    client: Client,
+    workflow: Any,
+    arg: Any,
+    *,
+    id: str,
+    task_queue: str,
+    reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    **kwargs: Any,
+) -> tuple[WorkflowHandle[Any, Any], bool]:
+    """:func:`start_or_attach`, and whether this call started the execution (``arg`` is its
+    input) or found one running or finished (its input may differ: the caller compares)."""
     try:
-        return await start_by_business_key(
-            client, workflow, arg, id=id, task_queue=task_queue, reuse_policy=reuse_policy, **kwargs
+        handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+            workflow,
+            arg,
+            id=id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=reuse_policy,
+            **kwargs,
         )
     except WorkflowAlreadyStartedError:
         if isinstance(workflow, str):
-            return client.get_workflow_handle(id, result_type=kwargs.get("result_type"))
-        return client.get_workflow_handle_for(workflow, id)
+            return client.get_workflow_handle(id, result_type=kwargs.get("result_type")), False
+        return client.get_workflow_handle_for(workflow, id), False
+    return handle, True
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

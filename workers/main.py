@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import compileall
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -205,18 +206,13 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
     return by_queue[queue]
 
 
-_COMPILED: list[bool] = []
-
-
+@functools.cache
 def compile_workflow_modules() -> None:
     """Write the bytecode of ``workflows/`` (once per process, best effort). The sandbox
     imports a workflow's modules afresh for every run; without cached bytecode (as under
     ``PYTHONDONTWRITEBYTECODE=1``, which the Dockerfile and many dev machines set) each run
     compiles them from source, ~8 ms of CPU per payment saga here. A read-only tree just keeps
     compiling."""
-    if _COMPILED:
-        return
-    _COMPILED.append(True)
     for folder in workflows.__path__:
         compileall.compile_dir(folder, maxlevels=0, quiet=2)
 

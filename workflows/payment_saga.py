@@ -31,6 +31,7 @@ child ``TransactionWorkflow``; they replay and finish that way.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
@@ -106,27 +107,12 @@ class PaymentSagaWorkflow:
         self.lean = workflow.patched(LEAN_SAGA)
         if not self.lean:  # a lean saga starts with PaymentStatus "verifying" (payment_start)
             self._set_status(PaymentStatus.VERIFYING)
-        request = VerifyRequest(
-            payment=order.payment, terms=order.terms, payment_id=order.payment_id
+        verified: Verified = await self._short_step(
+            "verify_payment",
+            VerifyRequest(payment=order.payment, terms=order.terms, payment_id=order.payment_id),
+            taskqueues.CHAIN,
+            Verified,
         )
-        verified: Verified
-        if self.lean:
-            verified = await workflow.execute_local_activity(
-                "verify_payment",
-                request,
-                result_type=Verified,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY,
-            )
-        else:
-            verified = await workflow.execute_activity(
-                "verify_payment",
-                request,
-                result_type=Verified,
-                task_queue=taskqueues.CHAIN,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY,
-            )
         if not verified.valid:
             return self._end(PaymentStatus.REJECTED, verified.reason, verified.detail)
         self.view.relayer = verified.relayer
@@ -215,18 +201,25 @@ class PaymentSagaWorkflow:
         return await run_transaction(tx)
 
     async def _record(self) -> None:
+        await self._short_step("record_payment", self.view, taskqueues.IO)
+
+    async def _short_step(
+        self, name: str, arg: Any, queue: str, result_type: type | None = None
+    ) -> Any:
+        """Verify or record: a local activity in a lean saga, an activity on ``queue`` before."""
         if self.lean:
-            await workflow.execute_local_activity(
-                "record_payment",
-                self.view,
+            return await workflow.execute_local_activity(
+                name,
+                arg,
+                result_type=result_type,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=RETRY,
             )
-            return
-        await workflow.execute_activity(
-            "record_payment",
-            self.view,
-            task_queue=taskqueues.IO,
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            task_queue=queue,
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=RETRY,
         )

@@ -190,18 +190,19 @@ class RelayerWorkflow:
                 self.state.recheck.pop(request_id, None)
                 self.state.finished.pop(request_id, None)
 
-    def _reserve(self, request: ReserveNonce) -> NonceReservation:
-        known = self.state.reserved.get(request.request_id)
+    def _nonce_of(self, request_id: str) -> int:
+        """The nonce of ``request_id``: a new one the first time, the same one after that."""
+        known = self.state.reserved.get(request_id)
         if known is None:
-            known = self.state.nonces.get(request.request_id)
+            known = self.state.nonces.get(request_id)
         if known is None:
             known = self.state.next_nonce or 0
             self.state.next_nonce = known + 1
-            self.state.reserved[request.request_id] = known
-            self.state.nonces[request.request_id] = known
+            self.state.reserved[request_id] = known
+            self.state.nonces[request_id] = known
             while len(self.state.nonces) > RECENT_NONCES:
                 del self.state.nonces[next(iter(self.state.nonces))]
-        return NonceReservation(request_id=request.request_id, nonce=known)
+        return known
 
     @workflow.signal
     async def reserve(self, request: ReserveNonce) -> None:
@@ -213,7 +214,9 @@ class RelayerWorkflow:
             workflow.logger.warning("reserve for another account ignored: %s", request.sender)
             return
         await workflow.wait_condition(lambda: self.state.next_nonce is not None)
-        reservation = self._reserve(request)
+        reservation = NonceReservation(
+            request_id=request.request_id, nonce=self._nonce_of(request.request_id)
+        )
         if request.reply_to:
             handle = workflow.get_external_workflow_handle(request.reply_to)
             await handle.signal("nonce_reserved", reservation)
@@ -224,13 +227,7 @@ class RelayerWorkflow:
         For senders that are activities (``send_with_relayer``): one update instead of a signal
         each way, and a pure handler, so a burst costs a workflow task per batch."""
         await workflow.wait_condition(lambda: self.state.next_nonce is not None)
-        nonces = {}
-        for request_id in request.request_ids:
-            ask = ReserveNonce(
-                chain_id=request.chain_id, sender=request.sender, request_id=request_id
-            )
-            nonces[request_id] = self._reserve(ask).nonce
-        return NonceReservations(nonces=nonces)
+        return NonceReservations(nonces={rid: self._nonce_of(rid) for rid in request.request_ids})
 
     @reserve_now.validator
     def _reserve_for_this_account(self, request: ReserveNonces) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from collections.abc import Sequence
 
 from temporalio.client import (
@@ -106,45 +105,38 @@ async def reserve_nonces(
     client: Client, chain_id: int, sender: str, request_ids: Sequence[str]
 ) -> dict[str, int]:
     """The nonces of ``request_ids`` from the relayer entity of ``sender`` (started if missing):
-    new ones the first time, the same ones when asked again. Beyond the server's limit of
-    updates in flight per workflow (``RESOURCE_EXHAUSTED``) it waits a moment and asks again."""
+    new ones the first time, the same ones when asked again. An update the server refuses for
+    the moment (too many in flight) is retried by the client; past its retries the error goes
+    to the caller, whose activity is retried."""
     from workflows.relayer import RelayerWorkflow  # noqa: PLC0415
 
     ask = ReserveNonces(chain_id=chain_id, sender=sender, request_ids=list(request_ids))
     handle = client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(chain_id, sender))
-    pause = 0.005
-    while True:
-        reserved: NonceReservations
-        try:
-            try:
-                reserved = await handle.execute_update(RelayerWorkflow.reserve_now, ask)
-            except RPCError as exc:
-                if exc.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                start = WithStartWorkflowOperation(
-                    RelayerWorkflow.run,
-                    RelayerState(chain_id=chain_id, address=sender),
-                    id=handle.id,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                    task_queue=taskqueues.WORKFLOWS,
-                )
-                reserved = await client.execute_update_with_start_workflow(
-                    RelayerWorkflow.reserve_now, ask, start_workflow_operation=start
-                )
-            return reserved.nonces
-        except RPCError as exc:
-            if exc.status is not RPCStatusCode.RESOURCE_EXHAUSTED:
-                raise
-        await asyncio.sleep(random.uniform(pause, 2 * pause))  # noqa: S311 - jitter, not a secret
-        pause = min(pause * 2, 0.2)
+    reserved: NonceReservations
+    try:
+        reserved = await handle.execute_update(RelayerWorkflow.reserve_now, ask)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        start = WithStartWorkflowOperation(
+            RelayerWorkflow.run,
+            RelayerState(chain_id=chain_id, address=sender),
+            id=handle.id,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            task_queue=taskqueues.WORKFLOWS,
+        )
+        reserved = await client.execute_update_with_start_workflow(
+            RelayerWorkflow.reserve_now, ask, start_workflow_operation=start
+        )
+    return reserved.nonces
 
 
 class NonceDesk:
     """One worker process's line to one relayer entity: reservations that arrive while an
-    update is in flight go together in the next one. Sequential sends pay one update each, as
-    before; a burst of them costs a few updates instead of one each (the server admits only
-    ~10 updates in flight per workflow and makes the rest back off)."""
+    update is in flight go together in the next one. Sequential sends pay one update each; a
+    burst costs a few updates instead of one each (the server admits only ~10 updates in
+    flight per workflow and the client backs the rest off)."""
 
     def __init__(self, client: Client, chain_id: int, sender: str) -> None:
         self.client = client

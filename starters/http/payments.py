@@ -79,7 +79,7 @@ from agentfleet.payments import (
     price_of,
 )
 from agentfleet.settings import Settings
-from agentfleet.temporal import connect, start_or_attach
+from agentfleet.temporal import connect, started_or_attached
 from starters.http.bots import bot_row
 from workflows.payment_saga import (
     PaymentSagaWorkflow,
@@ -188,7 +188,7 @@ class Gateway:
                 )
         client = await self.client()
         try:
-            handle: WorkflowHandle[Any, PaymentView] = await start_or_attach(
+            handle, started = await started_or_attached(
                 client,
                 PaymentSagaWorkflow.run,
                 order,
@@ -198,7 +198,7 @@ class Gateway:
             )
         except RPCError as exc:
             raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
-        if _started_now(handle):  # this payload is the saga's input: nothing to compare
+        if started:  # this payload is the saga's input: nothing to compare
             return handle
         view = await self.view(handle)
         if view is not None and view.payload_sha256 != order.payment.sha256:
@@ -246,14 +246,6 @@ class Gateway:
                 f"payment {handle.id} is in progress but Temporal did not answer "
                 f"({exc.message}); send the same payment again: it is never charged twice",
             ) from None
-
-
-def _started_now(handle: WorkflowHandle[Any, Any]) -> bool:
-    """Did this start create the execution (not attach to a running one)? The start response
-    says so; the SDK keeps it on the handle without a public accessor, so anything unexpected
-    reads as "attached" and the caller compares payloads, which is always correct."""
-    response = getattr(handle, "_start_workflow_response", None)
-    return bool(getattr(response, "started", False))
 
 
 def _settle_response(view: PaymentView) -> SettleResponse:
