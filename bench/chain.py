@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from agentfleet.chain.devchain import funded_account, private_anvil
 from agentfleet.chain.transactions import pick_relayer, send_transaction
 from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.settings import Settings
+from bench.cli import at_least, int_list, scratch_home
 from bench.skeleton import (
     Figures,
     bench_server,
@@ -47,8 +46,7 @@ ACTIVITIES = 2
 
 async def bench(runs: int, burst: int, relayer_counts: list[int], quiet: bool) -> list[Figures]:
     err = Console(stderr=True, quiet=quiet)
-    home = Path(tempfile.mkdtemp(prefix="fleet-bench-chain-"))
-    try:
+    with scratch_home("chain") as (home, _url):
         with private_anvil() as rpc_url:
             settings = Settings(home=home, rpc_url=rpc_url)
             db.upgrade_database(settings.effective_database_url)
@@ -102,19 +100,23 @@ async def bench(runs: int, burst: int, relayer_counts: list[int], quiet: bool) -
                             )
                         )
         return rows
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="sequential runs for latency")
-    parser.add_argument("--burst", type=int, default=100, help="transactions started at once")
-    parser.add_argument("--relayers", default="1,4", help="relayer account counts, e.g. 1,4")
+    parser.add_argument("--runs", type=at_least(1), default=20, help="sequential runs for latency")
+    parser.add_argument(
+        "--burst", type=at_least(1), default=100, help="transactions started at once"
+    )
+    parser.add_argument(
+        "--relayers",
+        type=int_list("relayer counts", 1, 16),
+        default=[1, 4],
+        help="relayer account counts, e.g. 1,4",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    counts = [int(part) for part in args.relayers.split(",") if part.strip()]
-    rows = asyncio.run(bench(args.runs, args.burst, counts, quiet=args.json))
+    rows = asyncio.run(bench(args.runs, args.burst, args.relayers, quiet=args.json))
     skeleton = rows[0]
     if args.json:
         print(dump_json(rows, baseline=skeleton, benchmark="chain"))

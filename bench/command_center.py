@@ -68,12 +68,10 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -96,6 +94,7 @@ from agentfleet.sandbox.app import Sandbox
 from agentfleet.sandbox.buckets import TelegramLimits
 from agentfleet.settings import Settings
 from agentfleet.stack.components import TELEGRAM_READY_FILE
+from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
 from bench.lifecycle import (
     FAN_OUT_RUNNER,
     FanOutInput,
@@ -485,36 +484,20 @@ def to_json(report: dict[str, Any]) -> str:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def _count(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
-        return value
-
-    return parse
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
-    if not sizes or any(size < 1 or size > 10_000 for size in sizes):
-        raise argparse.ArgumentTypeError("sizes must be between 1 and 10000")
-    return sizes
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python bench/command_center.py", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
-        "--sizes", type=_sizes, default=[10, 100], metavar="N,N,...", help="forecaster bots"
+        "--sizes",
+        type=int_list("sizes", 1, 10_000),
+        default=[10, 100],
+        metavar="N,N,...",
+        help="forecaster bots",
     )
-    parser.add_argument("--runs", type=_count(1), default=20, help="commands one at a time")
-    parser.add_argument("--burst", type=_count(0), default=5, help="commands at once")
-    parser.add_argument("--warmup", type=_count(0), default=2, help="discarded commands per row")
+    parser.add_argument("--runs", type=at_least(1), default=20, help="commands one at a time")
+    parser.add_argument("--burst", type=at_least(0), default=5, help="commands at once")
+    parser.add_argument("--warmup", type=at_least(0), default=2, help="discarded commands per row")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -578,13 +561,8 @@ async def measure_all(
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = _parser().parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    args = apply_quick(_parser().parse_args(argv), QUICK)
     err = Console(stderr=True, highlight=False)
-    home = Path(tempfile.mkdtemp(prefix="fleet-bench-command-center-"))
-    url = f"sqlite:///{home / 'fleet.db'}"
     report: dict[str, Any] = {
         "benchmark": "command_center",
         "runs": args.runs,
@@ -592,18 +570,16 @@ async def amain(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
     }
     started = time.perf_counter()
-    try:
+    with scratch_home("command-center") as (home, url):
         report.update(await measure_all(args, home, url, err))
-    finally:
-        db.dispose_engine(url)
-        shutil.rmtree(home, ignore_errors=True)
-    report["elapsed_s"] = time.perf_counter() - started
-    err.print(f"done in {report['elapsed_s']:.0f} s")
-    if args.json:
-        print(to_json(report))
-    else:
-        print_report(report)
-    return 0
+    return finish(
+        report,
+        started,
+        err,
+        as_json=args.json,
+        json_text=lambda: to_json(report),
+        tables=lambda: print_report(report),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,8 +47,6 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -78,6 +76,7 @@ from agentfleet.models import BotRecord
 from agentfleet.sandbox.app import Sandbox
 from agentfleet.sandbox.buckets import TelegramLimits
 from agentfleet.settings import Settings
+from bench.cli import apply_quick, at_least, finish, scratch_home
 from bench.lifecycle import history_counts
 from bench.skeleton import Figures, bench_server, dump_json, measure, measure_skeleton, print_table
 from workers.main import running_workers
@@ -422,16 +421,6 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def _count(low: int) -> Any:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
-        return value
-
-    return parse
-
-
 def _rate(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1000:
@@ -443,17 +432,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python bench/content.py", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("--items", type=_count(1), default=20, help="items one at a time")
-    parser.add_argument("--burst", type=_count(1), default=50, help="items at once (items/s)")
-    parser.add_argument("--warmup", type=_count(1), default=3, help="discarded items per row")
+    parser.add_argument("--items", type=at_least(1), default=20, help="items one at a time")
+    parser.add_argument("--burst", type=at_least(1), default=50, help="items at once (items/s)")
+    parser.add_argument("--warmup", type=at_least(1), default=3, help="discarded items per row")
     parser.add_argument(
-        "--messages", type=_count(2), default=300, help="messages sent at once to the publisher"
+        "--messages", type=at_least(2), default=300, help="messages sent at once to the publisher"
     )
     parser.add_argument(
         "--rate", type=_rate, default=30.0, help="msgs/s the chat and the channel allow"
     )
     parser.add_argument(
-        "--publisher-burst", type=_count(1), default=5, help="the channel's token bucket size"
+        "--publisher-burst", type=at_least(1), default=5, help="the channel's token bucket size"
     )
     parser.add_argument(
         "--quick",
@@ -466,15 +455,8 @@ def _parser() -> argparse.ArgumentParser:
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = _parser().parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    args = apply_quick(_parser().parse_args(argv), QUICK)
     err = Console(stderr=True, highlight=False)
-    home = Path(tempfile.mkdtemp(prefix="fleet-bench-content-"))
-    url = f"sqlite:///{home / 'fleet.db'}"
-    policy = home / "policy.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
     chat = RateLimit(rate_per_s=args.rate, burst=max(1, round(args.rate)))
     limits = TelegramLimits(overall=chat, private_chat=chat)
     report: dict[str, Any] = {
@@ -484,7 +466,9 @@ async def amain(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
     }
     started = time.perf_counter()
-    try:
+    with scratch_home("content") as (home, url):
+        policy = home / "policy.yaml"
+        policy.write_text(POLICY, encoding="utf-8")
         async with Sandbox(home=home, telegram_limits=limits) as sandbox, bench_server() as client:
             report["server"] = client.service_client.config.target_host
             settings = Settings(
@@ -502,19 +486,17 @@ async def amain(argv: Sequence[str] | None = None) -> int:
                 pipeline = await pipeline_part(client, settings, args, err)
                 report["publisher"] = await publisher_part(client, settings, sandbox, args, err)
             hooks = sandbox.store.webhook_counters(HOOKS)
-    finally:
-        db.dispose_engine(url)
-        shutil.rmtree(home, ignore_errors=True)
     rows: list[Figures] = pipeline.pop("rows")
     report.update(pipeline)
     report["webhook_deliveries"] = hooks
-    report["elapsed_s"] = time.perf_counter() - started
-    err.print(f"done in {report['elapsed_s']:.0f} s")
-    if args.json:
-        print(dump_json(rows, baseline=rows[0], **report))
-    else:
-        print_report(report, rows)
-    return 0
+    return finish(
+        report,
+        started,
+        err,
+        as_json=args.json,
+        json_text=lambda: dump_json(rows, baseline=rows[0], **report),
+        tables=lambda: print_report(report, rows),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,12 +56,10 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +88,7 @@ from agentfleet.learning.tasks import DigitsTask
 from agentfleet.messages import NoopInput, NoopResult
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
+from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
 from bench.lifecycle import FAN_OUT_RUNNER
 from bench.skeleton import Figures, bench_server, dump_json, measure, print_table
 from workers.main import running_workers
@@ -554,43 +553,23 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
-        return value
-
-    return parse
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
-    if not sizes or any(size < 2 or size > 200 for size in sizes):
-        raise argparse.ArgumentTypeError("fleet sizes must be between 2 and 200 bots")
-    return sorted(set(sizes))
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python bench/learning.py", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
         "--participants",
-        type=_sizes,
+        type=int_list("fleet sizes (bots)", 2, 200),
         default=[5, 20],
         metavar="N,N,...",
         help="fleet sizes (active forecasters), each measured on its own (default: 5,20)",
     )
     parser.add_argument(
-        "--rounds", type=_at_least(1), default=10, help="rounds of the accuracy campaign"
+        "--rounds", type=at_least(1), default=10, help="rounds of the accuracy campaign"
     )
-    parser.add_argument("--runs", type=_at_least(1), default=20, help="rounds one at a time")
-    parser.add_argument("--warmup", type=_at_least(0), default=2, help="discarded runs per row")
-    parser.add_argument("--seed", type=_at_least(0), default=0, help="partition and model seed")
+    parser.add_argument("--runs", type=at_least(1), default=20, help="rounds one at a time")
+    parser.add_argument("--warmup", type=at_least(0), default=2, help="discarded runs per row")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="partition and model seed")
     parser.add_argument(
         "--quick", action="store_true", help="3 campaign rounds, 3 timed runs, 1 warm-up"
     )
@@ -600,12 +579,8 @@ def _parser() -> argparse.ArgumentParser:
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = _parser().parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    args = apply_quick(_parser().parse_args(argv), QUICK)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    home = Path(tempfile.mkdtemp(prefix="fleet-bench-learning-"))
     report: dict[str, Any] = {
         "benchmark": "learning",
         "task": TASK,
@@ -616,7 +591,7 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     }
     started = time.perf_counter()
     rows: list[Figures] = []
-    try:
+    with scratch_home("learning") as (home, _url):
         err.print(f"pooled: {TASK} trained centrally (seed {args.seed})")
         report["pooled"] = pooled = await asyncio.to_thread(pooled_figures, args.seed)
         async with bench_server() as client:
@@ -626,16 +601,15 @@ async def amain(argv: Sequence[str] | None = None) -> int:
                 fleet = await fleet_part(client, home, server, participants, pooled, args, err)
                 rows.extend(fleet.pop("rows"))
                 report["fleets"].append(fleet)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    report["elapsed_s"] = time.perf_counter() - started
-    err.print(f"done in {report['elapsed_s']:.0f} s")
     skeletons = [row for row in rows if row.name == "skeleton"]
-    if args.json:
-        print(dump_json(rows, baseline=skeletons, **report))
-    else:
-        print_report(report, rows)
-    return 0
+    return finish(
+        report,
+        started,
+        err,
+        as_json=args.json,
+        json_text=lambda: dump_json(rows, baseline=skeletons, **report),
+        tables=lambda: print_report(report, rows),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

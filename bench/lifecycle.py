@@ -45,8 +45,6 @@ import asyncio
 import gc
 import json
 import math
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -83,6 +81,7 @@ from agentfleet.fleet import create_bot, search_attributes_for
 from agentfleet.messages import NoopInput, NoopResult
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
+from bench.cli import at_least, finish, int_list, scratch_home
 from bench.skeleton import (
     Figures,
     bench_server,
@@ -644,46 +643,26 @@ def _json(report: dict[str, Any]) -> str:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
-    if any(size < 1 or size > 100_000 for size in sizes):
-        raise argparse.ArgumentTypeError("command sizes must be between 1 and 100000")
-    return sizes
-
-
-def _count(low: int) -> Any:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
-        return value
-
-    return parse
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python bench/lifecycle.py", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
-        "--create", type=_count(0), default=10, help="bots created at once (0: skip)"
+        "--create", type=at_least(0), default=10, help="bots created at once (0: skip)"
     )
     parser.add_argument(
-        "--create-runs", type=_count(1), default=3, help="bots created one at a time"
+        "--create-runs", type=at_least(1), default=3, help="bots created one at a time"
     )
     parser.add_argument(
         "--command-sizes",
-        type=_sizes,
+        type=int_list("command sizes", 1, 100_000, allow_empty=True, unique=False),
         default=[10, 100, 1000],
         metavar="N,N,...",
         help="forecaster bots a command goes to ('' to skip)",
     )
-    parser.add_argument("--command-runs", type=_count(1), default=10, help="sequential commands")
-    parser.add_argument("--command-burst", type=_count(0), default=5, help="commands at once")
-    parser.add_argument("--idle", type=_count(0), default=1000, help="idle bots (0: skip)")
+    parser.add_argument("--command-runs", type=at_least(1), default=10, help="sequential commands")
+    parser.add_argument("--command-burst", type=at_least(0), default=5, help="commands at once")
+    parser.add_argument("--idle", type=at_least(0), default=1000, help="idle bots (0: skip)")
     parser.add_argument(
         "--idle-window", type=float, default=10.0, help="seconds of idleness CPU is measured over"
     )
@@ -695,40 +674,36 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
     args = _parser().parse_args(argv)
     err = Console(stderr=True, highlight=False)
-    home = Path(tempfile.mkdtemp(prefix="fleet-bench-lifecycle-"))
     report: dict[str, Any] = {"benchmark": "lifecycle"}
     started = time.perf_counter()
-    try:
-        with private_anvil() as rpc_url:
-            settings = Settings(
-                home=home,
-                database_url=f"sqlite:///{home / 'fleet.db'}",
-                rpc_url=rpc_url,
-                deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
-            )
-            await asyncio.to_thread(db.upgrade_database, settings.effective_database_url)
-            async with bench_server() as client:
-                report["server"] = client.service_client.config.target_host
-                async with running_workers(client, settings):
-                    if args.create:
-                        err.print("deploying the contracts, funding a relayer with ETH and fUSD")
-                        await prepare_fleet(client, settings, rpc_url)
-                    if args.command_sizes:
-                        report["commands"] = await command_part(client, settings, args, err)
-                    if args.create:
-                        report["creation"] = await creation_part(client, settings, args, err)
-                    if args.idle:
-                        report["idle"] = await idle_part(client, settings, args, err)
-    finally:
-        db.dispose_engine(f"sqlite:///{home / 'fleet.db'}")
-        shutil.rmtree(home, ignore_errors=True)
-    report["elapsed_s"] = time.perf_counter() - started
-    err.print(f"done in {report['elapsed_s']:.0f} s")
-    if args.json:
-        print(_json(report))
-    else:
-        _print_report(report)
-    return 0
+    with scratch_home("lifecycle") as (home, url), private_anvil() as rpc_url:
+        settings = Settings(
+            home=home,
+            database_url=url,
+            rpc_url=rpc_url,
+            deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
+        )
+        await asyncio.to_thread(db.upgrade_database, settings.effective_database_url)
+        async with bench_server() as client:
+            report["server"] = client.service_client.config.target_host
+            async with running_workers(client, settings):
+                if args.create:
+                    err.print("deploying the contracts, funding a relayer with ETH and fUSD")
+                    await prepare_fleet(client, settings, rpc_url)
+                if args.command_sizes:
+                    report["commands"] = await command_part(client, settings, args, err)
+                if args.create:
+                    report["creation"] = await creation_part(client, settings, args, err)
+                if args.idle:
+                    report["idle"] = await idle_part(client, settings, args, err)
+    return finish(
+        report,
+        started,
+        err,
+        as_json=args.json,
+        json_text=lambda: _json(report),
+        tables=lambda: _print_report(report),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

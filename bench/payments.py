@@ -51,9 +51,7 @@ import argparse
 import asyncio
 import base64
 import json
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -119,6 +117,7 @@ from agentfleet.messages import (
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
 from agentfleet.payments import EIP712_NAME, EIP712_VERSION
 from agentfleet.settings import Settings
+from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
 from bench.lifecycle import BurstClock, history_counts
 from bench.skeleton import Figures, bench_server, measure, percentile, ratio
 from starters.http.app import create_app
@@ -732,44 +731,24 @@ def print_report(report: dict[str, Any]) -> None:
 # -- CLI ------------------------------------------------------------------------------------------
 
 
-def _count(low: int) -> Any:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
-        return value
-
-    return parse
-
-
-def _relayer_counts(text: str) -> list[int]:
-    try:
-        counts = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
-    if not counts or counts[0] < 1 or counts[-1] > 16:
-        raise argparse.ArgumentTypeError("relayer counts must be between 1 and 16")
-    return counts
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python bench/payments.py", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
-        "--purchases", type=_count(1), default=30, help="purchases one at a time (latency)"
+        "--purchases", type=at_least(1), default=30, help="purchases one at a time (latency)"
     )
     parser.add_argument(
-        "--concurrent", type=_count(1), default=50, help="purchases at once (throughput)"
+        "--concurrent", type=at_least(1), default=50, help="purchases at once (throughput)"
     )
     parser.add_argument(
         "--relayers",
-        type=_relayer_counts,
+        type=int_list("relayer counts", 1, 16),
         default=[1, 4],
         metavar="N,N,...",
         help="relayer accounts the gateway settles with, one row each (default: 1,4)",
     )
-    parser.add_argument("--warmup", type=_count(1), default=3, help="discarded purchases per row")
+    parser.add_argument("--warmup", type=at_least(1), default=3, help="discarded purchases per row")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -781,13 +760,8 @@ def _parser() -> argparse.ArgumentParser:
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = _parser().parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    args = apply_quick(_parser().parse_args(argv), QUICK)
     err = Console(stderr=True, highlight=False)
-    home = Path(tempfile.mkdtemp(prefix="fleet-bench-payments-"))
-    url = f"sqlite:///{home / 'fleet.db'}"
     report: dict[str, Any] = {
         "benchmark": "payments",
         "purchases": args.purchases,
@@ -796,70 +770,67 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     }
     started = time.perf_counter()
     measured: list[tuple[Figures, dict[str, Any]]] = []
-    try:
-        with private_anvil() as rpc_url:
-            async with bench_server() as plain:
-                activity_clock = ActivityClock()
-                config = plain.config()
-                config["interceptors"] = [activity_clock]
-                client = Client(**config)
-                server = client.service_client.config.target_host
-                report["server"] = server
-                settings = Settings(
-                    home=home,
-                    database_url=url,
-                    rpc_url=rpc_url,
-                    deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
-                    temporal_address=server,
-                    payment_wait_s=PAYMENT_WAIT_S,
-                )
-                await asyncio.to_thread(db.upgrade_database, url)
-                async with running_workers(client, settings):
-                    err.print("deploying the contracts, funding a relayer and the dev accounts")
-                    await prepare_fleet(client, settings, rpc_url)
-                    deployment = load_deployment(settings)
-                    if deployment is None:
-                        raise RuntimeError("no deployment after prepare_fleet")
-                    asset = deployment.address("FleetUSD")
-                    await asyncio.to_thread(add_seller, url)
-                    err.print(f"skeleton: {SHAPE} no-op activities")
-                    skeleton, clock = await skeleton_part(client, args)
-                    measured.append((skeleton, {"kind": "skeleton", **burst_figures(clock)}))
-                    app = create_app(settings)
-                    async with app.router.lifespan_context(app):
-                        for count in args.relayers:
-                            accounts = await add_relayers(client, settings, rpc_url, count)
-                            err.print("flushing the relayers' re-checks of earlier payments")
-                            await quiet_relayers(client, accounts)
-                            err.print(f"gateway: purchases settled through {count} relayer(s)")
-                            measured.append(
-                                await gateway_part(
-                                    client, activity_clock, settings, app, asset, count, args
-                                )
+    with scratch_home("payments") as (home, url), private_anvil() as rpc_url:
+        async with bench_server() as plain:
+            activity_clock = ActivityClock()
+            config = plain.config()
+            config["interceptors"] = [activity_clock]
+            client = Client(**config)
+            server = client.service_client.config.target_host
+            report["server"] = server
+            settings = Settings(
+                home=home,
+                database_url=url,
+                rpc_url=rpc_url,
+                deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
+                temporal_address=server,
+                payment_wait_s=PAYMENT_WAIT_S,
+            )
+            await asyncio.to_thread(db.upgrade_database, url)
+            async with running_workers(client, settings):
+                err.print("deploying the contracts, funding a relayer and the dev accounts")
+                await prepare_fleet(client, settings, rpc_url)
+                deployment = load_deployment(settings)
+                if deployment is None:
+                    raise RuntimeError("no deployment after prepare_fleet")
+                asset = deployment.address("FleetUSD")
+                await asyncio.to_thread(add_seller, url)
+                err.print(f"skeleton: {SHAPE} no-op activities")
+                skeleton, clock = await skeleton_part(client, args)
+                measured.append((skeleton, {"kind": "skeleton", **burst_figures(clock)}))
+                app = create_app(settings)
+                async with app.router.lifespan_context(app):
+                    for count in args.relayers:
+                        accounts = await add_relayers(client, settings, rpc_url, count)
+                        err.print("flushing the relayers' re-checks of earlier payments")
+                        await quiet_relayers(client, accounts)
+                        err.print(f"gateway: purchases settled through {count} relayer(s)")
+                        measured.append(
+                            await gateway_part(
+                                client, activity_clock, settings, app, asset, count, args
                             )
-                    last = measured[-1][1]["last_payment_id"]
-                    counts = await history_counts(client, last)
-                    report["per_payment"] = {
-                        key: value for key, value in counts.items() if "." not in key
-                    }
-                    report["per_payment"]["activity_types"] = {
-                        key.removeprefix("activity."): value
-                        for key, value in sorted(counts.items())
-                        if key.startswith("activity.")
-                    }
-                err.print("x402 SDK: payment_middleware + in-process facilitator")
-                measured.append(await sdk_part(settings, rpc_url, asset, args))
-    finally:
-        db.dispose_engine(url)
-        shutil.rmtree(home, ignore_errors=True)
+                        )
+                last = measured[-1][1]["last_payment_id"]
+                counts = await history_counts(client, last)
+                report["per_payment"] = {
+                    key: value for key, value in counts.items() if "." not in key
+                }
+                report["per_payment"]["activity_types"] = {
+                    key.removeprefix("activity."): value
+                    for key, value in sorted(counts.items())
+                    if key.startswith("activity.")
+                }
+            err.print("x402 SDK: payment_middleware + in-process facilitator")
+            measured.append(await sdk_part(settings, rpc_url, asset, args))
     report["rows"] = report_rows(measured[0][0], measured)
-    report["elapsed_s"] = time.perf_counter() - started
-    err.print(f"done in {report['elapsed_s']:.0f} s")
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report)
-    return 0
+    return finish(
+        report,
+        started,
+        err,
+        as_json=args.json,
+        json_text=lambda: json.dumps(report, indent=2),
+        tables=lambda: print_report(report),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

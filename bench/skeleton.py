@@ -73,6 +73,7 @@ from agentfleet.messages import SkeletonInput, SkeletonResult
 from agentfleet.settings import Settings
 from agentfleet.stack.components import DEV_SERVER_ARGS
 from agentfleet.temporal import connect
+from bench.cli import at_least, int_list
 from workflows.skeleton import SkeletonWorkflow
 
 __all__ = [
@@ -414,32 +415,6 @@ def dump_json(
     return json.dumps({**meta, "rows": dumped}, indent=2)
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of counts"
-        ) from None
-    if not counts or any(count < 0 or count > 1000 for count in counts):
-        raise argparse.ArgumentTypeError("activity counts must be between 0 and 1000")
-    return counts
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python bench/skeleton.py",
@@ -448,20 +423,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--activities",
-        type=_counts,
+        type=int_list("activity counts", 0, 1000, unique=False),
         default=list(DEFAULT_ACTIVITIES),
         metavar="N,N,...",
         help="activity counts to measure, each as regular and as local activities "
         f"(default: {','.join(map(str, DEFAULT_ACTIVITIES))})",
     )
     parser.add_argument(
-        "--runs", type=_positive, default=DEFAULT_RUNS, help="sequential runs per shape"
+        "--runs", type=at_least(1), default=DEFAULT_RUNS, help="sequential runs per shape"
     )
     parser.add_argument(
-        "--burst", type=_positive, default=DEFAULT_BURST, help="workflows started at once"
+        "--burst", type=at_least(1), default=DEFAULT_BURST, help="workflows started at once"
     )
     parser.add_argument(
-        "--warmup", type=_non_negative, default=DEFAULT_WARMUP, help="discarded runs per shape"
+        "--warmup", type=at_least(0), default=DEFAULT_WARMUP, help="discarded runs per shape"
     )
     parser.add_argument(
         "--address",
