@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.payments import ACTIVITIES, SHAPE, amain
+from bench.payments import ACTIVITIES, SHAPE, aims, aims_text, amain
 
 FIGURES = {"name", "shape", "activities", "runs", "burst", "p50_ms", "p95_ms", "mean_ms"}
 
@@ -53,3 +53,28 @@ async def test_quick_run_reports_skeleton_gateway_and_sdk_rows_as_json(
     assert set(sdk["phases_ms"]) == {"total", "outside", "verify", "skill", "settle"}
     assert sdk["p50_vs_skeleton"] is None, "the SDK has no workflow to compare with"
     assert 0 < sdk["facilitator_share_of_burst"] <= 1
+
+    aim = report["aims"]
+    assert aim["budget_vs_skeleton_ms"] == pytest.approx(1.3 * rows[0]["p50_ms"])
+    assert aim["budget_vs_sdk_ms"] == pytest.approx(2.5 * sdk["p50_ms"])
+    assert aim["sdk_chain_ms"] == pytest.approx(
+        sdk["phases_ms"]["verify"] + sdk["phases_ms"]["settle"]
+    )
+    assert aim["floor_ms"] == pytest.approx(rows[0]["p50_ms"] + aim["sdk_chain_ms"])
+
+
+def test_aims_floor_is_the_skeleton_plus_the_sdks_chain_calls() -> None:
+    rows = [
+        {"kind": "skeleton", "p50_ms": 20.0},
+        {"kind": "gateway", "p50_ms": 60.0},
+        {"kind": "sdk", "p50_ms": 12.0, "phases_ms": {"verify": 4.0, "settle": 6.0}},
+    ]
+
+    aim = aims(rows)
+
+    assert aim is not None
+    assert aim["floor_ms"] == pytest.approx(30.0)
+    assert aim["budget_vs_skeleton_ms"] == pytest.approx(26.0)
+    assert aim["budget_vs_sdk_ms"] == pytest.approx(30.0)
+    assert "misses 1.3x the skeleton." in aims_text(aim), "30 ms is within 2.5 x 12 ms"
+    assert aims(rows[:2]) is None, "no SDK row, no floor"
