@@ -26,12 +26,21 @@ from agentfleet.sandbox.buckets import TelegramLimits
 from agentfleet.sandbox.store import Fault
 from agentfleet.settings import Settings
 from workers.main import running_workers
-from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherState, PublisherView
+from workflows.channel_publisher import (
+    MAX_IN_FLIGHT,
+    ChannelPublisherWorkflow,
+    PublisherState,
+    PublisherView,
+)
 
 RATE = 30.0
 """Telegram's overall limit per bot; the test's chat is allowed as much (a real private chat
 allows 1/s, which would make a 500-item burst take 8 minutes)."""
 BURST = 500
+ACTIVITY_ENDS = tuple(
+    f"activity_task_{end}_event_attributes"
+    for end in ("completed", "failed", "timed_out", "canceled")
+)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -101,6 +110,29 @@ async def wait_sent(client: Client, workflow_id: str, count: int, seconds: float
         await asyncio.sleep(0.2)
 
 
+async def sends_in_flight(client: Client, workflow_id: str) -> list[int]:
+    """Sends out at once after each of the publisher's events, over all its runs so far."""
+    handle = client.get_workflow_handle(workflow_id)
+    run_id = (await handle.describe()).raw_description.workflow_execution_info.first_run_id
+    counts: list[int] = []
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        run_id, sends = "", set()
+        for event in history.events:
+            ended = next((a for a in ACTIVITY_ENDS if event.HasField(a)), None)
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled = event.activity_task_scheduled_event_attributes
+                if scheduled.activity_type.name == "publish_to_channel":
+                    sends.add(event.event_id)
+            elif ended is not None:
+                sends.discard(getattr(event, ended).scheduled_event_id)
+            elif event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                attributes = event.workflow_execution_continued_as_new_event_attributes
+                run_id = attributes.new_execution_run_id
+            counts.append(len(sends))
+    return counts
+
+
 async def test_burst_of_500_items_gets_no_429_and_uses_the_allowed_rate(
     dev_client: Client, sandbox_and_settings: tuple[Sandbox, Settings]
 ) -> None:
@@ -118,12 +150,13 @@ async def test_burst_of_500_items_gets_no_429_and_uses_the_allowed_rate(
     assert view.rate_limited == 0
     first, last = received[0].received_monotonic, received[-1].received_monotonic
     rate = (BURST - 1) / (last - first)
-    # The pace is the bucket's; what the wall clock shows also depends on the CPU the rest of the
-    # suite leaves (21.9/s once with two xdist workers busy), so the floor only catches a
-    # publisher that serializes its sends (it once managed 14/s); bench/content.py reports the
-    # rate itself.
-    assert rate >= 0.5 * RATE, f"{rate:.1f}/s is under half the allowed {RATE:g}/s"
     assert rate <= RATE * 1.1 + 30 / (last - first), "faster than the channel allows"
+    # How close to the allowed rate it gets depends on the CPU the rest of the suite leaves
+    # (14.7/s once with two xdist workers busy), so bench/content.py reports the rate; here the
+    # history shows the behaviour behind it: sends overlap, a publisher awaiting each in turn
+    # (14/s unloaded) would never have two out.
+    in_flight = await sends_in_flight(dev_client, workflow_id)
+    assert 2 <= max(in_flight) <= MAX_IN_FLIGHT, "sends overlap, within the in-flight cap"
 
 
 async def test_a_429_pauses_the_channel_for_retry_after_and_loses_nothing(
