@@ -457,6 +457,29 @@ async def test_a_payment_identifier_reused_with_another_payload_is_409(market: M
     assert len(market.ledger()) == 1
 
 
+async def test_another_payload_for_the_same_authorization_nonce_is_409(market: Market) -> None:
+    """The saga's id is the authorization's (chain, asset, payer, nonce): a second payload under
+    it, here the same nonce signed with a later deadline, is refused against the payload the
+    saga started with, and changes nothing."""
+    buyer = dev_account(6)
+    nonce = random_nonce()
+    async with market.http() as http:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        first, _ = payment_header(buyer, accepted, nonce=nonce)
+        later = int(time.time()) + 600
+        second, _ = payment_header(buyer, accepted, nonce=nonce, valid_before=later)
+
+        paid = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": first})
+        other = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": second})
+        again = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": first})
+
+    assert paid.status_code == again.status_code == 200, paid.text
+    assert settle_response(paid) == settle_response(again)
+    assert other.status_code == 409, other.text
+    assert "submitted with a different payload" in other.json()["detail"]
+    assert len(market.ledger()) == 1
+
+
 async def test_a_slow_settlement_answers_202_and_a_retry_does_not_pay_twice(
     market: Market,
 ) -> None:

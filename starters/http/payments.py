@@ -94,6 +94,8 @@ PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
 X_PAYMENT = "X-PAYMENT"
 X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
+PAYLOAD_MEMO = "payload_sha256"
+"""The saga's memo key for the sha256 of the payment payload it was started with."""
 SKILL_RUN_S = 15
 """Upper bound of a skill's run (the saga's activity timeout)."""
 
@@ -195,17 +197,33 @@ class Gateway:
                 id=payment_workflow_id(order.payment_id),
                 task_queue=taskqueues.WORKFLOWS,
                 search_attributes=payment_start_attributes(),
+                memo={PAYLOAD_MEMO: order.payment.sha256},
             )
         except RPCError as exc:
             raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
         if started:  # this payload is the saga's input: nothing to compare
             return handle
-        view = await self.view(handle)
-        if view is not None and view.payload_sha256 != order.payment.sha256:
+        payload_sha256 = await self.started_with(handle)
+        if payload_sha256 is not None and payload_sha256 != order.payment.sha256:
             raise HTTPException(
                 409, f"payment {order.payment_id} was submitted with a different payload"
             )
         return handle
+
+    async def started_with(self, handle: WorkflowHandle[Any, PaymentView]) -> str | None:
+        """The sha256 of the payload the saga was started with: from its memo (one describe,
+        which a burst of retries of one payment can afford; a query each would queue them all
+        behind the saga's worker), else, for a saga started before the memo, its view."""
+        try:
+            memo = await (await handle.describe()).memo()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise HTTPException(503, f"payments are unavailable: {exc.message}") from None
+        if PAYLOAD_MEMO in memo:
+            return str(memo[PAYLOAD_MEMO])
+        view = await self.view(handle)
+        return None if view is None else view.payload_sha256
 
     async def view(self, handle: WorkflowHandle[Any, PaymentView]) -> PaymentView | None:
         """The saga's view: its result when it has finished, else its ``status`` query."""
