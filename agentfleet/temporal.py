@@ -130,19 +130,21 @@ async def start_by_business_key(
     id: str,
     task_queue: str,
     reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    conflict_policy: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.USE_EXISTING,
     **kwargs: Any,
 ) -> WorkflowHandle[Any, Any]:
     """Start ``workflow`` under a business-key id; a start while one is running attaches to it.
 
     Starting the same business key twice is never an error for the user: a running execution is
     returned as it is (``USE_EXISTING``); a completed one is not re-run unless it failed.
+    (:func:`started_or_attached` passes ``FAIL`` to learn which happened.)
     """
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
         workflow,
         arg,
         id=id,
         task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_conflict_policy=conflict_policy,
         id_reuse_policy=reuse_policy,
         **kwargs,
     )
@@ -181,13 +183,14 @@ async def started_or_attached(
     """:func:`start_or_attach`, and whether this call started the execution (``arg`` is its
     input) or found one running or finished (its input may differ: the caller compares)."""
     try:
-        handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+        handle = await start_by_business_key(
+            client,
             workflow,
             arg,
             id=id,
             task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=reuse_policy,
+            reuse_policy=reuse_policy,
+            conflict_policy=WorkflowIDConflictPolicy.FAIL,
             **kwargs,
         )
     except WorkflowAlreadyStartedError:
