@@ -91,7 +91,10 @@ class Market:
         return f"/bots/{self.seller}/skills/forecast"
 
     async def record(self, payment_id: str, outcome: str) -> None:
-        """Keep the saga's history for the replay tests."""
+        """Keep the saga's history for the replay tests, under today's version's name
+        (``*_lean``). The histories of older versions (``payment_saga_settled_*``,
+        ``..._with_status_*``, ``..._rejected_*``, ``..._skill_failed_*``) stay as recorded:
+        today's code cannot make them, so nothing records over them."""
         url = self.settings.effective_database_url
         backend = "postgresql" if url.startswith("postgresql") else "sqlite"
         handle = self.client.get_workflow_handle(payment_id)
@@ -246,8 +249,6 @@ async def test_the_official_sdk_client_pays_a_skill_and_it_settles_once(market: 
     assert status["steps"] == ["verified", "executed", "settled", "confirmed", "recorded"]
     described = await market.client.get_workflow_handle(row.payment_id).describe()
     assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == "settled"
-    await market.record(row.payment_id, "settled")
-    await market.record(row.payment_id, "settled_with_status")
     await market.record(row.payment_id, "settled_lean")
 
 
@@ -322,7 +323,6 @@ async def test_reused_nonce_and_missing_funds_are_refused_by_the_saga(market: Ma
     payment = json.loads(base64.b64decode(no_funds))
     auth = payment["payload"]["authorization"]
     saga = f"payment-31337-{accepted['asset'].lower()}-{auth['from'].lower()}-{auth['nonce']}"
-    await market.record(saga, "rejected")
     await market.record(saga, "rejected_lean")
 
 
@@ -366,7 +366,6 @@ async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Mar
     assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == (
         "skill_failed"
     )
-    await market.record(row.payment_id, "skill_failed")
     await market.record(row.payment_id, "skill_failed_lean")
 
 
