@@ -29,7 +29,7 @@ from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
-from agentfleet.payments import A2A_X402_EXTENSION, to_units
+from agentfleet.payments import A2A_X402_EXTENSIONS, to_units
 from agentfleet.purchases import (
     FeedbackRequest,
     FeedbackTx,
@@ -258,11 +258,14 @@ class PurchaseActivities:
             timeout=120,
         )
         if response.status_code == 202:
-            status_url = response.json()["status_url"]
+            pending = response.json()
+            status_url = pending["status_url"]
+            token = pending.get("token")
+            auth = {"authorization": f"Bearer {token}"} if token else {}
             while True:
                 activity.heartbeat(status_url)
                 await asyncio.sleep(POLL_S)
-                status = (await self._http.get(status_url)).json()
+                status = (await self._http.get(status_url, headers=auth)).json()
                 if status.get("final"):
                     settled = status["status"] == "settled"
                     return PaidAnswer(
@@ -348,7 +351,7 @@ class PurchaseActivities:
 def _offer_in(card: dict[str, Any], skill: str) -> dict[str, Any] | None:
     extensions = (card.get("capabilities") or {}).get("extensions") or []
     for extension in extensions:
-        if isinstance(extension, dict) and extension.get("uri") == A2A_X402_EXTENSION:
+        if isinstance(extension, dict) and extension.get("uri") in A2A_X402_EXTENSIONS:
             offers = (extension.get("params") or {}).get("skills") or {}
             found = offers.get(skill)
             return found if isinstance(found, dict) else None

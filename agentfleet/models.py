@@ -211,6 +211,21 @@ class PaymentIdentifier(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+class FacilitatorKey(SQLModel, table=True):
+    """An API key of the x402 facilitator (``fleet facilitator key add``): only its SHA-256 is
+    kept; ``pay_to`` lists the addresses its payments may pay (None: the fleet's own wallets,
+    ``["*"]``: any)."""
+
+    __tablename__ = "facilitator_keys"
+
+    key_id: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    key_sha256: str
+    pay_to: list[str] | None = Field(default=None, sa_type=JSONDocument)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class ChannelRecord(SQLModel, table=True):
     """A publishing destination (``fleet channel add``). Secrets stay in settings, not here."""
 

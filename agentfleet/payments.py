@@ -36,9 +36,11 @@ from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
+from x402.extensions.payment_identifier import is_valid_payment_id
 
 from agentfleet.bots import BotKind, Skill, SkillCall, SkillResult
 from agentfleet.chain.eip3009 import AUTHORIZATION_FIELDS
+from agentfleet.messages import GasPolicy
 
 SCHEME = "exact"
 X402_VERSION = 2
@@ -48,10 +50,23 @@ EIP712_VERSION = "2"
 VALID_BEFORE_GRACE_S = 6
 """An authorization must stay valid at least this long (the SDK's facilitator asks the same),
 or it could expire between the check and the block that settles it."""
-A2A_X402_EXTENSION = "https://github.com/google-agentic-commerce/a2a-x402/blob/main/spec/v0.1"
-"""The agent-card extension under which a bot lists its priced skills."""
+A2A_X402_EXTENSION = "https://github.com/google-agentic-commerce/a2a-x402/blob/main/spec/v0.2"
+"""The agent-card extension under which a bot lists its priced skills (a2a-x402 v0.2)."""
+A2A_X402_EXTENSIONS = (
+    A2A_X402_EXTENSION,
+    "https://github.com/google-agentic-commerce/a2a-x402/blob/main/spec/v0.1",
+    "https://google-a2a.github.io/A2A/extensions/payments/x402/v0.1",
+)
+"""Every URI the a2a-x402 extension has been declared under (v0.2, then v0.1's two): a card or a
+request naming any of them means the same extension."""
 SIGN_MAX_TIMEOUT_S = 300
-"""``maxTimeoutSeconds`` offered in requirements on a dev chain."""
+"""``maxTimeoutSeconds`` assumed when a payload does not say."""
+MAX_TIMEOUT_S = 3600
+"""The longest ``maxTimeoutSeconds`` this fleet offers or settles for: an authorization valid
+for longer is a standing order to pay, not a payment."""
+WINDOW_SLACK_S = 60
+"""How much further than ``maxTimeoutSeconds`` from now an authorization's ``validBefore`` may
+lie (clocks differ; a buyer signs a moment before it sends)."""
 
 DEFAULT_PRICES: dict[Skill, Decimal] = {
     Skill.FORECAST: Decimal("0.01"),
@@ -79,7 +94,7 @@ class Reason(StrEnum):
     INVALID_NETWORK = "invalid_network"
     INVALID_REQUIREMENTS = "invalid_payment_requirements"
     RECIPIENT_MISMATCH = "invalid_exact_evm_payload_recipient_mismatch"
-    VALUE_MISMATCH = "invalid_exact_evm_payload_authorization_value"
+    VALUE_MISMATCH = "invalid_exact_evm_payload_authorization_value_mismatch"
     VALID_AFTER = "invalid_exact_evm_payload_authorization_valid_after"
     VALID_BEFORE = "invalid_exact_evm_payload_authorization_valid_before"
     BAD_SIGNATURE = "invalid_exact_evm_payload_signature"
@@ -87,6 +102,10 @@ class Reason(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     SIMULATION_FAILED = "invalid_exact_evm_transaction_simulation_failed"
     TRANSACTION_FAILED = "transaction_failed"
+    IDENTIFIER_CONFLICT = "payment_identifier_conflict"
+    """Not an x402 code: the payment-identifier is held by another payload (answered 409)."""
+    INVALID_IDENTIFIER = "invalid_payment_identifier"
+    """Not an x402 code: the payment-identifier is not 16-128 of [A-Za-z0-9_-] (answered 400)."""
 
 
 class PaymentError(Exception):
@@ -108,7 +127,7 @@ class Terms(BaseModel):
     asset: str
     amount: int = Field(ge=0)
     pay_to: str
-    max_timeout_seconds: int = Field(default=SIGN_MAX_TIMEOUT_S, gt=0)
+    max_timeout_seconds: int = Field(default=SIGN_MAX_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S)
     name: str = EIP712_NAME
     version: str = EIP712_VERSION
 
@@ -240,8 +259,13 @@ def decode_payment(raw: dict[str, Any]) -> Payment:
     declared = extensions.get("payment-identifier")
     if isinstance(declared, dict):
         info = declared.get("info")
-        if isinstance(info, dict) and isinstance(info.get("id"), str):
+        if isinstance(info, dict) and "id" in info:
             identifier = info["id"]
+            if not isinstance(identifier, str) or not is_valid_payment_id(identifier):
+                raise PaymentError(
+                    Reason.INVALID_IDENTIFIER,
+                    "the payment-identifier must be 16 to 128 letters, digits, '_' or '-'",
+                )
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
     return Payment(
         x402_version=int(version),
@@ -308,6 +332,12 @@ def check_offline(payment: Payment, terms: Terms, now: float | None = None) -> s
             Reason.VALID_BEFORE,
             f"the authorization expires at {auth.valid_before}, too soon to settle",
         )
+    if auth.valid_before > clock + terms.max_timeout_seconds + WINDOW_SLACK_S:
+        raise PaymentError(
+            Reason.VALID_BEFORE,
+            f"the authorization is valid until {auth.valid_before}, longer than the "
+            f"{terms.max_timeout_seconds} s this payment may take",
+        )
     return auth.from_
 
 
@@ -367,25 +397,37 @@ async def check_signer(w3: AsyncWeb3[Any], payment: Payment) -> None:
     raise PaymentError(Reason.BAD_SIGNATURE, f"the signature is not {auth.from_}'s")
 
 
-async def check_on_chain(w3: AsyncWeb3[Any], payment: Payment, submitter: str) -> int:
-    """The token's view of the authorization: unused nonce, balance, and the settlement
-    estimated (so simulated) from ``submitter`` (the relayer), all at once. Returns the gas the
-    settlement takes; PaymentError on any refusal (the clearest reason first)."""
+class OnChain(BaseModel):
+    """The token's view of an authorization that passed :func:`check_on_chain`."""
+
+    gas: int
+    """What the settlement takes (estimated from the relayer that will submit it)."""
+    balance: int
+    """The payer's balance at ``block``."""
+    block: int
+
+
+async def check_on_chain(w3: AsyncWeb3[Any], payment: Payment, submitter: str) -> OnChain:
+    """The token's view of the authorization at the latest block: unused nonce, balance, and
+    the settlement estimated (so simulated) from ``submitter`` (the relayer), all at that one
+    block. PaymentError on any refusal (the clearest reason first)."""
     auth = payment.authorization
     token = to_checksum_address(payment.accepted.asset)
     payer = to_checksum_address(auth.from_)
     nonce = bytes.fromhex(auth.nonce[2:])
     state = _AUTHORIZATION_STATE + abi_encode(("address", "bytes32"), (payer, nonce))
     holding = _BALANCE_OF + abi_encode(("address",), (payer,))
+    block = int(await w3.eth.block_number)
     answers: tuple[Any, ...] = await asyncio.gather(
-        w3.eth.call({"to": token, "data": HexStr("0x" + state.hex())}),
-        w3.eth.call({"to": token, "data": HexStr("0x" + holding.hex())}),
+        w3.eth.call({"to": token, "data": HexStr("0x" + state.hex())}, block),
+        w3.eth.call({"to": token, "data": HexStr("0x" + holding.hex())}, block),
         w3.eth.estimate_gas(
             {
                 "from": to_checksum_address(submitter),
                 "to": token,
                 "data": HexStr(settle_calldata(auth)),
-            }
+            },
+            block,
         ),
         return_exceptions=True,
     )
@@ -409,7 +451,7 @@ async def check_on_chain(w3: AsyncWeb3[Any], payment: Payment, submitter: str) -
         raise PaymentError(_reason_of_revert(message), f"simulation reverted: {message}")
     if isinstance(estimate, BaseException):
         raise estimate
-    return int(estimate)
+    return OnChain(gas=int(estimate), balance=int(balance), block=block)
 
 
 def _reason_of_revert(message: str) -> Reason:
@@ -491,6 +533,8 @@ class PaymentOrder(BaseModel):
     """A name for the payer (a bot of ours, or what the caller said), for the ledger."""
     confirmations: int = 0
     resource: str | None = None
+    gas: GasPolicy | None = None
+    """The settlement's gas policy (the chain profile's); None: the defaults."""
 
 
 class PaymentView(BaseModel):

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     confirmations: int | None = Field(
         default=None, ge=0, description="Blocks a transaction must be buried under; unset: profile."
     )
+    receipt_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="How long one send of a settlement waits for its receipt before its outcome "
+        "counts as not known yet (the payment saga then keeps sending the same transaction); "
+        "unset: the chain profile's.",
+    )
     deployer_key: SecretStr | None = Field(
         default=None, description="Private key that deploys contracts on a real network."
     )
@@ -200,6 +208,46 @@ class Settings(BaseSettings):
     )
 
     # Payments (x402).
+    public_url: str | None = Field(
+        default=None,
+        description="The HTTP app's public base URL (what buyers call, e.g. "
+        "https://fleet.example); sign-in-with-x proofs must name its origin. Unset: "
+        "http://127.0.0.1:FLEET_HTTP_PORT.",
+    )
+    gateway_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret the gateway derives payment result tokens from (the same on every "
+        "gateway replica); unset: generated under FLEET_HOME (0600).",
+    )
+    facilitator_auth: bool = Field(
+        default=True,
+        description="The facilitator's /verify and /settle need an API key (`fleet facilitator "
+        "key add`); false opens them to anyone (the relayers pay the gas: never in production).",
+    )
+    facilitator_min_amount: int = Field(
+        default=1000,
+        ge=1,
+        description="Smallest payment (token units; 1000 = 0.001 fUSD) the facilitator settles.",
+    )
+    facilitator_rate_per_key: str = Field(
+        default="50/second;1000/minute",
+        description="Facilitator requests allowed per API key (limits notation, `;`-separated).",
+    )
+    facilitator_rate_per_payer: str = Field(
+        default="10/second;300/minute",
+        description="Facilitator requests allowed per payer address.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where rate-limit counters live: memory:// (per process) or a shared store "
+        "such as redis://host:6379 when several gateway processes serve one fleet.",
+    )
+    http_max_body_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=16 * 2**20,
+        description="Largest request body the HTTP app reads; a larger one is refused with 413.",
+    )
     payment_wait_s: float = Field(
         default=30.0,
         gt=0,
@@ -250,6 +298,17 @@ class Settings(BaseSettings):
             self.chain_id = NETWORK_CHAIN_IDS[self.network]
         return self
 
+    @field_validator("facilitator_rate_per_key", "facilitator_rate_per_payer", mode="after")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        from limits import parse_many  # noqa: PLC0415
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as '10/second;300/minute'") from None
+        return value
+
     @field_validator("log_level", mode="after")
     @classmethod
     def _valid_level(cls, value: str) -> str:
@@ -278,6 +337,10 @@ class Settings(BaseSettings):
     @property
     def http_url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or self.http_url).rstrip("/")
 
     @property
     def effective_models_path(self) -> Path:

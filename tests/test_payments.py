@@ -28,11 +28,12 @@ from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 from x402 import x402Client
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+from x402.http.facilitator_client_base import CreateHeadersAuthProvider
 from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 from x402.schemas import PaymentRequired, PaymentRequirements
 
-from agentfleet import db, search_attributes
+from agentfleet import db, facilitator_keys, search_attributes
 from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
@@ -179,6 +180,14 @@ def payment_header(
     )
     payload = x402_payload(signed, {**accepted, **accepted_changes})
     return base64.b64encode(json.dumps(payload).encode()).decode(), signed.nonce
+
+
+def bearer_auth(key: str) -> CreateHeadersAuthProvider:
+    """The SDK's facilitator client sending ``key`` to /verify, /settle and /supported."""
+    header = {"Authorization": f"Bearer {key}"}
+    return CreateHeadersAuthProvider(
+        lambda: {"verify": header, "settle": header, "supported": header}
+    )
 
 
 def settle_response(response: httpx.Response) -> dict[str, Any]:
@@ -339,8 +348,12 @@ async def test_100_concurrent_submissions_of_one_payment_settle_once(market: Mar
             )
         )
 
-    assert {r.status_code for r in responses} == {200}
-    answers = {json.dumps(r.json(), sort_keys=True) for r in responses}
+    # A copy that arrives after the settlement was broadcast cannot be told from a stranger's
+    # copy of the (now public) authorization: it learns the settlement, not the result.
+    assert {r.status_code for r in responses} <= {200, 403}
+    delivered = [r for r in responses if r.status_code == 200]
+    assert delivered
+    answers = {json.dumps(r.json(), sort_keys=True) for r in delivered}
     transactions = {settle_response(r)["transaction"] for r in responses}
     assert len(answers) == 1 and len(transactions) == 1
     assert market.balance(buyer.address) == before - PRICE
@@ -409,8 +422,13 @@ async def test_the_sdks_facilitator_client_verifies_and_settles_through_our_endp
     payload = await sdk.create_payment_payload(PaymentRequired(accepts=[requirements]))
     before = market.balance(buyer.address)
 
+    key, _ = facilitator_keys.add_key(
+        market.settings.effective_database_url, "merchant", pay_to=[merchant]
+    )
     async with served(market.app) as url:
-        facilitator = HTTPFacilitatorClient(FacilitatorConfig(url=url))
+        facilitator = HTTPFacilitatorClient(
+            FacilitatorConfig(url=url, auth_provider=bearer_auth(key))
+        )
         supported = await asyncio.to_thread(facilitator.get_supported)
         verified = await facilitator.verify(payload, requirements)
         settled = await facilitator.settle(payload, requirements)
@@ -426,7 +444,7 @@ async def test_the_sdks_facilitator_client_verifies_and_settles_through_our_endp
     assert market.balance(buyer.address) == before - 2500
     assert market.balance(merchant) == 2500
     assert refused.is_valid is False
-    assert refused.invalid_reason == "invalid_exact_evm_payload_authorization_value"
+    assert refused.invalid_reason == "invalid_exact_evm_payload_authorization_value_mismatch"
     [row] = market.ledger()
     assert (row.status, row.tx_hash, row.seller, row.skill) == (
         "settled",
@@ -446,7 +464,10 @@ async def test_a_payment_identifier_reused_with_another_payload_is_409(market: M
         with_id = [_with_extensions(header, ids) for header in (first, second)]
 
         paid = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[0]})
-        same = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[0]})
+        token = {"Authorization": f"Bearer {paid.headers['PAYMENT-RESULT-TOKEN']}"}
+        same = await http.post(
+            market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[0], **token}
+        )
         other = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": with_id[1]})
 
     assert paid.status_code == same.status_code == 200
@@ -465,14 +486,15 @@ async def test_another_payload_for_the_same_authorization_nonce_is_409(market: M
     async with market.http() as http:
         [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
         first, _ = payment_header(buyer, accepted, nonce=nonce)
-        later = int(time.time()) + 600
+        later = int(time.time()) + 330
         second, _ = payment_header(buyer, accepted, nonce=nonce, valid_before=later)
 
         paid = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": first})
         other = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": second})
         again = await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": first})
 
-    assert paid.status_code == again.status_code == 200, paid.text
+    assert paid.status_code == 200, paid.text
+    assert again.status_code == 403, again.text  # settled: the result goes to the payer only
     assert settle_response(paid) == settle_response(again)
     assert other.status_code == 409, other.text
     assert "submitted with a different payload" in other.json()["detail"]
@@ -482,8 +504,9 @@ async def test_another_payload_for_the_same_authorization_nonce_is_409(market: M
 async def test_a_slow_settlement_answers_202_and_a_retry_does_not_pay_twice(
     market: Market,
 ) -> None:
-    """The HTTP wait ends before the saga does: 202 with a status URL; the same payment sent
-    again joins the saga; the status URL ends settled; the buyer paid once."""
+    """The HTTP wait ends before the saga does: 202 with a status URL and the result token;
+    the same payment sent again joins the saga; the status URL ends settled and shows the
+    result to the token's bearer only; the buyer paid once."""
     market.settings.payment_wait_s = 0.001
     slow_app = create_app(market.settings)
     buyer = dev_account(1)
@@ -497,14 +520,18 @@ async def test_a_slow_settlement_answers_202_and_a_retry_does_not_pay_twice(
         assert pending.status_code == 202, pending.text
         status_url = pending.json()["status_url"]
         assert pending.headers["location"] == status_url
-        assert retry.status_code in (200, 202)
+        assert retry.status_code in (200, 202, 403)
+        token = {"Authorization": f"Bearer {pending.json()['token']}"}
         for _ in range(300):
-            status = (await http.get(status_url)).json()
+            status = (await http.get(status_url, headers=token)).json()
             if status["final"]:
                 break
             await asyncio.sleep(0.05)
+        stranger = (await http.get(status_url)).json()
     assert status["status"] == "settled", status
     assert status["result"]["data"]["bot"] == market.seller
+    assert stranger["status"] == "settled" and stranger["result"] is None
+    assert stranger["result_withheld"] is True
     assert market.balance(buyer.address) == before - PRICE
     assert len(market.ledger()) == 1
 

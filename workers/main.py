@@ -55,6 +55,7 @@ from workflows.fleet_health import FleetHealthWorkflow
 from workflows.learning_campaign import LearningCampaignWorkflow
 from workflows.learning_round import LearningRoundWorkflow
 from workflows.patterns import PatternShareWorkflow
+from workflows.payer import PayerWorkflow
 from workflows.payment_saga import PaymentSagaWorkflow
 from workflows.reconcile import ReconcilePaymentsWorkflow
 from workflows.relayer import RelayerWorkflow, TransactionWorkflow
@@ -81,6 +82,7 @@ WORKFLOWS: list[type] = [
     LearningCampaignWorkflow,
     LearningRoundWorkflow,
     PatternShareWorkflow,
+    PayerWorkflow,
     PaymentSagaWorkflow,
     ReconcilePaymentsWorkflow,
     RelayerWorkflow,
@@ -100,7 +102,7 @@ class Activities:
         self.fleet = FleetActivities(settings, client)
         self.skills = SkillActivities(settings)
         self.health = HealthActivities(settings, skills=self.skills)
-        self.payments = PaymentActivities(settings)
+        self.payments = PaymentActivities(settings, client)
         self.purchases = PurchaseActivities(settings)
         self.validation = ValidationActivities(settings, self.purchases)
         self.reconcile = ReconcileActivities(settings)

@@ -16,6 +16,11 @@ submission of one authorization (100 concurrent requests, a client's retry, a fa
 5. Only when settlement failed or its outcome is unknown: an alert (``raise_alerts``, patch
    ``alerts``); a settled payment raises nothing and waits for nothing more.
 
+An outcome that is not known yet (the chain did not answer, no receipt in time) is never final
+(patch ``settle-until-known``): the saga raises the alert and sends again under the same
+request id (the same nonce, the same signed bytes) until the chain says settled or failed, so
+the buyer keeps getting 202 and its status URL, never an answer that invites a second payment.
+
 The status is also the ``PaymentStatus`` search attribute (patch ``payment-status``), so the Web
 UI lists pending payments with ``PaymentStatus IN ("verifying", "executing", "settling")``.
 
@@ -41,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
     from agentfleet.alerts import AlertKind, Severity
     from agentfleet.bots import SkillResult
-    from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
+    from agentfleet.messages import GasPolicy, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.payments import (
         PaymentOrder,
         PaymentStatus,
@@ -64,6 +69,8 @@ LEAN_SAGA = "lean-saga"
 """Patch: verify and record are local activities (they are short: a few reads, one upsert) and
 the settlement is one ``send_with_relayer`` activity instead of a child TransactionWorkflow; a
 saga takes 3 workflow tasks instead of 6, and no signal round trip to the relayer."""
+SETTLE_UNTIL_KNOWN = "settle-until-known"
+"""Patch: an unknown settlement outcome is sent again until it is known, never ended on."""
 
 
 def payment_workflow_id(payment_id: str) -> str:
@@ -129,6 +136,8 @@ class PaymentSagaWorkflow:
             self._step("executed")
         self._set_status(PaymentStatus.SETTLING)
         outcome = await self._settle(order, verified)
+        if outcome.status is TxStatus.UNKNOWN and workflow.patched(SETTLE_UNTIL_KNOWN):
+            outcome = await self._settle_until_known(order, verified, outcome)
         if outcome.status is TxStatus.CONFIRMED:
             self.view.tx_hash = outcome.tx_hash
             self.view.block_number = outcome.block_number
@@ -166,6 +175,22 @@ class PaymentSagaWorkflow:
             ]
         )
 
+    async def _settle_until_known(
+        self, order: PaymentOrder, verified: Verified, outcome: TxOutcome
+    ) -> TxOutcome:
+        """Send again (same request id: same nonce, same recorded bytes, or the receipt found)
+        until the chain answers; each try waits as long as the first did."""
+        self.view.detail = (
+            f"settlement outcome not known yet ({outcome.error or 'no answer'}); the saga keeps "
+            "checking: do not pay again"
+        )
+        self._step("unknown")
+        await self._alert(outcome)
+        while outcome.status is TxStatus.UNKNOWN:
+            outcome = await self._settle(order, verified, tell_relayer=False)
+        self.view.detail = None
+        return outcome
+
     async def _run_skill(self, order: PaymentOrder) -> SkillResult:
         assert order.call is not None  # noqa: S101 - checked by the caller
         try:
@@ -183,7 +208,9 @@ class PaymentSagaWorkflow:
             )
         return result
 
-    async def _settle(self, order: PaymentOrder, verified: Verified) -> TxOutcome:
+    async def _settle(
+        self, order: PaymentOrder, verified: Verified, tell_relayer: bool = True
+    ) -> TxOutcome:
         chain_id = order.terms.chain_id
         tx = TxOrder(
             chain_id=chain_id,
@@ -195,9 +222,10 @@ class PaymentSagaWorkflow:
                 gas_limit=verified.gas_limit,
             ),
             confirmations=order.confirmations,
+            policy=order.gas or GasPolicy(),
         )
         if self.lean:
-            return await send_by_activity(tx)
+            return await send_by_activity(tx, tell_relayer=tell_relayer)
         return await run_transaction(tx)
 
     async def _record(self) -> None:

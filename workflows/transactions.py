@@ -61,16 +61,17 @@ async def run_transaction(order: TxOrder) -> TxOutcome:
     return outcome
 
 
-async def send_by_activity(order: TxOrder) -> TxOutcome:
+async def send_by_activity(order: TxOrder, tell_relayer: bool = True) -> TxOutcome:
     """From another workflow: ``order`` sent by one ``send_with_relayer`` activity, which takes
     the request's nonce from the relayer entity by update and hands it the outcome. The same
     guarantees as :func:`run_transaction` (the request id names one nonce at the relayer and one
     set of signed bytes in the database, so a retry re-sends those bytes, never a new
     transaction) in fewer steps: no child workflow, no signal each way. An outcome the activity
     could not report (no nonce in it: retries exhausted, or failed for good) is told to the
-    relayer here, so it keeps checking an unknown one until it is known."""
+    relayer here, so it keeps checking an unknown one until it is known; a caller that sends again
+    itself until the outcome is known says ``tell_relayer=False`` (one sender per request)."""
     outcome = await _send_activity("send_with_relayer", order, order.heartbeat_timeout_s)
-    if outcome.nonce is None:
+    if outcome.nonce is None and tell_relayer:
         relayer = workflow.get_external_workflow_handle(
             relayer_workflow_id(order.chain_id, order.sender)
         )
@@ -104,7 +105,9 @@ async def _send_activity(name: str, arg: SendTx | TxOrder, heartbeat_timeout_s: 
             result_type=TxOutcome,
             task_queue=taskqueues.CHAIN,
             start_to_close_timeout=timedelta(seconds=policy.receipt_timeout_s + 30),
-            schedule_to_close_timeout=timedelta(seconds=4 * policy.receipt_timeout_s + 120),
+            schedule_to_close_timeout=timedelta(
+                seconds=4 * policy.receipt_timeout_s + min(120, 4 * policy.receipt_timeout_s)
+            ),
             heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s),
             retry_policy=RPC_RETRY,
         )

@@ -117,8 +117,13 @@ def profile(name: str) -> ChainProfile:
 
 
 def active_profile(settings: Settings) -> ChainProfile:
-    """The profile ``FLEET_NETWORK`` selects."""
-    return profile(settings.network)
+    """The profile ``FLEET_NETWORK`` selects (its receipt timeout ``FLEET_RECEIPT_TIMEOUT_S``
+    when set)."""
+    chosen = profile(settings.network)
+    if settings.receipt_timeout_s is not None:
+        gas = chosen.gas.model_copy(update={"receipt_timeout_s": settings.receipt_timeout_s})
+        chosen = chosen.model_copy(update={"gas": gas})
+    return chosen
 
 
 def expected_chain_id(settings: Settings, chain: ChainProfile) -> int:

@@ -6,6 +6,11 @@ mined) instead of signing something new. A transaction not mined within ``stuck_
 re-signed at the same nonce with bumped fees (both hashes recorded; whichever is mined wins).
 After the receipt, the block must be ``confirmations`` deep and still canonical; a receipt that
 disappears (a reorg) sends the recorded bytes again. Called from an activity, which heartbeats.
+
+A transaction is simulated right before its first signature: one that would revert (an
+authorization cancelled or spent since it was verified, a balance gone) is never broadcast.
+Its nonce, already reserved, is filled by a no-op (a zero-value transfer to the sender itself)
+so the account's later transactions are not stuck behind a gap; the outcome is ``failed``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from sqlmodel import Session, select
 from web3 import AsyncWeb3
-from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from agentfleet import db
 from agentfleet.chaos import chaos_point
@@ -28,6 +33,7 @@ from agentfleet.models import ChainTransaction, utcnow
 
 GWEI = 10**9
 POLL_S = 0.1
+FILLER_GAS = 21_000
 
 Heartbeat = Callable[..., None]
 
@@ -57,7 +63,8 @@ class TransactionSender:
         while True:
             fresh = not record.attempts
             if fresh:
-                record = await self._sign_attempt(record, order, bump=False)
+                revert = await self._would_revert(record)
+                record = await self._sign_attempt(record, order, bump=False, revert=revert)
             # A signature made just now cannot be mined yet: only a retry looks first.
             mined = None if fresh else await self._find_receipt(record)
             if mined is None:
@@ -124,17 +131,35 @@ class TransactionSender:
             max_fee = max(cap, priority)
         return min(priority, max_fee), max_fee
 
+    async def _would_revert(self, record: ChainTransaction) -> str | None:
+        """Why the transaction would revert if sent now (None: it would not)."""
+        call: dict[str, Any] = {
+            "from": record.sender,
+            "value": int(record.value),
+            "data": record.data,
+        }
+        if record.to is not None:
+            call["to"] = AsyncWeb3.to_checksum_address(record.to)
+        try:
+            await self.w3.eth.call(call)  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            return str(exc.message or exc) or "execution reverted"
+        return None
+
     async def _sign_attempt(
-        self, record: ChainTransaction, order: SendTx, bump: bool
+        self, record: ChainTransaction, order: SendTx, bump: bool, revert: str | None = None
     ) -> ChainTransaction:
+        """Sign the next attempt: the transaction itself, or (``revert``, or a filler signed
+        before) a no-op that fills its nonce."""
+        filler = revert is not None or bool(record.attempts and record.attempts[-1].get("filler"))
         priority, max_fee = await self._fees(record, order, bump)
         tx: dict[str, Any] = {
             "chainId": order.chain_id,
             "nonce": record.nonce,
-            "to": record.to,
-            "value": int(record.value),
-            "data": record.data,
-            "gas": record.gas_limit,
+            "to": record.sender if filler else record.to,
+            "value": 0 if filler else int(record.value),
+            "data": "0x" if filler else record.data,
+            "gas": FILLER_GAS if filler else record.gas_limit,
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": priority,
             "type": 2,
@@ -142,13 +167,15 @@ class TransactionSender:
         if tx["to"] is None:
             del tx["to"]
         signed = self.account.sign_transaction(tx)
-        attempt = {
+        attempt: dict[str, Any] = {
             "hash": AsyncWeb3.to_hex(signed.hash),
             "raw": AsyncWeb3.to_hex(signed.raw_transaction),
             "max_fee": max_fee,
             "max_priority_fee": priority,
             "signed_at": utcnow().isoformat(),
         }
+        if filler:
+            attempt["filler"] = True
 
         def save() -> ChainTransaction:
             with db.session_scope(self.url) as session:
@@ -156,6 +183,11 @@ class TransactionSender:
                 row.attempts = [*row.attempts, attempt]
                 row.tx_hash = str(attempt["hash"])
                 row.status = "signed"
+                if revert is not None:
+                    row.error = (
+                        f"not sent: it would revert ({revert}); nonce {row.nonce} was filled "
+                        "by a no-op transaction instead"
+                    )
                 row.updated_at = utcnow()
                 session.add(row)
                 return row
@@ -193,6 +225,10 @@ class TransactionSender:
             row.updated_at = utcnow()
             session.add(row)
             return row
+
+    @staticmethod
+    def _is_filler(record: ChainTransaction, tx_hash: str) -> bool:
+        return any(a["hash"] == tx_hash and a.get("filler") for a in record.attempts)
 
     @staticmethod
     def _hashes(record: ChainTransaction) -> list[str]:
@@ -238,6 +274,8 @@ class TransactionSender:
         }
         status = TxStatus.CONFIRMED if int(receipt["status"]) == 1 else TxStatus.FAILED
         error = None if status is TxStatus.CONFIRMED else "transaction reverted"
+        if self._is_filler(record, tx_hash):
+            status, error = TxStatus.FAILED, record.error or "filled by a no-op"
         if order.confirmations == 0:
             # Depth 0: final now, one write (the relayer's reorg window checks it later).
             return await asyncio.to_thread(

@@ -17,11 +17,12 @@ from temporalio.converter import PayloadCodec
 
 from agentfleet.codec import AESGCMCodec, parse_key
 from agentfleet.settings import Settings
-from starters.http import bots, payments
+from starters.http import bots, facilitator, payments
+from starters.http.gateway import Gateway
 
 
 def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="agentfleet", version="0.1.0")
+    app = FastAPI(title="agentfleet", version="0.1.0", max_body_size=settings.http_max_body_bytes)
     origins = {
         f"http://127.0.0.1:{settings.ui_port}",
         f"http://localhost:{settings.ui_port}",
@@ -73,5 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await _transform(request, encode=False)
 
     app.include_router(bots.create_router(settings))
-    app.include_router(payments.create_router(settings))
+    gateway = Gateway(settings)
+    app.include_router(payments.create_router(settings, gateway))
+    app.include_router(facilitator.create_router(settings, gateway))
     return app
