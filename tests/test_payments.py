@@ -28,8 +28,8 @@ from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 from x402 import x402Client
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
-from x402.http.facilitator_client_base import CreateHeadersAuthProvider
 from x402.http.clients.httpx import x402AsyncTransport
+from x402.http.facilitator_client_base import CreateHeadersAuthProvider
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 from x402.schemas import PaymentRequired, PaymentRequirements
 

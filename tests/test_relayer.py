@@ -190,6 +190,37 @@ async def test_reverting_transaction_fails_without_spending_a_nonce(
     assert ok.status is TxStatus.CONFIRMED and ok.nonce == 0
 
 
+async def test_a_transaction_that_would_revert_when_signed_is_not_sent_and_its_nonce_is_filled(
+    dev_client: Client, relayer_env: tuple[Settings, str], anvil_url: str
+) -> None:
+    """A request whose gas limit is given skips the simulation before the nonce (as a payment's
+    settlement does): the sender simulates right before signing, never broadcasts a revert, and
+    fills the reserved nonce with a no-op so the account's next transaction is not stuck."""
+    _, sender = relayer_env
+    target = Account.create().address
+    rpc(anvil_url, "anvil_setCode", target, REVERTING_CODE)
+    w3 = Web3(Web3.HTTPProvider(anvil_url))
+    before = w3.eth.get_transaction_count(sender)
+    doomed = await send_transaction(
+        dev_client,
+        chain_id=31337,
+        sender=sender,
+        request=TxRequest(
+            request_id=f"doomed-{uuid.uuid4().hex[:8]}", to=target, data="0x01", gas_limit=90_000
+        ),
+        reorg_window_s=0,
+    )
+    assert doomed.status is TxStatus.FAILED
+    assert "would revert" in (doomed.error or "") and doomed.nonce == before
+    filler = w3.eth.get_transaction(doomed.tx_hash)  # type: ignore[arg-type]
+    assert (filler["to"], filler["value"], filler["nonce"]) == (sender, 0, before)
+    assert w3.eth.get_transaction_receipt(doomed.tx_hash)["status"] == 1  # type: ignore[arg-type]
+    after = await send_transaction(
+        dev_client, chain_id=31337, sender=sender, request=transfer(f"next-{uuid.uuid4().hex}")
+    )
+    assert after.status is TxStatus.CONFIRMED and after.nonce == before + 1
+
+
 async def test_bad_request_is_refused_at_the_edge_and_changes_nothing(
     dev_client: Client, relayer_env: tuple[Settings, str]
 ) -> None:

@@ -109,7 +109,7 @@ PAID_SKILL_ANSWERS: dict[int | str, dict[str, Any]] = {
     403: {
         "model": Withheld,
         "description": "Settled, but the result goes to the payer only (send the token or a "
-        "SIGN-IN-WITH-X proof by the payer).",
+        "PAYMENT-PAYER-PROOF signed by the payer).",
         "headers": {PAYMENT_RESPONSE: SETTLEMENT_HEADER},
     },
     404: problem("No such bot, or the bot sells no such skill."),
@@ -133,7 +133,7 @@ STATUS_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {
         "model": PaymentState,
         "description": "The payment's state; `result` only with the result token or a "
-        "SIGN-IN-WITH-X proof by the payer.",
+        "PAYMENT-PAYER-PROOF signed by the payer.",
     },
     404: problem("No such payment."),
     503: problem("Temporal cannot be reached."),
@@ -238,7 +238,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         joined = await gateway.start_or_join(order)
         view = await gateway.wait(joined.handle, settings.payment_wait_s)
         payer = payment.authorization.from_
-        readable = joined.fresh or await gateway.access.may_read(request, order.payment_id, payer)
+        readable = joined.fresh or gateway.access.may_read(request, order.payment_id, payer)
         token = gateway.access.token(order.payment_id) if readable else None
         if view is None:
             return _pending(order.payment_id, request, token)
@@ -270,7 +270,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         request: Request, payment_id: str = Path(max_length=200)
     ) -> PaymentState:
         """A payment saga's state: steps so far, status, transaction, reason; its result only
-        for the payer (``Authorization: Bearer <token>`` or a ``SIGN-IN-WITH-X`` proof)."""
+        for the payer (``Authorization: Bearer <token>`` or a ``PAYMENT-PAYER-PROOF``)."""
         if not payment_id.startswith("payment-"):
             raise HTTPException(404, f"no payment {payment_id!r}")
         client = await gateway.client()
@@ -280,9 +280,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
             raise HTTPException(404, f"no payment {payment_id}")
         view, ended = found
         state = PaymentState(**view.model_dump(), final=ended)
-        if view.result is not None and not await gateway.access.may_read(
-            request, payment_id, view.payer
-        ):
+        if view.result is not None and not gateway.access.may_read(request, payment_id, view.payer):
             state.result = None
             state.result_withheld = True
         return state
@@ -308,7 +306,7 @@ def _withheld(view: PaymentView, request: Request, headers: dict[str, str]) -> J
     url = str(request.url_for("payment_status", payment_id=view.payment_id))
     withheld = Withheld(
         detail="this payment is settled; its result goes to the payer only: send the result "
-        "token (Authorization: Bearer) or a SIGN-IN-WITH-X proof signed by the payer",
+        "token (Authorization: Bearer) or a PAYMENT-PAYER-PROOF signed by the payer",
         payment_id=view.payment_id,
         status_url=url,
         settled=True,

@@ -9,8 +9,10 @@ skill's data to:
   payload then);
 * a request carrying the payment's result token (``Authorization: Bearer <token>``), which the
   gateway hands out with the result or with a 202's ``status_url``;
-* a request signed by the payer's key: the x402 ``sign-in-with-x`` extension (a SIWE message
-  for this gateway's origin, in the ``SIGN-IN-WITH-X`` header), checked with the x402 SDK.
+* a request signed by the payer's key: ``PAYMENT-PAYER-PROOF``, an EIP-712 signature over the
+  payment id, this gateway's origin and a recent time (:mod:`agentfleet.payer_proof`). (The
+  x402 ``sign-in-with-x`` extension would do the same job, but its EVM half needs the
+  ``signinwithethereum`` package, which requires web3 7 and eth-account 0.13.)
 
 Everyone else sees the payment's status without the result.
 """
@@ -22,13 +24,9 @@ import hashlib
 import hmac
 
 from fastapi import Request
-from x402.extensions.sign_in_with_x import (
-    SIGN_IN_WITH_X,
-    parse_siwx_header,
-    validate_siwx_message,
-    verify_siwx_signature,
-)
 
+from agentfleet import payer_proof
+from agentfleet.chain.networks import active_profile, expected_chain_id
 from agentfleet.secretfile import read_or_create
 from agentfleet.settings import Settings
 
@@ -45,6 +43,7 @@ class ResultAccess:
             secret = read_or_create(settings.home / "gateway.secret")
         self._key = hashlib.sha256(b"agentfleet payment result tokens\0" + secret.encode()).digest()
         self.origin = settings.effective_public_url
+        self.chain_id = expected_chain_id(settings, active_profile(settings))
 
     def token(self, payment_id: str) -> str:
         """The result token of ``payment_id`` (the same on every gateway with this secret)."""
@@ -58,19 +57,13 @@ class ResultAccess:
         given = header[len(BEARER) :].strip().encode()
         return hmac.compare_digest(given, self.token(payment_id).encode())
 
-    async def proves_payer(self, request: Request, payer: str) -> bool:
-        """The request carries a valid sign-in-with-x proof by ``payer`` for this origin."""
-        header = request.headers.get(SIGN_IN_WITH_X)
-        if not header or len(header) > 8192:
+    def proves_payer(self, request: Request, payment_id: str, payer: str) -> bool:
+        """The request carries a fresh ``PAYMENT-PAYER-PROOF`` by ``payer`` for this origin."""
+        header = request.headers.get(payer_proof.HEADER)
+        if not header or len(header) > 2048:
             return False
-        try:
-            proof = parse_siwx_header(header.strip())
-        except ValueError:
-            return False
-        if not (await validate_siwx_message(proof, self.origin)).is_valid:
-            return False
-        verified = await verify_siwx_signature(proof)
-        return bool(verified.is_valid and (verified.payer or "").lower() == payer.lower())
+        signer = payer_proof.signer(header, self.chain_id, payment_id, self.origin)
+        return signer is not None and signer.lower() == payer.lower()
 
-    async def may_read(self, request: Request, payment_id: str, payer: str) -> bool:
-        return self.has_token(request, payment_id) or await self.proves_payer(request, payer)
+    def may_read(self, request: Request, payment_id: str, payer: str) -> bool:
+        return self.has_token(request, payment_id) or self.proves_payer(request, payment_id, payer)
