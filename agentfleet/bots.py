@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
+from agentfleet.spending import SpendingDay
+
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 
 
@@ -280,6 +282,8 @@ class BotState(BaseModel):
     recent_updates: list[str] = Field(default_factory=list)
     """Ids of the latest updates: one the server delivers again after continue-as-new (a new run
     does not know the ids its predecessor accepted) is answered, not applied twice."""
+    spending: SpendingDay | None = None
+    """Today's budget as a buyer: spent and held (see agentfleet.spending)."""
 
 
 class BotLifecycleInput(BaseModel):
