@@ -51,6 +51,8 @@ from agentfleet.purchases import (
 from agentfleet.settings import Settings
 
 POLL_S = 0.5
+DEFAULT_VALIDITY_S = 300
+"""The authorization's validity when a seller's 402 names no ``maxTimeoutSeconds``."""
 TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex()
 
 
@@ -108,6 +110,22 @@ class PurchaseActivities:
         if offer is None:
             raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
         requirements = await self._requirements(str(offer["endpoint"]), request.args)
+        network = str(requirements.get("network"))
+        fleet_network = f"eip155:{self._settings.chain_id}"
+        if network != fleet_network:
+            raise refused(
+                f"{seller.name} asks to be paid on {network}; {buyer.name} pays on "
+                f"{fleet_network} only"
+            )
+        asked = requirements.get("maxTimeoutSeconds")
+        validity = _validity_s(asked)
+        if validity is None:
+            raise refused(f"{seller.name} asks for maxTimeoutSeconds {asked!r}, not seconds > 0")
+        if validity > policy.max_validity_s:
+            raise refused(
+                f"{seller.name} asks for an authorization valid {validity} s; {buyer.name} "
+                f"signs at most {policy.max_validity_s} s (spending.max_validity_s)"
+            )
         pay_to = AsyncWeb3.to_checksum_address(requirements["payTo"])
         registry = self.contract("IdentityRegistry")
         wallet = await registry.functions.getAgentWallet(seller.agent_id).call()
@@ -133,9 +151,9 @@ class PurchaseActivities:
             endpoint=str(offer["endpoint"]),
             amount=int(requirements["amount"]),
             asset=asset,
-            network=str(requirements["network"]),
+            network=network,
             pay_to=pay_to,
-            max_timeout_seconds=int(requirements.get("maxTimeoutSeconds") or 300),
+            max_timeout_seconds=validity,
             agent_id=seller.agent_id,
             buyer_address=buyer.address,
             per_call_limit=to_units(policy.per_call),
@@ -343,6 +361,20 @@ class PurchaseActivities:
             ],
         )
         return FeedbackTx(to=registry.address, data=data)
+
+
+def _validity_s(asked: object) -> int | None:
+    """The seller's ``maxTimeoutSeconds`` as a positive whole number of seconds (300 when it
+    asks none, as before the cap), else None."""
+    if asked is None:
+        return DEFAULT_VALIDITY_S
+    if isinstance(asked, bool) or not isinstance(asked, int | str):
+        return None
+    try:
+        seconds = int(asked)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _offer_in(card: dict[str, Any], skill: str) -> dict[str, Any] | None:
