@@ -11,25 +11,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 from sqlmodel import col, select
 from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 
 from agentfleet import db, keystore, llm
-from agentfleet.bots import BotKind, BotStatus, parse_params
+from agentfleet.bots import BotKind, BotStatus, bot_workflow_id, parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
-from agentfleet.payments import A2A_X402_EXTENSION, to_units
+from agentfleet.payments import A2A_X402_EXTENSION, PaymentStatus, Reason, to_units
 from agentfleet.purchases import (
     FeedbackRequest,
     FeedbackTx,
@@ -49,8 +51,11 @@ from agentfleet.purchases import (
     purchase_nonce,
 )
 from agentfleet.settings import Settings
+from agentfleet.spending import HoldAnswer, HoldAsk, SpendingHold
 
 POLL_S = 0.5
+UNPAID_SAGA_ENDS = {PaymentStatus.REJECTED.value, PaymentStatus.SKILL_FAILED.value}
+"""Payment saga ends that settled nothing (see workflows.payment_saga)."""
 DEFAULT_VALIDITY_S = 300
 """The authorization's validity when a seller's 402 names no ``maxTimeoutSeconds``."""
 TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex()
@@ -215,10 +220,38 @@ class PurchaseActivities:
     @activity.defn(name="spent_today")
     async def spent_today(self, query: SpentQuery) -> int:
         """fUSD units the buyer's settled payments moved since 00:00 UTC."""
-        return await asyncio.to_thread(self._spent_today, query.buyer)
+        return await asyncio.to_thread(self._spent_today, query.buyer, datetime.now(UTC).date())
 
-    def _spent_today(self, buyer: str) -> int:
-        midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
+    @activity.defn(name="hold_spending")
+    async def hold_spending(self, ask: HoldAsk) -> HoldAnswer:
+        """The buyer's entity holds the purchase's amount of today's budget or refuses it
+        (update ``hold_spending``, with the ledger's settled figure for today). A buyer that is
+        not running, paused or retired is refused; a figure the entity finds stale is re-read."""
+        day = datetime.now(UTC).date()
+        settled = await asyncio.to_thread(self._spent_today, ask.buyer, day)
+        hold = SpendingHold(
+            purchase_id=ask.purchase_id, amount=ask.amount, day=day, settled_today=settled
+        )
+        handle = activity.client().get_workflow_handle(bot_workflow_id(ask.buyer))
+        try:
+            answer: HoldAnswer = await handle.execute_update(
+                "hold_spending", hold, id=f"hold-{ask.purchase_id}", result_type=HoldAnswer
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError):
+                raise
+            if cause.type == "StaleDay":  # midnight passed between the read and the update
+                raise ApplicationError(cause.message, type="StaleDay") from None
+            raise refused(cause.message) from None
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise refused(f"bot {ask.buyer} is not running; only an active bot buys") from None
+            raise
+        return answer
+
+    def _spent_today(self, buyer: str, day: date) -> int:
+        midnight = datetime.combine(day, time(), tzinfo=UTC)
         with db.session_scope(self._url) as session:
             rows = session.exec(
                 select(PaymentRecord.amount).where(
@@ -292,6 +325,8 @@ class PurchaseActivities:
                             "errorReason": status.get("reason"),
                         },
                         payment_id=status["payment_id"],
+                        settled_nothing=status["status"] in UNPAID_SAGA_ENDS
+                        and status.get("reason") != Reason.NONCE_USED,
                     )
         settlement: dict[str, Any] = {}
         header = response.headers.get("PAYMENT-RESPONSE")
@@ -304,10 +339,14 @@ class PurchaseActivities:
             body = response.json()
         except ValueError:
             body = {"text": response.text[:500]}
+        reason = settlement.get("errorReason")
         return PaidAnswer(
             status_code=response.status_code,
             data=body if isinstance(body, dict) else {"value": body},
             settlement=settlement,
+            # A 402 for a used nonce means the authorization was spent elsewhere: money moved.
+            settled_nothing=(response.status_code == 402 and reason != Reason.NONCE_USED)
+            or (response.status_code == 502 and reason == "skill_failed"),
         )
 
     @activity.defn(name="check_settlement")
