@@ -11,25 +11,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlmodel import col, select
 from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 
-from agentfleet import db, keystore, llm
-from agentfleet.bots import BotKind, BotStatus, parse_params
+from agentfleet import db, keystore, llm, payer_proof
+from agentfleet.bots import BotKind, BotStatus, bot_workflow_id, parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
-from agentfleet.payments import A2A_X402_EXTENSIONS, to_units
+from agentfleet.payments import (
+    A2A_X402_EXTENSIONS,
+    PaymentStatus,
+    Reason,
+    decode_header,
+    to_units,
+)
 from agentfleet.purchases import (
     FeedbackRequest,
     FeedbackTx,
@@ -49,8 +58,13 @@ from agentfleet.purchases import (
     purchase_nonce,
 )
 from agentfleet.settings import Settings
+from agentfleet.spending import HoldAnswer, HoldAsk, SpendingHold
 
 POLL_S = 0.5
+UNPAID_SAGA_ENDS = {PaymentStatus.REJECTED.value, PaymentStatus.SKILL_FAILED.value}
+"""Payment saga ends that settled nothing (see workflows.payment_saga)."""
+DEFAULT_VALIDITY_S = 300
+"""The authorization's validity when a seller's 402 names no ``maxTimeoutSeconds``."""
 TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex()
 
 
@@ -108,6 +122,22 @@ class PurchaseActivities:
         if offer is None:
             raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
         requirements = await self._requirements(str(offer["endpoint"]), request.args)
+        network = str(requirements.get("network"))
+        fleet_network = f"eip155:{self._settings.chain_id}"
+        if network != fleet_network:
+            raise refused(
+                f"{seller.name} asks to be paid on {network}; {buyer.name} pays on "
+                f"{fleet_network} only"
+            )
+        asked = requirements.get("maxTimeoutSeconds")
+        validity = _validity_s(asked)
+        if validity is None:
+            raise refused(f"{seller.name} asks for maxTimeoutSeconds {asked!r}, not seconds > 0")
+        if validity > policy.max_validity_s:
+            raise refused(
+                f"{seller.name} asks for an authorization valid {validity} s; {buyer.name} "
+                f"signs at most {policy.max_validity_s} s (spending.max_validity_s)"
+            )
         pay_to = AsyncWeb3.to_checksum_address(requirements["payTo"])
         registry = self.contract("IdentityRegistry")
         wallet = await registry.functions.getAgentWallet(seller.agent_id).call()
@@ -133,9 +163,9 @@ class PurchaseActivities:
             endpoint=str(offer["endpoint"]),
             amount=int(requirements["amount"]),
             asset=asset,
-            network=str(requirements["network"]),
+            network=network,
             pay_to=pay_to,
-            max_timeout_seconds=int(requirements.get("maxTimeoutSeconds") or 300),
+            max_timeout_seconds=validity,
             agent_id=seller.agent_id,
             buyer_address=buyer.address,
             per_call_limit=to_units(policy.per_call),
@@ -197,10 +227,38 @@ class PurchaseActivities:
     @activity.defn(name="spent_today")
     async def spent_today(self, query: SpentQuery) -> int:
         """fUSD units the buyer's settled payments moved since 00:00 UTC."""
-        return await asyncio.to_thread(self._spent_today, query.buyer)
+        return await asyncio.to_thread(self._spent_today, query.buyer, datetime.now(UTC).date())
 
-    def _spent_today(self, buyer: str) -> int:
-        midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
+    @activity.defn(name="hold_spending")
+    async def hold_spending(self, ask: HoldAsk) -> HoldAnswer:
+        """The buyer's entity holds the purchase's amount of today's budget or refuses it
+        (update ``hold_spending``, with the ledger's settled figure for today). A buyer that is
+        not running, paused or retired is refused; a figure the entity finds stale is re-read."""
+        day = datetime.now(UTC).date()
+        settled = await asyncio.to_thread(self._spent_today, ask.buyer, day)
+        hold = SpendingHold(
+            purchase_id=ask.purchase_id, amount=ask.amount, day=day, settled_today=settled
+        )
+        handle = activity.client().get_workflow_handle(bot_workflow_id(ask.buyer))
+        try:
+            answer: HoldAnswer = await handle.execute_update(
+                "hold_spending", hold, id=f"hold-{ask.purchase_id}", result_type=HoldAnswer
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError):
+                raise
+            if cause.type == "StaleDay":  # midnight passed between the read and the update
+                raise ApplicationError(cause.message, type="StaleDay") from None
+            raise refused(cause.message) from None
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise refused(f"bot {ask.buyer} is not running; only an active bot buys") from None
+            raise
+        return answer
+
+    def _spent_today(self, buyer: str, day: date) -> int:
+        midnight = datetime.combine(day, time(), tzinfo=UTC)
         with db.session_scope(self._url) as session:
             rows = session.exec(
                 select(PaymentRecord.amount).where(
@@ -277,7 +335,13 @@ class PurchaseActivities:
                             "errorReason": status.get("reason"),
                         },
                         payment_id=status["payment_id"],
+                        settled_nothing=status["status"] in UNPAID_SAGA_ENDS
+                        and status.get("reason") != Reason.NONCE_USED,
                     )
+        if response.status_code == 403 and "PAYMENT-RESPONSE" in response.headers:
+            # Settled, but this call came after the settlement was public (a retry after a
+            # crash): the result goes to the payer, who proves it with its key.
+            response = await self._as_payer(call, str(response.json()["status_url"]))
         settlement: dict[str, Any] = {}
         header = response.headers.get("PAYMENT-RESPONSE")
         if header:
@@ -289,10 +353,34 @@ class PurchaseActivities:
             body = response.json()
         except ValueError:
             body = {"text": response.text[:500]}
+        reason = settlement.get("errorReason")
         return PaidAnswer(
             status_code=response.status_code,
             data=body if isinstance(body, dict) else {"value": body},
             settlement=settlement,
+            # A 402 for a used nonce means the authorization was spent elsewhere: money moved.
+            settled_nothing=(response.status_code == 402 and reason != Reason.NONCE_USED)
+            or (response.status_code == 502 and reason == "skill_failed"),
+        )
+
+    async def _as_payer(self, call: PaidCall, status_url: str) -> httpx.Response:
+        """The settled payment's answer, asked again with a proof signed by the payer."""
+        payment = decode_header(call.header)
+        account = await asyncio.to_thread(
+            keystore.load_account, self._settings, payment.authorization.from_
+        )
+        parts = urlsplit(status_url)
+        proof = payer_proof.sign(
+            account.key,
+            payment.accepted.chain_id,
+            payment.payment_id,
+            f"{parts.scheme}://{parts.netloc}",
+        )
+        return await self._http.post(
+            call.endpoint,
+            json=call.args,
+            headers={"PAYMENT-SIGNATURE": call.header, payer_proof.HEADER: proof},
+            timeout=120,
         )
 
     @activity.defn(name="check_settlement")
@@ -346,6 +434,20 @@ class PurchaseActivities:
             ],
         )
         return FeedbackTx(to=registry.address, data=data)
+
+
+def _validity_s(asked: object) -> int | None:
+    """The seller's ``maxTimeoutSeconds`` as a positive whole number of seconds (300 when it
+    asks none, as before the cap), else None."""
+    if asked is None:
+        return DEFAULT_VALIDITY_S
+    if isinstance(asked, bool) or not isinstance(asked, int | str):
+        return None
+    try:
+        seconds = int(asked)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _offer_in(card: dict[str, Any], skill: str) -> dict[str, Any] | None:

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
+from agentfleet.spending import SpendingDay
+
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 
 
@@ -49,11 +51,13 @@ class Skill(StrEnum):
 
 Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
 """fUSD per call (at most 6 decimals, the token's)."""
+MAX_VALIDITY_CEILING_S = 3600
+"""No spending policy signs an authorization a seller asked to keep valid longer than this."""
 
 
 class SpendingPolicy(BaseModel):
     """What a bot may spend buying other bots' skills (``fleet pay``): per call, per UTC day,
-    in which assets, and how trusted the seller must be."""
+    in which assets, how trusted the seller must be, and how long an authorization stays valid."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +67,9 @@ class SpendingPolicy(BaseModel):
     """Token addresses it pays in; empty: FleetUSD of the fleet's deployment only."""
     reputation_floor: Decimal | None = Field(default=None, ge=0, le=100)
     """Least average ERC-8004 feedback (0-100) from the fleet's own bots; None: no check."""
+    max_validity_s: int = Field(default=1800, ge=1, le=MAX_VALIDITY_CEILING_S)
+    """Longest validity window (the seller's ``maxTimeoutSeconds``) it signs; a longer ask is
+    refused. The default covers what the fleet's own sellers ask on every chain profile."""
 
 
 class ForecasterParams(BaseModel):
@@ -280,6 +287,8 @@ class BotState(BaseModel):
     recent_updates: list[str] = Field(default_factory=list)
     """Ids of the latest updates: one the server delivers again after continue-as-new (a new run
     does not know the ids its predecessor accepted) is answered, not applied twice."""
+    spending: SpendingDay | None = None
+    """Today's budget as a buyer: spent and held (see agentfleet.spending)."""
 
 
 class BotLifecycleInput(BaseModel):

@@ -96,6 +96,9 @@ class PaidAnswer(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     settlement: dict[str, Any] = Field(default_factory=dict)
     payment_id: str | None = None
+    settled_nothing: bool = False
+    """The seller refused the payment (402) or its skill failed, so its saga settled nothing;
+    False for a settlement and for any outcome that is not known (money may have moved)."""
 
 
 class SettlementCheck(BaseModel):

@@ -152,6 +152,7 @@ def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
             reconcile.flag_payment_discrepancies,
             purchases.discover_offer,
             purchases.spent_today,
+            purchases.hold_spending,
             purchases.sign_purchase,
             purchases.call_paid_skill,
             content.prepare_content,

@@ -7,6 +7,9 @@ resumes where it stopped: the wallet is generated once per bot, funding and regi
 transactions keyed by the bot's incarnation, and the registry is looked up before registering.
 Commands are updates with validators (bad input is rejected and changes nothing), ``status`` and
 ``history`` are queries, and BotName/BotKind/BotStatus/BotOwner keep the Web UI's filters current.
+As a buyer the entity owns its daily budget: ``hold_spending`` (an update answered at once)
+grants or refuses a purchase's hold, ``settle_spending`` and ``release_spending`` (signals) end it,
+``spending`` (a query) shows the day (see agentfleet.spending).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
+    from agentfleet import spending as budget
     from agentfleet.bots import (
         BotEvent,
         BotHistory,
@@ -40,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         parse_params,
     )
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
+    from agentfleet.payments import to_units
+    from agentfleet.spending import HoldAnswer, SpendingDay, SpendingHold, SpendingRef
 
 from workflows.transactions import deepest_cause, run_transaction
 
@@ -380,6 +386,44 @@ class BotLifecycleWorkflow:
     def _validate_retry(self) -> None:
         self._reject_unless({BotStatus.FAILED}, "retry")
 
+    @workflow.update
+    def hold_spending(self, hold: SpendingHold) -> HoldAnswer:
+        """Hold a purchase's amount of today's budget, or refuse it (answered at once)."""
+        self.state.spending = budget.day_of(self.state.spending, hold)
+        return budget.decide(
+            self.state.spending, hold, self.state.spec.name, self._daily_limit() or 0
+        )
+
+    @hold_spending.validator
+    def _validate_hold_spending(self, hold: SpendingHold) -> None:
+        self._reject_unless({BotStatus.ACTIVE, BotStatus.DEGRADED}, "spending")
+        if self._daily_limit() is None:
+            raise ApplicationError(
+                f"a {self.state.spec.kind.value} bot does not buy skills", type="InvalidParams"
+            )
+        today = workflow.now().date()
+        if hold.day != today:
+            raise ApplicationError(
+                f"the ledger figure is for {hold.day}, bot {self.state.spec.name}'s day is "
+                f"{today}; read it again",
+                type="StaleDay",
+            )
+
+    def _daily_limit(self) -> int | None:
+        """``spending.per_day`` in token units from the entity's own parameters, if it buys."""
+        policy = getattr(parse_params(self.state.spec.kind, self.state.params), "spending", None)
+        return None if policy is None else to_units(policy.per_day)
+
+    @workflow.signal
+    def settle_spending(self, ref: SpendingRef) -> None:
+        """A held purchase settled: its hold is spent."""
+        budget.settle(self.state.spending, ref)
+
+    @workflow.signal
+    def release_spending(self, ref: SpendingRef) -> None:
+        """A held purchase paid nothing: its hold is dropped."""
+        budget.release(self.state.spending, ref)
+
     @workflow.signal
     async def health(self, report: BotEvent) -> None:
         """A health check's verdict: ``degraded`` with the reason, or ``recovered``."""
@@ -402,6 +446,11 @@ class BotLifecycleWorkflow:
     @workflow.query
     def history(self) -> BotHistory:
         return BotHistory(events=list(self.state.history))
+
+    @workflow.query
+    def spending(self) -> SpendingDay | None:
+        """Today's budget as a buyer (None before its first purchase)."""
+        return self.state.spending
 
 
 __all__ = ["BotKind", "BotLifecycleWorkflow"]

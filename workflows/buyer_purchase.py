@@ -2,10 +2,15 @@
 
 Workflow id = purchase id. Steps (each visible in the ``status`` query and the Web UI):
 
-1. ``discover_offer``: the seller's agent card and its 402 for the call; the seller's ``payTo``
-   must be its ERC-8004 agent wallet (``getAgentWallet``), its reputation from the fleet above
+1. ``discover_offer``: the seller's agent card and its 402 for the call; the network must be
+   the fleet's chain, the validity it asks within the buyer's ``max_validity_s``, the seller's
+   ``payTo`` its ERC-8004 agent wallet (``getAgentWallet``), its reputation from the fleet above
    the buyer's floor, the asset one the buyer pays in; the call within ``per_call``.
-2. ``spent_today``: the buyer's settled payments today plus this one within ``per_day``.
+2. ``hold_spending``: the buyer's bot entity holds the amount of today's budget, or refuses it
+   when spent plus held plus this one would pass ``per_day``. The hold is released when the
+   purchase surely paid nothing, spent when it settled, and kept while its outcome is unknown.
+   (Purchases started before patch ``spending-holds`` compare the ledger's settled total,
+   ``spent_today``, which purchases started together all read alike.)
 3. ``sign_purchase``: the EIP-3009 authorization, nonce from the purchase id and validity fixed
    when the purchase started, so any retry signs the same bytes (one payment at most).
 4. ``call_paid_skill``: the seller's payment saga verifies, runs the skill, settles.
@@ -16,15 +21,17 @@ Workflow id = purchase id. Steps (each visible in the ``status`` query and the W
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
+    from agentfleet.bots import bot_workflow_id
     from agentfleet.messages import AuditRecord, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.purchases import (
         FEEDBACK_VALUE,
@@ -49,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         payment_id_of,
         purchase_nonce,
     )
+    from agentfleet.spending import HoldAnswer, HoldAsk, SpendingRef
 
 from workflows.transactions import run_transaction
 
@@ -59,6 +67,9 @@ RETRY = RetryPolicy(
     maximum_attempts=20,
 )
 
+SPENDING_HOLDS = "spending-holds"
+"""Patch: a purchase holds its amount at the buyer's bot entity before signing (step 2)."""
+
 
 class Refused(Exception):
     pass
@@ -68,6 +79,7 @@ class Refused(Exception):
 class BuyerPurchaseWorkflow:
     @workflow.init
     def __init__(self, request: PurchaseRequest) -> None:
+        self.holds = False
         self.view = PurchaseView(
             purchase_id=request.purchase_id,
             buyer=request.buyer,
@@ -102,26 +114,41 @@ class BuyerPurchaseWorkflow:
                 f"{offer.amount} units is over {request.buyer}'s per-call limit of "
                 f"{offer.per_call_limit}"
             )
-        spent: int = await self._activity(
-            "spent_today", SpentQuery(buyer=request.buyer), int, taskqueues.IO
-        )
-        if spent + offer.amount > offer.per_day_limit:
-            raise Refused(
-                f"{request.buyer} spent {spent} units today; {offer.amount} more would pass its "
-                f"daily limit of {offer.per_day_limit}"
+        self.holds = workflow.patched(SPENDING_HOLDS)
+        if self.holds:
+            hold: HoldAnswer = await self._activity(
+                "hold_spending",
+                HoldAsk(buyer=request.buyer, purchase_id=request.purchase_id, amount=offer.amount),
+                HoldAnswer,
+                taskqueues.IO,
             )
+            if not hold.granted:
+                raise Refused(hold.reason or "the daily budget refused the purchase")
+        else:
+            spent: int = await self._activity(
+                "spent_today", SpentQuery(buyer=request.buyer), int, taskqueues.IO
+            )
+            if spent + offer.amount > offer.per_day_limit:
+                raise Refused(
+                    f"{request.buyer} spent {spent} units today; {offer.amount} more would pass "
+                    f"its daily limit of {offer.per_day_limit}"
+                )
         self._step("checked")
-        header: str = await self._activity(
-            "sign_purchase",
-            SignRequest(
-                purchase_id=request.purchase_id,
-                buyer=request.buyer,
-                offer=offer,
-                valid_before=started_at + offer.max_timeout_seconds,
-            ),
-            str,
-            taskqueues.IO,
-        )
+        try:
+            header: str = await self._activity(
+                "sign_purchase",
+                SignRequest(
+                    purchase_id=request.purchase_id,
+                    buyer=request.buyer,
+                    offer=offer,
+                    valid_before=started_at + offer.max_timeout_seconds,
+                ),
+                str,
+                taskqueues.IO,
+            )
+        except Refused:
+            await self._end_hold(request, "release_spending")
+            raise
         self._step("signed")
         answer: PaidAnswer = await workflow.execute_activity(
             "call_paid_skill",
@@ -143,6 +170,8 @@ class BuyerPurchaseWorkflow:
         if answer.status_code != 200 or not answer.settlement.get("success") or not transaction:
             reason = answer.settlement.get("errorReason") or answer.data.get("error")
             self.view.status = PurchaseStatus.FAILED
+            if answer.settled_nothing:  # else the outcome is not known: the hold stays
+                await self._end_hold(request, "release_spending")
             raise Refused(f"the seller answered {answer.status_code}: {reason or 'no reason'}")
         self.view.tx_hash = transaction
         self._step("settled")
@@ -160,6 +189,7 @@ class BuyerPurchaseWorkflow:
             taskqueues.CHAIN,
         )
         self._step("confirmed")
+        await self._end_hold(request, "settle_spending")
         self.view.result = answer.data
         self.view.status = PurchaseStatus.DONE
         self.view.payment_id = self.view.payment_id or payment_id_of(
@@ -169,6 +199,16 @@ class BuyerPurchaseWorkflow:
         if request.validator is not None:
             value = await self._validate(request, offer, answer.data)
         await self._review(request, offer, transaction, value)
+
+    async def _end_hold(self, request: PurchaseRequest, signal: str) -> None:
+        """``settle_spending`` or ``release_spending`` to the buyer's entity, when the purchase
+        holds budget there (purchases started before patch ``spending-holds`` hold none)."""
+        if not self.holds:
+            return
+        entity = workflow.get_external_workflow_handle(bot_workflow_id(request.buyer))
+        # The signal fails only when the entity has ended (retired): no budget to keep then.
+        with contextlib.suppress(FailureError):
+            await entity.signal(signal, SpendingRef(purchase_id=request.purchase_id))
 
     async def _validate(
         self, request: PurchaseRequest, offer: Offer, delivery: dict[str, object]
