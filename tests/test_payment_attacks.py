@@ -17,15 +17,18 @@ import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlmodel import select
+from temporalio.testing import ActivityEnvironment
 from web3 import Web3
 
-from agentfleet import db, payer_proof
+from activities.purchases import PurchaseActivities
+from agentfleet import db, keystore, payer_proof
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.devchain import rpc
 from agentfleet.chain.eip3009 import random_nonce
 from agentfleet.holds import payer_workflow_id
 from agentfleet.models import PaymentIdentifier
 from agentfleet.payments import decode_header
+from agentfleet.purchases import PaidCall
 from starters.http.app import create_app
 from tests.replay import record_history
 from tests.test_payments import (
@@ -298,3 +301,33 @@ async def test_a_payers_doomed_payments_do_not_hold_up_anothers(market: Market) 
     assert {a.status_code for a in answers[:-1]} == {402}
     assert answers[-1].status_code == 200, answers[-1].text
     assert market.used(buyer.address, nonce) and market.balance(buyer.address) == 0
+
+
+async def test_a_buyer_that_calls_again_after_settling_gets_its_result_by_proving_it_paid(
+    market: Market,
+) -> None:
+    """A purchase's paid call retried after its payment settled (its worker died holding the
+    answer) is no fresh call any more: the gateway answers 403, and the buyer's activity asks
+    again with a proof signed by the payer's key, getting the same result, paying once."""
+    payer = funded_payer(market, PRICE)
+    keystore.store_key(market.settings, f"buyer-{uuid.uuid4().hex[:6]}", payer.key)
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=market.app), base_url=market.settings.http_url
+    )
+    buyer = PurchaseActivities(market.settings, http=http)
+    try:
+        [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+        header, _ = payment_header(payer, accepted)
+        call = PaidCall(
+            purchase_id=f"purchase-retry-{uuid.uuid4().hex[:8]}",
+            endpoint=f"{market.settings.http_url}{market.path}",
+            header=header,
+        )
+        first = await ActivityEnvironment().run(buyer.call_paid_skill, call)
+        retried = await ActivityEnvironment().run(buyer.call_paid_skill, call)
+    finally:
+        await buyer.close()
+    assert first.status_code == retried.status_code == 200
+    assert first.data == retried.data and first.data["bot"] == market.seller
+    assert first.settlement["transaction"] == retried.settlement["transaction"]
+    assert market.balance(payer.address) == 0

@@ -24,13 +24,14 @@ from x402 import x402Client
 from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 
-from agentfleet import binaries, db, search_attributes
+from agentfleet import binaries, db, payer_proof, search_attributes
 from agentfleet.bots import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
+from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet, start_anvil
 from agentfleet.deployment import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
+from agentfleet.payments import decode_header
 from agentfleet.settings import Settings
 from agentfleet.stack.components import DEV_SERVER_ARGS
 from starters.http.app import create_app
@@ -218,7 +219,14 @@ async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
             if answer.status_code != 200:
                 assert answer.status_code == 503, answer.text
                 assert "send the same payment again" in answer.json()["detail"]
-                answer = await http.post(path, json={}, headers={"PAYMENT-SIGNATURE": header})
+                # Sent again once settled, the payment is public: the buyer proves it paid.
+                payment_id = decode_header(header).payment_id
+                proof = payer_proof.sign(buyer.key, 31337, payment_id, settings.http_url)
+                answer = await http.post(
+                    path,
+                    json={},
+                    headers={"PAYMENT-SIGNATURE": header, payer_proof.HEADER: proof},
+                )
         assert answer.status_code == 200, answer.text
         assert int(token.functions.balanceOf(buyer.address).call()) == before - PRICE
         assert int(token.functions.balanceOf(seller_address).call()) == PRICE
@@ -229,3 +237,88 @@ async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
     finally:
         worker.stop()
         await server.shutdown()
+
+
+async def test_anvil_restarted_mid_saga_the_payment_settles_once(
+    dev_env: WorkflowEnvironment,
+    dev_client: Client,
+    chaos_worker: tuple[WorkerProcess, Path],
+    migrated_database_url: str,
+    tmp_path: Path,
+) -> None:
+    """A chain of this test's own with its state on disk: the worker dies right after the skill
+    ran, the chain is stopped, the worker comes back and finds no chain (its settlement retries,
+    the buyer waits), the chain starts again (same port, same state): the payment settles
+    once, with one settlement transaction and one ledger row, and the buyer is never told to
+    pay again."""
+    port = free_port()
+    state = tmp_path / "anvil-state.json"
+    chain, anvil_url = start_anvil("--state", str(state), port=port)
+    worker, chaos_dir = chaos_worker
+    worker.env["FLEET_RPC_URL"] = anvil_url
+    try:
+        settings = Settings(
+            home=tmp_path,
+            database_url=migrated_database_url,
+            rpc_url=anvil_url,
+            deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
+            temporal_address=dev_env.client.service_client.config.target_host,
+            payment_wait_s=120,
+        )
+        async with running_workers(dev_client, settings):
+            await prepare_fleet(dev_client, settings, anvil_url)
+        seller = f"anvil-seller-{uuid.uuid4().hex[:6]}"
+        seller_address = Account.create().address
+        with db.session_scope(migrated_database_url) as session:
+            session.add(
+                BotRecord(
+                    name=seller,
+                    kind=BotKind.FORECASTER.value,
+                    status=BotStatus.ACTIVE.value,
+                    owner="desk-9",
+                    address=seller_address,
+                    params={},
+                )
+            )
+            session.commit()
+        deployment = load_deployment(settings)
+        assert deployment is not None
+        token = Web3(Web3.HTTPProvider(anvil_url)).eth.contract(
+            address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
+        )
+        buyer = dev_account(4)
+        before = int(token.functions.balanceOf(buyer.address).call())
+        (chaos_dir / f"after_skill@{seller}").touch()
+        worker.start()
+        path = f"/bots/{seller}/skills/forecast"
+        transport = httpx.ASGITransport(app=create_app(settings))
+        async with httpx.AsyncClient(
+            transport=transport, base_url=settings.http_url, timeout=180
+        ) as http:
+            [accepted] = requirements(await http.post(path, json={}))["accepts"]
+            header, nonce = payment_header(buyer, accepted)
+            call = asyncio.create_task(
+                http.post(path, json={}, headers={"PAYMENT-SIGNATURE": header})
+            )
+            assert await worker.wait_killed() == -9
+            chain.terminate()
+            chain.wait(timeout=10)
+            worker.start()
+            await asyncio.sleep(4)  # the skill again, then the settlement finds no chain
+            assert not call.done()
+            chain, _ = start_anvil("--state", str(state), port=port)
+            answer = await call
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["bot"] == seller
+        assert int(token.functions.balanceOf(buyer.address).call()) == before - PRICE
+        assert int(token.functions.balanceOf(seller_address).call()) == PRICE
+        assert token.functions.authorizationState(buyer.address, bytes.fromhex(nonce[2:])).call()
+        with db.session_scope(migrated_database_url) as session:
+            [row] = session.exec(select(PaymentRecord)).all()
+            [settlement] = session.exec(
+                select(ChainTransaction).where(ChainTransaction.request_id == row.payment_id)
+            ).all()
+        assert row.status == "settled" and settlement.tx_hash == row.tx_hash
+    finally:
+        chain.terminate()
+        chain.wait(timeout=10)
