@@ -29,6 +29,7 @@ from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.netguard import REFUSED, OutboundRefused, on_origin
 from agentfleet.payments import A2A_X402_EXTENSION, to_units
 from agentfleet.purchases import (
     FeedbackRequest,
@@ -56,6 +57,11 @@ TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex(
 
 def refused(message: str) -> ApplicationError:
     return ApplicationError(message, type="PurchaseRefused", non_retryable=True)
+
+
+def outbound_refused(exc: OutboundRefused) -> ApplicationError:
+    """A URL a seller handed us that is not on its own origin: never called, never retried."""
+    return ApplicationError(str(exc), type=REFUSED, non_retryable=True)
 
 
 class PurchaseActivities:
@@ -107,7 +113,11 @@ class PurchaseActivities:
         offer = _offer_in(card, request.skill.value)
         if offer is None:
             raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
-        requirements = await self._requirements(str(offer["endpoint"]), request.args)
+        try:
+            endpoint = on_origin(str(offer["endpoint"]), card_url, f"{seller.name}'s skill")
+        except OutboundRefused as exc:
+            raise outbound_refused(exc) from None
+        requirements = await self._requirements(endpoint, request.args)
         pay_to = AsyncWeb3.to_checksum_address(requirements["payTo"])
         registry = self.contract("IdentityRegistry")
         wallet = await registry.functions.getAgentWallet(seller.agent_id).call()
@@ -130,7 +140,7 @@ class PurchaseActivities:
                     f"under {buyer.name}'s floor of {policy.reputation_floor}"
                 )
         return Offer(
-            endpoint=str(offer["endpoint"]),
+            endpoint=endpoint,
             amount=int(requirements["amount"]),
             asset=asset,
             network=str(requirements["network"]),
@@ -250,7 +260,12 @@ class PurchaseActivities:
 
     @activity.defn(name="call_paid_skill")
     async def call_paid_skill(self, call: PaidCall) -> PaidAnswer:
-        """POST the skill with the payment; a 202 (still settling) is followed to its end."""
+        """POST the skill with the payment; a 202 (still settling) is followed to its end. Only
+        the fleet's own HTTP app is called (the endpoint and its status URL on its origin)."""
+        try:
+            on_origin(call.endpoint, self._settings.http_url, "a paid skill")
+        except OutboundRefused as exc:
+            raise outbound_refused(exc) from None
         response = await self._http.post(
             call.endpoint,
             json=call.args,
@@ -258,7 +273,12 @@ class PurchaseActivities:
             timeout=120,
         )
         if response.status_code == 202:
-            status_url = response.json()["status_url"]
+            try:
+                status_url = on_origin(
+                    str(response.json()["status_url"]), call.endpoint, "a payment's status"
+                )
+            except OutboundRefused as exc:
+                raise outbound_refused(exc) from None
             while True:
                 activity.heartbeat(status_url)
                 await asyncio.sleep(POLL_S)
