@@ -71,8 +71,9 @@ def create(
 
     async def work(client: Any) -> BotView:
         from agentfleet.fleet import create_bot, show_bot  # noqa: PLC0415
+        from agentfleet.netguard import UrlRule  # noqa: PLC0415
 
-        view = await create_bot(client, spec)
+        view = await create_bot(client, spec, UrlRule.of(settings))
         deadline = time.monotonic() + 120
         with err_console.status(f"{name}: {view.status.value}") as status:
             while wait and view.status not in SETTLED and time.monotonic() < deadline:
@@ -229,8 +230,10 @@ def configure(
     as_json: JsonOpt = False,
 ) -> None:
     """Change parameters (validated against the bot kind's model; bad ones change nothing)."""
+    from agentfleet.netguard import UrlRule  # noqa: PLC0415
+
     try:
         parsed = coerce_cli_params(params)
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
-    _steer(name, "configure", as_json, parsed)
+    _steer(name, "configure", as_json, parsed, UrlRule.of(load_settings(as_json)))
