@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, Field
-from ssrfguard import Policy, SSRFGuardError
+from ssrfguard import BlockedURLError, Policy, SSRFGuardError
 
 from agentfleet.errors import FleetError
 
@@ -110,7 +110,8 @@ class UrlRule(BaseModel):
         return url
 
     def refusal(self, url: str, exc: SSRFGuardError) -> OutboundRefused:
-        reason = getattr(exc, "reason", None) or str(exc)
+        # A URL refusal's own text repeats the URL; the others name the address or hops.
+        reason = exc.reason if isinstance(exc, BlockedURLError) else str(exc)
         return OutboundRefused(f"refused to call {url}: {reason}; {self.summary()}")
 
     def summary(self) -> str:
