@@ -413,6 +413,16 @@ async def test_registering_a_remote_bot_with_a_url_the_fleet_may_not_call_starts
     dev_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = f"r-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path))
+    monkeypatch.setenv("FLEET_NETWORK", "amoy")
+    monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", dev_client.service_client.config.target_host)
+    argv = ["bot", "create", name, "--kind", "remote", "--param", "url=http://127.0.0.1:8310"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, [*argv, "--no-wait"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: invalid remote parameters: url: refused to call"), line
+    assert "https to public addresses" in line
+
     production = UrlRule(local=False)
     for url in ("http://127.0.0.1:8310", "https://localhost:8310", "https://10.0.0.7/"):
         spec = BotSpec(name=name, kind=BotKind.REMOTE, params={"url": url})
@@ -422,15 +432,4 @@ async def test_registering_a_remote_bot_with_a_url_the_fleet_may_not_call_starts
         spec = BotSpec(name=name, kind=BotKind.REMOTE, params={"url": url})
         with pytest.raises(FleetError, match="refused to call"):
             await create_bot(dev_client, spec)
-    await never_started(dev_client, f"bot-{name}")
-
-    monkeypatch.setenv("FLEET_HOME", str(tmp_path))
-    monkeypatch.setenv("FLEET_NETWORK", "amoy")
-    monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", dev_client.service_client.config.target_host)
-    argv = ["bot", "create", name, "--kind", "remote", "--param", "url=http://127.0.0.1:8310"]
-    result = await asyncio.to_thread(CliRunner().invoke, app, argv)
-    assert result.exit_code == 1
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: invalid remote parameters: url: refused to call"), line
-    assert "https to public addresses" in line
     await never_started(dev_client, f"bot-{name}")
