@@ -24,14 +24,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
 from pydantic import BaseModel, Field
 from ssrfguard import BlockedURLError, Policy, SSRFGuardError
+from ssrfguard.httpx import AsyncClient
 
 from agentfleet.errors import FleetError
 
 if TYPE_CHECKING:
-    import httpx
-
     from agentfleet.settings import Settings
 
 REFUSED = "OutboundRefused"
@@ -162,32 +162,37 @@ def on_origin(url: str, base: str, what: str) -> str:
     return absolute
 
 
-def outbound_client(rule: UrlRule, **options: Any) -> httpx.AsyncClient:
+class GuardedClient(AsyncClient):
+    """ssrfguard's client with our refusal: one OutboundRefused line naming the URL and rule."""
+
+    def __init__(self, rule: UrlRule, **options: Any) -> None:
+        super().__init__(policy=rule.policy(), **options)
+        self.rule = rule
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except SSRFGuardError as exc:
+            raise self.rule.refusal(str(request.url), exc) from None
+
+
+async def _same_origin_only(response: httpx.Response) -> None:
+    if response.has_redirect_location:
+        here = str(response.request.url)
+        on_origin(response.headers["location"], here, f"a redirect from {here}")
+
+
+def outbound_client(rule: UrlRule, **options: Any) -> GuardedClient:
     """An httpx client that calls only what ``rule`` allows, checked at connection time, and
     follows redirects within the same origin only. Its refusals raise OutboundRefused."""
-    import httpx  # noqa: PLC0415
-    from ssrfguard.httpx import AsyncClient  # noqa: PLC0415
-
-    class GuardedClient(AsyncClient):
-        async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-            try:
-                return await super().send(request, **kwargs)
-            except SSRFGuardError as exc:
-                raise rule.refusal(str(request.url), exc) from None
-
-    async def same_origin_only(response: httpx.Response) -> None:
-        if response.has_redirect_location:
-            here = str(response.request.url)
-            on_origin(response.headers["location"], here, f"a redirect from {here}")
-
     hooks = options.pop("event_hooks", {})
     return GuardedClient(
-        policy=rule.policy(),
+        rule,
         # Not from the environment: a proxy would resolve the host itself, past the check.
         trust_env=False,
         # SSL_CERT_FILE / SSL_CERT_DIR still name the trusted CAs, as for any httpx client.
         verify=httpx.create_ssl_context(trust_env=True),
         follow_redirects=True,
-        event_hooks={**hooks, "response": [same_origin_only, *hooks.get("response", [])]},
+        event_hooks={**hooks, "response": [_same_origin_only, *hooks.get("response", [])]},
         **options,
     )
