@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from ssrfguard import BlockedURLError, Policy, SSRFGuardError
 from ssrfguard.httpx import AsyncClient
 
@@ -85,6 +85,11 @@ class UrlRule(BaseModel):
     """The local dev stack: ``http`` and loopback allowed."""
     allowed: list[str] = Field(default_factory=list)
     """Networks allowed although not public (``FLEET_OUTBOUND_ALLOW``)."""
+
+    @field_validator("allowed")
+    @classmethod
+    def _allowable(cls, value: list[str]) -> list[str]:
+        return allowed_networks(value)
 
     @classmethod
     def of(cls, settings: Settings) -> UrlRule:

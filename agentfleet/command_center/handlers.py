@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from agentfleet.bots import (
     NAME_PATTERN,
+    BotKind,
     BotStatus,
     ForecastRequest,
     Skill,
@@ -179,12 +180,13 @@ async def _config(
         change = coerce_cli_params([f"{key}={value}"])
     except ValueError as exc:
         raise Usage(f"{exc}.") from None
-    view = await show_bot(center.client, name)
-    guarded = guarded_params(view.kind)
+    # Guarded in any kind counts, so the check needs nothing read from the fleet first.
+    guarded = {k: v for kind in BotKind for k, v in guarded_params(kind).items()}
     touched = sorted(k for k in change if k in guarded)
     if touched and not operator.may(Permission.MONEY_AND_URLS):
         kinds = " and ".join(sorted({guarded[k] for k in touched}))
         raise NotAllowed(f"/config {', '.join(touched)} ({kinds} settings need an admin)")
+    view = await show_bot(center.client, name)
     urls = UrlRule.of(center.settings)
     try:
         parse_params(view.kind, {**view.params, **change}, urls=urls)
