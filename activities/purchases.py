@@ -32,6 +32,7 @@ from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.netguard import REFUSED, OutboundRefused, on_origin
 from agentfleet.payments import (
     A2A_X402_EXTENSIONS,
     PaymentStatus,
@@ -70,6 +71,11 @@ TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex(
 
 def refused(message: str) -> ApplicationError:
     return ApplicationError(message, type="PurchaseRefused", non_retryable=True)
+
+
+def outbound_refused(exc: OutboundRefused) -> ApplicationError:
+    """A URL a seller handed us that is not on its own origin: never called, never retried."""
+    return ApplicationError(str(exc), type=REFUSED, non_retryable=True)
 
 
 class PurchaseActivities:
@@ -121,7 +127,11 @@ class PurchaseActivities:
         offer = _offer_in(card, request.skill.value)
         if offer is None:
             raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
-        requirements = await self._requirements(str(offer["endpoint"]), request.args)
+        try:
+            endpoint = on_origin(str(offer["endpoint"]), card_url, f"{seller.name}'s skill")
+        except OutboundRefused as exc:
+            raise outbound_refused(exc) from None
+        requirements = await self._requirements(endpoint, request.args)
         network = str(requirements.get("network"))
         fleet_network = f"eip155:{self._settings.chain_id}"
         if network != fleet_network:
@@ -160,7 +170,7 @@ class PurchaseActivities:
                     f"under {buyer.name}'s floor of {policy.reputation_floor}"
                 )
         return Offer(
-            endpoint=str(offer["endpoint"]),
+            endpoint=endpoint,
             amount=int(requirements["amount"]),
             asset=asset,
             network=network,
@@ -308,7 +318,12 @@ class PurchaseActivities:
 
     @activity.defn(name="call_paid_skill")
     async def call_paid_skill(self, call: PaidCall) -> PaidAnswer:
-        """POST the skill with the payment; a 202 (still settling) is followed to its end."""
+        """POST the skill with the payment; a 202 (still settling) is followed to its end. Only
+        the fleet's own HTTP app is called (the endpoint and its status URL on its origin)."""
+        try:
+            on_origin(call.endpoint, self._settings.http_url, "a paid skill")
+        except OutboundRefused as exc:
+            raise outbound_refused(exc) from None
         response = await self._http.post(
             call.endpoint,
             json=call.args,
@@ -317,7 +332,12 @@ class PurchaseActivities:
         )
         if response.status_code == 202:
             pending = response.json()
-            status_url = pending["status_url"]
+            try:
+                status_url = on_origin(
+                    str(pending["status_url"]), call.endpoint, "a payment's status"
+                )
+            except OutboundRefused as exc:
+                raise outbound_refused(exc) from None
             token = pending.get("token")
             auth = {"authorization": f"Bearer {token}"} if token else {}
             while True:
@@ -341,7 +361,7 @@ class PurchaseActivities:
         if response.status_code == 403 and "PAYMENT-RESPONSE" in response.headers:
             # Settled, but this call came after the settlement was public (a retry after a
             # crash): the result goes to the payer, who proves it with its key.
-            response = await self._as_payer(call, str(response.json()["status_url"]))
+            response = await self._as_payer(call)
         settlement: dict[str, Any] = {}
         header = response.headers.get("PAYMENT-RESPONSE")
         if header:
@@ -363,13 +383,14 @@ class PurchaseActivities:
             or (response.status_code == 502 and reason == "skill_failed"),
         )
 
-    async def _as_payer(self, call: PaidCall, status_url: str) -> httpx.Response:
-        """The settled payment's answer, asked again with a proof signed by the payer."""
+    async def _as_payer(self, call: PaidCall) -> httpx.Response:
+        """The settled payment's answer, asked again with a proof signed by the payer for the
+        seller's origin."""
         payment = decode_header(call.header)
         account = await asyncio.to_thread(
             keystore.load_account, self._settings, payment.authorization.from_
         )
-        parts = urlsplit(status_url)
+        parts = urlsplit(call.endpoint)
         proof = payer_proof.sign(
             account.key,
             payment.accepted.chain_id,

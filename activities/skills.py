@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import urljoin
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -43,6 +42,7 @@ from agentfleet.bots import (
     parse_params,
 )
 from agentfleet.chaos import chaos_point
+from agentfleet.netguard import OutboundRefused, UrlRule, on_origin, outbound_client
 from agentfleet.settings import Settings
 
 log = logging.getLogger("agentfleet.skills")
@@ -66,11 +66,15 @@ class SkillFailed(Exception):
 
 
 class SkillActivities:
-    """Skill activities bound to one database (series) and one HTTP client (remote bots)."""
+    """Skill activities bound to one database (series) and one HTTP client (remote bots): by
+    default the outbound guard's, so a remote bot is called only where the fleet's
+    :class:`UrlRule` allows (``http`` replaces it in tests)."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
         self._url = settings.effective_database_url
-        self._http = http or httpx.AsyncClient(
+        self._urls = UrlRule.of(settings)
+        self._http = http or outbound_client(
+            self._urls,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"user-agent": "agentfleet-skills"},
         )
@@ -310,11 +314,14 @@ class SkillActivities:
 
     async def _remote(self, call: SkillCall) -> dict[str, Any]:
         """Call a bot running elsewhere: its A2A agent card says where and which skills; the
-        skill goes as a JSON-RPC ``message/send`` whose one data part is ``{skill, args}``."""
+        skill goes as a JSON-RPC ``message/send`` whose one data part is ``{skill, args}``.
+        Only URLs the fleet's rule allows are called, and only endpoints on the card's own
+        origin (anything else is refused and never called)."""
         bot = call.bot
         params = _params(bot, RemoteParams)
         url = str(params.url)
         try:
+            self._urls.check(url)
             async with asyncio.timeout(params.timeout_s):
                 card = await self._card(url, params.timeout_s)
                 offered = [s.get("id") for s in card["skills"] if isinstance(s, dict)]
@@ -324,8 +331,9 @@ class SkillActivities:
                         f"remote bot {bot.name} does not offer {call.skill.value} "
                         f"(its card lists: {listed})"
                     )
-                endpoint = urljoin(card["_card_url"], str(card["url"]))
-                data = await self._send(endpoint, call, params.timeout_s)
+                data = await self._send(card["_endpoint"], call, params.timeout_s)
+        except OutboundRefused as exc:
+            raise SkillFailed(f"remote bot {bot.name}: {exc}") from None
         except TimeoutError:
             raise SkillFailed(
                 f"remote bot {bot.name} did not answer within {params.timeout_s:g} s"
@@ -355,15 +363,15 @@ class SkillActivities:
             card = response.json()
         except ValueError:
             raise SkillFailed(f"agent card {card_url} is not JSON") from None
-        if (
-            not isinstance(card, dict)
-            or not isinstance(card.get("url"), str)
-            or not isinstance(card.get("skills"), list)
-        ):
+        endpoint = a2a.rpc_endpoint(card) if isinstance(card, dict) else None
+        if endpoint is None or not isinstance(card.get("skills"), list):
             raise SkillFailed(f"agent card {card_url} has no url or skills list")
-        card["_card_url"] = card_url
-        self._cards[card_url] = (time.monotonic() + CARD_TTL_S, card)
-        return card
+        declares = f"an endpoint the agent card {card_url} declares"
+        for declared in a2a.declared_urls(card):
+            on_origin(declared, card_url, declares)
+        checked: dict[str, Any] = {**card, "_endpoint": on_origin(endpoint, card_url, declares)}
+        self._cards[card_url] = (time.monotonic() + CARD_TTL_S, checked)
+        return checked
 
     async def _send(self, endpoint: str, call: SkillCall, limit_s: float) -> dict[str, Any]:
         request_id = uuid.uuid4().hex

@@ -39,6 +39,38 @@ def card_url(url: str) -> str:
     return url if url.endswith("agent-card.json") else f"{url.rstrip('/')}/{CARD_PATH}"
 
 
+def rpc_endpoint(card: dict[str, Any]) -> str | None:
+    """Where a card takes JSON-RPC: its ``url`` (A2A 0.3), else the first JSONRPC entry of its
+    ``supportedInterfaces`` (A2A 1.0). May be relative to the card."""
+    if isinstance(card.get("url"), str):
+        return str(card["url"])
+    for entry in card.get("supportedInterfaces") or []:
+        if (
+            isinstance(entry, dict)
+            and entry.get("protocolBinding") == "JSONRPC"
+            and isinstance(entry.get("url"), str)
+        ):
+            return str(entry["url"])
+    return None
+
+
+def declared_urls(card: dict[str, Any]) -> list[str]:
+    """Every endpoint a card declares: ``url``, the urls of ``supportedInterfaces`` and
+    ``additionalInterfaces``, and the endpoints of its skills' offers (the x402 extension)."""
+    found: list[Any] = [card.get("url")]
+    for key in ("supportedInterfaces", "additionalInterfaces"):
+        entries = card.get(key)
+        found += [e.get("url") for e in entries or [] if isinstance(e, dict)]
+    capabilities = card.get("capabilities")
+    extensions = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    for extension in extensions or []:
+        params = extension.get("params") if isinstance(extension, dict) else None
+        offers = params.get("skills") if isinstance(params, dict) else None
+        if isinstance(offers, dict):
+            found += [o.get("endpoint") for o in offers.values() if isinstance(o, dict)]
+    return [url for url in found if isinstance(url, str)]
+
+
 def _skill_call(body: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(skill, args, message) of a ``message/send`` request; RpcError for anything else."""
     if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
+from agentfleet.errors import FleetError
+from agentfleet.netguard import UrlRule
 from agentfleet.spending import SpendingDay
 
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
@@ -48,6 +50,11 @@ class Skill(StrEnum):
     SHARE_PATTERN = "share_pattern"
     RECEIVE_INTELLIGENCE = "receive_intelligence"
 
+
+MONEY: dict[str, Any] = {"guarded": "money"}
+"""Marks a parameter that moves or prices money (:func:`guarded_params`)."""
+URL: dict[str, Any] = {"guarded": "url"}
+"""Marks a parameter naming where the fleet calls out to; checked by :class:`UrlRule`."""
 
 Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
 """fUSD per call (at most 6 decimals, the token's)."""
@@ -80,9 +87,9 @@ class ForecasterParams(BaseModel):
     symbol: str = Field(default="BTCUSDT", pattern=r"^[A-Z0-9]{2,20}$")
     alpha: float = Field(default=0.3, gt=0, le=1)
     lookback: int = Field(default=200, ge=10, le=100_000)
-    prices: dict[Skill, Price] = Field(default_factory=dict)
+    prices: dict[Skill, Price] = Field(default_factory=dict, json_schema_extra=MONEY)
     """fUSD per call of a skill sold over HTTP with x402 (defaults: agentfleet.payments)."""
-    spending: SpendingPolicy = Field(default_factory=SpendingPolicy)
+    spending: SpendingPolicy = Field(default_factory=SpendingPolicy, json_schema_extra=MONEY)
 
 
 class PublisherParams(BaseModel):
@@ -90,8 +97,8 @@ class PublisherParams(BaseModel):
 
     channel: str | None = None
     max_per_hour: int = Field(default=30, ge=1, le=3600)
-    prices: dict[Skill, Price] = Field(default_factory=dict)
-    spending: SpendingPolicy = Field(default_factory=SpendingPolicy)
+    prices: dict[Skill, Price] = Field(default_factory=dict, json_schema_extra=MONEY)
+    spending: SpendingPolicy = Field(default_factory=SpendingPolicy, json_schema_extra=MONEY)
 
 
 class RemoteParams(BaseModel):
@@ -99,7 +106,7 @@ class RemoteParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: HttpUrl
+    url: HttpUrl = Field(json_schema_extra=URL)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
 
 
@@ -110,16 +117,36 @@ PARAMS: dict[BotKind, type[BaseModel]] = {
 }
 
 
-def parse_params(kind: BotKind, params: dict[str, Any]) -> BaseModel:
-    """The kind's parameter model; ValueError with one readable line for anything wrong."""
+def parse_params(kind: BotKind, params: dict[str, Any], urls: UrlRule | None = None) -> BaseModel:
+    """The kind's parameter model; ValueError with one readable line for anything wrong. With
+    ``urls``, every URL parameter must be one that rule allows (:mod:`agentfleet.netguard`)."""
     try:
-        return PARAMS[kind].model_validate(params)
+        parsed = PARAMS[kind].model_validate(params)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
             for err in exc.errors()
         )
         raise ValueError(f"invalid {kind.value} parameters: {problems}") from None
+    if urls is not None:
+        for name, guard in guarded_params(kind).items():
+            if guard == "url":
+                try:
+                    urls.check(str(getattr(parsed, name)))
+                except FleetError as exc:
+                    raise ValueError(f"invalid {kind.value} parameters: {name}: {exc}") from None
+    return parsed
+
+
+def guarded_params(kind: BotKind) -> dict[str, str]:
+    """The kind's parameters that set money (``"money"``: prices, spending limits) or where the
+    fleet calls out to (``"url"``), by name: only an admin changes them from Telegram."""
+    found: dict[str, str] = {}
+    for name, field in PARAMS[kind].model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("guarded"), str):
+            found[name] = str(extra["guarded"])
+    return found
 
 
 def coerce_cli_params(pairs: list[str]) -> dict[str, Any]:
@@ -367,6 +394,9 @@ class BotRecordUpdate(BaseModel):
 
 class ConfigureRequest(BaseModel):
     params: dict[str, Any]
+    urls: UrlRule | None = None
+    """The caller's fleet's rule for URL parameters (``UrlRule.of(settings)``); None: the
+    validator applies the widest rule any fleet has (:data:`agentfleet.netguard.ANY_FLEET`)."""
 
 
 class RetireRequest(BaseModel):

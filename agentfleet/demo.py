@@ -146,6 +146,7 @@ async def demo_fleet(client: Client, settings: Settings, *, report: Report = _qu
     from agentfleet.chain.accounts import DEV_CHAIN_IDS  # noqa: PLC0415
     from agentfleet.errors import FleetError  # noqa: PLC0415
     from agentfleet.fleet import create_bot, show_bot  # noqa: PLC0415
+    from agentfleet.netguard import UrlRule  # noqa: PLC0415
 
     if settings.chain_id not in DEV_CHAIN_IDS:
         return (
@@ -158,7 +159,7 @@ async def demo_fleet(client: Client, settings: Settings, *, report: Report = _qu
 
     async def create(spec: BotSpec) -> str | None:
         try:
-            await create_bot(client, spec)
+            await create_bot(client, spec, UrlRule.of(settings))
         except FleetError as exc:  # retired earlier, or the name is taken by another kind
             notes[spec.name] = str(exc)
             return None

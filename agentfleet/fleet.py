@@ -27,6 +27,7 @@ from agentfleet.bots import (
     parse_params,
 )
 from agentfleet.errors import FleetError
+from agentfleet.netguard import ANY_FLEET, UrlRule
 
 if TYPE_CHECKING:
     from agentfleet.models import BotRecord
@@ -38,11 +39,12 @@ def _workflow() -> Any:
     return BotLifecycleWorkflow
 
 
-async def create_bot(client: Client, spec: BotSpec) -> BotView:
-    """Start the bot's entity; the same spec again returns the running bot (never an error)."""
+async def create_bot(client: Client, spec: BotSpec, urls: UrlRule | None = None) -> BotView:
+    """Start the bot's entity; the same spec again returns the running bot (never an error).
+    URL parameters must be ones ``urls`` (the caller's fleet's rule) allows."""
     try:
         check_name(spec.name)
-        parse_params(spec.kind, spec.params)
+        parse_params(spec.kind, spec.params, urls=urls or ANY_FLEET)
     except ValueError as exc:
         raise FleetError(str(exc)) from None
     workflow = _workflow()
@@ -141,8 +143,12 @@ async def retry_bot(client: Client, name: str) -> BotView:
     return await _command(client, name, "retry")
 
 
-async def configure_bot(client: Client, name: str, params: dict[str, Any]) -> BotView:
-    return await _command(client, name, "configure", ConfigureRequest(params=params))
+async def configure_bot(
+    client: Client, name: str, params: dict[str, Any], urls: UrlRule | None = None
+) -> BotView:
+    """The entity's ``configure``; its validator checks URL parameters against ``urls`` (the
+    caller's fleet's rule), so a URL the fleet may not call changes nothing."""
+    return await _command(client, name, "configure", ConfigureRequest(params=params, urls=urls))
 
 
 async def retire_bot(client: Client, name: str, reason: str = "retired by operator") -> BotView:

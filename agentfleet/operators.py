@@ -2,7 +2,8 @@
 
 ``FLEET_TELEGRAM_USERS`` is an allow-list of Telegram user ids with a role and the name their
 content decisions carry (``111:admin:alice,222:viewer``). Anyone else is refused politely.
-Roles are sets of permissions, not a ladder: an approver decides content but does not pause bots.
+Roles are sets of permissions, not a ladder: an approver decides content but does not pause bots,
+an operator configures bots but not their money or URL settings (only an admin does).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Permission(StrEnum):
     """Pause, resume, restart, configure and tune bots."""
     DECIDE = "decide"
     """Approve, reject and edit content awaiting approval."""
+    MONEY_AND_URLS = "money-and-urls"
+    """Configure what a bot charges and spends (prices, spending limits) and the URLs the fleet
+    calls for it (a remote bot's url): see ``agentfleet.bots.guarded_params``."""
 
 
 class Role(StrEnum):

@@ -256,6 +256,15 @@ class Settings(BaseSettings):
         "with a status URL (the payment saga carries on).",
     )
 
+    # Outbound calls to bots' URLs and their cards' endpoints (agentfleet/netguard.py).
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks (comma-separated CIDRs: loopback, private, shared or unique-local "
+        "ranges) a remote bot's URL may resolve to although they are not public, e.g. your own "
+        "bots at 10.1.2.0/24; unset: public addresses only (plus loopback on the local dev "
+        "stack).",
+    )
+
     demo: bool = Field(default=True, description="`fleet up` runs the demos (--no-demo: false).")
     log_level: str = Field(default="INFO", description="Python log level of fleet processes.")
 
@@ -281,12 +290,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a TCP port (1-65535)")
         return value
 
-    @field_validator("codec_cors_origins", "alert_channels", mode="before")
+    @field_validator("codec_cors_origins", "alert_channels", "outbound_allow", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("outbound_allow", mode="after")
+    @classmethod
+    def _allowable_networks(cls, value: list[str]) -> list[str]:
+        from agentfleet.netguard import allowed_networks  # noqa: PLC0415
+
+        return allowed_networks(value)
 
     @model_validator(mode="after")
     def _chain_id_from_network(self) -> Settings:

@@ -293,7 +293,8 @@ async def test_fleets_remote_adapter_can_call_a_built_in_bot_through_its_card(
     client = httpx.AsyncClient(transport=transport)
     adapter = SkillActivities(settings, http=client)
     try:
-        card = "http://fleet.test/bots/forecaster-1/.well-known/agent-card.json"
+        # The card is read where it says it lives: its endpoint must be on its own origin.
+        card = f"{settings.http_url}/bots/forecaster-1/.well-known/agent-card.json"
         bot = BotRef(
             name="mirror-1",
             kind=BotKind.REMOTE,

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
+from sqlmodel import select
 from temporalio.client import Client
 
 from agentfleet import content_ops, content_store, db
@@ -34,8 +35,9 @@ from agentfleet.content import (
     default_limit,
 )
 from agentfleet.errors import FleetError
-from agentfleet.fleet import create_bot, show_bot
+from agentfleet.fleet import configure_bot, create_bot, show_bot
 from agentfleet.models import AuditEvent, BotRecord
+from agentfleet.netguard import UrlRule
 from agentfleet.operators import Permission, Role, parse_access_list
 from agentfleet.sandbox.app import Sandbox
 from agentfleet.sandbox.buckets import TelegramLimits
@@ -286,6 +288,50 @@ async def test_steering_commands_change_the_bot_and_a_viewers_change_nothing(
     with db.session_scope(center.url) as session:
         refusals = [e for e in session.query(AuditEvent).all() if e.actor == str(STRANGER)]
     assert [(e.kind, e.subject) for e in refusals] == [("telegram.refused", "/pause")]
+
+
+async def test_money_and_url_settings_are_an_admins_and_a_url_the_fleet_may_not_call_is_refused(
+    center: Center,
+) -> None:
+    remote = f"tgr-{uuid.uuid4().hex[:6]}"
+    spec = BotSpec(name=remote, kind=BotKind.REMOTE, params={"url": "http://127.0.0.1:8310"})
+    await create_bot(center.client, spec, UrlRule.of(center.settings))
+    await wait_status(center.client, remote, BotStatus.ACTIVE)
+    before = {name: (await show_bot(center.client, name)).params for name in (center.a, remote)}
+
+    for text, refused in [
+        ('/config {a} prices {"forecast": "0"}', "/config prices (money settings need an admin)"),
+        ('/config {a} spending {"per_call": "50"}', "/config spending (money settings"),
+        (f"/config {remote} url https://bot.example.org/", "/config url (url settings need"),
+    ]:
+        answer = (await center.say(OPERATOR, center.named(text)))[0].text
+        assert answer.startswith(f"{REFUSED} (operator) does not allow {refused}"), answer
+    steered = (await center.say(OPERATOR, f"/config {remote} timeout_s 9"))[0].text
+    assert steered == f"{remote} configured by olga: timeout_s=9.0"
+    after = {name: (await show_bot(center.client, name)).params for name in (center.a, remote)}
+    assert after[center.a] == before[center.a]
+    assert after[remote] == {"url": "http://127.0.0.1:8310/", "timeout_s": 9.0}
+    with db.session_scope(center.url) as session:
+        audited = session.exec(select(AuditEvent).where(AuditEvent.actor == str(OPERATOR))).all()
+        refusals = [e.subject for e in audited if e.kind == "telegram.refused"]
+    assert len(refusals) == 3 and refusals[0].startswith("/config prices")
+
+    priced = (await center.say(ADMIN, center.named('/config {a} prices {"forecast": "0.02"}')))[0]
+    assert priced.text.startswith(f"{center.a} configured by adam: prices=")
+    assert (await show_bot(center.client, center.a)).params["prices"] == {"forecast": "0.02"}
+    metadata = (await center.say(ADMIN, f"/config {remote} url https://169.254.169.254/"))[0]
+    assert metadata.text.startswith("Nothing changed: invalid remote parameters: url: refused")
+    moved = (await center.say(ADMIN, f"/config {remote} url http://127.0.0.1:8311/"))[0]
+    assert moved.text == f"{remote} configured by adam: url=http://127.0.0.1:8311/"
+
+    # The entity's own validator: the widest rule any fleet has, or the caller's.
+    with pytest.raises(FleetError, match="url: refused to call https://169.254.169.254/"):
+        await configure_bot(center.client, remote, {"url": "https://169.254.169.254/"})
+    with pytest.raises(FleetError, match="url: refused to call http://127.0.0.1:8312/"):
+        await configure_bot(
+            center.client, remote, {"url": "http://127.0.0.1:8312/"}, UrlRule(local=False)
+        )
+    assert (await show_bot(center.client, remote)).params["url"] == "http://127.0.0.1:8311/"
 
 
 BAD_COMMANDS = [

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         parse_params,
     )
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
+    from agentfleet.netguard import ANY_FLEET
     from agentfleet.payments import to_units
     from agentfleet.spending import HoldAnswer, SpendingDay, SpendingHold, SpendingRef
 
@@ -341,7 +342,11 @@ class BotLifecycleWorkflow:
             "configure",
         )
         try:
-            parse_params(self.state.spec.kind, {**self.state.params, **request.params})
+            parse_params(
+                self.state.spec.kind,
+                {**self.state.params, **request.params},
+                urls=request.urls or ANY_FLEET,
+            )
         except ValueError as exc:
             raise ApplicationError(str(exc), type="InvalidParams") from None
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agentfleet.bots import Skill
 from agentfleet.command_center import views
 from agentfleet.command_center.handlers import COMMANDS
-from agentfleet.command_center.replies import Reply, Usage
+from agentfleet.command_center.replies import NotAllowed, Reply, Usage
 from agentfleet.errors import FleetError
 from agentfleet.operators import Operator, Permission
 
@@ -63,6 +63,8 @@ class CommandCenter:
             return await command.run(self, operator, words[1:], key)
         except Usage as exc:
             return [Reply(text=f"{exc} Usage: {command.usage}")]
+        except NotAllowed as exc:
+            return [await self._refuse(user_id, username, exc.what, operator)]
         except FleetError as exc:
             return [Reply(text=f"Nothing changed: {exc.message}")]
 

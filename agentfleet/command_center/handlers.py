@@ -13,10 +13,12 @@ from pydantic import ValidationError
 
 from agentfleet.bots import (
     NAME_PATTERN,
+    BotKind,
     BotStatus,
     ForecastRequest,
     Skill,
     coerce_cli_params,
+    guarded_params,
     parse_params,
 )
 from agentfleet.command_center import views
@@ -24,6 +26,7 @@ from agentfleet.command_center.replies import (
     DISCLOSURE,
     MAX_ROWS,
     MAX_TEXT,
+    NotAllowed,
     Reply,
     Usage,
     result_reply,
@@ -31,6 +34,7 @@ from agentfleet.command_center.replies import (
 )
 from agentfleet.content import approval_buttons
 from agentfleet.errors import first_line
+from agentfleet.netguard import UrlRule
 from agentfleet.operators import Operator, Permission
 
 if TYPE_CHECKING:
@@ -176,13 +180,20 @@ async def _config(
         change = coerce_cli_params([f"{key}={value}"])
     except ValueError as exc:
         raise Usage(f"{exc}.") from None
+    # Guarded in any kind counts, so the check needs nothing read from the fleet first.
+    guarded = {k: v for kind in BotKind for k, v in guarded_params(kind).items()}
+    touched = sorted(k for k in change if k in guarded)
+    if touched and not operator.may(Permission.MONEY_AND_URLS):
+        kinds = " and ".join(sorted({guarded[k] for k in touched}))
+        raise NotAllowed(f"/config {', '.join(touched)} ({kinds} settings need an admin)")
     view = await show_bot(center.client, name)
+    urls = UrlRule.of(center.settings)
     try:
-        parse_params(view.kind, {**view.params, **change})
+        parse_params(view.kind, {**view.params, **change}, urls=urls)
     except ValueError as exc:
         return [Reply(text=f"Nothing changed: {exc}")]
     await asyncio.to_thread(views.audit, center.url, "telegram.config", operator.name, name, change)
-    view = await configure_bot(center.client, name, change)
+    view = await configure_bot(center.client, name, change, urls)
     return [Reply(text=f"{name} configured by {operator.name}: {key}={view.params.get(key)}")]
 
 
@@ -335,7 +346,13 @@ COMMANDS: dict[str, Command] = {
         Command("balance", Permission.READ, "/balance NAME", "a bot's wallet", _balance),
         Command("pending", Permission.READ, "/pending", "content awaiting approval", _pending),
         Command("tune", Permission.STEER, "/tune all|NAME [k=v ...]", "suggest parameters", _tune),
-        Command("config", Permission.STEER, "/config NAME KEY VALUE", "set a parameter", _config),
+        Command(
+            "config",
+            Permission.STEER,
+            "/config NAME KEY VALUE",
+            "set a parameter (prices, spending, url: admin)",
+            _config,
+        ),
         Command("pause", Permission.STEER, "/pause NAME", "pause a bot", _lifecycle("pause")),
         Command("resume", Permission.STEER, "/resume NAME", "resume a bot", _lifecycle("resume")),
         Command(

@@ -41,6 +41,15 @@ class Usage(Exception):
     """A malformed command: the reply is its one line of help."""
 
 
+class NotAllowed(Exception):
+    """More than the operator's role allows (``what``): a refusal, logged and audited; nothing
+    changed."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 def table_reply(headline: str, rows: list[list[str]], header: list[str], stem: str) -> Reply:
     """The headline and the table in the message, or, past :data:`MAX_ROWS`, the headline with
     the first rows and the whole table as ``stem.csv``."""

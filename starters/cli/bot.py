@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params
+from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params, parse_params
 from agentfleet.errors import FleetError
 from starters.cli.client import run_with_client
 from starters.cli.output import console, emit_json, err_console, fail, read_database
@@ -60,9 +60,13 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a bot: wallet, funds (dev chain), ERC-8004 registration, then active."""
+    from agentfleet.netguard import UrlRule  # noqa: PLC0415
+
     settings = load_settings(as_json)
+    urls = UrlRule.of(settings)
     try:
         params = coerce_cli_params(param or [])
+        parse_params(kind, params, urls=urls)
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
     if import_key is not None:
@@ -72,7 +76,7 @@ def create(
     async def work(client: Any) -> BotView:
         from agentfleet.fleet import create_bot, show_bot  # noqa: PLC0415
 
-        view = await create_bot(client, spec)
+        view = await create_bot(client, spec, urls)
         deadline = time.monotonic() + 120
         with err_console.status(f"{name}: {view.status.value}") as status:
             while wait and view.status not in SETTLED and time.monotonic() < deadline:
@@ -229,8 +233,10 @@ def configure(
     as_json: JsonOpt = False,
 ) -> None:
     """Change parameters (validated against the bot kind's model; bad ones change nothing)."""
+    from agentfleet.netguard import UrlRule  # noqa: PLC0415
+
     try:
         parsed = coerce_cli_params(params)
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
-    _steer(name, "configure", as_json, parsed)
+    _steer(name, "configure", as_json, parsed, UrlRule.of(load_settings(as_json)))
