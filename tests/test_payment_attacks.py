@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -21,15 +22,18 @@ from temporalio.testing import ActivityEnvironment
 from web3 import Web3
 
 from activities.purchases import PurchaseActivities
-from agentfleet import db, keystore, payer_proof
+from agentfleet import db, facilitator_keys, keystore, payer_proof
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.devchain import rpc
 from agentfleet.chain.eip3009 import random_nonce
+from agentfleet.chain.relayers import relayers
 from agentfleet.holds import payer_workflow_id
 from agentfleet.models import PaymentIdentifier
 from agentfleet.payments import decode_header
 from agentfleet.purchases import PaidCall
 from starters.http.app import create_app
+from starters.http.facilitator import KEY_CACHE_S
+from tests.fixtures.stack import FLEET
 from tests.replay import record_history
 from tests.test_payments import (
     PRICE,
@@ -331,3 +335,130 @@ async def test_a_buyer_that_calls_again_after_settling_gets_its_result_by_provin
     assert first.data == retried.data and first.data["bot"] == market.seller
     assert first.settlement["transaction"] == retried.settlement["transaction"]
     assert market.balance(payer.address) == 0
+
+
+def facilitator_body(payer: LocalAccount, token: str, pay_to: str, amount: int) -> dict[str, Any]:
+    """A /verify or /settle body: ``payer`` authorizes ``amount`` to ``pay_to``."""
+    requirements = {
+        "scheme": "exact",
+        "network": "eip155:31337",
+        "asset": token,
+        "amount": str(amount),
+        "payTo": pay_to,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "FleetUSD", "version": "2"},
+    }
+    header, _ = payment_header(payer, requirements, value=amount, to=pay_to)
+    return {
+        "x402Version": 2,
+        "paymentPayload": json.loads(base64.b64decode(header)),
+        "paymentRequirements": requirements,
+    }
+
+
+def fleet_cli(market: Market, *args: str) -> dict[str, Any]:
+    """``fleet ... --json`` against the market's database; its JSON answer."""
+    env = {
+        "FLEET_HOME": str(market.settings.home),
+        "FLEET_DATABASE_URL": market.settings.effective_database_url,
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [FLEET, *args, "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+async def test_the_facilitator_settles_for_its_key_holders_only(market: Market) -> None:
+    """A stranger's zero-value authorization to himself is a 401 at /verify and /settle (the
+    relayers pay no gas, no nonce is taken); a key made with the CLI may pay the fleet's own
+    wallets only (403 otherwise, and under the minimum amount); a revoked key is a 401 again;
+    /supported stays public."""
+    stranger = Account.create()
+    token = market.token.address
+    relayer_nonces = {
+        address: market.w3.eth.get_transaction_count(address)  # type: ignore[arg-type]
+        for address in (await asyncio.to_thread(relayers, market.settings))
+    }
+    to_self = facilitator_body(stranger, token, stranger.address, 0)
+    buyer = funded_payer(market, 2 * PRICE)
+    to_seller = facilitator_body(buyer, token, market.seller_address, PRICE)
+    made = fleet_cli(market, "facilitator", "key", "add", "merchant-a")
+    key = {"Authorization": f"Bearer {made['key']}"}
+    async with market.http() as http:
+        supported = await http.get("/supported")
+        anonymous = [await http.post(p, json=to_self) for p in ("/verify", "/settle")]
+        forged = await http.post("/settle", json=to_self, headers={"Authorization": "Bearer fk_x"})
+        to_himself = facilitator_body(stranger, token, stranger.address, PRICE)
+        elsewhere = await http.post("/settle", json=to_himself, headers=key)
+        anyone = fleet_cli(market, "facilitator", "key", "add", "anyone", "--pay-to", "*")
+        tiny = await http.post(
+            "/settle", json=to_self, headers={"Authorization": f"Bearer {anyone['key']}"}
+        )
+        verified = await http.post("/verify", json=to_seller, headers=key)
+        settled = await http.post("/settle", json=to_seller, headers=key)
+        fleet_cli(market, "facilitator", "key", "revoke", made["key_id"])
+        await asyncio.sleep(KEY_CACHE_S + 0.5)
+        revoked = await http.post("/verify", json=to_seller, headers=key)
+    listed = fleet_cli_list(market)
+
+    assert supported.status_code == 200
+    assert [a.status_code for a in anonymous] == [401, 401]
+    assert forged.status_code == 401
+    assert elsewhere.status_code == 403 and "may not pay" in elsewhere.json()["detail"]
+    assert tiny.status_code == 403 and "units or more" in tiny.json()["detail"]
+    assert verified.json()["isValid"] is True, verified.text
+    assert settled.json()["success"] is True, settled.text
+    assert revoked.status_code == 401
+    assert {row["key_id"]: row["revoked_at"] is not None for row in listed} == {
+        made["key_id"]: True,
+        anyone["key_id"]: False,
+    }
+    assert all("key" not in row for row in listed)  # only hashes are kept
+    assert market.balance(buyer.address) == PRICE
+    for address, nonce in relayer_nonces.items():  # one settlement, the key holder's
+        assert market.w3.eth.get_transaction_count(address) - nonce <= 1  # type: ignore[arg-type]
+    assert [row.payer for row in market.ledger()] == [buyer.address]
+
+
+def fleet_cli_list(market: Market) -> list[dict[str, Any]]:
+    answer: Any = fleet_cli(market, "facilitator", "key", "list")
+    return list(answer)
+
+
+async def test_the_facilitator_limits_each_key_and_each_payer(market: Market) -> None:
+    """Over a key's or a payer's rate the answer is 429 with Retry-After, and nothing more is
+    checked or settled."""
+    settings = market.settings.model_copy(
+        update={"facilitator_rate_per_payer": "3/minute", "facilitator_rate_per_key": "6/minute"}
+    )
+    app = create_app(settings)
+    key, _ = facilitator_keys.add_key(settings.effective_database_url, "busy", pay_to=["*"])
+    auth = {"Authorization": f"Bearer {key}"}
+    payer, other = funded_payer(market, PRICE), funded_payer(market, PRICE)
+    token = market.token.address
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=settings.http_url) as http:
+        same_payer = [
+            await http.post(
+                "/verify",
+                json=facilitator_body(payer, token, market.seller_address, PRICE),
+                headers=auth,
+            )
+            for _ in range(4)
+        ]
+        other_payer = [
+            await http.post(
+                "/verify",
+                json=facilitator_body(other, token, market.seller_address, PRICE),
+                headers=auth,
+            )
+            for _ in range(3)
+        ]
+    assert [r.status_code for r in same_payer] == [200, 200, 200, 429]
+    assert "payer" in same_payer[-1].json()["detail"]
+    assert int(same_payer[-1].headers["Retry-After"]) >= 1
+    assert [r.status_code for r in other_payer] == [200, 200, 429]  # the key's 7th request
+    assert "key" in other_payer[-1].json()["detail"]

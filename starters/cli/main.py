@@ -14,6 +14,7 @@ from starters.cli import (
     command,
     content,
     data,
+    facilitator,
     learn,
     payments,
     policy,
@@ -43,6 +44,7 @@ app.add_typer(command.app, name="command")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(payments.app, name="payments")
 app.add_typer(payments.skills_app, name="skills")
+app.add_typer(facilitator.app, name="facilitator")
 app.add_typer(content.app, name="content")
 app.add_typer(content.channel_app, name="channel")
 app.add_typer(policy.app, name="policy")

@@ -56,6 +56,7 @@ from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.payments import A2A_X402_EXTENSION, SELLABLE, price_of
 from agentfleet.settings import Settings
+from starters.http.wire import problem
 
 REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
 A2A_VERSION = "0.3.0"
@@ -138,6 +139,12 @@ def bot_row(settings: Settings, name: str) -> BotRecord:
     return row
 
 
+BOT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: problem("No bot of that name."),
+    503: problem("The bots table cannot be read."),
+}
+
+
 def create_router(settings: Settings) -> APIRouter:
     """The ``/bots`` routes of the HTTP app, bound to ``settings`` (database, chain, base URL)."""
     skills = SkillActivities(settings)
@@ -160,7 +167,7 @@ def create_router(settings: Settings) -> APIRouter:
         text = row.description.strip() or KIND_BLURBS[BotKind(row.kind)]
         return f"{text} {disclosure_for(row.owner)}"
 
-    @router.get("/{name}/registration.json")
+    @router.get("/{name}/registration.json", responses=BOT_ANSWERS)
     def registration(name: str) -> dict[str, Any]:
         """ERC-8004 registration-v1 file: the bot's agent URI on the IdentityRegistry."""
         row = load_row(name)
@@ -195,7 +202,22 @@ def create_router(settings: Settings) -> APIRouter:
             "registrations": registrations,
         }
 
-    @router.get(f"/{{name}}/{CARD_PATH}", response_model=None)
+    @router.get(
+        f"/{{name}}/{CARD_PATH}",
+        response_model=None,
+        responses={
+            200: {
+                "description": "The bot's A2A agent card.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            307: {
+                "description": "A remote bot: its own card is at `location`.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "headers": {"location": {"schema": {"type": "string"}}},
+            },
+            **BOT_ANSWERS,
+        },
+    )
     def agent_card(name: str) -> dict[str, Any] | JSONResponse:
         """A2A agent card of a built-in bot; a remote bot's card lives at its own URL (307)."""
         row = load_row(name)
@@ -295,7 +317,26 @@ def create_router(settings: Settings) -> APIRouter:
             raise RpcError(SKILL_FAILED, result.error or "the skill failed")
         return result.data
 
-    @router.post("/{name}/a2a", name="bot_a2a")
+    @router.post(
+        "/{name}/a2a",
+        name="bot_a2a",
+        responses={
+            200: {
+                "description": "A JSON-RPC 2.0 response: `result` (an agent message with one "
+                "data part) or `error` (JSON-RPC errors are answered with HTTP 200).",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            413: problem("The body is larger than FLEET_HTTP_MAX_BODY_BYTES."),
+            **BOT_ANSWERS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "description": "A JSON-RPC 2.0 request, method `message/send` (A2A); anything "
+                "else is answered with a JSON-RPC error.",
+                "content": {"application/json": {"schema": {}}},
+            }
+        },
+    )
     async def a2a_endpoint(name: str, request: Request) -> JSONResponse:
         """JSON-RPC 2.0 ``message/send``: the reply is an agent message with one data part."""
         row = await asyncio.to_thread(load_row, name)

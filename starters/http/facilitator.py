@@ -118,9 +118,8 @@ class Guard:
                     headers={"Retry-After": str(wait)},
                 )
 
-    async def allow(self, key: FacilitatorKey | None, payment: Payment, terms: Terms) -> None:
-        """403 unless ``key`` may pay ``terms.pay_to`` and the amount is at least the minimum;
-        429 when the payer asks too often."""
+    async def allow(self, key: FacilitatorKey | None, terms: Terms) -> None:
+        """403 unless ``key`` may pay ``terms.pay_to`` and the amount is at least the minimum."""
         if terms.amount < self.settings.facilitator_min_amount:
             raise HTTPException(
                 403,
@@ -128,17 +127,21 @@ class Guard:
                 f"the payment is for {terms.amount}",
             )
         allowed = key.pay_to if key is not None else None
-        if allowed != [facilitator_keys.ANY]:
-            if allowed is None:
-                wallets = await asyncio.to_thread(facilitator_keys.fleet_wallets, self.url)
-            else:
-                wallets = {address.lower() for address in allowed}
-            if terms.pay_to.lower() not in wallets:
-                raise HTTPException(
-                    403,
-                    f"this key may not pay {terms.pay_to}"
-                    + (" (only the fleet's own wallets)" if allowed is None else ""),
-                )
+        if allowed == [facilitator_keys.ANY]:
+            return
+        if allowed is None:
+            wallets = await asyncio.to_thread(facilitator_keys.fleet_wallets, self.url)
+        else:
+            wallets = {address.lower() for address in allowed}
+        if terms.pay_to.lower() not in wallets:
+            raise HTTPException(
+                403,
+                f"this key may not pay {terms.pay_to}"
+                + (" (only the fleet's own wallets)" if allowed is None else ""),
+            )
+
+    async def limit_payer(self, payment: Payment) -> None:
+        """429 when the payer (whose signature was checked) asks too often."""
         payer = payment.authorization.from_.lower()
         await self.limit(self._per_payer, f"payer:{payer}", f"payer {payer}")
 
@@ -186,13 +189,15 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
     async def checked(
         body: FacilitatorRequest, credentials: HTTPAuthorizationCredentials | None
     ) -> tuple[Payment, Terms]:
-        """Key, requirements, the payment against them and its signer, then the key's and the
-        payer's allowances; PaymentError for a refused payment, HTTPException otherwise."""
+        """Key, requirements and what the key may pay, the payment against them and its
+        signer, then the payer's rate; PaymentError for a refused payment, HTTPException
+        otherwise."""
         key = await guard.key(credentials)
         payment, terms = inputs(body)
+        await guard.allow(key, terms)
         check_offline(payment, terms)
         await check_signer(gateway.rpc.get(), payment)
-        await guard.allow(key, payment, terms)
+        await guard.limit_payer(payment)
         return payment, terms
 
     @router.post(
