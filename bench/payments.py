@@ -37,7 +37,9 @@ the sagas' histories, an activity interceptor (local activities leave no timing 
 and the settlement's transaction row (gateway), and from timing the SDK facilitator's calls
 (medians of the sequential purchases; ``--json`` adds their p95). Before each gateway row
 every relayer starts (one transaction each) and re-checks its earlier settlements
-(``recheck_now``), so that a row pays for neither.
+(``recheck_now``), so that a row pays for neither. Every row also counts the transactions
+mined while it ran that reverted (``reverted``): a settlement the chain refuses costs its
+relayer gas for nothing, and the gateway's saga never broadcasts one (0 expected).
 
 The SDK's facilitator signs and sends with synchronous web3 on the event loop: during its burst
 the loop is blocked most of the time (``facilitator_share_of_burst``), purchases wait for each
@@ -60,7 +62,7 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,6 +88,7 @@ from temporalio.worker import (
     Worker,
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from web3 import Web3
 from x402 import x402Client, x402Facilitator, x402ResourceServer
 from x402.http import PaymentOption, RouteConfig
 from x402.http.clients.httpx import x402AsyncTransport
@@ -646,6 +649,33 @@ def add_seller(url: str) -> str:
     return address
 
 
+def block_number(rpc_url: str) -> int:
+    return int(Web3(Web3.HTTPProvider(rpc_url)).eth.block_number)
+
+
+def reverted_between(rpc_url: str, first: int, last: int) -> int:
+    """Transactions mined in blocks ``first``..``last`` that reverted (a settlement broadcast
+    that should not have been: the relayer paid gas for nothing)."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url))
+    reverted = 0
+    for number in range(first, last + 1):
+        for tx_hash in w3.eth.get_block(number)["transactions"]:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            reverted += int(receipt["status"] == 0)
+    return reverted
+
+
+async def counting_reverts(
+    rpc_url: str, part: Awaitable[tuple[Figures, dict[str, Any]]]
+) -> tuple[Figures, dict[str, Any]]:
+    """``part``'s row with ``reverted``: how many transactions mined while it ran reverted."""
+    first = await asyncio.to_thread(block_number, rpc_url) + 1
+    row, extra = await part
+    last = await asyncio.to_thread(block_number, rpc_url)
+    extra["reverted"] = await asyncio.to_thread(reverted_between, rpc_url, first, last)
+    return row, extra
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -750,7 +780,7 @@ def print_report(report: dict[str, Any]) -> None:
         "activities)"
     )
     table.add_column("path")
-    for header in ("p50 ms", "p95 ms", "mean ms", "per s at once", "p50 ms in burst"):
+    for header in ("p50 ms", "p95 ms", "mean ms", "per s at once", "p50 ms in burst", "reverted"):
         table.add_column(header, justify="right")
     for header in ("p50 × skeleton", "/s × skeleton", "p50 × SDK", "/s × SDK"):
         table.add_column(header, justify="right")
@@ -762,6 +792,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row['mean_ms']:.1f}",
             f"{row['throughput_per_s']:.1f}",
             f"{row['burst_p50_ms']:.0f}",
+            "-" if row.get("reverted") is None else str(row["reverted"]),
             _times(row.get("p50_vs_skeleton")),
             _times(row.get("throughput_vs_skeleton")),
             _times(row.get("p50_vs_sdk")),
@@ -868,8 +899,11 @@ async def amain(argv: Sequence[str] | None = None) -> int:
                         await quiet_relayers(client, accounts)
                         err.print(f"gateway: purchases settled through {count} relayer(s)")
                         measured.append(
-                            await gateway_part(
-                                client, activity_clock, settings, app, asset, count, args
+                            await counting_reverts(
+                                rpc_url,
+                                gateway_part(
+                                    client, activity_clock, settings, app, asset, count, args
+                                ),
                             )
                         )
                 last = measured[-1][1]["last_payment_id"]
@@ -883,7 +917,9 @@ async def amain(argv: Sequence[str] | None = None) -> int:
                     if key.startswith("activity.")
                 }
             err.print("x402 SDK: payment_middleware + in-process facilitator")
-            measured.append(await sdk_part(settings, rpc_url, asset, args))
+            measured.append(
+                await counting_reverts(rpc_url, sdk_part(settings, rpc_url, asset, args))
+            )
     report["rows"] = report_rows(measured[0][0], measured)
     report["aims"] = aims(report["rows"])
     return finish(

@@ -39,6 +39,8 @@ async def test_quick_run_reports_skeleton_gateway_and_sdk_rows_as_json(
         assert (row["runs"], row["burst"]) == (2, 3)
         assert 0 < row["p50_ms"] <= row["p95_ms"]
         assert row["throughput_per_s"] > 0
+    for row in rows[1:]:
+        assert row["reverted"] == 0, "no settlement the chain refuses is ever broadcast"
     for row in rows[:3]:
         assert (row["shape"], row["activities"]) == (SHAPE, ACTIVITIES)
     for row in rows[1:3]:
