@@ -441,22 +441,13 @@ async def test_the_facilitator_limits_each_key_and_each_payer(market: Market) ->
     token = market.token.address
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=settings.http_url) as http:
-        same_payer = [
-            await http.post(
-                "/verify",
-                json=facilitator_body(payer, token, market.seller_address, PRICE),
-                headers=auth,
-            )
-            for _ in range(4)
-        ]
-        other_payer = [
-            await http.post(
-                "/verify",
-                json=facilitator_body(other, token, market.seller_address, PRICE),
-                headers=auth,
-            )
-            for _ in range(3)
-        ]
+
+        async def verify_as(payer: LocalAccount, times: int) -> list[httpx.Response]:
+            body = facilitator_body(payer, token, market.seller_address, PRICE)
+            return [await http.post("/verify", json=body, headers=auth) for _ in range(times)]
+
+        same_payer = await verify_as(payer, 4)
+        other_payer = await verify_as(other, 3)
     assert [r.status_code for r in same_payer] == [200, 200, 200, 429]
     assert "payer" in same_payer[-1].json()["detail"]
     assert int(same_payer[-1].headers["Retry-After"]) >= 1

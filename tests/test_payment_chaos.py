@@ -9,6 +9,7 @@ import base64
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,6 +52,46 @@ POINTS = [
 ]
 
 
+def chaos_settings(
+    home: Path, database_url: str, rpc_url: str, temporal: str, wait_s: float = 120
+) -> Settings:
+    return Settings(
+        home=home,
+        database_url=database_url,
+        rpc_url=rpc_url,
+        deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
+        temporal_address=temporal,
+        payment_wait_s=wait_s,
+    )
+
+
+def add_seller(database_url: str, prefix: str) -> tuple[str, str]:
+    """An active forecaster selling skills: (its name, its wallet)."""
+    seller, address = f"{prefix}-{uuid.uuid4().hex[:6]}", Account.create().address
+    with db.session_scope(database_url) as session:
+        session.add(
+            BotRecord(
+                name=seller,
+                kind=BotKind.FORECASTER.value,
+                status=BotStatus.ACTIVE.value,
+                owner="desk-9",
+                address=address,
+                params={},
+            )
+        )
+        session.commit()
+    return seller, address
+
+
+def fusd(settings: Settings, rpc_url: str) -> Any:
+    """The deployed FleetUSD contract (web3, synchronous)."""
+    deployment = load_deployment(settings)
+    assert deployment is not None
+    return Web3(Web3.HTTPProvider(rpc_url)).eth.contract(
+        address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
+    )
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def chaos_market(
     dev_env: WorkflowEnvironment,
@@ -62,29 +103,11 @@ async def chaos_market(
 ) -> tuple[Settings, WorkerProcess, Path, str]:
     """Contracts deployed through an in-process worker (stopped again), a seller bot, and the
     worker process the test arms and kills."""
-    settings = Settings(
-        home=tmp_path,
-        database_url=migrated_database_url,
-        rpc_url=anvil_url,
-        deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
-        temporal_address=dev_env.client.service_client.config.target_host,
-        payment_wait_s=120,
-    )
+    temporal = dev_env.client.service_client.config.target_host
+    settings = chaos_settings(tmp_path, migrated_database_url, anvil_url, temporal)
     async with running_workers(dev_client, settings):
         await prepare_fleet(dev_client, settings, anvil_url)
-    seller = f"chaos-seller-{uuid.uuid4().hex[:6]}"
-    with db.session_scope(migrated_database_url) as session:
-        session.add(
-            BotRecord(
-                name=seller,
-                kind=BotKind.FORECASTER.value,
-                status=BotStatus.ACTIVE.value,
-                owner="desk-9",
-                address=Account.create().address,
-                params={},
-            )
-        )
-        session.commit()
+    seller, _ = add_seller(migrated_database_url, "chaos-seller")
     worker, chaos_dir = chaos_worker
     return settings, worker, chaos_dir, seller
 
@@ -94,12 +117,7 @@ async def test_worker_killed_at_a_saga_step_still_settles_exactly_once(
     chaos_market: tuple[Settings, WorkerProcess, Path, str], anvil_url: str, point: str
 ) -> None:
     settings, worker, chaos_dir, seller = chaos_market
-    deployment = load_deployment(settings)
-    assert deployment is not None
-    w3 = Web3(Web3.HTTPProvider(anvil_url))
-    token = w3.eth.contract(
-        address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
-    )
+    token = fusd(settings, anvil_url)
     buyer = dev_account(6)
     with db.session_scope(settings.effective_database_url) as session:
         seller_address = session.get(BotRecord, seller).address  # type: ignore[union-attr]
@@ -163,13 +181,8 @@ async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
     server = await start_server()
     chaos_dir = tmp_path / "chaos"
     chaos_dir.mkdir()
-    settings = Settings(
-        home=tmp_path,
-        database_url=migrated_database_url,
-        rpc_url=anvil_url,
-        deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
-        temporal_address=f"127.0.0.1:{port}",
-        payment_wait_s=60,
+    settings = chaos_settings(
+        tmp_path, migrated_database_url, anvil_url, f"127.0.0.1:{port}", wait_s=60
     )
     worker = WorkerProcess(
         worker_env(server, migrated_database_url, anvil_url, tmp_path, chaos_dir),
@@ -178,25 +191,8 @@ async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
     try:
         async with running_workers(server.client, settings):
             await prepare_fleet(server.client, settings, anvil_url)
-        seller_address = Account.create().address
-        seller = f"restart-seller-{uuid.uuid4().hex[:6]}"
-        with db.session_scope(migrated_database_url) as session:
-            session.add(
-                BotRecord(
-                    name=seller,
-                    kind=BotKind.FORECASTER.value,
-                    status=BotStatus.ACTIVE.value,
-                    owner="desk-9",
-                    address=seller_address,
-                    params={},
-                )
-            )
-            session.commit()
-        deployment = load_deployment(settings)
-        assert deployment is not None
-        token = Web3(Web3.HTTPProvider(anvil_url)).eth.contract(
-            address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
-        )
+        seller, seller_address = add_seller(migrated_database_url, "restart-seller")
+        token = fusd(settings, anvil_url)
         buyer = dev_account(3)
         before = int(token.functions.balanceOf(buyer.address).call())
         (chaos_dir / "after_verify@payment-").touch()
@@ -257,35 +253,12 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
     worker, chaos_dir = chaos_worker
     worker.env["FLEET_RPC_URL"] = anvil_url
     try:
-        settings = Settings(
-            home=tmp_path,
-            database_url=migrated_database_url,
-            rpc_url=anvil_url,
-            deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
-            temporal_address=dev_env.client.service_client.config.target_host,
-            payment_wait_s=120,
-        )
+        temporal = dev_env.client.service_client.config.target_host
+        settings = chaos_settings(tmp_path, migrated_database_url, anvil_url, temporal)
         async with running_workers(dev_client, settings):
             await prepare_fleet(dev_client, settings, anvil_url)
-        seller = f"anvil-seller-{uuid.uuid4().hex[:6]}"
-        seller_address = Account.create().address
-        with db.session_scope(migrated_database_url) as session:
-            session.add(
-                BotRecord(
-                    name=seller,
-                    kind=BotKind.FORECASTER.value,
-                    status=BotStatus.ACTIVE.value,
-                    owner="desk-9",
-                    address=seller_address,
-                    params={},
-                )
-            )
-            session.commit()
-        deployment = load_deployment(settings)
-        assert deployment is not None
-        token = Web3(Web3.HTTPProvider(anvil_url)).eth.contract(
-            address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
-        )
+        seller, seller_address = add_seller(migrated_database_url, "anvil-seller")
+        token = fusd(settings, anvil_url)
         buyer = dev_account(4)
         before = int(token.functions.balanceOf(buyer.address).call())
         (chaos_dir / f"after_skill@{seller}").touch()

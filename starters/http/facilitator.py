@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from pydantic import BaseModel
 from x402.schemas import SettleResponse, SupportedKind, SupportedResponse, VerifyResponse
 
 from agentfleet import facilitator_keys
@@ -146,6 +147,16 @@ class Guard:
         await self.limit(self._per_payer, f"payer:{payer}", f"payer {payer}")
 
 
+def x402_answer(model: type[BaseModel]) -> dict[str, Any]:
+    """Route options of a facilitator endpoint: the x402 model, camelCase, no nulls."""
+    return {
+        "response_model": model,
+        "response_model_by_alias": True,
+        "response_model_exclude_none": True,
+        "responses": ANSWERS,
+    }
+
+
 def _async(settings: Settings) -> str:
     uri = settings.rate_limit_storage
     return uri if uri.startswith("async+") else f"async+{uri}"
@@ -200,14 +211,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         await guard.limit_payer(payment)
         return payment, terms
 
-    @router.post(
-        "/verify",
-        operation_id="facilitator_verify",
-        response_model=VerifyResponse,
-        response_model_by_alias=True,
-        response_model_exclude_none=True,
-        responses=ANSWERS,
-    )
+    @router.post("/verify", operation_id="facilitator_verify", **x402_answer(VerifyResponse))
     async def verify(
         body: FacilitatorRequest,
         credentials: Credentials = _BEARER,
@@ -240,14 +244,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
             )
         return VerifyResponse(is_valid=True, payer=payer)
 
-    @router.post(
-        "/settle",
-        operation_id="facilitator_settle",
-        response_model=SettleResponse,
-        response_model_by_alias=True,
-        response_model_exclude_none=True,
-        responses=ANSWERS,
-    )
+    @router.post("/settle", operation_id="facilitator_settle", **x402_answer(SettleResponse))
     async def settle(
         body: FacilitatorRequest,
         credentials: Credentials = _BEARER,
