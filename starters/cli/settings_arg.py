@@ -5,13 +5,15 @@ from __future__ import annotations
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from agentfleet import redaction
 from agentfleet.settings import Settings
 from starters.cli.output import fail
 
 
 def load_settings(as_json: bool = False) -> Settings:
+    """The settings, their secrets registered for redaction; an invalid value is one line."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         message = str(first["msg"]).removeprefix("Value error, ")
@@ -21,3 +23,5 @@ def load_settings(as_json: bool = False) -> Settings:
         fail(message, as_json=as_json)
     except SettingsError as exc:
         fail(f"invalid FLEET_* setting: {exc}", as_json=as_json)
+    redaction.install(settings)
+    return settings
