@@ -365,6 +365,21 @@ def mask_url(url: str) -> str:
     return redact_url(url)
 
 
+def invalid_settings_line(exc: Exception) -> str:
+    """One line naming the ``FLEET_*`` variable a :class:`Settings` error is about, without the
+    value (which may be a secret)."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["loc"]:
+            field = "_".join(str(part) for part in first["loc"]).upper()
+            return f"FLEET_{field}: {message}"
+        return message
+    return f"invalid FLEET_* setting: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+
+
 def get_settings(**overrides: Any) -> Settings:
     """Read the settings now (environment and ``.env`` as they are at this call)."""
     return Settings(**overrides)

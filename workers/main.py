@@ -43,7 +43,7 @@ from activities.skills import SkillActivities
 from activities.store import StoreActivities
 from agentfleet import keystore, metrics, redaction, taskqueues
 from agentfleet.errors import FleetError
-from agentfleet.settings import Settings, get_settings
+from agentfleet.settings import Settings, get_settings, invalid_settings_line
 from agentfleet.temporal import connect
 from workflows.alerts import AlertsWorkflow
 from workflows.bot_lifecycle import BotLifecycleWorkflow
@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
     except Exception as exc:  # pydantic ValidationError: bad FLEET_* value
-        print(f"error: invalid settings: {exc}".splitlines()[0])
+        print(f"error: {invalid_settings_line(exc)}")
         return 1
     redaction.configure_logging(settings)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port

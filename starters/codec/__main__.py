@@ -7,7 +7,7 @@ import uvicorn
 
 from agentfleet import redaction
 from agentfleet.errors import FleetError
-from agentfleet.settings import get_settings
+from agentfleet.settings import get_settings, invalid_settings_line
 from starters.codec.app import create_app
 
 
@@ -15,7 +15,7 @@ def main() -> int:
     try:
         settings = get_settings()
     except Exception as exc:  # pydantic ValidationError: bad FLEET_* value
-        print(f"error: invalid settings: {exc}".splitlines()[0])
+        print(f"error: {invalid_settings_line(exc)}")
         return 1
     redaction.configure_logging(settings)
     try:
