@@ -134,10 +134,11 @@ def verify_master_secret(settings: Settings) -> int:
     oldest key, tens of milliseconds); returns how many keys are stored. A one-line
     :class:`FleetError` when the secret is missing, empty, too short for the network, or not
     the one the keys were encrypted under."""
+    require_configured_secret(settings)
     count, oldest = _key_census(settings)
-    secret = master_secret(settings)
-    if oldest is None:
+    if oldest is None:  # nothing to open yet, and nothing is generated before it is needed
         return 0
+    secret = master_secret(settings)
     marker = (settings.effective_database_url, secret)
     if marker in _verified:
         return count

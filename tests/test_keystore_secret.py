@@ -180,4 +180,4 @@ def test_a_secret_that_does_not_open_the_stored_keys_fails_verification(
 def test_verification_before_any_migration_or_key_passes(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     assert keystore.verify_master_secret(settings) == 0
-    assert not (tmp_path / "home" / "fleet.db").exists()
+    assert not (tmp_path / "home").exists()  # neither a database nor a secret was made
