@@ -53,11 +53,10 @@ def show(as_json: JsonOpt = False) -> None:
         emit_json(data)
         return
     state = "[green]up[/]" if data["up"] else "[red]not running[/] (`fleet up` starts it)"
-    console.print(f"endpoint      {data['endpoint']}  {state}", highlight=False)
-    console.print(f"Web UI        {data['ui_endpoint']}", highlight=False)
-    console.print(f"auth header   Authorization: {data['authorization']}", highlight=False)
-    console.print(
+    for line in (
+        f"endpoint      {data['endpoint']}  {state}",
+        f"Web UI        {data['ui_endpoint']}",
+        f"auth header   Authorization: {data['authorization']}",
         f"temporal CLI  temporal workflow show -w ID {data['temporal_cli']}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    ):
+        console.print(line, highlight=False, soft_wrap=True)
