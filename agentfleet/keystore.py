@@ -82,7 +82,7 @@ def master_secret(settings: Settings) -> str:
         stored = stored_key_count(settings)
         if stored:
             raise FleetError(_lost_secret_message(path, stored)) from None
-        secret = secretfile.read_or_create(path, lambda: secrets.token_hex(32))
+        secret = secretfile.read_or_create(path, 32)
     redaction.register(secret)
     return secret
 

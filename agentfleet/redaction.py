@@ -87,22 +87,14 @@ def url_secrets(url: str | None) -> list[str]:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value ``settings`` holds (unfiltered: :func:`register` drops short ones)."""
+    """Every secret value ``settings`` holds: each ``SecretStr`` setting (keys, tokens,
+    passwords, whichever are added later) and the secret parts of the configured URLs
+    (unfiltered: :func:`register` drops short ones)."""
     values: list[str] = []
-    for secret in (
-        settings.openai_api_key,
-        settings.telegram_bot_token,
-        settings.keystore_secret,
-        settings.payload_key,
-        settings.smtp_password,
-        settings.webhook_secret,
-        settings.deployer_key,
-        settings.deployer_keystore_password,
-        settings.temporal_api_key,
-        settings.codec_token,
-    ):
-        if secret is not None:
-            values.append(secret.get_secret_value())
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
     for url in (
         settings.rpc_url,
         settings.openai_base_url,

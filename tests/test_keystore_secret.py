@@ -123,6 +123,25 @@ def test_secret_files_never_leave_temporary_files_behind(tmp_path: Path) -> None
     assert sorted(p.name for p in path.parent.iterdir()) == ["token"]
 
 
+def test_secret_files_default_to_32_random_bytes_and_refuse_empty_or_shared_files(
+    tmp_path: Path,
+) -> None:
+    from agentfleet import redaction
+
+    path = tmp_path / "gateway.secret"
+    value = secretfile.read_or_create(path)
+    assert len(value) == 64 and int(value, 16) >= 0
+    assert redaction.redact(f"secret {value}") == "secret ***"
+    path.chmod(0o640)
+    with pytest.raises(FleetError, match="readable by others"):
+        secretfile.read_or_create(path)
+    path.write_text("\n")
+    path.chmod(0o600)
+    with pytest.raises(FleetError, match="is empty"):
+        secretfile.read_or_create(path)
+    redaction.reset()
+
+
 def test_an_empty_secret_file_is_an_error_not_an_empty_secret(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     path = tmp_path / "keystore.secret"

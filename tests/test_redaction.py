@@ -84,6 +84,15 @@ def test_every_configured_secret_is_masked(secrets_installed: Settings) -> None:
     assert "https://polygon-amoy.g.alchemy.com/v2/***" in shown
 
 
+def test_every_secret_setting_is_registered_whatever_its_name() -> None:
+    names = [n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)]
+    assert len(names) >= 9
+    settings = Settings(**{name: f"value-of-{name}-{'x' * 32}" for name in names})
+    found = redaction.secrets_of(settings)
+    for name in names:
+        assert f"value-of-{name}-{'x' * 32}" in found, name
+
+
 def test_generic_patterns_mask_secrets_nobody_registered() -> None:
     redaction.reset()
     text = (
