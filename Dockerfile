@@ -1,5 +1,6 @@
-# One image for every agentfleet process: the worker (default) and, by command, the HTTP app or
-# the `fleet` CLI. docker-compose.yml builds it for the `worker` and `http` services.
+# One image for every agentfleet process: the worker (default) and, by command, the HTTP app, the
+# codec endpoint or the `fleet` CLI. docker-compose.yml builds it for the `worker`, `http` and
+# `codec` services.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,7 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FLEET_HOME=/home/fleet/.fleet
 
-RUN useradd --create-home --uid 10001 --user-group fleet
+# FLEET_HOME exists, owned by fleet, so the named volume compose mounts there starts with that
+# owner (a volume on a missing path would belong to root, and the worker could not write to it).
+RUN useradd --create-home --uid 10001 --user-group fleet \
+    && install -d -o fleet -g fleet -m 0700 /home/fleet/.fleet
 
 WORKDIR /app
 COPY . /app
@@ -18,5 +22,5 @@ RUN pip install --no-cache-dir . \
     && python -m compileall -q /app/workflows
 
 USER fleet
-EXPOSE 8300 9464
+EXPOSE 8300 8330 9464
 CMD ["python", "-m", "workers.main"]

@@ -43,6 +43,7 @@ from agentfleet.bots import (
 )
 from agentfleet.chaos import chaos_point
 from agentfleet.netguard import OutboundRefused, UrlRule, on_origin, outbound_client
+from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 
 log = logging.getLogger("agentfleet.skills")
@@ -131,12 +132,13 @@ class SkillActivities:
                 data = await self._dispatch(call)
             ok = True
         except SkillFailed as exc:
-            error = str(exc)
+            # The error reaches the buyer (a 502's body), the history and the command center.
+            error = redact(str(exc))
         except TimeoutError:
             error = "timed out" if limit_s is None else f"no answer within {limit_s:g} s"
         except Exception as exc:  # a defect in a skill must not fail the other bots
             log.exception("skill %s of bot %s failed", call.skill.value, call.bot.name)
-            error = f"internal error: {type(exc).__name__}: {exc}"
+            error = redact(f"internal error: {type(exc).__name__}: {exc}")
         return SkillResult(
             bot=call.bot.name,
             skill=call.skill,

@@ -56,13 +56,21 @@ class Settings(BaseSettings):
     ui_port: int = Field(default=8233, description="Embedded Temporal Web UI port.")
     anvil_port: int = Field(default=8545, description="Embedded anvil JSON-RPC port.")
     metrics_port: int = Field(default=9464, description="Worker Prometheus /metrics port.")
-    http_port: int = Field(default=8300, description="agentfleet HTTP app port (codec, gateway).")
+    http_port: int = Field(default=8300, description="agentfleet HTTP app port (gateway, bots).")
+    codec_port: int = Field(
+        default=8330, description="Port of the codec endpoint for the Web UI (loopback only)."
+    )
     remote_bot_port: int = Field(
         default=8310, description="Port of the reference remote bot the demo fleet calls."
     )
     bind_host: str = Field(
         default=LOOPBACK,
         description="Address the HTTP app and worker metrics listen on (0.0.0.0 in containers).",
+    )
+    codec_bind_host: str = Field(
+        default=LOOPBACK,
+        description="Address the codec endpoint listens on: loopback, whatever FLEET_BIND_HOST "
+        "says; only its own container (whose port the host publishes on loopback) sets 0.0.0.0.",
     )
 
     # Chain.
@@ -98,8 +106,8 @@ class Settings(BaseSettings):
     )
     keystore_secret: SecretStr | None = Field(
         default=None,
-        description="Master secret that encrypts the keys agentfleet stores; unset: a dev secret "
-        "generated under FLEET_HOME (0600).",
+        description="Master secret that encrypts the keys agentfleet stores; required (32+ bytes) "
+        "off the local network; unset on local: a dev secret generated under FLEET_HOME (0600).",
     )
     anvil_bin: Path | None = Field(
         default=None, description="anvil executable; unset means contracts/node_modules."
@@ -115,6 +123,16 @@ class Settings(BaseSettings):
     # Payload encryption (AES-GCM); base64 or hex of 32 bytes.
     payload_key: SecretStr | None = Field(
         default=None, description="AES-256 key (base64 or hex) that encrypts workflow payloads."
+    )
+    payload_accept_plaintext: bool = Field(
+        default=False,
+        description="With a payload key, also accept payloads that are not encrypted (only while "
+        "migrating a fleet that ran without a key); by default they are refused.",
+    )
+    codec_token: SecretStr | None = Field(
+        default=None,
+        description="Token the codec endpoint requires (as a path capability or a Bearer "
+        "header); unset: generated once under FLEET_HOME (0600).",
     )
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -279,6 +297,7 @@ class Settings(BaseSettings):
         "anvil_port",
         "metrics_port",
         "http_port",
+        "codec_port",
         "remote_bot_port",
         "sandbox_port",
         "sandbox_smtp_port",
@@ -288,6 +307,23 @@ class Settings(BaseSettings):
     def _valid_port(cls, value: int) -> int:
         if not 0 < value < 65536:
             raise ValueError(f"{value} is not a TCP port (1-65535)")
+        return value
+
+    @field_validator("keystore_secret", mode="after")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(
+                "is set but empty; unset it (local dev: a secret is generated under FLEET_HOME) "
+                "or set 32+ random bytes"
+            )
+        return value
+
+    @field_validator("codec_token", mode="after")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("codec_cors_origins", "alert_channels", "outbound_allow", mode="before")
@@ -369,7 +405,8 @@ class Settings(BaseSettings):
 
     @property
     def codec_url(self) -> str:
-        return f"{self.http_url}/codec"
+        """Base URL of the codec endpoint (its token goes after it: ``/t/<token>``)."""
+        return f"http://{LOOPBACK}:{self.codec_port}"
 
     @cached_property
     def uses_embedded_temporal(self) -> bool:
@@ -393,21 +430,33 @@ class Settings(BaseSettings):
                 data[name] = "**********"
         data["database_url"] = mask_url(self.effective_database_url)
         data["rpc_url"] = mask_url(self.effective_rpc_url)
+        for name in ("openai_base_url", "telegram_api_url"):
+            if data.get(name):
+                data[name] = mask_url(data[name])
         return data
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL such as ``postgresql://user:secret@host/db``."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+    """``url`` safe to show: the password of ``postgresql://user:secret@host/db``, query values
+    and key-like path segments (``/v3/<api key>``) masked."""
+    from agentfleet.redaction import redact_url  # noqa: PLC0415
 
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url
-    if parsed.password:
-        return parsed.render_as_string(hide_password=True)
-    return url
+    return redact_url(url)
+
+
+def invalid_settings_line(exc: Exception) -> str:
+    """One line naming the ``FLEET_*`` variable a :class:`Settings` error is about, without the
+    value (which may be a secret)."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["loc"]:
+            field = "_".join(str(part) for part in first["loc"]).upper()
+            return f"FLEET_{field}: {message}"
+        return message
+    return f"invalid FLEET_* setting: {str(exc).splitlines()[0] if str(exc) else exc!r}"
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -3,7 +3,8 @@
 Connection settings come, in order of precedence, from ``FLEET_TEMPORAL_*``, from Temporal's own
 environment configuration (``TEMPORAL_ADDRESS``, ``TEMPORAL_API_KEY``, ``temporal.toml`` profiles),
 and else from the embedded dev server's address. Payloads are pydantic models
-(``pydantic_data_converter``), encrypted with AES-GCM when ``FLEET_PAYLOAD_KEY`` is set.
+(``pydantic_data_converter``), encrypted with AES-GCM when ``FLEET_PAYLOAD_KEY`` is set; failures
+are redacted (:mod:`agentfleet.redaction`) and, with a key, encrypted as well.
 """
 
 from __future__ import annotations
@@ -21,17 +22,27 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, TLSConfig
 
-from agentfleet.codec import AESGCMCodec, parse_key
+from agentfleet import redaction
+from agentfleet.codec import EncodedRedactingFailureConverter, RedactingFailureConverter, codec
 from agentfleet.errors import FleetError, first_line
 from agentfleet.settings import Settings
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic payloads, wrapped by the AES-GCM codec when a payload key is configured."""
-    if settings.payload_key is None:
-        return pydantic_data_converter
-    codec = AESGCMCodec(parse_key(settings.payload_key.get_secret_value()))
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    """Pydantic payloads, wrapped by the AES-GCM codec when a payload key is configured (which
+    then refuses payloads that are not encrypted). Failure messages and stack traces are
+    redacted of this process's secrets, and with a key they travel encrypted too."""
+    redaction.install(settings)
+    payload_codec = codec(settings)
+    if payload_codec is None:
+        return dataclasses.replace(
+            pydantic_data_converter, failure_converter_class=RedactingFailureConverter
+        )
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=payload_codec,
+        failure_converter_class=EncodedRedactingFailureConverter,
+    )
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from telegram.ext import (
     filters,
 )
 
+from agentfleet import redaction
 from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, telegram_endpoint
 from agentfleet.command_center import COMMANDS, CommandCenter, Reply
 from agentfleet.errors import FleetError
@@ -204,11 +205,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args()
     current = get_settings()
-    logging.basicConfig(
-        level=current.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    redaction.configure_logging(current)
     try:
         asyncio.run(main(current))
     except FleetError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"error: {redaction.redact(str(exc))}") from None

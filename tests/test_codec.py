@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import uuid
@@ -16,11 +17,19 @@ with workflow.unsafe.imports_passed_through():
     import pytest
     from cryptography.exceptions import InvalidTag
     from temporalio.api.common.v1 import Payload
+    from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from agentfleet.codec import ENCODING, KEY_ID_FIELD, AESGCMCodec, key_id, parse_key
+    from agentfleet.codec import (
+        ENCODING,
+        KEY_ID_FIELD,
+        AESGCMCodec,
+        PlaintextRefused,
+        key_id,
+        parse_key,
+    )
     from agentfleet.errors import FleetError
     from agentfleet.settings import Settings
     from agentfleet.temporal import data_converter
@@ -77,8 +86,20 @@ async def test_tampered_ciphertext_fails_to_decode() -> None:
         await codec.decode([tampered])
 
 
-async def test_payloads_not_encrypted_by_us_pass_through_decode_unchanged() -> None:
+@pytest.mark.parametrize(
+    "plain",
+    [_payload(), Payload(metadata={"encoding": b"binary/null"}), Payload(data=b"\x00\x01")],
+    ids=["json", "null", "no-encoding"],
+)
+async def test_payloads_not_encrypted_are_refused_by_decode(plain: Payload) -> None:
     codec = AESGCMCodec(KEY)
+    [sealed] = await codec.encode([_payload("fine")])
+    with pytest.raises(PlaintextRefused, match="FLEET_PAYLOAD_ACCEPT_PLAINTEXT"):
+        await codec.decode([sealed, plain])
+
+
+async def test_plaintext_passes_through_only_when_accepted_for_a_migration() -> None:
+    codec = AESGCMCodec(KEY, accept_plaintext=True)
     plain = [_payload(), Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01")]
     assert await codec.decode(plain) == plain
 
@@ -186,3 +207,61 @@ async def test_history_holds_only_ciphertext_and_codec_client_reads_result(
         await plain_client.get_workflow_handle(workflow_id).result()
     reread = codec_client.get_workflow_handle(workflow_id, result_type=Note)
     assert await reread.result() == Note(text=MARKER + "!")
+
+
+async def _wait_for_event(client: Client, workflow_id: str, kind: EventType.ValueType) -> bool:
+
+    for _ in range(100):
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        if any(event.event_type == kind for event in history.events):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_worker_with_a_key_refuses_a_workflow_started_in_plaintext(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """A client without the key cannot hand the fleet an input of its own making."""
+    settings = Settings(payload_key=base64.b64encode(KEY).decode())
+    config = dev_env.client.config()
+    config["data_converter"] = data_converter(settings)
+    codec_client = Client(**config)
+    task_queue = f"codec-{uuid.uuid4()}"
+    workflow_id = f"codec-plain-{uuid.uuid4()}"
+    async with Worker(codec_client, task_queue=task_queue, workflows=[EchoNoteWorkflow]):
+        stranger = dev_env.client  # pydantic payloads, no codec
+        await stranger.start_workflow(
+            EchoNoteWorkflow.run,
+            Note(text=MARKER),
+            id=workflow_id,
+            task_queue=task_queue,
+            execution_timeout=timedelta(seconds=30),
+        )
+        refused = await _wait_for_event(
+            dev_env.client, workflow_id, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        )
+        await stranger.get_workflow_handle(workflow_id).terminate("test over")
+    assert refused
+    history = await dev_env.client.get_workflow_handle(workflow_id).fetch_history()
+    kinds = {event.event_type for event in history.events}
+    assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED not in kinds
+
+
+async def test_a_migrating_worker_accepts_plaintext_inputs(dev_env: WorkflowEnvironment) -> None:
+    settings = Settings(payload_key=base64.b64encode(KEY).decode(), payload_accept_plaintext=True)
+    config = dev_env.client.config()
+    config["data_converter"] = data_converter(settings)
+    codec_client = Client(**config)
+    task_queue = f"codec-{uuid.uuid4()}"
+    async with Worker(codec_client, task_queue=task_queue, workflows=[EchoNoteWorkflow]):
+        handle = await dev_env.client.start_workflow(
+            EchoNoteWorkflow.run,
+            Note(text=MARKER),
+            id=f"codec-migrating-{uuid.uuid4()}",
+            task_queue=task_queue,
+            execution_timeout=timedelta(seconds=30),
+        )
+        # The worker answers encrypted: only a client with the key reads the result.
+        result = await codec_client.get_workflow_handle(handle.id, result_type=Note).result()
+    assert result == Note(text=MARKER + "!")

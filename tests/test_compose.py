@@ -249,3 +249,62 @@ def test_grafana_datasources_point_at_services_of_the_stack() -> None:
     assert urls, "no Grafana datasource with a URL is provisioned"
     wrong = [url for url in urls if host_of(url) not in services()]
     assert not wrong, f"datasource URLs naming no compose service: {wrong}"
+
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def dockerfile_fleet_home() -> str:
+    match = re.search(r"FLEET_HOME=(\S+)", DOCKERFILE.read_text(encoding="utf-8"))
+    assert match, "the Dockerfile sets no FLEET_HOME"
+    return match.group(1)
+
+
+def test_fleet_home_of_worker_and_http_is_a_named_volume_the_image_prepares() -> None:
+    """The worker's state (models, generated secrets) survives containers being recreated."""
+    home = dockerfile_fleet_home()
+    declared = set(compose_raw().get("volumes") or {})
+    for name in ("worker", "http"):
+        mounts = services()[name].get("volumes", [])
+        named = [
+            volume.split(":")[0]
+            for volume in mounts
+            if isinstance(volume, str) and volume.split(":")[1] == home
+        ]
+        assert named and named[0] in declared, f"{name} keeps {home} on no named volume"
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(rf"install -d -o fleet -g fleet -m 0700 {re.escape(home)}", dockerfile), (
+        "the image must create FLEET_HOME owned by the fleet user, or the volume is root's"
+    )
+
+
+def required(value: str, variable: str) -> bool:
+    return value.startswith(f"${{{variable}:?") and value.endswith("}")
+
+
+def test_secrets_without_a_safe_default_are_required() -> None:
+    worker = environment("worker")
+    assert required(worker["FLEET_KEYSTORE_SECRET"], "FLEET_KEYSTORE_SECRET")
+    for service in ("worker", "http", "fleet-setup", "codec"):
+        assert required(environment(service)["FLEET_PAYLOAD_KEY"], "FLEET_PAYLOAD_KEY"), service
+    assert required(environment("codec")["FLEET_CODEC_TOKEN"], "FLEET_CODEC_TOKEN")
+    # Only the worker opens the wallets' keys; the others never see their master secret.
+    holders = [s for s in services() if "FLEET_KEYSTORE_SECRET" in environment(s)]
+    assert holders == ["worker"]
+    assert environment("worker")["FLEET_NETWORK"].startswith("${FLEET_NETWORK:-")
+    assert "local" not in environment("worker")["FLEET_NETWORK"]
+
+
+def test_the_codec_is_its_own_service_published_on_loopback_only() -> None:
+    codec = services()["codec"]
+    assert codec["command"] == ["python", "-m", "starters.codec"]
+    assert codec.get("ports") == ["127.0.0.1:8330:8330"]
+    env = environment("codec")
+    assert env["FLEET_CODEC_BIND_HOST"] == "0.0.0.0"  # noqa: S104 - inside its container
+    assert "FLEET_DATABASE_URL" not in env and "FLEET_KEYSTORE_SECRET" not in env
+    ui = environment("temporal-ui")["TEMPORAL_CODEC_ENDPOINT"]
+    assert ui.startswith("${FLEET_CODEC_PUBLIC_URL:-http://localhost:8330}/t/")
+    assert required(ui.split("/t/", 1)[1], "FLEET_CODEC_TOKEN")
+    for name, service in services().items():
+        if name != "codec":
+            assert "starters.codec" not in json.dumps(service.get("command", [])), name

@@ -396,6 +396,7 @@ async def test_real_network_deploys_from_a_keystore_waits_for_confirmations_and_
             Settings(
                 home=tmp_path / "home",
                 network="amoy",
+                keystore_secret=SecretStr("ab" * 32),
                 rpc_url=url,
                 deployer_keystore=keystore,
                 deployer_keystore_password=SecretStr("pw"),

@@ -53,7 +53,8 @@ def test_defaults_put_state_in_an_absolute_dot_fleet_under_cwd(cwd: Path) -> Non
     assert settings.embedded_temporal_address == "127.0.0.1:7233"
     assert settings.uses_embedded_temporal
     assert settings.effective_rpc_url == "http://127.0.0.1:8545"
-    assert settings.codec_url == "http://127.0.0.1:8300/codec"
+    assert settings.codec_url == "http://127.0.0.1:8330"
+    assert settings.payload_accept_plaintext is False
     assert settings.payload_key is None
     assert settings.log_level == "INFO"
 
@@ -144,6 +145,17 @@ def test_masked_leaves_unset_secrets_empty_and_shows_effective_urls(cwd: Path) -
     assert masked["database_url"] == f"sqlite:///{cwd / '.fleet' / 'fleet.db'}"
     assert "rpcpass" not in masked["rpc_url"]
     assert "node.example:8545" in masked["rpc_url"]
+
+
+def test_masked_hides_api_keys_in_url_paths_and_queries() -> None:
+    masked = Settings(
+        rpc_url="https://polygon-amoy.g.alchemy.com/v2/Zx81kQpL0mNa7Tb3Yc5Vd",
+        openai_base_url="https://llm.example/v1?api-key=9f8e7d6c5b4a",
+        telegram_api_url="https://tg.example/",
+    ).masked()
+    assert masked["rpc_url"] == "https://polygon-amoy.g.alchemy.com/v2/***"
+    assert masked["openai_base_url"] == "https://llm.example/v1?api-key=***"
+    assert masked["telegram_api_url"] == "https://tg.example/"
 
 
 def test_mask_url_leaves_urls_without_password_alone() -> None:

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -205,32 +206,159 @@ def test_foreground_up_stops_cleanly_on_sigterm(stack_env: dict[str, str]) -> No
     assert not (Path(stack_env["FLEET_HOME"]) / "stack.json").exists()
 
 
-def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec(
+def http_post(url: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(  # noqa: S310 - loopback URLs of the test's stack
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return int(response.status), str(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def payloads_of(history: object) -> list[tuple[bytes, bytes]]:
+    """(encoding, data) of every payload in a history as JSON."""
+    import base64
+
+    found: list[tuple[bytes, bytes]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            metadata = node.get("metadata")
+            if isinstance(metadata, dict) and "encoding" in metadata:
+                found.append(
+                    (
+                        base64.b64decode(metadata["encoding"]),
+                        base64.b64decode(node.get("data", "")),
+                    )
+                )
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(history)
+    return found
+
+
+def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec_behind_a_token(
     stack_env: dict[str, str], postgresql_url: str
 ) -> None:
     import base64
 
+    from agentfleet.chain.devchain import free_port
+
     key = base64.b64encode(os.urandom(32)).decode()
     stack_env["FLEET_DATABASE_URL"] = postgresql_url
     stack_env["FLEET_PAYLOAD_KEY"] = key
+    stack_env["FLEET_CODEC_PORT"] = str(free_port())
     up = fleet(stack_env, "up", "--detach", "--json")
     assert up.returncode == 0, up.stderr
     started = json.loads(up.stdout)
     assert "database postgresql" in started["demo"][0], started["demo"]
     assert key not in up.stdout + up.stderr
 
-    ui_settings = json.loads(
-        http_get(f"http://127.0.0.1:{stack_env['FLEET_UI_PORT']}/api/v1/settings")
-    )
-    codec_endpoint = ui_settings["Codec"]["Endpoint"]
-    assert codec_endpoint == f"http://127.0.0.1:{stack_env['FLEET_HTTP_PORT']}/codec"
-
     demo_id = started["demo"][0].split()[2].rstrip(":")
     shown = temporal(stack_env, "workflow", "show", "-w", demo_id, "-o", "json")
     assert shown.returncode == 0, shown.stderr
-    encrypted = base64.b64encode(b"binary/encrypted").decode()
-    assert encrypted in shown.stdout
-    assert "fleet up" not in shown.stdout  # the demo's input label, only in ciphertext
+    raw = json.loads(shown.stdout)
+    encodings = {encoding for encoding, _ in payloads_of(raw)}
+    assert encodings == {b"binary/encrypted"}, encodings
+    assert not any(b"fleet up" in data for _, data in payloads_of(raw))  # the demo's label
+    sealed = next(
+        payload
+        for event in raw["events"]
+        for payload in event.get("workflowExecutionStartedEventAttributes", {})
+        .get("input", {})
+        .get("payloads", [])
+    )
+    body = {"payloads": [sealed]}
+
+    # The public app decodes nothing (it is reachable by anyone who can pay a bot).
+    http = f"http://127.0.0.1:{stack_env['FLEET_HTTP_PORT']}"
+    for path in ("/codec/decode", "/decode", "/codec/encode", "/encode"):
+        status, answer = http_post(f"{http}{path}", body)
+        assert status == 404, (path, status, answer)
+
+    shown_codec = fleet(stack_env, "codec", "show", "--json")
+    assert shown_codec.returncode == 0, shown_codec.stderr
+    codec = json.loads(shown_codec.stdout)
+    endpoint = f"http://127.0.0.1:{stack_env['FLEET_CODEC_PORT']}"
+    token = codec["authorization"].removeprefix("Bearer ")
+    assert codec["endpoint"] == endpoint and codec["up"] is True
+    assert codec["ui_endpoint"] == f"{endpoint}/t/{token}"
+    codec_component = next(c for c in started["components"] if c["name"] == "codec")
+    listening = {
+        conn.laddr.ip
+        for conn in psutil.Process(codec_component["pid"]).net_connections("tcp")
+        if conn.status == psutil.CONN_LISTEN
+    }
+    assert listening == {"127.0.0.1"}
+
+    ui_settings = json.loads(
+        http_get(f"http://127.0.0.1:{stack_env['FLEET_UI_PORT']}/api/v1/settings")
+    )
+    assert ui_settings["Codec"]["Endpoint"] == codec["ui_endpoint"]
+
+    # The codec app decodes for the token's holder only.
+    assert http_post(f"{endpoint}/decode", body)[0] == 401
+    assert http_post(f"{endpoint}/decode", body, {"Authorization": "Bearer nope"})[0] == 401
+    assert http_post(f"{endpoint}/t/{'x' * len(token)}/decode", body)[0] == 404
+    status, answer = http_post(f"{endpoint}/t/{token}/decode", body, {"X-Namespace": "default"})
+    assert status == 200, answer
+    [(encoding, data)] = payloads_of(json.loads(answer))
+    assert encoding == b"json/plain" and b'"label":"fleet up"' in data
+
+    # The temporal CLI reads the history through the codec with the token as a Bearer header.
+    decoded = temporal(
+        stack_env,
+        "workflow",
+        "show",
+        "-w",
+        demo_id,
+        "-o",
+        "json",
+        "--codec-endpoint",
+        endpoint,
+        "--codec-auth",
+        codec["authorization"],
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    opened_all = payloads_of(json.loads(decoded.stdout))
+    assert b"binary/encrypted" not in {encoding for encoding, _ in opened_all}
+    assert any(b'"label":"fleet up"' in data for _, data in opened_all), opened_all[:3]
+
+    # A client without the key cannot hand the fleet a workflow input of its own.
+    plain_id = "stack-check-plaintext"
+    started_plain = temporal(
+        stack_env,
+        "workflow",
+        "start",
+        "--type",
+        "StackCheckWorkflow",
+        "--task-queue",
+        "fleet-workflows",
+        "-w",
+        plain_id,
+        "--input",
+        '{"label": "injected", "check_chain": false}',
+    )
+    assert started_plain.returncode == 0, started_plain.stderr
+    deadline = time.monotonic() + 30
+    kinds: list[str] = []
+    while time.monotonic() < deadline and "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in kinds:
+        time.sleep(0.5)
+        events = json.loads(
+            temporal(stack_env, "workflow", "show", "-w", plain_id, "-o", "json").stdout
+        )["events"]
+        kinds = [event["eventType"] for event in events]
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" in kinds, kinds
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in kinds, kinds
+    assert temporal(stack_env, "workflow", "terminate", "-w", plain_id).returncode == 0
 
     import sqlalchemy
 
@@ -240,7 +368,9 @@ def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec(
         ).all()
     assert [r[0] for r in rows] == [demo_id]
     for log in (Path(stack_env["FLEET_HOME"]) / "logs").glob("*.log"):
-        assert key not in log.read_text(errors="replace"), log
+        text = log.read_text(errors="replace")
+        assert key not in text, log
+        assert token not in text, log
     assert fleet(stack_env, "down").returncode == 0
 
 

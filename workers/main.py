@@ -41,9 +41,9 @@ from activities.reconcile import ReconcileActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
 from activities.store import StoreActivities
-from agentfleet import metrics, taskqueues
+from agentfleet import keystore, metrics, redaction, taskqueues
 from agentfleet.errors import FleetError
-from agentfleet.settings import Settings, get_settings
+from agentfleet.settings import Settings, get_settings, invalid_settings_line
 from agentfleet.temporal import connect
 from workflows.alerts import AlertsWorkflow
 from workflows.bot_lifecycle import BotLifecycleWorkflow
@@ -267,6 +267,9 @@ def _free_loopback_port() -> int:
 
 
 async def run(settings: Settings, queues: Sequence[str], metrics_port: int | None) -> None:
+    # A lost or wrong keystore secret stops the worker here, not at its first signature.
+    stored = await asyncio.to_thread(keystore.verify_master_secret, settings)
+    log.info("keystore secret opens the %d stored keys", stored)
     runtime = None
     if metrics_port:
         sdk_address = f"127.0.0.1:{_free_loopback_port()}"
@@ -304,16 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
     except Exception as exc:  # pydantic ValidationError: bad FLEET_* value
-        print(f"error: invalid settings: {exc}".splitlines()[0])
+        print(f"error: {invalid_settings_line(exc)}")
         return 1
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    redaction.configure_logging(settings)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     try:
         asyncio.run(run(settings, args.queue or list(taskqueues.ALL), port))
     except FleetError as exc:
-        print(f"error: {exc}")
+        print(f"error: {redaction.redact(str(exc))}")
         return exc.exit_code
     return 0
 

@@ -8,13 +8,13 @@ and which secret it verifies webhooks with, so both ends agree without extra con
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from agentfleet import redaction, secretfile
 from agentfleet.channels.errors import NotConfigured
 from agentfleet.settings import LOOPBACK, Settings
 
@@ -70,25 +70,12 @@ def dev_webhook_secret(home: Path) -> SecretStr:
     """``whsec_`` + base64 of 32 random bytes, generated once into ``home/webhook-secret`` (mode
     0600) and read back afterwards; concurrent first calls agree on one secret."""
     path = home / WEBHOOK_SECRET_FILE
-    try:
-        return _read_secret(path)
-    except FileNotFoundError:
-        pass
-    home.mkdir(parents=True, exist_ok=True)
-    value = WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    return SecretStr(value)
-
-
-def _read_secret(path: Path) -> SecretStr:
-    value = path.read_text().strip()
+    value = secretfile.read_or_create(
+        path, lambda: WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    )
     if not value.startswith(WEBHOOK_SECRET_PREFIX):
         raise NotConfigured(f"{path} does not hold a whsec_ secret; delete it to generate one")
+    redaction.register(value)
     return SecretStr(value)
 
 

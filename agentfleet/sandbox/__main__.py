@@ -20,6 +20,7 @@ from types import FrameType
 
 import uvicorn
 
+from agentfleet import redaction
 from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, webhook_secret
 from agentfleet.sandbox.app import create_app, listening_socket
 from agentfleet.sandbox.buckets import TelegramLimits
@@ -62,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(home=args.home) if args.home else Settings()
+    redaction.configure_logging(settings, level="WARNING")
     port = args.port or settings.sandbox_port
     smtp_port = args.smtp_port or settings.sandbox_smtp_port
     limits = (
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         app,
         log_level="warning",
+        log_config=None,
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=2,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
+from agentfleet import redaction
 from agentfleet.errors import FleetError
 from agentfleet.settings import get_settings
 from agentfleet.stack.state import StackStatus
@@ -19,12 +20,14 @@ def _report(line: str) -> None:
 
 
 def main() -> int:
-    supervisor = Supervisor(get_settings(), _report)
+    settings = get_settings()
+    redaction.configure_logging(settings)
+    supervisor = Supervisor(settings, _report)
     supervisor.stop_on_signals()
     try:
         supervisor.start()
     except FleetError as exc:
-        _report(f"error: {exc}")
+        _report(redaction.redact(f"error: {exc}"))
         return 1
     except KeyboardInterrupt:
         _report("start interrupted")

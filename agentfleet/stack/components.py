@@ -116,7 +116,9 @@ def temporal_spec(settings: Settings, files: StackFiles, server_metrics_port: in
         *search_attributes.dev_server_flags(),
     ]
     if settings.payload_key is not None:
-        argv += ["--ui-codec-endpoint", settings.codec_url]
+        from agentfleet.codec import ui_codec_endpoint  # noqa: PLC0415
+
+        argv += ["--ui-codec-endpoint", ui_codec_endpoint(settings)]
     ports = {"grpc": settings.temporal_port, "ui": settings.ui_port, "metrics": server_metrics_port}
     return ComponentSpec(
         name="temporal",
@@ -156,12 +158,32 @@ def anvil_spec(settings: Settings, files: StackFiles) -> ComponentSpec:
 def http_spec(settings: Settings) -> ComponentSpec:
     return ComponentSpec(
         name="http",
-        title="HTTP app (codec, gateway)",
+        title="HTTP app (gateway, bots)",
         argv=[sys.executable, "-m", "starters.http"],
         ports={"http": settings.http_port},
         url=settings.http_url,
         ready=lambda: _http_ok(f"{settings.http_url}/healthz"),
         env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        critical=False,
+    )
+
+
+def codec_spec(settings: Settings) -> ComponentSpec:
+    """The codec endpoint for the Web UI (``starters.codec``): loopback only, behind the codec
+    token (``fleet codec show``); runs when a payload key is set."""
+    url = settings.codec_url
+    return ComponentSpec(
+        name="codec",
+        title="codec endpoint (Web UI)",
+        argv=[sys.executable, "-m", "starters.codec"],
+        ports={"http": settings.codec_port},
+        url=url,
+        ready=lambda: _http_ok(f"{url}/healthz"),
+        env={
+            "PYTHONUNBUFFERED": "1",
+            "FLEET_HOME": str(settings.home),
+            "FLEET_CODEC_BIND_HOST": LOOPBACK,
+        },
         critical=False,
     )
 

@@ -1,9 +1,10 @@
 """Starts, watches and stops the embedded stack.
 
-Order: Temporal dev server -> anvil -> database migrations -> HTTP app -> worker -> contract
-deployment hook (its transactions run on that worker) -> schedules -> demos. Every check that can
-fail before anything starts runs first (:func:`preflight`), so a bad port, binary, lock or
-database URL changes nothing. A component that dies is restarted (data lives on disk); one that
+Order: Temporal dev server -> anvil -> database migrations -> HTTP app -> codec endpoint (with a
+payload key) -> worker -> contract deployment hook (its transactions run on that worker) ->
+schedules -> demos. Every check that can fail before anything starts runs first
+(:func:`preflight`), so a bad port, binary, lock, database URL or keystore secret changes
+nothing. A component that dies is restarted (data lives on disk); one that
 keeps dying fails the stack, which then stops.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from agentfleet import redaction
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
 from agentfleet.stack import components
@@ -68,6 +70,8 @@ def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
     if settings.channel_sandbox:
         specs.append(components.sandbox_spec(settings))
     specs.append(components.http_spec(settings))
+    if settings.payload_key is not None:
+        specs.append(components.codec_spec(settings))
     specs.append(components.worker_spec(settings))
     if wants_command_center(settings):
         specs.append(components.telegram_spec(settings))
@@ -92,8 +96,8 @@ def wants_command_center(settings: Settings) -> bool:
 
 def preflight(settings: Settings) -> list[ComponentSpec]:
     """Everything that can be refused before a process starts; raises a one-line FleetError."""
-    from agentfleet import db  # noqa: PLC0415 - keeps `fleet status` light
-    from agentfleet.codec import parse_key  # noqa: PLC0415
+    from agentfleet import db, keystore  # noqa: PLC0415 - keeps `fleet status` light
+    from agentfleet.codec import codec_token, parse_key  # noqa: PLC0415
 
     files = StackFiles(settings.home)
     holder = files.lock_holder()
@@ -113,8 +117,12 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
         files.state.unlink(missing_ok=True)
     # What the user configured is checked before what the machine offers (binaries, ports).
     db.validate_database_url(settings.effective_database_url)
+    # A lost or wrong keystore secret is refused before anything starts (a new one would not
+    # open the stored keys).
+    keystore.verify_master_secret(settings)
     if settings.payload_key is not None:
         parse_key(settings.payload_key.get_secret_value())
+        codec_token(settings)
     if wants_command_center(settings):
         from agentfleet.operators import parse_access_list  # noqa: PLC0415
 
@@ -124,6 +132,7 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
         "temporal": {"grpc": "FLEET_TEMPORAL_PORT", "ui": "FLEET_UI_PORT"},
         "anvil": {"rpc": "FLEET_ANVIL_PORT"},
         "http": {"http": "FLEET_HTTP_PORT"},
+        "codec": {"http": "FLEET_CODEC_PORT"},
         "worker": {"metrics": "FLEET_METRICS_PORT"},
         "remote-bot": {"http": "FLEET_REMOTE_BOT_PORT"},
     }
@@ -151,9 +160,10 @@ class Supervisor:
     """Owns the stack's processes for the lifetime of one ``fleet up``."""
 
     def __init__(self, settings: Settings, report: Report) -> None:
+        redaction.install(settings)
         self.settings = settings
         self.files = StackFiles(settings.home)
-        self.report = report
+        self.report: Report = lambda line: report(redaction.redact(line))
         self.running: list[Running] = []
         self.stopping = threading.Event()
         self._lock_handle: IO[str] | None = None
@@ -201,7 +211,7 @@ class Supervisor:
             self._save()
         except BaseException as exc:
             self.state.status = StackStatus.FAILED
-            self.state.error = str(exc)
+            self.state.error = redaction.redact(str(exc))
             self._save()
             self.stop()
             raise
@@ -317,7 +327,7 @@ class Supervisor:
         from agentfleet.demo import run_demos  # noqa: PLC0415
 
         lines = asyncio.run(run_demos(self.settings, self.report))
-        self.state.demo = lines
+        self.state.demo = [redaction.redact(line) for line in lines]
 
     def supervise(self) -> None:
         """Block until asked to stop; restart components that die, fail if one keeps dying."""

@@ -11,6 +11,7 @@ from starters.cli import (
     alerts,
     bot,
     chain,
+    codec,
     command,
     content,
     data,
@@ -39,6 +40,7 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(bot.app, name="bot")
 app.add_typer(chain.app, name="chain")
+app.add_typer(codec.app, name="codec")
 app.add_typer(data.app, name="data")
 app.add_typer(command.app, name="command")
 app.add_typer(schedule.app, name="schedule")
@@ -133,6 +135,9 @@ def worker(
 
 def main() -> None:
     """Console-script entry point: user-facing errors become one line and a non-zero exit."""
+    from agentfleet.redaction import redact_uncaught_exceptions  # noqa: PLC0415
+
+    redact_uncaught_exceptions()
     try:
         app()
     except FleetError as exc:

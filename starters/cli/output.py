@@ -10,6 +10,8 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from agentfleet.redaction import redact
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -19,7 +21,9 @@ def emit_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 1, *, as_json: bool = False) -> NoReturn:
-    """One line on stderr (and a JSON error object on stdout with ``--json``), then exit."""
+    """One line on stderr (and a JSON error object on stdout with ``--json``), then exit.
+    Secrets the process knows are masked (:func:`agentfleet.redaction.redact`)."""
+    message = redact(message)
     if as_json:
         emit_json({"ok": False, "error": message})
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -1,77 +1,62 @@
-"""The HTTP app (FastAPI). ``/codec/encode`` and ``/codec/decode`` speak Temporal's remote codec
-protocol so the Web UI can show payloads encrypted with ``FLEET_PAYLOAD_KEY``.
+"""The public HTTP app (FastAPI): bots' registration files and agent cards, the x402 gateway and
+facilitator.
 
-The codec endpoint holds the key: bind the app to loopback (the default) or put it behind your
-own authentication; the Web UI calls it from the user's browser, never from the server.
+It holds no payload key: the codec endpoint for the Web UI is its own app on loopback
+(``starters/codec``). Error answers are redacted of the process's secrets
+(:mod:`agentfleet.redaction`): an ``HTTPException``'s detail, and any unexpected exception, which
+becomes a 500 of one line.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.middleware.cors import CORSMiddleware
-from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
-from temporalio.converter import PayloadCodec
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentfleet.codec import AESGCMCodec, parse_key
+from agentfleet import redaction
+from agentfleet.errors import first_line
 from agentfleet.settings import Settings
 from starters.http import bots, facilitator, payments
 from starters.http.gateway import Gateway
 
+log = logging.getLogger("agentfleet.http")
+
+
+def redact_detail(detail: Any) -> Any:
+    """An error detail (text, or JSON of lists and objects) with secrets masked."""
+    if isinstance(detail, str):
+        return redaction.redact(detail)
+    if isinstance(detail, list):
+        return [redact_detail(item) for item in detail]
+    if isinstance(detail, dict):
+        return {key: redact_detail(value) for key, value in detail.items()}
+    return detail
+
 
 def create_app(settings: Settings) -> FastAPI:
+    redaction.install(settings)
     app = FastAPI(title="agentfleet", version="0.1.0", max_body_size=settings.http_max_body_bytes)
-    origins = {
-        f"http://127.0.0.1:{settings.ui_port}",
-        f"http://localhost:{settings.ui_port}",
-        *settings.codec_cors_origins,
-    }
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=sorted(origins),
-        allow_methods=["POST", "GET", "OPTIONS"],
-        allow_headers=["content-type", "x-namespace", "authorization"],
-        allow_credentials=True,
-    )
-    codec: PayloadCodec | None = None
-    if settings.payload_key is not None:
-        codec = AESGCMCodec(parse_key(settings.payload_key.get_secret_value()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": redact_detail(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        reason = redaction.redact(f"{type(exc).__name__}: {first_line(exc, 200)}")
+        return JSONResponse({"detail": f"internal error: {reason}"}, status_code=500)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "codec": codec is not None}
-
-    async def _transform(request: Request, encode: bool) -> dict[str, Any]:
-        if codec is None:
-            raise HTTPException(404, "no payload key configured (set FLEET_PAYLOAD_KEY)")
-        try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-            payloads = json_format.ParseDict(body, Payloads())
-        except (ValueError, TypeError, json_format.ParseError) as exc:
-            raise HTTPException(400, f"body is not a Payloads JSON object: {exc}") from exc
-        try:
-            result = (
-                await codec.encode(payloads.payloads)
-                if encode
-                else await codec.decode(payloads.payloads)
-            )
-        except Exception as exc:  # wrong key, tampered ciphertext
-            raise HTTPException(400, "payloads could not be decoded with this key") from exc
-        out: dict[str, Any] = json_format.MessageToDict(Payloads(payloads=result))
-        out.setdefault("payloads", [])
-        return out
-
-    @app.post("/codec/encode")
-    async def encode(request: Request) -> dict[str, Any]:
-        return await _transform(request, encode=True)
-
-    @app.post("/codec/decode")
-    async def decode(request: Request) -> dict[str, Any]:
-        return await _transform(request, encode=False)
+        return {"ok": True, "codec": settings.payload_key is not None}
 
     app.include_router(bots.create_router(settings))
     gateway = Gateway(settings)

@@ -44,6 +44,7 @@ from agentfleet.payments import (
     check_signer,
     decode_payment,
 )
+from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from clients.payers import payer_status
 from starters.http.gateway import Gateway, settle_response
@@ -239,7 +240,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
             return VerifyResponse(
                 is_valid=False,
                 invalid_reason=refused.reason.value,
-                invalid_message=refused.detail,
+                invalid_message=redact(refused.detail),
                 payer=payer,
             )
         return VerifyResponse(is_valid=True, payer=payer)
@@ -257,7 +258,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
             return SettleResponse(
                 success=False,
                 error_reason=refused.reason.value,
-                error_message=refused.detail,
+                error_message=redact(refused.detail),
                 transaction="",
                 network=gateway.chain.caip2,
             )

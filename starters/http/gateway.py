@@ -21,6 +21,7 @@ from agentfleet.chain.rpc import Web3Connection
 from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.payments import PaymentOrder, PaymentStatus, PaymentView, Terms
+from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, started_or_attached
 from starters.http.results import ResultAccess
@@ -217,5 +218,5 @@ def settle_response(view: PaymentView) -> SettleResponse:
         network=view.network,
         amount=str(view.amount) if settled else None,
         error_reason=None if settled else (view.reason or "unexpected_settle_error"),
-        error_message=None if settled else view.detail,
+        error_message=None if settled or view.detail is None else redact(view.detail),
     )

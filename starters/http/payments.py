@@ -55,6 +55,7 @@ from agentfleet.payments import (
     decode_header,
     price_of,
 )
+from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from starters.http.bots import bot_row
 from starters.http.gateway import Gateway, settle_response
@@ -256,7 +257,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
             error = view.detail or "the skill failed"
         else:
             error = f"settlement {view.status.value}: {view.detail or view.reason}"
-        failed = SkillFailed(error=error, payment_id=view.payment_id)
+        failed = SkillFailed(error=redact(error), payment_id=view.payment_id)
         return JSONResponse(failed.model_dump(), status_code=502, headers=headers)
 
     @router.get(
