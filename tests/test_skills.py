@@ -227,7 +227,10 @@ async def test_batch_answers_every_call_and_isolates_failures(
     started = time.monotonic()
     batch = await env.run(skills.run_skill_batch, SkillBatch(calls=calls, per_call_timeout_s=0.5))
     assert time.monotonic() - started < 2
-    assert beats and beats[-1] == (51, 52), "heartbeats count the calls done while it waits"
+    # While the slow call runs, the heartbeats say 51 of 52 done (one more may land between the
+    # slow call's timeout and the end of the batch, saying 52).
+    assert (51, 52) in beats, "heartbeats count the calls done while it waits"
+    assert all(total == 52 and done <= 52 for done, total in beats)
     assert [r.bot for r in batch.results] == [c.bot.name for c in calls]
     failed = {r.bot: r.error for r in batch.results if not r.ok}
     assert set(failed) == {"broken", "slow"}
