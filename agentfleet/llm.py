@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING, Any
 
 from agentfleet.settings import Settings
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 
 def configured(settings: Settings) -> bool:
@@ -22,6 +23,10 @@ def configured(settings: Settings) -> bool:
 
 @asynccontextmanager
 async def client_for(settings: Settings) -> AsyncIterator[AsyncOpenAI]:
+    # Imported here: the SDK's types take ~0.6 s to import, and most fleet processes (and every
+    # worker with no FLEET_OPENAI_BASE_URL) never call a model.
+    from openai import AsyncOpenAI
+
     key = settings.openai_api_key
     client = AsyncOpenAI(
         base_url=settings.openai_base_url,
