@@ -11,12 +11,14 @@ from tests.fixtures.temporal import *  # noqa: F403
 from tests.fixtures.worker import *  # noqa: F403
 
 SLOW_FIRST = ("test_stack", "_chaos", "test_learning_round", "test_payment_attacks")
-"""Files whose tests take tens of seconds each: run first, so that the pytest-xdist processes
-do not end the suite waiting on one of them (the order of the tests within a file is kept)."""
+"""Files whose tests take tens of seconds each, slowest kind first: they run first, and the
+pytest-xdist processes take tests two at a time (``--maxschedchunk=2``), so the suite does not
+end with one process still working through a run of them."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def slow(item: pytest.Item) -> bool:
-        return any(mark in item.path.stem for mark in SLOW_FIRST)
+    def rank(item: pytest.Item) -> int:
+        stem = item.path.stem
+        return next((i for i, mark in enumerate(SLOW_FIRST) if mark in stem), len(SLOW_FIRST))
 
-    items.sort(key=lambda item: not slow(item))
+    items.sort(key=rank)
