@@ -17,8 +17,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.content import automated_request, hand_over
-from agentfleet import content_store, db
-from agentfleet.alerts import (
+from agentfleet import db
+from agentfleet.content import store as content_store
+from agentfleet.models import AlertRecord
+from agentfleet.operations.alerts import (
     ALERTS_WORKFLOW_ID,
     AlertBatch,
     AlertDigest,
@@ -27,18 +29,17 @@ from agentfleet.alerts import (
     format_digest,
     headline,
 )
-from agentfleet.models import AlertRecord
 from agentfleet.settings import Settings
 from agentfleet.taskqueues import WORKFLOWS
 
-log = logging.getLogger("agentfleet.alerts")
+log = logging.getLogger("agentfleet.operations.alerts")
 RECORDED_LENGTH = 4096
 """The text kept in the ``alerts`` row (a Telegram message's length)."""
 
 
 async def send_alerts(client: Client, batch: AlertBatch, settings: Settings) -> None:
     """Signal-with-start the ``alerts`` entity with ``batch`` and the grouping settings."""
-    from workflows.alerts import AlertsWorkflow  # noqa: PLC0415
+    from workflows.alerts import AlertsWorkflow
 
     batch = batch.model_copy(
         update={"window_s": settings.alert_window_s, "cooldown_s": settings.alert_cooldown_s}

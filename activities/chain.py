@@ -25,7 +25,6 @@ from agentfleet.chain.sender import (
     highest_recorded_nonce,
     orphan_recorded_from,
 )
-from agentfleet.chain.transactions import NonceDesk, hand_to_relayer
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     ChainHead,
@@ -40,6 +39,7 @@ from agentfleet.messages import (
     TxOutcome,
 )
 from agentfleet.settings import Settings
+from clients.transactions import NonceDesk, hand_to_relayer
 
 GAS_HEADROOM_PERCENT = 20
 
@@ -112,7 +112,7 @@ class ChainActivities:
     @activity.defn(name="ensure_relayer")
     async def ensure_relayer(self, request: EnsureRelayer) -> None:
         """Start the sender's relayer entity if it is not running (idempotent)."""
-        from agentfleet.chain.transactions import ensure_relayer  # noqa: PLC0415
+        from clients.transactions import ensure_relayer
 
         await ensure_relayer(self._client or activity.client(), request.chain_id, request.sender)
 

@@ -18,10 +18,12 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentfleet import channels, content_store, metrics
+from agentfleet import channels
 from agentfleet.chaos import chaos_point
-from agentfleet.content import ChannelKind, PublishRequest, SendReceipt
-from agentfleet.content_store import SendState
+from agentfleet.content import store as content_store
+from agentfleet.content.model import ChannelKind, PublishRequest, SendReceipt
+from agentfleet.content.store import SendState
+from agentfleet.operations import metrics
 from agentfleet.settings import Settings
 
 

@@ -12,9 +12,9 @@ import asyncio
 from temporalio import activity
 
 from agentfleet import llm
-from agentfleet.content import CheckOutcome, CheckResult, ReviewRequest, Scores
-from agentfleet.policy import Policy, run_checks
-from agentfleet.scoring import score_text
+from agentfleet.content.model import CheckOutcome, CheckResult, ReviewRequest, Scores
+from agentfleet.content.policy import Policy, run_checks
+from agentfleet.content.scoring import score_text
 from agentfleet.settings import Settings
 
 JUDGE_PROMPT = (

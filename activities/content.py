@@ -13,9 +13,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from agentfleet import content_store, db, metrics
-from agentfleet.bots import BotKind, BotStatus, disclosure_for
-from agentfleet.content import (
+from agentfleet import db
+from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
     NOTICE_DISCLOSURE,
     ChannelConfig,
     ContentContext,
@@ -27,8 +28,9 @@ from agentfleet.content import (
     PublishRequest,
     approval_buttons,
 )
+from agentfleet.content.policy import PolicyError, default_policy, load_policy
 from agentfleet.models import BotRecord
-from agentfleet.policy import PolicyError, default_policy, load_policy
+from agentfleet.operations import metrics
 from agentfleet.settings import Settings
 from agentfleet.taskqueues import WORKFLOWS
 
@@ -151,7 +153,7 @@ def automated_request(
 async def hand_over(client: Client | None, request: PublishRequest) -> None:
     """Signal-with-start ``publisher-{channel}`` with ``request``: the entity is created on first
     use and keeps the channel's rate limit; a repeated hand-over of one id is sent once."""
-    from workflows.channel_publisher import (  # noqa: PLC0415
+    from workflows.channel_publisher import (
         PublisherState,
         publisher_workflow_id,
     )

@@ -18,13 +18,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import db
-from agentfleet.bots import BotKind, BotRef, BotStatus, bot_workflow_id
-from agentfleet.commands import (
+from agentfleet.bots.commands import (
     BOT_WORKFLOW_TYPE,
     ResolvedTargets,
     ResolveTargets,
     Targets,
 )
+from agentfleet.bots.model import BotKind, BotRef, BotStatus, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 

@@ -25,11 +25,7 @@ from web3.exceptions import Web3Exception
 
 from activities.skills import SkillActivities
 from agentfleet import db
-from agentfleet.bots import BotKind, BotRef, BotStatus, BotView, Skill, SkillCall, bot_workflow_id
-from agentfleet.chain import artifacts
-from agentfleet.chain.rpc import Web3Connection
-from agentfleet.errors import first_line
-from agentfleet.health import (
+from agentfleet.bots.health import (
     BotHealth,
     FleetHealthSummary,
     HealthBatch,
@@ -38,10 +34,22 @@ from agentfleet.health import (
     HealthTarget,
     HealthTargets,
 )
+from agentfleet.bots.model import (
+    BotKind,
+    BotRef,
+    BotStatus,
+    BotView,
+    Skill,
+    SkillCall,
+    bot_workflow_id,
+)
+from agentfleet.chain import artifacts
+from agentfleet.chain.rpc import Web3Connection
+from agentfleet.errors import first_line
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 
-log = logging.getLogger("agentfleet.health")
+log = logging.getLogger("agentfleet.bots.health")
 
 CHECKED_STATUSES = (BotStatus.ACTIVE, BotStatus.DEGRADED)
 QUERY_TIMEOUT = timedelta(seconds=5)

@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 
 from agentfleet import db, keystore
-from agentfleet.bots import (
+from agentfleet.bots.model import (
     BotRecordUpdate,
     ChainContext,
     Registration,
@@ -54,8 +54,8 @@ class IdentityActivities:
 
     @activity.defn(name="chain_context")
     def chain_context(self) -> ChainContext:
-        from agentfleet.chain.relayers import relayers  # noqa: PLC0415
-        from agentfleet.deployment import load_deployment  # noqa: PLC0415
+        from agentfleet.chain.deployment import load_deployment
+        from agentfleet.chain.relayers import relayers
 
         try:
             deployment = load_deployment(self._settings)

@@ -19,9 +19,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agentfleet import db
-from agentfleet.bots import BotKind, BotRef, BotStatus
+from agentfleet.bots.health import HealthCheck, ModelHealth, ModelRollback
+from agentfleet.bots.model import BotKind, BotRef, BotStatus
 from agentfleet.chaos import chaos_point
-from agentfleet.health import HealthCheck, ModelHealth, ModelRollback
 from agentfleet.learning import patterns, registry
 from agentfleet.learning.patterns import PatternTargets, PatternView, ShareOrder, ValidationWave
 from agentfleet.learning.rounds import (

@@ -7,8 +7,9 @@ import asyncio
 
 from temporalio import activity
 
-from agentfleet import drafting, llm
-from agentfleet.content import Draft, DraftRequest
+from agentfleet import llm
+from agentfleet.content import drafting
+from agentfleet.content.model import Draft, DraftRequest
 from agentfleet.settings import Settings
 
 

@@ -17,13 +17,14 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from agentfleet import ledger
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.chain.transactions import pick_relayer
 from agentfleet.chaos import chaos_point
-from agentfleet.holds import HoldAsk, Release
-from agentfleet.payments import (
+from agentfleet.payments import ledger
+from agentfleet.payments.holds import HoldAsk, Release
+from agentfleet.payments.purchases import RefundRecord
+from agentfleet.payments.x402 import (
     OnChain,
     Payment,
     PaymentError,
@@ -36,7 +37,6 @@ from agentfleet.payments import (
     check_on_chain,
     settle_calldata,
 )
-from agentfleet.purchases import RefundRecord
 from agentfleet.settings import Settings
 from clients.payers import HoldDesk, release_funds
 

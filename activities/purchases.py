@@ -24,23 +24,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 
-from agentfleet import db, keystore, llm, payer_proof
-from agentfleet.bots import BotKind, BotStatus, bot_workflow_id, parse_params
+from agentfleet import db, keystore, llm
+from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id, parse_params
 from agentfleet.chain import artifacts
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
 from agentfleet.chain.rpc import Web3Connection
-from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
 from agentfleet.netguard import REFUSED, OutboundRefused, on_origin
-from agentfleet.payments import (
-    A2A_X402_EXTENSIONS,
-    PaymentStatus,
-    Reason,
-    decode_header,
-    to_units,
-)
-from agentfleet.purchases import (
+from agentfleet.payments import payer_proof
+from agentfleet.payments.purchases import (
     FeedbackRequest,
     FeedbackTx,
     Offer,
@@ -58,8 +52,15 @@ from agentfleet.purchases import (
     ValidationPlan,
     purchase_nonce,
 )
+from agentfleet.payments.spending import HoldAnswer, HoldAsk, SpendingHold
+from agentfleet.payments.x402 import (
+    A2A_X402_EXTENSIONS,
+    PaymentStatus,
+    Reason,
+    decode_header,
+    to_units,
+)
 from agentfleet.settings import Settings
-from agentfleet.spending import HoldAnswer, HoldAsk, SpendingHold
 
 POLL_S = 0.5
 UNPAID_SAGA_ENDS = {PaymentStatus.REJECTED.value, PaymentStatus.SKILL_FAILED.value}

@@ -1,7 +1,7 @@
 """Reconciliation activities: the token's ``AuthorizationUsed`` events (with their transfers), the
 ledger rows to compare them with, and the flags a human reads (log lines and audit events).
 
-The comparison itself is pure code in :mod:`agentfleet.reconcile`, run by the workflow.
+The comparison itself is pure code in :mod:`agentfleet.payments.reconcile`, run by the workflow.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import Web3
 
-from agentfleet import db, metrics
+from agentfleet import db
 from agentfleet.chain.networks import effective_confirmations
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.errors import FleetError
 from agentfleet.models import AuditEvent, PaymentRecord
-from agentfleet.reconcile import (
+from agentfleet.operations import metrics
+from agentfleet.payments.reconcile import (
     AUDIT_ACTOR,
     AUDIT_CHECKPOINT,
     AUDIT_FINDING,
@@ -55,7 +56,7 @@ class ReconcileActivities:
     @activity.defn(name="reconcile_scope")
     def reconcile_scope(self) -> ReconcileScope:
         """FleetUSD of this chain's deployment, and the block after the last scheduled run's."""
-        from agentfleet.deployment import load_deployment  # noqa: PLC0415
+        from agentfleet.chain.deployment import load_deployment
 
         try:
             deployment = load_deployment(self._settings)

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
-from agentfleet import a2a, market
-from agentfleet.bots import (
+from agentfleet.bots import a2a, market
+from agentfleet.bots.model import (
     BotKind,
     BotRef,
     BotStatus,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from temporalio import activity
 
-from agentfleet import db, metrics
+from agentfleet import db
 from agentfleet.messages import AuditRecord, AuditWriteResult, DatabaseStatus
 from agentfleet.models import AuditEvent
+from agentfleet.operations import metrics
 from agentfleet.settings import Settings
 
 

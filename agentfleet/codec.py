@@ -50,7 +50,7 @@ def parse_key(raw: str) -> bytes:
 
 def key_id(key: bytes) -> str:
     """A short public identifier of a key (first 8 hex digits of its SHA-256), never the key."""
-    import hashlib  # noqa: PLC0415
+    import hashlib
 
     return hashlib.sha256(key).hexdigest()[:8]
 

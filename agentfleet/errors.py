@@ -7,7 +7,7 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type when it has none), for one-line errors,
     redacted of the process's secrets (an RPC URL's key, a bot token). A database error's driver
     message (``exc.orig``) is preferred to SQLAlchemy's wrapper."""
-    from agentfleet.redaction import redact  # noqa: PLC0415
+    from agentfleet.redaction import redact
 
     origin = getattr(exc, "orig", None) or exc
     text = redact(str(origin).strip()) or type(exc).__name__

@@ -114,7 +114,7 @@ def stored_key_count(settings: Settings) -> int:
 
 def _key_census(settings: Settings) -> tuple[int, WalletKey | None]:
     """(number of stored keys, the oldest one)."""
-    from sqlalchemy import func, inspect  # noqa: PLC0415
+    from sqlalchemy import func, inspect
 
     url = settings.effective_database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():

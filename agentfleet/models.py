@@ -369,9 +369,9 @@ class PatternValidation(SQLModel, table=True):
 
 
 class AlertRecord(SQLModel, table=True):
-    """One alert digest as sent (``agentfleet.alerts``): every new alert of one kind within a
-    window, grouped; ``channels`` are the alert channels it was handed to (empty: recorded and
-    logged only)."""
+    """One alert digest as sent (``agentfleet.operations.alerts``): every new alert of one kind
+    within a window, grouped; ``channels`` are the alert channels it was handed to (empty:
+    recorded and logged only)."""
 
     __tablename__ = "alerts"
 

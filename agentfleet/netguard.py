@@ -94,7 +94,7 @@ class UrlRule(BaseModel):
     @classmethod
     def of(cls, settings: Settings) -> UrlRule:
         """The rule of the fleet ``settings`` describe."""
-        from agentfleet.chain.accounts import DEV_CHAIN_IDS  # noqa: PLC0415
+        from agentfleet.chain.accounts import DEV_CHAIN_IDS
 
         local = settings.network == "local" and settings.chain_id in DEV_CHAIN_IDS
         return cls(local=local, allowed=list(settings.outbound_allow))

@@ -230,7 +230,7 @@ def redact_uncaught_exceptions() -> None:
         return
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        import traceback  # noqa: PLC0415
+        import traceback
 
         text = "".join(traceback.format_exception(kind, value, tb))
         sys.stderr.write(redact(text))

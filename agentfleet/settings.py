@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         default=None, description="Content policy YAML; unset: the packaged default policy."
     )
 
-    # Telegram command center (starters/telegram.py).
+    # Telegram command center (starters/telegram/bot.py).
     telegram_users: str = Field(
         default="",
         description="Who may use the Telegram command center: comma-separated "
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
         description="Content-addressed store of model weights; unset: FLEET_HOME/models.",
     )
 
-    # Alerts (agentfleet/alerts.py): grouped, sent through the channels' publishers.
+    # Alerts (agentfleet/operations/alerts.py): grouped, sent through the channels' publishers.
     alert_channels: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Channels (comma-separated names, `fleet channel add`) alerts are sent to; "
@@ -336,7 +336,7 @@ class Settings(BaseSettings):
     @field_validator("outbound_allow", mode="after")
     @classmethod
     def _allowable_networks(cls, value: list[str]) -> list[str]:
-        from agentfleet.netguard import allowed_networks  # noqa: PLC0415
+        from agentfleet.netguard import allowed_networks
 
         return allowed_networks(value)
 
@@ -353,7 +353,7 @@ class Settings(BaseSettings):
     @field_validator("facilitator_rate_per_key", "facilitator_rate_per_payer", mode="after")
     @classmethod
     def _valid_rate(cls, value: str) -> str:
-        from limits import parse_many  # noqa: PLC0415
+        from limits import parse_many
 
         try:
             parse_many(value)
@@ -414,7 +414,7 @@ class Settings(BaseSettings):
         (``TEMPORAL_ADDRESS`` or an address in the selected ``temporal.toml`` profile)."""
         if self.temporal_address is not None:
             return False
-        from temporalio.envconfig import ClientConfigProfile  # noqa: PLC0415
+        from temporalio.envconfig import ClientConfigProfile
 
         try:
             profile = ClientConfigProfile.load(profile=self.temporal_profile)
@@ -439,7 +439,7 @@ class Settings(BaseSettings):
 def mask_url(url: str) -> str:
     """``url`` safe to show: the password of ``postgresql://user:secret@host/db``, query values
     and key-like path segments (``/v3/<api key>``) masked."""
-    from agentfleet.redaction import redact_url  # noqa: PLC0415
+    from agentfleet.redaction import redact_url
 
     return redact_url(url)
 
@@ -447,7 +447,7 @@ def mask_url(url: str) -> str:
 def invalid_settings_line(exc: Exception) -> str:
     """One line naming the ``FLEET_*`` variable a :class:`Settings` error is about, without the
     value (which may be a secret)."""
-    from pydantic import ValidationError  # noqa: PLC0415
+    from pydantic import ValidationError
 
     if isinstance(exc, ValidationError) and exc.errors():
         first = exc.errors()[0]

@@ -217,13 +217,13 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     Idempotent. On Temporal Cloud the API key usually lacks the operator permission: the error
     then says to add them in the Cloud console (or with tcld).
     """
-    from temporalio.api.enums.v1 import IndexedValueType  # noqa: PLC0415
-    from temporalio.api.operatorservice.v1 import (  # noqa: PLC0415
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
         AddSearchAttributesRequest,
         ListSearchAttributesRequest,
     )
 
-    from agentfleet import search_attributes  # noqa: PLC0415
+    from agentfleet import search_attributes
 
     try:
         existing = await client.operator_service.list_search_attributes(

@@ -25,8 +25,7 @@ from eth_account import Account
 from rich.console import Console
 
 from agentfleet import db, keystore
-from agentfleet.chain.devchain import funded_account, private_anvil
-from agentfleet.chain.transactions import pick_relayer, send_transaction
+from agentfleet.chain.transactions import pick_relayer
 from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.settings import Settings
 from bench.cli import at_least, int_list, scratch_home
@@ -39,6 +38,8 @@ from bench.skeleton import (
     print_table,
     skeleton_worker,
 )
+from clients.transactions import send_transaction
+from starters.stack.devchain import funded_account, private_anvil
 from workers.main import running_workers
 
 ACTIVITIES = 2

@@ -6,7 +6,7 @@ same calls made directly (the CLI's path) and vs a same-shape skeleton.
 
 Everything runs in this process: a private dev server (set up as ``fleet up`` sets one up), a
 SQLite database in a temporary folder, the fleet's workers, the sandbox Bot API and the command
-center itself (``starters.telegram.serve``: python-telegram-bot long polling the sandbox), all
+center itself (``starters.telegram.bot.serve``: python-telegram-bot long polling the sandbox), all
 stopped and removed at the end. The operator is one admin (``FLEET_TELEGRAM_USERS=2004:admin:
 adam``) writing in their private chat. Pacing is not what is measured: the sandbox allows that
 chat 50 messages a second (burst 10) and the command center's own pace per chat is 0 s
@@ -19,7 +19,7 @@ inside batched skill activities, no entity or chain):
   (``POST /sandbox/telegram/updates``) until the whole reply has arrived there: the poller's
   ``getUpdates``, the command center's parsing, the ``FleetCommandWorkflow``, the reply's
   ``sendMessage`` and, past 20 answers, the ``sendDocument`` of the full table as CSV.
-- **CLI path**: the same command through ``agentfleet.commands.run_command``, what ``fleet
+- **CLI path**: the same command through ``agentfleet.bots.commands.run_command``, what ``fleet
   command forecast --all`` calls. Telegram minus this is the command center's own cost.
 - **skeleton**: the fan-out skeleton of ``bench/lifecycle.py`` with the command's shape, read
   from a probe command's history: one activity (``resolve_targets``), then the
@@ -85,15 +85,10 @@ from temporalio.worker import Worker
 
 from activities.skeleton import noop
 from agentfleet import db
-from agentfleet.bots import BotStatus, ForecastRequest, Skill
-from agentfleet.command_center.replies import MAX_ROWS
-from agentfleet.commands import FleetCommand, Targets, command_workflow_id, run_command
-from agentfleet.content import RateLimit
-from agentfleet.fleet import show_bot
-from agentfleet.sandbox.app import Sandbox
-from agentfleet.sandbox.buckets import TelegramLimits
+from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.bots.model import BotStatus, ForecastRequest, Skill
+from agentfleet.content.model import RateLimit
 from agentfleet.settings import Settings
-from agentfleet.stack.components import TELEGRAM_READY_FILE
 from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
 from bench.lifecycle import (
     FAN_OUT_RUNNER,
@@ -103,7 +98,12 @@ from bench.lifecycle import (
     start_idle_bot,
 )
 from bench.skeleton import Figures, bench_server, dump_json, measure, print_table, ratio
-from starters import telegram
+from clients.bots import show_bot
+from sandbox.app import Sandbox
+from sandbox.buckets import TelegramLimits
+from starters.stack.components import TELEGRAM_READY_FILE
+from starters.telegram import bot as telegram
+from starters.telegram.replies import MAX_ROWS
 from workers.main import running_workers
 
 USER = 2004
@@ -178,7 +178,7 @@ class Chat:
 
     def command_id(self, key: str, skill: Skill) -> str:
         """The command id the command center gave ``key``'s message (``tg-{skill}-{chat}-
-        {message id}-{date}``, see ``starters/telegram.py``)."""
+        {message id}-{date}``, see ``starters/telegram/bot.py``)."""
         message = self.sent[key].update["message"]
         return f"tg-{skill.value}-{USER}-{message['message_id']}-{message['date']}"
 

@@ -58,9 +58,11 @@ from rich.table import Table
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client
 
-from agentfleet import content_ops, content_store, db, taskqueues
-from agentfleet.bots import BotKind, BotStatus
-from agentfleet.content import (
+from agentfleet import db, taskqueues
+from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet.content import ops as content_ops
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
     MAX_LENGTH,
     ChannelConfig,
     ChannelKind,
@@ -73,12 +75,12 @@ from agentfleet.content import (
     content_workflow_id,
 )
 from agentfleet.models import BotRecord
-from agentfleet.sandbox.app import Sandbox
-from agentfleet.sandbox.buckets import TelegramLimits
 from agentfleet.settings import Settings
 from bench.cli import apply_quick, at_least, finish, scratch_home
 from bench.lifecycle import history_counts
 from bench.skeleton import Figures, bench_server, dump_json, measure, measure_skeleton, print_table
+from sandbox.app import Sandbox
+from sandbox.buckets import TelegramLimits
 from workers.main import running_workers
 from workflows.channel_publisher import PublisherState, PublisherView, publisher_workflow_id
 

@@ -73,7 +73,7 @@ from temporalio.worker import Worker
 
 from activities.skeleton import noop
 from agentfleet import db, taskqueues
-from agentfleet.bots import BotKind, BotStatus
+from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import (
     CampaignOrder,
@@ -152,7 +152,7 @@ def skeleton_workflow() -> type[RoundSkeletonWorkflow]:
     """The skeleton as module ``bench.learning`` defines it (passed through the sandbox). Run as
     a script this module is ``__main__``, which the sandbox would re-execute from its file,
     ``sys.path`` set-up included, and refuse."""
-    from bench.learning import RoundSkeletonWorkflow as defined  # noqa: PLC0415
+    from bench.learning import RoundSkeletonWorkflow as defined
 
     return defined
 

@@ -66,7 +66,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.skeleton import noop
 from agentfleet import db, taskqueues
-from agentfleet.bots import (
+from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.bots.model import (
     BotKind,
     BotLifecycleInput,
     BotSpec,
@@ -75,9 +76,6 @@ from agentfleet.bots import (
     Skill,
     bot_workflow_id,
 )
-from agentfleet.chain.devchain import funded_account, prepare_fleet, private_anvil
-from agentfleet.commands import FleetCommand, Targets, command_workflow_id, run_command
-from agentfleet.fleet import create_bot, search_attributes_for
 from agentfleet.messages import NoopInput, NoopResult
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -92,6 +90,8 @@ from bench.skeleton import (
     print_table,
     skeleton_worker,
 )
+from clients.bots import create_bot, search_attributes_for
+from starters.stack.devchain import funded_account, prepare_fleet, private_anvil
 from workers.main import running_workers
 from workflows.bot_lifecycle import BotLifecycleWorkflow
 

@@ -111,12 +111,11 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
 from activities.skeleton import noop
 from activities.skills import SkillActivities
 from agentfleet import db, keystore
-from agentfleet.bots import BotKind, BotRef, BotStatus, Skill, SkillCall
+from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import funded_account, prepare_fleet, private_anvil
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.relayers import relayers
-from agentfleet.chain.transactions import relayer_id, send_transaction
-from agentfleet.deployment import load_deployment
+from agentfleet.chain.transactions import relayer_id
 from agentfleet.messages import (
     NoopInput,
     NoopResult,
@@ -124,12 +123,14 @@ from agentfleet.messages import (
     TxStatus,
 )
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
-from agentfleet.payments import EIP712_NAME, EIP712_VERSION
+from agentfleet.payments.x402 import EIP712_NAME, EIP712_VERSION
 from agentfleet.settings import Settings
 from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
 from bench.lifecycle import BurstClock, history_counts
 from bench.skeleton import Figures, bench_server, measure, percentile, ratio
+from clients.transactions import send_transaction
 from starters.http.app import create_app
+from starters.stack.devchain import funded_account, prepare_fleet, private_anvil
 from workers.main import running_workers
 from workflows.relayer import RelayerWorkflow
 

@@ -71,9 +71,9 @@ from agentfleet import binaries, search_attributes
 from agentfleet.errors import FleetError
 from agentfleet.messages import SkeletonInput, SkeletonResult
 from agentfleet.settings import Settings
-from agentfleet.stack.components import DEV_SERVER_ARGS
 from agentfleet.temporal import connect
 from bench.cli import at_least, int_list
+from starters.stack.components import DEV_SERVER_ARGS
 from workflows.skeleton import SkeletonWorkflow
 
 __all__ = [

@@ -15,7 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import taskqueues
-from agentfleet.holds import (
+from agentfleet.payments.holds import (
     HoldAnswer,
     HoldAsk,
     HoldAsks,

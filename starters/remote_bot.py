@@ -24,9 +24,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from agentfleet import a2a, market
-from agentfleet.a2a import INVALID_PARAMS, RpcError
-from agentfleet.bots import Forecast, ForecastRequest, Performance, disclosure_for
+from agentfleet.bots import a2a, market
+from agentfleet.bots.a2a import INVALID_PARAMS, RpcError
+from agentfleet.bots.model import Forecast, ForecastRequest, Performance, disclosure_for
 
 PROTOCOL_VERSION = "0.3.0"
 LOOKBACK = 200

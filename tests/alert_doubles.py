@@ -15,8 +15,7 @@ from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.bots import BotKind, BotRef, BotStatus, ChainContext
-    from agentfleet.health import (
+    from agentfleet.bots.health import (
         BotHealth,
         FleetHealthSummary,
         HealthBatch,
@@ -27,8 +26,18 @@ with workflow.unsafe.imports_passed_through():
         ModelHealth,
         ModelRollback,
     )
+    from agentfleet.bots.model import BotKind, BotRef, BotStatus, ChainContext
     from agentfleet.messages import TxOrder, TxOutcome, TxStatus
-    from agentfleet.payments import (
+    from agentfleet.payments.reconcile import (
+        LedgerEntries,
+        LedgerEntry,
+        LedgerQuery,
+        ReconcileRecord,
+        ReconcileScope,
+        SettlementBatch,
+        SettlementQuery,
+    )
+    from agentfleet.payments.x402 import (
         Authorization,
         Payment,
         PaymentOrder,
@@ -37,15 +46,6 @@ with workflow.unsafe.imports_passed_through():
         Verified,
         VerifyRequest,
         payment_id,
-    )
-    from agentfleet.reconcile import (
-        LedgerEntries,
-        LedgerEntry,
-        LedgerQuery,
-        ReconcileRecord,
-        ReconcileScope,
-        SettlementBatch,
-        SettlementQuery,
     )
 
 ASSET = "0x" + "ab" * 20

@@ -23,8 +23,20 @@ from typer.testing import CliRunner
 
 from activities.alerts import AlertActivities, send_alerts
 from activities.channels import ChannelActivities
-from agentfleet import content_ops, content_store, taskqueues
-from agentfleet.alerts import (
+from agentfleet import taskqueues
+from agentfleet.bots.health import FleetHealthSummary, HealthCheck
+from agentfleet.bots.model import bot_workflow_id
+from agentfleet.content import ops as content_ops
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
+    MAX_LENGTH,
+    ChannelConfig,
+    ChannelKind,
+    ContentOrder,
+    ContentState,
+    default_limit,
+)
+from agentfleet.operations.alerts import (
     ALERTS_WORKFLOW_ID,
     Alert,
     AlertBatch,
@@ -35,21 +47,11 @@ from agentfleet.alerts import (
     format_digest,
     recent_alerts,
 )
-from agentfleet.bots import bot_workflow_id
-from agentfleet.content import (
-    MAX_LENGTH,
-    ChannelConfig,
-    ChannelKind,
-    ContentOrder,
-    ContentState,
-    default_limit,
-)
-from agentfleet.health import FleetHealthSummary, HealthCheck
-from agentfleet.payments import PaymentStatus, PaymentView
-from agentfleet.reconcile import ReconcileReport, ReconcileRequest
-from agentfleet.sandbox.app import Sandbox
-from agentfleet.sandbox.store import TelegramMessage
+from agentfleet.payments.reconcile import ReconcileReport, ReconcileRequest
+from agentfleet.payments.x402 import PaymentStatus, PaymentView
 from agentfleet.settings import Settings
+from sandbox.app import Sandbox
+from sandbox.store import TelegramMessage
 from starters.cli.main import app
 from tests.alert_doubles import (
     LOST_PAYMENT,

@@ -10,7 +10,7 @@ import os
 import sysconfig
 from pathlib import Path
 
-from agentfleet import facilitator_keys
+from agentfleet.payments import facilitator_keys
 from tests.test_payments import Market, market, served
 
 __all__ = ["market"]  # the fixture, imported to be used here

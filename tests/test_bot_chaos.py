@@ -14,12 +14,12 @@ from temporalio.client import Client
 from web3 import Web3
 
 from agentfleet import db
-from agentfleet.bots import BotKind, BotSpec, BotStatus
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.chain import artifacts
-from agentfleet.deployment import load_deployment
-from agentfleet.fleet import create_bot, show_bot
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.models import WalletKey
 from agentfleet.settings import Settings
+from clients.bots import create_bot, show_bot
 from tests.fixtures.worker import WorkerProcess
 from tests.test_bot_lifecycle import fleet_settings, prepare_fleet
 from workers.main import running_workers

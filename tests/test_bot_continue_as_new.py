@@ -11,9 +11,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from agentfleet import binaries, search_attributes
-from agentfleet.bots import BotKind, BotSpec, BotStatus
-from agentfleet.fleet import configure_bot, create_bot, show_bot
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.settings import Settings
+from clients.bots import configure_bot, create_bot, show_bot
 from workers.main import running_workers
 
 

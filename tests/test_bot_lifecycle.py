@@ -17,12 +17,13 @@ from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 
 from agentfleet import db, keystore
-from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus, BotView
 from agentfleet.chain import artifacts
-from agentfleet.chain.devchain import funded_account, prepare_fleet
-from agentfleet.deployment import load_deployment
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.errors import FleetError
-from agentfleet.fleet import (
+from agentfleet.models import BotRecord
+from agentfleet.settings import Settings
+from clients.bots import (
     configure_bot,
     create_bot,
     pause_bot,
@@ -30,8 +31,7 @@ from agentfleet.fleet import (
     retire_bot,
     show_bot,
 )
-from agentfleet.models import BotRecord
-from agentfleet.settings import Settings
+from starters.stack.devchain import funded_account, prepare_fleet
 from tests.replay import record_history
 from workers.main import running_workers
 

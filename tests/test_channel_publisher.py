@@ -13,18 +13,19 @@ from pathlib import Path
 import pytest_asyncio
 from temporalio.client import Client
 
-from agentfleet import content_store, taskqueues
-from agentfleet.content import (
+from agentfleet import taskqueues
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
     ChannelConfig,
     ChannelKind,
     OutboundMessage,
     PublishRequest,
     RateLimit,
 )
-from agentfleet.sandbox.app import Sandbox
-from agentfleet.sandbox.buckets import TelegramLimits
-from agentfleet.sandbox.store import Fault
 from agentfleet.settings import Settings
+from sandbox.app import Sandbox
+from sandbox.buckets import TelegramLimits
+from sandbox.store import Fault
 from workers.main import running_workers
 from workflows.channel_publisher import (
     MAX_IN_FLIGHT,

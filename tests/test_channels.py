@@ -29,10 +29,10 @@ from agentfleet.channels import (
 )
 from agentfleet.channels.email import email_message_id
 from agentfleet.channels.errors import httpx_cause, transport_error_class
-from agentfleet.content import ChannelConfig, ChannelKind, OutboundMessage, default_limit
-from agentfleet.sandbox import Sandbox, free_port
-from agentfleet.sandbox.store import Fault
+from agentfleet.content.model import ChannelConfig, ChannelKind, OutboundMessage, default_limit
 from agentfleet.settings import Settings
+from sandbox import Sandbox, free_port
+from sandbox.store import Fault
 
 TEXT = "Release 2.0 is out\nAll the details."
 

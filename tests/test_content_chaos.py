@@ -19,9 +19,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from agentfleet import content_ops, content_store, db
-from agentfleet.bots import BotKind, BotStatus
-from agentfleet.content import (
+from agentfleet import db
+from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet.content import ops as content_ops
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
     ChannelConfig,
     ChannelKind,
     ContentOrder,
@@ -32,8 +34,8 @@ from agentfleet.content import (
     ResolveOutcome,
 )
 from agentfleet.models import BotRecord, ContentItem
-from agentfleet.sandbox.app import Sandbox
-from agentfleet.sandbox.store import Fault
+from sandbox.app import Sandbox
+from sandbox.store import Fault
 from tests.fixtures.worker import WorkerProcess
 
 POLICY = """

@@ -20,9 +20,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from agentfleet import content_ops, content_store, db
-from agentfleet.bots import BotKind, BotStatus, disclosure_for
-from agentfleet.content import (
+from agentfleet import db
+from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
+from agentfleet.content import ops as content_ops
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
     MAX_LENGTH,
     ApproveInput,
     CancelInput,
@@ -37,8 +39,8 @@ from agentfleet.content import (
 )
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
-from agentfleet.sandbox.app import Sandbox
 from agentfleet.settings import Settings
+from sandbox.app import Sandbox
 from tests.replay import record_history
 from workers.main import running_workers
 

@@ -24,8 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from agentfleet import taskqueues
-from agentfleet.alerts import Alert, AlertBatch, AlertKind
-from agentfleet.content import (
+from agentfleet.content.model import (
     ApproveInput,
     CancelInput,
     ChannelConfig,
@@ -46,7 +45,8 @@ from agentfleet.content import (
     Scores,
     SendReceipt,
 )
-from agentfleet.policy import Policy, run_checks
+from agentfleet.content.policy import Policy, run_checks
+from agentfleet.operations.alerts import Alert, AlertBatch, AlertKind
 from workers.main import WORKFLOW_RUNNER
 from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherState
 from workflows.content_pipeline import ContentPipelineWorkflow

@@ -26,11 +26,11 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from agentfleet import taskqueues
-from agentfleet.bots import Skill
-from agentfleet.commands import FleetCommand, Targets
+from agentfleet.bots.commands import FleetCommand, Targets
+from agentfleet.bots.model import Skill
 from agentfleet.db import dispose_engine, upgrade_database
 from agentfleet.messages import SkeletonInput
-from agentfleet.metrics import FiguresCollector
+from agentfleet.operations.metrics import FiguresCollector
 from tests.fixtures.worker import worker_env
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards"

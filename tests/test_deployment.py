@@ -23,15 +23,16 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 from web3 import Web3
 
-from agentfleet import db, deployment, taskqueues
-from agentfleet.chain import artifacts, networks
+from agentfleet import db, taskqueues
+from agentfleet.chain import artifacts, deployment, networks
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import free_port, start_anvil
-from agentfleet.chain.transactions import send_transaction
 from agentfleet.errors import FleetError
 from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.settings import Settings
+from clients import deployment as deploying
+from clients.transactions import send_transaction
 from starters.cli.main import app
+from starters.stack.devchain import free_port, start_anvil
 from workers.main import running_workers
 
 QUEUES = (taskqueues.WORKFLOWS, taskqueues.CHAIN)
@@ -85,7 +86,7 @@ async def worker_for(client: Client, settings: Settings) -> AsyncIterator[None]:
 
 async def ensure_deployed(client: Client, settings: Settings) -> str:
     async with worker_for(client, settings):
-        return await deployment.ensure_deployed(client, settings)
+        return await deploying.ensure_deployed(client, settings)
 
 
 @pytest.fixture
@@ -410,7 +411,7 @@ async def test_real_network_deploys_from_a_keystore_waits_for_confirmations_and_
             deployment.prepare(wrong)
 
         async with worker_for(dev_client, settings):
-            result = await deployment.ensure(dev_client, settings)
+            result = await deploying.ensure(dev_client, settings)
 
         assert not result.reused and result.deployment.network == "amoy"
         assert result.deployment.deployer == Account.from_key(key).address

@@ -32,18 +32,7 @@ from temporalio.worker import Worker
 
 from activities.fleet import FleetActivities
 from agentfleet import db, search_attributes, taskqueues
-from agentfleet.bots import (
-    BotKind,
-    BotStatus,
-    Forecast,
-    Performance,
-    Skill,
-    SkillBatch,
-    SkillBatchResult,
-    SkillCall,
-    SkillResult,
-)
-from agentfleet.commands import (
+from agentfleet.bots.commands import (
     AnswerOutcome,
     BotAnswer,
     CommandPhase,
@@ -57,6 +46,17 @@ from agentfleet.commands import (
     start_command,
     summarize,
     summarize_forecasts,
+)
+from agentfleet.bots.model import (
+    BotKind,
+    BotStatus,
+    Forecast,
+    Performance,
+    Skill,
+    SkillBatch,
+    SkillBatchResult,
+    SkillCall,
+    SkillResult,
 )
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord

@@ -17,22 +17,22 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from typer.testing import CliRunner, Result
 
 from agentfleet import taskqueues
-from agentfleet.bots import BotKind, BotSpec, BotStatus
-from agentfleet.chain.devchain import free_port, rpc
-from agentfleet.fleet import create_bot, show_bot
-from agentfleet.health import (
+from agentfleet.bots.health import (
     FleetHealthSummary,
     HealthCheck,
 )
-from agentfleet.schedules import (
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus
+from agentfleet.settings import Settings
+from clients.bots import create_bot, show_bot
+from clients.schedules import (
     HEALTH_SCHEDULE_ID,
     describe_schedule,
     ensure_health_schedule,
     list_schedules,
     pause_schedule,
 )
-from agentfleet.settings import Settings
 from starters.cli.main import app
+from starters.stack.devchain import free_port, rpc
 from tests.replay import record_history
 from tests.test_bot_lifecycle import fleet_env, listed, row, wait_for
 from workflows.fleet_health import (

@@ -25,8 +25,8 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from agentfleet.chain import artifacts, eip3009
-from agentfleet.chain.devchain import private_anvil
 from agentfleet.chain.eip3009 import AuthorizationKind, SignedAuthorization
+from starters.stack.devchain import private_anvil
 
 FUSD = 10**6
 GAS = 500_000

@@ -13,12 +13,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from agentfleet import binaries, db, search_attributes, taskqueues
-from agentfleet.bots import BotKind, BotStatus
+from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import RoundOrder, RoundReport, RoundStatus
 from agentfleet.learning.store import ArtifactStore
 from agentfleet.models import BotRecord
-from agentfleet.stack.components import DEV_SERVER_ARGS
+from starters.stack.components import DEV_SERVER_ARGS
 from tests.fixtures.chain import free_port
 from tests.fixtures.worker import WorkerProcess, worker_env
 

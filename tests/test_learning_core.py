@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agentfleet.bots.market import import_csv
 from agentfleet.db import dispose_engine, upgrade_database
 from agentfleet.learning import simulate as simulation
 from agentfleet.learning.store import ArtifactCorrupted, ArtifactMissing, ArtifactStore
@@ -37,7 +38,6 @@ from agentfleet.learning.tasks import (
     task_named,
     train_participant,
 )
-from agentfleet.market import import_csv
 
 PARTICIPANTS = [f"bot-{i}" for i in range(5)]
 

@@ -11,8 +11,8 @@ from sqlmodel import select
 from temporalio.client import Client
 
 from agentfleet import db, taskqueues
-from agentfleet.bots import BotKind, BotStatus
-from agentfleet.health import FleetHealthSummary, HealthCheck
+from agentfleet.bots.health import FleetHealthSummary, HealthCheck
+from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.learning import registry
 from agentfleet.learning.store import ArtifactStore
 from agentfleet.learning.tasks import DigitsTask

@@ -19,8 +19,7 @@ from temporalio.worker import Worker
 
 from activities.learning import LearningActivities
 from agentfleet import db, taskqueues
-from agentfleet.alerts import AlertBatch
-from agentfleet.bots import BotKind, BotStatus
+from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import (
     RoundOrder,
@@ -32,6 +31,7 @@ from agentfleet.learning.rounds import (
 )
 from agentfleet.learning.store import ArtifactStore
 from agentfleet.models import BotRecord
+from agentfleet.operations.alerts import AlertBatch
 from agentfleet.settings import Settings
 from tests.replay import record_history
 from workers.main import WORKFLOW_RUNNER

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentfleet import market
+from agentfleet.bots import market
 from starters.cli.main import app
 
 END = datetime(2025, 3, 1, 12, tzinfo=UTC)

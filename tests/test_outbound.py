@@ -31,14 +31,14 @@ from typer.testing import CliRunner
 from activities.purchases import PurchaseActivities
 from activities.skills import SkillActivities
 from agentfleet import db
-from agentfleet.bots import BotKind, BotRef, BotSpec, BotStatus, Skill, SkillCall, SkillResult
+from agentfleet.bots.model import BotKind, BotRef, BotSpec, BotStatus, Skill, SkillCall, SkillResult
 from agentfleet.errors import FleetError
-from agentfleet.fleet import create_bot
 from agentfleet.models import BotRecord
 from agentfleet.netguard import ANY_FLEET, OutboundRefused, UrlRule, outbound_client
-from agentfleet.payments import A2A_X402_EXTENSION
-from agentfleet.purchases import PaidCall, PurchaseRequest
+from agentfleet.payments.purchases import PaidCall, PurchaseRequest
+from agentfleet.payments.x402 import A2A_X402_EXTENSION
 from agentfleet.settings import Settings
+from clients.bots import create_bot
 from starters.cli.main import app
 
 Route = Callable[[str, bytes], tuple[int, dict[str, str], Any]]

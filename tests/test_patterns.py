@@ -10,10 +10,10 @@ from pathlib import Path
 from temporalio.client import Client
 
 from agentfleet import db, taskqueues
-from agentfleet.bots import BotKind, BotStatus, Pattern
+from agentfleet.bots.market import Regime
+from agentfleet.bots.model import BotKind, BotStatus, Pattern
 from agentfleet.learning import patterns
 from agentfleet.learning.patterns import PatternStatus, PatternView, ShareOrder
-from agentfleet.market import Regime
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 from tests.replay import record_history

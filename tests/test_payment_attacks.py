@@ -22,17 +22,18 @@ from temporalio.testing import ActivityEnvironment
 from web3 import Web3
 
 from activities.purchases import PurchaseActivities
-from agentfleet import db, facilitator_keys, keystore, payer_proof
+from agentfleet import db, keystore
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import rpc
 from agentfleet.chain.eip3009 import random_nonce
 from agentfleet.chain.relayers import relayers
-from agentfleet.holds import payer_workflow_id
 from agentfleet.models import PaymentIdentifier
-from agentfleet.payments import decode_header
-from agentfleet.purchases import PaidCall
+from agentfleet.payments import facilitator_keys, payer_proof
+from agentfleet.payments.holds import payer_workflow_id
+from agentfleet.payments.purchases import PaidCall
+from agentfleet.payments.x402 import decode_header
 from starters.http.app import create_app
 from starters.http.facilitator import KEY_CACHE_S
+from starters.stack.devchain import rpc
 from tests.fixtures.stack import FLEET
 from tests.replay import record_history
 from tests.test_payments import (

@@ -25,17 +25,18 @@ from x402 import x402Client
 from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 
-from agentfleet import binaries, db, payer_proof, search_attributes
-from agentfleet.bots import BotKind, BotStatus
+from agentfleet import binaries, db, search_attributes
+from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet, start_anvil
-from agentfleet.deployment import load_deployment
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
-from agentfleet.payments import decode_header
+from agentfleet.payments import payer_proof
+from agentfleet.payments.x402 import decode_header
 from agentfleet.settings import Settings
-from agentfleet.stack.components import DEV_SERVER_ARGS
 from starters.http.app import create_app
+from starters.stack.components import DEV_SERVER_ARGS
+from starters.stack.devchain import free_port, funded_account, prepare_fleet, start_anvil
 from tests.fixtures.worker import WorkerProcess, worker_env
 from tests.test_payments import payment_header, requirements
 from workers.main import running_workers

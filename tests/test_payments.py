@@ -33,21 +33,22 @@ from x402.http.facilitator_client_base import CreateHeadersAuthProvider
 from x402.mechanisms.evm.exact import ExactEvmClientScheme
 from x402.schemas import PaymentRequired, PaymentRequirements
 
-from agentfleet import db, facilitator_keys, search_attributes
-from agentfleet.bots import BotKind, BotStatus
+from agentfleet import db, search_attributes
+from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.eip3009 import (
     random_nonce,
     sign_cancel_authorization,
     sign_transfer_authorization,
     x402_payload,
 )
-from agentfleet.deployment import load_deployment
 from agentfleet.models import BotRecord, PaymentRecord
+from agentfleet.payments import facilitator_keys
 from agentfleet.settings import Settings
 from starters.http.app import create_app
+from starters.stack.devchain import free_port, funded_account, prepare_fleet
 from tests.replay import record_history
 from workers.main import running_workers
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentfleet.content import ChannelKind, CheckOutcome, CheckResult, Scores
-from agentfleet.policy import (
+from agentfleet.content.model import ChannelKind, CheckOutcome, CheckResult, Scores
+from agentfleet.content.policy import (
     CHECKS,
     ApprovalPolicy,
     AutoApproveRule,
@@ -490,13 +490,15 @@ def test_auto_approval_respects_scores_and_bots() -> None:
 
 
 def test_cli_check_accepts_a_valid_policy() -> None:
-    result = CliRunner().invoke(app, ["check", "agentfleet/policies/default.yaml"])
+    result = CliRunner().invoke(app, ["check", "agentfleet/content/policies/default.yaml"])
     assert result.exit_code == 0, result.output
     assert DEFAULT_LABEL in result.stdout and "7 banned terms" in result.stdout
 
 
 def test_cli_check_json_parses() -> None:
-    result = CliRunner().invoke(app, ["check", "agentfleet/policies/default.yaml", "--json"])
+    result = CliRunner().invoke(
+        app, ["check", "agentfleet/content/policies/default.yaml", "--json"]
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["ok"] and answer["label"] == DEFAULT_LABEL and answer["version"] == 2

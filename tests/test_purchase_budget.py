@@ -24,21 +24,22 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 
-from agentfleet import binaries, ledger, search_attributes
-from agentfleet.bots import BotKind, BotSpec, BotStatus
-from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
-from agentfleet.deployment import load_deployment
-from agentfleet.fleet import configure_bot, create_bot, pause_bot, resume_bot, retire_bot
-from agentfleet.purchases import (
+from agentfleet import binaries, search_attributes
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus
+from agentfleet.chain.deployment import load_deployment
+from agentfleet.payments import ledger
+from agentfleet.payments.purchases import (
     PurchaseRequest,
     PurchaseStatus,
     PurchaseView,
     new_purchase_id,
     purchase_nonce,
-    start_purchase,
 )
 from agentfleet.settings import Settings
+from clients.bots import configure_bot, create_bot, pause_bot, resume_bot, retire_bot
+from clients.purchases import start_purchase
 from starters.http.app import create_app
+from starters.stack.devchain import free_port, funded_account, prepare_fleet
 from tests.replay import record_history
 from tests.test_bot_lifecycle import wait_for
 from tests.test_payments import served

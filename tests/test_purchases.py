@@ -18,22 +18,22 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 from web3 import Web3
 
-from agentfleet.bots import BotKind, BotSpec, BotStatus
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.chain import artifacts
-from agentfleet.chain.devchain import free_port, funded_account, prepare_fleet
-from agentfleet.deployment import Deployment, load_deployment
-from agentfleet.fleet import create_bot
-from agentfleet.purchases import (
+from agentfleet.chain.deployment import Deployment, load_deployment
+from agentfleet.payments.purchases import (
     PurchaseRequest,
     PurchaseStatus,
     PurchaseView,
     new_purchase_id,
     purchase_nonce,
-    start_purchase,
 )
 from agentfleet.settings import Settings
+from clients.bots import create_bot
+from clients.purchases import start_purchase
 from starters.cli.main import app
 from starters.http.app import create_app
+from starters.stack.devchain import free_port, funded_account, prepare_fleet
 from tests.replay import record_history
 from tests.test_bot_lifecycle import wait_for
 from tests.test_payments import served
@@ -168,8 +168,8 @@ async def test_spending_policy_and_unknown_sellers_refuse_before_paying(fleet: F
 
 
 def _agent_id(fleet: Fleet, name: str) -> int:
-    from agentfleet import db  # noqa: PLC0415
-    from agentfleet.models import BotRecord  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.models import BotRecord
 
     with db.session_scope(fleet.settings.effective_database_url) as session:
         row = session.get(BotRecord, name)
@@ -288,7 +288,7 @@ async def test_a_delivery_scored_under_the_threshold_is_refunded_by_the_seller(
         bytes.fromhex(view.validation_request_hash[2:])  # type: ignore[index]
     ).call()
     assert status[0] == _address(fleet, validator) and status[2] == 90
-    from agentfleet import ledger  # noqa: PLC0415
+    from agentfleet.payments import ledger
 
     row = ledger.get_payment(fleet.settings.effective_database_url, view.payment_id or "")
     assert row is not None and (row.status, row.refund_tx_hash) == (
@@ -301,8 +301,8 @@ async def test_a_delivery_scored_under_the_threshold_is_refunded_by_the_seller(
 
 
 def _address(fleet: Fleet, name: str) -> str:
-    from agentfleet import db  # noqa: PLC0415
-    from agentfleet.models import BotRecord  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.models import BotRecord
 
     with db.session_scope(fleet.settings.effective_database_url) as session:
         row = session.get(BotRecord, name)

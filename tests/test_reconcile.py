@@ -22,12 +22,12 @@ from temporalio.worker import Worker
 
 from activities.reconcile import AUTHORIZATION_USED, TRANSFER, pair_settlements
 from agentfleet import db, taskqueues
-from agentfleet.alerts import Alert, AlertBatch
 from agentfleet.chain.accounts import dev_account
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.eip3009 import random_nonce, sign_transfer_authorization
-from agentfleet.deployment import load_deployment
 from agentfleet.models import AuditEvent, PaymentRecord
-from agentfleet.reconcile import (
+from agentfleet.operations.alerts import Alert, AlertBatch
+from agentfleet.payments.reconcile import (
     AUDIT_CHECKPOINT,
     AUDIT_FINDING,
     MAX_FINDINGS,
@@ -47,7 +47,7 @@ from agentfleet.reconcile import (
     settlement_payment_id,
     start_reconciliation,
 )
-from agentfleet.schedules import (
+from clients.schedules import (
     RECONCILE_SCHEDULE_ID,
     describe_schedule,
     ensure_reconcile_schedule,

@@ -20,11 +20,12 @@ from web3 import Web3
 
 from activities.chain import ChainActivities
 from agentfleet import db, keystore
-from agentfleet.chain.transactions import relayer_id, send_transaction
+from agentfleet.chain.transactions import relayer_id
 from agentfleet.errors import FleetError
 from agentfleet.messages import TxOrder, TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
+from clients.transactions import send_transaction
 from tests.fixtures.chain_tools import funded_account, private_anvil, rpc
 from tests.replay import record_history
 from workers.main import running_workers

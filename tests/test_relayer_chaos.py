@@ -13,10 +13,10 @@ from temporalio.client import Client
 from web3 import Web3
 
 from agentfleet import db, keystore
-from agentfleet.chain.transactions import send_transaction
 from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
+from clients.transactions import send_transaction
 from tests.fixtures.chain_tools import funded_account
 from tests.fixtures.worker import WorkerProcess
 

@@ -22,7 +22,6 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from agentfleet.db import dispose_engine, session_scope, upgrade_database
-from agentfleet.figures import read_figures
 from agentfleet.models import (
     AuditEvent,
     BotRecord,
@@ -34,7 +33,8 @@ from agentfleet.models import (
     PaymentRecord,
     PublishAttempt,
 )
-from agentfleet.report import SAVED_VIEWS, count_views, web_ui_url
+from agentfleet.operations.figures import read_figures
+from agentfleet.operations.report import SAVED_VIEWS, count_views, web_ui_url
 from starters.cli.main import app
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -17,10 +17,16 @@ from openai import AsyncOpenAI
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 
 from agentfleet.channels import send
-from agentfleet.content import ChannelConfig, ChannelKind, OutboundMessage, RateLimit, default_limit
-from agentfleet.sandbox import Sandbox, TelegramLimits, TokenBucket, free_port
-from agentfleet.sandbox.buckets import TelegramRateLimiter, retry_after_seconds
+from agentfleet.content.model import (
+    ChannelConfig,
+    ChannelKind,
+    OutboundMessage,
+    RateLimit,
+    default_limit,
+)
 from agentfleet.settings import Settings
+from sandbox import Sandbox, TelegramLimits, TokenBucket, free_port
+from sandbox.buckets import TelegramRateLimiter, retry_after_seconds
 
 PACE_RATE = 20.0
 
@@ -269,7 +275,7 @@ async def test_sandbox_process_announces_ready_serves_channels_and_stops_on_sigt
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agentfleet.sandbox",
+        "sandbox",
         "--port",
         str(port),
         "--smtp-port",

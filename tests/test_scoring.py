@@ -10,7 +10,7 @@ import time
 import pytest
 from better_profanity import profanity  # type: ignore[import-untyped]
 
-from agentfleet.scoring import (
+from agentfleet.content.scoring import (
     SCORER,
     SENTIMENT_CHUNK,
     TOXICITY_SCALE,
@@ -124,7 +124,7 @@ def test_scoring_needs_no_network() -> None:
         import nltk
 
         nltk.download = refuse
-        from agentfleet.scoring import score_text
+        from agentfleet.content.scoring import score_text
 
         print(score_text("Hello there, my good friend. What a day!", max_length=100))
         """

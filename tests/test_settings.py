@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from agentfleet.settings import Settings, mask_url
-from agentfleet.stack.state import StackFiles
 from starters.cli.main import app
+from starters.stack.state import StackFiles
 
 PAYLOAD_KEY = base64.b64encode(bytes(range(32))).decode()
 TEMPORAL_API_KEY = "tmprl-api-key-9d8c7b"

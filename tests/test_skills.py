@@ -18,8 +18,8 @@ import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
 from activities.skills import TUNE_ALPHAS, SkillActivities
-from agentfleet import market
-from agentfleet.bots import (
+from agentfleet.bots import market
+from agentfleet.bots.model import (
     BotKind,
     BotRef,
     BotStatus,
@@ -30,8 +30,8 @@ from agentfleet.bots import (
     SkillCall,
     SkillResult,
 )
-from agentfleet.chain.devchain import free_port
 from agentfleet.settings import Settings
+from starters.stack.devchain import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SLOW_MS = 3000

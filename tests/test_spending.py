@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from agentfleet.spending import SpendingHold, SpendingRef, day_of, decide, release, settle
+from agentfleet.payments.spending import SpendingHold, SpendingRef, day_of, decide, release, settle
 
 
 def test_a_day_is_seeded_once_from_the_ledger_and_the_next_day_starts_afresh() -> None:

@@ -250,7 +250,7 @@ def test_up_on_postgresql_with_payload_key_encrypts_history_and_serves_codec_beh
 ) -> None:
     import base64
 
-    from agentfleet.chain.devchain import free_port
+    from starters.stack.devchain import free_port
 
     key = base64.b64encode(os.urandom(32)).decode()
     stack_env["FLEET_DATABASE_URL"] = postgresql_url

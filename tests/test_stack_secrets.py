@@ -32,8 +32,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.devchain import free_port, start_anvil
 from agentfleet.codec import ENCODING, AESGCMCodec, parse_key
+from starters.stack.devchain import free_port, start_anvil
 from tests.fixtures.stack import FLEET, fleet
 
 pytestmark = pytest.mark.stack
@@ -199,7 +199,7 @@ async def _paid_call_during_outage(
     from x402.mechanisms.evm import EthAccountSigner
     from x402.mechanisms.evm.exact import ExactEvmClientScheme
 
-    from agentfleet.deployment import load_deployment
+    from agentfleet.chain.deployment import load_deployment
     from agentfleet.settings import Settings
 
     gateway = f"http://127.0.0.1:{env['FLEET_HTTP_PORT']}"

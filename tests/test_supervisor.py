@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentfleet.stack.supervisor import _failure_line
+from starters.stack.supervisor import _failure_line
 
 
 def test_failure_line_is_the_error_of_the_latest_start_not_a_stack_frame(tmp_path: Path) -> None:

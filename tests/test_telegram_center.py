@@ -20,11 +20,11 @@ from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
 
-from agentfleet import content_ops, content_store, db
-from agentfleet.bots import BotKind, BotSpec, BotStatus
-from agentfleet.chain.devchain import funded_account, prepare_fleet
-from agentfleet.command_center import replies as reply_format
-from agentfleet.content import (
+from agentfleet import db
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus
+from agentfleet.content import ops as content_ops
+from agentfleet.content import store as content_store
+from agentfleet.content.model import (
     MAX_LENGTH,
     ChannelConfig,
     ChannelKind,
@@ -35,15 +35,17 @@ from agentfleet.content import (
     default_limit,
 )
 from agentfleet.errors import FleetError
-from agentfleet.fleet import configure_bot, create_bot, show_bot
 from agentfleet.models import AuditEvent, BotRecord
 from agentfleet.netguard import UrlRule
-from agentfleet.operators import Permission, Role, parse_access_list
-from agentfleet.sandbox.app import Sandbox
-from agentfleet.sandbox.buckets import TelegramLimits
-from agentfleet.sandbox.store import TelegramMessage
+from agentfleet.operations.operators import Permission, Role, parse_access_list
 from agentfleet.settings import Settings
-from starters import telegram
+from clients.bots import configure_bot, create_bot, show_bot
+from sandbox.app import Sandbox
+from sandbox.buckets import TelegramLimits
+from sandbox.store import TelegramMessage
+from starters.stack.devchain import funded_account, prepare_fleet
+from starters.telegram import bot as telegram
+from starters.telegram import replies as reply_format
 from workers.main import running_workers
 
 VIEWER, OPERATOR, APPROVER, ADMIN, STRANGER = 2001, 2002, 2003, 2004, 2999

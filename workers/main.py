@@ -41,8 +41,9 @@ from activities.reconcile import ReconcileActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
 from activities.store import StoreActivities
-from agentfleet import keystore, metrics, redaction, taskqueues
+from agentfleet import keystore, redaction, taskqueues
 from agentfleet.errors import FleetError
+from agentfleet.operations import metrics
 from agentfleet.settings import Settings, get_settings, invalid_settings_line
 from agentfleet.temporal import connect
 from workflows.alerts import AlertsWorkflow

@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.alerts import Alert, AlertBatch, AlertKind, Severity, alert_id
+    from agentfleet.operations.alerts import Alert, AlertBatch, AlertKind, Severity, alert_id
 
 RAISE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5)
 

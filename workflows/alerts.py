@@ -5,7 +5,7 @@ signals this entity (signal-with-start ``alert``). The entity:
 
 1. drops an alert id it has already seen (a retried or replayed raise);
 2. opens a window (``window_s``) at the first pending alert and, when it closes, groups what
-   arrived by kind: one :class:`~agentfleet.alerts.AlertDigest` per kind;
+   arrived by kind: one :class:`~agentfleet.operations.alerts.AlertDigest` per kind;
 3. counts, without sending again, a key (kind + key) already sent within ``cooldown_s``; such
    repeats are told in the next message of that kind;
 4. hands each digest to ``deliver_alert_digest`` (``fleet-io``: the ``alerts`` row, then each
@@ -27,7 +27,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.alerts import (
+    from agentfleet.operations.alerts import (
         AlertBatch,
         AlertDigest,
         AlertKind,

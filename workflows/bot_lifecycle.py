@@ -9,7 +9,7 @@ Commands are updates with validators (bad input is rejected and changes nothing)
 ``history`` are queries, and BotName/BotKind/BotStatus/BotOwner keep the Web UI's filters current.
 As a buyer the entity owns its daily budget: ``hold_spending`` (an update answered at once)
 grants or refuses a purchase's hold, ``settle_spending`` and ``release_spending`` (signals) end it,
-``spending`` (a query) shows the day (see agentfleet.spending).
+``spending`` (a query) shows the day (see agentfleet.payments.spending).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
-    from agentfleet import spending as budget
-    from agentfleet.bots import (
+    from agentfleet.bots.model import (
         BotEvent,
         BotHistory,
         BotKind,
@@ -45,8 +44,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.netguard import ANY_FLEET
-    from agentfleet.payments import to_units
-    from agentfleet.spending import HoldAnswer, SpendingDay, SpendingHold, SpendingRef
+    from agentfleet.payments import spending as budget
+    from agentfleet.payments.spending import HoldAnswer, SpendingDay, SpendingHold, SpendingRef
+    from agentfleet.payments.x402 import to_units
 
 from workflows.transactions import deepest_cause, run_transaction
 

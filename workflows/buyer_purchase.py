@@ -31,9 +31,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.bots import bot_workflow_id
+    from agentfleet.bots.model import bot_workflow_id
     from agentfleet.messages import AuditRecord, TxOrder, TxOutcome, TxRequest, TxStatus
-    from agentfleet.purchases import (
+    from agentfleet.payments.purchases import (
         FEEDBACK_VALUE,
         FeedbackRequest,
         FeedbackTx,
@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         payment_id_of,
         purchase_nonce,
     )
-    from agentfleet.spending import HoldAnswer, HoldAsk, SpendingRef
+    from agentfleet.payments.spending import HoldAnswer, HoldAsk, SpendingRef
 
 from workflows.transactions import run_transaction
 

@@ -28,7 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.content import (
+    from agentfleet.content.model import (
         ChannelConfig,
         PublishRequest,
         PublishResult,

@@ -37,8 +37,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
-    from agentfleet.alerts import AlertKind, Severity
-    from agentfleet.content import (
+    from agentfleet.content.model import (
         FINAL_STATES,
         ApproveInput,
         AuditEntry,
@@ -65,7 +64,8 @@ with workflow.unsafe.imports_passed_through():
         Scores,
         SendReceipt,
     )
-    from agentfleet.policy import Policy, with_disclaimers, with_disclosure
+    from agentfleet.content.policy import Policy, with_disclaimers, with_disclosure
+    from agentfleet.operations.alerts import AlertKind, Severity
 
 from workflows.alerting import new_alert, raise_alerts
 

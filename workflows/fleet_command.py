@@ -20,8 +20,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.bots import BotRef, SkillBatch, SkillBatchResult, SkillCall
-    from agentfleet.commands import (
+    from agentfleet.bots.commands import (
         CALLABLE_STATUSES,
         UNKNOWN_STATUS,
         AnswerOutcome,
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveTargets,
         summarize,
     )
+    from agentfleet.bots.model import BotRef, SkillBatch, SkillBatchResult, SkillCall
 
 BATCH_MARGIN = timedelta(seconds=2)
 """How much longer than one call a batch activity may take (scheduling, payloads)."""

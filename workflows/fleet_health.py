@@ -30,9 +30,7 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.alerts import Alert, AlertKind
-    from agentfleet.bots import BotEvent, BotStatus, ChainContext, bot_workflow_id
-    from agentfleet.health import (
+    from agentfleet.bots.health import (
         BotHealth,
         FleetHealthSummary,
         HealthBatch,
@@ -42,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         HealthTargets,
         ModelHealth,
     )
+    from agentfleet.bots.model import BotEvent, BotStatus, ChainContext, bot_workflow_id
+    from agentfleet.operations.alerts import Alert, AlertKind
 
 from workflows.alerting import new_alert, raise_alerts
 

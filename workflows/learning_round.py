@@ -26,8 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
-    from agentfleet.alerts import AlertKind, Severity
-    from agentfleet.bots import BotEvent, bot_workflow_id
+    from agentfleet.bots.model import BotEvent, bot_workflow_id
     from agentfleet.learning.rounds import (
         Aggregated,
         AggregateOrder,
@@ -44,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.learning.strategies import Exclusion
     from agentfleet.learning.tasks import improves, task_named
+    from agentfleet.operations.alerts import AlertKind, Severity
 
 from workflows.alerting import new_alert, raise_alerts
 

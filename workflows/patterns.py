@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.bots import (
+    from agentfleet.bots.model import (
         BotRef,
         Pattern,
         Skill,

@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from agentfleet.holds import (
+    from agentfleet.payments.holds import (
         SPENT_DEPTH,
         SPENT_KEEP_S,
         Hold,

@@ -44,10 +44,10 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import search_attributes, taskqueues
-    from agentfleet.alerts import AlertKind, Severity
-    from agentfleet.bots import SkillResult
+    from agentfleet.bots.model import SkillResult
     from agentfleet.messages import GasPolicy, TxOrder, TxOutcome, TxRequest, TxStatus
-    from agentfleet.payments import (
+    from agentfleet.operations.alerts import AlertKind, Severity
+    from agentfleet.payments.x402 import (
         PaymentOrder,
         PaymentStatus,
         PaymentView,

@@ -5,14 +5,13 @@ by the Temporal Schedule ``reconcile-payments`` (each run's id is
 The sequence: ``reconcile_scope`` (fleet-io: the token, its deployment block and the checkpoint)
 -> batches until the range is covered: ``read_authorizations_used`` (fleet-chain: the
 ``AuthorizationUsed`` events with their transfers, ``chunk_blocks`` per log query, up to about
-``max_events``) -> ``read_ledger_rows`` (fleet-io: those payments' rows and the rows that say
-they settled in the batch's blocks) -> :func:`agentfleet.reconcile.compare`; a missing row is
+``max_events``) -> ``read_ledger_rows`` (fleet-io: those payments' rows and the rows that say they
+settled in the batch's blocks) -> :func:`agentfleet.payments.reconcile.compare`; a missing row is
 read again after ``recheck_after_s`` (its saga may be about to write it) -> one
-``flag_payment_discrepancies`` (fleet-io: a warning and an audit event per finding, and the
-run's summary, which is the next scheduled run's checkpoint) -> when anything differs, one alert
-per listed finding (``raise_alerts``, patch ``alerts``). What the finding kinds mean and how the
-range is chosen: :mod:`agentfleet.reconcile`.
-"""
+``flag_payment_discrepancies`` (fleet-io: a warning and an audit event per finding, and the run's
+summary, which is the next scheduled run's checkpoint) -> when anything differs, one alert per
+listed finding (``raise_alerts``, patch ``alerts``). What the finding kinds mean and how the range
+is chosen: :mod:`agentfleet.payments.reconcile`."""
 
 from __future__ import annotations
 
@@ -23,8 +22,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
-    from agentfleet.alerts import AlertKind, Severity
-    from agentfleet.reconcile import (
+    from agentfleet.operations.alerts import AlertKind, Severity
+    from agentfleet.payments.reconcile import (
         FindingKind,
         LedgerEntries,
         LedgerEntry,

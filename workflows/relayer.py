@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
+    from agentfleet.chain.transactions import relayer_workflow_id
     from agentfleet.messages import (
         EnsureRelayer,
         NonceQuery,
@@ -42,11 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TxStatus,
     )
 
-from workflows.transactions import (
-    RPC_RETRY,
-    execute_send,
-    relayer_workflow_id,
-)
+from workflows.transactions import RPC_RETRY, execute_send
 
 RECENT_NONCES = 5000
 WAKE_ON_FINISHED = "relayer-wakes-on-finished"

@@ -24,19 +24,12 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from agentfleet import taskqueues
+    from agentfleet.chain.transactions import relayer_workflow_id, transaction_workflow_id
     from agentfleet.messages import SendTx, TxFinished, TxOrder, TxOutcome, TxStatus
 
 RPC_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
-
-
-def relayer_workflow_id(chain_id: int, address: str) -> str:
-    return f"relayer-{chain_id}-{address.lower()}"
-
-
-def transaction_workflow_id(chain_id: int, request_id: str) -> str:
-    return f"tx-{chain_id}-{request_id}"
 
 
 async def run_transaction(order: TxOrder) -> TxOutcome:

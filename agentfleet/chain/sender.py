@@ -359,7 +359,7 @@ def recorded(database_url: str, request_id: str) -> ChainTransaction | None:
 
 
 def highest_recorded_nonce(database_url: str, chain_id: int, sender: str) -> int | None:
-    from sqlalchemy import func  # noqa: PLC0415
+    from sqlalchemy import func
 
     with db.session_scope(database_url) as session:
         value = session.exec(
@@ -377,7 +377,7 @@ def orphan_recorded_from(database_url: str, chain_id: int, sender: str, nonce: i
     """A dev chain was reset: the recorded transactions of ``sender`` from ``nonce`` on exist on
     no chain any more. They are kept (status ``orphaned``, nonce stored as ``-1 - nonce``) so the
     nonces are free again. Returns how many. Never called for a real network."""
-    from sqlalchemy import func  # noqa: PLC0415
+    from sqlalchemy import func
 
     with db.session_scope(database_url) as session:
         rows = session.exec(

@@ -1,11 +1,10 @@
-"""Channel adapters: send one :class:`~agentfleet.content.OutboundMessage` to one channel.
+"""Channel adapters: send one :class:`~agentfleet.content.model.OutboundMessage` to one channel.
 
 :func:`send` is the single entry point the publishing activity calls. It returns a
-:class:`~agentfleet.content.SendReceipt` or raises one of the :class:`ChannelError` outcomes, which
-tell a caller whether a retry is safe (:class:`NotSent`, :class:`RateLimited`), risky
+:class:`~agentfleet.content.model.SendReceipt` or raises one of the :class:`ChannelError` outcomes,
+which tell a caller whether a retry is safe (:class:`NotSent`, :class:`RateLimited`), risky
 (:class:`MaybeSent`) or useless (:class:`Refused`). Endpoints come from settings; with
-``FLEET_CHANNEL_SANDBOX`` and no real endpoint they are the local sandbox's.
-"""
+``FLEET_CHANNEL_SANDBOX`` and no real endpoint they are the local sandbox's."""
 
 from __future__ import annotations
 
@@ -29,7 +28,13 @@ from agentfleet.channels.errors import (
 )
 from agentfleet.channels.telegram import send_telegram
 from agentfleet.channels.webhook import send_webhook
-from agentfleet.content import MAX_LENGTH, ChannelConfig, ChannelKind, OutboundMessage, SendReceipt
+from agentfleet.content.model import (
+    MAX_LENGTH,
+    ChannelConfig,
+    ChannelKind,
+    OutboundMessage,
+    SendReceipt,
+)
 from agentfleet.settings import Settings
 
 Adapter = Callable[[ChannelConfig, OutboundMessage, Settings], Awaitable[SendReceipt]]

@@ -24,7 +24,7 @@ from agentfleet.channels.errors import (
     Refused,
     one_line,
 )
-from agentfleet.content import ChannelConfig, OutboundMessage, SendReceipt
+from agentfleet.content.model import ChannelConfig, OutboundMessage, SendReceipt
 from agentfleet.settings import Settings
 
 MESSAGE_ID_DOMAIN = "agentfleet"

@@ -1,7 +1,7 @@
 """Where each channel sends, resolved from settings: a real endpoint when one is set, else the
 local sandbox (``FLEET_CHANNEL_SANDBOX``), else a :class:`NotConfigured` error.
 
-The sandbox (:mod:`agentfleet.sandbox`) uses the same functions to know which token it accepts
+The sandbox (:mod:`sandbox`) uses the same functions to know which token it accepts
 and which secret it verifies webhooks with, so both ends agree without extra configuration.
 """
 

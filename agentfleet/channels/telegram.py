@@ -37,7 +37,7 @@ from agentfleet.channels.errors import (
     one_line,
     transport_error_class,
 )
-from agentfleet.content import ChannelConfig, InlineButton, OutboundMessage, SendReceipt
+from agentfleet.content.model import ChannelConfig, InlineButton, OutboundMessage, SendReceipt
 from agentfleet.settings import Settings
 
 POOL_SIZE = 64

@@ -25,7 +25,7 @@ from agentfleet.channels.errors import (
     describe_transport,
     transport_error_class,
 )
-from agentfleet.content import ChannelConfig, OutboundMessage, SendReceipt
+from agentfleet.content.model import ChannelConfig, OutboundMessage, SendReceipt
 from agentfleet.settings import Settings
 
 EVENT_TYPE = "content.published"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from agentfleet.bots import BotRef, Pattern
+from agentfleet.bots.model import BotRef, Pattern
 from agentfleet.db import session_scope
 from agentfleet.models import PatternRecord, PatternValidation, utcnow
 

@@ -90,7 +90,7 @@ class ArtifactStore:
 
     def __init__(self, root: Path | None = None) -> None:
         if root is None:
-            from agentfleet.settings import get_settings  # noqa: PLC0415 (read env on use)
+            from agentfleet.settings import get_settings  # read env on use
 
             root = get_settings().home / "models"
         self.root = Path(root)

@@ -8,7 +8,7 @@ bytes of weights, so a retried activity produces the artifact it produced before
 
 Built in: ``digits`` (scikit-learn's bundled 8x8 digits, non-IID across participants, multinomial
 logistic regression) and ``forecast`` (each forecaster's own price series from
-:mod:`agentfleet.market`, a linear autoregressive model of the next return).
+:mod:`agentfleet.bots.market`, a linear autoregressive model of the next return).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentfleet import market
-from agentfleet.bots import ForecasterParams
+from agentfleet.bots import market
+from agentfleet.bots.model import ForecasterParams
 
 Array = NDArray[np.float64]
 Weights = dict[str, Array]
@@ -164,7 +164,7 @@ participant's inputs on the same scale without sharing anything."""
 
 @functools.cache
 def _digits() -> tuple[Array, NDArray[np.int64]]:
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]  # noqa: PLC0415
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
     bunch = load_digits()
     return (
@@ -331,7 +331,7 @@ class ForecastTask:
 
     Features are the last ``lags`` log returns (percent), the target the next one; weights
     ``w`` [lags] and ``b`` [1]; squared error, mini-batch SGD. Series come from
-    :func:`agentfleet.market.load_closes` (imported bars, else the labelled synthetic feed) for
+    :func:`agentfleet.bots.market.load_closes` (imported bars, else the labelled synthetic feed) for
     the participant's ``symbol`` parameter (default: the forecaster default). The newest
     ``holdout_fraction`` of every series is never trained on: :meth:`holdout` is that tail of
     ``holdout_symbols``; each participant validates on the ``validation_fraction`` before it.
@@ -369,7 +369,7 @@ class ForecastTask:
         series, read as its forecasts read it (``database_url``, default the fleet's)."""
         url = self.database_url
         if url is None:
-            from agentfleet.settings import get_settings  # noqa: PLC0415 (read env on use)
+            from agentfleet.settings import get_settings  # read env on use
 
             url = get_settings().effective_database_url
         return market.load_closes(url, symbol, self.bars)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentfleet.alerts import AlertKind, headline, recent_alerts
+from agentfleet.operations.alerts import AlertKind, headline, recent_alerts
 from starters.cli.output import console, emit_json, err_console, read_database
 from starters.cli.settings_arg import load_settings
 

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agentfleet.bots import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params, parse_params
+from agentfleet.bots.model import (
+    BotKind,
+    BotSpec,
+    BotStatus,
+    BotView,
+    coerce_cli_params,
+    parse_params,
+)
 from agentfleet.errors import FleetError
 from starters.cli.client import run_with_client
 from starters.cli.output import console, emit_json, err_console, fail, read_database
@@ -60,7 +67,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a bot: wallet, funds (dev chain), ERC-8004 registration, then active."""
-    from agentfleet.netguard import UrlRule  # noqa: PLC0415
+    from agentfleet.netguard import UrlRule
 
     settings = load_settings(as_json)
     urls = UrlRule.of(settings)
@@ -74,7 +81,7 @@ def create(
     spec = BotSpec(name=name, kind=kind, owner=owner, description=description, params=params)
 
     async def work(client: Any) -> BotView:
-        from agentfleet.fleet import create_bot, show_bot  # noqa: PLC0415
+        from clients.bots import create_bot, show_bot
 
         view = await create_bot(client, spec, urls)
         deadline = time.monotonic() + 120
@@ -97,10 +104,10 @@ def create(
 def _import_wallet(settings: Any, name: str, path: Path, as_json: bool) -> None:
     """Store the keystore under the bot's label before its entity starts: provisioning then
     finds it and generates nothing."""
-    import os  # noqa: PLC0415
+    import os
 
-    from activities.identity import wallet_label  # noqa: PLC0415
-    from agentfleet import db, keystore  # noqa: PLC0415
+    from activities.identity import wallet_label
+    from agentfleet import db, keystore
 
     password = os.environ.get("FLEET_IMPORT_KEY_PASSWORD")
     if password is None:
@@ -120,7 +127,7 @@ def _import_wallet(settings: Any, name: str, path: Path, as_json: bool) -> None:
 
 
 async def _sleep(seconds: float) -> None:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     await asyncio.sleep(seconds)
 
@@ -132,7 +139,7 @@ def list_bots(
     as_json: JsonOpt = False,
 ) -> None:
     """The fleet as the database records it (works without Temporal)."""
-    from agentfleet.fleet import bot_rows  # noqa: PLC0415
+    from clients.bots import bot_rows
 
     settings = load_settings(as_json)
     rows = read_database(
@@ -166,7 +173,7 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
     settings = load_settings(as_json)
 
     async def work(client: Any) -> tuple[BotView, Any]:
-        from agentfleet.fleet import bot_history, show_bot  # noqa: PLC0415
+        from clients.bots import bot_history, show_bot
 
         return await show_bot(client, name), await bot_history(client, name)
 
@@ -186,7 +193,7 @@ def _steer(name: str, action: str, as_json: bool, *args: Any) -> None:
     settings = load_settings(as_json)
 
     async def work(client: Any) -> BotView:
-        from agentfleet import fleet  # noqa: PLC0415
+        from clients import bots as fleet
 
         result: BotView = await getattr(fleet, f"{action}_bot")(client, name, *args)
         return result
@@ -233,7 +240,7 @@ def configure(
     as_json: JsonOpt = False,
 ) -> None:
     """Change parameters (validated against the bot kind's model; bad ones change nothing)."""
-    from agentfleet.netguard import UrlRule  # noqa: PLC0415
+    from agentfleet.netguard import UrlRule
 
     try:
         parsed = coerce_cli_params(params)

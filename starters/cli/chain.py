@@ -46,10 +46,10 @@ DEV_RELAYERS = range(1, 5)
 def _relayers(settings: Settings, is_dev: bool) -> list[str]:
     """The relayer accounts in the keystore; before the first `fleet up` on a dev chain, the
     anvil accounts it will use."""
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from agentfleet.chain.accounts import dev_account  # noqa: PLC0415
-    from agentfleet.chain.relayers import relayers  # noqa: PLC0415
+    from agentfleet.chain.accounts import dev_account
+    from agentfleet.chain.relayers import relayers
 
     url = settings.effective_database_url
     missing_file = (
@@ -92,7 +92,8 @@ def deploy(
     running stack's worker (durable, resumable): start it first with `fleet up` (with
     FLEET_NETWORK set to the network it deploys to).
     """
-    from agentfleet import deployment  # noqa: PLC0415  (web3 loads in ~0.7 s)
+    from agentfleet.chain import deployment  # web3 loads in ~0.7 s
+    from clients.deployment import execute
 
     settings = load_settings(as_json)
 
@@ -114,7 +115,7 @@ def deploy(
             )
 
             async def send(client: Client) -> deployment.Deployment:
-                return await deployment.execute(client, plan, progress)
+                return await execute(client, plan, progress)
 
             deployed = run_with_client(settings, send)
             result = deployment.DeployResult(
@@ -159,8 +160,7 @@ def status(network: NetworkOpt = None, rpc_url: RpcOpt = None, as_json: JsonOpt 
 
 
 def _status(settings: Settings, chain: networks.ChainProfile) -> dict[str, Any]:
-    from agentfleet import deployment  # noqa: PLC0415
-    from agentfleet.chain import artifacts  # noqa: PLC0415
+    from agentfleet.chain import artifacts, deployment
 
     w3 = deployment.connect(settings, chain)
     chain_id = networks.expected_chain_id(settings, chain)

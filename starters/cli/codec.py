@@ -20,8 +20,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output o
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The endpoint, the Web UI's form of it, the auth header and whether it answers now."""
-    from agentfleet.codec import codec_token, ui_codec_endpoint  # noqa: PLC0415
-    from agentfleet.stack.state import port_open  # noqa: PLC0415
+    from agentfleet.codec import codec_token, ui_codec_endpoint
+    from starters.stack.state import port_open
 
     token = codec_token(settings)
     return {

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet.bots import BotKind, ForecastRequest, Skill
+from agentfleet.bots.model import BotKind, ForecastRequest, Skill
 from agentfleet.errors import FleetError
 from starters.cli.output import console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 
 if TYPE_CHECKING:
-    from agentfleet.commands import FleetCommand, FleetCommandResult, Targets
+    from agentfleet.bots.commands import FleetCommand, FleetCommandResult, Targets
     from agentfleet.settings import Settings
 
 app = typer.Typer(
@@ -80,7 +80,7 @@ def _targets(
     default_all: bool,
     as_json: bool,
 ) -> Targets:
-    from agentfleet.commands import Targets  # noqa: PLC0415
+    from agentfleet.bots.commands import Targets
 
     chosen = sum([all_bots, bool(kinds), bool(bots), bool(query)])
     if chosen == 0 and default_all:
@@ -109,7 +109,7 @@ def _command(
     command_id: str | None,
     as_json: bool,
 ) -> FleetCommand:
-    from agentfleet.commands import COMMAND_ID_PATTERN, FleetCommand  # noqa: PLC0415
+    from agentfleet.bots.commands import COMMAND_ID_PATTERN, FleetCommand
 
     if command_id is not None and not re.match(COMMAND_ID_PATTERN, command_id):
         fail(
@@ -129,7 +129,7 @@ def _command(
 
 
 async def _execute(settings: Settings, command: FleetCommand, live: bool) -> FleetCommandResult:
-    from rich.progress import (  # noqa: PLC0415
+    from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
@@ -137,11 +137,11 @@ async def _execute(settings: Settings, command: FleetCommand, live: bool) -> Fle
         TextColumn,
         TimeElapsedColumn,
     )
-    from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError  # noqa: PLC0415
-    from temporalio.service import RPCError  # noqa: PLC0415
+    from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
+    from temporalio.service import RPCError
 
-    from agentfleet.commands import command_progress, command_result, start_command  # noqa: PLC0415
-    from agentfleet.temporal import connect  # noqa: PLC0415
+    from agentfleet.bots.commands import command_progress, command_result, start_command
+    from agentfleet.temporal import connect
 
     client = await connect(settings)
     try:
@@ -212,7 +212,7 @@ def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
 
 
 def _print(result: FleetCommandResult) -> None:
-    from agentfleet.commands import AnswerOutcome, describe_answer  # noqa: PLC0415
+    from agentfleet.bots.commands import AnswerOutcome, describe_answer
 
     summary = result.summary
     console.print(
@@ -354,7 +354,7 @@ def tune(
 ) -> None:
     """Ask the bots to suggest better parameters, scored by backtest error (all bots unless
     targets are given). Nothing is applied: `fleet bot configure` does that."""
-    from agentfleet.bots import coerce_cli_params  # noqa: PLC0415
+    from agentfleet.bots.model import coerce_cli_params
 
     try:
         asked = coerce_cli_params(param or [])

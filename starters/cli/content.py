@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agentfleet.content import (
+from agentfleet.content.model import (
     FINAL_STATES,
     MAX_LENGTH,
     ApproveInput,
@@ -123,7 +123,8 @@ def submit(
 ) -> None:
     """Submit a brief: the pipeline drafts, scores and checks it, then waits for approval
     (or auto-approves where the policy says so) and publishes. Prints the content id."""
-    from agentfleet import content_ops, content_store  # noqa: PLC0415
+    from agentfleet.content import ops as content_ops
+    from agentfleet.content import store as content_store
 
     settings = load_settings(as_json)
     now = datetime.now(UTC)
@@ -180,7 +181,7 @@ def list_items(
     as_json: JsonOpt = False,
 ) -> None:
     """Content items, newest first (from the database the pipelines keep in step)."""
-    from agentfleet import content_store  # noqa: PLC0415
+    from agentfleet.content import store as content_store
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -211,7 +212,7 @@ def list_items(
 @app.command("show")
 def show(content_id: IdArg, as_json: JsonOpt = False) -> None:
     """One item: state, scores, each check, decision, receipt and the text."""
-    from agentfleet import content_ops  # noqa: PLC0415
+    from agentfleet.content import ops as content_ops
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -225,7 +226,7 @@ def show(content_id: IdArg, as_json: JsonOpt = False) -> None:
 @app.command("audit")
 def audit(content_id: IdArg, as_json: JsonOpt = False) -> None:
     """The item's audit trail: one row per step, as stored in SQL (``audit_events``)."""
-    from agentfleet import content_store  # noqa: PLC0415
+    from agentfleet.content import store as content_store
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -257,7 +258,7 @@ def audit(content_id: IdArg, as_json: JsonOpt = False) -> None:
 
 
 def _decide(content_id: str, update: str, arg: Any, as_json: bool) -> None:
-    from agentfleet import content_ops  # noqa: PLC0415
+    from agentfleet.content import ops as content_ops
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -362,7 +363,7 @@ def channel_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a channel, or change one (its publisher picks up the new limit)."""
-    from agentfleet import content_store  # noqa: PLC0415
+    from agentfleet.content import store as content_store
 
     settings = load_settings(as_json)
     try:
@@ -401,7 +402,7 @@ def channel_add(
 
 
 def _check_target(kind: ChannelKind, target: str) -> str:
-    import re  # noqa: PLC0415
+    import re
 
     if kind is ChannelKind.TELEGRAM and not re.match(
         r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$", target
@@ -416,7 +417,7 @@ def _check_target(kind: ChannelKind, target: str) -> str:
 
 def _tell_publisher(settings: Any, config: ChannelConfig) -> None:
     """Signal a running publisher the new limit (none running: it reads it when it starts)."""
-    from temporalio.service import RPCError  # noqa: PLC0415
+    from temporalio.service import RPCError
 
     async def work(client: Any) -> None:
         handle = client.get_workflow_handle(f"publisher-{config.name}")
@@ -434,7 +435,7 @@ def _tell_publisher(settings: Any, config: ChannelConfig) -> None:
 @channel_app.command("list")
 def channel_list(as_json: JsonOpt = False) -> None:
     """Channels and their rate limits."""
-    from agentfleet import content_store  # noqa: PLC0415
+    from agentfleet.content import store as content_store
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -473,9 +474,9 @@ def channel_inbox(
 ) -> None:
     """What the local sandbox received on a channel (the `fleet up` demo's Telegram chat,
     mailbox or webhook receiver)."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
-    from agentfleet import content_store  # noqa: PLC0415
+    from agentfleet.content import store as content_store
 
     settings = load_settings(as_json)
     url = settings.effective_database_url

@@ -43,9 +43,10 @@ def import_(
     as open_time, open, high, low, close, volume (Binance klines). Any bad row stops the import
     and every bad line is listed; nothing is written.
     """
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from agentfleet import db, market  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.bots import market
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -86,9 +87,10 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """The last bars of SYMBOL as forecasters see them: imported, else the synthetic feed."""
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from agentfleet import db, market  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.bots import market
 
     settings = load_settings(as_json)
     url = settings.effective_database_url

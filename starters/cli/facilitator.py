@@ -9,9 +9,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from agentfleet import facilitator_keys
 from agentfleet.errors import FleetError
 from agentfleet.models import FacilitatorKey
+from agentfleet.payments import facilitator_keys
 from starters.cli.output import console, emit_json, fail, read_database
 from starters.cli.settings_arg import load_settings
 

@@ -27,7 +27,7 @@ TaskOpt = Annotated[str, typer.Option("--task", "-t", help="The learning task: d
 
 
 def _check_task(task: str, as_json: bool) -> None:
-    from agentfleet.learning.tasks import task_named  # noqa: PLC0415
+    from agentfleet.learning.tasks import task_named
 
     try:
         task_named(task)
@@ -89,18 +89,18 @@ def run(
 ) -> None:
     """Run learning rounds: each bot trains on its own data, the fleet aggregates, evaluates,
     promotes the better model or keeps the champion."""
-    from temporalio.common import WorkflowIDReusePolicy  # noqa: PLC0415
+    from temporalio.common import WorkflowIDReusePolicy
 
-    from agentfleet.learning import registry  # noqa: PLC0415
-    from agentfleet.learning.rounds import (  # noqa: PLC0415
+    from agentfleet.learning import registry
+    from agentfleet.learning.rounds import (
         CampaignOrder,
         CampaignView,
         RoundOrder,
         campaign_workflow_id,
     )
-    from agentfleet.learning.strategies import strategy_named  # noqa: PLC0415
-    from agentfleet.taskqueues import WORKFLOWS  # noqa: PLC0415
-    from agentfleet.temporal import start_or_attach  # noqa: PLC0415
+    from agentfleet.learning.strategies import strategy_named
+    from agentfleet.taskqueues import WORKFLOWS
+    from agentfleet.temporal import start_or_attach
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
@@ -191,7 +191,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent rounds: who took part, who was dropped or excluded, what was decided."""
-    from agentfleet.learning import registry  # noqa: PLC0415
+    from agentfleet.learning import registry
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -221,7 +221,7 @@ def status(
 @app.command("models")
 def models(task: TaskOpt, as_json: JsonOpt = False) -> None:
     """The registry of a task: every version, its parent, metrics and status."""
-    from agentfleet.learning import registry  # noqa: PLC0415
+    from agentfleet.learning import registry
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
@@ -259,8 +259,8 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Make an earlier version the champion again; every bot serving the task is told."""
-    from agentfleet.bots import BotEvent, bot_workflow_id  # noqa: PLC0415
-    from agentfleet.learning import registry  # noqa: PLC0415
+    from agentfleet.bots.model import BotEvent, bot_workflow_id
+    from agentfleet.learning import registry
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
@@ -273,9 +273,9 @@ def rollback(
         fail(str(exc), as_json=as_json)
 
     async def work(client: Any) -> list[str]:
-        from datetime import UTC, datetime  # noqa: PLC0415
+        from datetime import UTC, datetime
 
-        from temporalio.service import RPCError  # noqa: PLC0415
+        from temporalio.service import RPCError
 
         told = []
         for name in bots:
@@ -307,10 +307,10 @@ def schedule(
 ) -> None:
     """A Temporal Schedule (``learning-{task}``) that runs one round every ``--every``; pause,
     resume or trigger it with ``fleet schedule``."""
-    from agentfleet.content import parse_duration  # noqa: PLC0415
-    from agentfleet.learning.rounds import CampaignOrder, RoundOrder  # noqa: PLC0415
-    from agentfleet.learning.strategies import strategy_named  # noqa: PLC0415
-    from agentfleet.schedules import ScheduleView, ensure_learning_schedule  # noqa: PLC0415
+    from agentfleet.content.model import parse_duration
+    from agentfleet.learning.rounds import CampaignOrder, RoundOrder
+    from agentfleet.learning.strategies import strategy_named
+    from clients.schedules import ScheduleView, ensure_learning_schedule
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
@@ -351,11 +351,11 @@ def share(
 ) -> None:
     """A bot shares the pattern it sees (a regime, with its confidence); bots of its kind check
     it on their own data, and it reaches them all only if the first wave confirms it."""
-    import secrets  # noqa: PLC0415
+    import secrets
 
-    from agentfleet.bots import check_name  # noqa: PLC0415
-    from agentfleet.learning.patterns import PatternView, ShareOrder  # noqa: PLC0415
-    from agentfleet.taskqueues import WORKFLOWS  # noqa: PLC0415
+    from agentfleet.bots.model import check_name
+    from agentfleet.learning.patterns import PatternView, ShareOrder
+    from agentfleet.taskqueues import WORKFLOWS
 
     settings = load_settings(as_json)
     try:
@@ -371,7 +371,7 @@ def share(
     )
 
     async def work(client: Any) -> PatternView:
-        from temporalio.client import WorkflowFailureError  # noqa: PLC0415
+        from temporalio.client import WorkflowFailureError
 
         handle = await client.start_workflow(
             "PatternShareWorkflow",
@@ -384,8 +384,8 @@ def share(
             with err_console.status(f"{order.pattern_id}: validating"):
                 view: PatternView = await handle.result()
         except WorkflowFailureError as exc:
-            from agentfleet.errors import first_line  # noqa: PLC0415
-            from workflows.transactions import deepest_cause  # noqa: PLC0415
+            from agentfleet.errors import first_line
+            from workflows.transactions import deepest_cause
 
             raise FleetError(first_line(Exception(deepest_cause(exc)))) from None
         return view
@@ -413,7 +413,7 @@ def list_patterns(
     as_json: JsonOpt = False,
 ) -> None:
     """Shared patterns and their validated success rate across the fleet."""
-    from agentfleet.learning import patterns  # noqa: PLC0415
+    from agentfleet.learning import patterns
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -448,8 +448,8 @@ def plot(
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy (or error) and loss per round, promoted rounds and the champion marked."""
-    from agentfleet.learning import registry  # noqa: PLC0415
-    from agentfleet.learning.plot import render_rounds  # noqa: PLC0415
+    from agentfleet.learning import registry
+    from agentfleet.learning.plot import render_rounds
 
     settings = load_settings(as_json)
     _check_task(task, as_json)

@@ -71,7 +71,7 @@ def config_show(
     if as_json:
         emit_json(data)
         return
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     table = Table("setting", "value", box=None, header_style="bold")
     for name, value in data.items():
@@ -89,10 +89,10 @@ def setup(
     Applies the database migrations to FLEET_DATABASE_URL and registers agentfleet's search
     attributes on the configured namespace. `fleet up` does both for the embedded stack.
     """
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from agentfleet import db  # noqa: PLC0415
-    from agentfleet.temporal import connect, connect_options, ensure_search_attributes  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.temporal import connect, connect_options, ensure_search_attributes
 
     settings = load_settings(as_json)
 
@@ -123,7 +123,7 @@ def worker(
     as_json: Annotated[bool, typer.Option("--json", help="Errors as JSON.")] = False,
 ) -> None:
     """Run a worker in the foreground (what `fleet up` supervises; for extra worker machines)."""
-    from workers.main import main as worker_main  # noqa: PLC0415
+    from workers.main import main as worker_main
 
     argv: list[str] = []
     for name in queue or []:
@@ -135,7 +135,7 @@ def worker(
 
 def main() -> None:
     """Console-script entry point: user-facing errors become one line and a non-zero exit."""
-    from agentfleet.redaction import redact_uncaught_exceptions  # noqa: PLC0415
+    from agentfleet.redaction import redact_uncaught_exceptions
 
     redact_uncaught_exceptions()
     try:

@@ -61,15 +61,15 @@ def pay(
     """A bot buys one skill call from another: checks the seller on ERC-8004 and the buyer's
     spending policy, signs an EIP-3009 authorization, pays through the seller's x402 gateway,
     checks the settlement on chain, and leaves a review."""
-    from agentfleet.bots import Skill, check_name  # noqa: PLC0415
-    from agentfleet.purchases import (  # noqa: PLC0415
+    from agentfleet.bots.model import Skill, check_name
+    from agentfleet.payments.purchases import (
         PURCHASE_ID,
         PurchaseRequest,
         PurchaseStatus,
         PurchaseView,
         new_purchase_id,
-        start_purchase,
     )
+    from clients.purchases import start_purchase
 
     settings = load_settings(as_json)
     try:
@@ -176,7 +176,7 @@ def list_payments(
     as_json: JsonOpt = False,
 ) -> None:
     """The newest payments in the ledger (one row per payment that passed verification)."""
-    from agentfleet import ledger  # noqa: PLC0415
+    from agentfleet.payments import ledger
 
     settings = load_settings(as_json)
     rows = read_database(
@@ -210,7 +210,7 @@ def show_payment(
     as_json: JsonOpt = False,
 ) -> None:
     """One payment: its ledger row and, while it runs, its saga's steps."""
-    from agentfleet import ledger  # noqa: PLC0415
+    from agentfleet.payments import ledger
 
     settings = load_settings(as_json)
     row = read_database(
@@ -221,9 +221,9 @@ def show_payment(
     saga: dict[str, Any] | None = None
 
     async def work(client: Any) -> dict[str, Any] | None:
-        from temporalio.service import RPCError  # noqa: PLC0415
+        from temporalio.service import RPCError
 
-        from agentfleet.payments import PaymentView  # noqa: PLC0415
+        from agentfleet.payments.x402 import PaymentView
 
         handle = client.get_workflow_handle(payment_id)
         try:
@@ -256,7 +256,7 @@ def show_payment(
 def reconcile(as_json: JsonOpt = False) -> None:
     """Compare the ledger with the token's AuthorizationUsed and Transfer events now; exit 1
     when something differs (each finding is also an audit event for a human)."""
-    from agentfleet.reconcile import run_reconciliation  # noqa: PLC0415
+    from agentfleet.payments.reconcile import run_reconciliation
 
     settings = load_settings(as_json)
 
@@ -288,10 +288,10 @@ def list_skills(
     as_json: JsonOpt = False,
 ) -> None:
     """What each bot sells over HTTP (x402) and at what price in fUSD (0: free)."""
-    from agentfleet import db  # noqa: PLC0415
-    from agentfleet.bots import BotKind  # noqa: PLC0415
-    from agentfleet.models import BotRecord  # noqa: PLC0415
-    from agentfleet.payments import SELLABLE, price_of  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.bots.model import BotKind
+    from agentfleet.models import BotRecord
+    from agentfleet.payments.x402 import SELLABLE, price_of
 
     settings = load_settings(as_json)
 
@@ -333,17 +333,17 @@ def list_skills(
 
 
 def _all_bots(session: Any) -> Any:
-    from sqlmodel import select  # noqa: PLC0415
+    from sqlmodel import select
 
-    from agentfleet.models import BotRecord  # noqa: PLC0415
+    from agentfleet.models import BotRecord
 
     return session.exec(select(BotRecord).order_by(BotRecord.name)).all()
 
 
 def _check_bots_exist(settings: Any, names: list[str], as_json: bool) -> None:
     """Unknown bots are refused here, before any workflow starts."""
-    from agentfleet import db  # noqa: PLC0415
-    from agentfleet.models import BotRecord  # noqa: PLC0415
+    from agentfleet import db
+    from agentfleet.models import BotRecord
 
     def read() -> list[str]:
         with db.session_scope(settings.effective_database_url) as session:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from agentfleet.policy import Policy, PolicyError, effective_policy, load_policy
+from agentfleet.content.policy import Policy, PolicyError, effective_policy, load_policy
 from starters.cli.output import console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 

@@ -1,5 +1,5 @@
 """``fleet report``: the dashboards' figures as a self-contained HTML page, for operators
-without Grafana (see :mod:`agentfleet.report`).
+without Grafana (see :mod:`agentfleet.operations.report`).
 
 Reads the database (required) and Temporal visibility (optional: when Temporal is down the page
 and the summary say so, and the command still succeeds).
@@ -21,17 +21,17 @@ from starters.cli.output import console, emit_json, err_console, fail, read_data
 from starters.cli.settings_arg import load_settings
 
 if TYPE_CHECKING:
-    from agentfleet.report import Report, TemporalCounts
+    from agentfleet.operations.report import Report, TemporalCounts
 
 DEFAULT_HTML = Path("fleet-report.html")
 
 
 def _temporal_counts(settings: Settings) -> TemporalCounts:
     """Visibility counts, or the reason there are none (never raises for a down server)."""
-    from temporalio.client import Client  # noqa: PLC0415
+    from temporalio.client import Client
 
-    from agentfleet.report import count_views, unreachable  # noqa: PLC0415
-    from agentfleet.temporal import connect, connect_options  # noqa: PLC0415
+    from agentfleet.operations.report import count_views, unreachable
+    from agentfleet.temporal import connect, connect_options
 
     try:
         namespace = str(connect_options(settings)["namespace"])
@@ -70,8 +70,8 @@ def report(
     The same figures as the Grafana dashboards, as one HTML file with inline charts (no
     network needed to open it).
     """
-    from agentfleet.figures import read_figures  # noqa: PLC0415
-    from agentfleet.report import Report, render_html  # noqa: PLC0415
+    from agentfleet.operations.figures import read_figures
+    from agentfleet.operations.report import Report, render_html
 
     settings = load_settings(as_json)
     url = settings.effective_database_url

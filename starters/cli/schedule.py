@@ -72,7 +72,7 @@ def _one(view: Any, as_json: bool) -> None:
 @app.command("list")
 def list_schedules(as_json: JsonOpt = False) -> None:
     """Every schedule: paused or active, interval, next run, how the last run ended."""
-    from agentfleet import schedules  # noqa: PLC0415
+    from clients import schedules
 
     _print(_call(as_json, schedules.list_schedules), as_json)
 
@@ -85,8 +85,8 @@ def ensure(
     as_json: JsonOpt = False,
 ) -> None:
     """Create the health-check schedule `fleet-health` (or set its interval); idempotent."""
-    from agentfleet import schedules  # noqa: PLC0415
-    from agentfleet.market import parse_interval  # noqa: PLC0415
+    from agentfleet.bots.market import parse_interval
+    from clients import schedules
 
     try:
         interval = parse_interval(every)
@@ -106,7 +106,7 @@ def pause(
     as_json: JsonOpt = False,
 ) -> None:
     """Pause a schedule: no run starts until it is resumed."""
-    from agentfleet import schedules  # noqa: PLC0415
+    from clients import schedules
 
     async def work(client: Any) -> Any:
         return await schedules.pause_schedule(client, schedule_id, note)
@@ -121,7 +121,7 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Resume a paused schedule."""
-    from agentfleet import schedules  # noqa: PLC0415
+    from clients import schedules
 
     async def work(client: Any) -> Any:
         return await schedules.unpause_schedule(client, schedule_id, note)
@@ -132,7 +132,7 @@ def resume(
 @app.command("trigger")
 def trigger(schedule_id: IdArg, as_json: JsonOpt = False) -> None:
     """Start one run now (also while paused)."""
-    from agentfleet import schedules  # noqa: PLC0415
+    from clients import schedules
 
     async def work(client: Any) -> Any:
         return await schedules.trigger_schedule(client, schedule_id)

@@ -15,10 +15,10 @@ from rich.table import Table
 
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
-from agentfleet.stack.state import StackFiles, StackState, StackStatus, port_open
-from agentfleet.stack.supervisor import Supervisor, preflight, terminate
 from starters.cli.output import console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
+from starters.stack.state import StackFiles, StackState, StackStatus, port_open
+from starters.stack.supervisor import Supervisor, preflight, terminate
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 DETACH_TIMEOUT = 180.0
@@ -90,7 +90,7 @@ def _start_detached(settings: Settings, quiet: bool) -> StackState:
     offset = log_path.stat().st_size if log_path.exists() else 0
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agentfleet.stack"],
+            [sys.executable, "-m", "starters.stack"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -246,7 +246,7 @@ def _panel(settings: Settings, state: StackState, *, detached: bool) -> Panel:
         lines.append(f"demo        {demo}")
     stop_hint = "`fleet down` stops it" if detached else "Ctrl-C stops it"
     lines.append(f"\n[dim]{stop_hint}; `fleet status --json` for scripts[/]")
-    from rich.console import Group  # noqa: PLC0415
+    from rich.console import Group
 
     title = f"agentfleet stack \\[{state.status.value}]"
     return Panel(Group(*lines), title=title, expand=False)

@@ -32,7 +32,7 @@ POLL_S = 0.1
 @app.command("run")
 def run() -> None:
     """Run the command center in the foreground (long polling; Ctrl-C stops it)."""
-    from starters.telegram import main as center_main  # noqa: PLC0415
+    from starters.telegram.bot import main as center_main
 
     settings = load_settings(False)
     with suppress(KeyboardInterrupt):
@@ -42,9 +42,9 @@ def run() -> None:
 @app.command("access")
 def access(as_json: JsonOpt = False) -> None:
     """Who may use the command center (FLEET_TELEGRAM_USERS) and what each role allows."""
-    from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, telegram_endpoint  # noqa: PLC0415
-    from agentfleet.channels.errors import NotConfigured  # noqa: PLC0415
-    from starters.telegram import access_list  # noqa: PLC0415
+    from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, telegram_endpoint
+    from agentfleet.channels.errors import NotConfigured
+    from starters.telegram.bot import access_list
 
     settings = load_settings(as_json)
     try:
@@ -150,7 +150,7 @@ async def _exchange(
 ) -> list[dict[str, Any]]:
     """Push ``update`` (a text or a button press) into ``user``'s chat; the replies that follow
     (done once no new one came for 1.5 s: replies to one chat are paced at one a second)."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
     chat = {"chat_id": str(user)}
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:

@@ -33,15 +33,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from activities.skills import SkillActivities
-from agentfleet import a2a, db
-from agentfleet.a2a import (
+from agentfleet import db
+from agentfleet.bots import a2a
+from agentfleet.bots.a2a import (
     INVALID_PARAMS,
     PAYMENT_REQUIRED,
     SKILL_FAILED,
     UNSUPPORTED_OPERATION,
     RpcError,
 )
-from agentfleet.bots import (
+from agentfleet.bots.model import (
     BotKind,
     BotRef,
     BotStatus,
@@ -51,10 +52,10 @@ from agentfleet.bots import (
     check_name,
     disclosure_for,
 )
-from agentfleet.deployment import load_deployment
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
-from agentfleet.payments import A2A_X402_EXTENSION, SELLABLE, price_of
+from agentfleet.payments.x402 import A2A_X402_EXTENSION, SELLABLE, price_of
 from agentfleet.settings import Settings
 from starters.http.wire import problem
 

@@ -27,12 +27,12 @@ from limits.storage import storage_from_string
 from pydantic import BaseModel
 from x402.schemas import SettleResponse, SupportedKind, SupportedResponse, VerifyResponse
 
-from agentfleet import facilitator_keys
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.transactions import pick_relayer
 from agentfleet.errors import first_line
 from agentfleet.models import FacilitatorKey
-from agentfleet.payments import (
+from agentfleet.payments import facilitator_keys
+from agentfleet.payments.x402 import (
     SCHEME,
     Payment,
     PaymentError,

@@ -16,11 +16,11 @@ from x402.schemas import PaymentRequired, PaymentRequirements, ResourceInfo, Set
 
 from activities.skills import SkillActivities
 from agentfleet import search_attributes, taskqueues
+from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.networks import active_profile, effective_confirmations
 from agentfleet.chain.rpc import Web3Connection
-from agentfleet.deployment import load_deployment
 from agentfleet.errors import FleetError
-from agentfleet.payments import PaymentOrder, PaymentStatus, PaymentView, Terms
+from agentfleet.payments.x402 import PaymentOrder, PaymentStatus, PaymentView, Terms
 from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, started_or_attached

@@ -42,9 +42,9 @@ from sqlmodel import select
 from x402.http import encode_payment_response_header
 
 from agentfleet import db
-from agentfleet.bots import BotKind, BotRef, BotStatus, Skill, SkillCall
+from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
 from agentfleet.models import BotRecord
-from agentfleet.payments import (
+from agentfleet.payments.x402 import (
     PaymentError,
     PaymentStatus,
     PaymentView,

@@ -10,7 +10,7 @@ skill's data to:
 * a request carrying the payment's result token (``Authorization: Bearer <token>``), which the
   gateway hands out with the result or with a 202's ``status_url``;
 * a request signed by the payer's key: ``PAYMENT-PAYER-PROOF``, an EIP-712 signature over the
-  payment id, this gateway's origin and a recent time (:mod:`agentfleet.payer_proof`). (The
+  payment id, this gateway's origin and a recent time (:mod:`agentfleet.payments.payer_proof`). (The
   x402 ``sign-in-with-x`` extension would do the same job, but its EVM half needs the
   ``signinwithethereum`` package, which requires web3 7 and eth-account 0.13.)
 
@@ -25,8 +25,8 @@ import hmac
 
 from fastapi import Request
 
-from agentfleet import payer_proof
 from agentfleet.chain.networks import active_profile, expected_chain_id
+from agentfleet.payments import payer_proof
 from agentfleet.secretfile import read_or_create
 from agentfleet.settings import Settings
 

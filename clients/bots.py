@@ -1,0 +1,166 @@
+"""Client-side operations on bots: what the CLI, HTTP and Telegram starters call.
+
+Each maps to the bot's entity workflow (``bot-{name}``): create starts it (idempotent for the same
+spec), commands are its updates, reads are its queries or the ``bots`` table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from agentfleet import search_attributes, taskqueues
+from agentfleet.bots.model import (
+    BotHistory,
+    BotLifecycleInput,
+    BotSpec,
+    BotStatus,
+    BotView,
+    ConfigureRequest,
+    RetireRequest,
+    bot_workflow_id,
+    check_name,
+    parse_params,
+)
+from agentfleet.errors import FleetError
+from agentfleet.netguard import ANY_FLEET, UrlRule
+
+if TYPE_CHECKING:
+    from agentfleet.models import BotRecord
+
+
+def _workflow() -> Any:
+    from workflows.bot_lifecycle import BotLifecycleWorkflow
+
+    return BotLifecycleWorkflow
+
+
+async def create_bot(client: Client, spec: BotSpec, urls: UrlRule | None = None) -> BotView:
+    """Start the bot's entity; the same spec again returns the running bot (never an error).
+    URL parameters must be ones ``urls`` (the caller's fleet's rule) allows."""
+    try:
+        check_name(spec.name)
+        parse_params(spec.kind, spec.params, urls=urls or ANY_FLEET)
+    except ValueError as exc:
+        raise FleetError(str(exc)) from None
+    workflow = _workflow()
+    try:
+        handle: WorkflowHandle[Any, BotView] = await client.start_workflow(
+            workflow.run,
+            BotLifecycleInput(spec=spec),
+            id=bot_workflow_id(spec.name),
+            task_queue=taskqueues.WORKFLOWS,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=search_attributes_for(spec),
+            memo={"description": spec.description},
+        )
+    except WorkflowAlreadyStartedError:
+        raise FleetError(
+            f"bot {spec.name} existed and was retired; bot names are not reused, pick another"
+        ) from None
+    view = await show_bot(client, spec.name, handle=handle)
+    if view.kind is not spec.kind or view.owner != spec.owner:
+        raise FleetError(
+            f"bot {spec.name} already exists as a {view.kind.value} of {view.owner}; "
+            "pick another name"
+        )
+    return view
+
+
+def search_attributes_for(spec: BotSpec) -> Any:
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search_attributes.BOT_NAME, spec.name),
+            SearchAttributePair(search_attributes.BOT_KIND, spec.kind.value),
+            SearchAttributePair(search_attributes.BOT_STATUS, BotStatus.PROVISIONING.value),
+            SearchAttributePair(search_attributes.BOT_OWNER, spec.owner),
+        ]
+    )
+
+
+def _handle(client: Client, name: str) -> WorkflowHandle[Any, BotView]:
+    return client.get_workflow_handle_for(_workflow().run, bot_workflow_id(name))
+
+
+async def show_bot(
+    client: Client, name: str, handle: WorkflowHandle[Any, BotView] | None = None
+) -> BotView:
+    handle = handle or _handle(client, name)
+    try:
+        view: BotView = await handle.query(_workflow().status)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(f"no bot named {name}; `fleet bot list` shows the fleet") from None
+        raise FleetError(f"cannot read bot {name}: {exc.message}") from None
+    return view
+
+
+async def bot_history(client: Client, name: str) -> BotHistory:
+    try:
+        history: BotHistory = await _handle(client, name).query(_workflow().history)
+    except RPCError as exc:
+        raise FleetError(f"no bot named {name}: {exc.message}") from None
+    return history
+
+
+async def _command(client: Client, name: str, update: str, arg: Any | None = None) -> BotView:
+    handle = _handle(client, name)
+    try:
+        method = getattr(_workflow(), update)
+        if arg is None:
+            view: BotView = await handle.execute_update(method)
+        else:
+            view = await handle.execute_update(method, arg)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+        raise FleetError(message) from None
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(
+                f"no running bot named {name}; `fleet bot list` shows the fleet"
+            ) from None
+        raise FleetError(f"bot {name}: {exc.message}") from None
+    return view
+
+
+async def pause_bot(client: Client, name: str) -> BotView:
+    return await _command(client, name, "pause")
+
+
+async def resume_bot(client: Client, name: str) -> BotView:
+    return await _command(client, name, "resume")
+
+
+async def retry_bot(client: Client, name: str) -> BotView:
+    return await _command(client, name, "retry")
+
+
+async def configure_bot(
+    client: Client, name: str, params: dict[str, Any], urls: UrlRule | None = None
+) -> BotView:
+    """The entity's ``configure``; its validator checks URL parameters against ``urls`` (the
+    caller's fleet's rule), so a URL the fleet may not call changes nothing."""
+    return await _command(client, name, "configure", ConfigureRequest(params=params, urls=urls))
+
+
+async def retire_bot(client: Client, name: str, reason: str = "retired by operator") -> BotView:
+    return await _command(client, name, "retire", RetireRequest(reason=reason))
+
+
+def bot_rows(database_url: str) -> list[BotRecord]:
+    """The ``bots`` table by name (works without Temporal: ``fleet bot list``, ``/health``)."""
+    from sqlmodel import select
+
+    from agentfleet import db
+    from agentfleet.models import BotRecord
+
+    with db.session_scope(database_url) as session:
+        return list(session.exec(select(BotRecord).order_by(BotRecord.name)).all())

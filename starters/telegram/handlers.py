@@ -1,0 +1,370 @@
+"""Every command of the Telegram command center. Each validates its words first (``Usage``: one
+line of help, nothing changed), then calls what the CLI calls."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from agentfleet.bots.model import (
+    NAME_PATTERN,
+    BotKind,
+    BotStatus,
+    ForecastRequest,
+    Skill,
+    coerce_cli_params,
+    guarded_params,
+    parse_params,
+)
+from agentfleet.content.model import approval_buttons
+from agentfleet.errors import first_line
+from agentfleet.netguard import UrlRule
+from agentfleet.operations.operators import Operator, Permission
+from starters.telegram import views
+from starters.telegram.replies import (
+    DISCLOSURE,
+    MAX_ROWS,
+    MAX_TEXT,
+    NotAllowed,
+    Reply,
+    Usage,
+    result_reply,
+    table_reply,
+)
+
+if TYPE_CHECKING:
+    from agentfleet.bots.commands import Targets
+    from starters.telegram.center import CommandCenter
+
+WINDOW = re.compile(r"^[1-9][0-9]*[mhd]$")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    permission: Permission
+    usage: str
+    summary: str
+    run: Callable[[CommandCenter, Operator, list[str], str], Awaitable[list[Reply]]]
+
+
+def _bot_name(word: str) -> str:
+    if not NAME_PATTERN.match(word):
+        raise Usage(f"{word!r} is not a bot name.")
+    return word
+
+
+def _targets(word: str) -> Targets:
+    from agentfleet.bots.commands import Targets
+
+    return Targets(all=True) if word.lower() == "all" else Targets(names=[_bot_name(word)])
+
+
+async def _help(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    allowed = [c for c in COMMANDS.values() if operator.may(c.permission) and c.name != "start"]
+    lines = [DISCLOSURE, f"You are {operator.name} ({operator.role.value}). Commands:"]
+    lines += [f"{c.usage} - {c.summary}" for c in allowed]
+    return [Reply(text="\n".join(lines))]
+
+
+async def _forecast(
+    center: CommandCenter, operator: Operator, words: list[str], key: str
+) -> list[Reply]:
+    if len(words) != 3:
+        raise Usage("Say which bots, the symbol and the timeframe.")
+    targets = _targets(words[0])
+    try:
+        request = ForecastRequest(symbol=words[1].upper(), horizon=words[2].lower())
+    except ValidationError:
+        raise Usage(
+            f"{words[1]!r} {words[2]!r} is not a symbol (BTCUSDT) and timeframe (1h)."
+        ) from None
+    result = await center.fleet_command(Skill.FORECAST, targets, request.model_dump(), key)
+    return [result_reply(result)]
+
+
+async def _tune(
+    center: CommandCenter, operator: Operator, words: list[str], key: str
+) -> list[Reply]:
+    if not words:
+        raise Usage("Say which bots.")
+    targets = _targets(words[0])
+    if targets.all and len(words) > 1:
+        raise Usage("/tune all takes no parameters.")
+    try:
+        asked = coerce_cli_params(words[1:])
+    except ValueError as exc:
+        raise Usage(f"{exc}.") from None
+    args = {"params": asked} if asked else {}
+    result = await center.fleet_command(Skill.TUNE, targets, args, key)
+    return [result_reply(result)]
+
+
+async def _status(
+    center: CommandCenter, operator: Operator, words: list[str], key: str
+) -> list[Reply]:
+    if len(words) > 1:
+        raise Usage("Give one bot name, or none for the fleet.")
+    if words:
+        from clients.bots import show_bot
+
+        view = await show_bot(center.client, _bot_name(words[0]))
+        return [Reply(text=views.bot_text(view))]
+    from agentfleet.bots.commands import Targets
+
+    result = await center.fleet_command(Skill.STATUS, Targets(all=True), {}, key)
+    return [result_reply(result)]
+
+
+def _report(
+    name: str, text_of: Callable[[str], str]
+) -> Callable[[CommandCenter, Operator, list[str], str], Awaitable[list[Reply]]]:
+    """A command without arguments that answers ``text_of(database_url)`` (read in a thread)."""
+
+    async def run(
+        center: CommandCenter, operator: Operator, words: list[str], _k: str
+    ) -> list[Reply]:
+        if words:
+            raise Usage(f"/{name} takes no arguments.")
+        return [Reply(text=await asyncio.to_thread(text_of, center.url))]
+
+    return run
+
+
+async def _performance(
+    center: CommandCenter, operator: Operator, words: list[str], key: str
+) -> list[Reply]:
+    from agentfleet.bots.commands import Targets
+
+    if len(words) > 1 or (words and not WINDOW.match(words[0].lower())):
+        raise Usage("The window is like 7d, 24h or 90m.")
+    args = {"window": words[0].lower() if words else "7d"}
+    result = await center.fleet_command(Skill.PERFORMANCE, Targets(all=True), args, key)
+    return [result_reply(result)]
+
+
+async def _dashboard(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    from agentfleet.operations.report import SAVED_VIEWS, web_ui_url
+
+    if words:
+        raise Usage("/dashboard takes no arguments.")
+    settings = center.settings
+    namespace = settings.temporal_namespace or "default"
+    lines = [f"Temporal Web UI: {settings.ui_url}/namespaces/{namespace}/workflows"]
+    lines += [f"{label}: {web_ui_url(settings.ui_url, namespace, q)}" for label, q in SAVED_VIEWS]
+    lines += [
+        f"Grafana: {settings.grafana_url} (docker compose)",
+        "Offline snapshot: fleet report --html report.html",
+    ]
+    return [Reply(text="\n".join(lines))]
+
+
+async def _config(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    from clients.bots import configure_bot, show_bot
+
+    if len(words) < 3:
+        raise Usage("Give the bot, a parameter and its value.")
+    name, key, value = _bot_name(words[0]), words[1], " ".join(words[2:])
+    try:
+        change = coerce_cli_params([f"{key}={value}"])
+    except ValueError as exc:
+        raise Usage(f"{exc}.") from None
+    # Guarded in any kind counts, so the check needs nothing read from the fleet first.
+    guarded = {k: v for kind in BotKind for k, v in guarded_params(kind).items()}
+    touched = sorted(k for k in change if k in guarded)
+    if touched and not operator.may(Permission.MONEY_AND_URLS):
+        kinds = " and ".join(sorted({guarded[k] for k in touched}))
+        raise NotAllowed(f"/config {', '.join(touched)} ({kinds} settings need an admin)")
+    view = await show_bot(center.client, name)
+    urls = UrlRule.of(center.settings)
+    try:
+        parse_params(view.kind, {**view.params, **change}, urls=urls)
+    except ValueError as exc:
+        return [Reply(text=f"Nothing changed: {exc}")]
+    await asyncio.to_thread(views.audit, center.url, "telegram.config", operator.name, name, change)
+    view = await configure_bot(center.client, name, change, urls)
+    return [Reply(text=f"{name} configured by {operator.name}: {key}={view.params.get(key)}")]
+
+
+def _lifecycle(
+    update: str,
+) -> Callable[[CommandCenter, Operator, list[str], str], Awaitable[list[Reply]]]:
+    async def run(
+        center: CommandCenter, operator: Operator, words: list[str], _k: str
+    ) -> list[Reply]:
+        from clients import bots as fleet
+
+        if len(words) != 1:
+            raise Usage("Give one bot name.")
+        name = _bot_name(words[0])
+        await asyncio.to_thread(
+            views.audit, center.url, f"telegram.{update}", operator.name, name, {}
+        )
+        if update == "restart":
+            view = await fleet.show_bot(center.client, name)
+            if view.status is BotStatus.FAILED:
+                view = await fleet.retry_bot(center.client, name)
+            else:
+                await fleet.pause_bot(center.client, name)
+                view = await fleet.resume_bot(center.client, name)
+        else:
+            view = await getattr(fleet, f"{update}_bot")(center.client, name)
+        return [Reply(text=f"{name} is {view.status.value} ({update} by {operator.name}).")]
+
+    return run
+
+
+async def _pending(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    if words:
+        raise Usage("/pending takes no arguments.")
+    items = await asyncio.to_thread(views.awaiting_approval, center.url)
+    if not items:
+        return [Reply(text="Nothing awaits approval.")]
+    replies = [Reply(text=f"{len(items)} item(s) await approval:")]
+    for item in items[:MAX_ROWS]:
+        text = f"{item.content_id} by {item.bot} to {item.channel}:\n\n{item.text or item.brief}"
+        replies.append(Reply(text=text[:MAX_TEXT], buttons=approval_buttons(item.content_id)))
+    return replies
+
+
+async def _approve(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    if not words:
+        raise Usage("Give the content id.")
+    return [await center.approve(operator, words[0], " ".join(words[1:]))]
+
+
+async def _reject(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    if len(words) < 2:
+        raise Usage("Give the content id and a reason.")
+    return [await center.reject(operator, words[0], " ".join(words[1:]))]
+
+
+async def _edit(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    from agentfleet.content import ops as content_ops
+    from agentfleet.content.model import EditInput
+
+    if len(words) < 2:
+        raise Usage("Give the content id and the new text.")
+    edit = EditInput(approver=operator.name, text=" ".join(words[1:]))
+    view = await content_ops.steer(center.client, center.url, words[0], "edit", edit)
+    return [
+        Reply(
+            text=f"Edited {words[0]} as {operator.name}: {view.state.value}; it is checked again."
+        )
+    ]
+
+
+async def _payments(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    if len(words) > 1:
+        raise Usage("Give one bot name, or none for the whole fleet.")
+    bot = _bot_name(words[0]) if words else None
+    headline, rows = await asyncio.to_thread(views.payments_table, center.url, bot)
+    return [table_reply(headline, rows, views.PAYMENT_COLUMNS, f"payments-{bot or 'fleet'}")]
+
+
+async def _balance(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    from clients.bots import show_bot
+
+    if len(words) != 1:
+        raise Usage("Give one bot name.")
+    view = await show_bot(center.client, _bot_name(words[0]))
+    if view.address is None:
+        return [Reply(text=f"{view.name} has no wallet yet ({view.status.value}).")]
+    try:
+        native, fusd = await asyncio.to_thread(views.balances, center.settings, view.address)
+    except Exception as exc:  # noqa: BLE001 - the chain is down or the deployment is gone
+        return [Reply(text=f"Cannot read the chain now: {first_line(exc)}")]
+    return [Reply(text=f"{view.name} {view.address}: {fusd} fUSD, {native} native")]
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("start", Permission.READ, "/start", "who I am", _help),
+        Command("help", Permission.READ, "/help", "this list", _help),
+        Command("status", Permission.READ, "/status [NAME]", "fleet or bot status", _status),
+        Command(
+            "health",
+            Permission.READ,
+            "/health",
+            "bots by status, degraded ones",
+            _report("health", views.health_text),
+        ),
+        Command(
+            "forecast",
+            Permission.READ,
+            "/forecast all|NAME SYMBOL TIMEFRAME",
+            "forecasts with a summary",
+            _forecast,
+        ),
+        Command(
+            "performance",
+            Permission.READ,
+            "/performance [7d]",
+            "how forecasts did (default 7d)",
+            _performance,
+        ),
+        Command(
+            "alerts",
+            Permission.READ,
+            "/alerts",
+            "the newest grouped alerts",
+            _report("alerts", views.alerts_text),
+        ),
+        Command(
+            "intelligence",
+            Permission.READ,
+            "/intelligence",
+            "shared patterns",
+            _report("intelligence", views.patterns_text),
+        ),
+        Command("dashboard", Permission.READ, "/dashboard", "Web UI and Grafana links", _dashboard),
+        Command("payments", Permission.READ, "/payments [NAME]", "recent payments", _payments),
+        Command("balance", Permission.READ, "/balance NAME", "a bot's wallet", _balance),
+        Command("pending", Permission.READ, "/pending", "content awaiting approval", _pending),
+        Command("tune", Permission.STEER, "/tune all|NAME [k=v ...]", "suggest parameters", _tune),
+        Command(
+            "config",
+            Permission.STEER,
+            "/config NAME KEY VALUE",
+            "set a parameter (prices, spending, url: admin)",
+            _config,
+        ),
+        Command("pause", Permission.STEER, "/pause NAME", "pause a bot", _lifecycle("pause")),
+        Command("resume", Permission.STEER, "/resume NAME", "resume a bot", _lifecycle("resume")),
+        Command(
+            "restart",
+            Permission.STEER,
+            "/restart NAME",
+            "pause + resume (retry if failed)",
+            _lifecycle("restart"),
+        ),
+        Command("approve", Permission.DECIDE, "/approve ID [note]", "approve content", _approve),
+        Command("reject", Permission.DECIDE, "/reject ID REASON", "reject content", _reject),
+        Command("edit", Permission.DECIDE, "/edit ID TEXT", "replace a draft's text", _edit),
+    )
+}
+"""Every command, in the order /help lists them."""

@@ -1,0 +1,160 @@
+"""What the Telegram command center reads outside Temporal (the database, the chain) and how it
+says it in a chat message. Blocking calls: the command center runs them in threads."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from agentfleet import db
+from agentfleet.bots.model import BotStatus, BotView, Skill
+from agentfleet.content.model import ContentState
+from agentfleet.models import AuditEvent, ContentItem
+
+if TYPE_CHECKING:
+    from agentfleet.settings import Settings
+
+PAYMENT_COLUMNS = ["when", "buyer", "seller", "skill", "fUSD", "status", "payment"]
+PAYMENTS_SHOWN = 200
+
+
+def fresh_command_id(skill: Skill) -> str:
+    return f"tg-{skill.value}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def audit(url: str, kind: str, actor: str, subject: str, detail: dict[str, Any]) -> None:
+    """One ``audit_events`` row for a command or a refusal (each its own key: they are events,
+    not retries)."""
+    event = AuditEvent(
+        idempotency_key=f"{kind}:{subject}:{secrets.token_hex(8)}",
+        actor=actor,
+        kind=kind,
+        subject=subject[:200],
+        detail=detail,
+    )
+    with db.session_scope(url) as session:
+        db.record_once(session, event)
+        session.commit()
+
+
+def bot_text(view: BotView) -> str:
+    lines = [f"{view.name} ({view.kind.value}, owner {view.owner}): {view.status.value}"]
+    if view.reason:
+        lines.append(f"reason: {view.reason}")
+    if view.params:
+        lines.append("params: " + ", ".join(f"{k}={v}" for k, v in sorted(view.params.items())))
+    if view.address:
+        lines.append(f"wallet {view.address}, agent {view.agent_id}")
+    if view.model_version:
+        lines.append(f"model {view.model_version}")
+    lines.append(f"{view.commands_handled} commands handled, {view.errors} errors")
+    lines.append(view.disclosure)
+    return "\n".join(lines)
+
+
+def health_text(url: str) -> str:
+    from clients.bots import bot_rows
+
+    rows = bot_rows(url)
+    if not rows:
+        return "No bots yet."
+    by_status = Counter(row.status for row in rows)
+    lines = [
+        f"{len(rows)} bots: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
+    ]
+    unwell = [r for r in rows if r.status in (BotStatus.DEGRADED.value, BotStatus.FAILED.value)]
+    lines += [f"{r.name} {r.status}: {r.reason or 'no reason recorded'}" for r in unwell]
+    if not unwell:
+        lines.append("No bot is degraded or failed.")
+    return "\n".join(lines)
+
+
+def patterns_text(url: str) -> str:
+    from agentfleet.learning.patterns import list_patterns
+
+    rows = list_patterns(url, limit=10)
+    if not rows:
+        return "No shared patterns yet (`fleet learn share --from BOT`)."
+    lines = ["Shared patterns, newest first:"]
+    for row in rows:
+        rate = "-" if row.success_rate is None else f"{row.success_rate:.0%}"
+        lines.append(
+            f"{row.symbol} {row.regime} from {row.source} (confidence {row.confidence:.2f}): "
+            f"{row.status}, {row.holds}/{row.asked} bots confirm, success {rate}"
+        )
+    return "\n".join(lines)
+
+
+def awaiting_approval(url: str) -> list[ContentItem]:
+    """Items awaiting approval, oldest first (the list ``fleet content list`` reads)."""
+    from agentfleet.content import store as content_store
+
+    items = content_store.list_items(url, state=ContentState.AWAITING_APPROVAL, limit=200)
+    return sorted(items, key=lambda item: item.created_at)
+
+
+def payments_table(url: str, bot: str | None) -> tuple[str, list[list[str]]]:
+    """A headline (counts and fUSD by status) and rows of the newest payments of ``bot`` (as
+    buyer or seller) or of the fleet."""
+    from agentfleet.chain.deployment import format_units
+    from agentfleet.payments.ledger import list_payments
+
+    rows = list_payments(url, limit=PAYMENTS_SHOWN, bot=bot)
+    who = bot or "the fleet"
+    if not rows:
+        return f"No payments for {who} yet.", []
+    counts = Counter(row.status for row in rows)
+    amounts: Counter[str] = Counter()
+    for row in rows:
+        amounts[row.status] += int(row.amount)
+    headline = f"Payments of {who} (newest {len(rows)}): " + ", ".join(
+        f"{counts[s]} {s} ({format_units(amounts[s])} fUSD)" for s in sorted(counts)
+    )
+    table = [
+        [
+            f"{row.created_at:%m-%d %H:%M}",
+            row.buyer or row.payer[:10],
+            row.seller or row.pay_to[:10],
+            row.skill or "-",
+            format_units(int(row.amount)),
+            row.status,
+            row.payment_id[-12:],
+        ]
+        for row in rows
+    ]
+    return headline, table
+
+
+def balances(settings: Settings, address: str) -> tuple[str, str]:
+    """``(native, fUSD)`` of ``address`` on the fleet's chain, as decimal strings."""
+    from agentfleet.chain import artifacts, deployment
+
+    w3 = deployment.connect(settings)
+    checksum = w3.to_checksum_address(address)
+    native = deployment.format_units(int(w3.eth.get_balance(checksum)), 18)
+    manifest = deployment.load_deployment(settings)
+    if manifest is None:
+        return native, "- (no deployment)"
+    token = w3.eth.contract(
+        address=w3.to_checksum_address(manifest.address("FleetUSD")),
+        abi=artifacts.load("FleetUSD").abi,
+    )
+    return native, deployment.format_units(int(token.functions.balanceOf(checksum).call()))
+
+
+def alerts_text(url: str) -> str:
+    """The newest grouped alerts (what ``fleet alerts list`` shows)."""
+    from agentfleet.operations.alerts import headline, recent_alerts
+
+    rows = recent_alerts(url, limit=10)
+    if not rows:
+        return "No alerts yet."
+    lines = ["Alerts, newest first:"]
+    for row in rows:
+        sent = ", ".join(row.channels) or "recorded only"
+        lines.append(
+            f"{row.created_at:%m-%d %H:%M} [{row.severity.value}] {headline(row)} ({sent})"
+        )
+    return "\n".join(lines)
