@@ -14,48 +14,29 @@ import logging
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.content import automated_request, hand_over
-from agentfleet import db
+from agentfleet import db, taskqueues
 from agentfleet.content import store as content_store
 from agentfleet.models import AlertRecord
 from agentfleet.operations.alerts import (
-    ALERTS_WORKFLOW_ID,
     AlertBatch,
     AlertDigest,
-    AlertsState,
     DigestDelivery,
     format_digest,
     headline,
 )
 from agentfleet.settings import Settings
-from agentfleet.taskqueues import WORKFLOWS
+from clients.alerts import send_alerts
 
 log = logging.getLogger("agentfleet.operations.alerts")
 RECORDED_LENGTH = 4096
 """The text kept in the ``alerts`` row (a Telegram message's length)."""
 
 
-async def send_alerts(client: Client, batch: AlertBatch, settings: Settings) -> None:
-    """Signal-with-start the ``alerts`` entity with ``batch`` and the grouping settings."""
-    from workflows.alerts import AlertsWorkflow
-
-    batch = batch.model_copy(
-        update={"window_s": settings.alert_window_s, "cooldown_s": settings.alert_cooldown_s}
-    )
-    await client.start_workflow(
-        AlertsWorkflow.run,
-        AlertsState(window_s=settings.alert_window_s, cooldown_s=settings.alert_cooldown_s),
-        id=ALERTS_WORKFLOW_ID,
-        task_queue=WORKFLOWS,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal="alert",
-        start_signal_args=[batch],
-    )
-
-
 class AlertActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._settings = settings
         self._url = settings.effective_database_url

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
-from agentfleet import keystore
+from agentfleet import keystore, taskqueues
 from agentfleet.chain.accounts import DEV_CHAIN_IDS
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.chain.sender import (
@@ -39,12 +39,14 @@ from agentfleet.messages import (
     TxOutcome,
 )
 from agentfleet.settings import Settings
-from clients.transactions import NonceDesk, hand_to_relayer
+from clients.relayers import NonceDesk, hand_to_relayer
 
 GAS_HEADROOM_PERCENT = 20
 
 
 class ChainActivities:
+    task_queue = taskqueues.CHAIN
+
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._settings = settings
         self._client = client
@@ -112,7 +114,7 @@ class ChainActivities:
     @activity.defn(name="ensure_relayer")
     async def ensure_relayer(self, request: EnsureRelayer) -> None:
         """Start the sender's relayer entity if it is not running (idempotent)."""
-        from clients.transactions import ensure_relayer
+        from clients.relayers import ensure_relayer
 
         await ensure_relayer(self._client or activity.client(), request.chain_id, request.sender)
 

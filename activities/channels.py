@@ -18,7 +18,7 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentfleet import channels
+from agentfleet import channels, taskqueues
 from agentfleet.chaos import chaos_point
 from agentfleet.content import store as content_store
 from agentfleet.content.model import ChannelKind, PublishRequest, SendReceipt
@@ -28,6 +28,8 @@ from agentfleet.settings import Settings
 
 
 class ChannelActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.effective_database_url

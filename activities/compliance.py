@@ -11,7 +11,7 @@ import asyncio
 
 from temporalio import activity
 
-from agentfleet import llm
+from agentfleet import llm, taskqueues
 from agentfleet.content.model import CheckOutcome, CheckResult, ReviewRequest, Scores
 from agentfleet.content.policy import Policy, run_checks
 from agentfleet.content.scoring import score_text
@@ -24,6 +24,8 @@ JUDGE_PROMPT = (
 
 
 class ComplianceActivities:
+    task_queue = taskqueues.LLM
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from agentfleet import db
+from agentfleet import db, taskqueues
 from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
@@ -40,6 +40,8 @@ def refused(message: str, kind: str) -> ApplicationError:
 
 
 class ContentActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._settings = settings
         self._url = settings.effective_database_url

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agentfleet import db
+from agentfleet import db, taskqueues
 from agentfleet.bots.commands import (
     BOT_WORKFLOW_TYPE,
     ResolvedTargets,
@@ -34,6 +34,8 @@ NAMES_PER_QUERY = 500
 
 class FleetActivities:
     """Activities bound to one database and (for visibility queries) one Temporal client."""
+
+    task_queue = taskqueues.IO
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._url = settings.effective_database_url

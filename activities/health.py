@@ -23,8 +23,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 
+from activities.queues import runs_on
 from activities.skills import SkillActivities
-from agentfleet import db
+from agentfleet import db, taskqueues
 from agentfleet.bots.health import (
     BotHealth,
     FleetHealthSummary,
@@ -67,6 +68,8 @@ BOTS_DEGRADED = Gauge(
 class HealthActivities:
     """Health activities bound to one database, one chain (web3) and the skill code."""
 
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings, skills: SkillActivities | None = None) -> None:
         self._settings = settings
         self._url = settings.effective_database_url
@@ -107,6 +110,7 @@ class HealthActivities:
         return HealthTargets(bots=found)
 
     @activity.defn(name="check_bots_health")
+    @runs_on(taskqueues.CHAIN)
     async def check_bots_health(self, batch: HealthBatch) -> HealthBatchResult:
         """Every bot of ``batch`` checked at once; verdicts in the batch's order."""
         w3 = self._rpc.get()

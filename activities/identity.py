@@ -8,7 +8,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 
-from agentfleet import db, keystore
+from activities.queues import runs_on
+from agentfleet import db, keystore, taskqueues
 from agentfleet.bots.model import (
     BotRecordUpdate,
     ChainContext,
@@ -37,6 +38,8 @@ def registration_url(settings: Settings, bot: str) -> str:
 
 
 class IdentityActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.effective_database_url
@@ -78,12 +81,14 @@ class IdentityActivities:
         )
 
     @activity.defn(name="native_balance")
+    @runs_on(taskqueues.CHAIN)
     async def native_balance(self, wallet: Wallet) -> int:
         return int(
             await self._rpc.get().eth.get_balance(AsyncWeb3.to_checksum_address(wallet.address))
         )
 
     @activity.defn(name="find_registration")
+    @runs_on(taskqueues.CHAIN)
     async def find_registration(self, query: RegistrationQuery) -> Registration:
         """The agent this wallet already owns on the IdentityRegistry, if any (so a crash
         between sending and recording never registers twice)."""
@@ -105,6 +110,7 @@ class IdentityActivities:
         return Registration(agent_id=agent_id, agent_wallet=str(wallet))
 
     @activity.defn(name="registration_tx")
+    @runs_on(taskqueues.CHAIN)
     def registration_tx(self, query: RegistrationQuery) -> RegistrationTx:
         """Calldata of ``register(agentURI)`` with the bot's registration file as its URI."""
         registry = AsyncWeb3().eth.contract(abi=artifacts.load("IdentityRegistry").abi)
@@ -113,6 +119,7 @@ class IdentityActivities:
         return RegistrationTx(to=query.context.identity_registry, data=data, agent_uri=uri)
 
     @activity.defn(name="fusd_transfer_tx")
+    @runs_on(taskqueues.CHAIN)
     def fusd_transfer_tx(self, query: RegistrationQuery) -> RegistrationTx:
         token = AsyncWeb3().eth.contract(abi=artifacts.load("FleetUSD").abi)
         data = token.encode_abi(

@@ -18,7 +18,8 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentfleet import db
+from activities.queues import runs_on
+from agentfleet import db, taskqueues
 from agentfleet.bots.health import HealthCheck, ModelHealth, ModelRollback
 from agentfleet.bots.model import BotKind, BotRef, BotStatus
 from agentfleet.chaos import chaos_point
@@ -52,11 +53,14 @@ def refused(message: str, kind: str) -> ApplicationError:
 
 
 class LearningActivities:
+    task_queue = taskqueues.LLM
+
     def __init__(self, settings: Settings) -> None:
         self._url = settings.effective_database_url
         self._store = ArtifactStore(settings.effective_models_path)
 
     @activity.defn(name="select_participants")
+    @runs_on(taskqueues.IO)
     async def select_participants(self, order: RoundOrder) -> Selection:
         return await asyncio.to_thread(self._select, order)
 
@@ -158,6 +162,7 @@ class LearningActivities:
         return health
 
     @activity.defn(name="next_learning_round")
+    @runs_on(taskqueues.IO)
     async def next_learning_round(self, task: str) -> int:
         """The task's next free round number (a scheduled campaign's first round)."""
         return await asyncio.to_thread(registry.next_round, self._url, task)
@@ -266,6 +271,7 @@ class LearningActivities:
         )
 
     @activity.defn(name="record_round")
+    @runs_on(taskqueues.IO)
     async def record_round(self, record: RoundRecord) -> Recorded:
         """The round's row, its candidate version and the champion change (idempotent by
         round id)."""
@@ -281,6 +287,8 @@ class LearningActivities:
 
 class PatternActivities:
     """The SQL side of shared patterns (``fleet-io``)."""
+
+    task_queue = taskqueues.IO
 
     def __init__(self, settings: Settings) -> None:
         self._url = settings.effective_database_url

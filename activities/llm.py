@@ -7,13 +7,15 @@ import asyncio
 
 from temporalio import activity
 
-from agentfleet import llm
+from agentfleet import llm, taskqueues
 from agentfleet.content import drafting
 from agentfleet.content.model import Draft, DraftRequest
 from agentfleet.settings import Settings
 
 
 class LlmActivities:
+    task_queue = taskqueues.LLM
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 

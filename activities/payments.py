@@ -17,6 +17,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.queues import also_local, runs_on
+from agentfleet import taskqueues
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.chain.transactions import pick_relayer
@@ -48,6 +50,8 @@ ENDED = (PaymentStatus.SETTLED, PaymentStatus.SKILL_FAILED, PaymentStatus.FAILED
 
 
 class PaymentActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._settings = settings
         self._rpc = Web3Connection(settings.effective_rpc_url)
@@ -63,6 +67,8 @@ class PaymentActivities:
         await self._rpc.close()
 
     @activity.defn(name="verify_payment")
+    @runs_on(taskqueues.CHAIN)
+    @also_local
     async def verify_payment(self, request: VerifyRequest) -> Verified:
         chaos_point("before_verify", request.payment_id)
         payment = request.payment
@@ -131,6 +137,7 @@ class PaymentActivities:
         await release_funds(self._client or activity.client(), _payer(payment), release)
 
     @activity.defn(name="record_payment")
+    @also_local
     async def record_payment(self, view: PaymentView) -> None:
         """Upsert the ledger row of ``view.payment_id`` (a retry rewrites the same row)."""
         chaos_point("before_record", view.payment_id)

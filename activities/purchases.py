@@ -24,7 +24,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 
-from agentfleet import db, keystore, llm
+from activities.queues import runs_on
+from agentfleet import db, keystore, llm, taskqueues
 from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id, parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.deployment import load_deployment
@@ -80,6 +81,8 @@ def outbound_refused(exc: OutboundRefused) -> ApplicationError:
 
 
 class PurchaseActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
         self._settings = settings
         self._url = settings.effective_database_url
@@ -406,6 +409,7 @@ class PurchaseActivities:
         )
 
     @activity.defn(name="check_settlement")
+    @runs_on(taskqueues.CHAIN)
     async def check_settlement(self, check: SettlementCheck) -> int:
         """The settlement on chain: mined, a Transfer of the amount from the payer to the payee
         on the asset, the authorization used. Returns the block number."""
@@ -439,6 +443,7 @@ class PurchaseActivities:
         return int(receipt["blockNumber"])
 
     @activity.defn(name="feedback_tx")
+    @runs_on(taskqueues.CHAIN)
     async def feedback_tx(self, request: FeedbackRequest) -> FeedbackTx:
         """``giveFeedback`` for the seller (0-100), the settlement's hash as proof of payment."""
         registry = self.contract("ReputationRegistry")
@@ -487,6 +492,8 @@ class ValidationActivities:
     owner), the validator's score (an LLM when one is configured, else rules), the response,
     and the refund transfer when the score is too low."""
 
+    task_queue = taskqueues.CHAIN
+
     def __init__(self, settings: Settings, purchases: PurchaseActivities) -> None:
         self._settings = settings
         self._purchases = purchases
@@ -525,6 +532,7 @@ class ValidationActivities:
         return found[0], found[1]
 
     @activity.defn(name="score_delivery")
+    @runs_on(taskqueues.LLM)
     async def score_delivery(self, request: ScoreRequest) -> Score:
         """0-100: how well the delivery answers the call (see :func:`offline_score`)."""
         if self._settings.openai_base_url:

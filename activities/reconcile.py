@@ -14,7 +14,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from web3 import Web3
 
-from agentfleet import db
+from activities.queues import runs_on
+from agentfleet import db, taskqueues
 from agentfleet.chain.networks import effective_confirmations
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.errors import FleetError
@@ -45,6 +46,8 @@ IDS_PER_QUERY = 500
 
 
 class ReconcileActivities:
+    task_queue = taskqueues.IO
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.effective_database_url
@@ -82,6 +85,7 @@ class ReconcileActivities:
         )
 
     @activity.defn(name="read_authorizations_used")
+    @runs_on(taskqueues.CHAIN)
     async def read_authorizations_used(self, query: SettlementQuery) -> SettlementBatch:
         """The token's ``AuthorizationUsed`` events from ``query.from_block`` on, each with its
         ``Transfer``; stops at the target block or once it holds ``max_events``."""

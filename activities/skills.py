@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
+from agentfleet import taskqueues
 from agentfleet.bots import a2a, market
 from agentfleet.bots.model import (
     BotKind,
@@ -70,6 +71,8 @@ class SkillActivities:
     """Skill activities bound to one database (series) and one HTTP client (remote bots): by
     default the outbound guard's, so a remote bot is called only where the fleet's
     :class:`UrlRule` allows (``http`` replaces it in tests)."""
+
+    task_queue = taskqueues.LLM
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
         self._url = settings.effective_database_url

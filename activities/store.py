@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from temporalio import activity
 
-from agentfleet import db
+from agentfleet import db, taskqueues
 from agentfleet.messages import AuditRecord, AuditWriteResult, DatabaseStatus
 from agentfleet.models import AuditEvent
 from agentfleet.operations import metrics
@@ -17,6 +17,8 @@ class StoreActivities:
 
     They are synchronous (SQLAlchemy is), so the worker runs them in its thread pool.
     """
+
+    task_queue = taskqueues.IO
 
     def __init__(self, settings: Settings) -> None:
         self._url = settings.effective_database_url

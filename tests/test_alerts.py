@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
-from activities.alerts import AlertActivities, send_alerts
+from activities.alerts import AlertActivities
 from activities.channels import ChannelActivities
 from agentfleet import taskqueues
 from agentfleet.bots.health import FleetHealthSummary, HealthCheck
@@ -50,6 +50,7 @@ from agentfleet.operations.alerts import (
 from agentfleet.payments.reconcile import ReconcileReport, ReconcileRequest
 from agentfleet.payments.x402 import PaymentStatus, PaymentView
 from agentfleet.settings import Settings
+from clients.alerts import send_alerts
 from sandbox.app import Sandbox
 from sandbox.store import TelegramMessage
 from starters.cli.main import app

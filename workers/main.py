@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
+from activities import queues
 from activities.alerts import AlertActivities
 from activities.chain import ChainActivities
 from activities.channels import ChannelActivities
@@ -115,6 +116,9 @@ class Activities:
         self.patterns = PatternActivities(settings)
         self.alerts = AlertActivities(settings, client)
 
+    def instances(self) -> list[object]:
+        return [value for value in vars(self).values() if hasattr(type(value), "task_queue")]
+
     async def close(self) -> None:
         await self.chain.close()
         await self.identity.close()
@@ -126,88 +130,9 @@ class Activities:
 
 
 def activities_for(queue: str, bound: Activities) -> list[Callable[..., Any]]:
-    """The activities registered on ``queue`` (local activities sit with the workflows)."""
-    store, chain, identity = bound.store, bound.chain, bound.identity
-    fleet, skills, health = bound.fleet, bound.skills, bound.health
-    payments, purchases, validation = bound.payments, bound.purchases, bound.validation
-    reconcile = bound.reconcile
-    content, compliance = bound.content, bound.compliance
-    by_queue: dict[str, list[Callable[..., Any]]] = {
-        # The payment saga's local activities run where the workflows do.
-        taskqueues.WORKFLOWS: [noop, payments.verify_payment, payments.record_payment],
-        taskqueues.IO: [
-            noop,
-            store.record_audit_event,
-            store.database_status,
-            identity.provision_wallet,
-            identity.chain_context,
-            identity.record_bot,
-            identity.delete_bot_schedules,
-            fleet.resolve_targets,
-            health.health_targets,
-            health.report_health,
-            payments.record_payment,
-            payments.record_refund,
-            reconcile.reconcile_scope,
-            reconcile.read_ledger_rows,
-            reconcile.flag_payment_discrepancies,
-            purchases.discover_offer,
-            purchases.spent_today,
-            purchases.hold_spending,
-            purchases.sign_purchase,
-            purchases.call_paid_skill,
-            content.prepare_content,
-            content.record_content,
-            content.hand_to_publisher,
-            content.allow_resend,
-            content.notify_approvers,
-            bound.learning.select_participants,
-            bound.learning.record_round,
-            bound.learning.next_learning_round,
-            bound.patterns.pattern_targets,
-            bound.patterns.store_pattern,
-            bound.patterns.record_validations,
-            bound.patterns.finish_pattern,
-            bound.channels.publish_to_channel,
-            bound.alerts.raise_alerts,
-            bound.alerts.deliver_alert_digest,
-        ],
-        taskqueues.CHAIN: [
-            chain.chain_head,
-            chain.read_account_nonce,
-            chain.ensure_relayer,
-            chain.prepare_transaction,
-            chain.send_transaction,
-            chain.send_with_relayer,
-            chain.verify_transaction,
-            identity.native_balance,
-            identity.find_registration,
-            identity.registration_tx,
-            identity.fusd_transfer_tx,
-            health.check_bots_health,
-            payments.verify_payment,
-            reconcile.read_authorizations_used,
-            purchases.check_settlement,
-            purchases.feedback_tx,
-            validation.validation_plan,
-            validation.validation_response_tx,
-            validation.refund_tx,
-        ],
-        taskqueues.LLM: [
-            noop,
-            skills.run_skill,
-            skills.run_skill_batch,
-            validation.score_delivery,
-            bound.llm.draft_content,
-            compliance.score_content,
-            compliance.check_content,
-            bound.learning.train_model,
-            bound.learning.aggregate_updates,
-            bound.learning.evaluate_candidate,
-            bound.learning.check_models,
-        ],
-    }
-    return by_queue[queue]
+    """The activities registered on ``queue``: each where its class (or its own ``runs_on``)
+    says, and the local ones also with the workflows (see :mod:`activities.queues`)."""
+    return queues.by_queue(bound.instances(), [noop])[queue]
 
 
 @functools.cache

@@ -13,8 +13,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.alerts import AlertActivities
     from agentfleet.operations.alerts import Alert, AlertBatch, AlertKind, Severity, alert_id
 
 RAISE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5)
@@ -41,10 +43,9 @@ async def raise_alerts(alerts: list[Alert]) -> None:
     if not alerts:
         return
     try:
-        await workflow.execute_activity(
-            "raise_alerts",
+        await calls.run(
+            AlertActivities.raise_alerts,
             AlertBatch(alerts=alerts),
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RAISE_RETRY,
         )

@@ -25,15 +25,17 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.alerts import AlertActivities
     from agentfleet.operations.alerts import (
+        ALERTS_WORKFLOW,
         AlertBatch,
         AlertDigest,
         AlertKind,
         AlertsState,
         AlertsView,
-        DigestDelivery,
         digest_of,
         group,
         report_key,
@@ -48,7 +50,7 @@ DELIVER_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn(name="AlertsWorkflow")
+@workflow.defn(name=ALERTS_WORKFLOW)
 class AlertsWorkflow:
     @workflow.init
     def __init__(self, state: AlertsState) -> None:
@@ -137,11 +139,9 @@ class AlertsWorkflow:
 
     async def _deliver(self, digest: AlertDigest) -> None:
         try:
-            await workflow.execute_activity(
-                "deliver_alert_digest",
+            await calls.run(
+                AlertActivities.deliver_alert_digest,
                 digest,
-                result_type=DigestDelivery,
-                task_queue=taskqueues.IO,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=DELIVER_RETRY,
             )

@@ -14,15 +14,19 @@ grants or refuses a purchase's hold, ``settle_spending`` and ``release_spending`
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import search_attributes, taskqueues
+    from activities.identity import IdentityActivities
+    from agentfleet import search_attributes
     from agentfleet.bots.model import (
         BotEvent,
         BotHistory,
@@ -54,6 +58,8 @@ HISTORY_LIMIT = 50
 RECENT_UPDATES = 500
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=20)
 STEP_TIMEOUT = timedelta(seconds=15)
+T = TypeVar("T")
+STEP: dict[str, Any] = {"start_to_close_timeout": STEP_TIMEOUT, "retry_policy": RETRY}
 """Each step is a quick call; a worker that dies mid-step is noticed after this long."""
 FUNDS_POLL = timedelta(minutes=1)
 
@@ -114,18 +120,12 @@ class BotLifecycleWorkflow:
             self.state.errors += 1
             await self._set(BotStatus.FAILED, "failed", failed.reason, reason=failed.reason)
 
-    async def _activity(self, name: str, arg: Any, result_type: type, queue: str) -> Any:
+    async def _step(self, call: Awaitable[T]) -> T:
+        """An activity of a step; its failure fails the step, naming the activity."""
         try:
-            return await workflow.execute_activity(
-                name,
-                args=[] if arg is None else [arg],
-                result_type=result_type,
-                task_queue=queue,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY,
-            )
+            return await call
         except ActivityError as err:
-            raise StepFailed(f"{name}: {deepest_cause(err)}") from err
+            raise StepFailed(f"{err.activity_type}: {deepest_cause(err)}") from err
 
     async def _transaction(
         self, context: ChainContext, sender: str, request: TxRequest
@@ -141,13 +141,15 @@ class BotLifecycleWorkflow:
         return f"{what}-{self.state.spec.name}-{incarnation}"
 
     async def _provision(self) -> None:
-        wallet: Wallet = await self._activity(
-            "provision_wallet", WalletRequest(bot=self.state.spec.name), Wallet, taskqueues.IO
+        wallet: Wallet = await self._step(
+            calls.run(
+                IdentityActivities.provision_wallet, WalletRequest(bot=self.state.spec.name), **STEP
+            )
         )
         self.state.address = wallet.address
         await self._publish("wallet")
-        context: ChainContext = await self._activity(
-            "chain_context", None, ChainContext, taskqueues.IO
+        context: ChainContext = await self._step(
+            calls.run(IdentityActivities.chain_context, **STEP)
         )
         if not context.is_dev:
             await self._wait_for_funds(wallet, context)
@@ -160,8 +162,8 @@ class BotLifecycleWorkflow:
             context.funder,
             TxRequest(request_id=self._key("fund-eth"), to=wallet.address, value=context.fund_wei),
         )
-        fusd: RegistrationTx = await self._activity(
-            "fusd_transfer_tx", query, RegistrationTx, taskqueues.CHAIN
+        fusd: RegistrationTx = await self._step(
+            calls.run(IdentityActivities.fusd_transfer_tx, query, **STEP)
         )
         await self._transaction(
             context,
@@ -173,7 +175,9 @@ class BotLifecycleWorkflow:
     async def _wait_for_funds(self, wallet: Wallet, context: ChainContext) -> None:
         """On a real chain the operator funds the bot; say so and look again every minute."""
         while True:
-            balance: int = await self._activity("native_balance", wallet, int, taskqueues.CHAIN)
+            balance: int = await self._step(
+                calls.run(IdentityActivities.native_balance, wallet, **STEP)
+            )
             if balance > 0:
                 return
             self.state.reason = f"waiting for gas: send native tokens to {wallet.address}"
@@ -181,24 +185,24 @@ class BotLifecycleWorkflow:
             await workflow.sleep(FUNDS_POLL)
 
     async def _register(self) -> None:
-        context: ChainContext = await self._activity(
-            "chain_context", None, ChainContext, taskqueues.IO
+        context: ChainContext = await self._step(
+            calls.run(IdentityActivities.chain_context, **STEP)
         )
         address = self.state.address or ""
         query = RegistrationQuery(bot=self.state.spec.name, address=address, context=context)
-        found: Registration = await self._activity(
-            "find_registration", query, Registration, taskqueues.CHAIN
+        found: Registration = await self._step(
+            calls.run(IdentityActivities.find_registration, query, **STEP)
         )
         if found.agent_id is None:
-            tx: RegistrationTx = await self._activity(
-                "registration_tx", query, RegistrationTx, taskqueues.CHAIN
+            tx: RegistrationTx = await self._step(
+                calls.run(IdentityActivities.registration_tx, query, **STEP)
             )
             await self._transaction(
                 context,
                 address,
                 TxRequest(request_id=self._key("register"), to=tx.to, data=tx.data),
             )
-            found = await self._activity("find_registration", query, Registration, taskqueues.CHAIN)
+            found = await self._step(calls.run(IdentityActivities.find_registration, query, **STEP))
         if found.agent_id is None:
             raise StepFailed("registered, but the registry does not list the agent")
         if (found.agent_wallet or "").lower() != address.lower():
@@ -207,8 +211,12 @@ class BotLifecycleWorkflow:
 
     async def _retire(self, reason: str) -> BotView:
         await self._set(BotStatus.RETIRING, "retiring", reason, reason=reason)
-        await self._activity(
-            "delete_bot_schedules", WalletRequest(bot=self.state.spec.name), int, taskqueues.IO
+        await self._step(
+            calls.run(
+                IdentityActivities.delete_bot_schedules,
+                WalletRequest(bot=self.state.spec.name),
+                **STEP,
+            )
         )
         await self._set(BotStatus.RETIRED, "retired", reason, reason=reason)
         self.retired = True
@@ -240,8 +248,8 @@ class BotLifecycleWorkflow:
             ]
         )
         workflow.upsert_memo({"description": spec.description, "wallet": self.state.address})
-        await workflow.execute_activity(
-            "record_bot",
+        await calls.run(
+            IdentityActivities.record_bot,
             BotRecordUpdate(
                 name=spec.name,
                 kind=spec.kind,
@@ -256,7 +264,6 @@ class BotLifecycleWorkflow:
                 event=event,
                 workflow_id=workflow.info().workflow_id,
             ),
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )

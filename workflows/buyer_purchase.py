@@ -22,15 +22,20 @@ Workflow id = purchase id. Steps (each visible in the ``status`` query and the W
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.payments import PaymentActivities
+    from activities.purchases import PurchaseActivities, ValidationActivities
+    from activities.store import StoreActivities
     from agentfleet.bots.model import bot_workflow_id
     from agentfleet.messages import AuditRecord, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.payments.purchases import (
@@ -66,6 +71,7 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=20,
 )
+STEP: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
 
 SPENDING_HOLDS = "spending-holds"
 """Patch: a purchase holds its amount at the buyer's bot entity before signing (step 2)."""
@@ -106,7 +112,9 @@ class BuyerPurchaseWorkflow:
         return self.view
 
     async def _buy(self, request: PurchaseRequest, started_at: int) -> None:
-        offer: Offer = await self._activity("discover_offer", request, Offer, taskqueues.IO)
+        offer: Offer = await self._refusable(
+            calls.run(PurchaseActivities.discover_offer, request, **STEP)
+        )
         self.view.amount, self.view.pay_to = offer.amount, offer.pay_to
         self._step("discovered")
         if offer.amount > offer.per_call_limit:
@@ -116,17 +124,20 @@ class BuyerPurchaseWorkflow:
             )
         self.holds = workflow.patched(SPENDING_HOLDS)
         if self.holds:
-            hold: HoldAnswer = await self._activity(
-                "hold_spending",
-                HoldAsk(buyer=request.buyer, purchase_id=request.purchase_id, amount=offer.amount),
-                HoldAnswer,
-                taskqueues.IO,
+            hold: HoldAnswer = await self._refusable(
+                calls.run(
+                    PurchaseActivities.hold_spending,
+                    HoldAsk(
+                        buyer=request.buyer, purchase_id=request.purchase_id, amount=offer.amount
+                    ),
+                    **STEP,
+                )
             )
             if not hold.granted:
                 raise Refused(hold.reason or "the daily budget refused the purchase")
         else:
-            spent: int = await self._activity(
-                "spent_today", SpentQuery(buyer=request.buyer), int, taskqueues.IO
+            spent: int = await self._refusable(
+                calls.run(PurchaseActivities.spent_today, SpentQuery(buyer=request.buyer), **STEP)
             )
             if spent + offer.amount > offer.per_day_limit:
                 raise Refused(
@@ -135,31 +146,30 @@ class BuyerPurchaseWorkflow:
                 )
         self._step("checked")
         try:
-            header: str = await self._activity(
-                "sign_purchase",
-                SignRequest(
-                    purchase_id=request.purchase_id,
-                    buyer=request.buyer,
-                    offer=offer,
-                    valid_before=started_at + offer.max_timeout_seconds,
-                ),
-                str,
-                taskqueues.IO,
+            header: str = await self._refusable(
+                calls.run(
+                    PurchaseActivities.sign_purchase,
+                    SignRequest(
+                        purchase_id=request.purchase_id,
+                        buyer=request.buyer,
+                        offer=offer,
+                        valid_before=started_at + offer.max_timeout_seconds,
+                    ),
+                    **STEP,
+                )
             )
         except Refused:
             await self._end_hold(request, "release_spending")
             raise
         self._step("signed")
-        answer: PaidAnswer = await workflow.execute_activity(
-            "call_paid_skill",
+        answer: PaidAnswer = await calls.run(
+            PurchaseActivities.call_paid_skill,
             PaidCall(
                 purchase_id=request.purchase_id,
                 endpoint=offer.endpoint,
                 header=header,
                 args=request.args,
             ),
-            result_type=PaidAnswer,
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=offer.max_timeout_seconds + 60),
             heartbeat_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
@@ -175,18 +185,19 @@ class BuyerPurchaseWorkflow:
             raise Refused(f"the seller answered {answer.status_code}: {reason or 'no reason'}")
         self.view.tx_hash = transaction
         self._step("settled")
-        await self._activity(
-            "check_settlement",
-            SettlementCheck(
-                tx_hash=transaction,
-                payer=offer.buyer_address,
-                pay_to=offer.pay_to,
-                amount=offer.amount,
-                asset=offer.asset,
-                nonce=purchase_nonce(request.purchase_id),
-            ),
-            int,
-            taskqueues.CHAIN,
+        await self._refusable(
+            calls.run(
+                PurchaseActivities.check_settlement,
+                SettlementCheck(
+                    tx_hash=transaction,
+                    payer=offer.buyer_address,
+                    pay_to=offer.pay_to,
+                    amount=offer.amount,
+                    asset=offer.asset,
+                    nonce=purchase_nonce(request.purchase_id),
+                ),
+                **STEP,
+            )
         )
         self._step("confirmed")
         await self._end_hold(request, "settle_spending")
@@ -216,51 +227,56 @@ class BuyerPurchaseWorkflow:
         """ERC-8004 validation of the delivery by ``request.validator``; a score under
         ``min_score`` refunds the payment from the seller's wallet. Returns the score."""
         assert request.validator is not None  # noqa: S101 - checked by the caller
-        plan: ValidationPlan = await self._activity(
-            "validation_plan",
-            ValidationAsk(
-                purchase_id=request.purchase_id,
-                seller=request.seller,
-                validator=request.validator,
-                agent_id=offer.agent_id,
-                request_uri=f"{offer.endpoint}#{request.purchase_id}",
-                delivery=dict(delivery),
-            ),
-            ValidationPlan,
-            taskqueues.CHAIN,
+        plan: ValidationPlan = await self._refusable(
+            calls.run(
+                ValidationActivities.validation_plan,
+                ValidationAsk(
+                    purchase_id=request.purchase_id,
+                    seller=request.seller,
+                    validator=request.validator,
+                    agent_id=offer.agent_id,
+                    request_uri=f"{offer.endpoint}#{request.purchase_id}",
+                    delivery=dict(delivery),
+                ),
+                **STEP,
+            )
         )
         self.view.validation_request_hash = plan.request_hash
         await self._send(offer, plan.seller_address, "validation-request", plan.request)
-        score: Score = await self._activity(
-            "score_delivery",
-            ScoreRequest(skill=request.skill, args=request.args, delivery=dict(delivery)),
-            Score,
-            taskqueues.LLM,
+        score: Score = await self._refusable(
+            calls.run(
+                ValidationActivities.score_delivery,
+                ScoreRequest(skill=request.skill, args=request.args, delivery=dict(delivery)),
+                **STEP,
+            )
         )
         self.view.validation = score
-        response: FeedbackTx = await self._activity(
-            "validation_response_tx",
-            ValidationAnswer(request_hash=plan.request_hash, score=score.score),
-            FeedbackTx,
-            taskqueues.CHAIN,
+        response: FeedbackTx = await self._refusable(
+            calls.run(
+                ValidationActivities.validation_response_tx,
+                ValidationAnswer(request_hash=plan.request_hash, score=score.score),
+                **STEP,
+            )
         )
         await self._send(offer, plan.validator_address, "validation-response", response)
         self._step("validated")
         if score.score >= request.min_score:
             return score.score
-        refund: FeedbackTx = await self._activity(
-            "refund_tx",
-            RefundAsk(payer=offer.buyer_address, amount=offer.amount),
-            FeedbackTx,
-            taskqueues.CHAIN,
+        refund: FeedbackTx = await self._refusable(
+            calls.run(
+                ValidationActivities.refund_tx,
+                RefundAsk(payer=offer.buyer_address, amount=offer.amount),
+                **STEP,
+            )
         )
         outcome = await self._send(offer, plan.seller_address, "refund", refund)
         self.view.refund_tx_hash = outcome.tx_hash
-        await self._activity(
-            "record_refund",
-            RefundRecord(payment_id=self.view.payment_id or "", tx_hash=outcome.tx_hash or ""),
-            type(None),
-            taskqueues.IO,
+        await self._refusable(
+            calls.run(
+                PaymentActivities.record_refund,
+                RefundRecord(payment_id=self.view.payment_id or "", tx_hash=outcome.tx_hash or ""),
+                **STEP,
+            )
         )
         self.view.status = PurchaseStatus.REFUNDED
         self.view.reason = (
@@ -289,17 +305,18 @@ class BuyerPurchaseWorkflow:
         self, request: PurchaseRequest, offer: Offer, transaction: str, value: int
     ) -> None:
         try:
-            feedback: FeedbackTx = await self._activity(
-                "feedback_tx",
-                FeedbackRequest(
-                    agent_id=offer.agent_id,
-                    skill=request.skill,
-                    endpoint=offer.endpoint,
-                    tx_hash=transaction,
-                    value=value,
-                ),
-                FeedbackTx,
-                taskqueues.CHAIN,
+            feedback: FeedbackTx = await self._refusable(
+                calls.run(
+                    PurchaseActivities.feedback_tx,
+                    FeedbackRequest(
+                        agent_id=offer.agent_id,
+                        skill=request.skill,
+                        endpoint=offer.endpoint,
+                        tx_hash=transaction,
+                        value=value,
+                    ),
+                    **STEP,
+                )
             )
             outcome = await self._send(offer, offer.buyer_address, "feedback", feedback)
         except Refused as err:
@@ -309,26 +326,19 @@ class BuyerPurchaseWorkflow:
         self.view.feedback_tx_hash = outcome.tx_hash
         self._step("reviewed")
 
-    async def _activity(self, name: str, argument: object, result_type: type[T], queue: str) -> T:
+    async def _refusable(self, call: Awaitable[T]) -> T:
+        """An activity whose failure refuses the purchase (with the activity's reason)."""
         try:
-            result: T = await workflow.execute_activity(
-                name,
-                argument,
-                result_type=result_type,
-                task_queue=queue,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RETRY,
-            )
+            return await call
         except ActivityError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             raise Refused(message) from err
-        return result
 
     async def _audit(self) -> None:
         view = self.view
-        await workflow.execute_activity(
-            "record_audit_event",
+        await calls.run(
+            StoreActivities.record_audit_event,
             AuditRecord(
                 idempotency_key=f"purchase:{view.purchase_id}",
                 actor=view.buyer,
@@ -343,7 +353,6 @@ class BuyerPurchaseWorkflow:
                     "reason": view.reason,
                 },
             ),
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )

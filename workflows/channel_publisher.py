@@ -26,8 +26,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.channels import ChannelActivities
     from agentfleet.content.model import (
         ChannelConfig,
         PublishRequest,
@@ -192,11 +194,9 @@ class ChannelPublisherWorkflow:
     async def _send(self, request: PublishRequest) -> None:
         channel = self.state.channel
         try:
-            receipt: SendReceipt = await workflow.execute_activity(
-                "publish_to_channel",
+            receipt: SendReceipt = await calls.run(
+                ChannelActivities.publish_to_channel,
                 request.model_copy(update={"channel": channel}),
-                result_type=SendReceipt,
-                task_queue=taskqueues.IO,
                 start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=SEND_RETRY,
             )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -35,14 +36,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import search_attributes, taskqueues
+    from activities.compliance import ComplianceActivities
+    from activities.content import ContentActivities
+    from activities.llm import LlmActivities
+    from agentfleet import search_attributes
     from agentfleet.content.model import (
         FINAL_STATES,
         ApproveInput,
         AuditEntry,
         CancelInput,
-        CheckResult,
         ContentContext,
         ContentOrder,
         ContentRecord,
@@ -61,7 +66,6 @@ with workflow.unsafe.imports_passed_through():
         ResolveOutcome,
         Review,
         ReviewRequest,
-        Scores,
         SendReceipt,
     )
     from agentfleet.content.policy import Policy, with_disclaimers, with_disclosure
@@ -141,25 +145,31 @@ class ContentPipelineWorkflow:
 
     async def _pipeline(self, order: ContentOrder) -> None:
         await self._set_state(ContentState.DRAFTING)
-        self.context = await self._activity(
-            "prepare_content", order, ContentContext, taskqueues.IO, STEP_TIMEOUT
+        self.context = await self._guarded(
+            calls.run(
+                ContentActivities.prepare_content,
+                order,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY,
+            )
         )
         await self._stop_if_cancelled()
         self.policy = Policy.model_validate(self.context.policy)
         self.view.policy = self.context.policy_label
         channel = self.context.channel
-        draft: Draft = await self._activity(
-            "draft_content",
-            DraftRequest(
-                content_id=order.content_id,
-                bot=order.bot,
-                brief=order.brief,
-                channel=channel.kind,
-                max_length=channel.max_length,
-            ),
-            Draft,
-            taskqueues.LLM,
-            LLM_TIMEOUT,
+        draft: Draft = await self._guarded(
+            calls.run(
+                LlmActivities.draft_content,
+                DraftRequest(
+                    content_id=order.content_id,
+                    bot=order.bot,
+                    brief=order.brief,
+                    channel=channel.kind,
+                    max_length=channel.max_length,
+                ),
+                start_to_close_timeout=LLM_TIMEOUT,
+                retry_policy=RETRY,
+            )
         )
         self.view.draft = draft
         self.view.subject = draft.subject
@@ -191,9 +201,21 @@ class ContentPipelineWorkflow:
             policy=self.context.policy,
         )
         scores, checks = await asyncio.gather(
-            self._activity("score_content", request, Scores, taskqueues.LLM, LLM_TIMEOUT),
-            self._activity(
-                "check_content", request, list[CheckResult], taskqueues.LLM, LLM_TIMEOUT
+            self._guarded(
+                calls.run(
+                    ComplianceActivities.score_content,
+                    request,
+                    start_to_close_timeout=LLM_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+            ),
+            self._guarded(
+                calls.run(
+                    ComplianceActivities.check_content,
+                    request,
+                    start_to_close_timeout=LLM_TIMEOUT,
+                    retry_policy=RETRY,
+                )
             ),
         )
         review = Review(scores=scores, checks=checks)
@@ -319,7 +341,14 @@ class ContentPipelineWorkflow:
             kind=kind,
             text=f"{text} Brief: {brief} (`fleet content show {self.order.content_id}`)",
         )
-        await self._activity("notify_approvers", notice, bool, taskqueues.IO, STEP_TIMEOUT)
+        await self._guarded(
+            calls.run(
+                ContentActivities.notify_approvers,
+                notice,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        )
 
     async def _apply_edit(self) -> None:
         edit = self.pending_edit
@@ -366,7 +395,14 @@ class ContentPipelineWorkflow:
         while True:
             self.outcome = None
             self.publish_attempt = request.attempt
-            await self._run("hand_to_publisher", request, taskqueues.IO, STEP_TIMEOUT)
+            await self._guarded(
+                calls.run(
+                    ContentActivities.hand_to_publisher,
+                    request,
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+            )
             while self.outcome is None:
                 try:
                     await workflow.wait_condition(
@@ -375,7 +411,14 @@ class ContentPipelineWorkflow:
                         timeout_summary="publish: hand over again if no receipt",
                     )
                 except TimeoutError:
-                    await self._run("hand_to_publisher", request, taskqueues.IO, STEP_TIMEOUT)
+                    await self._guarded(
+                        calls.run(
+                            ContentActivities.hand_to_publisher,
+                            request,
+                            start_to_close_timeout=STEP_TIMEOUT,
+                            retry_policy=RETRY,
+                        )
+                    )
             result = self.outcome
             if result.status is PublishStatus.SENT and result.receipt is not None:
                 self.view.receipt = result.receipt
@@ -413,7 +456,14 @@ class ContentPipelineWorkflow:
             {"outcome": resolution.outcome.value, "message_id": resolution.message_id},
         )
         if resolution.outcome is ResolveOutcome.RETRY:
-            await self._run("allow_resend", self.order.content_id, taskqueues.IO, STEP_TIMEOUT)
+            await self._guarded(
+                calls.run(
+                    ContentActivities.allow_resend,
+                    self.order.content_id,
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=RETRY,
+                )
+            )
             await self._set_state(ContentState.PUBLISHING)
             return True
         if resolution.outcome is ResolveOutcome.PUBLISHED:
@@ -582,11 +632,15 @@ class ContentPipelineWorkflow:
 
     async def _record(self) -> None:
         entries, self.entries = self.entries, []
-        await self._run(
-            "record_content",
-            ContentRecord(view=self.view, workflow_id=workflow.info().workflow_id, entries=entries),
-            taskqueues.IO,
-            STEP_TIMEOUT,
+        await self._guarded(
+            calls.run(
+                ContentActivities.record_content,
+                ContentRecord(
+                    view=self.view, workflow_id=workflow.info().workflow_id, entries=entries
+                ),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RETRY,
+            )
         )
 
     def _audit(self, step: str, actor: str, detail: dict[str, Any]) -> None:
@@ -596,28 +650,10 @@ class ContentPipelineWorkflow:
         key = f"content:{self.order.content_id}:{self.audit_seq}:{step}"
         self.entries.append(AuditEntry(step=step, actor=actor, detail=dict(detail), key=key))
 
-    async def _activity(
-        self, name: str, arg: Any, result_type: type[T], queue: str, limit: timedelta
-    ) -> T:
-        result: T = await self._execute(name, arg, result_type, queue, limit)
-        return result
-
-    async def _run(self, name: str, arg: Any, queue: str, limit: timedelta) -> None:
-        await self._execute(name, arg, None, queue, limit)
-
-    async def _execute(
-        self, name: str, arg: Any, result_type: type | None, queue: str, limit: timedelta
-    ) -> Any:
+    async def _guarded(self, call: Awaitable[T]) -> T:
         """An activity; one that fails for good (bad bot, unknown channel) rejects the item."""
         try:
-            return await workflow.execute_activity(
-                name,
-                arg,
-                result_type=result_type,
-                task_queue=queue,
-                start_to_close_timeout=limit,
-                retry_policy=RETRY,
-            )
+            return await call
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:

@@ -18,8 +18,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.fleet import FleetActivities
+    from activities.skills import SkillActivities
     from agentfleet.bots.commands import (
         CALLABLE_STATUSES,
         UNKNOWN_STATUS,
@@ -95,11 +98,9 @@ class FleetCommandWorkflow:
 
     async def _resolve(self) -> ResolvedTargets:
         try:
-            resolved: ResolvedTargets = await workflow.execute_activity(
-                "resolve_targets",
+            resolved: ResolvedTargets = await calls.run(
+                FleetActivities.resolve_targets,
                 ResolveTargets(targets=self.command.targets),
-                result_type=ResolvedTargets,
-                task_queue=taskqueues.IO,
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RESOLVE_RETRY,
@@ -120,8 +121,8 @@ class FleetCommandWorkflow:
         sent = workflow.now()
         per_call = timedelta(seconds=self.command.per_bot_timeout_s)
         try:
-            outcome: SkillBatchResult = await workflow.execute_activity(
-                "run_skill_batch",
+            outcome: SkillBatchResult = await calls.run(
+                SkillActivities.run_skill_batch,
                 SkillBatch(
                     calls=[
                         SkillCall(bot=bot, skill=self.command.skill, args=self.command.args)
@@ -129,8 +130,6 @@ class FleetCommandWorkflow:
                     ],
                     per_call_timeout_s=self.command.per_bot_timeout_s,
                 ),
-                result_type=SkillBatchResult,
-                task_queue=taskqueues.LLM,
                 start_to_close_timeout=per_call + BATCH_MARGIN,
                 schedule_to_close_timeout=2 * (per_call + BATCH_MARGIN),
                 retry_policy=BATCH_RETRY,

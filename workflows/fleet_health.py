@@ -28,8 +28,12 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.health import HealthActivities
+    from activities.identity import IdentityActivities
+    from activities.learning import LearningActivities
     from agentfleet.bots.health import (
         BotHealth,
         FleetHealthSummary,
@@ -67,19 +71,15 @@ class FleetHealthWorkflow:
     @workflow.run
     async def run(self, check: HealthCheck) -> FleetHealthSummary:
         self.summary.started_at = workflow.now()
-        targets: HealthTargets = await workflow.execute_activity(
-            "health_targets",
+        targets: HealthTargets = await calls.run(
+            HealthActivities.health_targets,
             check,
-            result_type=HealthTargets,
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,
         )
         if targets.bots:
-            context: ChainContext = await workflow.execute_activity(
-                "chain_context",
-                result_type=ChainContext,
-                task_queue=taskqueues.IO,
+            context: ChainContext = await calls.run(
+                IdentityActivities.chain_context,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=STEP_RETRY,
             )
@@ -92,10 +92,9 @@ class FleetHealthWorkflow:
         self.summary.checked = len(self.results)
         self.summary.healthy = sum(1 for r in self.results if r.healthy)
         self.summary.finished_at = workflow.now()
-        await workflow.execute_activity(
-            "report_health",
+        await calls.run(
+            HealthActivities.report_health,
             self.summary,
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,
         )
@@ -111,11 +110,9 @@ class FleetHealthWorkflow:
         """Champions that do worse than their parent on fresh data are rolled back (by the
         activity); the bots serving them are told their model."""
         try:
-            health: ModelHealth = await workflow.execute_activity(
-                "check_models",
+            health: ModelHealth = await calls.run(
+                LearningActivities.check_models,
                 check,
-                result_type=ModelHealth,
-                task_queue=taskqueues.LLM,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=STEP_RETRY,
             )
@@ -148,11 +145,9 @@ class FleetHealthWorkflow:
         self.in_flight += 1
         per_bot = timedelta(seconds=self.check.per_bot_timeout_s)
         try:
-            outcome: HealthBatchResult = await workflow.execute_activity(
-                "check_bots_health",
+            outcome: HealthBatchResult = await calls.run(
+                HealthActivities.check_bots_health,
                 HealthBatch(targets=batch, context=context, check=self.check),
-                result_type=HealthBatchResult,
-                task_queue=taskqueues.CHAIN,
                 start_to_close_timeout=per_bot + BATCH_MARGIN,
                 retry_policy=BATCH_RETRY,
             )

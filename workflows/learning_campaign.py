@@ -12,7 +12,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
+    from activities.learning import LearningActivities
     from agentfleet import search_attributes, taskqueues
     from agentfleet.learning.rounds import (
         CampaignOrder,
@@ -40,11 +43,9 @@ class LearningCampaignWorkflow:
         without_promotion = 0
         first = order.first_round
         if first == 0:
-            first = await workflow.execute_activity(
-                "next_learning_round",
+            first = await calls.run(
+                LearningActivities.next_learning_round,
                 order.task,
-                result_type=int,
-                task_queue=taskqueues.IO,
                 start_to_close_timeout=timedelta(seconds=30),
             )
         for number in range(first, first + order.rounds):

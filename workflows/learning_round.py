@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import search_attributes, taskqueues
+    from activities.learning import LearningActivities
+    from agentfleet import search_attributes
     from agentfleet.bots.model import BotEvent, bot_workflow_id
     from agentfleet.learning.rounds import (
         Aggregated,
@@ -50,6 +53,7 @@ from workflows.alerting import new_alert, raise_alerts
 T = TypeVar("T")
 STEP = timedelta(seconds=60)
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
+STEP_OPTIONS: dict[str, Any] = {"start_to_close_timeout": STEP, "retry_policy": RETRY}
 TRAIN_RETRY = RetryPolicy(maximum_attempts=2)
 """A participant that fails twice is dropped from the round (it never stalls it)."""
 
@@ -70,8 +74,8 @@ class LearningRoundWorkflow:
             task=order.task, round=order.round, round_id=round_id, status=RoundStatus.RUNNING
         )
         workflow.upsert_search_attributes([search_attributes.LEARNING_TASK.value_set(order.task)])
-        selection: Selection = await self._step(
-            "select_participants", order, Selection, taskqueues.IO
+        selection: Selection = await calls.run(
+            LearningActivities.select_participants, order, **STEP_OPTIONS
         )
         report = self.report
         report.participants = list(selection.participants)
@@ -98,8 +102,8 @@ class LearningRoundWorkflow:
         if len(updates) < order.min_participants:
             reason = f"{len(updates)} participants trained, {order.min_participants} needed"
             return await self._finish(record, reason)
-        aggregated: Aggregated = await self._step(
-            "aggregate_updates",
+        aggregated: Aggregated = await calls.run(
+            LearningActivities.aggregate_updates,
             AggregateOrder(
                 task=order.task,
                 round_id=round_id,
@@ -108,14 +112,13 @@ class LearningRoundWorkflow:
                 updates=updates,
                 screening=order.screening,
             ),
-            Aggregated,
-            taskqueues.LLM,
+            **STEP_OPTIONS,
         )
         report.excluded = record.excluded = list(aggregated.excluded)
         if aggregated.candidate is None:
             return await self._finish(record, "screening excluded every update")
-        evaluation: Evaluation = await self._step(
-            "evaluate_candidate",
+        evaluation: Evaluation = await calls.run(
+            LearningActivities.evaluate_candidate,
             EvaluateOrder(
                 task=order.task,
                 round_id=round_id,
@@ -125,8 +128,7 @@ class LearningRoundWorkflow:
                 params=selection.params,
                 seed=order.seed,
             ),
-            Evaluation,
-            taskqueues.LLM,
+            **STEP_OPTIONS,
         )
         report.evaluation = evaluation
         primary = evaluation.primary
@@ -165,8 +167,8 @@ class LearningRoundWorkflow:
         timeout = timedelta(seconds=order.participant_timeout_s)
         pending = {
             name: asyncio.ensure_future(
-                workflow.execute_activity(
-                    "train_model",
+                calls.run(
+                    LearningActivities.train_model,
                     TrainOrder(
                         task=order.task,
                         round_id=round_id,
@@ -177,8 +179,6 @@ class LearningRoundWorkflow:
                         config=config,
                         seed=order.seed,
                     ),
-                    result_type=TrainOutcome,
-                    task_queue=taskqueues.LLM,
                     start_to_close_timeout=timeout,
                     heartbeat_timeout=min(timeout, timedelta(seconds=30)),
                     retry_policy=TRAIN_RETRY,
@@ -230,7 +230,9 @@ class LearningRoundWorkflow:
     async def _finish(self, record: RoundRecord, reason: str) -> RoundReport:
         assert self.report is not None  # noqa: S101
         record.reason = reason
-        recorded: Recorded = await self._step("record_round", record, Recorded, taskqueues.IO)
+        recorded: Recorded = await calls.run(
+            LearningActivities.record_round, record, **STEP_OPTIONS
+        )
         report = self.report
         report.status = record.status
         report.reason = reason
@@ -246,14 +248,3 @@ class LearningRoundWorkflow:
             await handle.signal("note", BotEvent(at=workflow.now(), event="model", detail=version))
         except ApplicationError:
             workflow.logger.info("bot %s has no entity to tell its model", name)
-
-    async def _step(self, name: str, arg: object, result_type: type[T], queue: str) -> T:
-        result: T = await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            task_queue=queue,
-            start_to_close_timeout=STEP,
-            retry_policy=RETRY,
-        )
-        return result

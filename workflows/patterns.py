@@ -10,14 +10,17 @@ pattern's success rate across the fleet is in SQL and in ``fleet learn patterns`
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.learning import PatternActivities
+    from activities.skills import SkillActivities
     from agentfleet.bots.model import (
         BotRef,
         Pattern,
@@ -39,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 STEP = timedelta(seconds=60)
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
+STEP_OPTIONS: dict[str, Any] = {"start_to_close_timeout": STEP, "retry_policy": RETRY}
 
 
 @workflow.defn(name="PatternShareWorkflow")
@@ -53,10 +57,12 @@ class PatternShareWorkflow:
     @workflow.run
     async def run(self, order: ShareOrder) -> PatternView:
         view = self.view = PatternView(pattern_id=order.pattern_id, source=order.source)
-        targets: PatternTargets = await self._io("pattern_targets", order, PatternTargets)
+        targets: PatternTargets = await calls.run(
+            PatternActivities.pattern_targets, order, **STEP_OPTIONS
+        )
         pattern = order.claim or await self._observe(order, targets)
         view.pattern = pattern
-        await self._io("store_pattern", view, bool)
+        await calls.run(PatternActivities.store_pattern, view, **STEP_OPTIONS)
         first, rest = targets.others[: order.first_wave], targets.others[order.first_wave :]
         asked, holds = await self._wave(order, pattern, first)
         if asked == 0 or holds / asked < order.min_success:
@@ -67,16 +73,14 @@ class PatternShareWorkflow:
             view.status = PatternStatus.VALIDATED
         view.asked, view.holds = asked, holds
         view.success_rate = holds / asked if asked else None
-        await self._io("finish_pattern", view, bool)
+        await calls.run(PatternActivities.finish_pattern, view, **STEP_OPTIONS)
         return view
 
     async def _observe(self, order: ShareOrder, targets: PatternTargets) -> Pattern:
         args = {"symbol": order.symbol} if order.symbol else {}
-        result: SkillResult = await workflow.execute_activity(
-            "run_skill",
+        result: SkillResult = await calls.run(
+            SkillActivities.run_skill,
             SkillCall(bot=targets.source, skill=Skill.SHARE_PATTERN, args=args),
-            result_type=SkillResult,
-            task_queue=taskqueues.LLM,
             start_to_close_timeout=STEP,
             retry_policy=RETRY,
         )
@@ -89,7 +93,7 @@ class PatternShareWorkflow:
     async def _wave(
         self, order: ShareOrder, pattern: Pattern, bots: list[BotRef]
     ) -> tuple[int, int]:
-        calls = [
+        batch = [
             SkillCall(
                 bot=bot,
                 skill=Skill.RECEIVE_INTELLIGENCE,
@@ -98,12 +102,10 @@ class PatternShareWorkflow:
             for bot in bots
         ]
         verdicts: list[Verdict] = []
-        if calls:
-            answers: SkillBatchResult = await workflow.execute_activity(
-                "run_skill_batch",
-                SkillBatch(calls=calls),
-                result_type=SkillBatchResult,
-                task_queue=taskqueues.LLM,
+        if batch:
+            answers: SkillBatchResult = await calls.run(
+                SkillActivities.run_skill_batch,
+                SkillBatch(calls=batch),
                 start_to_close_timeout=STEP,
                 retry_policy=RETRY,
             )
@@ -119,16 +121,7 @@ class PatternShareWorkflow:
                 else:
                     verdicts.append(Verdict(bot=answer.bot, holds=False, error=answer.error))
         wave = ValidationWave(pattern_id=order.pattern_id, verdicts=verdicts)
-        totals: list[int] = await self._io("record_validations", wave, list[int])
-        return totals[0], totals[1]
-
-    async def _io(self, name: str, arg: object, result_type: type[T]) -> T:
-        result: T = await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            task_queue=taskqueues.IO,
-            start_to_close_timeout=STEP,
-            retry_policy=RETRY,
+        totals: list[int] = await calls.run(
+            PatternActivities.record_validations, wave, **STEP_OPTIONS
         )
-        return result
+        return totals[0], totals[1]

@@ -35,15 +35,20 @@ child ``TransactionWorkflow``; they replay and finish that way.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import search_attributes, taskqueues
+    from activities.payments import PaymentActivities
+    from activities.skills import SkillActivities
+    from agentfleet import search_attributes
     from agentfleet.bots.model import SkillResult
     from agentfleet.messages import GasPolicy, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.operations.alerts import AlertKind, Severity
@@ -64,6 +69,9 @@ RETRY = RetryPolicy(
 )
 SKILL_TIMEOUT = timedelta(seconds=15)
 STEP_TIMEOUT = timedelta(seconds=10)
+STEP_OPTIONS: dict[str, Any] = {"start_to_close_timeout": STEP_TIMEOUT, "retry_policy": RETRY}
+P = TypeVar("P")
+R = TypeVar("R")
 """Verify and record take well under a second; a worker that dies in one is replaced soon."""
 LEAN_SAGA = "lean-saga"
 """Patch: verify and record are local activities (they are short: a few reads, one upsert) and
@@ -115,10 +123,8 @@ class PaymentSagaWorkflow:
         if not self.lean:  # a lean saga starts with PaymentStatus "verifying" (payment_start)
             self._set_status(PaymentStatus.VERIFYING)
         verified: Verified = await self._short_step(
-            "verify_payment",
+            PaymentActivities.verify_payment,
             VerifyRequest(payment=order.payment, terms=order.terms, payment_id=order.payment_id),
-            taskqueues.CHAIN,
-            Verified,
         )
         if not verified.valid:
             return self._end(PaymentStatus.REJECTED, verified.reason, verified.detail)
@@ -194,11 +200,9 @@ class PaymentSagaWorkflow:
     async def _run_skill(self, order: PaymentOrder) -> SkillResult:
         assert order.call is not None  # noqa: S101 - checked by the caller
         try:
-            result: SkillResult = await workflow.execute_activity(
-                "run_skill",
+            result: SkillResult = await calls.run(
+                SkillActivities.run_skill,
                 order.call,
-                result_type=SkillResult,
-                task_queue=taskqueues.LLM,
                 start_to_close_timeout=SKILL_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
@@ -229,28 +233,13 @@ class PaymentSagaWorkflow:
         return await run_transaction(tx)
 
     async def _record(self) -> None:
-        await self._short_step("record_payment", self.view, taskqueues.IO)
+        await self._short_step(PaymentActivities.record_payment, self.view)
 
-    async def _short_step(
-        self, name: str, arg: Any, queue: str, result_type: type | None = None
-    ) -> Any:
-        """Verify or record: a local activity in a lean saga, an activity on ``queue`` before."""
+    async def _short_step(self, method: Callable[[Any, P], Awaitable[R]], arg: P) -> R:
+        """Verify or record: a local activity in a lean saga, an activity on its queue before."""
         if self.lean:
-            return await workflow.execute_local_activity(
-                name,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RETRY,
-            )
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            task_queue=queue,
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=RETRY,
-        )
+            return await calls.run_local(method, arg, **STEP_OPTIONS)
+        return await calls.run(method, arg, **STEP_OPTIONS)
 
     def _step(self, name: str) -> None:
         self.view.steps.append(name)

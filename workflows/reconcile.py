@@ -20,8 +20,10 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.reconcile import ReconcileActivities
     from agentfleet.operations.alerts import AlertKind, Severity
     from agentfleet.payments.reconcile import (
         FindingKind,
@@ -63,10 +65,8 @@ class ReconcilePaymentsWorkflow:
 
     @workflow.run
     async def run(self, request: ReconcileRequest) -> ReconcileReport:
-        scope: ReconcileScope = await workflow.execute_activity(
-            "reconcile_scope",
-            result_type=ReconcileScope,
-            task_queue=taskqueues.IO,
+        scope: ReconcileScope = await calls.run(
+            ReconcileActivities.reconcile_scope,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,
         )
@@ -92,10 +92,9 @@ class ReconcilePaymentsWorkflow:
                 break
         safe_head = (report.head or 0) - scope.confirmations
         report.behind = max(0, safe_head - report.to_block)
-        await workflow.execute_activity(
-            "flag_payment_discrepancies",
+        await calls.run(
+            ReconcileActivities.flag_payment_discrepancies,
             ReconcileRecord(report=report, deployed_at=scope.deployed_at),
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=STEP_RETRY,
         )
@@ -130,8 +129,8 @@ class ReconcilePaymentsWorkflow:
     async def _read_chain(
         self, request: ReconcileRequest, scope: ReconcileScope, start: int, end: int | None
     ) -> SettlementBatch:
-        batch: SettlementBatch = await workflow.execute_activity(
-            "read_authorizations_used",
+        batch: SettlementBatch = await calls.run(
+            ReconcileActivities.read_authorizations_used,
             SettlementQuery(
                 chain_id=scope.chain_id,
                 asset=scope.asset,
@@ -142,8 +141,6 @@ class ReconcilePaymentsWorkflow:
                 chunk_blocks=request.chunk_blocks,
                 max_events=request.max_events,
             ),
-            result_type=SettlementBatch,
-            task_queue=taskqueues.CHAIN,
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(seconds=60),
             retry_policy=STEP_RETRY,
@@ -180,8 +177,8 @@ class ReconcilePaymentsWorkflow:
         from_block: int | None = None,
         to_block: int | None = None,
     ) -> list[LedgerEntry]:
-        entries: LedgerEntries = await workflow.execute_activity(
-            "read_ledger_rows",
+        entries: LedgerEntries = await calls.run(
+            ReconcileActivities.read_ledger_rows,
             LedgerQuery(
                 chain_id=scope.chain_id,
                 asset=scope.asset,
@@ -189,8 +186,6 @@ class ReconcilePaymentsWorkflow:
                 from_block=from_block,
                 to_block=to_block,
             ),
-            result_type=LedgerEntries,
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=STEP_RETRY,
         )

@@ -22,15 +22,21 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
-    from agentfleet.chain.transactions import relayer_workflow_id
+    from activities.chain import ChainActivities
+    from agentfleet.chain.transactions import (
+        FINISHED_SIGNAL,
+        RELAYER_WORKFLOW,
+        RESERVE_NOW_UPDATE,
+        relayer_workflow_id,
+    )
     from agentfleet.messages import (
         EnsureRelayer,
         NonceQuery,
         NonceReservation,
         NonceReservations,
-        PreparedTx,
         PrepareTx,
         RelayerState,
         RelayerStatus,
@@ -83,10 +89,9 @@ class TransactionWorkflow:
         try:
             await relayer.signal("reserve", ask)
         except Exception:  # the relayer does not exist yet (or was retired)
-            await workflow.execute_activity(
-                "ensure_relayer",
+            await calls.run(
+                ChainActivities.ensure_relayer,
                 EnsureRelayer(chain_id=order.chain_id, sender=order.sender),
-                task_queue=taskqueues.CHAIN,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RPC_RETRY,
             )
@@ -100,11 +105,9 @@ class TransactionWorkflow:
         request = order.request
         if request.gas_limit is None:
             try:
-                prepared = await workflow.execute_activity(
-                    "prepare_transaction",
+                prepared = await calls.run(
+                    ChainActivities.prepare_transaction,
                     PrepareTx(chain_id=order.chain_id, sender=order.sender, request=request),
-                    result_type=PreparedTx,
-                    task_queue=taskqueues.CHAIN,
                     start_to_close_timeout=timedelta(seconds=30),
                     schedule_to_close_timeout=timedelta(minutes=5),
                     retry_policy=RPC_RETRY,
@@ -131,7 +134,7 @@ class TransactionWorkflow:
         return outcome
 
 
-@workflow.defn(name="RelayerWorkflow")
+@workflow.defn(name=RELAYER_WORKFLOW)
 class RelayerWorkflow:
     @workflow.init
     def __init__(self, state: RelayerState) -> None:
@@ -141,11 +144,9 @@ class RelayerWorkflow:
     @workflow.run
     async def run(self, state: RelayerState) -> None:
         if self.state.next_nonce is None:
-            self.state.next_nonce = await workflow.execute_activity(
-                "read_account_nonce",
+            self.state.next_nonce = await calls.run(
+                ChainActivities.read_account_nonce,
                 NonceQuery(chain_id=self.state.chain_id, sender=self.state.address),
-                result_type=int,
-                task_queue=taskqueues.CHAIN,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RPC_RETRY,
             )
@@ -171,11 +172,9 @@ class RelayerWorkflow:
             if due > now or order is None or nonce is None:
                 continue
             send = order.to_send(nonce)
-            checked = await workflow.execute_activity(
-                "verify_transaction",
+            checked = await calls.run(
+                ChainActivities.verify_transaction,
                 send,
-                result_type=TxOutcome | None,  # type: ignore[arg-type]
-                task_queue=taskqueues.CHAIN,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RPC_RETRY,
             )
@@ -218,7 +217,7 @@ class RelayerWorkflow:
             handle = workflow.get_external_workflow_handle(request.reply_to)
             await handle.signal("nonce_reserved", reservation)
 
-    @workflow.update
+    @workflow.update(name=RESERVE_NOW_UPDATE)
     async def reserve_now(self, request: ReserveNonces) -> NonceReservations:
         """The nonces of ``request_ids``, answered at once (the same ones when asked again).
         For senders that are activities (``send_with_relayer``): one update instead of a signal
@@ -236,7 +235,7 @@ class RelayerWorkflow:
                 f"for {request.sender} on chain {request.chain_id}"
             )
 
-    @workflow.signal
+    @workflow.signal(name=FINISHED_SIGNAL)
     def finished(self, done: TxFinished) -> None:
         """A transaction's outcome: keep it for the reorg re-check (or until it is known)."""
         request_id = done.outcome.request_id
@@ -266,11 +265,9 @@ class RelayerWorkflow:
         """Re-read the next nonce from the chain alone (a dev chain was reset under us: the
         recorded nonces are ahead of it). Only when nothing is in flight (see the validator)."""
         self.state.next_nonce = None
-        self.state.next_nonce = await workflow.execute_activity(
-            "read_account_nonce",
+        self.state.next_nonce = await calls.run(
+            ChainActivities.read_account_nonce,
             NonceQuery(chain_id=self.state.chain_id, sender=self.state.address, chain_only=True),
-            result_type=int,
-            task_queue=taskqueues.CHAIN,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RPC_RETRY,
         )

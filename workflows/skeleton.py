@@ -6,8 +6,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet.messages import NoopInput, NoopResult, SkeletonInput, SkeletonResult
+    from activities.skeleton import noop
+    from agentfleet.messages import NoopInput, SkeletonInput, SkeletonResult
 
 
 @workflow.defn(name="SkeletonWorkflow")
@@ -16,17 +19,15 @@ class SkeletonWorkflow:
     async def run(self, shape: SkeletonInput) -> SkeletonResult:
         for step in range(shape.activities):
             if shape.local:
-                await workflow.execute_local_activity(
-                    "noop",
+                await calls.run_local_function(
+                    noop,
                     NoopInput(step=step),
-                    result_type=NoopResult,
                     start_to_close_timeout=timedelta(seconds=10),
                 )
             else:
-                await workflow.execute_activity(
-                    "noop",
+                await calls.run_function(
+                    noop,
                     NoopInput(step=step),
-                    result_type=NoopResult,
                     task_queue=shape.task_queue,
                     start_to_close_timeout=timedelta(seconds=10),
                 )

@@ -9,14 +9,15 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
-    from agentfleet import taskqueues
+    from activities.chain import ChainActivities
+    from activities.store import StoreActivities
     from agentfleet.messages import (
         AuditRecord,
-        AuditWriteResult,
         ChainHead,
         ChainHeadRequest,
-        DatabaseStatus,
         StackCheckInput,
         StackCheckResult,
     )
@@ -28,26 +29,22 @@ RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=5))
 class StackCheckWorkflow:
     @workflow.run
     async def run(self, request: StackCheckInput) -> StackCheckResult:
-        database = await workflow.execute_activity(
-            "database_status",
-            result_type=DatabaseStatus,
-            task_queue=taskqueues.IO,
+        database = await calls.run(
+            StoreActivities.database_status,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )
         chain: ChainHead | None = None
         if request.check_chain:
-            chain = await workflow.execute_activity(
-                "chain_head",
+            chain = await calls.run(
+                ChainActivities.chain_head,
                 ChainHeadRequest(),
-                result_type=ChainHead,
-                task_queue=taskqueues.CHAIN,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RETRY,
             )
         info = workflow.info()
-        audit = await workflow.execute_activity(
-            "record_audit_event",
+        audit = await calls.run(
+            StoreActivities.record_audit_event,
             AuditRecord(
                 idempotency_key=f"{info.workflow_id}/{info.run_id}/stack-checked",
                 actor="fleet",
@@ -60,8 +57,6 @@ class StackCheckWorkflow:
                     "block": chain.block_number if chain else None,
                 },
             ),
-            result_type=AuditWriteResult,
-            task_queue=taskqueues.IO,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )

@@ -11,6 +11,7 @@ afresh for every run, and this module defines no workflow classes to re-build ea
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -22,7 +23,10 @@ from temporalio.exceptions import (
     FailureError,
 )
 
+from workflows import calls
+
 with workflow.unsafe.imports_passed_through():
+    from activities.chain import ChainActivities
     from agentfleet import taskqueues
     from agentfleet.chain.transactions import relayer_workflow_id, transaction_workflow_id
     from agentfleet.messages import SendTx, TxFinished, TxOrder, TxOutcome, TxStatus
@@ -63,7 +67,9 @@ async def send_by_activity(order: TxOrder, tell_relayer: bool = True) -> TxOutco
     could not report (no nonce in it: retries exhausted, or failed for good) is told to the
     relayer here, so it keeps checking an unknown one until it is known; a caller that sends again
     itself until the outcome is known says ``tell_relayer=False`` (one sender per request)."""
-    outcome = await _send_activity("send_with_relayer", order, order.heartbeat_timeout_s)
+    outcome = await _send_activity(
+        ChainActivities.send_with_relayer, order, order.heartbeat_timeout_s
+    )
     if outcome.nonce is None and tell_relayer:
         relayer = workflow.get_external_workflow_handle(
             relayer_workflow_id(order.chain_id, order.sender)
@@ -84,19 +90,19 @@ def deepest_cause(err: BaseException) -> str:
 
 async def execute_send(send: SendTx, heartbeat_timeout_s: float) -> TxOutcome:
     """Run ``send_transaction``; retries exhausted means unknown, a non-retryable error failed."""
-    return await _send_activity("send_transaction", send, heartbeat_timeout_s)
+    return await _send_activity(ChainActivities.send_transaction, send, heartbeat_timeout_s)
 
 
-async def _send_activity(name: str, arg: SendTx | TxOrder, heartbeat_timeout_s: float) -> TxOutcome:
+async def _send_activity(
+    method: Callable[..., Awaitable[TxOutcome]], arg: SendTx | TxOrder, heartbeat_timeout_s: float
+) -> TxOutcome:
     """One sending activity (timeouts from the gas policy); retries exhausted is an ``unknown``
     outcome, a non-retryable error a ``failed`` one (without a nonce when ``arg`` has none)."""
     policy = arg.policy
     try:
-        outcome: TxOutcome = await workflow.execute_activity(
-            name,
+        outcome: TxOutcome = await calls.run(
+            method,
             arg,
-            result_type=TxOutcome,
-            task_queue=taskqueues.CHAIN,
             start_to_close_timeout=timedelta(seconds=policy.receipt_timeout_s + 30),
             schedule_to_close_timeout=timedelta(
                 seconds=4 * policy.receipt_timeout_s + min(120, 4 * policy.receipt_timeout_s)

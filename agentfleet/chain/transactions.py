@@ -12,6 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+RELAYER_WORKFLOW = "RelayerWorkflow"
+"""The relayer entity's workflow type, and below the update and signal that activities send it by
+name (an activity that referenced the workflow class would import the workflow that calls it)."""
+RESERVE_NOW_UPDATE = "reserve_now"
+FINISHED_SIGNAL = "finished"
+
 
 def relayer_workflow_id(chain_id: int, address: str) -> str:
     """The RelayerWorkflow of one sender account on one chain."""

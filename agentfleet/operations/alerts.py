@@ -21,6 +21,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 ALERTS_WORKFLOW_ID = "alerts"
+ALERTS_WORKFLOW = "AlertsWorkflow"
+"""The alerts entity's workflow type (activities start it by name: it calls them back)."""
 ALERT_DISCLOSURE = "Automated alert from agentfleet (`fleet alerts list`)."
 SHOWN_KEYS = 10
 """Keys named in a digest's first line; the rest are counted ("and 40 more")."""
