@@ -30,7 +30,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
@@ -72,9 +72,6 @@ RETRY = RetryPolicy(
     maximum_attempts=20,
 )
 STEP: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
-
-SPENDING_HOLDS = "spending-holds"
-"""Patch: a purchase holds its amount at the buyer's bot entity before signing (step 2)."""
 
 
 class Refused(Exception):
@@ -122,7 +119,7 @@ class BuyerPurchaseWorkflow:
                 f"{offer.amount} units is over {request.buyer}'s per-call limit of "
                 f"{offer.per_call_limit}"
             )
-        self.holds = workflow.patched(SPENDING_HOLDS)
+        self.holds = workflow.patched(patches.SPENDING_HOLDS.id)
         if self.holds:
             hold: HoldAnswer = await self._refusable(
                 calls.run(

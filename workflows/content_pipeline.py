@@ -36,7 +36,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.compliance import ComplianceActivities
@@ -295,7 +295,7 @@ class ContentPipelineWorkflow:
             self._audit("reminder", "policy", {"approvers": rules.approvers})
             await self._record()
             await self._notify("reminder", f"Content {self.order.content_id} awaits approval.")
-            if workflow.patched("alerts"):
+            if workflow.patched(patches.ALERTS.id):
                 await self._overdue()
         elif step == "escalate":
             self.view.escalated = True

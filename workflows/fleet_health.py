@@ -28,7 +28,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
@@ -87,7 +87,7 @@ class FleetHealthWorkflow:
             batches = [targets.bots[i : i + size] for i in range(0, len(targets.bots), size)]
             await asyncio.gather(*(self._check(batch, context) for batch in batches))
             await asyncio.gather(*(self._judge(result) for result in self.results))
-        if workflow.patched("model-health"):
+        if workflow.patched(patches.MODEL_HEALTH.id):
             await self._check_models(check)
         self.summary.checked = len(self.results)
         self.summary.healthy = sum(1 for r in self.results if r.healthy)
@@ -102,7 +102,7 @@ class FleetHealthWorkflow:
             new_alert(AlertKind.BOT_DEGRADED, name, self.summary.reasons.get(name, "degraded"))
             for name in sorted(self.summary.degraded)
         ] + self.alerts
-        if alerts and workflow.patched("alerts"):
+        if alerts and workflow.patched(patches.ALERTS.id):
             await raise_alerts(alerts)
         return self.summary
 

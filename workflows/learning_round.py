@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.learning import LearningActivities
@@ -149,7 +149,7 @@ class LearningRoundWorkflow:
                 f"{evaluation.champion[primary]:.4f} by {order.margin:g}"
             )
         report = await self._finish(record, record.reason)
-        if not promoted and workflow.patched("alerts"):
+        if not promoted and workflow.patched(patches.ALERTS.id):
             text = f"round {order.round} rolled back: {record.reason}"
             await raise_alerts(
                 [new_alert(AlertKind.LEARNING_ROLLBACK, order.task, text, Severity.INFO)]

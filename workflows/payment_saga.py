@@ -43,7 +43,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
@@ -73,12 +73,6 @@ STEP_OPTIONS: dict[str, Any] = {"start_to_close_timeout": STEP_TIMEOUT, "retry_p
 P = TypeVar("P")
 R = TypeVar("R")
 """Verify and record take well under a second; a worker that dies in one is replaced soon."""
-LEAN_SAGA = "lean-saga"
-"""Patch: verify and record are local activities (they are short: a few reads, one upsert) and
-the settlement is one ``send_with_relayer`` activity instead of a child TransactionWorkflow; a
-saga takes 3 workflow tasks instead of 6, and no signal round trip to the relayer."""
-SETTLE_UNTIL_KNOWN = "settle-until-known"
-"""Patch: an unknown settlement outcome is sent again until it is known, never ended on."""
 
 
 def payment_workflow_id(payment_id: str) -> str:
@@ -119,7 +113,7 @@ class PaymentSagaWorkflow:
 
     @workflow.run
     async def run(self, order: PaymentOrder) -> PaymentView:
-        self.lean = workflow.patched(LEAN_SAGA)
+        self.lean = workflow.patched(patches.LEAN_SAGA.id)
         if not self.lean:  # a lean saga starts with PaymentStatus "verifying" (payment_start)
             self._set_status(PaymentStatus.VERIFYING)
         verified: Verified = await self._short_step(
@@ -142,7 +136,7 @@ class PaymentSagaWorkflow:
             self._step("executed")
         self._set_status(PaymentStatus.SETTLING)
         outcome = await self._settle(order, verified)
-        if outcome.status is TxStatus.UNKNOWN and workflow.patched(SETTLE_UNTIL_KNOWN):
+        if outcome.status is TxStatus.UNKNOWN and workflow.patched(patches.SETTLE_UNTIL_KNOWN.id):
             outcome = await self._settle_until_known(order, verified, outcome)
         if outcome.status is TxStatus.CONFIRMED:
             self.view.tx_hash = outcome.tx_hash
@@ -156,7 +150,7 @@ class PaymentSagaWorkflow:
             self._end(PaymentStatus.FAILED, Reason.TRANSACTION_FAILED, outcome.error)
         await self._record()
         self._step("recorded")
-        if self.view.status is PaymentStatus.FAILED and workflow.patched("alerts"):
+        if self.view.status is PaymentStatus.FAILED and workflow.patched(patches.ALERTS.id):
             await self._alert(outcome)
         return self._released()
 
@@ -249,7 +243,7 @@ class PaymentSagaWorkflow:
         (patch ``payment-status``, implied by ``lean-saga``: an upsert rides on the task's
         other commands, no round trip; each patch also costs an upsert of its own)."""
         self.view.status = status
-        if self.lean or workflow.patched("payment-status"):
+        if self.lean or workflow.patched(patches.PAYMENT_STATUS.id):
             workflow.upsert_search_attributes([search_attributes.PAYMENT_STATUS.value_set(status)])
 
     def _end(self, status: PaymentStatus, reason: str | None, detail: str | None) -> PaymentView:

@@ -20,7 +20,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
@@ -104,7 +104,7 @@ class ReconcilePaymentsWorkflow:
                 "findings": report.total_findings,
             }
         )
-        if not report.clean and workflow.patched("alerts"):
+        if not report.clean and workflow.patched(patches.ALERTS.id):
             await raise_alerts(
                 [
                     new_alert(

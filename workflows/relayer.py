@@ -22,7 +22,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainActivities
@@ -52,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
 from workflows.transactions import RPC_RETRY, execute_send
 
 RECENT_NONCES = 5000
-WAKE_ON_FINISHED = "relayer-wakes-on-finished"
 
 
 def _is_hex(text: str) -> bool:
@@ -247,7 +246,7 @@ class RelayerWorkflow:
         if (done.outcome.nonce is not None or request_id in self.state.nonces) and window > 0:
             self.state.finished[request_id] = done.order
             self.state.recheck[request_id] = workflow.now() + timedelta(seconds=window)
-            if workflow.patched(WAKE_ON_FINISHED):
+            if workflow.patched(patches.RELAYER_WAKES_ON_FINISHED.id):
                 # An idle relayer waits without a timeout: wake it, so it sets a timer for
                 # this re-check (before this patch, re-checks waited for the next reservation).
                 self.wake = True
