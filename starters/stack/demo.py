@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 from temporalio.client import Client
@@ -18,9 +18,9 @@ from temporalio.client import Client
 from agentfleet import taskqueues
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.errors import first_line
-from agentfleet.messages import StackCheckInput, StackCheckResult
 from agentfleet.settings import Settings
-from agentfleet.temporal import connect, start_by_business_key
+from agentfleet.temporal import connect
+from clients.stack import run_stack_check
 from starters.stack.components import DEMO_ALERT_CHANNEL, REMOTE_BOT_NAME, remote_bot_url
 
 Report = Callable[[str], None]
@@ -47,18 +47,9 @@ the operator on an earlier run) is where a bot stays without help."""
 
 async def stack_check(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
     """Worker -> database -> chain -> audit row, as a workflow visible in the Web UI."""
-    from workflows.stack_check import StackCheckWorkflow
-
-    workflow_id = f"stack-check-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    handle = await start_by_business_key(
-        client,
-        StackCheckWorkflow.run,
-        StackCheckInput(label="fleet up", check_chain=settings.rpc_url is None),
-        id=workflow_id,
-        task_queue=taskqueues.WORKFLOWS,
-        execution_timeout=timedelta(minutes=2),
+    workflow_id, result = await run_stack_check(
+        client, "fleet up", check_chain=settings.rpc_url is None
     )
-    result: StackCheckResult = await handle.result()
     block = (
         f", chain {result.chain.chain_id} at block {result.chain.block_number}"
         if result.chain
