@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 
 from activities.queues import runs_on
-from agentfleet import db, keystore, llm, taskqueues
+from agentfleet import db, keystore, taskqueues
 from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id, parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.deployment import load_deployment
@@ -42,20 +42,15 @@ from agentfleet.payments.purchases import (
     PaidAnswer,
     PaidCall,
     PurchaseRequest,
-    RefundAsk,
-    Score,
-    ScoreRequest,
     SettlementCheck,
     SignRequest,
     SpentQuery,
-    ValidationAnswer,
-    ValidationAsk,
-    ValidationPlan,
+    offer_in_card,
+    offered_terms,
     purchase_nonce,
 )
 from agentfleet.payments.spending import HoldAnswer, HoldAsk, SpendingHold
 from agentfleet.payments.x402 import (
-    A2A_X402_EXTENSIONS,
     PaymentStatus,
     Reason,
     decode_header,
@@ -66,8 +61,6 @@ from agentfleet.settings import Settings
 POLL_S = 0.5
 UNPAID_SAGA_ENDS = {PaymentStatus.REJECTED.value, PaymentStatus.SKILL_FAILED.value}
 """Payment saga ends that settled nothing (see workflows.payment_saga)."""
-DEFAULT_VALIDITY_S = 300
-"""The authorization's validity when a seller's 402 names no ``maxTimeoutSeconds``."""
 TRANSFER_TOPIC = AsyncWeb3.keccak(text="Transfer(address,address,uint256)").hex()
 
 
@@ -128,7 +121,7 @@ class PurchaseActivities:
             raise refused(f"a {buyer.kind} bot does not buy skills")
         card_url = f"{self._settings.http_url}/bots/{seller.name}/.well-known/agent-card.json"
         card = await self._get_json(card_url)
-        offer = _offer_in(card, request.skill.value)
+        offer = offer_in_card(card, request.skill.value)
         if offer is None:
             raise refused(f"{seller.name}'s agent card sells no {request.skill.value}")
         try:
@@ -136,22 +129,16 @@ class PurchaseActivities:
         except OutboundRefused as exc:
             raise outbound_refused(exc) from None
         requirements = await self._requirements(endpoint, request.args)
-        network = str(requirements.get("network"))
-        fleet_network = f"eip155:{self._settings.chain_id}"
-        if network != fleet_network:
-            raise refused(
-                f"{seller.name} asks to be paid on {network}; {buyer.name} pays on "
-                f"{fleet_network} only"
+        try:
+            network, validity = offered_terms(
+                requirements,
+                seller.name,
+                buyer.name,
+                self._settings.chain_id,
+                policy.max_validity_s,
             )
-        asked = requirements.get("maxTimeoutSeconds")
-        validity = _validity_s(asked)
-        if validity is None:
-            raise refused(f"{seller.name} asks for maxTimeoutSeconds {asked!r}, not seconds > 0")
-        if validity > policy.max_validity_s:
-            raise refused(
-                f"{seller.name} asks for an authorization valid {validity} s; {buyer.name} "
-                f"signs at most {policy.max_validity_s} s (spending.max_validity_s)"
-            )
+        except ValueError as exc:
+            raise refused(str(exc)) from None
         pay_to = AsyncWeb3.to_checksum_address(requirements["payTo"])
         registry = self.contract("IdentityRegistry")
         wallet = await registry.functions.getAgentWallet(seller.agent_id).call()
@@ -461,140 +448,3 @@ class PurchaseActivities:
             ],
         )
         return FeedbackTx(to=registry.address, data=data)
-
-
-def _validity_s(asked: object) -> int | None:
-    """The seller's ``maxTimeoutSeconds`` as a positive whole number of seconds (300 when it
-    asks none, as before the cap), else None."""
-    if asked is None:
-        return DEFAULT_VALIDITY_S
-    if isinstance(asked, bool) or not isinstance(asked, int | str):
-        return None
-    try:
-        seconds = int(asked)
-    except ValueError:
-        return None
-    return seconds if seconds > 0 else None
-
-
-def _offer_in(card: dict[str, Any], skill: str) -> dict[str, Any] | None:
-    extensions = (card.get("capabilities") or {}).get("extensions") or []
-    for extension in extensions:
-        if isinstance(extension, dict) and extension.get("uri") in A2A_X402_EXTENSIONS:
-            offers = (extension.get("params") or {}).get("skills") or {}
-            found = offers.get(skill)
-            return found if isinstance(found, dict) else None
-    return None
-
-
-class ValidationActivities:
-    """ERC-8004 validation of a delivery: the request (from the seller's wallet, its agent's
-    owner), the validator's score (an LLM when one is configured, else rules), the response,
-    and the refund transfer when the score is too low."""
-
-    task_queue = taskqueues.CHAIN
-
-    def __init__(self, settings: Settings, purchases: PurchaseActivities) -> None:
-        self._settings = settings
-        self._purchases = purchases
-
-    @activity.defn(name="validation_plan")
-    async def validation_plan(self, ask: ValidationAsk) -> ValidationPlan:
-        seller, validator = await asyncio.to_thread(self._addresses, ask.seller, ask.validator)
-        canonical = json.dumps(
-            {"purchase": ask.purchase_id, "delivery": ask.delivery},
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
-        )
-        request_hash = AsyncWeb3.keccak(text=canonical)
-        registry = self._purchases.contract("ValidationRegistry")
-        data = registry.encode_abi(
-            "validationRequest", args=[validator, ask.agent_id, ask.request_uri, request_hash]
-        )
-        return ValidationPlan(
-            seller_address=seller,
-            validator_address=validator,
-            request_hash="0x" + request_hash.hex().removeprefix("0x"),
-            request=FeedbackTx(to=registry.address, data=data),
-        )
-
-    def _addresses(self, seller: str, validator: str) -> tuple[str, str]:
-        with db.session_scope(self._settings.effective_database_url) as session:
-            rows = {name: session.get(BotRecord, name) for name in (seller, validator)}
-        found: list[str] = []
-        for name, row in rows.items():
-            if row is None or row.address is None:
-                raise refused(f"validation: no bot named {name} with a wallet")
-            found.append(row.address)
-        if seller == validator:
-            raise refused("validation: the seller cannot validate itself")
-        return found[0], found[1]
-
-    @activity.defn(name="score_delivery")
-    @runs_on(taskqueues.LLM)
-    async def score_delivery(self, request: ScoreRequest) -> Score:
-        """0-100: how well the delivery answers the call (see :func:`offline_score`)."""
-        if self._settings.openai_base_url:
-            return await self._llm_score(request)
-        score, why = offline_score(request)
-        return Score(score=score, why=why, scorer="offline")
-
-    async def _llm_score(self, request: ScoreRequest) -> Score:
-        system = (
-            "You validate deliveries between automated agents. Answer "
-            'JSON {"score": 0-100, "why": "one sentence"}: how well the delivery '
-            "answers the call, is complete and plausible."
-        )
-        user = json.dumps(request.model_dump(mode="json"), default=str)
-        try:
-            verdict = await llm.chat_json(self._settings, system, user)
-            score = max(0, min(100, int(verdict["score"])))
-            why = str(verdict.get("why", ""))[:300]
-        except (ValueError, KeyError, TypeError) as err:
-            raise ApplicationError(f"the LLM's verdict has no 0-100 score: {err}") from None
-        return Score(score=score, why=why, scorer=f"llm:{self._settings.openai_model}")
-
-    @activity.defn(name="validation_response_tx")
-    async def validation_response_tx(self, answer: ValidationAnswer) -> FeedbackTx:
-        registry = self._purchases.contract("ValidationRegistry")
-        data = registry.encode_abi(
-            "validationResponse",
-            args=[
-                bytes.fromhex(answer.request_hash.removeprefix("0x")),
-                answer.score,
-                "",
-                bytes(32),
-                "x402",
-            ],
-        )
-        return FeedbackTx(to=registry.address, data=data)
-
-    @activity.defn(name="refund_tx")
-    async def refund_tx(self, ask: RefundAsk) -> FeedbackTx:
-        """fUSD ``transfer`` of the payment back to its payer (sent from the seller's wallet)."""
-        token = self._purchases.contract("FleetUSD")
-        data = token.encode_abi(
-            "transfer", args=[AsyncWeb3.to_checksum_address(ask.payer), ask.amount]
-        )
-        return FeedbackTx(to=token.address, data=data)
-
-
-def offline_score(request: ScoreRequest) -> tuple[int, str]:
-    """The rule-based validator used without an LLM. A forecast must carry a value and the last
-    observation, and the value must be near the last (EMA forecasts are): within 10 %: 90,
-    within 50 %: 60, else 10. Any other skill: 80 for a non-empty answer."""
-    data = request.delivery
-    if not data:
-        return 0, "empty delivery"
-    if request.skill.value != "forecast":
-        return 80, "a non-empty answer"
-    value, last = data.get("value"), data.get("last")
-    if not isinstance(value, int | float) or not isinstance(last, int | float) or last == 0:
-        return 0, "a forecast without a numeric value and last observation"
-    gap = abs(value - last) / abs(last)
-    if gap <= 0.1:
-        return 90, f"forecast within {gap:.1%} of the last observation"
-    if gap <= 0.5:
-        return 60, f"forecast {gap:.0%} away from the last observation"
-    return 10, f"forecast {gap:.0%} away from the last observation: implausible"

@@ -37,11 +37,12 @@ from activities.identity import IdentityActivities
 from activities.learning import LearningActivities, PatternActivities
 from activities.llm import LlmActivities
 from activities.payments import PaymentActivities
-from activities.purchases import PurchaseActivities, ValidationActivities
+from activities.purchases import PurchaseActivities
 from activities.reconcile import ReconcileActivities
 from activities.skeleton import noop
 from activities.skills import SkillActivities
 from activities.store import StoreActivities
+from activities.validation import ValidationActivities
 from agentfleet import keystore, redaction, taskqueues
 from agentfleet.errors import FleetError
 from agentfleet.operations import metrics

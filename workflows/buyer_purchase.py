@@ -34,8 +34,9 @@ from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
-    from activities.purchases import PurchaseActivities, ValidationActivities
+    from activities.purchases import PurchaseActivities
     from activities.store import StoreActivities
+    from activities.validation import ValidationActivities
     from agentfleet.bots.model import bot_workflow_id
     from agentfleet.messages import AuditRecord, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.payments.purchases import (

@@ -17,7 +17,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentfleet.bots.model import Skill
+from agentfleet.payments.x402 import A2A_X402_EXTENSIONS
 
+DEFAULT_VALIDITY_S = 300
+"""The authorization's validity when a seller's 402 names no ``maxTimeoutSeconds``."""
 PURCHASE_ID = re.compile(r"^purchase-[a-z0-9-]{1,120}$")
 FEEDBACK_VALUE = 100
 """ERC-8004 feedback a buyer leaves for a delivered, settled purchase (0-100 scale, 0 dec.)."""
@@ -201,3 +204,71 @@ def new_purchase_id(buyer: str) -> str:
     import uuid
 
     return f"purchase-{buyer}-{uuid.uuid4().hex[:12]}"
+
+
+def validity_seconds(asked: object) -> int | None:
+    """The seller's ``maxTimeoutSeconds`` as a positive whole number of seconds (300 when it
+    asks none, as before the cap), else None."""
+    if asked is None:
+        return DEFAULT_VALIDITY_S
+    if isinstance(asked, bool) or not isinstance(asked, int | str):
+        return None
+    try:
+        seconds = int(asked)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def offered_terms(
+    requirements: dict[str, Any], seller: str, buyer: str, chain_id: int, max_validity_s: int
+) -> tuple[str, int]:
+    """The network and validity (seconds) of a seller's 402 requirements, when the buyer may sign
+    them: on the fleet's chain, valid at most ``max_validity_s``. Else ValueError saying why."""
+    network = str(requirements.get("network"))
+    fleet_network = f"eip155:{chain_id}"
+    if network != fleet_network:
+        raise ValueError(
+            f"{seller} asks to be paid on {network}; {buyer} pays on {fleet_network} only"
+        )
+    asked = requirements.get("maxTimeoutSeconds")
+    validity = validity_seconds(asked)
+    if validity is None:
+        raise ValueError(f"{seller} asks for maxTimeoutSeconds {asked!r}, not seconds > 0")
+    if validity > max_validity_s:
+        raise ValueError(
+            f"{seller} asks for an authorization valid {validity} s; {buyer} "
+            f"signs at most {max_validity_s} s (spending.max_validity_s)"
+        )
+    return network, validity
+
+
+def offer_in_card(card: dict[str, Any], skill: str) -> dict[str, Any] | None:
+    """The x402 offer an agent card makes for ``skill`` (its x402 extension's params), if any."""
+    extensions = (card.get("capabilities") or {}).get("extensions") or []
+    for extension in extensions:
+        if isinstance(extension, dict) and extension.get("uri") in A2A_X402_EXTENSIONS:
+            offers = (extension.get("params") or {}).get("skills") or {}
+            found = offers.get(skill)
+            return found if isinstance(found, dict) else None
+    return None
+
+
+def offline_score(request: ScoreRequest) -> tuple[int, str]:
+    """The rule-based validator used without an LLM. A forecast must carry a value and the last
+    observation, and the value must be near the last (EMA forecasts are): within 10 %: 90,
+    within 50 %: 60, else 10. Any other skill: 80 for a non-empty answer."""
+    data = request.delivery
+    if not data:
+        return 0, "empty delivery"
+    if request.skill.value != "forecast":
+        return 80, "a non-empty answer"
+    value, last = data.get("value"), data.get("last")
+    if not isinstance(value, int | float) or not isinstance(last, int | float) or last == 0:
+        return 0, "a forecast without a numeric value and last observation"
+    gap = abs(value - last) / abs(last)
+    if gap <= 0.1:
+        return 90, f"forecast within {gap:.1%} of the last observation"
+    if gap <= 0.5:
+        return 60, f"forecast {gap:.0%} away from the last observation"
+    return 10, f"forecast {gap:.0%} away from the last observation: implausible"
