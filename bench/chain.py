@@ -1,6 +1,6 @@
 """Chain benchmark: transactions through the durable path on anvil, vs the same-shape skeleton.
 
-    python bench/chain.py [--runs 20] [--burst 100] [--relayers 1,4] [--json]
+    python bench/chain.py [--runs 20] [--burst 100] [--relayers 1,4] [--quick] [--json]
 
 A transaction here is a ``TransactionWorkflow`` (simulate, reserve a nonce from the relayer by
 signal, sign + record + broadcast + wait for the receipt) sending 1 wei to a fresh address. Its
@@ -12,119 +12,110 @@ accounts. Benchmarks report; they never assert timings.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
-import uuid
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# `python bench/chain.py` puts bench/ on the path, not the repository root.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import asyncio
+import uuid
+from collections.abc import Sequence
 
 from eth_account import Account
-from rich.console import Console
 
-from agentfleet import db, keystore
+from agentfleet import keystore
 from agentfleet.chain.transactions import pick_relayer
 from agentfleet.messages import TxRequest, TxStatus
-from agentfleet.settings import Settings
-from bench.cli import at_least, int_list, scratch_home
-from bench.skeleton import (
+from bench.harness import (
     Figures,
-    bench_server,
-    dump_json,
+    Options,
+    Run,
+    Sizes,
+    int_list,
     measure,
-    measure_skeleton,
     print_table,
-    skeleton_worker,
+    scratch_fleet,
 )
+from bench.shapes import measure_skeleton
 from clients.transactions import send_transaction
-from starters.stack.devchain import funded_account, private_anvil
+from starters.stack.devchain import funded_account
 from workers.main import running_workers
 
 ACTIVITIES = 2
+QUICK = {"runs": 3, "burst": 5}
+
+OPTIONS = Options(__file__, __doc__, quick=QUICK)
+OPTIONS.count("--runs", 20, "sequential runs for latency")
+OPTIONS.count("--burst", 100, "transactions started at once")
+OPTIONS.add_argument(
+    "--relayers",
+    type=int_list("relayer counts", 1, 16),
+    default=[1, 4],
+    help="relayer account counts, e.g. 1,4",
+)
 
 
-async def bench(runs: int, burst: int, relayer_counts: list[int], quiet: bool) -> list[Figures]:
-    err = Console(stderr=True, quiet=quiet)
-    with scratch_home("chain") as (home, _url):
-        with private_anvil() as rpc_url:
-            settings = Settings(home=home, rpc_url=rpc_url)
-            db.upgrade_database(settings.effective_database_url)
-            relayers = [
-                keystore.store_key(settings, f"bench-relayer-{i}", funded_account(rpc_url).key)
-                for i in range(max(relayer_counts))
-            ]
-            async with bench_server() as client:
-                err.print("measuring the skeleton (2 regular activities)")
-                queue = f"bench-skeleton-{uuid.uuid4().hex[:6]}"
-                async with skeleton_worker(client, queue):
-                    skeleton = await measure_skeleton(
+async def measure_all(args: argparse.Namespace, run: Run) -> list[Figures]:
+    """The skeleton, then transactions through each relayer count."""
+    sizes = Sizes(args.runs, args.burst)
+    async with scratch_fleet("chain", anvil=True) as fleet:
+        client, settings = fleet.client, fleet.settings()
+        run.report["server"] = fleet.server
+        relayers = [
+            keystore.store_key(settings, f"bench-relayer-{i}", funded_account(fleet.anvil_url).key)
+            for i in range(max(args.relayers))
+        ]
+        run.err.print("measuring the skeleton (2 regular activities)")
+        skeleton = await measure_skeleton(client, activities=ACTIVITIES, local=False, sizes=sizes)
+        rows = [skeleton]
+        async with running_workers(client, settings):
+            for count in args.relayers:
+                accounts = relayers[:count]
+                tag = uuid.uuid4().hex[:6]
+
+                async def one(key: str, accounts: list[str] = accounts, tag: str = tag) -> None:
+                    request_id = f"bench-{tag}-{key}"
+                    outcome = await send_transaction(
                         client,
-                        activities=ACTIVITIES,
-                        local=False,
-                        runs=runs,
-                        burst=burst,
-                        task_queue=queue,
+                        chain_id=31337,
+                        sender=pick_relayer(accounts, request_id),
+                        request=TxRequest(
+                            request_id=request_id, to=Account.create().address, value=1
+                        ),
+                        reorg_window_s=0,
                     )
-                rows = [skeleton]
-                async with running_workers(client, settings):
-                    for count in relayer_counts:
-                        accounts = relayers[:count]
-                        tag = uuid.uuid4().hex[:6]
+                    if outcome.status is not TxStatus.CONFIRMED:
+                        raise RuntimeError(f"{request_id}: {outcome.error}")
 
-                        async def one(
-                            key: str, accounts: list[str] = accounts, tag: str = tag
-                        ) -> None:
-                            request_id = f"bench-{tag}-{key}"
-                            outcome = await send_transaction(
-                                client,
-                                chain_id=31337,
-                                sender=pick_relayer(accounts, request_id),
-                                request=TxRequest(
-                                    request_id=request_id, to=Account.create().address, value=1
-                                ),
-                                reorg_window_s=0,
-                            )
-                            if outcome.status is not TxStatus.CONFIRMED:
-                                raise RuntimeError(f"{request_id}: {outcome.error}")
-
-                        err.print(f"measuring transactions through {count} relayer(s)")
-                        rows.append(
-                            await measure(
-                                f"tx via {count} relayer{'s' if count > 1 else ''}",
-                                one,
-                                shape="regular",
-                                activities=ACTIVITIES,
-                                runs=runs,
-                                burst=burst,
-                            )
-                        )
-        return rows
+                run.err.print(f"measuring transactions through {count} relayer(s)")
+                rows.append(
+                    await measure(
+                        f"tx via {count} relayer{'s' if count > 1 else ''}",
+                        one,
+                        shape="regular",
+                        activities=ACTIVITIES,
+                        sizes=sizes,
+                    )
+                )
+    return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=at_least(1), default=20, help="sequential runs for latency")
-    parser.add_argument(
-        "--burst", type=at_least(1), default=100, help="transactions started at once"
-    )
-    parser.add_argument(
-        "--relayers",
-        type=int_list("relayer counts", 1, 16),
-        default=[1, 4],
-        help="relayer account counts, e.g. 1,4",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    rows = asyncio.run(bench(args.runs, args.burst, args.relayers, quiet=args.json))
-    skeleton = rows[0]
-    if args.json:
-        print(dump_json(rows, baseline=skeleton, benchmark="chain"))
-    else:
-        print_table(rows, baseline=skeleton, title="Transactions on anvil vs the skeleton")
-    return 0
+async def amain(argv: Sequence[str] | None = None) -> int:
+    """The benchmark in a running event loop; progress on stderr, the report on stdout."""
+    args = OPTIONS.read(argv)
+    run = Run("chain", args, quiet=args.json)
+    rows = await measure_all(args, run)
+    run.report.update(rows=rows, baseline=rows[0])
+    title = "Transactions on anvil vs the skeleton"
+    return run.finish(tables=lambda: print_table(rows, baseline=rows[0], title=title))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/chain.py``: measure and print; returns the exit status."""
+    return asyncio.run(amain(argv))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -21,7 +21,7 @@ inside batched skill activities, no entity or chain):
   ``sendMessage`` and, past 20 answers, the ``sendDocument`` of the full table as CSV.
 - **CLI path**: the same command through ``agentfleet.bots.commands.run_command``, what ``fleet
   command forecast --all`` calls. Telegram minus this is the command center's own cost.
-- **skeleton**: the fan-out skeleton of ``bench/lifecycle.py`` with the command's shape, read
+- **skeleton**: a fan-out skeleton (``bench.shapes.fan_out``) of the command's shape, read
   from a probe command's history: one activity (``resolve_targets``), then the
   ``run_skill_batch`` activities scheduled together (``ceil(N / 50)``), all no-ops. A
   sequential ``SkeletonWorkflow`` with as many activities would put the batches one after the
@@ -67,8 +67,6 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
-import json
-import statistics
 import time
 import uuid
 from collections.abc import Sequence
@@ -81,23 +79,30 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.skeleton import noop
-from agentfleet import db
 from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
-from agentfleet.bots.model import BotStatus, ForecastRequest, Skill
+from agentfleet.bots.model import BotKind, BotStatus, ForecastRequest, Skill
 from agentfleet.content.model import RateLimit
 from agentfleet.settings import Settings
-from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
-from bench.lifecycle import (
-    FAN_OUT_RUNNER,
-    FanOutInput,
-    FanOutSkeletonWorkflow,
-    insert_forecasters,
+from bench.harness import (
+    Figures,
+    Options,
+    Run,
+    Scratch,
+    Sizes,
+    add_bots,
+    fmt,
+    int_list,
+    measure,
+    medians,
+    print_part,
+    ratio,
+    report_console,
+    scratch_fleet,
     start_idle_bot,
+    times,
 )
-from bench.skeleton import Figures, bench_server, dump_json, measure, print_table, ratio
+from bench.shapes import activity_steps, fan_out, history_events, steps_skeleton, steps_text
 from clients.bots import show_bot
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
@@ -119,6 +124,18 @@ REPLY_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 30.0
 QUICK = {"runs": 3, "burst": 2, "warmup": 1}
 SHORT = {"resolve_targets": "resolve", "run_skill_batch": "batch"}
+
+OPTIONS = Options(__file__, __doc__, quick=QUICK)
+OPTIONS.add_argument(
+    "--sizes",
+    type=int_list("sizes", 1, 10_000),
+    default=[10, 100],
+    metavar="N,N,...",
+    help="forecaster bots",
+)
+OPTIONS.count("--runs", 20, "commands one at a time")
+OPTIONS.count("--burst", 5, "commands at once", low=0)
+OPTIONS.count("--warmup", 2, "discarded commands per row", low=0)
 
 
 # -- the operator's chat --------------------------------------------------------------------------
@@ -189,23 +206,16 @@ class Chat:
 async def command_shape(client: Client, command_id: str) -> dict[str, Any]:
     """Activities of one finished command grouped by the workflow task that scheduled them
     (one group ran at once), and its workflow tasks and events."""
-    history = await client.get_workflow_handle(command_workflow_id(command_id)).fetch_history()
-    steps: dict[int, list[str]] = {}
-    tasks = 0
-    for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attributes = event.activity_task_scheduled_event_attributes
-            group = steps.setdefault(attributes.workflow_task_completed_event_id, [])
-            group.append(attributes.activity_type.name)
-        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            tasks += 1
-    groups = list(steps.values())
+    events = await history_events(client, command_workflow_id(command_id))
+    groups = activity_steps(events)
     return {
         "activities": sum(len(group) for group in groups),
         "steps": [len(group) for group in groups],
-        "shape": ", ".join(" ∥ ".join(SHORT.get(n, n) for n in group) for group in groups),
-        "workflow_tasks": tasks,
-        "history_events": len(history.events),
+        "shape": steps_text(groups, SHORT),
+        "workflow_tasks": sum(
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for event in events
+        ),
+        "history_events": len(events),
     }
 
 
@@ -214,8 +224,7 @@ async def phases(
 ) -> dict[str, float]:
     """ms from ``asked_at`` to the workflow's start, of the workflow, and from its close to
     ``answered_at`` (wall-clock seconds; the server runs on this machine)."""
-    history = await client.get_workflow_handle(command_workflow_id(command_id)).fetch_history()
-    events = history.events
+    events = await history_events(client, command_workflow_id(command_id))
     started = events[0].event_time.ToMicroseconds() / 1e6
     closed = events[-1].event_time.ToMicroseconds() / 1e6
     return {
@@ -223,10 +232,6 @@ async def phases(
         "workflow_ms": (closed - started) * 1000,
         "after_close_ms": (answered_at - closed) * 1000,
     }
-
-
-def median_phases(measured: Sequence[dict[str, float]]) -> dict[str, float]:
-    return {name: statistics.median(m[name] for m in measured) for name in measured[0]}
 
 
 # -- the parts ------------------------------------------------------------------------------------
@@ -257,7 +262,6 @@ async def forecast_part(
     client: Client, settings: Settings, chat: Chat, args: argparse.Namespace, err: Console
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
-    queue = f"bench-fan-out-{tag}"
     url = settings.effective_database_url
     rows: list[Figures] = []
     baseline: list[Figures] = []
@@ -265,16 +269,11 @@ async def forecast_part(
     asked_answered: dict[str, tuple[float, float]] = {}
     """Wall times each direct command was asked and answered, by command id."""
     present = 0
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[FanOutSkeletonWorkflow],
-        activities=[noop],
-        workflow_runner=FAN_OUT_RUNNER,
-    ):
+    plan = Sizes(args.runs, args.burst, args.warmup)
+    async with steps_skeleton(client, "bench-fan-out") as skeleton:
         for size in sorted(args.sizes):
             names = [f"cc-{tag}-{index:06d}" for index in range(present, size)]
-            await asyncio.to_thread(insert_forecasters, url, names)
+            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
             present = size
             messages = 1 if size <= MAX_ROWS else 2
 
@@ -301,30 +300,20 @@ async def forecast_part(
             if len(shape["steps"]) != 2 or shape["steps"][0] != 1:
                 raise RuntimeError(f"a command is not one activity then a fan-out: {shape}")
             parallel = shape["steps"][1]
-
-            async def fan_out(key: str, parallel: int = parallel, size: int = size) -> None:
-                await client.execute_workflow(
-                    FanOutSkeletonWorkflow.run,
-                    FanOutInput(parallel=parallel, task_queue=queue),
-                    id=f"bench-fan-out-{tag}-{size}-{key}",
-                    task_queue=queue,
-                )
-
             common: dict[str, Any] = {
                 "shape": f"1 + {parallel} parallel",
                 "activities": shape["activities"],
-                "runs": args.runs,
-                "burst": args.burst,
-                "warmup": args.warmup,
+                "sizes": plan,
             }
             err.print(f"forecast to {size} bots: skeleton ({shape['shape']}, no-ops)")
-            floor = await measure(f"skeleton ({size})", fan_out, **common)
+            fan_out_once = skeleton.runner(fan_out(parallel), str(size))
+            floor = await measure(f"skeleton ({size})", fan_out_once, **common)
             err.print(f"forecast to {size} bots: run_command (the CLI's path)")
             cli = await measure(f"CLI path ({size})", direct, **common)
             err.print(f"forecast to {size} bots: {FORECAST_TEXT} through Telegram")
             before = len(chat.replies())
             tg = await measure(f"Telegram ({size})", via_telegram, **common)
-            commands = args.warmup + args.burst + args.runs
+            commands = plan.total
             replies = chat.replies()[before:]
             if len(replies) != commands * messages:
                 raise RuntimeError(f"{commands} commands got {len(replies)} messages back")
@@ -352,8 +341,8 @@ async def forecast_part(
                     "bots": size,
                     **shape,
                     "messages_per_reply": messages,
-                    "cli_phases_ms": median_phases(cli_phases),
-                    "telegram_phases_ms": median_phases(tg_phases),
+                    "cli_phases_ms": medians(cli_phases),
+                    "telegram_phases_ms": medians(tg_phases),
                     "cli_vs_skeleton_p50": ratio(cli.p50_ms, floor.p50_ms),
                     "telegram_vs_skeleton_p50": ratio(tg.p50_ms, floor.p50_ms),
                     **compare(cli, tg),
@@ -383,46 +372,33 @@ async def status_part(
     common: dict[str, Any] = {
         "shape": "query",
         "activities": 0,
-        "runs": args.runs,
-        "burst": args.burst,
-        "warmup": args.warmup,
+        "sizes": Sizes(args.runs, args.burst, args.warmup),
     }
     err.print(f"/status {name}: show_bot (the CLI's query), then through Telegram")
     shown = await measure("show_bot", direct, **common)
     before = len(chat.replies())
     tg = await measure(f"Telegram /status {name}", via_telegram, **common)
-    commands = args.warmup + args.burst + args.runs
-    check_replies(chat.replies()[before:], f"{name} (forecaster", commands, "/status")
+    check_replies(chat.replies()[before:], f"{name} (forecaster", common["sizes"].total, "/status")
     return {"bot": name, **compare(shown, tg), "rows": [shown, tg], "baseline": [shown]}
 
 
 # -- report ---------------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
 def print_report(report: dict[str, Any]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = report_console()
     forecast = report["forecast"]
-    print_table(
-        forecast["rows"],
-        baseline=forecast["baseline"],
-        console=console,
+    print_part(
+        forecast,
+        console,
         title=f"`{forecast['command']}` to N bots: through Telegram (push to reply in the "
         "sandbox), the CLI's run_command, and a fan-out skeleton of the command's shape "
         "(1 activity, then the batches at once; no-ops)",
     )
     status = report["status"]
-    print_table(
-        status["rows"],
-        baseline=status["baseline"],
-        console=console,
+    print_part(
+        status,
+        console,
         title="`/status NAME` (a workflow query) through Telegram vs show_bot directly "
         "(the ratios are to show_bot)",
     )
@@ -434,17 +410,17 @@ def print_report(report: dict[str, Any]) -> None:
     for size in forecast["sizes"]:
         table.add_row(
             f"/forecast all, {size['bots']} bots",
-            _ms(size["added_p50_ms"]),
-            _ms(size["added_p95_ms"]),
-            _times(size["telegram_vs_direct_p50"]),
-            _times(size["telegram_vs_skeleton_p50"]),
-            _times(size["cli_vs_skeleton_p50"]),
+            fmt(size["added_p50_ms"]),
+            fmt(size["added_p95_ms"]),
+            times(size["telegram_vs_direct_p50"]),
+            times(size["telegram_vs_skeleton_p50"]),
+            times(size["cli_vs_skeleton_p50"]),
         )
     table.add_row(
         "/status NAME",
-        _ms(status["added_p50_ms"]),
-        _ms(status["added_p95_ms"]),
-        _times(status["telegram_vs_direct_p50"]),
+        fmt(status["added_p50_ms"]),
+        fmt(status["added_p95_ms"]),
+        times(status["telegram_vs_direct_p50"]),
         "-",
         "-",
     )
@@ -462,49 +438,11 @@ def print_report(report: dict[str, Any]) -> None:
                 path,
                 str(size["bots"]),
                 size["shape"],
-                _ms(measured["to_start_ms"]),
-                _ms(measured["workflow_ms"]),
-                _ms(measured["after_close_ms"]),
+                fmt(measured["to_start_ms"]),
+                fmt(measured["workflow_ms"]),
+                fmt(measured["after_close_ms"]),
             )
     console.print(table)
-
-
-def to_json(report: dict[str, Any]) -> str:
-    """The report with each part's rows as :func:`bench.skeleton.dump_json` writes them."""
-    out: dict[str, Any] = {}
-    for key, value in report.items():
-        if isinstance(value, dict) and "rows" in value:
-            value = dict(value)
-            dumped = dump_json(value.pop("rows"), baseline=value.pop("baseline"))
-            value["rows"] = json.loads(dumped)["rows"]
-        out[key] = value
-    return json.dumps(out, indent=2)
-
-
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/command_center.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument(
-        "--sizes",
-        type=int_list("sizes", 1, 10_000),
-        default=[10, 100],
-        metavar="N,N,...",
-        help="forecaster bots",
-    )
-    parser.add_argument("--runs", type=at_least(1), default=20, help="commands one at a time")
-    parser.add_argument("--burst", type=at_least(0), default=5, help="commands at once")
-    parser.add_argument("--warmup", type=at_least(0), default=2, help="discarded commands per row")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny numbers (3 one at a time, 2 at once, 1 warm-up): a smoke run",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    return parser
 
 
 async def _until_ready(ready: Path, poller: asyncio.Task[None]) -> None:
@@ -518,38 +456,29 @@ async def _until_ready(ready: Path, poller: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def measure_all(
-    args: argparse.Namespace, home: Path, url: str, err: Console
-) -> dict[str, Any]:
-    report: dict[str, Any] = {}
-    async with Sandbox(home=home, telegram_limits=LIMITS) as sandbox, bench_server() as client:
-        report["server"] = client.service_client.config.target_host
-        settings = Settings(
-            home=home,
-            database_url=url,
-            openai_base_url=None,
-            telegram_users=ACCESS,
-            temporal_address=report["server"],
-            **sandbox.settings_overrides(),
+async def measure_all(fleet: Scratch, args: argparse.Namespace, err: Console) -> dict[str, Any]:
+    """The forecast and /status parts, with the command center polling the sandbox."""
+    if fleet.sandbox is None:
+        raise RuntimeError("the command center needs the sandbox's Bot API")
+    report: dict[str, Any] = {"server": fleet.server}
+    client, settings = fleet.client, fleet.settings(openai_base_url=None, telegram_users=ACCESS)
+    stop = asyncio.Event()
+    async with (
+        running_workers(client, settings),
+        httpx.AsyncClient(base_url=fleet.sandbox.url) as http,
+    ):
+        poller = asyncio.create_task(
+            telegram.serve(settings, client, stop, chat_interval_s=CHAT_INTERVAL_S)
         )
-        await asyncio.to_thread(db.upgrade_database, url)
-        stop = asyncio.Event()
-        async with (
-            running_workers(client, settings),
-            httpx.AsyncClient(base_url=sandbox.url) as http,
-        ):
-            poller = asyncio.create_task(
-                telegram.serve(settings, client, stop, chat_interval_s=CHAT_INTERVAL_S)
-            )
-            try:
-                await _until_ready(home / TELEGRAM_READY_FILE, poller)
-                chat = Chat(sandbox, http, poller)
-                report["forecast"] = await forecast_part(client, settings, chat, args, err)
-                report["status"] = await status_part(client, chat, args, err)
-            finally:
-                stop.set()
-                await asyncio.wait_for(poller, 30)
-        counters = sandbox.store.telegram_counters()
+        try:
+            await _until_ready(fleet.home / TELEGRAM_READY_FILE, poller)
+            chat = Chat(fleet.sandbox, http, poller)
+            report["forecast"] = await forecast_part(client, settings, chat, args, err)
+            report["status"] = await status_part(client, chat, args, err)
+        finally:
+            stop.set()
+            await asyncio.wait_for(poller, 30)
+    counters = fleet.sandbox.store.telegram_counters()
     report["telegram"] = {
         "chat_limit": CHAT_LIMIT.model_dump(),
         "chat_interval_s": CHAT_INTERVAL_S,
@@ -561,25 +490,11 @@ async def measure_all(
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = apply_quick(_parser().parse_args(argv), QUICK)
-    err = Console(stderr=True, highlight=False)
-    report: dict[str, Any] = {
-        "benchmark": "command_center",
-        "runs": args.runs,
-        "burst": args.burst,
-        "warmup": args.warmup,
-    }
-    started = time.perf_counter()
-    with scratch_home("command-center") as (home, url):
-        report.update(await measure_all(args, home, url, err))
-    return finish(
-        report,
-        started,
-        err,
-        as_json=args.json,
-        json_text=lambda: to_json(report),
-        tables=lambda: print_report(report),
-    )
+    args = OPTIONS.read(argv)
+    run = Run("command_center", args, runs=args.runs, burst=args.burst, warmup=args.warmup)
+    async with scratch_fleet("command-center", sandbox_limits=LIMITS) as fleet:
+        run.report.update(await measure_all(fleet, args, run.err))
+    return run.finish(tables=lambda: print_report(run.report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -588,7 +503,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as bench.command_center, not __main__: the fan-out skeleton's module must be importable.
-    from bench.command_center import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

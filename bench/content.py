@@ -54,12 +54,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client
 
-from agentfleet import db, taskqueues
-from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet import taskqueues
+from agentfleet.bots.model import BotKind
 from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
@@ -74,11 +73,28 @@ from agentfleet.content.model import (
     RateLimit,
     content_workflow_id,
 )
-from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
-from bench.cli import apply_quick, at_least, finish, scratch_home
-from bench.lifecycle import history_counts
-from bench.skeleton import Figures, bench_server, dump_json, measure, measure_skeleton, print_table
+from bench.harness import (
+    Figures,
+    Options,
+    Run,
+    Sizes,
+    add_bots,
+    measure,
+    print_columns,
+    print_table,
+    report_console,
+    scratch_fleet,
+)
+from bench.shapes import (
+    activity_steps,
+    event_time,
+    history_counts,
+    history_events,
+    measure_skeleton,
+    steps_text,
+    type_counts,
+)
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from workers.main import running_workers
@@ -114,19 +130,25 @@ POLL_S = 0.05
 QUICK = {"items": 3, "burst": 5, "warmup": 1, "messages": 40}
 
 
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1000 a second")
+    return value
+
+
+OPTIONS = Options(__file__, __doc__, quick=QUICK)
+OPTIONS.count("--items", 20, "items one at a time")
+OPTIONS.count("--burst", 50, "items at once (items/s)")
+OPTIONS.count("--warmup", 3, "discarded items per row")
+OPTIONS.count("--messages", 300, "messages sent at once to the publisher", low=2)
+OPTIONS.add_argument(
+    "--rate", type=_rate, default=30.0, help="msgs/s the chat and the channel allow"
+)
+OPTIONS.count("--publisher-burst", 5, "the channel's token bucket size")
+
+
 # -- set-up ---------------------------------------------------------------------------------------
-
-
-def add_publisher(url: str) -> None:
-    with db.session_scope(url) as session:
-        session.add(
-            BotRecord(
-                name=BOT,
-                kind=BotKind.PUBLISHER.value,
-                owner="bench",
-                status=BotStatus.ACTIVE.value,
-            )
-        )
 
 
 def webhook_channel(sandbox: Sandbox) -> ChannelConfig:
@@ -158,27 +180,21 @@ async def item_shape(client: Client, content_id: str) -> dict[str, Any]:
     same workflow task ran at once (one step). ``publish_round_trip_ms``: hand-over scheduled
     to ``publish_result`` received, what the skeleton has two plain activities for."""
     workflow_id = content_workflow_id(content_id)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    by_task: dict[int, list[str]] = {}
+    events = await history_events(client, workflow_id)
     handed_over = answered = None
-    for event in history.events:
+    for event in events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attributes = event.activity_task_scheduled_event_attributes
-            name = attributes.activity_type.name
-            by_task.setdefault(attributes.workflow_task_completed_event_id, []).append(name)
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
             if name == "hand_to_publisher" and handed_over is None:
-                handed_over = event.event_time.ToDatetime()
+                handed_over = event_time(event)
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            answered = event.event_time.ToDatetime()
+            answered = event_time(event)
     steps: list[list[str]] = []
-    for group in by_task.values():
+    for group in activity_steps(events):
         steps.append(group)
         if group == ["hand_to_publisher"]:
             steps.append([PUBLISH])
-    types: dict[str, int] = {}
-    for group in steps:
-        for name in group:
-            types[name] = types.get(name, 0) + 1
+    types = type_counts(steps)
     counts = await history_counts(client, workflow_id)
     round_trip = None
     if handed_over is not None and answered is not None:
@@ -187,8 +203,8 @@ async def item_shape(client: Client, content_id: str) -> dict[str, Any]:
         "activities": sum(types.values()),
         "steps": len(steps),
         "parallel": [group for group in steps if len(group) > 1],
-        "shape": ", ".join(" ∥ ".join(SHORT.get(n, n) for n in group) for group in steps),
-        "activity_types": dict(sorted(types.items())),
+        "shape": steps_text(steps, SHORT),
+        "activity_types": types,
         "workflow_tasks": counts["workflow_tasks"],
         "signals": counts["signals"],
         "history_events": counts["events"],
@@ -237,15 +253,14 @@ async def pipeline_part(
     activities = per_item["activities"]
     err.print(f"one item: {activities} activities: {per_item['shape']}")
     err.print(f"skeleton: {activities} sequential no-op regular activities")
+    sizes = Sizes(args.items, args.burst, args.warmup)
     skeleton = await measure_skeleton(
         client,
         activities=activities,
         local=False,
-        runs=args.items,
-        burst=args.burst,
+        sizes=sizes,
         task_queue=taskqueues.WORKFLOWS,
         activity_task_queue=taskqueues.IO,
-        warmup=args.warmup,
     )
     err.print(f"pipeline: {args.items} items one at a time, {args.burst} at once")
     row = await measure(
@@ -253,9 +268,7 @@ async def pipeline_part(
         pipeline.publish,
         shape=skeleton.shape,
         activities=activities,
-        runs=args.items,
-        burst=args.burst,
-        warmup=args.warmup,
+        sizes=sizes,
     )
     last = await item_shape(client, pipeline.content_id(f"r{args.items - 1}"))
     if last["shape"] != per_item["shape"]:
@@ -264,6 +277,7 @@ async def pipeline_part(
         "per_item": last,
         "items_published": pipeline.published,
         "rows": [skeleton, row],
+        "baseline": skeleton,
     }
 
 
@@ -317,15 +331,15 @@ async def publisher_part(
         await asyncio.sleep(POLL_S)
     messages = sandbox.store.telegram_messages(CHAT)
     counters = sandbox.store.telegram_counters()
-    history = await publisher.fetch_history()
+    events = await history_events(client, publisher.id)
     scheduled = [
-        event.event_time.ToDatetime()
-        for event in history.events
+        event_time(event)
+        for event in events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     failed = [
         WorkflowTaskFailedCause.Name(event.workflow_task_failed_event_attributes.cause)
-        for event in history.events
+        for event in events
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     ]
     dispatch_s = None
@@ -356,7 +370,7 @@ async def publisher_part(
         "fraction_of_ideal": achieved / ideal if ideal > 0 else 0.0,
         "rate_limited_429": counters["rate_limited"],
         "publisher_rate_limited": view.rate_limited,
-        "publisher_history_events": len(history.events),
+        "publisher_history_events": len(events),
         "publisher_workflow_task_failures": failed,
     }
 
@@ -364,8 +378,22 @@ async def publisher_part(
 # -- report ---------------------------------------------------------------------------------------
 
 
+PUBLISHER_COLUMNS = (
+    ("received", "received", "{}"),
+    ("signals/s", "signals_per_s", "{:.0f}"),
+    ("first→last s", "first_to_last_s", "{:.2f}"),
+    ("ideal s", "ideal_first_to_last_s", "{:.2f}"),
+    ("sends scheduled s", "dispatch_first_to_last_s", "{:.2f}"),
+    ("msgs/s", "achieved_per_s", "{:.1f}"),
+    ("of allowed", "fraction_of_allowed", "{:.2f}"),
+    ("ideal msgs/s", "ideal_per_s", "{:.1f}"),
+    ("of ideal", "fraction_of_ideal", "{:.2f}"),
+    ("429s", "rate_limited_429", "{}"),
+)
+
+
 def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = report_console()
     item = report["per_item"]
     print_table(
         rows,
@@ -384,33 +412,15 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
             highlight=False,
         )
     publisher = report["publisher"]
-    table = Table(
-        title=f"Channel publisher: {publisher['messages']} messages at once to one Telegram "
+    print_columns(
+        f"Channel publisher: {publisher['messages']} messages at once to one Telegram "
         f"chat allowing {publisher['allowed_per_s']:g}/s (channel bucket: "
         f"{publisher['channel_limit']['rate_per_s']:g}/s, burst "
-        f"{publisher['channel_limit']['burst']})"
+        f"{publisher['channel_limit']['burst']})",
+        PUBLISHER_COLUMNS,
+        [publisher],
+        console,
     )
-    columns = [
-        ("received", "received", "{}"),
-        ("signals/s", "signals_per_s", "{:.0f}"),
-        ("first→last s", "first_to_last_s", "{:.2f}"),
-        ("ideal s", "ideal_first_to_last_s", "{:.2f}"),
-        ("sends scheduled s", "dispatch_first_to_last_s", "{:.2f}"),
-        ("msgs/s", "achieved_per_s", "{:.1f}"),
-        ("of allowed", "fraction_of_allowed", "{:.2f}"),
-        ("ideal msgs/s", "ideal_per_s", "{:.1f}"),
-        ("of ideal", "fraction_of_ideal", "{:.2f}"),
-        ("429s", "rate_limited_429", "{}"),
-    ]
-    for header, _, _ in columns:
-        table.add_column(header, justify="right")
-    table.add_row(
-        *(
-            "-" if publisher[key] is None else form.format(publisher[key])
-            for _, key, form in columns
-        )
-    )
-    console.print(table)
     failures = publisher["publisher_workflow_task_failures"]
     if failures:
         console.print(
@@ -420,85 +430,30 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
         )
 
 
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"{text} is not a rate between 0 and 1000 a second")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/content.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument("--items", type=at_least(1), default=20, help="items one at a time")
-    parser.add_argument("--burst", type=at_least(1), default=50, help="items at once (items/s)")
-    parser.add_argument("--warmup", type=at_least(1), default=3, help="discarded items per row")
-    parser.add_argument(
-        "--messages", type=at_least(2), default=300, help="messages sent at once to the publisher"
-    )
-    parser.add_argument(
-        "--rate", type=_rate, default=30.0, help="msgs/s the chat and the channel allow"
-    )
-    parser.add_argument(
-        "--publisher-burst", type=at_least(1), default=5, help="the channel's token bucket size"
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes (3 one at a time, 5 at once, 1 warm-up, 40 messages): a smoke run",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    return parser
-
-
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = apply_quick(_parser().parse_args(argv), QUICK)
-    err = Console(stderr=True, highlight=False)
+    args = OPTIONS.read(argv)
+    run = Run("content", args, items=args.items, burst=args.burst, warmup=args.warmup)
+    report, err = run.report, run.err
     chat = RateLimit(rate_per_s=args.rate, burst=max(1, round(args.rate)))
     limits = TelegramLimits(overall=chat, private_chat=chat)
-    report: dict[str, Any] = {
-        "benchmark": "content",
-        "items": args.items,
-        "burst": args.burst,
-        "warmup": args.warmup,
-    }
-    started = time.perf_counter()
-    with scratch_home("content") as (home, url):
-        policy = home / "policy.yaml"
+    async with scratch_fleet("content", sandbox_limits=limits) as fleet:
+        if fleet.sandbox is None:
+            raise RuntimeError("the content benchmark needs the sandbox's channels")
+        report["server"] = fleet.server
+        policy = fleet.home / "policy.yaml"
         policy.write_text(POLICY, encoding="utf-8")
-        async with Sandbox(home=home, telegram_limits=limits) as sandbox, bench_server() as client:
-            report["server"] = client.service_client.config.target_host
-            settings = Settings(
-                home=home,
-                database_url=url,
-                content_policy=policy,
-                openai_base_url=None,
-                temporal_address=report["server"],
-                **sandbox.settings_overrides(),
+        settings = fleet.settings(content_policy=policy, openai_base_url=None)
+        await asyncio.to_thread(add_bots, fleet.url, [BOT], BotKind.PUBLISHER)
+        hooks = webhook_channel(fleet.sandbox)
+        await asyncio.to_thread(content_store.save_channel, fleet.url, hooks)
+        async with running_workers(fleet.client, settings):
+            report.update(await pipeline_part(fleet.client, settings, args, err))
+            report["publisher"] = await publisher_part(
+                fleet.client, settings, fleet.sandbox, args, err
             )
-            await asyncio.to_thread(db.upgrade_database, url)
-            await asyncio.to_thread(add_publisher, url)
-            await asyncio.to_thread(content_store.save_channel, url, webhook_channel(sandbox))
-            async with running_workers(client, settings):
-                pipeline = await pipeline_part(client, settings, args, err)
-                report["publisher"] = await publisher_part(client, settings, sandbox, args, err)
-            hooks = sandbox.store.webhook_counters(HOOKS)
-    rows: list[Figures] = pipeline.pop("rows")
-    report.update(pipeline)
-    report["webhook_deliveries"] = hooks
-    return finish(
-        report,
-        started,
-        err,
-        as_json=args.json,
-        json_text=lambda: dump_json(rows, baseline=rows[0], **report),
-        tables=lambda: print_report(report, rows),
-    )
+        report["webhook_deliveries"] = fleet.sandbox.store.webhook_counters(HOOKS)
+    return run.finish(tables=lambda: print_report(report, report["rows"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

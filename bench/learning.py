@@ -21,7 +21,7 @@ entity), all stopped and removed at the end. Task ``digits`` with its defaults (
   record (4 + P activities in 5 steps), then one ``note`` signal per participant, one after the
   other, to ``bot-{name}`` (no entity here: each fails, as the workflow allows). No burst row:
   rounds of one task run one at a time by design (one champion per task).
-- **skeleton**: :class:`RoundSkeletonWorkflow`, the same activities as no-ops (before, P in
+- **skeleton**: ``bench.shapes.StepsSkeletonWorkflow``, the same activities as no-ops (before, P in
   parallel, after) on one queue of its own worker in this process; it has no signals. The
   round's phases (median over the measured rounds, from history timestamps) show where the
   difference goes; "notify" is the signals, from ``record_round`` done to the round's end.
@@ -56,24 +56,18 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
-import statistics
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
-from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.skeleton import noop
 from agentfleet import db, taskqueues
-from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet.bots.model import BotKind
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import (
     CampaignOrder,
@@ -85,12 +79,32 @@ from agentfleet.learning.rounds import (
     round_workflow_id,
 )
 from agentfleet.learning.tasks import DigitsTask
-from agentfleet.messages import NoopInput, NoopResult
-from agentfleet.models import BotRecord
-from agentfleet.settings import Settings
-from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
-from bench.lifecycle import FAN_OUT_RUNNER
-from bench.skeleton import Figures, bench_server, dump_json, measure, print_table
+from bench.harness import (
+    Figures,
+    Options,
+    Run,
+    Scratch,
+    Sizes,
+    add_bots,
+    fmt,
+    int_list,
+    measure,
+    medians,
+    milliseconds,
+    print_table,
+    report_console,
+    scratch_fleet,
+)
+from bench.shapes import (
+    activity_spans,
+    activity_steps,
+    event_time,
+    history_events,
+    split,
+    steps_skeleton,
+    steps_text,
+    type_counts,
+)
 from workers.main import running_workers
 
 TASK = "digits"
@@ -108,53 +122,18 @@ QUICK = {"rounds": 3, "runs": 3, "warmup": 1}
 _DECIDED = (RoundStatus.PROMOTED, RoundStatus.ROLLED_BACK)
 
 
-# -- the same-shape skeleton ----------------------------------------------------------------------
-
-
-class RoundSkeletonInput(BaseModel):
-    before: int
-    parallel: int
-    after: int
-    task_queue: str
-
-
-@workflow.defn(name="BenchRoundSkeleton")
-class RoundSkeletonWorkflow:
-    """A learning round's activities as no-ops: ``before`` one after another (select), then
-    ``parallel`` at once (train), then ``after`` one after another (aggregate, evaluate,
-    record). No signals."""
-
-    @workflow.run
-    async def run(self, shape: RoundSkeletonInput) -> int:
-        options: dict[str, Any] = {
-            "result_type": NoopResult,
-            "task_queue": shape.task_queue,
-            "start_to_close_timeout": timedelta(seconds=10),
-        }
-        step = 0
-        for _ in range(shape.before):
-            await workflow.execute_activity("noop", NoopInput(step=step), **options)
-            step += 1
-        await asyncio.gather(
-            *(
-                workflow.execute_activity("noop", NoopInput(step=step + index), **options)
-                for index in range(shape.parallel)
-            )
-        )
-        step += shape.parallel
-        for _ in range(shape.after):
-            await workflow.execute_activity("noop", NoopInput(step=step), **options)
-            step += 1
-        return step
-
-
-def skeleton_workflow() -> type[RoundSkeletonWorkflow]:
-    """The skeleton as module ``bench.learning`` defines it (passed through the sandbox). Run as
-    a script this module is ``__main__``, which the sandbox would re-execute from its file,
-    ``sys.path`` set-up included, and refuse."""
-    from bench.learning import RoundSkeletonWorkflow as defined
-
-    return defined
+OPTIONS = Options(__file__, __doc__, quick=QUICK)
+OPTIONS.add_argument(
+    "--participants",
+    type=int_list("fleet sizes (bots)", 2, 200),
+    default=[5, 20],
+    metavar="N,N,...",
+    help="fleet sizes (active forecasters), each measured on its own (default: 5,20)",
+)
+OPTIONS.count("--rounds", 10, "rounds of the accuracy campaign")
+OPTIONS.count("--runs", 20, "rounds one at a time")
+OPTIONS.count("--warmup", 2, "discarded runs per row", low=0)
+OPTIONS.count("--seed", 0, "partition and model seed", low=0)
 
 
 def skeleton_name(before: int, parallel: int, after: int) -> str:
@@ -162,10 +141,6 @@ def skeleton_name(before: int, parallel: int, after: int) -> str:
 
 
 # -- a round's shape and phases, from its history -------------------------------------------------
-
-
-def _ms(start: datetime, end: datetime) -> float:
-    return (end - start).total_seconds() * 1000
 
 
 ALERT_STEP = ", raise_alerts"
@@ -181,73 +156,45 @@ async def round_shape(client: Client, workflow_id: str) -> dict[str, Any]:
     """Activities, steps (activities scheduled by one workflow task ran at once), signals and
     phases (ms) of one finished round. ``split``: (before, parallel, after) of the one step that
     ran several activities at once, what the skeleton needs."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    events = history.events
-    by_task: dict[int, list[str]] = {}
-    scheduled: dict[int, tuple[str, datetime]] = {}
-    spans: dict[str, list[tuple[datetime, datetime]]] = {}
-    signals = signals_failed = workflow_tasks = 0
-    for event in events:
-        kind = event.event_type
-        at = event.event_time.ToDatetime()
-        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attributes = event.activity_task_scheduled_event_attributes
-            name = attributes.activity_type.name
-            by_task.setdefault(attributes.workflow_task_completed_event_id, []).append(name)
-            scheduled[event.event_id] = (name, at)
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            key = event.activity_task_completed_event_attributes.scheduled_event_id
-            name, started = scheduled[key]
-            spans.setdefault(name, []).append((started, at))
-        elif kind == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
-            signals += 1
-        elif kind == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
-            signals_failed += 1
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            workflow_tasks += 1
-    steps = list(by_task.values())
-    types: dict[str, int] = {}
-    for group in steps:
-        for name in group:
-            types[name] = types.get(name, 0) + 1
+    events = await history_events(client, workflow_id)
+    kinds = [event.event_type for event in events]
+    signals = kinds.count(EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED)
+    signals_failed = kinds.count(EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED)
+    steps = activity_steps(events)
+    types = type_counts(steps)
     wide = [index for index, group in enumerate(steps) if len(group) > 1]
     if len(wide) == 1:
-        split = (
+        around = (
             sum(len(group) for group in steps[: wide[0]]),
             len(steps[wide[0]]),
             sum(len(group) for group in steps[wide[0] + 1 :]),
         )
     else:  # nothing (or more than one step) ran at once: all sequential
-        split = (sum(types.values()), 0, 0)
+        around = (sum(types.values()), 0, 0)
+    spans = activity_spans(events)
     phases: dict[str, float] = {}
     for name, short in SHORT.items():
         if name in spans:
-            phases[short] = _ms(min(s for s, _ in spans[name]), max(e for _, e in spans[name]))
-    begin, end = events[0].event_time.ToDatetime(), events[-1].event_time.ToDatetime()
+            start = min(span.scheduled for span in spans[name])
+            phases[short] = milliseconds(start, max(span.completed for span in spans[name]))
+    begin, end = event_time(events[0]), event_time(events[-1])
     if "record_round" in spans:
-        phases["notify"] = _ms(spans["record_round"][-1][1], end)
-    phases["total"] = _ms(begin, end)
+        phases["notify"] = milliseconds(spans["record_round"][-1].completed, end)
+    phases["total"] = milliseconds(begin, end)
     phases["other"] = phases["total"] - sum(v for k, v in phases.items() if k != "total")
     return {
         "activities": sum(types.values()),
         "steps": len(steps),
         "parallel": [group for group in steps if len(group) > 1],
-        "shape": ", ".join(_step_text(group) for group in steps),
-        "activity_types": dict(sorted(types.items())),
-        "split": list(split),
+        "shape": steps_text(steps, SHORT, collapse=True),
+        "activity_types": types,
+        "split": list(around),
         "signals": signals,
         "signals_failed": signals_failed,
-        "workflow_tasks": workflow_tasks,
+        "workflow_tasks": kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
         "history_events": len(events),
         "phases_ms": phases,
     }
-
-
-def _step_text(group: Sequence[str]) -> str:
-    names = [SHORT.get(name, name) for name in group]
-    if len(names) > 1 and len(set(names)) == 1:
-        return f"{len(names)} ∥ {names[0]}"
-    return " ∥ ".join(names)
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -255,19 +202,6 @@ def _step_text(group: Sequence[str]) -> str:
 
 def bot_names(participants: int) -> list[str]:
     return [f"fc-{index:02d}" for index in range(participants)]
-
-
-def add_forecasters(url: str, names: Sequence[str]) -> None:
-    with db.session_scope(url) as session:
-        for name in names:
-            session.add(
-                BotRecord(
-                    name=name,
-                    kind=BotKind.FORECASTER.value,
-                    owner="bench",
-                    status=BotStatus.ACTIVE.value,
-                )
-            )
 
 
 def pooled_figures(seed: int) -> dict[str, Any]:
@@ -363,35 +297,17 @@ async def latency_part(
 ) -> dict[str, Any]:
     """The skeleton of the round's shape, then rounds one at a time; the shape comes from the
     campaign's first round and is checked against the last measured one."""
-    tag = uuid.uuid4().hex[:6]
     probe = await round_shape(client, round_workflow_id(TASK, 1))
     before, parallel, after = probe["split"]
     shape = skeleton_name(before, parallel, after)
     common: dict[str, Any] = {
         "shape": shape,
         "activities": probe["activities"],
-        "runs": args.runs,
-        "burst": 0,
-        "warmup": args.warmup,
+        "sizes": Sizes(args.runs, 0, args.warmup),
     }
-    queue = f"bench-round-skeleton-{tag}"
     err.print(f"{participants} bots: one round is {probe['shape']}; skeleton {shape}")
-
-    async def skeleton_once(key: str) -> None:
-        await client.execute_workflow(
-            RoundSkeletonWorkflow.run,
-            RoundSkeletonInput(before=before, parallel=parallel, after=after, task_queue=queue),
-            id=f"bench-round-skeleton-{tag}-{key}",
-            task_queue=queue,
-        )
-
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[skeleton_workflow()],
-        activities=[noop],
-        workflow_runner=FAN_OUT_RUNNER,
-    ):
+    async with steps_skeleton(client, "bench-round-skeleton") as skeleton_worker:
+        skeleton_once = skeleton_worker.runner(split(before, parallel, after))
         skeleton = await measure("skeleton", skeleton_once, **common)
 
     numbers = iter(range(args.rounds + 1, args.rounds + 1 + args.warmup + args.runs))
@@ -420,18 +336,15 @@ async def latency_part(
                 f"rounds differ in shape: {probe['shape']} then {measured_shape['shape']}"
             )
     per_round = {**probe}  # the campaign's first round: promoted, so no alert step
-    per_round["phases_ms"] = {
-        phase: statistics.median(s["phases_ms"][phase] for s in shapes)
-        for phase in PHASES
-        if all(phase in s["phases_ms"] for s in shapes)
-    }
+    per_round["phases_ms"] = medians(
+        [s["phases_ms"] for s in shapes],
+        [phase for phase in PHASES if all(phase in s["phases_ms"] for s in shapes)],
+    )
     return {"per_round": per_round, "rows": [skeleton, row]}
 
 
 async def fleet_part(
-    client: Client,
-    home: Path,
-    server: str,
+    scratch: Scratch,
     participants: int,
     pooled: dict[str, Any],
     args: argparse.Namespace,
@@ -444,15 +357,14 @@ async def fleet_part(
         err.print(f"{participants} bots: skipped, the digits cannot be dealt out: {problem}")
         return fleet | {"rows": []}
     fleet["share_sizes"] = {"smallest": sizes[0], "largest": sizes[-1]}
-    folder = home / f"bots-{participants}"
+    folder = scratch.home / f"bots-{participants}"
     folder.mkdir()
     url = f"sqlite:///{folder / 'fleet.db'}"
-    settings = Settings(
-        home=folder, database_url=url, openai_base_url=None, temporal_address=server
-    )
+    settings = scratch.settings(home=folder, database_url=url, openai_base_url=None)
+    client = scratch.client
     try:
         await asyncio.to_thread(db.upgrade_database, url)
-        await asyncio.to_thread(add_forecasters, url, bot_names(participants))
+        await asyncio.to_thread(add_bots, url, bot_names(participants), BotKind.FORECASTER)
         async with running_workers(client, settings):
             err.print(f"{participants} bots: a campaign of {args.rounds} rounds")
             fleet["campaign"] = await campaign_part(
@@ -468,11 +380,11 @@ async def fleet_part(
 
 
 def _fmt(value: float | None, form: str = "{:.4f}") -> str:
-    return "-" if value is None else form.format(value)
+    return fmt(value, form)
 
 
 def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = report_console()
     fleets = [f for f in report["fleets"] if f["partition_error"] is None]
     if rows:
         print_table(
@@ -550,66 +462,25 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
         console.print(per_round)
 
 
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/learning.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument(
-        "--participants",
-        type=int_list("fleet sizes (bots)", 2, 200),
-        default=[5, 20],
-        metavar="N,N,...",
-        help="fleet sizes (active forecasters), each measured on its own (default: 5,20)",
-    )
-    parser.add_argument(
-        "--rounds", type=at_least(1), default=10, help="rounds of the accuracy campaign"
-    )
-    parser.add_argument("--runs", type=at_least(1), default=20, help="rounds one at a time")
-    parser.add_argument("--warmup", type=at_least(0), default=2, help="discarded runs per row")
-    parser.add_argument("--seed", type=at_least(0), default=0, help="partition and model seed")
-    parser.add_argument(
-        "--quick", action="store_true", help="3 campaign rounds, 3 timed runs, 1 warm-up"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    return parser
-
-
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = apply_quick(_parser().parse_args(argv), QUICK)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    report: dict[str, Any] = {
-        "benchmark": "learning",
-        "task": TASK,
-        "rounds": args.rounds,
-        "runs": args.runs,
-        "warmup": args.warmup,
-        "seed": args.seed,
-    }
-    started = time.perf_counter()
+    args = OPTIONS.read(argv)
+    meta = {"rounds": args.rounds, "runs": args.runs, "warmup": args.warmup, "seed": args.seed}
+    run = Run("learning", args, task=TASK, **meta)
+    report, err = run.report, run.err
     rows: list[Figures] = []
-    with scratch_home("learning") as (home, _url):
-        err.print(f"pooled: {TASK} trained centrally (seed {args.seed})")
-        report["pooled"] = pooled = await asyncio.to_thread(pooled_figures, args.seed)
-        async with bench_server() as client:
-            report["server"] = server = client.service_client.config.target_host
-            report["fleets"] = []
-            for participants in args.participants:
-                fleet = await fleet_part(client, home, server, participants, pooled, args, err)
-                rows.extend(fleet.pop("rows"))
-                report["fleets"].append(fleet)
-    skeletons = [row for row in rows if row.name == "skeleton"]
-    return finish(
-        report,
-        started,
-        err,
-        as_json=args.json,
-        json_text=lambda: dump_json(rows, baseline=skeletons, **report),
-        tables=lambda: print_report(report, rows),
-    )
+    err.print(f"pooled: {TASK} trained centrally (seed {args.seed})")
+    report["pooled"] = pooled = await asyncio.to_thread(pooled_figures, args.seed)
+    async with scratch_fleet("learning", database=False) as scratch:
+        report["server"] = scratch.server
+        report["fleets"] = []
+        for participants in args.participants:
+            fleet = await fleet_part(scratch, participants, pooled, args, err)
+            rows.extend(fleet.pop("rows"))
+            report["fleets"].append(fleet)
+    report["rows"] = rows
+    report["baseline"] = [row for row in rows if row.name == "skeleton"]
+    return run.finish(tables=lambda: print_report(report, rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

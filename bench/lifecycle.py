@@ -1,13 +1,13 @@
 """Bot lifecycle benchmark: creation, fleet commands and idle cost, vs same-shape skeletons.
 
-    python bench/lifecycle.py [--json] [--create 10] [--command-sizes 10,100,1000] [--idle 1000]
+    python bench/lifecycle.py [--create 10] [--command-sizes 10,100,1000] [--idle 1000]
                               [--create-runs 3] [--command-runs 10] [--command-burst 5]
-                              [--idle-window 10]
+                              [--idle-window 10] [--quick] [--json]
 
 Everything runs on a private dev server (set up as ``fleet up`` sets one up), a private anvil and a
 SQLite database in a temporary folder, with the fleet's workers in this process; all of it is
 stopped and removed at the end. Three parts, each measured against a skeleton on the same server in
-the same run (ARCHITECTURE.md, "Measuring speed"); benchmarks report, they never assert timings:
+the same run (docs/architecture.md, "Measuring"); benchmarks report, they never assert timings:
 
 - **Bot creation**: ``create_bot`` then wait until the ``bots`` row reads ``active`` (wallet, two
   funding transactions, ERC-8004 registration). ``--create`` bots at once give bots/s and the
@@ -43,57 +43,52 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import argparse
 import asyncio
 import gc
-import json
 import math
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psutil
-from pydantic import BaseModel, SecretStr
 from rich.console import Console
-from rich.table import Table
 from sqlmodel import col, func, select
-from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.skeleton import noop
-from agentfleet import db, taskqueues
+from agentfleet import db
 from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
-from agentfleet.bots.model import (
-    BotKind,
-    BotLifecycleInput,
-    BotSpec,
-    BotState,
-    BotStatus,
-    Skill,
-    bot_workflow_id,
-)
-from agentfleet.messages import NoopInput, NoopResult
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
-from bench.cli import at_least, finish, int_list, scratch_home
-from bench.skeleton import (
+from bench.harness import (
+    BurstClock,
     Figures,
-    bench_server,
-    dump_json,
-    figures_from,
+    Options,
+    Run,
+    Sizes,
+    add_bots,
+    int_list,
     measure,
-    measure_skeleton,
-    print_table,
-    skeleton_worker,
+    milliseconds,
+    print_columns,
+    print_part,
+    report_console,
+    scratch_fleet,
+    start_idle_bot,
 )
-from clients.bots import create_bot, search_attributes_for
-from starters.stack.devchain import funded_account, prepare_fleet, private_anvil
+from bench.shapes import (
+    counts_by_type,
+    event_time,
+    fan_out,
+    history_counts,
+    history_events,
+    measure_skeleton,
+    steps_skeleton,
+)
+from clients.bots import create_bot
+from starters.stack.devchain import prepare_fleet
 from workers.main import running_workers
-from workflows.bot_lifecycle import BotLifecycleWorkflow
 
 TARGET_MS = 500.0
 """The seed blueprint's target for a cross-bot operation."""
@@ -102,51 +97,36 @@ IDLE_STARTS_IN_FLIGHT = 100
 WORKER_CACHE = 1000
 """``max_cached_workflows`` of the fleet's workers (the SDK default; workers/main.py keeps it)."""
 POLL_S = 0.02
+QUICK: dict[str, Any] = {
+    "create": 1,
+    "create_runs": 1,
+    "command_sizes": [5],
+    "command_runs": 2,
+    "command_burst": 1,
+    "idle": 5,
+    "idle_window": 0.5,
+}
 
-
-# -- the fan-out skeleton (same shape as a fleet command) -----------------------------------------
-
-
-class FanOutInput(BaseModel):
-    parallel: int
-    task_queue: str
-
-
-@workflow.defn(name="BenchFanOutSkeleton")
-class FanOutSkeletonWorkflow:
-    """One no-op activity, then ``parallel`` no-op activities at once: resolve, then batches."""
-
-    @workflow.run
-    async def run(self, shape: FanOutInput) -> int:
-        options: dict[str, Any] = {
-            "result_type": NoopResult,
-            "task_queue": shape.task_queue,
-            "start_to_close_timeout": timedelta(seconds=10),
-        }
-        await workflow.execute_activity("noop", NoopInput(step=0), **options)
-        await asyncio.gather(
-            *(
-                workflow.execute_activity("noop", NoopInput(step=step + 1), **options)
-                for step in range(shape.parallel)
-            )
-        )
-        return 1 + shape.parallel
-
-
-FAN_OUT_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "agentfleet", "pydantic", "pydantic_core", "annotated_types", "bench"
-    )
+OPTIONS = Options(__file__, __doc__, quick=QUICK)
+OPTIONS.count("--create", 10, "bots created at once (0: skip)", low=0)
+OPTIONS.count("--create-runs", 3, "bots created one at a time")
+OPTIONS.add_argument(
+    "--command-sizes",
+    type=int_list("command sizes", 1, 100_000, allow_empty=True, unique=False),
+    default=[10, 100, 1000],
+    metavar="N,N,...",
+    help="forecaster bots a command goes to ('' to skip)",
 )
-"""The fleet worker's sandbox, plus this module passed through (not re-imported per run, as the
-fleet's own small workflow modules are cheap to re-import)."""
-
-
-# -- set-up ---------------------------------------------------------------------------------------
+OPTIONS.count("--command-runs", 10, "sequential commands")
+OPTIONS.count("--command-burst", 5, "commands at once", low=0)
+OPTIONS.count("--idle", 1000, "idle bots (0: skip)", low=0)
+OPTIONS.add_argument(
+    "--idle-window", type=float, default=10.0, help="seconds of idleness CPU is measured over"
+)
 
 
 def dev_server_process() -> psutil.Process | None:
-    """The ``temporal server start-dev`` child that :func:`bench_server` started."""
+    """The ``temporal server start-dev`` child that the scratch fleet started."""
     for child in psutil.Process().children(recursive=True):
         try:
             if "start-dev" in child.cmdline():
@@ -191,73 +171,12 @@ class ActiveWatcher:
             await asyncio.sleep(POLL_S)
 
 
-@dataclass
-class BurstClock:
-    """Time-to-done of each workflow of :func:`measure`'s burst, from its ``on_done`` calls:
-    the burst starts when the last warm-up ends, and all its workflows start together."""
-
-    warmup: int
-    """At least 1: the end of the last warm-up is the burst's start."""
-    burst: int
-    calls: list[float] = field(default_factory=list)
-
-    def __call__(self) -> None:
-        self.calls.append(time.perf_counter())
-
-    def latencies(self) -> list[float]:
-        start = self.calls[self.warmup - 1]
-        return [done - start for done in self.calls[self.warmup : self.warmup + self.burst]]
-
-
-def burst_row(name: str, shape: str, row: Figures, clock: BurstClock) -> Figures:
-    return figures_from(
-        name,
-        shape=shape,
-        activities=row.activities,
-        latencies_s=clock.latencies(),
-        burst=row.burst,
-        burst_wall_s=row.burst / row.throughput_per_s if row.throughput_per_s else 0.0,
-    )
-
-
-async def history_counts(client: Client, workflow_id: str) -> Counter[str]:
-    """Activities, local activities, workflow tasks, signals, child workflows and events of one
-    workflow and its children; ``activity.<type>`` counts each (regular) activity type."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    counts: Counter[str] = Counter(events=len(history.events))
-    for event in history.events:
-        kind = event.event_type
-        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            counts["activities"] += 1
-            counts[
-                f"activity.{event.activity_task_scheduled_event_attributes.activity_type.name}"
-            ] += 1
-        elif (
-            kind == EventType.EVENT_TYPE_MARKER_RECORDED
-            and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
-        ):
-            counts["local_activities"] += 1
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            counts["workflow_tasks"] += 1
-        elif kind in (
-            EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-        ):
-            counts["signals"] += 1
-        elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-            counts["child_workflows"] += 1
-            child = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
-            counts.update(await history_counts(client, child))
-    return counts
-
-
 async def command_phases(client: Client, workflow_id: str) -> dict[str, float]:
     """Where a finished command's time went, in ms, from its history's timestamps: until the
     resolve activity is scheduled (first workflow task), resolving, the batches (resolve done to
     last batch done), and finishing (last batch done to the result)."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    events = history.events
-    at = [event.event_time.ToDatetime() for event in events]
+    events = await history_events(client, workflow_id)
+    at = [event_time(event) for event in events]
     scheduled = [
         index
         for index, event in enumerate(events)
@@ -271,7 +190,7 @@ async def command_phases(client: Client, workflow_id: str) -> dict[str, float]:
     marks = [at[0], at[scheduled[0]], at[done[0]], at[done[-1]], at[-1]]
     names = ("to_resolve_ms", "resolve_ms", "batches_ms", "finish_ms")
     return {
-        name: (end - start).total_seconds() * 1000
+        name: milliseconds(start, end)
         for name, start, end in zip(names, marks, marks[1:], strict=False)
     }
 
@@ -291,33 +210,19 @@ async def creation_part(
         await watcher.wait(name)
 
     err.print(f"creating 1 + {args.create} at once + {args.create_runs} one at a time bots")
-    clock = BurstClock(warmup=1, burst=args.create)
+    sizes = Sizes(args.create_runs, args.create, warmup=1)
+    clock = BurstClock(sizes)
     bots = await measure(
-        "bot creation",
-        create_one,
-        shape="regular",
-        activities=0,
-        runs=args.create_runs,
-        burst=args.create,
-        warmup=1,
-        on_done=clock,
+        "bot creation", create_one, shape="regular", activities=0, sizes=sizes, on_done=clock
     )
-    counts = await history_counts(client, bot_workflow_id(f"bench-{tag}-r{args.create_runs - 1}"))
-    types = {
-        key.removeprefix("activity."): value
-        for key, value in sorted(counts.items())
-        if key.startswith("activity.")
-    }
-    shape: dict[str, Any] = {
-        **{key: value for key, value in counts.items() if not key.startswith("activity.")},
-        "activity_types": types,
-    }
+    last = bot_workflow_id(f"bench-{tag}-r{args.create_runs - 1}")
+    shape = counts_by_type(await history_counts(client, last))
     activities = shape["activities"]
     bots = bots.model_copy(update={"activities": activities})
     err.print(
         f"one bot's creation: {activities} activities, {shape['child_workflows']} child "
         f"workflows, {shape['workflow_tasks']} workflow tasks, {shape['signals']} signals; "
-        + ", ".join(f"{name} x{n}" for name, n in types.items())
+        + ", ".join(f"{name} x{n}" for name, n in shape["activity_types"].items())
     )
     relayers = await client.count_workflows(
         'WorkflowType = "RelayerWorkflow" AND ExecutionStatus = "Running"'
@@ -325,25 +230,16 @@ async def creation_part(
     created = 1 + args.create + args.create_runs
     err.print(f"{relayers.count} relayer workflows run after creating {created} bots")
     err.print(f"skeleton: {activities} sequential regular activities")
-    queue = f"bench-skeleton-{tag}"
-    skeleton_clock = BurstClock(warmup=1, burst=args.create)
-    async with skeleton_worker(client, queue):
-        skeleton = await measure_skeleton(
-            client,
-            activities=activities,
-            local=False,
-            runs=args.create_runs,
-            burst=args.create,
-            task_queue=queue,
-            warmup=1,
-            on_done=skeleton_clock,
-        )
+    skeleton_clock = BurstClock(sizes)
+    skeleton = await measure_skeleton(
+        client, activities=activities, local=False, sizes=sizes, on_done=skeleton_clock
+    )
     in_burst = f"regular, {args.create} at once"
     rows = [
         skeleton,
         bots,
-        burst_row("skeleton", in_burst, skeleton, skeleton_clock),
-        burst_row("bot creation", in_burst, bots, clock),
+        skeleton_clock.row("skeleton", in_burst, skeleton),
+        clock.row("bot creation", in_burst, bots),
     ]
     return {
         "bots": args.create,
@@ -355,52 +251,28 @@ async def creation_part(
     }
 
 
-def insert_forecasters(url: str, names: Sequence[str]) -> None:
-    with db.session_scope(url) as session:
-        for name in names:
-            session.add(
-                BotRecord(name=name, kind="forecaster", owner="bench", status="active", params={})
-            )
-
-
 async def command_part(
     client: Client, settings: Settings, args: argparse.Namespace, err: Console
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
-    queue = f"bench-fan-out-{tag}"
     rows: list[Figures] = []
     baseline: list[Figures] = []
     sizes: list[dict[str, Any]] = []
     result_bytes: dict[str, int] = {}
     present = 0
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[FanOutSkeletonWorkflow],
-        activities=[noop],
-        workflow_runner=FAN_OUT_RUNNER,
-    ):
+    async with steps_skeleton(client, "bench-fan-out") as skeleton:
         for size in sorted(args.command_sizes):
             names = [f"cmd-{tag}-{index:06d}" for index in range(present, size)]
-            await asyncio.to_thread(insert_forecasters, settings.effective_database_url, names)
+            url = settings.effective_database_url
+            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
             present = size
             batches = math.ceil(size / BATCH_SIZE)
             shape = f"1 + {batches} parallel"
             common: dict[str, Any] = {
                 "shape": shape,
                 "activities": 1 + batches,
-                "runs": args.command_runs,
-                "burst": args.command_burst,
-                "warmup": 2,
+                "sizes": Sizes(args.command_runs, args.command_burst, warmup=2),
             }
-
-            async def fan_out(key: str, batches: int = batches, size: int = size) -> None:
-                await client.execute_workflow(
-                    FanOutSkeletonWorkflow.run,
-                    FanOutInput(parallel=batches, task_queue=queue),
-                    id=f"bench-fan-out-{tag}-{size}-{key}",
-                    task_queue=queue,
-                )
 
             async def forecast(key: str, size: int = size) -> None:
                 command_id = f"bench-{tag}-{size}-{key}"
@@ -413,7 +285,8 @@ async def command_part(
                 result_bytes[command_id] = len(result.model_dump_json())
 
             err.print(f"fleet command to {size} bots: skeleton with {shape} activities")
-            baseline.append(await measure(f"skeleton ({size})", fan_out, **common))
+            fan_out_once = skeleton.runner(fan_out(batches), str(size))
+            baseline.append(await measure(f"skeleton ({size})", fan_out_once, **common))
             err.print(f"fleet command to {size} bots: forecast to all")
             row = await measure(f"forecast to {size}", forecast, **common)
             rows.append(row)
@@ -460,28 +333,6 @@ def _idle_count(url: str, prefix: str) -> int:
             col(BotRecord.name).startswith(prefix), col(BotRecord.status) == "active"
         )
         return int(session.exec(statement).one())
-
-
-async def start_idle_bot(client: Client, name: str, index: int, now: datetime) -> None:
-    """Start forecaster ``name`` as an idle active bot: a real ``BotLifecycleWorkflow`` started
-    from the state an active bot carries across continue-as-new (wallet ``index + 1``, agent id
-    ``index + 1``), so it writes its row once (one ``record_bot`` activity) and waits for
-    commands and queries, with no wallet, chain or registration to pay for."""
-    spec = BotSpec(name=name, kind=BotKind.FORECASTER, owner="bench")
-    state = BotState(
-        spec=spec,
-        status=BotStatus.ACTIVE,
-        address=f"0x{index + 1:040x}",
-        agent_id=index + 1,
-        created_at=now,
-    )
-    await client.start_workflow(
-        BotLifecycleWorkflow.run,
-        BotLifecycleInput(spec=spec, state=state),
-        id=bot_workflow_id(spec.name),
-        task_queue=taskqueues.WORKFLOWS,
-        search_attributes=search_attributes_for(spec),
-    )
 
 
 async def idle_part(
@@ -556,15 +407,40 @@ async def idle_part(
 # -- report ---------------------------------------------------------------------------------------
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+COMMAND_COLUMNS = (
+    ("bots", "bots", "{}"),
+    ("batches", "batches", "{}"),
+    ("activities", "activities", "{}"),
+    ("workflow tasks", "workflow_tasks", "{}"),
+    ("events", "history_events", "{}"),
+    ("result KB", "result_kb", "{:.0f}"),
+    ("to resolve ms", "to_resolve_ms", "{:.0f}"),
+    ("resolve ms", "resolve_ms", "{:.0f}"),
+    ("batches ms", "batches_ms", "{:.0f}"),
+    ("finish ms", "finish_ms", "{:.0f}"),
+    ("p50 ms", "p50_ms", "{:.0f}"),
+    ("p95 ms", "p95_ms", "{:.0f}"),
+    ("p95 / target", "p95_vs_target", "{:.2f}"),
+)
+IDLE_COLUMNS = (
+    ("process", "process", "{}"),
+    ("RSS before MB", "rss_before_mb", "{:.0f}"),
+    ("RSS after MB", "rss_after_mb", "{:.0f}"),
+    ("KB / bot", "rss_per_bot_kb", "{:.1f}"),
+    ("CPU % idle before", "cpu_before_pct", "{:.1f}"),
+    ("CPU ms / bot to start", "cpu_ms_per_bot_starting", "{:.1f}"),
+    ("CPU % idle after", "cpu_after_pct", "{:.1f}"),
+)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    console = report_console()
     creation = report.get("creation")
     if creation:
         per_bot = creation["per_bot"]
-        print_table(
-            creation["rows"],
-            baseline=creation["baseline"],
-            console=console,
+        print_part(
+            creation,
+            console,
             title=f"Bot creation to active vs a skeleton of {per_bot['activities']} sequential "
             f"regular activities (a bot also runs {per_bot['child_workflows']} child workflows, "
             f"{per_bot['signals']} signals, {per_bot['workflow_tasks']} workflow tasks; "
@@ -573,137 +449,51 @@ def _print_report(report: dict[str, Any]) -> None:
         )
     commands = report.get("commands")
     if commands:
-        print_table(
-            commands["rows"],
-            baseline=commands["baseline"],
-            console=console,
+        print_part(
+            commands,
+            console,
             title=f"Fleet command `forecast` to all vs a fan-out skeleton (1 activity, then "
             f"ceil(N/{BATCH_SIZE}) in parallel; no-ops)",
         )
-        table = Table(
-            title=f"What bounds a fleet command (target: p95 under {TARGET_MS:g} ms; the phases "
-            "are the last run's, from its history)"
+        print_columns(
+            f"What bounds a fleet command (target: p95 under {TARGET_MS:g} ms; the phases "
+            "are the last run's, from its history)",
+            COMMAND_COLUMNS,
+            commands["sizes"],
+            console,
         )
-        columns = [
-            ("bots", "bots", "{}"),
-            ("batches", "batches", "{}"),
-            ("activities", "activities", "{}"),
-            ("workflow tasks", "workflow_tasks", "{}"),
-            ("events", "history_events", "{}"),
-            ("result KB", "result_kb", "{:.0f}"),
-            ("to resolve ms", "to_resolve_ms", "{:.0f}"),
-            ("resolve ms", "resolve_ms", "{:.0f}"),
-            ("batches ms", "batches_ms", "{:.0f}"),
-            ("finish ms", "finish_ms", "{:.0f}"),
-            ("p50 ms", "p50_ms", "{:.0f}"),
-            ("p95 ms", "p95_ms", "{:.0f}"),
-            ("p95 / target", "p95_vs_target", "{:.2f}"),
-        ]
-        for header, _, _ in columns:
-            table.add_column(header, justify="right")
-        for size in commands["sizes"]:
-            table.add_row(*(form.format(size[key]) for _, key, form in columns))
-        console.print(table)
     idle = report.get("idle")
     if idle:
-        table = Table(
-            title=f"Idle cost of {idle['entities']} bots ({idle['mode']}; started in "
+        print_columns(
+            f"Idle cost of {idle['entities']} bots ({idle['mode']}; started in "
             f"{idle['start_s']:.1f} s, settled in {idle['settle_s']:.1f} s; the worker caches "
-            f"{idle['worker_cache']} workflows)"
+            f"{idle['worker_cache']} workflows)",
+            IDLE_COLUMNS,
+            idle["processes"],
+            console,
+            labels=1,
         )
-        table.add_column("process")
-        for column in ("RSS before MB", "RSS after MB", "KB / bot"):
-            table.add_column(column, justify="right")
-        for column in ("CPU % idle before", "CPU ms / bot to start", "CPU % idle after"):
-            table.add_column(column, justify="right")
-        for row in idle["processes"]:
-            table.add_row(
-                row["process"],
-                f"{row['rss_before_mb']:.0f}",
-                f"{row['rss_after_mb']:.0f}",
-                f"{row['rss_per_bot_kb']:.1f}",
-                f"{row['cpu_before_pct']:.1f}",
-                f"{row['cpu_ms_per_bot_starting']:.1f}",
-                f"{row['cpu_after_pct']:.1f}",
-            )
-        console.print(table)
-
-
-def _json(report: dict[str, Any]) -> str:
-    out: dict[str, Any] = {}
-    for key, value in report.items():
-        if isinstance(value, dict) and "rows" in value:
-            value = dict(value)
-            rows = json.loads(dump_json(value.pop("rows"), baseline=value.pop("baseline")))
-            value["rows"] = rows["rows"]
-        out[key] = value
-    return json.dumps(out, indent=2)
-
-
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/lifecycle.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument(
-        "--create", type=at_least(0), default=10, help="bots created at once (0: skip)"
-    )
-    parser.add_argument(
-        "--create-runs", type=at_least(1), default=3, help="bots created one at a time"
-    )
-    parser.add_argument(
-        "--command-sizes",
-        type=int_list("command sizes", 1, 100_000, allow_empty=True, unique=False),
-        default=[10, 100, 1000],
-        metavar="N,N,...",
-        help="forecaster bots a command goes to ('' to skip)",
-    )
-    parser.add_argument("--command-runs", type=at_least(1), default=10, help="sequential commands")
-    parser.add_argument("--command-burst", type=at_least(0), default=5, help="commands at once")
-    parser.add_argument("--idle", type=at_least(0), default=1000, help="idle bots (0: skip)")
-    parser.add_argument(
-        "--idle-window", type=float, default=10.0, help="seconds of idleness CPU is measured over"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    return parser
 
 
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = _parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
-    report: dict[str, Any] = {"benchmark": "lifecycle"}
-    started = time.perf_counter()
-    with scratch_home("lifecycle") as (home, url), private_anvil() as rpc_url:
-        settings = Settings(
-            home=home,
-            database_url=url,
-            rpc_url=rpc_url,
-            deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
-        )
-        await asyncio.to_thread(db.upgrade_database, settings.effective_database_url)
-        async with bench_server() as client:
-            report["server"] = client.service_client.config.target_host
-            async with running_workers(client, settings):
-                if args.create:
-                    err.print("deploying the contracts, funding a relayer with ETH and fUSD")
-                    await prepare_fleet(client, settings, rpc_url)
-                if args.command_sizes:
-                    report["commands"] = await command_part(client, settings, args, err)
-                if args.create:
-                    report["creation"] = await creation_part(client, settings, args, err)
-                if args.idle:
-                    report["idle"] = await idle_part(client, settings, args, err)
-    return finish(
-        report,
-        started,
-        err,
-        as_json=args.json,
-        json_text=lambda: _json(report),
-        tables=lambda: _print_report(report),
-    )
+    args = OPTIONS.read(argv)
+    run = Run("lifecycle", args)
+    report, err = run.report, run.err
+    async with scratch_fleet("lifecycle", anvil=True) as fleet:
+        client, settings = fleet.client, fleet.settings(deployer_key=fleet.funded_key())
+        report["server"] = fleet.server
+        async with running_workers(client, settings):
+            if args.create:
+                err.print("deploying the contracts, funding a relayer with ETH and fUSD")
+                await prepare_fleet(client, settings, fleet.anvil_url)
+            if args.command_sizes:
+                report["commands"] = await command_part(client, settings, args, err)
+            if args.create:
+                report["creation"] = await creation_part(client, settings, args, err)
+            if args.idle:
+                report["idle"] = await idle_part(client, settings, args, err)
+    return run.finish(tables=lambda: print_report(report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -712,7 +502,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as bench.lifecycle, not __main__, so the fan-out skeleton's workflow module is importable.
-    from bench.lifecycle import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -55,39 +55,26 @@ from pathlib import Path
 # `python bench/payments.py` puts bench/ on the path, not the repository root.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-import argparse
 import asyncio
 import base64
 import json
-import statistics
 import time
-import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, SecretStr
-from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio import client as temporal_client
-from temporalio.api.enums.v1 import EventType
-from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.worker import (
-    ActivityInboundInterceptor,
-    ExecuteActivityInput,
-    Interceptor,
-    Worker,
-)
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 from web3 import Web3
 from x402 import x402Client, x402Facilitator, x402ResourceServer
 from x402.http import PaymentOption, RouteConfig
@@ -101,14 +88,10 @@ from x402.mechanisms.evm.exact import (
 )
 from x402.schemas import (
     AssetAmount,
-    PaymentPayload,
-    PaymentRequirements,
     SettleResponse,
     VerifyResponse,
 )
-from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
 
-from activities.skeleton import noop
 from activities.skills import SkillActivities
 from agentfleet import db, keystore
 from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
@@ -116,23 +99,43 @@ from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.transactions import relayer_id
-from agentfleet.messages import (
-    NoopInput,
-    NoopResult,
-    TxRequest,
-    TxStatus,
-)
-from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
+from agentfleet.messages import TxRequest, TxStatus
+from agentfleet.models import ChainTransaction, PaymentRecord
 from agentfleet.payments.x402 import EIP712_NAME, EIP712_VERSION
 from agentfleet.settings import Settings
-from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
-from bench.lifecycle import BurstClock, history_counts
-from bench.skeleton import Figures, bench_server, measure, percentile, ratio
+from bench.harness import (
+    BurstClock,
+    Figures,
+    Options,
+    Run,
+    Sizes,
+    add_bots,
+    int_list,
+    measure,
+    medians,
+    milliseconds,
+    percentile,
+    ratios,
+    report_console,
+    scratch_fleet,
+    times,
+)
+from bench.shapes import (
+    SkeletonStep,
+    activity_spans,
+    counts_by_type,
+    event_time,
+    history_counts,
+    history_events,
+    steps_skeleton,
+)
 from clients.transactions import send_transaction
 from starters.http.app import create_app
-from starters.stack.devchain import funded_account, prepare_fleet, private_anvil
+from starters.stack.devchain import funded_account, prepare_fleet
 from workers.main import running_workers
 from workflows.relayer import RelayerWorkflow
+
+T = TypeVar("T")
 
 CHAIN_ID = 31337
 NETWORK = f"eip155:{CHAIN_ID}"
@@ -151,44 +154,17 @@ SHAPE = "local + 2 + local"
 ACTIVITIES = 4
 QUICK = {"purchases": 2, "concurrent": 3, "warmup": 1}
 
-
-# -- the same-shape skeleton ----------------------------------------------------------------------
-
-
-class PaymentSkeletonInput(BaseModel):
-    skill_queue: str
-    settle_queue: str
-
-
-@workflow.defn(name="BenchPaymentSkeleton")
-class PaymentSkeletonWorkflow:
-    """The payment saga's shape with no-ops: verify (a local activity), the skill and the
-    settlement (activities, each on the queue of its own the input names), record (a local
-    activity)."""
-
-    @workflow.run
-    async def run(self, shape: PaymentSkeletonInput) -> int:
-        options: dict[str, Any] = {
-            "result_type": NoopResult,
-            "start_to_close_timeout": timedelta(seconds=10),
-        }
-        await workflow.execute_local_activity("noop", NoopInput(step=0), **options)
-        await workflow.execute_activity(
-            "noop", NoopInput(step=1), task_queue=shape.skill_queue, **options
-        )
-        await workflow.execute_activity(
-            "noop", NoopInput(step=2), task_queue=shape.settle_queue, **options
-        )
-        await workflow.execute_local_activity("noop", NoopInput(step=3), **options)
-        return ACTIVITIES
-
-
-SKELETON_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "agentfleet", "pydantic", "pydantic_core", "annotated_types", "bench"
-    )
+OPTIONS = Options(__file__, __doc__, quick=QUICK)
+OPTIONS.count("--purchases", 30, "purchases one at a time (latency)")
+OPTIONS.count("--concurrent", 50, "purchases at once (throughput)")
+OPTIONS.add_argument(
+    "--relayers",
+    type=int_list("relayer counts", 1, 16),
+    default=[1, 4],
+    metavar="N,N,...",
+    help="relayer accounts the gateway settles with, one row each (default: 1,4)",
 )
-"""The fleet worker's sandbox, plus this module passed through (it imports x402, FastAPI...)."""
+OPTIONS.count("--warmup", 3, "discarded purchases per row")
 
 
 # -- purchases ------------------------------------------------------------------------------------
@@ -217,64 +193,16 @@ async def purchase(http: httpx.AsyncClient, path: str) -> str:
     return str(settled["transaction"])
 
 
-def burst_figures(clock: BurstClock) -> dict[str, float]:
-    millis = [seconds * 1000 for seconds in clock.latencies()]
-    return {"burst_p50_ms": percentile(millis, 50), "burst_p95_ms": percentile(millis, 95)}
-
-
 def phase_figures(samples: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
     """``phases_ms`` (medians) and ``phases_p95_ms`` of per-purchase phase timings."""
     keys = sorted({key for sample in samples for key in sample})
     return {
-        "phases_ms": {key: statistics.median(sample[key] for sample in samples) for key in keys},
+        "phases_ms": medians(samples, keys),
         "phases_p95_ms": {key: percentile([sample[key] for sample in samples], 95) for key in keys},
     }
 
 
 # -- where a gateway purchase's time goes (from the saga's history) -------------------------------
-
-
-def _at(event: HistoryEvent) -> datetime:
-    return event.event_time.ToDatetime()
-
-
-def _ms(start: datetime, end: datetime) -> float:
-    return (end - start).total_seconds() * 1000
-
-
-@dataclass(frozen=True)
-class Span:
-    """One activity in a history: scheduled, started (picked up by a worker), completed."""
-
-    scheduled: datetime
-    started: datetime
-    completed: datetime
-
-    @property
-    def ms(self) -> float:
-        return _ms(self.scheduled, self.completed)
-
-    @property
-    def queued_ms(self) -> float:
-        return _ms(self.scheduled, self.started)
-
-
-def activity_spans(events: Sequence[HistoryEvent]) -> dict[str, Span]:
-    """Each completed activity by type (the last one of a type wins)."""
-    scheduled: dict[int, tuple[str, datetime]] = {}
-    started: dict[int, datetime] = {}
-    spans: dict[str, Span] = {}
-    for event in events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            name = event.activity_task_scheduled_event_attributes.activity_type.name
-            scheduled[event.event_id] = (name, _at(event))
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started[event.activity_task_started_event_attributes.scheduled_event_id] = _at(event)
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            key = event.activity_task_completed_event_attributes.scheduled_event_id
-            name, at = scheduled[key]
-            spans[name] = Span(at, started.get(key, at), _at(event))
-    return spans
 
 
 @dataclass
@@ -286,7 +214,7 @@ class Ran:
 
     @property
     def ms(self) -> float:
-        return _ms(self.started, self.ended)
+        return milliseconds(self.started, self.ended)
 
 
 class ActivityClock(temporal_client.Interceptor, Interceptor):
@@ -327,18 +255,18 @@ async def saga_phases(
     """Milliseconds of each step of one finished saga: from its history (start to end, the
     regular activities' dispatch) and from the activity clock (local activities, and the
     settlement's nonce reservation until its transaction row was written)."""
-    saga = (await client.get_workflow_handle(payment_id).fetch_history()).events
-    spans = activity_spans(saga)
+    saga = await history_events(client, payment_id)
+    spans = {name: runs[-1] for name, runs in activity_spans(saga).items()}
     ran = {kind: span for (wf, kind), span in clock.runs.items() if wf == payment_id}
     send = ran["send_with_relayer"]
     recorded = await asyncio.to_thread(created_at, url, payment_id)
     phases = {
-        "saga": _ms(_at(saga[0]), _at(saga[-1])),
+        "saga": milliseconds(event_time(saga[0]), event_time(saga[-1])),
         "verify": ran["verify_payment"].ms,
         "skill": spans["run_skill"].ms,
         "settle": spans["send_with_relayer"].ms,
-        "tx_nonce": _ms(send.started, recorded),
-        "tx_send": _ms(recorded, send.ended),
+        "tx_nonce": milliseconds(send.started, recorded),
+        "tx_send": milliseconds(recorded, send.ended),
         "record": ran["record_payment"].ms,
         "queued": sum(span.queued_ms for span in spans.values()),
     }
@@ -356,38 +284,23 @@ def payment_ids(url: str, tx_hashes: Sequence[str]) -> dict[str, PaymentRecord]:
 # -- the parts ------------------------------------------------------------------------------------
 
 
-async def skeleton_part(client: Client, args: argparse.Namespace) -> tuple[Figures, BurstClock]:
-    tag = uuid.uuid4().hex[:6]
-    queue = f"bench-payment-skeleton-{tag}"
-    shape = PaymentSkeletonInput(skill_queue=f"{queue}-skill", settle_queue=f"{queue}-settle")
-    clock = BurstClock(warmup=args.warmup, burst=args.concurrent)
-
-    async def once(key: str) -> None:
-        await client.execute_workflow(
-            PaymentSkeletonWorkflow.run,
-            shape,
-            id=f"bench-payment-skeleton-{tag}-{key}",
-            task_queue=queue,
-        )
-
-    workflows = Worker(
-        client,
-        task_queue=queue,
-        workflows=[PaymentSkeletonWorkflow],
-        activities=[noop],
-        workflow_runner=SKELETON_RUNNER,
-    )
-    skill = Worker(client, task_queue=shape.skill_queue, activities=[noop])
-    settle = Worker(client, task_queue=shape.settle_queue, activities=[noop])
-    async with workflows, skill, settle:
+async def skeleton_part(client: Client, sizes: Sizes) -> tuple[Figures, BurstClock]:
+    """The saga's shape in no-ops: verify (local), the skill and the settlement (each on a queue
+    of its own, as on ``fleet-llm`` and ``fleet-chain``), record (local)."""
+    clock = BurstClock(sizes)
+    async with steps_skeleton(client, "bench-payment-skeleton", ("skill", "settle")) as skeleton:
+        steps = [
+            SkeletonStep(local=True),
+            SkeletonStep(task_queue=skeleton.queue_named("skill")),
+            SkeletonStep(task_queue=skeleton.queue_named("settle")),
+            SkeletonStep(local=True),
+        ]
         row = await measure(
             "skeleton",
-            once,
+            skeleton.runner(steps),
             shape=SHAPE,
             activities=ACTIVITIES,
-            runs=args.purchases,
-            burst=args.concurrent,
-            warmup=args.warmup,
+            sizes=sizes,
             on_done=clock,
         )
     return row, clock
@@ -446,11 +359,11 @@ async def gateway_part(
     app: Any,
     asset: str,
     count: int,
-    args: argparse.Namespace,
+    sizes: Sizes,
 ) -> tuple[Figures, dict[str, Any]]:
     url = settings.effective_database_url
     path = f"/bots/{SELLER}/skills/forecast"
-    clock = BurstClock(warmup=args.warmup, burst=args.concurrent)
+    clock = BurstClock(sizes)
     sequential: dict[str, float] = {}
     in_burst: list[str] = []
 
@@ -469,9 +382,7 @@ async def gateway_part(
             once,
             shape=SHAPE,
             activities=ACTIVITIES,
-            runs=args.purchases,
-            burst=args.concurrent,
-            warmup=args.warmup,
+            sizes=sizes,
             on_done=clock,
         )
     records = await asyncio.to_thread(payment_ids, url, [*sequential, *in_burst])
@@ -485,7 +396,7 @@ async def gateway_part(
         "kind": "gateway",
         "relayers": count,
         "relayers_used_in_burst": len(used),
-        **burst_figures(clock),
+        **clock.percentiles(),
         **phase_figures(samples),
         "last_payment_id": records[next(reversed(sequential))].payment_id,
     }
@@ -500,35 +411,23 @@ class TimedFacilitator(x402Facilitator):
         self.verify_s: list[float] = []
         self.settle_s: list[float] = []
 
-    async def verify(
-        self,
-        payload: PaymentPayload | PaymentPayloadV1,
-        requirements: PaymentRequirements | PaymentRequirementsV1,
-        payload_bytes: bytes | None = None,
-        requirements_bytes: bytes | None = None,
-    ) -> VerifyResponse:
-        started = time.perf_counter()
-        try:
-            return await super().verify(payload, requirements, payload_bytes, requirements_bytes)
-        finally:
-            self.verify_s.append(time.perf_counter() - started)
+    async def verify(self, *args: Any, **kwargs: Any) -> VerifyResponse:
+        return await _timed(super().verify(*args, **kwargs), self.verify_s)
 
-    async def settle(
-        self,
-        payload: PaymentPayload | PaymentPayloadV1,
-        requirements: PaymentRequirements | PaymentRequirementsV1,
-        payload_bytes: bytes | None = None,
-        requirements_bytes: bytes | None = None,
-    ) -> SettleResponse:
-        started = time.perf_counter()
-        try:
-            return await super().settle(payload, requirements, payload_bytes, requirements_bytes)
-        finally:
-            self.settle_s.append(time.perf_counter() - started)
+    async def settle(self, *args: Any, **kwargs: Any) -> SettleResponse:
+        return await _timed(super().settle(*args, **kwargs), self.settle_s)
+
+
+async def _timed(call: Awaitable[T], seconds: list[float]) -> T:
+    started = time.perf_counter()
+    try:
+        return await call
+    finally:
+        seconds.append(time.perf_counter() - started)
 
 
 async def sdk_part(
-    settings: Settings, rpc_url: str, asset: str, args: argparse.Namespace
+    settings: Settings, rpc_url: str, asset: str, sizes: Sizes
 ) -> tuple[Figures, dict[str, Any]]:
     """The SDK's FastAPI middleware + in-process facilitator selling the same skill."""
     facilitator = TimedFacilitator()
@@ -579,7 +478,7 @@ async def sdk_part(
             return JSONResponse({"error": result.error}, status_code=502)
         return JSONResponse(result.data)
 
-    clock = BurstClock(warmup=args.warmup, burst=args.concurrent)
+    clock = BurstClock(sizes)
     sequential: list[float] = []
     try:
         async with buyer_http(app, dev_account(SDK_BUYER), asset) as http:
@@ -595,14 +494,12 @@ async def sdk_part(
                 once,
                 shape="SDK, in-process facilitator",
                 activities=0,
-                runs=args.purchases,
-                burst=args.concurrent,
-                warmup=args.warmup,
+                sizes=sizes,
                 on_done=clock,
             )
     finally:
         await skills.close()
-    runs = args.purchases
+    runs = sizes.runs
     samples = []
     for total_s, verify_s, skill_s, settle_s in zip(
         sequential,
@@ -620,14 +517,14 @@ async def sdk_part(
                 **{key: 1000 * value for key, value in phases.items()},
             }
         )
-    burst = slice(args.warmup, args.warmup + args.concurrent)
+    burst = slice(sizes.warmup, sizes.warmup + sizes.burst)
     blocked_s = sum(facilitator.verify_s[burst]) + sum(facilitator.settle_s[burst])
     extra = {
         "kind": "sdk",
         "relayers": 1,
-        **burst_figures(clock),
+        **clock.percentiles(),
         **phase_figures(samples),
-        "facilitator_share_of_burst": blocked_s * row.throughput_per_s / args.concurrent,
+        "facilitator_share_of_burst": blocked_s * row.throughput_per_s / sizes.burst,
     }
     return row, extra
 
@@ -635,18 +532,7 @@ async def sdk_part(
 def add_seller(url: str) -> str:
     """An active forecaster row selling ``forecast`` at the default price; its address."""
     address: str = Account.create().address
-    with db.session_scope(url) as session:
-        session.add(
-            BotRecord(
-                name=SELLER,
-                kind=BotKind.FORECASTER.value,
-                owner="bench",
-                status=BotStatus.ACTIVE.value,
-                params=SELLER_PARAMS,
-                address=address,
-                agent_id=1,
-            )
-        )
+    add_bots(url, [SELLER], BotKind.FORECASTER, params=SELLER_PARAMS, address=address, agent_id=1)
     return address
 
 
@@ -694,11 +580,8 @@ def report_rows(
             compared = [("skeleton", skeleton), ("sdk", sdk)]
         else:
             compared = [("skeleton", None)]
-        for suffix, floor in compared:
-            item[f"p50_vs_{suffix}"] = None if floor is None else ratio(row.p50_ms, floor.p50_ms)
-            item[f"throughput_vs_{suffix}"] = (
-                None if floor is None else ratio(row.throughput_per_s, floor.throughput_per_s)
-            )
+        for to, floor in compared:
+            item.update(ratios(row, floor, to))
         out.append(item)
     return out
 
@@ -767,12 +650,8 @@ PHASES = (
 )
 
 
-def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
 def print_report(report: dict[str, Any]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 180)
+    console = report_console(180)
     shape = report["per_payment"]
     table = Table(
         title=f"x402 purchases: {report['purchases']} one at a time, {report['concurrent']} at "
@@ -794,10 +673,10 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row['throughput_per_s']:.1f}",
             f"{row['burst_p50_ms']:.0f}",
             "-" if row.get("reverted") is None else str(row["reverted"]),
-            _times(row.get("p50_vs_skeleton")),
-            _times(row.get("throughput_vs_skeleton")),
-            _times(row.get("p50_vs_sdk")),
-            _times(row.get("throughput_vs_sdk")),
+            times(row.get("p50_vs_skeleton")),
+            times(row.get("throughput_vs_skeleton")),
+            times(row.get("p50_vs_sdk")),
+            times(row.get("throughput_vs_sdk")),
         )
     console.print(table)
     phased = [row for row in report["rows"] if "phases_ms" in row]
@@ -822,115 +701,52 @@ def print_report(report: dict[str, Any]) -> None:
             )
 
 
-# -- CLI ------------------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/payments.py", description=(__doc__ or "").splitlines()[0]
-    )
-    parser.add_argument(
-        "--purchases", type=at_least(1), default=30, help="purchases one at a time (latency)"
-    )
-    parser.add_argument(
-        "--concurrent", type=at_least(1), default=50, help="purchases at once (throughput)"
-    )
-    parser.add_argument(
-        "--relayers",
-        type=int_list("relayer counts", 1, 16),
-        default=[1, 4],
-        metavar="N,N,...",
-        help="relayer accounts the gateway settles with, one row each (default: 1,4)",
-    )
-    parser.add_argument("--warmup", type=at_least(1), default=3, help="discarded purchases per row")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes (2 one at a time, 3 at once, 1 warm-up): a smoke run, not figures",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    return parser
-
-
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
-    args = apply_quick(_parser().parse_args(argv), QUICK)
-    err = Console(stderr=True, highlight=False)
-    report: dict[str, Any] = {
-        "benchmark": "payments",
-        "purchases": args.purchases,
-        "concurrent": args.concurrent,
-        "warmup": args.warmup,
-    }
-    started = time.perf_counter()
+    args = OPTIONS.read(argv)
+    meta = {"purchases": args.purchases, "concurrent": args.concurrent, "warmup": args.warmup}
+    run = Run("payments", args, **meta)
+    sizes = Sizes(args.purchases, args.concurrent, args.warmup)
+    report, err = run.report, run.err
     measured: list[tuple[Figures, dict[str, Any]]] = []
-    with scratch_home("payments") as (home, url), private_anvil() as rpc_url:
-        async with bench_server() as plain:
-            activity_clock = ActivityClock()
-            config = plain.config()
-            config["interceptors"] = [activity_clock]
-            client = Client(**config)
-            server = client.service_client.config.target_host
-            report["server"] = server
-            settings = Settings(
-                home=home,
-                database_url=url,
-                rpc_url=rpc_url,
-                deployer_key=SecretStr(funded_account(rpc_url).key.hex()),
-                temporal_address=server,
-                payment_wait_s=PAYMENT_WAIT_S,
-            )
-            await asyncio.to_thread(db.upgrade_database, url)
-            async with running_workers(client, settings):
-                err.print("deploying the contracts, funding a relayer and the dev accounts")
-                await prepare_fleet(client, settings, rpc_url)
-                deployment = load_deployment(settings)
-                if deployment is None:
-                    raise RuntimeError("no deployment after prepare_fleet")
-                asset = deployment.address("FleetUSD")
-                await asyncio.to_thread(add_seller, url)
-                err.print(f"skeleton: {SHAPE} no-op activities")
-                skeleton, clock = await skeleton_part(client, args)
-                measured.append((skeleton, {"kind": "skeleton", **burst_figures(clock)}))
-                app = create_app(settings)
-                async with app.router.lifespan_context(app):
-                    for count in args.relayers:
-                        accounts = await add_relayers(client, settings, rpc_url, count)
-                        err.print("flushing the relayers' re-checks of earlier payments")
-                        await quiet_relayers(client, accounts)
-                        err.print(f"gateway: purchases settled through {count} relayer(s)")
-                        measured.append(
-                            await counting_reverts(
-                                rpc_url,
-                                gateway_part(
-                                    client, activity_clock, settings, app, asset, count, args
-                                ),
-                            )
+    activity_clock = ActivityClock()
+    async with scratch_fleet("payments", anvil=True, interceptors=[activity_clock]) as fleet:
+        client, rpc_url = fleet.client, fleet.anvil_url
+        report["server"] = fleet.server
+        settings = fleet.settings(deployer_key=fleet.funded_key(), payment_wait_s=PAYMENT_WAIT_S)
+        async with running_workers(client, settings):
+            err.print("deploying the contracts, funding a relayer and the dev accounts")
+            await prepare_fleet(client, settings, rpc_url)
+            deployment = load_deployment(settings)
+            if deployment is None:
+                raise RuntimeError("no deployment after prepare_fleet")
+            asset = deployment.address("FleetUSD")
+            await asyncio.to_thread(add_seller, fleet.url)
+            err.print(f"skeleton: {SHAPE} no-op activities")
+            skeleton, clock = await skeleton_part(client, sizes)
+            measured.append((skeleton, {"kind": "skeleton", **clock.percentiles()}))
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                for count in args.relayers:
+                    accounts = await add_relayers(client, settings, rpc_url, count)
+                    err.print("flushing the relayers' re-checks of earlier payments")
+                    await quiet_relayers(client, accounts)
+                    err.print(f"gateway: purchases settled through {count} relayer(s)")
+                    measured.append(
+                        await counting_reverts(
+                            rpc_url,
+                            gateway_part(
+                                client, activity_clock, settings, app, asset, count, sizes
+                            ),
                         )
-                last = measured[-1][1]["last_payment_id"]
-                counts = await history_counts(client, last)
-                report["per_payment"] = {
-                    key: value for key, value in counts.items() if "." not in key
-                }
-                report["per_payment"]["activity_types"] = {
-                    key.removeprefix("activity."): value
-                    for key, value in sorted(counts.items())
-                    if key.startswith("activity.")
-                }
-            err.print("x402 SDK: payment_middleware + in-process facilitator")
-            measured.append(
-                await counting_reverts(rpc_url, sdk_part(settings, rpc_url, asset, args))
-            )
+                    )
+            last = measured[-1][1]["last_payment_id"]
+            report["per_payment"] = counts_by_type(await history_counts(client, last))
+        err.print("x402 SDK: payment_middleware + in-process facilitator")
+        measured.append(await counting_reverts(rpc_url, sdk_part(settings, rpc_url, asset, sizes)))
     report["rows"] = report_rows(measured[0][0], measured)
     report["aims"] = aims(report["rows"])
-    return finish(
-        report,
-        started,
-        err,
-        as_json=args.json,
-        json_text=lambda: json.dumps(report, indent=2),
-        tables=lambda: print_report(report),
-    )
+    return run.finish(tables=lambda: print_report(report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -939,7 +755,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as bench.payments, not __main__, so the skeleton's workflow module is importable.
-    from bench.payments import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

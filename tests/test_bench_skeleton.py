@@ -7,7 +7,8 @@ import json
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from bench.skeleton import Figures, amain, dump_json
+from bench.harness import Figures, dump_json
+from bench.skeleton import amain
 
 
 async def test_cli_json_reports_every_shape_with_positive_figures(
