@@ -299,6 +299,7 @@ async def test_scheduled_then_cancelled_item_publishes_nothing_and_leaves_no_tim
     await record_history(handle, f"content_pipeline_cancelled_{backend(content.url)}")
 
 
+@pytest.mark.parametrize("content", ["30m"], indirect=True)  # a loaded machine runs the CLI slowly
 async def test_cli_refusals_are_one_line_and_change_nothing(
     content: Content, tmp_path: Path
 ) -> None:
