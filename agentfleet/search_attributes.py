@@ -1,7 +1,7 @@
 """Custom search attributes that keep the Web UI's list filters useful.
 
 They are registered when the embedded dev server starts (``--search-attribute``) and by
-``fleet temporal register`` on a cluster; workflows set them through the typed keys below.
+``fleet setup`` on a cluster; workflows set them through the typed keys below.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The accounts agentfleet sends transactions from (each one a RelayerWorkflow).
 
 Relayer keys are labelled ``relayer-0``, ``relayer-1``... in the keystore. On the embedded dev
-chain they are anvil's accounts 1-4 (account 0 deploys); on a real network they are imported with
-``fleet chain relayer import``.
+chain they are anvil's accounts 1-4 (account 0 deploys); on a real network they are keys stored in
+the keystore under those labels (no ``fleet`` command imports them yet).
 """
 
 from __future__ import annotations
