@@ -21,7 +21,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
-from agentfleet.bots import a2a, market
+from agentfleet.bots import a2a
+from agentfleet.bots.market import ema, feed, regimes, storage
 from agentfleet.bots.model import (
     BotKind,
     BotRef,
@@ -80,7 +81,7 @@ class SkillActivities:
             headers={"user-agent": "agentfleet-skills"},
         )
         self._cards: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._series: dict[tuple[str, int], tuple[float, asyncio.Task[market.Closes]]] = {}
+        self._series: dict[tuple[str, int], tuple[float, asyncio.Task[storage.Closes]]] = {}
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -174,7 +175,7 @@ class SkillActivities:
                 bot=bot.name,
                 symbol=request.symbol,
                 horizon=request.horizon,
-                value=market.ema(series.closes, params.alpha),
+                value=ema.ema(series.closes, params.alpha),
                 last=series.closes[-1],
                 model=model,
                 synthetic_data=series.synthetic,
@@ -206,12 +207,12 @@ class SkillActivities:
         window = args.get("window")
         if window is not None:
             try:
-                span = market.parse_interval(str(window))
+                span = feed.parse_interval(str(window))
             except ValueError as exc:
                 raise SkillFailed(f"performance: {exc}") from None
             bars = max(10, min(100_000, span // SYNTHETIC_INTERVAL + 1))
         series = await self._closes(params.symbol, bars)
-        result = market.backtest_ema(series.closes, params.alpha)
+        result = ema.backtest_ema(series.closes, params.alpha)
         return {
             **Performance(
                 bot=bot.name,
@@ -237,7 +238,7 @@ class SkillActivities:
         grid: dict[str, float | None] = {}
         if not asked:
             for alpha in TUNE_ALPHAS:
-                grid[f"{alpha:g}"] = market.backtest_ema(recent, alpha).mean_abs_error
+                grid[f"{alpha:g}"] = ema.backtest_ema(recent, alpha).mean_abs_error
             scored = [(mae, float(a)) for a, mae in grid.items() if mae is not None]
             if scored:
                 suggested = suggested.model_copy(update={"alpha": min(scored)[1]})
@@ -246,8 +247,8 @@ class SkillActivities:
             suggested_recent = other.closes[-TUNE_WINDOW:]
         else:
             suggested_recent = recent
-        current_mae = market.backtest_ema(recent, params.alpha).mean_abs_error
-        suggested_mae = market.backtest_ema(suggested_recent, suggested.alpha).mean_abs_error
+        current_mae = ema.backtest_ema(recent, params.alpha).mean_abs_error
+        suggested_mae = ema.backtest_ema(suggested_recent, suggested.alpha).mean_abs_error
         current, proposed = params.model_dump(), suggested.model_dump()
         return {
             "bot": bot.name,
@@ -271,12 +272,12 @@ class SkillActivities:
                 "receive_intelligence needs an item: a pattern {symbol, regime, confidence}"
             )
         given = None if raw is None else _validated(Pattern, raw, "pattern")
-        if given is not None and given.regime not in set(market.Regime):
-            known = ", ".join(market.Regime)
+        if given is not None and given.regime not in set(regimes.Regime):
+            known = ", ".join(regimes.Regime)
             raise SkillFailed(f"pattern: unknown regime {given.regime!r} (known: {known})")
         symbol = given.symbol if given else str(call.args.get("symbol", params.symbol))
         series = await self._closes(symbol, params.lookback)
-        regime, confidence = market.detect_regime(series.closes, REGIME_WINDOW)
+        regime, confidence = regimes.detect_regime(series.closes, REGIME_WINDOW)
         observed = Pattern(
             symbol=symbol,
             regime=regime.value,
@@ -402,7 +403,7 @@ class SkillActivities:
             raise SkillFailed(f"remote bot {call.bot.name} answered something not JSON") from None
         return _reply_data(call.bot.name, reply)
 
-    async def _closes(self, symbol: str, n: int) -> market.Closes:
+    async def _closes(self, symbol: str, n: int) -> storage.Closes:
         """The last ``n`` closes of ``symbol``, loaded once per ``SERIES_TTL_S`` however many
         bots ask at the same time."""
         key = (symbol, n)
@@ -417,7 +418,7 @@ class SkillActivities:
         ):
             if len(self._series) > 256:
                 self._series = {k: v for k, v in self._series.items() if v[0] >= now}
-            task = loop.create_task(asyncio.to_thread(market.load_closes, self._url, symbol, n))
+            task = loop.create_task(asyncio.to_thread(storage.load_closes, self._url, symbol, n))
             entry = self._series[key] = (now + SERIES_TTL_S, task)
         try:
             series = await asyncio.shield(entry[1])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agentfleet.bots.market import import_csv
+from agentfleet.bots.market.csv_import import import_csv
 from agentfleet.db import dispose_engine, upgrade_database
 from agentfleet.learning import simulate as simulation
 from agentfleet.learning.store import ArtifactCorrupted, ArtifactMissing, ArtifactStore

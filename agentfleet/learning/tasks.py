@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentfleet.bots import market
+from agentfleet.bots.market import csv_import, storage
 from agentfleet.bots.model import ForecasterParams
 
 Array = NDArray[np.float64]
@@ -331,10 +331,11 @@ class ForecastTask:
 
     Features are the last ``lags`` log returns (percent), the target the next one; weights
     ``w`` [lags] and ``b`` [1]; squared error, mini-batch SGD. Series come from
-    :func:`agentfleet.bots.market.load_closes` (imported bars, else the labelled synthetic feed) for
-    the participant's ``symbol`` parameter (default: the forecaster default). The newest
-    ``holdout_fraction`` of every series is never trained on: :meth:`holdout` is that tail of
-    ``holdout_symbols``; each participant validates on the ``validation_fraction`` before it.
+    :func:`agentfleet.bots.market.storage.load_closes` (imported bars, else the labelled
+    synthetic feed) for the participant's ``symbol`` parameter (default: the forecaster
+    default). The newest ``holdout_fraction`` of every series is never trained on:
+    :meth:`holdout` is that tail of ``holdout_symbols``; each participant validates on the
+    ``validation_fraction`` before it.
     Metrics: ``rmse`` (primary, lower is better), ``mae`` and ``zero_rmse`` (the naive
     "no change" forecast), all in percent.
     """
@@ -364,7 +365,7 @@ class ForecastTask:
             epochs=5, learning_rate=0.01, batch_size=64
         )
 
-    def closes(self, symbol: str) -> market.Closes:
+    def closes(self, symbol: str) -> storage.Closes:
         """The last ``bars`` closes a participant trading ``symbol`` learns from: the bot's own
         series, read as its forecasts read it (``database_url``, default the fleet's)."""
         url = self.database_url
@@ -372,7 +373,7 @@ class ForecastTask:
             from agentfleet.settings import get_settings  # read env on use
 
             url = get_settings().effective_database_url
-        return market.load_closes(url, symbol, self.bars)
+        return storage.load_closes(url, symbol, self.bars)
 
     def split(self, symbol: str) -> tuple[LocalData, Dataset]:
         """``symbol``'s examples in time order: (what a participant trading it holds, the newest
@@ -397,7 +398,7 @@ class ForecastTask:
         return local, Dataset(x[-tail:], y[-tail:])
 
     def _symbol(self, params: Mapping[str, Any]) -> str:
-        return market.normalize_symbol(str(params.get("symbol") or ForecasterParams().symbol))
+        return csv_import.normalize_symbol(str(params.get("symbol") or ForecasterParams().symbol))
 
     def init(self, seed: int) -> Weights:
         rng = np.random.default_rng(seed)
