@@ -84,7 +84,7 @@ from agentfleet.learning.rounds import (
     campaign_workflow_id,
     round_workflow_id,
 )
-from agentfleet.learning.tasks import DigitsTask
+from agentfleet.learning.tasks.digits import DigitsTask
 from agentfleet.messages import NoopInput, NoopResult
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings

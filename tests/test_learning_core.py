@@ -29,15 +29,10 @@ from agentfleet.learning.strategies import (
     strategy_named,
     update_norm,
 )
-from agentfleet.learning.tasks import (
-    DigitsTask,
-    ForecastTask,
-    LocalData,
-    Weights,
-    derive_seed,
-    task_named,
-    train_participant,
-)
+from agentfleet.learning.tasks.builtin import task_named
+from agentfleet.learning.tasks.digits import DigitsTask
+from agentfleet.learning.tasks.forecast import ForecastTask
+from agentfleet.learning.tasks.interface import LocalData, Weights, derive_seed, train_participant
 
 PARTICIPANTS = [f"bot-{i}" for i in range(5)]
 
