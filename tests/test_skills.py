@@ -17,7 +17,8 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
-from activities.skills import TUNE_ALPHAS, SkillActivities
+from activities.skills import SkillActivities
+from agentfleet.bots.kinds.forecaster import TUNE_ALPHAS
 from agentfleet.bots.market import csv_import, ema, feed, regimes
 from agentfleet.bots.model import (
     BotKind,
