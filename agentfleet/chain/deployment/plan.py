@@ -92,9 +92,9 @@ class _Step:
 
 @dataclass(frozen=True)
 class DeploymentPlan:
-    """What :func:`execute` sends: checked against the chain and the deployer's balance, so a
-    plan that exists can be paid for. Holds the deployer's key only in memory (never in a
-    payload: the worker loads it from the keystore)."""
+    """What :func:`clients.deployment.execute` sends: checked against the chain and the
+    deployer's balance, so a plan that exists can be paid for. Holds the deployer's key only in
+    memory (never in a payload: the worker loads it from the keystore)."""
 
     settings: Settings
     chain: ChainProfile
