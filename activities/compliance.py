@@ -13,7 +13,8 @@ from temporalio import activity
 
 from agentfleet import llm, taskqueues
 from agentfleet.content.model import CheckOutcome, CheckResult, ReviewRequest, Scores
-from agentfleet.content.policy import Policy, run_checks
+from agentfleet.content.policy.checks import run_checks
+from agentfleet.content.policy.rules import Policy
 from agentfleet.content.scoring import score_text
 from agentfleet.settings import Settings
 

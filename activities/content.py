@@ -28,7 +28,7 @@ from agentfleet.content.model import (
     PublishRequest,
     approval_buttons,
 )
-from agentfleet.content.policy import PolicyError, default_policy, load_policy
+from agentfleet.content.policy.loading import PolicyError, default_policy, load_policy
 from agentfleet.models import BotRecord
 from agentfleet.operations import metrics
 from agentfleet.settings import Settings

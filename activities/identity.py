@@ -57,7 +57,7 @@ class IdentityActivities:
 
     @activity.defn(name="chain_context")
     def chain_context(self) -> ChainContext:
-        from agentfleet.chain.deployment import load_deployment
+        from agentfleet.chain.deployment.manifest import load_deployment
         from agentfleet.chain.relayers import relayers
 
         try:

@@ -40,7 +40,8 @@ from agentfleet.learning.rounds import (
 )
 from agentfleet.learning.store import ArtifactError, ArtifactStore
 from agentfleet.learning.strategies import Exclusion, Update, screen, strategy_named
-from agentfleet.learning.tasks import TASKS, Weights, derive_seed, task_named
+from agentfleet.learning.tasks.builtin import TASKS, task_named
+from agentfleet.learning.tasks.interface import Weights, derive_seed
 from agentfleet.models import AuditEvent, BotRecord, ModelVersion
 from agentfleet.settings import Settings
 

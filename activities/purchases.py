@@ -28,7 +28,7 @@ from activities.queues import runs_on
 from agentfleet import db, keystore, taskqueues
 from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id, parse_params
 from agentfleet.chain import artifacts
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.errors import FleetError

@@ -59,7 +59,7 @@ class ReconcileActivities:
     @activity.defn(name="reconcile_scope")
     def reconcile_scope(self) -> ReconcileScope:
         """FleetUSD of this chain's deployment, and the block after the last scheduled run's."""
-        from agentfleet.chain.deployment import load_deployment
+        from agentfleet.chain.deployment.manifest import load_deployment
 
         try:
             deployment = load_deployment(self._settings)

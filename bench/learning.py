@@ -78,7 +78,7 @@ from agentfleet.learning.rounds import (
     campaign_workflow_id,
     round_workflow_id,
 )
-from agentfleet.learning.tasks import DigitsTask
+from agentfleet.learning.tasks.digits import DigitsTask
 from bench.harness import (
     Figures,
     Options,

@@ -96,7 +96,7 @@ from activities.skills import SkillActivities
 from agentfleet import db, keystore
 from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.transactions import relayer_id
 from agentfleet.messages import TxRequest, TxStatus

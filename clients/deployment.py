@@ -1,7 +1,7 @@
 """Deploying agentfleet's contracts through the durable path: :func:`execute` sends a plan made
-by :func:`agentfleet.chain.deployment.prepare` as TransactionWorkflows from the deployer's relayer
-entity and writes the manifest; :func:`ensure` is prepare-then-execute; :func:`ensure_deployed` is
-``fleet up``'s hook."""
+by :func:`agentfleet.chain.deployment.plan.prepare` as TransactionWorkflows from the deployer's
+relayer entity and writes the manifest; :func:`ensure` is prepare-then-execute;
+:func:`ensure_deployed` is ``fleet up``'s hook."""
 
 from __future__ import annotations
 
@@ -17,23 +17,25 @@ from web3.utils import get_create_address
 
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.deployment import (
+from agentfleet.chain.deployment.deployer import keep_deployer_key
+from agentfleet.chain.deployment.manifest import (
     CONTRACTS,
+    DeployedContract,
+    Deployment,
+    has_code,
+    manifest_path,
+    write_atomic,
+)
+from agentfleet.chain.deployment.plan import (
     DEV_FUNDED_ACCOUNTS,
     DEV_FUSD_EACH,
     DEV_FUSD_HUMAN,
     PENDING_NAME,
-    DeployedContract,
-    Deployment,
     DeploymentPlan,
     DeployResult,
     Progress,
     connect,
-    has_code,
-    keep_deployer_key,
-    manifest_path,
     prepare,
-    write_atomic,
 )
 from agentfleet.chain.networks import ChainProfile, active_profile, effective_confirmations
 from agentfleet.errors import FleetError

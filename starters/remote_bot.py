@@ -24,8 +24,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from agentfleet.bots import a2a, market
+from agentfleet.bots import a2a
 from agentfleet.bots.a2a import INVALID_PARAMS, RpcError
+from agentfleet.bots.market import ema, feed
 from agentfleet.bots.model import Forecast, ForecastRequest, Performance, disclosure_for
 
 PROTOCOL_VERSION = "0.3.0"
@@ -96,12 +97,12 @@ def create_app(
                 )
             except ValidationError as exc:
                 raise RpcError(INVALID_PARAMS, f"forecast: {exc.errors()[0]['msg']}") from None
-            closes = market.synthetic_closes(asked.symbol, LOOKBACK)
+            closes = feed.synthetic_closes(asked.symbol, LOOKBACK)
             return Forecast(
                 bot=name,
                 symbol=asked.symbol,
                 horizon=asked.horizon,
-                value=market.ema(closes, alpha),
+                value=ema.ema(closes, alpha),
                 last=closes[-1],
                 model=model,
                 synthetic_data=True,
@@ -118,7 +119,7 @@ def create_app(
             }
         if skill == "performance":
             symbol = str(args.get("symbol", "BTCUSDT"))
-            result = market.backtest_ema(market.synthetic_closes(symbol, LOOKBACK), alpha)
+            result = ema.backtest_ema(feed.synthetic_closes(symbol, LOOKBACK), alpha)
             return {
                 **Performance(
                     bot=name,

@@ -16,7 +16,7 @@ from web3 import Web3
 from agentfleet import db
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.chain import artifacts
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.models import WalletKey
 from agentfleet.settings import Settings
 from clients.bots import create_bot, show_bot

@@ -19,7 +19,7 @@ from web3 import Web3
 from agentfleet import db, keystore
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, BotView
 from agentfleet.chain import artifacts
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings

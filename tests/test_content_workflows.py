@@ -45,7 +45,8 @@ from agentfleet.content.model import (
     Scores,
     SendReceipt,
 )
-from agentfleet.content.policy import Policy, run_checks
+from agentfleet.content.policy.checks import run_checks
+from agentfleet.content.policy.rules import Policy
 from agentfleet.operations.alerts import Alert, AlertBatch, AlertKind
 from workers.main import WORKFLOW_RUNNER
 from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherState

@@ -24,8 +24,11 @@ from typer.testing import CliRunner
 from web3 import Web3
 
 from agentfleet import db, taskqueues
-from agentfleet.chain import artifacts, deployment, networks
+from agentfleet.chain import artifacts, networks
 from agentfleet.chain.accounts import dev_account
+from agentfleet.chain.deployment.deployer import keep_deployer_key
+from agentfleet.chain.deployment.manifest import CONTRACTS, has_code, load_deployment
+from agentfleet.chain.deployment.plan import PENDING_NAME, DeploymentPlan, prepare
 from agentfleet.errors import FleetError
 from agentfleet.messages import TxRequest, TxStatus
 from agentfleet.settings import Settings
@@ -148,14 +151,14 @@ async def test_deploy_writes_manifest_puts_code_on_chain_and_funds_dev_accounts(
     assert (
         manifest["deployer"] == Account.from_key(settings.deployer_key.get_secret_value()).address
     )  # type: ignore[union-attr]
-    assert set(manifest["contracts"]) == set(deployment.CONTRACTS)
+    assert set(manifest["contracts"]) == set(CONTRACTS)
     w3 = Web3(Web3.HTTPProvider(settings.rpc_url))
     for name, entry in manifest["contracts"].items():
         runtime = Web3.to_bytes(hexstr=artifacts.load(name).deployed_bytecode)
         assert len(w3.eth.get_code(entry["address"])) == len(runtime) > 0
         assert entry["artifact_sha256"] == artifacts.load(name).sha256
         assert w3.eth.get_transaction_receipt(entry["tx_hash"])["blockNumber"] == entry["block"]
-    loaded = deployment.load_deployment(settings)
+    loaded = load_deployment(settings)
     assert loaded is not None and loaded.address("IdentityRegistry") == Web3.to_checksum_address(
         manifest["contracts"]["IdentityRegistry"]["address"]
     )
@@ -207,9 +210,9 @@ async def test_chain_reset_under_the_manifest_redeploys(dev_client: Client, tmp_
         note = await ensure_deployed(dev_client, settings)
         assert note is not None and "no code at FleetUSD" in note, note
         assert w3.eth.get_transaction_count(dev_account(0).address) == 4 + 10
-        after = deployment.load_deployment(settings)
+        after = load_deployment(settings)
         assert after is not None and after.deployed_at.isoformat() != before["deployed_at"]
-        assert all(deployment.has_code(w3, c.address) for c in after.contracts.values())
+        assert all(has_code(w3, c.address) for c in after.contracts.values())
     finally:
         stop(proc)
 
@@ -220,11 +223,11 @@ async def test_an_interrupted_deploy_run_again_sends_only_what_is_missing(
     """The first run got as far as creating FleetUSD (its TransactionWorkflow finished) and then
     died: the rerun reuses the attempt id from deployment.pending.json, so FleetUSD's request
     returns the same outcome and the deployer spends 4 + 10 nonces, not 15."""
-    plan = deployment.prepare(settings)
-    assert isinstance(plan, deployment.DeploymentPlan)
-    assert (settings.home / deployment.PENDING_NAME).exists()
+    plan = prepare(settings)
+    assert isinstance(plan, DeploymentPlan)
+    assert (settings.home / PENDING_NAME).exists()
     key = settings.deployer_key.get_secret_value()  # type: ignore[union-attr]
-    deployment.keep_deployer_key(settings, Account.from_key(key))
+    keep_deployer_key(settings, Account.from_key(key))
     first = plan.steps[0]
     assert first.name == "FleetUSD"
     async with worker_for(dev_client, settings):
@@ -241,10 +244,10 @@ async def test_an_interrupted_deploy_run_again_sends_only_what_is_missing(
 
     await ensure_deployed(dev_client, settings)
 
-    done = deployment.load_deployment(settings)
+    done = load_deployment(settings)
     assert done is not None and done.contracts["FleetUSD"].tx_hash == early.tx_hash
     assert nonce_of(settings.effective_rpc_url, key) == 4 + 10
-    assert not (settings.home / deployment.PENDING_NAME).exists()
+    assert not (settings.home / PENDING_NAME).exists()
 
 
 async def test_manifest_pointing_at_an_address_without_code_is_redeployed(
@@ -259,10 +262,10 @@ async def test_manifest_pointing_at_an_address_without_code_is_redeployed(
     note = await ensure_deployed(dev_client, settings)
 
     assert note is not None and "no code at ValidationRegistry" in note, note
-    redeployed = deployment.load_deployment(settings)
+    redeployed = load_deployment(settings)
     assert redeployed is not None
     w3 = Web3(Web3.HTTPProvider(settings.rpc_url))
-    assert all(deployment.has_code(w3, c.address) for c in redeployed.contracts.values())
+    assert all(has_code(w3, c.address) for c in redeployed.contracts.values())
     assert redeployed.address("FleetUSD") != manifest["contracts"]["FleetUSD"]["address"]
 
 
@@ -305,7 +308,7 @@ async def test_chain_status_json_lists_contracts_with_code_and_balances(
     )
     assert status["latest_block"] >= report["block"]
     contracts = status["deployment"]["contracts"]
-    assert set(contracts) == set(deployment.CONTRACTS)
+    assert set(contracts) == set(CONTRACTS)
     for name, entry in contracts.items():
         assert entry == {
             "address": report["contracts"][name]["address"],
@@ -408,7 +411,7 @@ async def test_real_network_deploys_from_a_keystore_waits_for_confirmations_and_
 
         wrong = settings.model_copy(update={"deployer_keystore_password": SecretStr("nope")})
         with pytest.raises(FleetError, match="cannot decrypt FLEET_DEPLOYER_KEYSTORE"):
-            deployment.prepare(wrong)
+            prepare(wrong)
 
         async with worker_for(dev_client, settings):
             result = await deploying.ensure(dev_client, settings)
@@ -418,11 +421,11 @@ async def test_real_network_deploys_from_a_keystore_waits_for_confirmations_and_
         w3 = Web3(Web3.HTTPProvider(url))
         assert w3.eth.block_number - result.deployment.block >= 5
         assert nonce_of(url, key) == 4
-        assert not (settings.home / deployment.PENDING_NAME).exists()
+        assert not (settings.home / PENDING_NAME).exists()
         note = await ensure_deployed(dev_client, settings)
         assert note.startswith("contracts reused"), note
         local = Settings(home=tmp_path / "home", rpc_url=url, chain_id=80002)
         with pytest.raises(FleetError, match="records the amoy deployment"):
-            deployment.prepare(local, networks.profile("local"), force=True)
+            prepare(local, networks.profile("local"), force=True)
     finally:
         stop(proc)

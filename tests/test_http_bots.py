@@ -17,7 +17,7 @@ from activities.identity import registration_url
 from activities.skills import SkillActivities
 from agentfleet import db
 from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
-from agentfleet.chain.deployment import MANIFEST_NAME, DeployedContract, Deployment
+from agentfleet.chain.deployment.manifest import MANIFEST_NAME, DeployedContract, Deployment
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 from starters import remote_bot

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agentfleet.bots.market import import_csv
+from agentfleet.bots.market.csv_import import import_csv
 from agentfleet.db import dispose_engine, upgrade_database
 from agentfleet.learning import simulate as simulation
 from agentfleet.learning.store import ArtifactCorrupted, ArtifactMissing, ArtifactStore
@@ -29,15 +29,10 @@ from agentfleet.learning.strategies import (
     strategy_named,
     update_norm,
 )
-from agentfleet.learning.tasks import (
-    DigitsTask,
-    ForecastTask,
-    LocalData,
-    Weights,
-    derive_seed,
-    task_named,
-    train_participant,
-)
+from agentfleet.learning.tasks.builtin import task_named
+from agentfleet.learning.tasks.digits import DigitsTask
+from agentfleet.learning.tasks.forecast import ForecastTask
+from agentfleet.learning.tasks.interface import LocalData, Weights, derive_seed, train_participant
 
 PARTICIPANTS = [f"bot-{i}" for i in range(5)]
 

@@ -15,7 +15,7 @@ from agentfleet.bots.health import FleetHealthSummary, HealthCheck
 from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.learning import registry
 from agentfleet.learning.store import ArtifactStore
-from agentfleet.learning.tasks import DigitsTask
+from agentfleet.learning.tasks.digits import DigitsTask
 from agentfleet.models import AuditEvent, BotRecord, ModelVersion
 from agentfleet.settings import Settings
 from tests.replay import record_history

@@ -199,7 +199,7 @@ async def test_ten_round_campaign_with_five_bots_reaches_the_pooled_model_within
     import os
     import sys
 
-    from agentfleet.learning.tasks import DigitsTask
+    from agentfleet.learning.tasks.digits import DigitsTask
     from workers.main import running_workers
 
     settings = Settings(home=tmp_path, database_url=migrated_database_url)

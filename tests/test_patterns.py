@@ -10,7 +10,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from agentfleet import db, taskqueues
-from agentfleet.bots.market import Regime
+from agentfleet.bots.market.regimes import Regime
 from agentfleet.bots.model import BotKind, BotStatus, Pattern
 from agentfleet.learning import patterns
 from agentfleet.learning.patterns import PatternStatus, PatternView, ShareOrder

@@ -29,7 +29,7 @@ from agentfleet import binaries, db, search_attributes
 from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
 from agentfleet.payments import payer_proof
 from agentfleet.payments.x402 import decode_header

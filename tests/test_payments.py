@@ -37,7 +37,7 @@ from agentfleet import db, search_attributes
 from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.eip3009 import (
     random_nonce,
     sign_cancel_authorization,

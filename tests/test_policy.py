@@ -11,20 +11,20 @@ import pytest
 from typer.testing import CliRunner
 
 from agentfleet.content.model import ChannelKind, CheckOutcome, CheckResult, Scores
-from agentfleet.content.policy import (
+from agentfleet.content.policy.checks import (
     CHECKS,
-    ApprovalPolicy,
-    AutoApproveRule,
-    Policy,
+    run_checks,
+    with_disclaimers,
+    with_disclosure,
+)
+from agentfleet.content.policy.loading import (
     PolicyError,
     default_policy,
     effective_policy,
     load_policy,
     parse_policy,
-    run_checks,
-    with_disclaimers,
-    with_disclosure,
 )
+from agentfleet.content.policy.rules import ApprovalPolicy, AutoApproveRule, Policy
 from starters.cli.policy import app
 
 DISCLOSURE = "I am an automated account run by Acme."

@@ -26,7 +26,7 @@ from web3 import Web3
 
 from agentfleet import binaries, search_attributes
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.payments import ledger
 from agentfleet.payments.purchases import (
     PurchaseRequest,

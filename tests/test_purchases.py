@@ -20,7 +20,7 @@ from web3 import Web3
 
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.chain import artifacts
-from agentfleet.chain.deployment import Deployment, load_deployment
+from agentfleet.chain.deployment.manifest import Deployment, load_deployment
 from agentfleet.payments.purchases import (
     PurchaseRequest,
     PurchaseStatus,

@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from activities.reconcile import AUTHORIZATION_USED, TRANSFER, pair_settlements
 from agentfleet import db, taskqueues
 from agentfleet.chain.accounts import dev_account
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.eip3009 import random_nonce, sign_transfer_authorization
 from agentfleet.models import AuditEvent, PaymentRecord
 from agentfleet.operations.alerts import Alert, AlertBatch

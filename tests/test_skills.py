@@ -17,8 +17,9 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
-from activities.skills import TUNE_ALPHAS, SkillActivities
-from agentfleet.bots import market
+from activities.skills import SkillActivities
+from agentfleet.bots.kinds.forecaster import TUNE_ALPHAS
+from agentfleet.bots.market import csv_import, ema, feed, regimes
 from agentfleet.bots.model import (
     BotKind,
     BotRef,
@@ -120,8 +121,8 @@ async def test_forecaster_forecasts_the_ema_of_its_synthetic_series(
     )
     assert result.ok, result.error
     forecast = Forecast.model_validate(result.data)
-    closes = market.synthetic_closes("SOLUSDT", 300)
-    assert forecast.value == pytest.approx(market.ema(closes, 0.25))
+    closes = feed.synthetic_closes("SOLUSDT", 300)
+    assert forecast.value == pytest.approx(ema.ema(closes, 0.25))
     assert forecast.last == closes[-1] and forecast.symbol == "SOLUSDT"
     assert forecast.model == "ema(alpha=0.25)" and forecast.synthetic_data
     assert forecast.disclosure == "Automated agent operated by acme."
@@ -134,7 +135,7 @@ async def test_forecaster_uses_imported_bars_once_there(
     csv.write_text(
         "time,close\n" + "".join(f"{1735689600 + i * 3600},{100 + i}\n" for i in range(30))
     )
-    market.import_csv(migrated_database_url, csv, "ADAUSDT")
+    csv_import.import_csv(migrated_database_url, csv, "ADAUSDT")
     result = await run(skills, forecaster(lookback=20, alpha=1), Skill.FORECAST, symbol="ADAUSDT")
     assert result.ok, result.error
     assert result.data["value"] == 129 and result.data["synthetic_data"] is False
@@ -147,7 +148,7 @@ async def test_forecaster_reports_status_and_backtest_performance(skills: SkillA
     result = await run(skills, forecaster(lookback=150), Skill.PERFORMANCE)
     assert result.ok, result.error
     performance = Performance.model_validate(result.data)
-    expected = market.backtest_ema(market.synthetic_closes("BTCUSDT", 150), 0.3)
+    expected = ema.backtest_ema(feed.synthetic_closes("BTCUSDT", 150), 0.3)
     assert performance.forecasts == 149
     assert performance.mean_abs_error == pytest.approx(expected.mean_abs_error)
     assert performance.hit_rate is not None and 0 <= performance.hit_rate <= 1
@@ -177,14 +178,14 @@ async def test_patterns_are_detected_and_checked_on_the_bots_own_data(
     shared = await run(skills, bot, Skill.SHARE_PATTERN)
     assert shared.ok, shared.error
     pattern = shared.data["pattern"]
-    assert pattern["regime"] in set(market.Regime) and pattern["source"] == "f1"
-    closes = market.synthetic_closes("BTCUSDT", 400)
-    assert pattern["regime"] == market.detect_regime(closes)[0].value
+    assert pattern["regime"] in set(regimes.Regime) and pattern["source"] == "f1"
+    closes = feed.synthetic_closes("BTCUSDT", 400)
+    assert pattern["regime"] == regimes.detect_regime(closes)[0].value
     other = forecaster("f2", lookback=400)
     agree = await run(skills, other, Skill.RECEIVE_INTELLIGENCE, item=pattern)
     assert agree.ok and agree.data["holds"] is True
     assert 0 <= agree.data["confidence"] <= 1
-    different = next(r for r in market.Regime if r.value != pattern["regime"])
+    different = next(r for r in regimes.Regime if r.value != pattern["regime"])
     disagree = await run(
         skills, other, Skill.RECEIVE_INTELLIGENCE, item={**pattern, "regime": different.value}
     )
@@ -248,7 +249,7 @@ async def test_remote_bot_forecasts_over_a2a(
     assert result.ok, result.error
     forecast = Forecast.model_validate(result.data)
     assert forecast.bot == "r1" and result.data["remote_name"] == "remote-fast"
-    assert forecast.value == pytest.approx(market.ema(market.synthetic_closes("ETHUSDT", 200), 0.3))
+    assert forecast.value == pytest.approx(ema.ema(feed.synthetic_closes("ETHUSDT", 200), 0.3))
     assert forecast.horizon == "4h" and forecast.synthetic_data
     assert "Automated agent" in forecast.disclosure
     card_url = remote(f"{remote_bots['fast']}/.well-known/agent-card.json")

@@ -199,7 +199,7 @@ async def _paid_call_during_outage(
     from x402.mechanisms.evm import EthAccountSigner
     from x402.mechanisms.evm.exact import ExactEvmClientScheme
 
-    from agentfleet.chain.deployment import load_deployment
+    from agentfleet.chain.deployment.manifest import load_deployment
     from agentfleet.settings import Settings
 
     gateway = f"http://127.0.0.1:{env['FLEET_HTTP_PORT']}"

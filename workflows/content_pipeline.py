@@ -68,7 +68,8 @@ with workflow.unsafe.imports_passed_through():
         ReviewRequest,
         SendReceipt,
     )
-    from agentfleet.content.policy import Policy, with_disclaimers, with_disclosure
+    from agentfleet.content.policy.checks import with_disclaimers, with_disclosure
+    from agentfleet.content.policy.rules import Policy
     from agentfleet.operations.alerts import AlertKind, Severity
 
 from workflows.alerting import new_alert, raise_alerts

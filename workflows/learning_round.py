@@ -45,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
         TrainOutcome,
     )
     from agentfleet.learning.strategies import Exclusion
-    from agentfleet.learning.tasks import improves, task_named
+    from agentfleet.learning.tasks.builtin import task_named
+    from agentfleet.learning.tasks.interface import improves
     from agentfleet.operations.alerts import AlertKind, Severity
 
 from workflows.alerting import new_alert, raise_alerts

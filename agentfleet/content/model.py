@@ -237,7 +237,7 @@ class ContentContext(BaseModel):
     disclosure: str
     channel: ChannelConfig
     policy: dict[str, Any]
-    """The policy model as JSON (``agentfleet.content.policy.Policy``)."""
+    """The policy model as JSON (``agentfleet.content.policy.rules.Policy``)."""
     policy_label: str
 
 

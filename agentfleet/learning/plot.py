@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from agentfleet.learning.registry import metrics_of
 from agentfleet.learning.rounds import ModelStatus, RoundStatus
-from agentfleet.learning.tasks import task_named
+from agentfleet.learning.tasks.builtin import task_named
 from agentfleet.models import LearningRoundRecord, ModelVersion
 
 SECOND_METRICS = ("loss", "mae")

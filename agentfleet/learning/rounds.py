@@ -11,7 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from agentfleet.learning.strategies import Exclusion, ScreeningPolicy
-from agentfleet.learning.tasks import TrainConfig
+from agentfleet.learning.tasks.interface import TrainConfig
 
 
 def round_workflow_id(task: str, round_number: int) -> str:

@@ -24,7 +24,7 @@ from agentfleet.learning.strategies import (
     Update,
     screen,
 )
-from agentfleet.learning.tasks import (
+from agentfleet.learning.tasks.interface import (
     BotParams,
     LearningTask,
     TrainConfig,

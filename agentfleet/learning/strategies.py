@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agentfleet.learning.tasks import Array, Weights
+from agentfleet.learning.tasks.interface import Array, Weights
 
 
 @dataclass(frozen=True)

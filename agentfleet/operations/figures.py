@@ -363,7 +363,7 @@ def _learning(session: Session, series: bool) -> list[TaskFigures]:
 def primary_metric(task: str, metrics: Sequence[dict[str, Any]]) -> tuple[str, bool]:
     """The task's deciding metric and whether higher is better; for a task this build does not
     know, the first numeric metric recorded (higher assumed better)."""
-    from agentfleet.learning.tasks import TASKS  # numpy: only when rounds exist
+    from agentfleet.learning.tasks.builtin import TASKS  # numpy: only when rounds exist
 
     known = TASKS.get(task)
     if known is not None:

@@ -45,7 +45,8 @@ SAVED_VIEWS: tuple[tuple[str, str], ...] = (
     ),
     ("Workflows failed", 'ExecutionStatus = "Failed"'),
 )
-"""(label, visibility query): what the report counts, and the Web UI views docs/operations.md lists."""
+"""(label, visibility query): what the report counts, and the Web UI views that
+docs/operations.md lists."""
 
 
 def web_ui_url(ui_url: str, namespace: str, query: str) -> str:

@@ -92,7 +92,12 @@ def deploy(
     running stack's worker (durable, resumable): start it first with `fleet up` (with
     FLEET_NETWORK set to the network it deploys to).
     """
-    from agentfleet.chain import deployment  # web3 loads in ~0.7 s
+    from agentfleet.chain.deployment.manifest import (  # web3 loads in ~0.7 s
+        CONTRACTS,
+        Deployment,
+        manifest_path,
+    )
+    from agentfleet.chain.deployment.plan import DeployResult, prepare
     from clients.deployment import execute
 
     settings = load_settings(as_json)
@@ -104,8 +109,8 @@ def deploy(
     try:
         settings, chain = _target(settings, network, rpc_url)
         began = time.monotonic()
-        prepared = deployment.prepare(settings, chain, force=force)
-        if isinstance(prepared, deployment.DeployResult):
+        prepared = prepare(settings, chain, force=force)
+        if isinstance(prepared, DeployResult):
             result = prepared
         else:
             plan = prepared
@@ -114,14 +119,14 @@ def deploy(
                 "worker: one durable transaction per contract"
             )
 
-            async def send(client: Client) -> deployment.Deployment:
+            async def send(client: Client) -> Deployment:
                 return await execute(client, plan, progress)
 
             deployed = run_with_client(settings, send)
-            result = deployment.DeployResult(
+            result = DeployResult(
                 deployed,
                 reused=False,
-                note=f"deployed {', '.join(deployment.CONTRACTS)} on {chain.name} in "
+                note=f"deployed {', '.join(CONTRACTS)} on {chain.name} in "
                 f"{time.monotonic() - began:.1f} s",
             )
     except FleetError as exc:
@@ -131,7 +136,7 @@ def deploy(
             {
                 "ok": True,
                 "reused": result.reused,
-                "manifest": str(deployment.manifest_path(settings)),
+                "manifest": str(manifest_path(settings)),
                 **result.deployment.model_dump(mode="json"),
             }
         )
@@ -160,17 +165,25 @@ def status(network: NetworkOpt = None, rpc_url: RpcOpt = None, as_json: JsonOpt 
 
 
 def _status(settings: Settings, chain: networks.ChainProfile) -> dict[str, Any]:
-    from agentfleet.chain import artifacts, deployment
+    from agentfleet.chain import artifacts
+    from agentfleet.chain.deployment.deployer import deployer_address
+    from agentfleet.chain.deployment.manifest import (
+        CONTRACTS,
+        check_deployment,
+        load_deployment,
+        manifest_path,
+    )
+    from agentfleet.chain.deployment.plan import connect, format_units
 
-    w3 = deployment.connect(settings, chain)
+    w3 = connect(settings, chain)
     chain_id = networks.expected_chain_id(settings, chain)
-    path = deployment.manifest_path(settings)
-    manifest = deployment.load_deployment(settings)
+    path = manifest_path(settings)
+    manifest = load_deployment(settings)
     contracts: dict[str, dict[str, Any]] = {}
     fusd = None
     if manifest is not None:
-        check = deployment.check_deployment(w3, manifest, chain_id)
-        for name in deployment.CONTRACTS:
+        check = check_deployment(w3, manifest, chain_id)
+        for name in CONTRACTS:
             entry = manifest.contracts.get(name)
             contracts[name] = {
                 "address": entry.address if entry else None,
@@ -183,7 +196,7 @@ def _status(settings: Settings, chain: networks.ChainProfile) -> dict[str, Any]:
                 abi=artifacts.load("FleetUSD").abi,
             )
     accounts: list[tuple[str, str]] = []
-    deployer = deployment.deployer_address(settings, chain)
+    deployer = deployer_address(settings, chain)
     if deployer is not None:
         accounts.append(("deployer", deployer))
     accounts += [("relayer", address) for address in _relayers(settings, chain.is_dev)]
@@ -195,8 +208,8 @@ def _status(settings: Settings, chain: networks.ChainProfile) -> dict[str, Any]:
             {
                 "role": role,
                 "address": checksum,
-                "native": deployment.format_units(int(w3.eth.get_balance(checksum)), 18),
-                "fusd": None if units is None else deployment.format_units(units),
+                "native": format_units(int(w3.eth.get_balance(checksum)), 18),
+                "fusd": None if units is None else format_units(units),
             }
         )
     return {

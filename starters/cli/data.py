@@ -46,7 +46,7 @@ def import_(
     from sqlalchemy.exc import SQLAlchemyError
 
     from agentfleet import db
-    from agentfleet.bots import market
+    from agentfleet.bots.market import csv_import
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
@@ -56,8 +56,8 @@ def import_(
         db.validate_database_url(url)
         db.upgrade_database(url)
         with _ImportProgress(file, quiet=as_json) as progress:
-            report = market.import_csv(url, file, symbol=symbol, progress=progress)
-    except market.CsvImportError as exc:
+            report = csv_import.import_csv(url, file, symbol=symbol, progress=progress)
+    except csv_import.CsvImportError as exc:
         if as_json:
             bad = [row.model_dump() for row in exc.bad]
             emit_json({"ok": False, "error": str(exc), "bad_rows": bad})
@@ -90,20 +90,20 @@ def show(
     from sqlalchemy.exc import SQLAlchemyError
 
     from agentfleet import db
-    from agentfleet.bots import market
+    from agentfleet.bots.market import csv_import, feed, storage
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
     try:
-        name = market.normalize_symbol(symbol)
+        name = csv_import.normalize_symbol(symbol)
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
     try:
         db.validate_database_url(url)
         if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-            bars, synthetic = market.synthetic_series(name, last), True
+            bars, synthetic = feed.synthetic_series(name, last), True
         else:
-            bars, synthetic = market.load_series(url, name, last)
+            bars, synthetic = storage.load_series(url, name, last)
     except FleetError as exc:
         fail(str(exc), exc.exit_code, as_json=as_json)
     except SQLAlchemyError as exc:

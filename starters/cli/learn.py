@@ -27,7 +27,7 @@ TaskOpt = Annotated[str, typer.Option("--task", "-t", help="The learning task: d
 
 
 def _check_task(task: str, as_json: bool) -> None:
-    from agentfleet.learning.tasks import task_named
+    from agentfleet.learning.tasks.builtin import task_named
 
     try:
         task_named(task)

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from agentfleet.content.policy import Policy, PolicyError, effective_policy, load_policy
+from agentfleet.content.policy.loading import PolicyError, effective_policy, load_policy
+from agentfleet.content.policy.rules import Policy
 from starters.cli.output import console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 

@@ -85,7 +85,7 @@ def ensure(
     as_json: JsonOpt = False,
 ) -> None:
     """Create the health-check schedule `fleet-health` (or set its interval); idempotent."""
-    from agentfleet.bots.market import parse_interval
+    from agentfleet.bots.market.feed import parse_interval
     from clients import schedules
 
     try:

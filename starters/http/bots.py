@@ -52,7 +52,7 @@ from agentfleet.bots.model import (
     check_name,
     disclosure_for,
 )
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.payments.x402 import A2A_X402_EXTENSION, SELLABLE, price_of

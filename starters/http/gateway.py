@@ -16,7 +16,7 @@ from x402.schemas import PaymentRequired, PaymentRequirements, ResourceInfo, Set
 
 from activities.skills import SkillActivities
 from agentfleet import search_attributes, taskqueues
-from agentfleet.chain.deployment import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.networks import active_profile, effective_confirmations
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.errors import FleetError

@@ -68,7 +68,7 @@ async def fusd_transfer(client: Client, settings: Settings, *, report: Report = 
 
     from agentfleet.chain import artifacts
     from agentfleet.chain.accounts import dev_account
-    from agentfleet.chain.deployment import load_deployment
+    from agentfleet.chain.deployment.manifest import load_deployment
     from agentfleet.chain.relayers import relayers
     from agentfleet.messages import TxRequest
     from clients.transactions import send_transaction

@@ -86,7 +86,7 @@ async def prepare_fleet(client: Client, settings: Settings, anvil_url: str) -> N
 
     from agentfleet import keystore
     from agentfleet.chain import artifacts
-    from agentfleet.chain.deployment import keep_deployer_key
+    from agentfleet.chain.deployment.deployer import keep_deployer_key
     from agentfleet.chain.networks import profile
     from agentfleet.messages import TxRequest, TxStatus
     from clients.deployment import ensure

@@ -98,7 +98,7 @@ def awaiting_approval(url: str) -> list[ContentItem]:
 def payments_table(url: str, bot: str | None) -> tuple[str, list[list[str]]]:
     """A headline (counts and fUSD by status) and rows of the newest payments of ``bot`` (as
     buyer or seller) or of the fleet."""
-    from agentfleet.chain.deployment import format_units
+    from agentfleet.chain.deployment.plan import format_units
     from agentfleet.payments.ledger import list_payments
 
     rows = list_payments(url, limit=PAYMENTS_SHOWN, bot=bot)
@@ -129,19 +129,21 @@ def payments_table(url: str, bot: str | None) -> tuple[str, list[list[str]]]:
 
 def balances(settings: Settings, address: str) -> tuple[str, str]:
     """``(native, fUSD)`` of ``address`` on the fleet's chain, as decimal strings."""
-    from agentfleet.chain import artifacts, deployment
+    from agentfleet.chain import artifacts
+    from agentfleet.chain.deployment.manifest import load_deployment
+    from agentfleet.chain.deployment.plan import connect, format_units
 
-    w3 = deployment.connect(settings)
+    w3 = connect(settings)
     checksum = w3.to_checksum_address(address)
-    native = deployment.format_units(int(w3.eth.get_balance(checksum)), 18)
-    manifest = deployment.load_deployment(settings)
+    native = format_units(int(w3.eth.get_balance(checksum)), 18)
+    manifest = load_deployment(settings)
     if manifest is None:
         return native, "- (no deployment)"
     token = w3.eth.contract(
         address=w3.to_checksum_address(manifest.address("FleetUSD")),
         abi=artifacts.load("FleetUSD").abi,
     )
-    return native, deployment.format_units(int(token.functions.balanceOf(checksum).call()))
+    return native, format_units(int(token.functions.balanceOf(checksum).call()))
 
 
 def alerts_text(url: str) -> str:
