@@ -123,7 +123,7 @@ from agentfleet.messages import (
     TxStatus,
 )
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
-from agentfleet.payments.x402 import EIP712_NAME, EIP712_VERSION
+from agentfleet.payments.terms import EIP712_NAME, EIP712_VERSION
 from agentfleet.settings import Settings
 from bench.cli import apply_quick, at_least, finish, int_list, scratch_home
 from bench.lifecycle import BurstClock, history_counts

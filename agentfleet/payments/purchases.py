@@ -29,7 +29,7 @@ def purchase_nonce(purchase_id: str) -> str:
 
 
 def payment_id_of(network: str, asset: str, payer: str, purchase_id: str) -> str:
-    """The seller's payment id for this purchase's authorization (see agentfleet.payments.x402)."""
+    """The seller's payment id for this purchase's authorization (see agentfleet.payments.model)."""
     chain_id = network.removeprefix("eip155:")
     nonce = purchase_nonce(purchase_id)
     return f"payment-{chain_id}-{asset.lower()}-{payer.lower()}-{nonce}"

@@ -55,7 +55,7 @@ from agentfleet.bots.model import (
 from agentfleet.chain.deployment import load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
-from agentfleet.payments.x402 import A2A_X402_EXTENSION, SELLABLE, price_of
+from agentfleet.payments.terms import A2A_X402_EXTENSION, SELLABLE, price_of
 from agentfleet.settings import Settings
 from starters.http.wire import problem
 

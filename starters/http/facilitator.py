@@ -32,18 +32,10 @@ from agentfleet.chain.transactions import pick_relayer
 from agentfleet.errors import first_line
 from agentfleet.models import FacilitatorKey
 from agentfleet.payments import facilitator_keys
-from agentfleet.payments.x402 import (
-    SCHEME,
-    Payment,
-    PaymentError,
-    PaymentStatus,
-    Reason,
-    Terms,
-    check_offline,
-    check_on_chain,
-    check_signer,
-    decode_payment,
-)
+from agentfleet.payments.model import Payment, PaymentError, PaymentStatus, Reason
+from agentfleet.payments.payload import decode_payment
+from agentfleet.payments.terms import SCHEME, Terms
+from agentfleet.payments.verification import check_offline, check_on_chain, check_signer
 from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from clients.payers import payer_status

@@ -20,7 +20,8 @@ from agentfleet.chain.deployment import load_deployment
 from agentfleet.chain.networks import active_profile, effective_confirmations
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.errors import FleetError
-from agentfleet.payments.x402 import PaymentOrder, PaymentStatus, PaymentView, Terms
+from agentfleet.payments.model import PaymentOrder, PaymentStatus, PaymentView
+from agentfleet.payments.terms import Terms
 from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect, started_or_attached

@@ -44,17 +44,10 @@ from x402.http import encode_payment_response_header
 from agentfleet import db
 from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
 from agentfleet.models import BotRecord
-from agentfleet.payments.x402 import (
-    PaymentError,
-    PaymentStatus,
-    PaymentView,
-    Reason,
-    adopt_v1,
-    check_offline,
-    check_signer,
-    decode_header,
-    price_of,
-)
+from agentfleet.payments.model import PaymentError, PaymentStatus, PaymentView, Reason
+from agentfleet.payments.payload import adopt_v1, decode_header
+from agentfleet.payments.terms import price_of
+from agentfleet.payments.verification import check_offline, check_signer
 from agentfleet.redaction import redact
 from agentfleet.settings import Settings
 from starters.http.bots import bot_row
