@@ -51,6 +51,23 @@ class PaymentError(Exception):
         self.detail = detail
 
 
+class MalformedPayment(Exception):
+    """A payment (or the requirements it answers) that cannot be read at all: answered 400,
+    nothing started."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class PayloadConflict(Exception):
+    """A payment id or payment-identifier already taken by another payload: answered 409."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class Authorization(BaseModel):
     """The EIP-3009 ``TransferWithAuthorization`` an x402 exact-EVM payload carries."""
 
@@ -101,6 +118,10 @@ class PaymentStatus(StrEnum):
     SKILL_FAILED = "skill_failed"
     FAILED = "failed"
     REFUNDED = "refunded"
+
+
+BEFORE_BROADCAST = frozenset({PaymentStatus.VERIFYING, PaymentStatus.EXECUTING})
+"""Saga statuses in which its settlement has not been broadcast: the payload is not public."""
 
 
 class PaymentOrder(BaseModel):

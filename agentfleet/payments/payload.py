@@ -1,5 +1,6 @@
 """Reading a buyer's x402 payment: the ``PAYMENT-SIGNATURE`` header (or v1 ``X-PAYMENT``),
-base64 JSON of a ``PaymentPayload``, decoded to a :class:`~agentfleet.payments.model.Payment`.
+base64 JSON of a ``PaymentPayload``, decoded to a :class:`~agentfleet.payments.model.Payment`;
+and the ``paymentRequirements`` a facilitator client sends with one.
 
 Decoding checks only the form (version, scheme, addresses, hex, the payment-identifier);
 whether the payment answers the seller's terms is :mod:`agentfleet.payments.verification`'s.
@@ -19,8 +20,12 @@ from x402.extensions.payment_identifier import is_valid_payment_id
 from x402.schemas import PaymentPayload  # the SDK's wire types
 from x402.schemas.v1 import PaymentPayloadV1
 
-from agentfleet.payments.model import Authorization, Payment, PaymentError, Reason
+from agentfleet.errors import first_line
+from agentfleet.payments.model import Authorization, MalformedPayment, Payment, PaymentError, Reason
 from agentfleet.payments.terms import EIP712_NAME, EIP712_VERSION, SCHEME, SIGN_MAX_TIMEOUT_S, Terms
+
+MAX_HEADER = 16_384
+"""Characters of a payment header (a real one is about 1,200)."""
 
 
 def decode_payment(raw: dict[str, Any]) -> Payment:
@@ -100,6 +105,53 @@ def decode_header(value: str) -> Payment:
     if not isinstance(raw, dict):
         raise PaymentError(Reason.INVALID_PAYLOAD, "the payment header is not a JSON object")
     return decode_payment(raw)
+
+
+def read_header(value: str) -> Payment:
+    """A payment header as a seller reads it: :func:`decode_header`, with what cannot be read
+    at all (too long, a malformed payment-identifier) as MalformedPayment; PaymentError for
+    the rest."""
+    if len(value) > MAX_HEADER:
+        raise MalformedPayment(f"the payment header is over {MAX_HEADER} characters")
+    try:
+        return decode_header(value)
+    except PaymentError as refused:
+        raise _malformed_identifier(refused) from None
+
+
+def read_payload(raw: dict[str, Any]) -> Payment:
+    """A facilitator body's ``paymentPayload``: :func:`decode_payment`, with a malformed
+    payment-identifier as MalformedPayment."""
+    try:
+        return decode_payment(raw)
+    except PaymentError as refused:
+        raise _malformed_identifier(refused) from None
+
+
+def _malformed_identifier(refused: PaymentError) -> Exception:
+    """A malformed payment-identifier is a malformed payment (400), not a refused one (402)."""
+    if refused.reason is Reason.INVALID_IDENTIFIER:
+        return MalformedPayment(refused.detail)
+    return refused
+
+
+def read_requirements(requirements: dict[str, Any]) -> Terms:
+    """The ``paymentRequirements`` a facilitator client sends (v2 ``amount`` or v1
+    ``maxAmountRequired``) as terms; MalformedPayment when they do not parse."""
+    try:
+        extra = requirements.get("extra") or {}
+        return Terms(
+            scheme=str(requirements.get("scheme", SCHEME)),
+            network=str(requirements["network"]),
+            asset=str(requirements["asset"]),
+            amount=int(requirements.get("amount") or requirements["maxAmountRequired"]),
+            pay_to=str(requirements["payTo"]),
+            max_timeout_seconds=int(requirements.get("maxTimeoutSeconds") or SIGN_MAX_TIMEOUT_S),
+            name=str(extra.get("name", EIP712_NAME)),
+            version=str(extra.get("version", EIP712_VERSION)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedPayment(f"payment requirements: {first_line(exc)}") from None
 
 
 def adopt_v1(payment: Payment, terms: Terms) -> Payment:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.bots.model import BotKind, Skill
+from agentfleet.messages import GasPolicy
 
 SCHEME = "exact"
 X402_VERSION = 2
@@ -33,6 +34,12 @@ SIGN_MAX_TIMEOUT_S = 300
 MAX_TIMEOUT_S = 3600
 """The longest ``maxTimeoutSeconds`` this fleet offers or settles for: an authorization valid
 for longer is a standing order to pay, not a payment."""
+SKILL_RUN_S = 15
+"""Upper bound of a skill's run (the saga's activity timeout)."""
+CONFIRMATION_S = 15
+"""What one confirmation is assumed to take, when terms allow for the settlement's."""
+TERMS_SLACK_S = 300
+"""What a seller's terms allow beyond the skill's run and the settlement's."""
 
 DEFAULT_PRICES: dict[Skill, Decimal] = {
     Skill.FORECAST: Decimal("0.01"),
@@ -100,3 +107,18 @@ def price_of(kind: BotKind, params: dict[str, Any], skill: Skill) -> int | None:
         return None
     prices = params.get("prices") or {}
     return to_units(prices.get(skill.value, DEFAULT_PRICES[skill]))
+
+
+def seller_terms(
+    *, network: str, asset: str, amount: int, pay_to: str, gas: GasPolicy, confirmations: int
+) -> Terms:
+    """A seller's terms for one call: the authorization must stay valid through the skill's
+    run, the settlement's receipt and its confirmations."""
+    settle_s = gas.receipt_timeout_s + confirmations * CONFIRMATION_S
+    return Terms(
+        network=network,
+        asset=asset,
+        amount=amount,
+        pay_to=pay_to,
+        max_timeout_seconds=int(SKILL_RUN_S + settle_s + TERMS_SLACK_S),
+    )

@@ -90,6 +90,29 @@ def check_offline(payment: Payment, terms: Terms, now: float | None = None) -> s
     return auth.from_
 
 
+def check_network(terms: Terms, network: str) -> None:
+    """Requirements a facilitator is asked to settle must name its chain..."""
+    if terms.network != network:
+        raise PaymentError(Reason.INVALID_NETWORK, f"this facilitator settles on {network}")
+
+
+def check_asset(terms: Terms, asset: str) -> None:
+    """...and its token."""
+    if terms.asset.lower() != asset.lower():
+        raise PaymentError(Reason.INVALID_REQUIREMENTS, f"asset {terms.asset} is not fUSD")
+
+
+def check_unpromised(payment: Payment, balance: int, held: int) -> None:
+    """The payer's balance less what its payments in flight hold must cover this payment."""
+    auth = payment.authorization
+    if balance - held < auth.value:
+        raise PaymentError(
+            Reason.INSUFFICIENT_FUNDS,
+            f"{auth.from_} holds {balance} units and {held} of them are promised to "
+            "payments in flight",
+        )
+
+
 def signer_of(payment: Payment) -> str | None:
     """The address whose key signed the authorization (None when it does not parse)."""
     terms, auth = payment.accepted, payment.authorization
