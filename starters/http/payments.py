@@ -26,6 +26,10 @@ What the codes promise a buyer (docs/payments.md has the whole table):
 * 502: the skill failed (nothing settled) or the settlement failed on chain (nothing moved);
 * 503: our own trouble (Temporal or the chain unreachable), never a 402: the same payment sent
   again joins its saga and is never charged twice.
+
+The steps are :class:`clients.checkout.Checkout`'s (its decisions:
+:mod:`agentfleet.payments.sales`); this module gives each outcome its HTTP answer, and each
+refusal its status (:mod:`starters.http.refusals`).
 """
 
 from __future__ import annotations
