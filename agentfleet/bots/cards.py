@@ -37,7 +37,7 @@ A2A_VERSION = "0.3.0"
 INACTIVE = frozenset({BotStatus.RETIRING, BotStatus.RETIRED})
 """States in which the registration file says ``"active": false``."""
 SELLING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
-"""States in which a priced skill is sold, not answered over A2A."""
+"""States in which a bot sells its priced skills (over A2A it answers only the free ones)."""
 CAPABILITIES = {"streaming": False, "pushNotifications": False, "stateTransitionHistory": False}
 
 SKILL_CARDS: dict[Skill, dict[str, Any]] = {
@@ -210,9 +210,14 @@ def a2a_call(row: BotRecord, base: str, skill_name: str, args: dict[str, Any]) -
             f"{skill.value} costs {price / 10**6:g} fUSD: POST "
             f"{bot_url(base, row.name, f'skills/{skill.value}')} with an x402 payment",
         )
+    return skill_call(row, skill, args)
+
+
+def skill_call(row: BotRecord, skill: Skill, args: dict[str, Any]) -> SkillCall:
+    """A call of ``skill`` at the bot of ``row``, as the code the workers run takes it."""
     bot = BotRef(
         name=row.name,
-        kind=kind,
+        kind=BotKind(row.kind),
         status=BotStatus(row.status),
         owner=row.owner,
         params=dict(row.params),

@@ -15,15 +15,13 @@ from typing import Any
 
 from x402.schemas import PaymentRequired
 
-from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall, SkillResult
+from agentfleet.bots.cards import SELLING, skill_call
+from agentfleet.bots.model import BotKind, BotStatus, Skill, SkillCall, SkillResult
 from agentfleet.models import BotRecord
 from agentfleet.payments.answers import payment_required
 from agentfleet.payments.model import PayloadConflict, PaymentStatus, PaymentView, Reason
 from agentfleet.payments.terms import FUSD_DECIMALS, Terms, price_of
 from agentfleet.redaction import redact
-
-SELLING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
-"""The states in which a bot sells its priced skills."""
 
 
 class NotForSale(Exception):
@@ -115,14 +113,7 @@ def offer_of(row: BotRecord, skill_name: str, args: dict[str, Any]) -> Offer:
         price = None
     if price is None:
         raise NotForSale(f"bot {row.name} does not sell a skill named {skill_name!r}")
-    bot = BotRef(
-        name=row.name,
-        kind=kind,
-        status=BotStatus(row.status),
-        owner=row.owner,
-        params=dict(row.params),
-    )
-    return Offer(call=SkillCall(bot=bot, skill=skill, args=args), price=price)
+    return Offer(call=skill_call(row, skill, args), price=price)
 
 
 def answered(result: SkillResult) -> Answered:
