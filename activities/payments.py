@@ -25,9 +25,7 @@ from agentfleet.chain.transactions import pick_relayer
 from agentfleet.chaos import chaos_point
 from agentfleet.payments import ledger
 from agentfleet.payments.holds import HoldAsk, Release
-from agentfleet.payments.purchases import RefundRecord
-from agentfleet.payments.x402 import (
-    OnChain,
+from agentfleet.payments.model import (
     Payment,
     PaymentError,
     PaymentStatus,
@@ -35,10 +33,9 @@ from agentfleet.payments.x402 import (
     Reason,
     Verified,
     VerifyRequest,
-    check_offline,
-    check_on_chain,
-    settle_calldata,
 )
+from agentfleet.payments.purchases import RefundRecord
+from agentfleet.payments.verification import OnChain, check_offline, check_on_chain, settle_calldata
 from agentfleet.settings import Settings
 from clients.payers import HoldDesk, release_funds
 

@@ -35,6 +35,8 @@ from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
 from agentfleet.netguard import REFUSED, OutboundRefused, on_origin
 from agentfleet.payments import payer_proof
+from agentfleet.payments.model import PaymentStatus, Reason
+from agentfleet.payments.payload import decode_header
 from agentfleet.payments.purchases import (
     FeedbackRequest,
     FeedbackTx,
@@ -50,12 +52,7 @@ from agentfleet.payments.purchases import (
     purchase_nonce,
 )
 from agentfleet.payments.spending import HoldAnswer, HoldAsk, SpendingHold
-from agentfleet.payments.x402 import (
-    PaymentStatus,
-    Reason,
-    decode_header,
-    to_units,
-)
+from agentfleet.payments.terms import to_units
 from agentfleet.settings import Settings
 
 POLL_S = 0.5

@@ -99,9 +99,12 @@ from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.transactions import relayer_id
-from agentfleet.messages import TxRequest, TxStatus
+from agentfleet.messages import (
+    TxRequest,
+    TxStatus,
+)
 from agentfleet.models import ChainTransaction, PaymentRecord
-from agentfleet.payments.x402 import EIP712_NAME, EIP712_VERSION
+from agentfleet.payments.terms import EIP712_NAME, EIP712_VERSION
 from agentfleet.settings import Settings
 from bench.harness import (
     BurstClock,

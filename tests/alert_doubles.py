@@ -28,6 +28,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from agentfleet.bots.model import BotKind, BotRef, BotStatus, ChainContext
     from agentfleet.messages import TxOrder, TxOutcome, TxStatus
+    from agentfleet.payments.model import (
+        Authorization,
+        Payment,
+        PaymentOrder,
+        PaymentView,
+        Verified,
+        VerifyRequest,
+        payment_id,
+    )
     from agentfleet.payments.reconcile import (
         LedgerEntries,
         LedgerEntry,
@@ -37,16 +46,7 @@ with workflow.unsafe.imports_passed_through():
         SettlementBatch,
         SettlementQuery,
     )
-    from agentfleet.payments.x402 import (
-        Authorization,
-        Payment,
-        PaymentOrder,
-        PaymentView,
-        Terms,
-        Verified,
-        VerifyRequest,
-        payment_id,
-    )
+    from agentfleet.payments.terms import Terms
 
 ASSET = "0x" + "ab" * 20
 LOST_PAYMENT = f"payment-31337-{ASSET}-0x{'cd' * 20}-0x{'01' * 32}"

@@ -47,8 +47,8 @@ from agentfleet.operations.alerts import (
     format_digest,
     recent_alerts,
 )
+from agentfleet.payments.model import PaymentStatus, PaymentView
 from agentfleet.payments.reconcile import ReconcileReport, ReconcileRequest
-from agentfleet.payments.x402 import PaymentStatus, PaymentView
 from agentfleet.settings import Settings
 from clients.alerts import send_alerts
 from sandbox.app import Sandbox

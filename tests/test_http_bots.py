@@ -16,13 +16,13 @@ import pytest_asyncio
 from activities.identity import registration_url
 from activities.skills import SkillActivities
 from agentfleet import db
+from agentfleet.bots.cards import REGISTRATION_TYPE
 from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
 from agentfleet.chain.deployment.manifest import MANIFEST_NAME, DeployedContract, Deployment
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 from starters import remote_bot
 from starters.http.app import create_app
-from starters.http.bots import REGISTRATION_TYPE
 
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 REMOTE_CARD = "http://127.0.0.1:8999/.well-known/agent-card.json"

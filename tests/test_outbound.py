@@ -36,7 +36,7 @@ from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.netguard import ANY_FLEET, OutboundRefused, UrlRule, outbound_client
 from agentfleet.payments.purchases import PaidCall, PurchaseRequest
-from agentfleet.payments.x402 import A2A_X402_EXTENSION
+from agentfleet.payments.terms import A2A_X402_EXTENSION
 from agentfleet.settings import Settings
 from clients.bots import create_bot
 from starters.cli.main import app

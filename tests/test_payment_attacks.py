@@ -29,8 +29,8 @@ from agentfleet.chain.relayers import relayers
 from agentfleet.models import PaymentIdentifier
 from agentfleet.payments import facilitator_keys, payer_proof
 from agentfleet.payments.holds import payer_workflow_id
+from agentfleet.payments.payload import decode_header
 from agentfleet.payments.purchases import PaidCall
-from agentfleet.payments.x402 import decode_header
 from starters.http.app import create_app
 from starters.http.facilitator import KEY_CACHE_S
 from starters.stack.devchain import rpc

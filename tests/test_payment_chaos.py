@@ -32,7 +32,7 @@ from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
 from agentfleet.payments import payer_proof
-from agentfleet.payments.x402 import decode_header
+from agentfleet.payments.payload import decode_header
 from agentfleet.settings import Settings
 from starters.http.app import create_app
 from starters.stack.components import DEV_SERVER_ARGS

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet.netguard import ANY_FLEET
     from agentfleet.payments import spending as budget
     from agentfleet.payments.spending import HoldAnswer, SpendingDay, SpendingHold, SpendingRef
-    from agentfleet.payments.x402 import to_units
+    from agentfleet.payments.terms import to_units
 
 from workflows.transactions import deepest_cause, run_transaction
 

@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet.bots.model import SkillResult
     from agentfleet.messages import GasPolicy, TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.operations.alerts import AlertKind, Severity
-    from agentfleet.payments.x402 import (
+    from agentfleet.payments.model import (
         PaymentOrder,
         PaymentStatus,
         PaymentView,

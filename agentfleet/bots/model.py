@@ -88,7 +88,7 @@ class ForecasterParams(BaseModel):
     alpha: float = Field(default=0.3, gt=0, le=1)
     lookback: int = Field(default=200, ge=10, le=100_000)
     prices: dict[Skill, Price] = Field(default_factory=dict, json_schema_extra=MONEY)
-    """fUSD per call of a skill sold over HTTP with x402 (defaults: agentfleet.payments.x402)."""
+    """fUSD per call of a skill sold over HTTP with x402 (defaults: agentfleet.payments.terms)."""
     spending: SpendingPolicy = Field(default_factory=SpendingPolicy, json_schema_extra=MONEY)
 
 

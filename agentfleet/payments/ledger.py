@@ -14,7 +14,7 @@ from sqlmodel import Session, col, or_, select
 
 from agentfleet import db
 from agentfleet.models import PaymentIdentifier, PaymentRecord, utcnow
-from agentfleet.payments.x402 import PaymentView
+from agentfleet.payments.model import PaymentView
 
 
 def record(url: str, view: PaymentView) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentfleet.bots.model import Skill
-from agentfleet.payments.x402 import A2A_X402_EXTENSIONS
+from agentfleet.payments.terms import A2A_X402_EXTENSIONS
 
 DEFAULT_VALIDITY_S = 300
 """The authorization's validity when a seller's 402 names no ``maxTimeoutSeconds``."""
@@ -32,7 +32,7 @@ def purchase_nonce(purchase_id: str) -> str:
 
 
 def payment_id_of(network: str, asset: str, payer: str, purchase_id: str) -> str:
-    """The seller's payment id for this purchase's authorization (see agentfleet.payments.x402)."""
+    """The seller's payment id for this purchase's authorization (see agentfleet.payments.model)."""
     chain_id = network.removeprefix("eip155:")
     nonce = purchase_nonce(purchase_id)
     return f"payment-{chain_id}-{asset.lower()}-{payer.lower()}-{nonce}"

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentfleet.payments.x402 import PaymentStatus
+from agentfleet.payments.model import PaymentStatus
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
@@ -251,7 +251,7 @@ class Comparison(NamedTuple):
 
 
 def settlement_payment_id(chain_id: int, asset: str, authorizer: str, nonce: str) -> str:
-    """The payment id of an authorization, as :func:`agentfleet.payments.x402.payment_id` makes it
+    """The payment id of an authorization, as :func:`agentfleet.payments.model.payment_id` makes it
     (and the saga keys its ledger row by)."""
     return f"payment-{chain_id}-{asset.lower()}-{authorizer.lower()}-{nonce.lower()}"
 

@@ -223,7 +223,7 @@ def show_payment(
     async def work(client: Any) -> dict[str, Any] | None:
         from temporalio.service import RPCError
 
-        from agentfleet.payments.x402 import PaymentView
+        from agentfleet.payments.model import PaymentView
 
         handle = client.get_workflow_handle(payment_id)
         try:
@@ -291,7 +291,7 @@ def list_skills(
     from agentfleet import db
     from agentfleet.bots.model import BotKind
     from agentfleet.models import BotRecord
-    from agentfleet.payments.x402 import SELLABLE, price_of
+    from agentfleet.payments.terms import SELLABLE, price_of
 
     settings = load_settings(as_json)
 

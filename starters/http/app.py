@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agentfleet import redaction
 from agentfleet.errors import first_line
 from agentfleet.settings import Settings
+from clients.checkout import Checkout
 from starters.http import bots, facilitator, payments
-from starters.http.gateway import Gateway
 
 log = logging.getLogger("agentfleet.http")
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"ok": True, "codec": settings.payload_key is not None}
 
     app.include_router(bots.create_router(settings))
-    gateway = Gateway(settings)
-    app.include_router(payments.create_router(settings, gateway))
-    app.include_router(facilitator.create_router(settings, gateway))
+    checkout = Checkout(settings)
+    app.include_router(payments.create_router(settings, checkout))
+    app.include_router(facilitator.create_router(settings, checkout))
     return app

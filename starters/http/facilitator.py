@@ -28,26 +28,14 @@ from pydantic import BaseModel
 from x402.schemas import SettleResponse, SupportedKind, SupportedResponse, VerifyResponse
 
 from agentfleet.chain.relayers import relayers
-from agentfleet.chain.transactions import pick_relayer
-from agentfleet.errors import first_line
 from agentfleet.models import FacilitatorKey
 from agentfleet.payments import facilitator_keys
-from agentfleet.payments.x402 import (
-    SCHEME,
-    Payment,
-    PaymentError,
-    PaymentStatus,
-    Reason,
-    Terms,
-    check_offline,
-    check_on_chain,
-    check_signer,
-    decode_payment,
-)
-from agentfleet.redaction import redact
+from agentfleet.payments.answers import settle_refused, verify_refused
+from agentfleet.payments.model import Payment, PaymentError
+from agentfleet.payments.terms import SCHEME, Terms
 from agentfleet.settings import Settings
-from clients.payers import payer_status
-from starters.http.gateway import Gateway, settle_response
+from clients.checkout import Checkout
+from starters.http.refusals import answered_as_http
 from starters.http.wire import FacilitatorRequest, problem
 
 KEY_CACHE_S = 2.0
@@ -163,40 +151,9 @@ def _async(settings: Settings) -> str:
     return uri if uri.startswith("async+") else f"async+{uri}"
 
 
-def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
+def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
     router = APIRouter(tags=["facilitator"])
     guard = Guard(settings)
-
-    def inputs(body: FacilitatorRequest) -> tuple[Payment, Terms]:
-        """The payment and the requirements it answers; PaymentError or 400."""
-        try:
-            payment = decode_payment(body.payment_payload)
-        except PaymentError as refused:
-            if refused.reason is Reason.INVALID_IDENTIFIER:
-                raise HTTPException(400, refused.detail) from None
-            raise
-        requirements = body.payment_requirements
-        try:
-            extra = requirements.get("extra") or {}
-            terms = Terms(
-                scheme=str(requirements.get("scheme", SCHEME)),
-                network=str(requirements["network"]),
-                asset=str(requirements["asset"]),
-                amount=int(requirements.get("amount") or requirements["maxAmountRequired"]),
-                pay_to=str(requirements["payTo"]),
-                max_timeout_seconds=int(requirements.get("maxTimeoutSeconds") or 300),
-                name=str(extra.get("name", "FleetUSD")),
-                version=str(extra.get("version", "2")),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise HTTPException(400, f"payment requirements: {first_line(exc)}") from None
-        if terms.network != gateway.chain.caip2:
-            raise PaymentError(
-                Reason.INVALID_NETWORK, f"this facilitator settles on {gateway.chain.caip2}"
-            )
-        if terms.asset.lower() != gateway.asset().lower():
-            raise PaymentError(Reason.INVALID_REQUIREMENTS, f"asset {terms.asset} is not fUSD")
-        return payment, terms
 
     async def checked(
         body: FacilitatorRequest, credentials: HTTPAuthorizationCredentials | None
@@ -205,10 +162,10 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         signer, then the payer's rate; PaymentError for a refused payment, HTTPException
         otherwise."""
         key = await guard.key(credentials)
-        payment, terms = inputs(body)
+        with answered_as_http():
+            payment, terms = checkout.to_settle(body.payment_payload, body.payment_requirements)
         await guard.allow(key, terms)
-        check_offline(payment, terms)
-        await check_signer(gateway.rpc.get(), payment)
+        await checkout.check(payment, terms)
         await guard.limit_payer(payment)
         return payment, terms
 
@@ -223,26 +180,10 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         try:
             payment, terms = await checked(body, credentials)
             payer = payment.authorization.from_
-            submitter = await _submitter(settings, payment.payment_id)
-            chain = await check_on_chain(gateway.rpc.get(), payment, submitter)
-            status = await payer_status(
-                await gateway.client(),
-                (terms.chain_id, terms.asset, payment.authorization.from_),
-            )
-            held = status.held if status is not None else 0
-            if chain.balance - held < payment.authorization.value:
-                raise PaymentError(
-                    Reason.INSUFFICIENT_FUNDS,
-                    f"{payer} holds {chain.balance} units and {held} of them are promised to "
-                    "payments in flight",
-                )
+            with answered_as_http():
+                await checkout.check_funds(payment, terms)
         except PaymentError as refused:
-            return VerifyResponse(
-                is_valid=False,
-                invalid_reason=refused.reason.value,
-                invalid_message=redact(refused.detail),
-                payer=payer,
-            )
+            return verify_refused(refused, payer)
         return VerifyResponse(is_valid=True, payer=payer)
 
     @router.post("/settle", operation_id="facilitator_settle", **x402_answer(SettleResponse))
@@ -255,28 +196,9 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         try:
             payment, terms = await checked(body, credentials)
         except PaymentError as refused:
-            return SettleResponse(
-                success=False,
-                error_reason=refused.reason.value,
-                error_message=redact(refused.detail),
-                transaction="",
-                network=gateway.chain.caip2,
-            )
-        order = gateway.order(payment_id=payment.payment_id, payment=payment, terms=terms)
-        joined = await gateway.start_or_join(order)
-        view = await gateway.wait(joined.handle, settings.payment_wait_s)
-        if view is None:
-            return SettleResponse(
-                success=False,
-                error_reason="settlement_pending",
-                error_message=f"still settling; GET /payments/{order.payment_id}",
-                payer=payment.authorization.from_,
-                transaction="",
-                network=terms.network,
-            )
-        if view.status is PaymentStatus.REJECTED and view.reason == Reason.IDENTIFIER_CONFLICT:
-            raise HTTPException(409, view.detail or "payment-identifier conflict")
-        return settle_response(view)
+            return settle_refused(refused, checkout.chain.caip2)
+        with answered_as_http():
+            return await checkout.settle(payment, terms)
 
     @router.get(
         "/supported",
@@ -288,7 +210,7 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
     )
     async def supported() -> SupportedResponse:
         """x402 facilitator ``/supported`` (public): exact EVM on this chain, v2 and v1."""
-        network = gateway.chain.caip2
+        network = checkout.chain.caip2
         signers = await asyncio.to_thread(relayers, settings)
         return SupportedResponse(
             kinds=[
@@ -300,10 +222,3 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
         )
 
     return router
-
-
-async def _submitter(settings: Settings, payment_id: str) -> str:
-    accounts = await asyncio.to_thread(relayers, settings)
-    if not accounts:
-        raise HTTPException(503, "no relayer account; `fleet chain relayer import` adds one")
-    return pick_relayer(accounts, payment_id)

@@ -26,6 +26,10 @@ What the codes promise a buyer (docs/payments.md has the whole table):
 * 502: the skill failed (nothing settled) or the settlement failed on chain (nothing moved);
 * 503: our own trouble (Temporal or the chain unreachable), never a 402: the same payment sent
   again joins its saga and is never charged twice.
+
+The steps are :class:`clients.checkout.Checkout`'s (its decisions:
+:mod:`agentfleet.payments.sales`); this module gives each outcome its HTTP answer, and each
+refusal its status (:mod:`starters.http.refusals`).
 """
 
 from __future__ import annotations
@@ -35,47 +39,36 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, Header, HTTPException, Path, Request
+from fastapi import APIRouter, Body, FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func
-from sqlmodel import select
-from x402.http import encode_payment_response_header
+from x402.http import encode_payment_required_header, encode_payment_response_header
+from x402.schemas import PaymentRequired
 
-from agentfleet import db
-from agentfleet.bots.model import BotKind, BotRef, BotStatus, Skill, SkillCall
-from agentfleet.models import BotRecord
-from agentfleet.payments.x402 import (
-    PaymentError,
-    PaymentStatus,
-    PaymentView,
-    Reason,
-    adopt_v1,
-    check_offline,
-    check_signer,
-    decode_header,
-    price_of,
-)
-from agentfleet.redaction import redact
-from agentfleet.settings import Settings
-from starters.http.bots import bot_row
-from starters.http.gateway import Gateway, settle_response
-from starters.http.wire import (
-    PAYMENT_REQUIRED_ANSWER,
-    PaymentState,
+from agentfleet.payments import payer_proof
+from agentfleet.payments.access import Reader
+from agentfleet.payments.answers import settle_response
+from agentfleet.payments.model import PaymentView
+from agentfleet.payments.sales import (
+    Answered,
+    Delivered,
     Pending,
-    SkillFailed,
+    Sale,
+    Unpaid,
     Withheld,
-    problem,
 )
-from workflows.payment_saga import PaymentSagaWorkflow
+from agentfleet.settings import Settings
+from clients.checkout import Checkout
+from starters.http import wire
+from starters.http.bots import bot_row
+from starters.http.refusals import answered_as_http
+from starters.http.wire import PAYMENT_REQUIRED_ANSWER, PaymentState, problem
 
+PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
 PAYMENT_RESULT_TOKEN = "PAYMENT-RESULT-TOKEN"  # noqa: S105 - a header name
 X_PAYMENT = "X-PAYMENT"
 X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
-MAX_PAYMENT_HEADER = 16_384
-"""Characters of a payment header (a real one is about 1,200)."""
 
 SETTLEMENT_HEADER = {
     "description": "base64 JSON x402 SettleResponse (X-PAYMENT-RESPONSE for a v1 payment)",
@@ -95,7 +88,7 @@ PAID_SKILL_ANSWERS: dict[int | str, dict[str, Any]] = {
         },
     },
     202: {
-        "model": Pending,
+        "model": wire.Pending,
         "description": "Still settling: do not pay again; poll status_url.",
         "headers": {"location": {"description": "status_url", "schema": {"type": "string"}}},
         "links": {
@@ -108,7 +101,7 @@ PAID_SKILL_ANSWERS: dict[int | str, dict[str, Any]] = {
     400: problem("Malformed input: the payment header or payment-identifier, or the args."),
     402: PAYMENT_REQUIRED_ANSWER,
     403: {
-        "model": Withheld,
+        "model": wire.Withheld,
         "description": "Settled, but the result goes to the payer only (send the token or a "
         "PAYMENT-PAYER-PROOF signed by the payer).",
         "headers": {PAYMENT_RESPONSE: SETTLEMENT_HEADER},
@@ -120,7 +113,7 @@ PAID_SKILL_ANSWERS: dict[int | str, dict[str, Any]] = {
     ),
     413: problem("The body is larger than FLEET_HTTP_MAX_BODY_BYTES."),
     502: {
-        "model": SkillFailed,
+        "model": wire.SkillFailed,
         "description": "The skill failed (nothing settled) or the settlement failed on chain "
         "(nothing moved).",
         "headers": {PAYMENT_RESPONSE: SETTLEMENT_HEADER},
@@ -154,21 +147,13 @@ X_PAYMENT_HEADER = Header(
 )
 
 
-def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
+def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await gateway.close()
+        await checkout.close()
 
     router = APIRouter(tags=["payments"], lifespan=lifespan)
-
-    def bot_owning(address: str) -> str | None:
-        """The fleet's bot paying from ``address`` (the ledger's buyer), if it is one of ours."""
-        with db.session_scope(settings.effective_database_url) as session:
-            row = session.exec(
-                select(BotRecord).where(func.lower(BotRecord.address) == address.lower())
-            ).first()
-        return row.name if row else None
 
     @router.post(
         "/bots/{name}/skills/{skill_name}",
@@ -185,80 +170,17 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
     ) -> JSONResponse:
         """Call ``skill_name`` of bot ``name`` (JSON body: its args), paying with x402."""
         row = await asyncio.to_thread(bot_row, settings, name)
-        kind = BotKind(row.kind)
-        try:
-            skill = Skill(skill_name)
-            price = price_of(kind, dict(row.params), skill)
-        except ValueError:
-            price = None
-        if price is None:
-            raise HTTPException(404, f"bot {name} does not sell a skill named {skill_name!r}")
-        bot = BotRef(
-            name=row.name,
-            kind=kind,
-            status=BotStatus(row.status),
-            owner=row.owner,
-            params=dict(row.params),
-        )
-        call = SkillCall(bot=bot, skill=skill, args=args or {})
-        if price == 0:
-            result = await gateway.skills.run_skill(call)
-            if not result.ok:
-                raise HTTPException(502, result.error or "the skill failed")
-            return JSONResponse(result.data)
-        if row.address is None or BotStatus(row.status) not in (
-            BotStatus.ACTIVE,
-            BotStatus.DEGRADED,
-        ):
-            raise HTTPException(409, f"bot {name} is {row.status} and sells nothing now")
-        terms = gateway.terms(price, row.address)
-        url = str(request.url)
-        description = f"{skill.value} of {name} ({price / 10**6:g} fUSD)"
-        header = payment_signature or x_payment
-        if not header:
-            return gateway.payment_required(terms, url, description)
-        if len(header) > MAX_PAYMENT_HEADER:
-            raise HTTPException(400, f"the payment header is over {MAX_PAYMENT_HEADER} characters")
-        response_header = PAYMENT_RESPONSE if payment_signature else X_PAYMENT_RESPONSE
-        try:
-            payment = adopt_v1(decode_header(header), terms)
-            check_offline(payment, terms)
-            await check_signer(gateway.rpc.get(), payment)
-        except PaymentError as refused:
-            if refused.reason is Reason.INVALID_IDENTIFIER:
-                raise HTTPException(400, refused.detail) from None
-            return gateway.payment_required(terms, url, description, refused.reason.value)
-        order = gateway.order(
-            payment_id=payment.payment_id,
-            payment=payment,
-            terms=terms,
-            call=call,
-            buyer=await asyncio.to_thread(bot_owning, payment.authorization.from_),
-            resource=url,
-        )
-        joined = await gateway.start_or_join(order)
-        view = await gateway.wait(joined.handle, settings.payment_wait_s)
-        payer = payment.authorization.from_
-        readable = joined.fresh or gateway.access.may_read(request, order.payment_id, payer)
-        token = gateway.access.token(order.payment_id) if readable else None
-        if view is None:
-            return _pending(order.payment_id, request, token)
-        if view.status is PaymentStatus.REJECTED:
-            if view.reason == Reason.IDENTIFIER_CONFLICT:
-                raise HTTPException(409, view.detail or "payment-identifier conflict")
-            return gateway.payment_required(terms, url, description, view.reason)
-        headers = {response_header: encode_payment_response_header(settle_response(view))}
-        if view.status is PaymentStatus.SETTLED and view.result is not None:
-            if token is None:
-                return _withheld(view, request, headers)
-            headers[PAYMENT_RESULT_TOKEN] = token
-            return JSONResponse(view.result.data, headers=headers)
-        if view.status is PaymentStatus.SKILL_FAILED:
-            error = view.detail or "the skill failed"
-        else:
-            error = f"settlement {view.status.value}: {view.detail or view.reason}"
-        failed = SkillFailed(error=redact(error), payment_id=view.payment_id)
-        return JSONResponse(failed.model_dump(), status_code=502, headers=headers)
+        with answered_as_http():
+            sale = await checkout.sell(
+                row,
+                skill_name,
+                args or {},
+                payment=payment_signature or x_payment,
+                resource=str(request.url),
+                reader=reader_of(request),
+            )
+        settlement_header = PAYMENT_RESPONSE if payment_signature else X_PAYMENT_RESPONSE
+        return sale_answer(sale, request, settlement_header)
 
     @router.get(
         "/payments/{payment_id}",
@@ -272,26 +194,56 @@ def create_router(settings: Settings, gateway: Gateway) -> APIRouter:
     ) -> PaymentState:
         """A payment saga's state: steps so far, status, transaction, reason; its result only
         for the payer (``Authorization: Bearer <token>`` or a ``PAYMENT-PAYER-PROOF``)."""
-        if not payment_id.startswith("payment-"):
-            raise HTTPException(404, f"no payment {payment_id!r}")
-        client = await gateway.client()
-        handle = client.get_workflow_handle_for(PaymentSagaWorkflow.run, payment_id)
-        found = await gateway.state(handle)
-        if found is None:
-            raise HTTPException(404, f"no payment {payment_id}")
-        view, ended = found
-        state = PaymentState(**view.model_dump(), final=ended)
-        if view.result is not None and not gateway.access.may_read(request, payment_id, view.payer):
-            state.result = None
-            state.result_withheld = True
-        return state
+        with answered_as_http():
+            state = await checkout.status(payment_id, reader_of(request))
+        return PaymentState(
+            **state.view.model_dump(), final=state.final, result_withheld=state.withheld
+        )
 
     return router
 
 
+def reader_of(request: Request) -> Reader:
+    """What the request shows to read a paid result."""
+    return Reader(
+        authorization=request.headers.get("authorization"),
+        payer_proof=request.headers.get(payer_proof.HEADER),
+    )
+
+
+def sale_answer(sale: Sale, request: Request, settlement_header: str) -> JSONResponse:
+    """A sale's HTTP answer; ``settlement_header`` carries the x402 ``SettleResponse``."""
+    if isinstance(sale, Answered):
+        return JSONResponse(sale.data)
+    if isinstance(sale, Unpaid):
+        return payment_required(sale.required)
+    if isinstance(sale, Pending):
+        return _pending(sale.payment_id, request, sale.token)
+    headers = {settlement_header: encode_payment_response_header(settle_response(sale.view))}
+    if isinstance(sale, Delivered):
+        headers[PAYMENT_RESULT_TOKEN] = sale.token
+        return JSONResponse(sale.data, headers=headers)
+    if isinstance(sale, Withheld):
+        return _withheld(sale.view, request, headers)
+    failed = wire.SkillFailed(error=sale.error, payment_id=sale.view.payment_id)
+    return JSONResponse(failed.model_dump(), status_code=502, headers=headers)
+
+
+def payment_required(required: PaymentRequired) -> JSONResponse:
+    """402 with the SDK's ``PaymentRequired`` in the body and in ``PAYMENT-REQUIRED``."""
+    return JSONResponse(
+        required.model_dump(by_alias=True, exclude_none=True),
+        status_code=402,
+        headers={
+            PAYMENT_REQUIRED: encode_payment_required_header(required),
+            "cache-control": "no-store",
+        },
+    )
+
+
 def _pending(payment_id: str, request: Request, token: str | None) -> JSONResponse:
     url = str(request.url_for("payment_status", payment_id=payment_id))
-    pending = Pending(
+    pending = wire.Pending(
         payment_id=payment_id,
         status_url=url,
         token=token,
@@ -305,7 +257,7 @@ def _pending(payment_id: str, request: Request, token: str | None) -> JSONRespon
 
 def _withheld(view: PaymentView, request: Request, headers: dict[str, str]) -> JSONResponse:
     url = str(request.url_for("payment_status", payment_id=view.payment_id))
-    withheld = Withheld(
+    withheld = wire.Withheld(
         detail="this payment is settled; its result goes to the payer only: send the result "
         "token (Authorization: Bearer) or a PAYMENT-PAYER-PROOF signed by the payer",
         payment_id=view.payment_id,

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from x402.schemas import PaymentRequired
 
-from agentfleet.payments.x402 import PaymentView
+from agentfleet.payments.model import PaymentView
 
 
 class Problem(BaseModel):

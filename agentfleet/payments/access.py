@@ -22,8 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-
-from fastapi import Request
+from dataclasses import dataclass
 
 from agentfleet.chain.networks import active_profile, expected_chain_id
 from agentfleet.payments import payer_proof
@@ -31,6 +30,17 @@ from agentfleet.secretfile import read_or_create
 from agentfleet.settings import Settings
 
 BEARER = "bearer "
+MAX_PROOF = 2048
+"""Characters of a ``PAYMENT-PAYER-PROOF`` header beyond which it is not read."""
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a request shows to read a paid result: its ``Authorization`` and
+    ``PAYMENT-PAYER-PROOF`` headers (None: absent)."""
+
+    authorization: str | None = None
+    payer_proof: str | None = None
 
 
 class ResultAccess:
@@ -50,20 +60,20 @@ class ResultAccess:
         digest = hmac.new(self._key, payment_id.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def has_token(self, request: Request, payment_id: str) -> bool:
-        header = request.headers.get("authorization", "")
+    def has_token(self, reader: Reader, payment_id: str) -> bool:
+        header = reader.authorization or ""
         if not header.lower().startswith(BEARER):
             return False
         given = header[len(BEARER) :].strip().encode()
         return hmac.compare_digest(given, self.token(payment_id).encode())
 
-    def proves_payer(self, request: Request, payment_id: str, payer: str) -> bool:
-        """The request carries a fresh ``PAYMENT-PAYER-PROOF`` by ``payer`` for this origin."""
-        header = request.headers.get(payer_proof.HEADER)
-        if not header or len(header) > 2048:
+    def proves_payer(self, reader: Reader, payment_id: str, payer: str) -> bool:
+        """The reader shows a fresh ``PAYMENT-PAYER-PROOF`` by ``payer`` for this origin."""
+        header = reader.payer_proof
+        if not header or len(header) > MAX_PROOF:
             return False
         signer = payer_proof.signer(header, self.chain_id, payment_id, self.origin)
         return signer is not None and signer.lower() == payer.lower()
 
-    def may_read(self, request: Request, payment_id: str, payer: str) -> bool:
-        return self.has_token(request, payment_id) or self.proves_payer(request, payment_id, payer)
+    def may_read(self, reader: Reader, payment_id: str, payer: str) -> bool:
+        return self.has_token(reader, payment_id) or self.proves_payer(reader, payment_id, payer)
