@@ -97,6 +97,19 @@ async def row(settings: Settings, name: str) -> BotRecord:
 _last_status: dict[str, str] = {}
 
 
+async def active_in_table(settings: Settings, name: str, seconds: float = 30) -> BotRecord:
+    """The bot's row once it says active with an agent id: activities that read the table (a
+    purchase's discovery) see what the entity said a moment later."""
+    found: BotRecord | None = None
+    for _ in range(int(seconds * 20)):
+        with db.session_scope(settings.effective_database_url) as session:
+            found = session.get(BotRecord, name)
+        if found is not None and found.status == BotStatus.ACTIVE and found.agent_id is not None:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"bot {name}'s row stayed {found.status if found else 'absent'}")
+
+
 async def test_bot_lives_from_creation_to_retirement(
     dev_client: Client, fleet_env: Settings, anvil_url: str
 ) -> None:

@@ -35,7 +35,7 @@ from starters.cli.main import app
 from starters.http.app import create_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
 from tests.replay import record_history
-from tests.test_bot_lifecycle import wait_for
+from tests.test_bot_lifecycle import active_in_table, wait_for
 from tests.test_payments import served
 from workers.main import running_workers
 
@@ -83,6 +83,7 @@ async def fleet(
                 await create_bot(dev_client, BotSpec(name=name, kind=BotKind.FORECASTER))
             for name in (buyer, seller):
                 await wait_for(dev_client, name, lambda v: v.status is BotStatus.ACTIVE)
+                await active_in_table(settings, name)
             deployment = load_deployment(settings)
             assert deployment is not None
             w3 = Web3(Web3.HTTPProvider(anvil_url))
@@ -156,6 +157,7 @@ async def test_spending_policy_and_unknown_sellers_refuse_before_paying(fleet: F
         ),
     )
     await wait_for(fleet.client, stingy, lambda v: v.status is BotStatus.ACTIVE)
+    await active_in_table(fleet.settings, stingy)
 
     over_limit = await buy(fleet, stingy, fleet.seller)
     no_seller = await buy(fleet, fleet.buyer, "nobody-here")
@@ -263,6 +265,7 @@ async def test_a_delivery_scored_under_the_threshold_is_refunded_by_the_seller(
     validator = f"validator-{uuid.uuid4().hex[:6]}"
     await create_bot(fleet.client, BotSpec(name=validator, kind=BotKind.FORECASTER))
     await wait_for(fleet.client, validator, lambda v: v.status is BotStatus.ACTIVE)
+    await active_in_table(fleet.settings, validator)
     token = fleet.contract("FleetUSD")
     buyer_address = _address(fleet, fleet.buyer)
     before = token.functions.balanceOf(buyer_address).call()  # type: ignore[attr-defined]
