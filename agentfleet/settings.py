@@ -3,6 +3,10 @@
 Every process (CLI, workers, HTTP app, tests) builds its configuration from :class:`Settings`, so a
 value set once in the environment or in ``.env`` reaches all of them. Secrets are ``SecretStr`` and
 are only ever shown masked (``fleet config show``).
+
+Why one module over 450 lines: one ``Settings`` class is the single list of every ``FLEET_*``
+variable with its description (docs/operations.md's table and ``fleet config show`` read it);
+its fields cannot be split across files without a second place to look.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Commands are updates with validators (bad input is rejected and changes nothing)
 As a buyer the entity owns its daily budget: ``hold_spending`` (an update answered at once)
 grants or refuses a purchase's hold, ``settle_spending`` and ``release_spending`` (signals) end it,
 ``spending`` (a query) shows the day (see agentfleet.payments.spending).
+
+Why one module over 450 lines: the entity is one state machine, and every command's handler and
+validator guards the same state; the steps' logic lives in activities and the core already.
 """
 
 from __future__ import annotations

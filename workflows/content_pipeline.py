@@ -22,6 +22,10 @@ Steps, each an activity (drafting and scoring on ``fleet-llm``, database and cha
    ambiguous send ends ``unconfirmed`` and waits for a human's ``resolve``.
 
 Every step writes its audit row (``record_content``): SQL and the Web UI tell the same story.
+
+Why one module over 450 lines: it is one workflow class whose update handlers, validators and
+timers share the item's state; splitting the class across files (mixins) would hide which
+handler can change what, and the sequence reads top to bottom here.
 """
 
 from __future__ import annotations
