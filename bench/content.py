@@ -60,7 +60,6 @@ from temporalio.client import Client
 
 from agentfleet import db, taskqueues
 from agentfleet.bots.model import BotKind, BotStatus
-from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     MAX_LENGTH,
@@ -79,6 +78,7 @@ from agentfleet.settings import Settings
 from bench.cli import apply_quick, at_least, finish, scratch_home
 from bench.lifecycle import history_counts
 from bench.skeleton import Figures, bench_server, dump_json, measure, measure_skeleton, print_table
+from clients import content as content_ops
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from workers.main import running_workers

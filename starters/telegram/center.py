@@ -140,9 +140,9 @@ class CommandCenter:
         self, operator: Operator, content_id: str, update: str, decision: Any, done: str
     ) -> Reply:
         """The pipeline's ``update`` with ``decision`` (a refusal raises FleetError)."""
-        from agentfleet.content import ops as content_ops
+        from clients import content
 
-        view = await content_ops.steer(self.client, self.url, content_id, update, decision)
+        view = await content.steer(self.client, self.url, content_id, update, decision)
         return Reply(text=f"{done} {content_id} as {operator.name}: {view.state.value}.")
 
 

@@ -259,13 +259,13 @@ async def _reject(
 async def _edit(
     center: CommandCenter, operator: Operator, words: list[str], _k: str
 ) -> list[Reply]:
-    from agentfleet.content import ops as content_ops
     from agentfleet.content.model import EditInput
+    from clients import content
 
     if len(words) < 2:
         raise Usage("Give the content id and the new text.")
     edit = EditInput(approver=operator.name, text=" ".join(words[1:]))
-    view = await content_ops.steer(center.client, center.url, words[0], "edit", edit)
+    view = await content.steer(center.client, center.url, words[0], "edit", edit)
     return [
         Reply(
             text=f"Edited {words[0]} as {operator.name}: {view.state.value}; it is checked again."
