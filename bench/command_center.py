@@ -19,7 +19,7 @@ inside batched skill activities, no entity or chain):
   (``POST /sandbox/telegram/updates``) until the whole reply has arrived there: the poller's
   ``getUpdates``, the command center's parsing, the ``FleetCommandWorkflow``, the reply's
   ``sendMessage`` and, past 20 answers, the ``sendDocument`` of the full table as CSV.
-- **CLI path**: the same command through ``agentfleet.bots.commands.run_command``, what ``fleet
+- **CLI path**: the same command through ``clients.commands.run_command``, what ``fleet
   command forecast --all`` calls. Telegram minus this is the command center's own cost.
 - **skeleton**: the fan-out skeleton of ``bench/lifecycle.py`` with the command's shape, read
   from a probe command's history: one activity (``resolve_targets``), then the
@@ -85,7 +85,7 @@ from temporalio.worker import Worker
 
 from activities.skeleton import noop
 from agentfleet import db
-from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
 from agentfleet.bots.model import BotStatus, ForecastRequest, Skill
 from agentfleet.content.model import RateLimit
 from agentfleet.settings import Settings
@@ -99,6 +99,7 @@ from bench.lifecycle import (
 )
 from bench.skeleton import Figures, bench_server, dump_json, measure, print_table, ratio
 from clients.bots import show_bot
+from clients.commands import run_command
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from starters.stack.components import TELEGRAM_READY_FILE

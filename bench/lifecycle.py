@@ -66,7 +66,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.skeleton import noop
 from agentfleet import db, taskqueues
-from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
 from agentfleet.bots.model import (
     BotKind,
     BotLifecycleInput,
@@ -91,6 +91,7 @@ from bench.skeleton import (
     skeleton_worker,
 )
 from clients.bots import create_bot, search_attributes_for
+from clients.commands import run_command
 from starters.stack.devchain import funded_account, prepare_fleet, private_anvil
 from workers.main import running_workers
 from workflows.bot_lifecycle import BotLifecycleWorkflow

@@ -114,7 +114,8 @@ class CommandCenter:
     async def fleet_command(
         self, skill: Skill, targets: Targets, args: dict[str, Any], key: str
     ) -> FleetCommandResult:
-        from agentfleet.bots.commands import FleetCommand, run_command
+        from agentfleet.bots.commands import FleetCommand
+        from clients.commands import run_command
 
         command = FleetCommand(
             command_id=f"tg-{skill.value}-{key}" if key else views.fresh_command_id(skill),
