@@ -151,6 +151,15 @@ async def configure_bot(
     return await _command(client, name, "configure", ConfigureRequest(params=params, urls=urls))
 
 
+async def restart_bot(client: Client, name: str) -> BotView:
+    """A failed bot is retried from the step that failed; any other is paused and resumed."""
+    view = await show_bot(client, name)
+    if view.status is BotStatus.FAILED:
+        return await retry_bot(client, name)
+    await pause_bot(client, name)
+    return await resume_bot(client, name)
+
+
 async def retire_bot(client: Client, name: str, reason: str = "retired by operator") -> BotView:
     return await _command(client, name, "retire", RetireRequest(reason=reason))
 
