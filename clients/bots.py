@@ -6,6 +6,9 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -31,6 +34,10 @@ from agentfleet.netguard import ANY_FLEET, UrlRule
 
 if TYPE_CHECKING:
     from agentfleet.models import BotRecord
+
+SETTLED = frozenset({BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, BotStatus.PAUSED})
+"""A bot in these states is done provisioning (or gave up)."""
+POLL_S = 0.2
 
 
 def _workflow() -> Any:
@@ -99,6 +106,23 @@ async def show_bot(
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise FleetError(f"no bot named {name}; `fleet bot list` shows the fleet") from None
         raise FleetError(f"cannot read bot {name}: {exc.message}") from None
+    return view
+
+
+async def settle_bot(
+    client: Client,
+    view: BotView,
+    timeout_s: float,
+    on_view: Callable[[BotView], None] | None = None,
+) -> BotView:
+    """Follow ``view``'s bot until it is :data:`SETTLED` or ``timeout_s`` has passed; the last
+    view read. ``on_view`` sees each view as it is read."""
+    deadline = time.monotonic() + timeout_s
+    while view.status not in SETTLED and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        view = await show_bot(client, view.name)
+        if on_view is not None:
+            on_view(view)
     return view
 
 

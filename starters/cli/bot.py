@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +25,7 @@ app = typer.Typer(help="Bots: create, list, show, pause, resume, configure, reti
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 NameArg = Annotated[str, typer.Argument(help="The bot's name (a slug).")]
-SETTLED = {BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, BotStatus.PAUSED}
+CREATE_WAIT_S = 120
 
 
 def _print_view(view: BotView, as_json: bool) -> None:
@@ -81,16 +80,16 @@ def create(
     spec = BotSpec(name=name, kind=kind, owner=owner, description=description, params=params)
 
     async def work(client: Any) -> BotView:
-        from clients.bots import create_bot, show_bot
+        from clients.bots import create_bot, settle_bot
 
         view = await create_bot(client, spec, urls)
-        deadline = time.monotonic() + 120
         with err_console.status(f"{name}: {view.status.value}") as status:
-            while wait and view.status not in SETTLED and time.monotonic() < deadline:
-                await _sleep(0.2)
-                view = await show_bot(client, name)
-                status.update(f"{name}: {view.status.value}")
-        return view
+            return await settle_bot(
+                client,
+                view,
+                CREATE_WAIT_S if wait else 0,
+                lambda seen: status.update(f"{name}: {seen.status.value}"),
+            )
 
     try:
         view = run_with_client(settings, work)
@@ -124,12 +123,6 @@ def _import_wallet(settings: Any, name: str, path: Path, as_json: bool) -> None:
         fail(str(exc), as_json=as_json)
     if not as_json:
         err_console.print(f"imported wallet {address} for {name}")
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 @app.command("list")
