@@ -6,8 +6,6 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,7 @@ from agentfleet.bots.model import (
 )
 from agentfleet.errors import FleetError
 from agentfleet.netguard import ANY_FLEET, UrlRule
+from clients.polling import poll_until
 
 if TYPE_CHECKING:
     from agentfleet.models import BotRecord
@@ -117,13 +116,14 @@ async def settle_bot(
 ) -> BotView:
     """Follow ``view``'s bot until it is :data:`SETTLED` or ``timeout_s`` has passed; the last
     view read. ``on_view`` sees each view as it is read."""
-    deadline = time.monotonic() + timeout_s
-    while view.status not in SETTLED and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        view = await show_bot(client, view.name)
-        if on_view is not None:
-            on_view(view)
-    return view
+    return await poll_until(
+        lambda: show_bot(client, view.name),
+        view,
+        lambda seen: seen.status in SETTLED,
+        timeout_s,
+        POLL_S,
+        on_view,
+    )
 
 
 async def bot_history(client: Client, name: str) -> BotHistory:

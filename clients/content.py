@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -35,6 +34,7 @@ from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.taskqueues import WORKFLOWS
 from agentfleet.temporal import start_or_attach
+from clients.polling import poll_until
 
 WORKFLOW_TYPE = "ContentPipelineWorkflow"
 POLL_S = 0.3
@@ -122,13 +122,9 @@ async def settle(
 ) -> ContentView:
     """Follow ``view``'s item until it is :func:`settled` or ``timeout_s`` has passed; the last
     view read. ``on_view`` sees each view as it is read."""
-    deadline = time.monotonic() + timeout_s
-    while not settled(view) and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        view = await show(client, url, view.content_id)
-        if on_view is not None:
-            on_view(view)
-    return view
+    return await poll_until(
+        lambda: show(client, url, view.content_id), view, settled, timeout_s, POLL_S, on_view
+    )
 
 
 async def steer(client: Client, url: str, content_id: str, update: str, arg: Any) -> ContentView:

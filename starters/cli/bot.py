@@ -17,13 +17,12 @@ from agentfleet.bots.model import (
     parse_params,
 )
 from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Bots: create, list, show, pause, resume, configure, retire.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 NameArg = Annotated[str, typer.Argument(help="The bot's name (a slug).")]
 CREATE_WAIT_S = 120
 
@@ -37,10 +36,6 @@ def _print_view(view: BotView, as_json: bool) -> None:
         if value not in (None, "", {}):
             table.add_row(key, str(value))
     console.print(table)
-
-
-def _fail(exc: FleetError, as_json: bool) -> None:
-    fail(str(exc), exc.exit_code, as_json=as_json)
 
 
 @app.command("create")
@@ -91,10 +86,7 @@ def create(
                 lambda seen: status.update(f"{name}: {seen.status.value}"),
             )
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        _fail(exc, as_json)
+    view = run_or_fail(settings, work, as_json)
     _print_view(view, as_json)
     if view.status is BotStatus.FAILED:
         raise typer.Exit(1)
@@ -170,10 +162,7 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
 
         return await show_bot(client, name), await bot_history(client, name)
 
-    try:
-        view, history = run_with_client(settings, work)
-    except FleetError as exc:
-        _fail(exc, as_json)
+    view, history = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json({**view.model_dump(mode="json"), "history": history.model_dump(mode="json")})
         return
@@ -191,10 +180,7 @@ def _steer(name: str, action: str, as_json: bool, *args: Any) -> None:
         result: BotView = await getattr(fleet, f"{action}_bot")(client, name, *args)
         return result
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        _fail(exc, as_json)
+    view = run_or_fail(settings, work, as_json)
     _print_view(view, as_json)
 
 

@@ -4,6 +4,7 @@ rate limits, and what the local sandbox received on each."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -18,12 +19,19 @@ from agentfleet.content.model import (
 )
 from agentfleet.errors import FleetError
 from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.output import (
+    JsonOpt,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    print_rows,
+    read_database,
+)
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Publishing channels (Telegram chats, email, webhooks).")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TARGETS = {
     ChannelKind.TELEGRAM: (
         re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$"),
@@ -117,12 +125,15 @@ def list_channels(as_json: JsonOpt = False) -> None:
     settings = load_settings(as_json)
     url = settings.effective_database_url
     rows = read_database("channels", lambda: content_store.list_channels(url), as_json=as_json)
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no channels yet: `fleet channel add NAME --kind K --target T`")
-        return
+    print_rows(
+        rows,
+        as_json,
+        _channels_table,
+        "no channels yet: `fleet channel add NAME --kind K --target T`",
+    )
+
+
+def _channels_table(rows: Sequence[ChannelConfig]) -> Table:
     table = Table("channel", "kind", "target", "rate/s", "burst", "max length")
     for row in rows:
         table.add_row(
@@ -133,7 +144,7 @@ def list_channels(as_json: JsonOpt = False) -> None:
             str(row.limit.burst),
             str(row.max_length),
         )
-    console.print(table)
+    return table
 
 
 def _inbox_target(config: ChannelConfig) -> str:

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from agentfleet.bots.model import BotKind, ForecastRequest, Skill
 from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.client import run_or_fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every bot.")]
 KindOpt = Annotated[
     list[str] | None,
@@ -181,7 +180,7 @@ async def _execute(client: Client, command: FleetCommand, live: bool) -> FleetCo
 def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
     live = not as_json and err_console.is_terminal
     try:
-        result = run_with_client(settings, lambda client: _execute(client, command, live))
+        result = run_or_fail(settings, lambda client: _execute(client, command, live), as_json)
     except KeyboardInterrupt:
         fail(
             f"stopped waiting; command {command.command_id} keeps running "
@@ -189,8 +188,6 @@ def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
             130,
             as_json=as_json,
         )
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
     if as_json:
         emit_json({"ok": True, **result.model_dump(mode="json")})
     else:

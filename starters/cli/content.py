@@ -7,8 +7,9 @@ refused one (unknown approver, already decided, expired) is one line and changes
 from __future__ import annotations
 
 import getpass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,14 +25,23 @@ from agentfleet.content.model import (
     ResolveInput,
     ResolveOutcome,
 )
-from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail
+from starters.cli.output import (
+    JsonOpt,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    print_rows,
+    read_database,
+)
 from starters.cli.settings_arg import load_settings
+
+if TYPE_CHECKING:
+    from agentfleet.models import ContentItem
 
 app = typer.Typer(help="Content items: submit, list, show, audit, approve, reject, edit, cancel.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 IdArg = Annotated[str, typer.Argument(help="The content id (`fleet content list`).")]
 ApproverOpt = Annotated[
     str | None,
@@ -81,13 +91,6 @@ def _print_view(view: ContentView, as_json: bool) -> None:
     if view.text:
         console.rule("text")
         console.print(view.text, highlight=False, markup=False)
-
-
-def _run(settings: Any, work: Any, as_json: bool) -> Any:
-    try:
-        return run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
 
 
 @app.command("submit")
@@ -146,7 +149,7 @@ def submit(
                 lambda seen: status.update(f"{seen.content_id}: {seen.state.value}"),
             )
 
-    view = _run(settings, work, as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
@@ -175,12 +178,15 @@ def list_items(
         lambda: content_store.list_items(url, state=state, bot=bot, limit=limit),
         as_json=as_json,
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no content yet: `fleet content submit --bot B --channel C --brief ...`")
-        return
+    print_rows(
+        rows,
+        as_json,
+        _items_table,
+        "no content yet: `fleet content submit --bot B --channel C --brief ...`",
+    )
+
+
+def _items_table(rows: Sequence[ContentItem]) -> Table:
     table = Table("content", "state", "bot", "channel", "updated", "reason")
     for row in rows:
         table.add_row(
@@ -191,7 +197,7 @@ def list_items(
             row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
             (row.reason or "")[:60],
         )
-    console.print(table)
+    return table
 
 
 @app.command("show")
@@ -205,7 +211,7 @@ def show(content_id: IdArg, as_json: JsonOpt = False) -> None:
     async def work(client: Any) -> ContentView:
         return await content.show(client, url, content_id)
 
-    _print_view(_run(settings, work, as_json), as_json)
+    _print_view(run_or_fail(settings, work, as_json), as_json)
 
 
 @app.command("audit")
@@ -251,7 +257,7 @@ def _decide(content_id: str, update: str, arg: Any, as_json: bool) -> None:
     async def work(client: Any) -> ContentView:
         return await content.steer(client, url, content_id, update, arg)
 
-    view = _run(settings, work, as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return

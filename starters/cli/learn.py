@@ -14,13 +14,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agentfleet.errors import FleetError
 from starters.cli import learn_views as views
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail, run_with_client
+from starters.cli.output import (
+    JsonOpt,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    print_rows,
+    read_database,
+)
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Learning rounds: run, status, models, rollback.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TaskOpt = Annotated[str, typer.Option("--task", "-t", help="The learning task: digits, forecast.")]
 CAMPAIGN_WAIT_S = 3600
 PROGRESS_COLUMNS = (
@@ -124,10 +131,7 @@ def run(
             )
         return result
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json") | {"campaign": campaign_workflow_id(task, first)})
         return
@@ -152,13 +156,12 @@ def status(
     rows = read_database(
         "learning rounds", lambda: registry.list_rounds(url, task, limit), as_json=as_json
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no rounds yet: `fleet learn run --task digits --rounds 5`")
-        return
-    console.print(views.rounds_table(rows))
+    print_rows(
+        rows,
+        as_json,
+        views.rounds_table,
+        "no rounds yet: `fleet learn run --task digits --rounds 5`",
+    )
 
 
 @app.command("models")
@@ -172,13 +175,12 @@ def models(task: TaskOpt, as_json: JsonOpt = False) -> None:
     rows = read_database(
         "the model registry", lambda: registry.list_versions(url, task), as_json=as_json
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print(f"no {task} models yet: `fleet learn run --task {task}`")
-        return
-    console.print(views.versions_table(rows))
+    print_rows(
+        rows,
+        as_json,
+        views.versions_table,
+        f"no {task} models yet: `fleet learn run --task {task}`",
+    )
 
 
 @app.command("rollback")
@@ -246,10 +248,7 @@ def schedule(
     async def work(client: Any) -> ScheduleView:
         return await ensure_learning_schedule(client, order, interval)
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
@@ -291,10 +290,7 @@ def share(
         with err_console.status(f"{order.pattern_id}: validating"):
             return await learning.share_pattern(client, order)
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
@@ -312,13 +308,12 @@ def list_patterns(
     settings = load_settings(as_json)
     url = settings.effective_database_url
     rows = read_database("patterns", lambda: patterns.list_patterns(url, limit), as_json=as_json)
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no patterns yet: `fleet learn share --from forecaster-1`")
-        return
-    console.print(views.patterns_table(rows))
+    print_rows(
+        rows,
+        as_json,
+        views.patterns_table,
+        "no patterns yet: `fleet learn share --from forecaster-1`",
+    )
 
 
 @app.command("plot")

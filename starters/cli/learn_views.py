@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -40,7 +41,7 @@ def campaign_table(view: CampaignView) -> Table:
     return table
 
 
-def rounds_table(rows: list[LearningRoundRecord]) -> Table:
+def rounds_table(rows: Sequence[LearningRoundRecord]) -> Table:
     """Recorded rounds: who took part, who was dropped or excluded (and why), the champion."""
     table = Table("round", "task", "status", "participants", "dropped", "excluded", "champion")
     for row in rows:
@@ -56,7 +57,7 @@ def rounds_table(rows: list[LearningRoundRecord]) -> Table:
     return table
 
 
-def versions_table(rows: list[ModelVersion]) -> Table:
+def versions_table(rows: Sequence[ModelVersion]) -> Table:
     """A task's model registry: each version, its status, lineage and metrics."""
     table = Table("version", "status", "parent", "round", "metrics", "participants", "artifact")
     for row in rows:
@@ -87,7 +88,7 @@ def share_line(view: PatternView, source: str) -> str:
     )
 
 
-def patterns_table(rows: list[PatternRecord]) -> Table:
+def patterns_table(rows: Sequence[PatternRecord]) -> Table:
     """Shared patterns and how often they held."""
     table = Table("pattern", "source", "symbol", "regime", "confidence", "status", "held")
     for row in rows:

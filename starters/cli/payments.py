@@ -11,14 +11,13 @@ import typer
 from rich.table import Table
 
 from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail, run_with_client
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="The payments ledger: list, show, reconcile with the chain.")
 skills_app = typer.Typer(help="Skills bots sell over HTTP with x402, and their prices.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 PURCHASE_WAIT_S = 600
 
 
@@ -129,10 +128,7 @@ def pay(
         show_steps(view)
         return view
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     ok = view.status in (PurchaseStatus.DONE, PurchaseStatus.REFUNDED)
     if as_json:
         emit_json({"ok": ok, **view.model_dump(mode="json")})
@@ -256,10 +252,7 @@ def reconcile(as_json: JsonOpt = False) -> None:
     async def work(client: Any) -> Any:
         return await run_reconciliation(client, settings)
 
-    try:
-        report = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    report = run_or_fail(settings, work, as_json)
     data = report.model_dump(mode="json")
     findings = data.get("findings") or []
     if as_json:
