@@ -170,9 +170,7 @@ async def tell_publisher(client: Client, config: ChannelConfig) -> bool:
     publisher reads the channel's row when it starts)."""
     from workflows.channel_publisher import ChannelPublisherWorkflow, publisher_workflow_id
 
-    handle = client.get_workflow_handle_for(
-        ChannelPublisherWorkflow.run, publisher_workflow_id(config.name)
-    )
+    handle = client.get_workflow_handle(publisher_workflow_id(config.name))
     try:
         await handle.signal(ChannelPublisherWorkflow.configure, config)
     except RPCError:
