@@ -19,7 +19,7 @@ inside batched skill activities, no entity or chain):
   (``POST /sandbox/telegram/updates``) until the whole reply has arrived there: the poller's
   ``getUpdates``, the command center's parsing, the ``FleetCommandWorkflow``, the reply's
   ``sendMessage`` and, past 20 answers, the ``sendDocument`` of the full table as CSV.
-- **CLI path**: the same command through ``agentfleet.bots.commands.run_command``, what ``fleet
+- **CLI path**: the same command through ``clients.commands.run_command``, what ``fleet
   command forecast --all`` calls. Telegram minus this is the command center's own cost.
 - **skeleton**: a fan-out skeleton (``bench.shapes.fan_out``) of the command's shape, read
   from a probe command's history: one activity (``resolve_targets``), then the
@@ -80,7 +80,7 @@ from rich.table import Table
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
 from agentfleet.bots.model import BotKind, BotStatus, ForecastRequest, Skill
 from agentfleet.content.model import RateLimit
 from agentfleet.settings import Settings
@@ -104,6 +104,7 @@ from bench.harness import (
 )
 from bench.shapes import activity_steps, fan_out, history_events, steps_skeleton, steps_text
 from clients.bots import show_bot
+from clients.commands import run_command
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from starters.stack.components import TELEGRAM_READY_FILE

@@ -59,7 +59,6 @@ from temporalio.client import Client
 
 from agentfleet import taskqueues
 from agentfleet.bots.model import BotKind
-from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     MAX_LENGTH,
@@ -95,6 +94,7 @@ from bench.shapes import (
     steps_text,
     type_counts,
 )
+from clients import content as content_ops
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from workers.main import running_workers

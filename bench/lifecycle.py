@@ -57,7 +57,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from agentfleet import db
-from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id, run_command
+from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -87,6 +87,7 @@ from bench.shapes import (
     steps_skeleton,
 )
 from clients.bots import create_bot
+from clients.commands import run_command
 from starters.stack.devchain import prepare_fleet
 from workers.main import running_workers
 

@@ -6,6 +6,7 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -28,9 +29,14 @@ from agentfleet.bots.model import (
 )
 from agentfleet.errors import FleetError
 from agentfleet.netguard import ANY_FLEET, UrlRule
+from clients.polling import poll_until
 
 if TYPE_CHECKING:
     from agentfleet.models import BotRecord
+
+SETTLED = frozenset({BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, BotStatus.PAUSED})
+"""A bot in these states is done provisioning (or gave up)."""
+POLL_S = 0.2
 
 
 def _workflow() -> Any:
@@ -102,6 +108,24 @@ async def show_bot(
     return view
 
 
+async def settle_bot(
+    client: Client,
+    view: BotView,
+    timeout_s: float,
+    on_view: Callable[[BotView], None] | None = None,
+) -> BotView:
+    """Follow ``view``'s bot until it is :data:`SETTLED` or ``timeout_s`` has passed; the last
+    view read. ``on_view`` sees each view as it is read."""
+    return await poll_until(
+        lambda: show_bot(client, view.name),
+        view,
+        lambda seen: seen.status in SETTLED,
+        timeout_s,
+        POLL_S,
+        on_view,
+    )
+
+
 async def bot_history(client: Client, name: str) -> BotHistory:
     try:
         history: BotHistory = await _handle(client, name).query(_workflow().history)
@@ -149,6 +173,15 @@ async def configure_bot(
     """The entity's ``configure``; its validator checks URL parameters against ``urls`` (the
     caller's fleet's rule), so a URL the fleet may not call changes nothing."""
     return await _command(client, name, "configure", ConfigureRequest(params=params, urls=urls))
+
+
+async def restart_bot(client: Client, name: str) -> BotView:
+    """A failed bot is retried from the step that failed; any other is paused and resumed."""
+    view = await show_bot(client, name)
+    if view.status is BotStatus.FAILED:
+        return await retry_bot(client, name)
+    await pause_bot(client, name)
+    return await resume_bot(client, name)
 
 
 async def retire_bot(client: Client, name: str, reason: str = "retired by operator") -> BotView:

@@ -26,7 +26,6 @@ from activities.channels import ChannelActivities
 from agentfleet import taskqueues
 from agentfleet.bots.health import FleetHealthSummary, HealthCheck
 from agentfleet.bots.model import bot_workflow_id
-from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     MAX_LENGTH,
@@ -50,6 +49,7 @@ from agentfleet.operations.alerts import (
 from agentfleet.payments.model import PaymentStatus, PaymentView
 from agentfleet.payments.reconcile import ReconcileReport, ReconcileRequest
 from agentfleet.settings import Settings
+from clients import content as content_ops
 from clients.alerts import send_alerts
 from sandbox.app import Sandbox
 from sandbox.store import TelegramMessage

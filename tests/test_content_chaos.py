@@ -21,7 +21,6 @@ from temporalio.client import Client
 
 from agentfleet import db
 from agentfleet.bots.model import BotKind, BotStatus
-from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     ChannelConfig,
@@ -34,6 +33,7 @@ from agentfleet.content.model import (
     ResolveOutcome,
 )
 from agentfleet.models import BotRecord, ContentItem
+from clients import content as content_ops
 from sandbox.app import Sandbox
 from sandbox.store import Fault
 from tests.fixtures.worker import WorkerProcess

@@ -22,7 +22,6 @@ from temporalio.client import Client
 
 from agentfleet import db
 from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
-from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     MAX_LENGTH,
@@ -40,6 +39,7 @@ from agentfleet.content.model import (
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
+from clients import content as content_ops
 from sandbox.app import Sandbox
 from tests.replay import record_history
 from workers.main import running_workers

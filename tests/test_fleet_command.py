@@ -40,10 +40,7 @@ from agentfleet.bots.commands import (
     FleetCommand,
     FleetCommandResult,
     Targets,
-    command_progress,
     command_workflow_id,
-    run_command,
-    start_command,
     summarize,
     summarize_forecasts,
 )
@@ -61,6 +58,7 @@ from agentfleet.bots.model import (
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
+from clients.commands import command_progress, run_command, start_command
 from tests.fixtures.chain import free_port
 from tests.replay import record_history, replay
 from workers.main import WORKFLOW_RUNNER, WORKFLOWS, Activities, activities_for, running_workers

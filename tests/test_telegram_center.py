@@ -22,7 +22,6 @@ from temporalio.client import Client
 
 from agentfleet import db
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
-from agentfleet.content import ops as content_ops
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     MAX_LENGTH,
@@ -39,6 +38,7 @@ from agentfleet.models import AuditEvent, BotRecord
 from agentfleet.netguard import UrlRule
 from agentfleet.operations.operators import Permission, Role, parse_access_list
 from agentfleet.settings import Settings
+from clients import content as content_ops
 from clients.bots import configure_bot, create_bot, show_bot
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits

@@ -10,8 +10,8 @@ it is reported as failed with the reason.
 A caller may rely on:
 
 - the same ``command_id`` started twice (concurrently, or after it finished) runs once and
-  answers the same :class:`FleetCommandResult` (:func:`run_command`);
-- :func:`command_progress` while it runs (the CLI's live progress bar);
+  answers the same :class:`FleetCommandResult` (``clients.commands.run_command``);
+- ``clients.commands.command_progress`` while it runs (the CLI's live progress bar);
 - the summary being computed from the answers only (pure functions below, used by the workflow).
 """
 
@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -35,14 +35,9 @@ from agentfleet.bots.model import (
     Performance,
     Skill,
 )
-from agentfleet.errors import FleetError
-
-if TYPE_CHECKING:
-    from temporalio.client import Client, WorkflowHandle
 
 M = TypeVar("M", bound=BaseModel)
 
-WORKFLOW_TYPE = "FleetCommandWorkflow"
 BOT_WORKFLOW_TYPE = "BotLifecycleWorkflow"
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CALLABLE_STATUSES = frozenset({BotStatus.ACTIVE, BotStatus.DEGRADED})
@@ -348,54 +343,3 @@ def summarize(
     elif skill is Skill.PERFORMANCE:
         summary.performance = summarize_performance(_parsed(Performance, answers))
     return summary
-
-
-async def start_command(client: Client, command: FleetCommand) -> WorkflowHandle[Any, Any]:
-    """Start the command, or attach to the one already started under its id."""
-    from temporalio.common import WorkflowIDReusePolicy
-
-    from agentfleet import taskqueues
-    from agentfleet.temporal import start_or_attach
-
-    return await start_or_attach(
-        client,
-        WORKFLOW_TYPE,
-        command,
-        id=command_workflow_id(command.command_id),
-        task_queue=taskqueues.WORKFLOWS,
-        reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        result_type=FleetCommandResult,
-        memo={"skill": command.skill.value, "targets": command.targets.describe()},
-    )
-
-
-async def command_result(handle: WorkflowHandle[Any, Any]) -> FleetCommandResult:
-    """The command's result; a failed command is a one-line :class:`FleetError`."""
-    from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import FailureError
-
-    try:
-        result: FleetCommandResult = await handle.result()
-    except WorkflowFailureError as exc:
-        cause = exc.cause
-        reason = cause.message if isinstance(cause, FailureError) else str(cause)
-        command_id = handle.id.removeprefix(command_workflow_id(""))
-        raise FleetError(f"command {command_id} failed: {reason}") from exc
-    return result
-
-
-async def run_command(client: Client, command: FleetCommand) -> FleetCommandResult:
-    """Run ``command`` and wait for its answer; the same ``command_id`` runs once, so a second
-    call (concurrent or later) returns the first run's result, whatever its other fields say."""
-    return await command_result(await start_command(client, command))
-
-
-async def command_progress(client: Client, command_id: str) -> CommandProgress:
-    """The ``progress`` query of a running (or finished) command."""
-    from datetime import timedelta
-
-    handle = client.get_workflow_handle(command_workflow_id(command_id))
-    progress: CommandProgress = await handle.query(
-        "progress", result_type=CommandProgress, rpc_timeout=timedelta(seconds=5)
-    )
-    return progress

@@ -7,13 +7,14 @@ is one row of the ``alerts`` table, which this command reads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from agentfleet.operations.alerts import AlertKind, headline, recent_alerts
-from starters.cli.output import console, emit_json, err_console, read_database
+from agentfleet.operations.alerts import AlertKind, AlertRow, headline, recent_alerts
+from starters.cli.output import print_rows, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Alerts: grouped health, payment, reconciliation, content, learning alerts.")
@@ -33,12 +34,10 @@ def list_alerts(
     rows = read_database(
         "alerts", lambda: recent_alerts(url, kind=kind, limit=limit), as_json=as_json
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no alerts recorded")
-        return
+    print_rows(rows, as_json, _alerts_table, "no alerts recorded")
+
+
+def _alerts_table(rows: Sequence[AlertRow]) -> Table:
     table = Table("at", "severity", "alert", "repeats", "sent to")
     for row in rows:
         style = SEVERITY_STYLE.get(row.severity.value, "")
@@ -49,4 +48,4 @@ def list_alerts(
             str(row.repeats or ""),
             ", ".join(row.channels) or "(recorded only)",
         )
-    console.print(table)
+    return table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,15 +17,14 @@ from agentfleet.bots.model import (
     parse_params,
 )
 from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Bots: create, list, show, pause, resume, configure, retire.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 NameArg = Annotated[str, typer.Argument(help="The bot's name (a slug).")]
-SETTLED = {BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, BotStatus.PAUSED}
+CREATE_WAIT_S = 120
 
 
 def _print_view(view: BotView, as_json: bool) -> None:
@@ -38,10 +36,6 @@ def _print_view(view: BotView, as_json: bool) -> None:
         if value not in (None, "", {}):
             table.add_row(key, str(value))
     console.print(table)
-
-
-def _fail(exc: FleetError, as_json: bool) -> None:
-    fail(str(exc), exc.exit_code, as_json=as_json)
 
 
 @app.command("create")
@@ -81,21 +75,18 @@ def create(
     spec = BotSpec(name=name, kind=kind, owner=owner, description=description, params=params)
 
     async def work(client: Any) -> BotView:
-        from clients.bots import create_bot, show_bot
+        from clients.bots import create_bot, settle_bot
 
         view = await create_bot(client, spec, urls)
-        deadline = time.monotonic() + 120
         with err_console.status(f"{name}: {view.status.value}") as status:
-            while wait and view.status not in SETTLED and time.monotonic() < deadline:
-                await _sleep(0.2)
-                view = await show_bot(client, name)
-                status.update(f"{name}: {view.status.value}")
-        return view
+            return await settle_bot(
+                client,
+                view,
+                CREATE_WAIT_S if wait else 0,
+                lambda seen: status.update(f"{name}: {seen.status.value}"),
+            )
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        _fail(exc, as_json)
+    view = run_or_fail(settings, work, as_json)
     _print_view(view, as_json)
     if view.status is BotStatus.FAILED:
         raise typer.Exit(1)
@@ -124,12 +115,6 @@ def _import_wallet(settings: Any, name: str, path: Path, as_json: bool) -> None:
         fail(str(exc), as_json=as_json)
     if not as_json:
         err_console.print(f"imported wallet {address} for {name}")
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 @app.command("list")
@@ -177,10 +162,7 @@ def show(name: NameArg, as_json: JsonOpt = False) -> None:
 
         return await show_bot(client, name), await bot_history(client, name)
 
-    try:
-        view, history = run_with_client(settings, work)
-    except FleetError as exc:
-        _fail(exc, as_json)
+    view, history = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json({**view.model_dump(mode="json"), "history": history.model_dump(mode="json")})
         return
@@ -198,10 +180,7 @@ def _steer(name: str, action: str, as_json: bool, *args: Any) -> None:
         result: BotView = await getattr(fleet, f"{action}_bot")(client, name, *args)
         return result
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        _fail(exc, as_json)
+    view = run_or_fail(settings, work, as_json)
     _print_view(view, as_json)
 
 

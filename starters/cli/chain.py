@@ -15,7 +15,7 @@ from agentfleet.chain import networks
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
 from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, fail
+from starters.cli.output import JsonOpt, console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
@@ -23,7 +23,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 NetworkOpt = Annotated[
     str | None,
     typer.Option(

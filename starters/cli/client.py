@@ -12,6 +12,7 @@ from temporalio.client import Client
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
 from agentfleet.temporal import connect
+from starters.cli.output import fail
 
 T = TypeVar("T")
 
@@ -40,3 +41,11 @@ def run_with_client(settings: Settings, work: Callable[[Client], Awaitable[T]]) 
     if isinstance(result, FleetError):
         raise result
     return result
+
+
+def run_or_fail(settings: Settings, work: Callable[[Client], Awaitable[T]], as_json: bool) -> T:
+    """:func:`run_with_client`; a :class:`FleetError` is its one line and exit code."""
+    try:
+        return run_with_client(settings, work)
+    except FleetError as exc:
+        fail(str(exc), exc.exit_code, as_json=as_json)

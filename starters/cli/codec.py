@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from agentfleet.settings import Settings
-from starters.cli.output import console, emit_json, fail
+from starters.cli.output import JsonOpt, console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
     help="The codec endpoint that decodes encrypted payloads for the Web UI and CLI.",
     no_args_is_help=True,
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -7,8 +7,6 @@ again shows the first run's answer. Ctrl-C leaves the command running in Tempora
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import re
 import secrets
 from datetime import UTC, datetime
@@ -21,11 +19,19 @@ from rich.table import Table
 
 from agentfleet.bots.model import BotKind, ForecastRequest, Skill
 from agentfleet.errors import FleetError
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.client import run_or_fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 
 if TYPE_CHECKING:
-    from agentfleet.bots.commands import FleetCommand, FleetCommandResult, Targets
+    from temporalio.client import Client
+
+    from agentfleet.bots.commands import (
+        CommandProgress,
+        FleetCommand,
+        FleetCommandResult,
+        Targets,
+    )
     from agentfleet.settings import Settings
 
 app = typer.Typer(
@@ -33,7 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every bot.")]
 KindOpt = Annotated[
     list[str] | None,
@@ -128,7 +133,7 @@ def _command(
     )
 
 
-async def _execute(settings: Settings, command: FleetCommand, live: bool) -> FleetCommandResult:
+async def _execute(client: Client, command: FleetCommand, live: bool) -> FleetCommandResult:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -137,20 +142,16 @@ async def _execute(settings: Settings, command: FleetCommand, live: bool) -> Fle
         TextColumn,
         TimeElapsedColumn,
     )
-    from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
     from temporalio.service import RPCError
 
-    from agentfleet.bots.commands import command_progress, command_result, start_command
-    from agentfleet.temporal import connect
+    from clients.commands import command_result, follow_command, start_command
 
-    client = await connect(settings)
     try:
         handle = await start_command(client, command)
     except RPCError as exc:
         raise FleetError(f"could not start command {command.command_id}: {exc.message}") from exc
     if not live:
         return await command_result(handle)
-    answer = asyncio.ensure_future(command_result(handle))
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -160,42 +161,26 @@ async def _execute(settings: Settings, command: FleetCommand, live: bool) -> Fle
     )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(f"{command.skill.value}: resolving targets", total=None)
-        while not answer.done():
-            try:
-                progress = await command_progress(client, command.command_id)
-            except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+
+        def show(progress: CommandProgress | None) -> None:
+            if progress is None:
                 bar.update(task, description="waiting for a worker (`fleet up` / `fleet worker`)")
-            else:
-                bar.update(
-                    task,
-                    total=progress.total or None,
-                    completed=progress.answered,
-                    description=f"{command.skill.value}: {progress.ok} ok, {progress.failed} "
-                    f"failed, {progress.skipped + progress.unknown} skipped",
-                )
-            await asyncio.wait({answer}, timeout=POLL_S)
-    return answer.result()
+                return
+            bar.update(
+                task,
+                total=progress.total or None,
+                completed=progress.answered,
+                description=f"{command.skill.value}: {progress.ok} ok, {progress.failed} "
+                f"failed, {progress.skipped + progress.unknown} skipped",
+            )
 
-
-async def _settled(
-    settings: Settings, command: FleetCommand, live: bool
-) -> FleetCommandResult | FleetError:
-    """``_execute``, then the client is collected while the event loop still runs: a Temporal
-    client left for interpreter shutdown after a long poll aborts the process now and then
-    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300; ~1 run in 5 here)."""
-    outcome: FleetCommandResult | FleetError
-    try:
-        outcome = await _execute(settings, command, live)
-    except FleetError as exc:  # a fresh error: the raised one's traceback holds the client
-        outcome = FleetError(exc.message, exit_code=exc.exit_code)
-    gc.collect()
-    return outcome
+        return await follow_command(client, handle, POLL_S, show)
 
 
 def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
     live = not as_json and err_console.is_terminal
     try:
-        result = asyncio.run(_settled(settings, command, live))
+        result = run_or_fail(settings, lambda client: _execute(client, command, live), as_json)
     except KeyboardInterrupt:
         fail(
             f"stopped waiting; command {command.command_id} keeps running "
@@ -203,8 +188,6 @@ def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
             130,
             as_json=as_json,
         )
-    if isinstance(result, FleetError):
-        fail(str(result), result.exit_code, as_json=as_json)
     if as_json:
         emit_json({"ok": True, **result.model_dump(mode="json")})
     else:

@@ -1,4 +1,4 @@
-"""``fleet content ...`` and ``fleet channel ...``: the content pipeline from a terminal.
+"""``fleet content ...``: the content pipeline from a terminal.
 
 Each item is a ``ContentPipelineWorkflow`` (``content-{id}``); decisions are its updates, so a
 refused one (unknown approver, already decided, expired) is one line and changes nothing.
@@ -6,41 +6,42 @@ refused one (unknown approver, already decided, expired) is one line and changes
 
 from __future__ import annotations
 
-import asyncio
 import getpass
-import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from agentfleet.content.model import (
-    FINAL_STATES,
-    MAX_LENGTH,
     ApproveInput,
     CancelInput,
-    ChannelConfig,
-    ChannelKind,
     ContentOrder,
     ContentState,
     ContentView,
     EditInput,
-    RateLimit,
     RejectInput,
     ResolveInput,
     ResolveOutcome,
-    default_limit,
 )
-from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail
+from starters.cli.output import (
+    JsonOpt,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    print_rows,
+    read_database,
+)
 from starters.cli.settings_arg import load_settings
 
-app = typer.Typer(help="Content items: submit, list, show, audit, approve, reject, edit, cancel.")
-channel_app = typer.Typer(help="Publishing channels (Telegram chats, email, webhooks).")
+if TYPE_CHECKING:
+    from agentfleet.models import ContentItem
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+app = typer.Typer(help="Content items: submit, list, show, audit, approve, reject, edit, cancel.")
+
 IdArg = Annotated[str, typer.Argument(help="The content id (`fleet content list`).")]
 ApproverOpt = Annotated[
     str | None,
@@ -92,13 +93,6 @@ def _print_view(view: ContentView, as_json: bool) -> None:
         console.print(view.text, highlight=False, markup=False)
 
 
-def _run(settings: Any, work: Any, as_json: bool) -> Any:
-    try:
-        return run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
-
-
 @app.command("submit")
 def submit(
     bot: Annotated[str, typer.Option("--bot", help="The publisher bot that owns the item.")],
@@ -123,15 +117,15 @@ def submit(
 ) -> None:
     """Submit a brief: the pipeline drafts, scores and checks it, then waits for approval
     (or auto-approves where the policy says so) and publishes. Prints the content id."""
-    from agentfleet.content import ops as content_ops
     from agentfleet.content import store as content_store
+    from clients import content
 
     settings = load_settings(as_json)
     now = datetime.now(UTC)
     try:
         publish_at = content_store.parse_when(at, now) if at else None
         order = ContentOrder(
-            content_id=content_id or content_ops.new_content_id(bot),
+            content_id=content_id or content.new_content_id(bot),
             bot=bot,
             channel=channel,
             brief=brief,
@@ -144,17 +138,18 @@ def submit(
     read_database("bots and channels", lambda: content_store.list_channels(url), as_json=as_json)
 
     async def work(client: Any) -> ContentView:
-        await content_ops.submit(client, url, order, now)
-        view = await content_ops.show(client, url, order.content_id)
-        deadline = time.monotonic() + SHOWN_WAIT_S
+        await content.submit(client, url, order, now)
+        view = await content.show(client, url, order.content_id)
         with err_console.status(f"{order.content_id}: {view.state.value}") as status:
-            while wait and not _settled(view) and time.monotonic() < deadline:
-                await asyncio.sleep(0.3)
-                view = await content_ops.show(client, url, order.content_id)
-                status.update(f"{order.content_id}: {view.state.value}")
-        return view
+            return await content.settle(
+                client,
+                url,
+                view,
+                SHOWN_WAIT_S if wait else 0,
+                lambda seen: status.update(f"{seen.content_id}: {seen.state.value}"),
+            )
 
-    view = _run(settings, work, as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
@@ -162,13 +157,6 @@ def submit(
     err_console.print(f"state: {view.state.value}" + (f" ({view.reason})" if view.reason else ""))
     if view.state is ContentState.AWAITING_APPROVAL:
         err_console.print(f"next: fleet content show {view.content_id}, then approve or reject")
-
-
-def _settled(view: ContentView) -> bool:
-    return view.state in FINAL_STATES or view.state in {
-        ContentState.AWAITING_APPROVAL,
-        ContentState.SCHEDULED,
-    }
 
 
 @app.command("list")
@@ -190,12 +178,15 @@ def list_items(
         lambda: content_store.list_items(url, state=state, bot=bot, limit=limit),
         as_json=as_json,
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no content yet: `fleet content submit --bot B --channel C --brief ...`")
-        return
+    print_rows(
+        rows,
+        as_json,
+        _items_table,
+        "no content yet: `fleet content submit --bot B --channel C --brief ...`",
+    )
+
+
+def _items_table(rows: Sequence[ContentItem]) -> Table:
     table = Table("content", "state", "bot", "channel", "updated", "reason")
     for row in rows:
         table.add_row(
@@ -206,21 +197,21 @@ def list_items(
             row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
             (row.reason or "")[:60],
         )
-    console.print(table)
+    return table
 
 
 @app.command("show")
 def show(content_id: IdArg, as_json: JsonOpt = False) -> None:
     """One item: state, scores, each check, decision, receipt and the text."""
-    from agentfleet.content import ops as content_ops
+    from clients import content
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
 
     async def work(client: Any) -> ContentView:
-        return await content_ops.show(client, url, content_id)
+        return await content.show(client, url, content_id)
 
-    _print_view(_run(settings, work, as_json), as_json)
+    _print_view(run_or_fail(settings, work, as_json), as_json)
 
 
 @app.command("audit")
@@ -258,15 +249,15 @@ def audit(content_id: IdArg, as_json: JsonOpt = False) -> None:
 
 
 def _decide(content_id: str, update: str, arg: Any, as_json: bool) -> None:
-    from agentfleet.content import ops as content_ops
+    from clients import content
 
     settings = load_settings(as_json)
     url = settings.effective_database_url
 
     async def work(client: Any) -> ContentView:
-        return await content_ops.steer(client, url, content_id, update, arg)
+        return await content.steer(client, url, content_id, update, arg)
 
-    view = _run(settings, work, as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
@@ -342,172 +333,3 @@ def resolve(
         ResolveInput(actor=_approver(by), outcome=outcome, message_id=message_id),
         as_json,
     )
-
-
-@channel_app.command("add")
-def channel_add(
-    name: Annotated[str, typer.Argument(help="A slug, e.g. announcements.")],
-    kind: Annotated[ChannelKind, typer.Option("--kind", help="telegram, email or webhook.")],
-    target: Annotated[
-        str,
-        typer.Option(
-            "--target", help="Telegram chat id or @channel, email address, or webhook URL."
-        ),
-    ],
-    rate: Annotated[
-        float | None,
-        typer.Option("--rate", help="Messages per second (default: the published limit).", min=0),
-    ] = None,
-    burst: Annotated[int | None, typer.Option("--burst", min=1, max=1000)] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=1)] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Add a channel, or change one (its publisher picks up the new limit)."""
-    from agentfleet.content import store as content_store
-
-    settings = load_settings(as_json)
-    try:
-        limit = default_limit(kind, target)
-        if rate is not None or burst is not None:
-            limit = RateLimit(
-                rate_per_s=rate if rate is not None else limit.rate_per_s,
-                burst=burst if burst is not None else limit.burst,
-            )
-        config = ChannelConfig(
-            name=name,
-            kind=kind,
-            target=_check_target(kind, target),
-            limit=limit,
-            max_length=max_length or MAX_LENGTH[kind],
-        )
-    except ValueError as exc:
-        fail(
-            str(exc).splitlines()[-1].strip() if "validation error" in str(exc) else str(exc),
-            as_json=as_json,
-        )
-    url = settings.effective_database_url
-    created = read_database(
-        "channels", lambda: content_store.save_channel(url, config), as_json=as_json
-    )
-    if not created:
-        _tell_publisher(settings, config)
-    if as_json:
-        emit_json(config.model_dump(mode="json") | {"created": created})
-        return
-    verb = "added" if created else "changed"
-    console.print(
-        f"{verb} channel {name}: {kind.value} -> {config.target} "
-        f"({config.limit.rate_per_s:g}/s, burst {config.limit.burst})"
-    )
-
-
-def _check_target(kind: ChannelKind, target: str) -> str:
-    import re
-
-    if kind is ChannelKind.TELEGRAM and not re.match(
-        r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$", target
-    ):
-        raise ValueError(f"--target {target!r} is not a Telegram chat id or @channelusername")
-    if kind is ChannelKind.EMAIL and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", target):
-        raise ValueError(f"--target {target!r} is not an email address")
-    if kind is ChannelKind.WEBHOOK and not re.match(r"^https?://\S+$", target):
-        raise ValueError(f"--target {target!r} is not an http(s) URL")
-    return target
-
-
-def _tell_publisher(settings: Any, config: ChannelConfig) -> None:
-    """Signal a running publisher the new limit (none running: it reads it when it starts)."""
-    from temporalio.service import RPCError
-
-    async def work(client: Any) -> None:
-        handle = client.get_workflow_handle(f"publisher-{config.name}")
-        try:
-            await handle.signal("configure", config)
-        except RPCError:
-            return
-
-    try:
-        run_with_client(settings, work)
-    except FleetError:
-        err_console.print("note: Temporal is not reachable; a running publisher keeps its limit")
-
-
-@channel_app.command("list")
-def channel_list(as_json: JsonOpt = False) -> None:
-    """Channels and their rate limits."""
-    from agentfleet.content import store as content_store
-
-    settings = load_settings(as_json)
-    url = settings.effective_database_url
-    rows = read_database("channels", lambda: content_store.list_channels(url), as_json=as_json)
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no channels yet: `fleet channel add NAME --kind K --target T`")
-        return
-    table = Table("channel", "kind", "target", "rate/s", "burst", "max length")
-    for row in rows:
-        table.add_row(
-            row.name,
-            row.kind.value,
-            row.target,
-            f"{row.limit.rate_per_s:g}",
-            str(row.limit.burst),
-            str(row.max_length),
-        )
-    console.print(table)
-
-
-def _inbox_target(config: ChannelConfig) -> str:
-    """The sandbox files webhooks under the receiver's name (the URL's last segment)."""
-    if config.kind is ChannelKind.WEBHOOK:
-        return config.target.rstrip("/").rsplit("/", 1)[-1]
-    return config.target
-
-
-@channel_app.command("inbox")
-def channel_inbox(
-    name: Annotated[str, typer.Argument(help="The channel.")],
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
-    as_json: JsonOpt = False,
-) -> None:
-    """What the local sandbox received on a channel (the `fleet up` demo's Telegram chat,
-    mailbox or webhook receiver)."""
-    import httpx
-
-    from agentfleet.content import store as content_store
-
-    settings = load_settings(as_json)
-    url = settings.effective_database_url
-    config = read_database(
-        "channels", lambda: content_store.get_channel(url, name), as_json=as_json
-    )
-    if config is None:
-        fail(f"no channel named {name}; `fleet channel list` shows them", as_json=as_json)
-    try:
-        response = httpx.get(
-            f"{settings.sandbox_url}/sandbox/inbox",
-            params={"kind": config.kind.value, "target": _inbox_target(config)},
-            timeout=5,
-        )
-        response.raise_for_status()
-    except httpx.HTTPError:
-        fail(
-            f"the channel sandbox at {settings.sandbox_url} does not answer; it runs with "
-            "`fleet up` (FLEET_CHANNEL_SANDBOX=true); a real channel's messages are in the "
-            "channel itself",
-            as_json=as_json,
-        )
-    messages = response.json()[-limit:]
-    if as_json:
-        emit_json(messages)
-        return
-    if not messages:
-        err_console.print(f"nothing received on {name} yet")
-        return
-    for message in messages:
-        console.rule(f"{message.get('received_at', '')} · {message.get('message_id', '')}")
-        if message.get("subject"):
-            console.print(f"Subject: {message['subject']}", highlight=False, markup=False)
-        console.print(message.get("text", ""), highlight=False, markup=False)

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from agentfleet.errors import FleetError, first_line
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
@@ -18,7 +18,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 PROGRESS_FROM_BYTES = 1_000_000
 """Files at least this big show a progress bar while they are validated and written."""
 

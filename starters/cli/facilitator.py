@@ -12,7 +12,7 @@ from rich.table import Table
 from agentfleet.errors import FleetError
 from agentfleet.models import FacilitatorKey
 from agentfleet.payments import facilitator_keys
-from starters.cli.output import console, emit_json, fail, read_database
+from starters.cli.output import JsonOpt, console, emit_json, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
@@ -26,7 +26,6 @@ app.add_typer(key_app, name="key")
 
 T = TypeVar("T")
 FLEET_WALLETS = "the fleet's own wallets"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def _checked(read: Callable[[], T], as_json: bool) -> T:

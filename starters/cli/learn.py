@@ -6,24 +6,36 @@ draws its progress; ``status``, ``models`` and ``rollback`` read and steer the m
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli import learn_views as views
+from starters.cli.client import run_or_fail, run_with_client
+from starters.cli.output import (
+    JsonOpt,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    print_rows,
+    read_database,
+)
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="Learning rounds: run, status, models, rollback.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TaskOpt = Annotated[str, typer.Option("--task", "-t", help="The learning task: digits, forecast.")]
+CAMPAIGN_WAIT_S = 3600
+PROGRESS_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+)
 
 
 def _check_task(task: str, as_json: bool) -> None:
@@ -33,33 +45,6 @@ def _check_task(task: str, as_json: bool) -> None:
         task_named(task)
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
-
-
-def _round_table(view: Any) -> Table:
-    metric = view.primary or "metric"
-    table = Table(
-        "round",
-        metric,
-        "loss",
-        "champion",
-        "participants",
-        "dropped",
-        "excluded",
-        "outcome",
-        title=f"{view.task}: {len(view.rounds)} of {view.rounds_planned} rounds",
-    )
-    for summary in view.rounds:
-        table.add_row(
-            str(summary.round),
-            "-" if summary.metric is None else f"{summary.metric:.4f}",
-            "-" if summary.loss is None else f"{summary.loss:.4f}",
-            summary.champion or "-",
-            str(summary.participants),
-            str(summary.dropped),
-            str(summary.excluded),
-            summary.status.value.replace("_", " "),
-        )
-    return table
 
 
 @app.command("run")
@@ -89,8 +74,6 @@ def run(
 ) -> None:
     """Run learning rounds: each bot trains on its own data, the fleet aggregates, evaluates,
     promotes the better model or keeps the champion."""
-    from temporalio.common import WorkflowIDReusePolicy
-
     from agentfleet.learning import registry
     from agentfleet.learning.rounds import (
         CampaignOrder,
@@ -99,8 +82,7 @@ def run(
         campaign_workflow_id,
     )
     from agentfleet.learning.strategies import strategy_named
-    from agentfleet.taskqueues import WORKFLOWS
-    from agentfleet.temporal import start_or_attach
+    from clients import learning
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
@@ -130,57 +112,33 @@ def run(
     )
 
     async def work(client: Any) -> CampaignView:
-        # Round numbers come from the database: a finished campaign of the same id belongs to
-        # an earlier database (or a test's), so only a running one is joined.
-        handle = await start_or_attach(
-            client,
-            "LearningCampaignWorkflow",
-            order,
-            id=campaign_workflow_id(task, first),
-            task_queue=WORKFLOWS,
-            result_type=CampaignView,
-            reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
+        handle = await learning.start_campaign(client, order)
         if not wait:
             return CampaignView(task=task, rounds_planned=rounds)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=err_console, transient=True) as progress:
+        with Progress(*PROGRESS_COLUMNS, console=err_console, transient=True) as progress:
             bar = progress.add_task(f"{task} rounds", total=rounds)
-            deadline = time.monotonic() + 3600
-            while time.monotonic() < deadline:
-                try:
-                    async with asyncio.timeout(0.5):
-                        result: CampaignView = await handle.result()
-                        return result
-                except TimeoutError:
-                    pass
-                view: CampaignView | None = await handle.query("progress", result_type=CampaignView)
-                if view is not None and view.rounds:
-                    last = view.rounds[-1]
-                    shown = "" if last.metric is None else f" {view.primary} {last.metric:.4f}"
-                    progress.update(
-                        bar,
-                        completed=len(view.rounds),
-                        description=f"{task} round {last.round}{shown}",
-                    )
-        raise FleetError(f"{handle.id} still runs; `fleet learn status --task {task}` follows it")
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+            def show(view: CampaignView) -> None:
+                last = view.rounds[-1]
+                shown = "" if last.metric is None else f" {view.primary} {last.metric:.4f}"
+                description = f"{task} round {last.round}{shown}"
+                progress.update(bar, completed=len(view.rounds), description=description)
+
+            result = await learning.follow_campaign(handle, CAMPAIGN_WAIT_S, show)
+        if result is None:
+            raise FleetError(
+                f"{handle.id} still runs; `fleet learn status --task {task}` follows it"
+            )
+        return result
+
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json") | {"campaign": campaign_workflow_id(task, first)})
         return
     if not wait:
         console.print(f"started {campaign_workflow_id(task, first)}")
         return
-    console.print(_round_table(view))
+    console.print(views.campaign_table(view))
     console.print(f"champion: {view.champion} ({view.stopped})")
 
 
@@ -198,24 +156,12 @@ def status(
     rows = read_database(
         "learning rounds", lambda: registry.list_rounds(url, task, limit), as_json=as_json
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no rounds yet: `fleet learn run --task digits --rounds 5`")
-        return
-    table = Table("round", "task", "status", "participants", "dropped", "excluded", "champion")
-    for row in rows:
-        table.add_row(
-            row.round_id,
-            row.task,
-            row.status.replace("_", " "),
-            str(len(row.participants)),
-            "; ".join(f"{d['participant']}: {d['reason']}" for d in row.dropped)[:60],
-            "; ".join(f"{e['participant']}: {e['reason']}" for e in row.excluded)[:60],
-            row.champion or "-",
-        )
-    console.print(table)
+    print_rows(
+        rows,
+        as_json,
+        views.rounds_table,
+        "no rounds yet: `fleet learn run --task digits --rounds 5`",
+    )
 
 
 @app.command("models")
@@ -229,27 +175,12 @@ def models(task: TaskOpt, as_json: JsonOpt = False) -> None:
     rows = read_database(
         "the model registry", lambda: registry.list_versions(url, task), as_json=as_json
     )
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print(f"no {task} models yet: `fleet learn run --task {task}`")
-        return
-    table = Table("version", "status", "parent", "round", "metrics", "participants", "artifact")
-    for row in rows:
-        metrics = ", ".join(
-            f"{k} {v:.4f}" for k, v in row.metrics.items() if isinstance(v, int | float)
-        )
-        table.add_row(
-            row.version_id,
-            row.status,
-            row.parent or "-",
-            row.round_id or "-",
-            metrics[:50],
-            str(len(row.participants)),
-            row.artifact[:19] + "…",
-        )
-    console.print(table)
+    print_rows(
+        rows,
+        as_json,
+        views.versions_table,
+        f"no {task} models yet: `fleet learn run --task {task}`",
+    )
 
 
 @app.command("rollback")
@@ -259,8 +190,8 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Make an earlier version the champion again; every bot serving the task is told."""
-    from agentfleet.bots.model import BotEvent, bot_workflow_id
     from agentfleet.learning import registry
+    from clients import learning
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
@@ -273,19 +204,7 @@ def rollback(
         fail(str(exc), as_json=as_json)
 
     async def work(client: Any) -> list[str]:
-        from datetime import UTC, datetime
-
-        from temporalio.service import RPCError
-
-        told = []
-        for name in bots:
-            event = BotEvent(at=datetime.now(UTC), event="model", detail=target.version_id)
-            try:
-                await client.get_workflow_handle(bot_workflow_id(name)).signal("note", event)
-            except RPCError:
-                continue
-            told.append(name)
-        return told
+        return await learning.announce_model(client, bots, target.version_id)
 
     try:
         told = run_with_client(settings, work)
@@ -329,10 +248,7 @@ def schedule(
     async def work(client: Any) -> ScheduleView:
         return await ensure_learning_schedule(client, order, interval)
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
@@ -355,7 +271,7 @@ def share(
 
     from agentfleet.bots.model import check_name
     from agentfleet.learning.patterns import PatternView, ShareOrder
-    from agentfleet.taskqueues import WORKFLOWS
+    from clients import learning
 
     settings = load_settings(as_json)
     try:
@@ -371,40 +287,14 @@ def share(
     )
 
     async def work(client: Any) -> PatternView:
-        from temporalio.client import WorkflowFailureError
+        with err_console.status(f"{order.pattern_id}: validating"):
+            return await learning.share_pattern(client, order)
 
-        handle = await client.start_workflow(
-            "PatternShareWorkflow",
-            order,
-            id=order.pattern_id,
-            task_queue=WORKFLOWS,
-            result_type=PatternView,
-        )
-        try:
-            with err_console.status(f"{order.pattern_id}: validating"):
-                view: PatternView = await handle.result()
-        except WorkflowFailureError as exc:
-            from agentfleet.errors import first_line
-            from workflows.transactions import deepest_cause
-
-            raise FleetError(first_line(Exception(deepest_cause(exc)))) from None
-        return view
-
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     if as_json:
         emit_json(view.model_dump(mode="json"))
         return
-    pattern = view.pattern
-    said = f"{pattern.regime} on {pattern.symbol} ({pattern.confidence:.2f})" if pattern else "-"
-    rate = "-" if view.success_rate is None else f"{view.success_rate:.0%}"
-    console.print(
-        f"{view.pattern_id}: {source} sees {said}; {view.status.value}: held for "
-        f"{view.holds} of {view.asked} bots ({rate})"
-        + (f"; not sent to {len(view.not_reached)}" if view.not_reached else "")
-    )
+    console.print(views.share_line(view, source))
 
 
 @app.command("patterns")
@@ -418,25 +308,12 @@ def list_patterns(
     settings = load_settings(as_json)
     url = settings.effective_database_url
     rows = read_database("patterns", lambda: patterns.list_patterns(url, limit), as_json=as_json)
-    if as_json:
-        emit_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        err_console.print("no patterns yet: `fleet learn share --from forecaster-1`")
-        return
-    table = Table("pattern", "source", "symbol", "regime", "confidence", "status", "held")
-    for row in rows:
-        rate = "-" if row.success_rate is None else f"{row.success_rate:.0%}"
-        table.add_row(
-            row.pattern_id,
-            row.source,
-            row.symbol,
-            row.regime,
-            f"{row.confidence:.2f}",
-            row.status,
-            f"{row.holds}/{row.asked} ({rate})",
-        )
-    console.print(table)
+    print_rows(
+        rows,
+        as_json,
+        views.patterns_table,
+        "no patterns yet: `fleet learn share --from forecaster-1`",
+    )
 
 
 @app.command("plot")

@@ -11,6 +11,7 @@ from starters.cli import (
     alerts,
     bot,
     chain,
+    channel,
     codec,
     command,
     content,
@@ -48,7 +49,7 @@ app.add_typer(payments.app, name="payments")
 app.add_typer(payments.skills_app, name="skills")
 app.add_typer(facilitator.app, name="facilitator")
 app.add_typer(content.app, name="content")
-app.add_typer(content.channel_app, name="channel")
+app.add_typer(channel.app, name="channel")
 app.add_typer(policy.app, name="policy")
 app.add_typer(learn.app, name="learn")
 app.add_typer(alerts.app, name="alerts")

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.table import Table
 
 from agentfleet.redaction import redact
 
 console = Console()
 err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+"""The ``--json`` option most commands take."""
 
 
 def emit_json(data: Any) -> None:
@@ -31,6 +36,7 @@ def fail(message: str, code: int = 1, *, as_json: bool = False) -> NoReturn:
 
 
 T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
 
 
 def read_database(what: str, read: Callable[[], T], *, as_json: bool = False) -> T:
@@ -44,3 +50,17 @@ def read_database(what: str, read: Callable[[], T], *, as_json: bool = False) ->
         if "no such table" in reason or "does not exist" in reason:
             reason = "the database has no schema yet"
         fail(f"cannot read {what}: {reason}; run `fleet up` (or `fleet setup`)", as_json=as_json)
+
+
+def print_rows(
+    rows: Sequence[R], as_json: bool, draw: Callable[[Sequence[R]], Table], empty: str
+) -> None:
+    """``rows`` as a JSON list with ``--json``; else the table ``draw`` makes of them, or the
+    ``empty`` hint on stderr when there are none."""
+    if as_json:
+        emit_json([row.model_dump(mode="json") for row in rows])
+        return
+    if not rows:
+        err_console.print(empty)
+        return
+    console.print(draw(rows))

@@ -3,9 +3,7 @@ with x402, and the ledger of what was paid."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -13,14 +11,14 @@ import typer
 from rich.table import Table
 
 from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, err_console, fail, read_database
+from starters.cli.client import run_or_fail, run_with_client
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail, read_database
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(help="The payments ledger: list, show, reconcile with the chain.")
 skills_app = typer.Typer(help="Skills bots sell over HTTP with x402, and their prices.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+PURCHASE_WAIT_S = 600
 
 
 def _fusd(units: int | str | None) -> str:
@@ -69,7 +67,7 @@ def pay(
         PurchaseView,
         new_purchase_id,
     )
-    from clients.purchases import start_purchase
+    from clients.purchases import follow_purchase, start_purchase
 
     settings = load_settings(as_json)
     try:
@@ -106,40 +104,31 @@ def pay(
     except ValueError as exc:
         fail(str(exc).splitlines()[0], as_json=as_json)
 
+    shown = 0
+
+    def show_steps(view: PurchaseView) -> None:
+        nonlocal shown
+        for step in view.steps[shown:]:
+            if not as_json:
+                err_console.print(f"[green]✓[/] {step}")
+        shown = len(view.steps)
+
     async def work(client: Any) -> PurchaseView:
         try:
             handle = await start_purchase(client, request)
         except ValueError as exc:
             raise FleetError(str(exc)) from None
-        shown = 0
-        deadline = time.monotonic() + 600
         with err_console.status(f"{request.purchase_id}: starting") as status:
-            while True:
-                try:
-                    async with asyncio.timeout(0.25):
-                        view: PurchaseView = await handle.result()
-                    break
-                except TimeoutError:
-                    view = await handle.query("status", result_type=PurchaseView)
-                for step in view.steps[shown:]:
-                    if not as_json:
-                        err_console.print(f"[green]✓[/] {step}")
-                shown = len(view.steps)
+
+            def show(view: PurchaseView) -> None:
+                show_steps(view)
                 status.update(f"{request.purchase_id}: {', '.join(view.steps) or 'starting'}")
-                if time.monotonic() > deadline:
-                    raise FleetError(
-                        f"{request.purchase_id} is still running; `fleet payments show` or the "
-                        "Web UI shows where it is"
-                    )
-        for step in view.steps[shown:]:
-            if not as_json:
-                err_console.print(f"[green]✓[/] {step}")
+
+            view = await follow_purchase(handle, PURCHASE_WAIT_S, show)
+        show_steps(view)
         return view
 
-    try:
-        view = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    view = run_or_fail(settings, work, as_json)
     ok = view.status in (PurchaseStatus.DONE, PurchaseStatus.REFUNDED)
     if as_json:
         emit_json({"ok": ok, **view.model_dump(mode="json")})
@@ -263,10 +252,7 @@ def reconcile(as_json: JsonOpt = False) -> None:
     async def work(client: Any) -> Any:
         return await run_reconciliation(client, settings)
 
-    try:
-        report = run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    report = run_or_fail(settings, work, as_json)
     data = report.model_dump(mode="json")
     findings = data.get("findings") or []
     if as_json:
@@ -292,12 +278,15 @@ def list_skills(
     from agentfleet.bots.model import BotKind
     from agentfleet.models import BotRecord
     from agentfleet.payments.terms import SELLABLE, price_of
+    from clients.bots import bot_rows
 
     settings = load_settings(as_json)
 
     def read() -> list[BotRecord | None]:
+        if not bot:
+            return list(bot_rows(settings.effective_database_url))
         with db.session_scope(settings.effective_database_url) as session:
-            return [session.get(BotRecord, bot)] if bot else list(_all_bots(session))
+            return [session.get(BotRecord, bot)]
 
     rows = read_database("the bots table", read, as_json=as_json)
     if bot and rows == [None]:
@@ -330,14 +319,6 @@ def list_skills(
             offer["bot"], offer["status"], offer["skill"], offer["price_fusd"], offer["endpoint"]
         )
     console.print(table)
-
-
-def _all_bots(session: Any) -> Any:
-    from sqlmodel import select
-
-    from agentfleet.models import BotRecord
-
-    return session.exec(select(BotRecord).order_by(BotRecord.name)).all()
 
 
 def _check_bots_exist(settings: Any, names: list[str], as_json: bool) -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from agentfleet.content.policy.loading import PolicyError, effective_policy, load_policy
 from agentfleet.content.policy.rules import Policy
-from starters.cli.output import console, emit_json, fail
+from starters.cli.output import JsonOpt, console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
@@ -23,7 +23,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 INVALID = 2
 """Exit code of a policy that cannot be used."""
 

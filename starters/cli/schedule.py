@@ -14,9 +14,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from agentfleet.errors import FleetError
-from starters.cli.client import run_with_client
-from starters.cli.output import console, emit_json, fail
+from starters.cli.client import run_or_fail
+from starters.cli.output import JsonOpt, console, emit_json, fail
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
@@ -24,17 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 IdArg = Annotated[str, typer.Argument(help="The schedule's id (`fleet schedule list`).")]
 T = TypeVar("T")
 
 
 def _call(as_json: bool, work: Callable[[Any], Awaitable[T]]) -> T:
-    settings = load_settings(as_json)
-    try:
-        return run_with_client(settings, work)
-    except FleetError as exc:
-        fail(str(exc), exc.exit_code, as_json=as_json)
+    return run_or_fail(load_settings(as_json), work, as_json)
 
 
 def _when(moment: datetime | None) -> str:

@@ -15,12 +15,11 @@ from rich.table import Table
 
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 from starters.stack.state import StackFiles, StackState, StackStatus, port_open
 from starters.stack.supervisor import Supervisor, preflight, terminate
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 DETACH_TIMEOUT = 180.0
 
 

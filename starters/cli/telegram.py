@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from agentfleet.errors import FleetError
-from starters.cli.output import console, emit_json, err_console, fail
+from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 
 app = typer.Typer(
@@ -24,7 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 SANDBOX_ADMIN = 1001
 POLL_S = 0.1
 

@@ -244,7 +244,6 @@ DEMO_CHANNELS = (
 async def content_pipeline(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
     """publisher-1 posts twice: to the webhook channel (the default policy auto-approves it)
     and to the Telegram chat, which waits in ``awaiting_approval`` for you to approve."""
-    from agentfleet.content import ops as content_ops
     from agentfleet.content import store as content_store
     from agentfleet.content.model import (
         MAX_LENGTH,
@@ -254,6 +253,7 @@ async def content_pipeline(client: Client, settings: Settings, *, report: Report
         ContentState,
         default_limit,
     )
+    from clients import content as content_ops
 
     if not settings.channel_sandbox:
         return "content pipeline: skipped (no sandbox; add a channel with `fleet channel add`)"

@@ -114,7 +114,8 @@ class CommandCenter:
     async def fleet_command(
         self, skill: Skill, targets: Targets, args: dict[str, Any], key: str
     ) -> FleetCommandResult:
-        from agentfleet.bots.commands import FleetCommand, run_command
+        from agentfleet.bots.commands import FleetCommand
+        from clients.commands import run_command
 
         command = FleetCommand(
             command_id=f"tg-{skill.value}-{key}" if key else views.fresh_command_id(skill),
@@ -140,9 +141,9 @@ class CommandCenter:
         self, operator: Operator, content_id: str, update: str, decision: Any, done: str
     ) -> Reply:
         """The pipeline's ``update`` with ``decision`` (a refusal raises FleetError)."""
-        from agentfleet.content import ops as content_ops
+        from clients import content
 
-        view = await content_ops.steer(self.client, self.url, content_id, update, decision)
+        view = await content.steer(self.client, self.url, content_id, update, decision)
         return Reply(text=f"{done} {content_id} as {operator.name}: {view.state.value}.")
 
 

@@ -14,25 +14,22 @@ from pydantic import ValidationError
 from agentfleet.bots.model import (
     NAME_PATTERN,
     BotKind,
-    BotStatus,
     ForecastRequest,
     Skill,
     coerce_cli_params,
     guarded_params,
     parse_params,
 )
-from agentfleet.content.model import approval_buttons
 from agentfleet.errors import first_line
 from agentfleet.netguard import UrlRule
 from agentfleet.operations.operators import Operator, Permission
 from starters.telegram import views
 from starters.telegram.replies import (
     DISCLOSURE,
-    MAX_ROWS,
-    MAX_TEXT,
     NotAllowed,
     Reply,
     Usage,
+    pending_replies,
     result_reply,
     table_reply,
 )
@@ -153,19 +150,9 @@ async def _performance(
 async def _dashboard(
     center: CommandCenter, operator: Operator, words: list[str], _k: str
 ) -> list[Reply]:
-    from agentfleet.operations.report import SAVED_VIEWS, web_ui_url
-
     if words:
         raise Usage("/dashboard takes no arguments.")
-    settings = center.settings
-    namespace = settings.temporal_namespace or "default"
-    lines = [f"Temporal Web UI: {settings.ui_url}/namespaces/{namespace}/workflows"]
-    lines += [f"{label}: {web_ui_url(settings.ui_url, namespace, q)}" for label, q in SAVED_VIEWS]
-    lines += [
-        f"Grafana: {settings.grafana_url} (docker compose)",
-        "Offline snapshot: fleet report --html report.html",
-    ]
-    return [Reply(text="\n".join(lines))]
+    return [Reply(text=views.dashboard_text(center.settings))]
 
 
 async def _config(
@@ -211,15 +198,7 @@ def _lifecycle(
         await asyncio.to_thread(
             views.audit, center.url, f"telegram.{update}", operator.name, name, {}
         )
-        if update == "restart":
-            view = await fleet.show_bot(center.client, name)
-            if view.status is BotStatus.FAILED:
-                view = await fleet.retry_bot(center.client, name)
-            else:
-                await fleet.pause_bot(center.client, name)
-                view = await fleet.resume_bot(center.client, name)
-        else:
-            view = await getattr(fleet, f"{update}_bot")(center.client, name)
+        view = await getattr(fleet, f"{update}_bot")(center.client, name)
         return [Reply(text=f"{name} is {view.status.value} ({update} by {operator.name}).")]
 
     return run
@@ -231,13 +210,7 @@ async def _pending(
     if words:
         raise Usage("/pending takes no arguments.")
     items = await asyncio.to_thread(views.awaiting_approval, center.url)
-    if not items:
-        return [Reply(text="Nothing awaits approval.")]
-    replies = [Reply(text=f"{len(items)} item(s) await approval:")]
-    for item in items[:MAX_ROWS]:
-        text = f"{item.content_id} by {item.bot} to {item.channel}:\n\n{item.text or item.brief}"
-        replies.append(Reply(text=text[:MAX_TEXT], buttons=approval_buttons(item.content_id)))
-    return replies
+    return pending_replies(items)
 
 
 async def _approve(
@@ -259,13 +232,13 @@ async def _reject(
 async def _edit(
     center: CommandCenter, operator: Operator, words: list[str], _k: str
 ) -> list[Reply]:
-    from agentfleet.content import ops as content_ops
     from agentfleet.content.model import EditInput
+    from clients import content
 
     if len(words) < 2:
         raise Usage("Give the content id and the new text.")
     edit = EditInput(approver=operator.name, text=" ".join(words[1:]))
-    view = await content_ops.steer(center.client, center.url, words[0], "edit", edit)
+    view = await content.steer(center.client, center.url, words[0], "edit", edit)
     return [
         Reply(
             text=f"Edited {words[0]} as {operator.name}: {view.state.value}; it is checked again."

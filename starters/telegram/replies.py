@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from agentfleet.content.model import InlineButton
+from agentfleet.content.model import InlineButton, approval_buttons
 
 if TYPE_CHECKING:
     from agentfleet.bots.commands import FleetCommandResult
+    from agentfleet.models import ContentItem
 
 DISCLOSURE = (
     "This is agentfleet's command center, an automated bot: it answers commands from its "
@@ -102,3 +103,15 @@ def result_reply(result: FleetCommandResult) -> Reply:
     if not rows:
         headline += "\nno bot matched"
     return table_reply(headline, rows, ["bot", "status", "answer"], result.command_id)
+
+
+def pending_replies(items: list[ContentItem]) -> list[Reply]:
+    """A count, then each item awaiting approval (up to :data:`MAX_ROWS`) with its approve,
+    reject and edit buttons."""
+    if not items:
+        return [Reply(text="Nothing awaits approval.")]
+    replies = [Reply(text=f"{len(items)} item(s) await approval:")]
+    for item in items[:MAX_ROWS]:
+        text = f"{item.content_id} by {item.bot} to {item.channel}:\n\n{item.text or item.brief}"
+        replies.append(Reply(text=text[:MAX_TEXT], buttons=approval_buttons(item.content_id)))
+    return replies

@@ -54,6 +54,20 @@ def bot_text(view: BotView) -> str:
     return "\n".join(lines)
 
 
+def dashboard_text(settings: Settings) -> str:
+    """Links to the Temporal Web UI (its saved views) and Grafana, and how to get a snapshot."""
+    from agentfleet.operations.report import SAVED_VIEWS, web_ui_url
+
+    namespace = settings.temporal_namespace or "default"
+    lines = [f"Temporal Web UI: {settings.ui_url}/namespaces/{namespace}/workflows"]
+    lines += [f"{label}: {web_ui_url(settings.ui_url, namespace, q)}" for label, q in SAVED_VIEWS]
+    lines += [
+        f"Grafana: {settings.grafana_url} (docker compose)",
+        "Offline snapshot: fleet report --html report.html",
+    ]
+    return "\n".join(lines)
+
+
 def health_text(url: str) -> str:
     from clients.bots import bot_rows
 

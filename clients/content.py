@@ -1,5 +1,6 @@
-"""Client-side content operations, shared by the CLI, HTTP and (later) Telegram: validate at the
-edge, start or steer ``content-{id}``, and turn Temporal's answers into one readable line.
+"""Starting and steering content pipelines (``content-{id}``) and channel publishers, for the
+CLI, Telegram, the demo and tests: validate at the edge, start or steer the workflow, and turn
+Temporal's answers into one readable line.
 
 Every refusal is a :class:`FleetError` raised before anything changed: unknown bot or channel,
 a bot that is not an active publisher, a time in the past, an update its validator refused.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,8 @@ from agentfleet.bots.model import BotKind, BotStatus
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
     CONTENT_ID_PATTERN,
+    FINAL_STATES,
+    ChannelConfig,
     ContentOrder,
     ContentState,
     ContentView,
@@ -30,8 +34,11 @@ from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.taskqueues import WORKFLOWS
 from agentfleet.temporal import start_or_attach
+from clients.polling import poll_until
 
 WORKFLOW_TYPE = "ContentPipelineWorkflow"
+POLL_S = 0.3
+WAITING_FOR_A_PERSON = frozenset({ContentState.AWAITING_APPROVAL, ContentState.SCHEDULED})
 
 
 def new_content_id(bot: str) -> str:
@@ -101,6 +108,25 @@ async def show(client: Client, url: str, content_id: str) -> ContentView:
     return view
 
 
+def settled(view: ContentView) -> bool:
+    """The pipeline needs a person (approval, a scheduled time) or has ended."""
+    return view.state in FINAL_STATES or view.state in WAITING_FOR_A_PERSON
+
+
+async def settle(
+    client: Client,
+    url: str,
+    view: ContentView,
+    timeout_s: float,
+    on_view: Callable[[ContentView], None] | None = None,
+) -> ContentView:
+    """Follow ``view``'s item until it is :func:`settled` or ``timeout_s`` has passed; the last
+    view read. ``on_view`` sees each view as it is read."""
+    return await poll_until(
+        lambda: show(client, url, view.content_id), view, settled, timeout_s, POLL_S, on_view
+    )
+
+
 async def steer(client: Client, url: str, content_id: str, update: str, arg: Any) -> ContentView:
     """Run one of the pipeline's updates; a refusal is one line and changed nothing."""
     handle = client.get_workflow_handle(content_workflow_id(content_id))
@@ -137,3 +163,16 @@ async def _ended_state(client: Client, url: str, content_id: str) -> str | None:
         return row.state
     status = described.status
     return status.name.lower() if status is not None else "closed"
+
+
+async def tell_publisher(client: Client, config: ChannelConfig) -> bool:
+    """Signal the channel's running publisher its new configuration; False when none runs (a
+    publisher reads the channel's row when it starts)."""
+    from workflows.channel_publisher import ChannelPublisherWorkflow, publisher_workflow_id
+
+    handle = client.get_workflow_handle(publisher_workflow_id(config.name))
+    try:
+        await handle.signal(ChannelPublisherWorkflow.configure, config)
+    except RPCError:
+        return False
+    return True
