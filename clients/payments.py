@@ -70,6 +70,14 @@ def saga_handle(client: Client, payment_id: str) -> SagaHandle:
     return client.get_workflow_handle_for(PaymentSagaWorkflow.run, payment_workflow_id(payment_id))
 
 
+async def saga_view(client: Client, payment_id: str) -> PaymentView | None:
+    """The running saga's view (its ``status`` query), or None when there is none to ask."""
+    try:
+        return await saga_handle(client, payment_id).query(PaymentSagaWorkflow.status)
+    except RPCError:
+        return None
+
+
 async def start_or_join(client: Client, order: PaymentOrder) -> Joined:
     """The saga of ``order.payment_id``: started, or the running/finished one joined;
     PayloadConflict when it was started with a different payload."""

@@ -43,10 +43,9 @@ from agentfleet.payments.reconcile import (
     SettlementBatch,
     SettlementQuery,
     compare,
-    run_reconciliation,
     settlement_payment_id,
-    start_reconciliation,
 )
+from clients.reconcile import run_reconciliation, start_reconciliation
 from clients.schedules import (
     RECONCILE_SCHEDULE_ID,
     describe_schedule,

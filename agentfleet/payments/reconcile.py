@@ -28,8 +28,9 @@ the report's ``behind`` says how far the head is). Logs are read ``chunk_blocks`
 compared in batches of about ``max_events`` settlements, so payloads stay small; the report lists
 at most :data:`MAX_FINDINGS` findings (its counts are complete).
 
-``fleet payments reconcile`` calls :func:`run_reconciliation`; the Temporal Schedule
-``reconcile-payments`` (:func:`clients.schedules.ensure_reconcile_schedule`) runs it hourly.
+``fleet payments reconcile`` calls :func:`clients.reconcile.run_reconciliation`; the Temporal
+Schedule ``reconcile-payments`` (:func:`clients.schedules.ensure_reconcile_schedule`)
+runs it hourly.
 """
 
 from __future__ import annotations
@@ -37,16 +38,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentfleet.payments.model import PaymentStatus
-
-if TYPE_CHECKING:
-    from temporalio.client import Client, WorkflowHandle
-
-    from agentfleet.settings import Settings
 
 WORKFLOW_TYPE = "ReconcilePaymentsWorkflow"
 MAX_BLOCKS = 50_000
@@ -372,57 +368,6 @@ def reconcile_workflow_id(chain_id: int, request: ReconcileRequest) -> str:
     return f"reconcile-payments-{chain_id}-{start}-{end}"
 
 
-async def start_reconciliation(
-    client: Client, settings: Settings, request: ReconcileRequest | None = None
-) -> WorkflowHandle[Any, ReconcileReport]:
-    """Start a reconciliation (or join the same one already running)."""
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-    from temporalio.service import RPCError
-
-    from agentfleet import taskqueues
-    from agentfleet.errors import FleetError
-
-    request = request or ReconcileRequest()
-    try:
-        handle: WorkflowHandle[Any, ReconcileReport] = await client.start_workflow(
-            WORKFLOW_TYPE,
-            request,
-            id=reconcile_workflow_id(settings.chain_id, request),
-            task_queue=taskqueues.WORKFLOWS,
-            result_type=ReconcileReport,
-            execution_timeout=RUN_TIMEOUT,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
-    except RPCError as exc:
-        raise FleetError(f"cannot start the reconciliation: {_line(exc.message)}") from None
-    return handle
-
-
-async def run_reconciliation(
-    client: Client, settings: Settings, request: ReconcileRequest | None = None
-) -> ReconcileReport:
-    """Reconcile the ledger with the chain and wait for the report; a failed run is a one-line
-    :class:`~agentfleet.errors.FleetError`. Findings are already flagged (log + audit events)
-    when this returns."""
-    from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import FailureError
-    from temporalio.service import RPCError
-
-    from agentfleet.errors import FleetError
-
-    handle = await start_reconciliation(client, settings, request)
-    try:
-        return await handle.result()
-    except WorkflowFailureError as exc:
-        cause: BaseException | None = exc.cause
-        while isinstance(cause, FailureError) and cause.cause is not None:
-            cause = cause.cause
-        reason = cause.message if isinstance(cause, FailureError) else str(cause or exc)
-        raise FleetError(f"reconciliation {handle.id} failed: {_line(reason)}") from None
-    except RPCError as exc:
-        raise FleetError(f"reconciliation {handle.id}: {_line(exc.message)}") from None
-
-
-def _line(text: str) -> str:
+def one_line(text: str) -> str:
+    """The first line of ``text``, at most 300 characters."""
     return (text.strip().splitlines() or [""])[0][:300]

@@ -210,17 +210,10 @@ def show_payment(
     saga: dict[str, Any] | None = None
 
     async def work(client: Any) -> dict[str, Any] | None:
-        from temporalio.service import RPCError
+        from clients.payments import saga_view
 
-        from agentfleet.payments.model import PaymentView
-
-        handle = client.get_workflow_handle(payment_id)
-        try:
-            view = await handle.query("status", result_type=PaymentView)
-        except RPCError:
-            return None
-        data: dict[str, Any] = view.model_dump(mode="json")
-        return data
+        view = await saga_view(client, payment_id)
+        return None if view is None else view.model_dump(mode="json")
 
     try:
         saga = run_with_client(settings, work)
@@ -245,7 +238,7 @@ def show_payment(
 def reconcile(as_json: JsonOpt = False) -> None:
     """Compare the ledger with the token's AuthorizationUsed and Transfer events now; exit 1
     when something differs (each finding is also an audit event for a human)."""
-    from agentfleet.payments.reconcile import run_reconciliation
+    from clients.reconcile import run_reconciliation
 
     settings = load_settings(as_json)
 

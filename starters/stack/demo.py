@@ -15,7 +15,6 @@ from typing import Protocol
 
 from temporalio.client import Client
 
-from agentfleet import taskqueues
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.errors import first_line
 from agentfleet.settings import Settings
@@ -318,16 +317,13 @@ async def content_pipeline(client: Client, settings: Settings, *, report: Report
 async def learning_round(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
     """The demo forecasters learn the digits task for two rounds (a ``LearningCampaignWorkflow``
     and its ``LearningRoundWorkflow`` children, in the Web UI)."""
-    from temporalio.common import WorkflowIDReusePolicy
-
     from agentfleet.learning import registry
     from agentfleet.learning.rounds import (
         CampaignOrder,
         CampaignView,
         RoundOrder,
-        campaign_workflow_id,
     )
-    from agentfleet.temporal import start_or_attach
+    from clients.learning import start_campaign
 
     url = settings.effective_database_url
     first = await asyncio.to_thread(registry.next_round, url, "digits")
@@ -338,15 +334,7 @@ async def learning_round(client: Client, settings: Settings, *, report: Report =
         round=RoundOrder(task="digits", round=first),
     )
     report("learning: the forecasters learn digits together (2 rounds)")
-    handle = await start_or_attach(
-        client,
-        "LearningCampaignWorkflow",
-        order,
-        id=campaign_workflow_id("digits", first),
-        task_queue=taskqueues.WORKFLOWS,
-        result_type=CampaignView,
-        reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-    )
+    handle = await start_campaign(client, order)
     view: CampaignView = await asyncio.wait_for(handle.result(), timeout=DEMO_FLEET_TIMEOUT_S)
     last = view.rounds[-1] if view.rounds else None
     metric = "" if last is None or last.metric is None else f", accuracy {last.metric:.3f}"
