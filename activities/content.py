@@ -32,7 +32,7 @@ from agentfleet.content.policy.loading import PolicyError, default_policy, load_
 from agentfleet.models import BotRecord
 from agentfleet.operations import metrics
 from agentfleet.settings import Settings
-from agentfleet.taskqueues import WORKFLOWS
+from clients import publishers
 
 
 def refused(message: str, kind: str) -> ApplicationError:
@@ -153,20 +153,7 @@ def automated_request(
 
 
 async def hand_over(client: Client | None, request: PublishRequest) -> None:
-    """Signal-with-start ``publisher-{channel}`` with ``request``: the entity is created on first
-    use and keeps the channel's rate limit; a repeated hand-over of one id is sent once."""
-    from workflows.channel_publisher import (
-        PublisherState,
-        publisher_workflow_id,
-    )
-
+    """:func:`clients.publishers.hand_over`, refused where the worker has no Temporal client."""
     if client is None:
         raise refused("handing over needs a Temporal client in the worker", "NoClient")
-    await client.start_workflow(
-        "ChannelPublisherWorkflow",
-        PublisherState(channel=request.channel),
-        id=publisher_workflow_id(request.channel.name),
-        task_queue=WORKFLOWS,
-        start_signal="publish",
-        start_signal_args=[request],
-    )
+    await publishers.hand_over(client, request)

@@ -39,16 +39,15 @@ from agentfleet.bots.model import (
     BotKind,
     BotRef,
     BotStatus,
-    BotView,
     Skill,
     SkillCall,
-    bot_workflow_id,
 )
 from agentfleet.chain import artifacts
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.errors import first_line
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
+from clients import bots
 
 log = logging.getLogger("agentfleet.bots.health")
 
@@ -143,11 +142,8 @@ class HealthActivities:
 
     async def _entity(self, target: HealthTarget, check: HealthCheck, health: BotHealth) -> None:
         """Live status and error counters from the bot's entity (its row may lag behind)."""
-        handle = activity.client().get_workflow_handle(bot_workflow_id(target.bot.name))
         try:
-            view: BotView = await handle.query(
-                "status", result_type=BotView, rpc_timeout=QUERY_TIMEOUT
-            )
+            view = await bots.bot_status(activity.client(), target.bot.name, QUERY_TIMEOUT)
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 health.reasons.append(f"entity: bot-{target.bot.name} is not running")

@@ -26,7 +26,7 @@ from web3 import AsyncWeb3
 
 from activities.queues import runs_on
 from agentfleet import db, keystore, taskqueues
-from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id, parse_params
+from agentfleet.bots.model import BotKind, BotStatus, parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
@@ -54,6 +54,7 @@ from agentfleet.payments.purchases import (
 from agentfleet.payments.spending import HoldAnswer, HoldAsk, SpendingHold
 from agentfleet.payments.terms import to_units
 from agentfleet.settings import Settings
+from clients import bots
 
 POLL_S = 0.5
 UNPAID_SAGA_ENDS = {PaymentStatus.REJECTED.value, PaymentStatus.SKILL_FAILED.value}
@@ -237,11 +238,8 @@ class PurchaseActivities:
         hold = SpendingHold(
             purchase_id=ask.purchase_id, amount=ask.amount, day=day, settled_today=settled
         )
-        handle = activity.client().get_workflow_handle(bot_workflow_id(ask.buyer))
         try:
-            answer: HoldAnswer = await handle.execute_update(
-                "hold_spending", hold, id=f"hold-{ask.purchase_id}", result_type=HoldAnswer
-            )
+            answer = await bots.hold_spending(activity.client(), ask.buyer, hold)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if not isinstance(cause, ApplicationError):

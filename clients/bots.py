@@ -7,6 +7,7 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -29,6 +30,7 @@ from agentfleet.bots.model import (
 )
 from agentfleet.errors import FleetError
 from agentfleet.netguard import ANY_FLEET, UrlRule
+from agentfleet.payments.spending import HoldAnswer, SpendingHold
 from clients.polling import poll_until
 
 if TYPE_CHECKING:
@@ -106,6 +108,22 @@ async def show_bot(
             raise FleetError(f"no bot named {name}; `fleet bot list` shows the fleet") from None
         raise FleetError(f"cannot read bot {name}: {exc.message}") from None
     return view
+
+
+async def bot_status(client: Client, name: str, rpc_timeout: timedelta) -> BotView:
+    """The entity's ``status`` query as it is (RPC and query errors reach the caller, who tells
+    a bot that is not running from one that does not answer)."""
+    view: BotView = await _handle(client, name).query(_workflow().status, rpc_timeout=rpc_timeout)
+    return view
+
+
+async def hold_spending(client: Client, buyer: str, hold: SpendingHold) -> HoldAnswer:
+    """The buyer's entity holds ``hold.amount`` of today's budget or refuses it (update
+    ``hold_spending``, one update id per purchase so a retry is answered once)."""
+    answer: HoldAnswer = await _handle(client, buyer).execute_update(
+        _workflow().hold_spending, hold, id=f"hold-{hold.purchase_id}"
+    )
+    return answer
 
 
 async def settle_bot(
