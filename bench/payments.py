@@ -339,10 +339,7 @@ async def quiet_relayers(client: Client, accounts: Sequence[str], limit_s: float
     """Have every relayer re-check its finished transactions now (each settlement is looked at
     again after its reorg window) and wait until none is in flight or pending: a row must not
     pay for the previous row's re-checks."""
-    handles = [
-        client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(CHAIN_ID, sender))
-        for sender in accounts
-    ]
+    handles = [client.get_workflow_handle(relayer_id(CHAIN_ID, sender)) for sender in accounts]
     for handle in handles:
         await handle.signal(RelayerWorkflow.recheck_now)
     deadline = time.monotonic() + limit_s

@@ -37,9 +37,7 @@ async def hold_funds(client: Client, payer: Payer, asks: list[HoldAsk]) -> dict[
     entity is started when it is not running."""
     chain_id, asset, address = payer
     request = HoldAsks(chain_id=chain_id, asset=asset, payer=address, asks=asks)
-    handle = client.get_workflow_handle_for(
-        PayerWorkflow.run, payer_workflow_id(chain_id, asset, address)
-    )
+    handle = client.get_workflow_handle(payer_workflow_id(chain_id, asset, address))
     try:
         answers = await handle.execute_update(PayerWorkflow.hold, request)
     except RPCError as exc:
@@ -63,9 +61,7 @@ async def release_funds(client: Client, payer: Payer, release: Release) -> None:
     """End the hold of ``release.payment_id`` (nothing happens when the entity holds nothing
     for it, or is gone)."""
     chain_id, asset, address = payer
-    handle = client.get_workflow_handle_for(
-        PayerWorkflow.run, payer_workflow_id(chain_id, asset, address)
-    )
+    handle = client.get_workflow_handle(payer_workflow_id(chain_id, asset, address))
     try:
         await handle.signal(PayerWorkflow.release, release)
     except RPCError as exc:
@@ -76,9 +72,7 @@ async def release_funds(client: Client, payer: Payer, release: Release) -> None:
 async def payer_status(client: Client, payer: Payer) -> PayerStatus | None:
     """What the entity holds now (None: no entity, so nothing held)."""
     chain_id, asset, address = payer
-    handle = client.get_workflow_handle_for(
-        PayerWorkflow.run, payer_workflow_id(chain_id, asset, address)
-    )
+    handle = client.get_workflow_handle(payer_workflow_id(chain_id, asset, address))
     try:
         return await handle.query(PayerWorkflow.status)
     except RPCError as exc:

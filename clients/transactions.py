@@ -69,7 +69,7 @@ async def resync_relayer(client: Client, chain_id: int, sender: str, chain_nonce
     (a dev chain reset or swapped under a running fleet), have it read the nonce from the chain
     again. True if it did. Dev chains only: on a real network a difference is a real problem."""
 
-    handle = client.get_workflow_handle_for(RelayerWorkflow.run, relayer_id(chain_id, sender))
+    handle = client.get_workflow_handle(relayer_id(chain_id, sender))
     try:
         status = await handle.query(RelayerWorkflow.status)
     except (RPCError, WorkflowQueryFailedError):  # no relayer yet: it reads the chain when born
