@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -31,8 +31,18 @@ from ssrfguard.httpx import AsyncClient
 
 from agentfleet.errors import FleetError
 
-if TYPE_CHECKING:
-    from agentfleet.settings import Settings
+
+class FleetNetwork(Protocol):
+    """What the guard reads of the fleet's settings (:class:`agentfleet.settings.Settings`; a
+    protocol, since the settings validate ``FLEET_OUTBOUND_ALLOW`` with this module)."""
+
+    @property
+    def network(self) -> str: ...
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def outbound_allow(self) -> list[str]: ...
+
 
 REFUSED = "OutboundRefused"
 """The non-retryable ``ApplicationError`` type of a call the guard refused."""
@@ -92,7 +102,7 @@ class UrlRule(BaseModel):
         return allowed_networks(value)
 
     @classmethod
-    def of(cls, settings: Settings) -> UrlRule:
+    def of(cls, settings: FleetNetwork) -> UrlRule:
         """The rule of the fleet ``settings`` describe."""
         from agentfleet.chain.accounts import DEV_CHAIN_IDS
 

@@ -20,13 +20,27 @@ import sys
 import threading
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import SecretStr
 
-if TYPE_CHECKING:
-    from agentfleet.settings import Settings
+
+class Configured(Protocol):
+    """What redaction reads of a process's settings (:class:`agentfleet.settings.Settings`;
+    a protocol, since the settings use this module to show URLs)."""
+
+    @property
+    def rpc_url(self) -> str | None: ...
+    @property
+    def openai_base_url(self) -> str | None: ...
+    @property
+    def database_url(self) -> str | None: ...
+    @property
+    def telegram_api_url(self) -> str | None: ...
+    @property
+    def log_level(self) -> str: ...
+
 
 MASK = "***"
 MIN_SECRET_LENGTH = 8
@@ -86,12 +100,12 @@ def url_secrets(url: str | None) -> list[str]:
     return [value for value in found if value]
 
 
-def secrets_of(settings: Settings) -> list[str]:
+def secrets_of(settings: Configured) -> list[str]:
     """Every secret value ``settings`` holds: each ``SecretStr`` setting (keys, tokens,
     passwords, whichever are added later) and the secret parts of the configured URLs
     (unfiltered: :func:`register` drops short ones)."""
     values: list[str] = []
-    for name in type(settings).model_fields:
+    for name in getattr(type(settings), "model_fields", {}):
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             values.append(value.get_secret_value())
@@ -105,7 +119,7 @@ def secrets_of(settings: Settings) -> list[str]:
     return values
 
 
-def install(settings: Settings | None = None, *extra: str | SecretStr | None) -> None:
+def install(settings: Configured | None = None, *extra: str | SecretStr | None) -> None:
     """Register the secrets of ``settings`` and ``extra`` for :func:`redact` (cumulative and
     idempotent: call it wherever a process reads its settings)."""
     values: list[str | SecretStr | None] = list(extra)
@@ -189,7 +203,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(
-    settings: Settings, *, level: str | None = None, quiet: Iterable[str] = ("httpx",)
+    settings: Configured, *, level: str | None = None, quiet: Iterable[str] = ("httpx",)
 ) -> None:
     """The logging of a fleet process: ``level`` (default ``settings.log_level``) on stderr,
     every line redacted (uncaught exceptions too). Loggers in ``quiet`` log warnings only (httpx

@@ -7,7 +7,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -35,8 +35,28 @@ from starters.telegram.replies import (
 )
 
 if TYPE_CHECKING:
-    from agentfleet.bots.commands import Targets
-    from starters.telegram.center import CommandCenter
+    from temporalio.client import Client
+
+    from agentfleet.bots.commands import FleetCommandResult, Targets
+    from agentfleet.settings import Settings
+
+
+class CommandCenter(Protocol):
+    """What a handler uses of the command center (``starters.telegram.center``, which holds the
+    handlers: a protocol here instead of an import back)."""
+
+    client: Client
+    settings: Settings
+    url: str
+
+    async def fleet_command(
+        self, skill: Skill, targets: Targets, args: dict[str, Any], key: str
+    ) -> FleetCommandResult: ...
+
+    async def approve(self, operator: Operator, content_id: str, note: str) -> Reply: ...
+
+    async def reject(self, operator: Operator, content_id: str, reason: str) -> Reply: ...
+
 
 WINDOW = re.compile(r"^[1-9][0-9]*[mhd]$")
 
