@@ -73,7 +73,8 @@ class PaymentActivities:
         accounts = await asyncio.to_thread(relayers, self._settings)
         if not accounts:
             raise ApplicationError(
-                "no relayer account to settle with; `fleet chain relayer import` adds one",
+                "no relayer account to settle with: the relayers are the keystore's keys "
+                "labelled relayer-0, relayer-1, ... (docs/chain.md)",
                 type="NoRelayer",
             )
         relayer = pick_relayer(accounts, request.payment_id)

@@ -221,5 +221,8 @@ class Checkout:
     async def _relayer(self, payment_id: str) -> str:
         accounts = await asyncio.to_thread(relayers, self.settings)
         if not accounts:
-            raise PaymentsUnavailable("no relayer account; `fleet chain relayer import` adds one")
+            raise PaymentsUnavailable(
+                "no relayer account: the relayers are the keystore's keys labelled relayer-0, "
+                "relayer-1, ... (docs/chain.md)"
+            )
         return pick_relayer(accounts, payment_id)
