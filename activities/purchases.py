@@ -26,7 +26,8 @@ from web3 import AsyncWeb3
 
 from activities.queues import runs_on
 from agentfleet import db, keystore, taskqueues
-from agentfleet.bots.model import BotKind, BotStatus, parse_params
+from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet.bots.params import parse_params
 from agentfleet.chain import artifacts
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload

@@ -18,7 +18,7 @@ import httpx
 from temporalio import activity
 
 from agentfleet import taskqueues
-from agentfleet.bots.kinds import publisher
+from agentfleet.bots.kinds import agent, publisher
 from agentfleet.bots.kinds.common import SkillFailed
 from agentfleet.bots.kinds.forecaster import Forecaster
 from agentfleet.bots.kinds.remote import RemoteBots
@@ -133,5 +133,6 @@ class SkillActivities:
             BotKind.FORECASTER: self._forecaster.answer,
             BotKind.PUBLISHER: publisher.answer,
             BotKind.REMOTE: self._remote.answer,
+            BotKind.AGENT: agent.answer,
         }
         return await handlers[bot.kind](call)

@@ -26,8 +26,8 @@ from agentfleet.bots.model import (
     RetireRequest,
     bot_workflow_id,
     check_name,
-    parse_params,
 )
+from agentfleet.bots.params import parse_params
 from agentfleet.errors import FleetError
 from agentfleet.netguard import ANY_FLEET, UrlRule
 from agentfleet.payments.spending import HoldAnswer, SpendingHold

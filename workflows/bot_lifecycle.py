@@ -47,8 +47,8 @@ with workflow.unsafe.imports_passed_through():
         RetireRequest,
         Wallet,
         WalletRequest,
-        parse_params,
     )
+    from agentfleet.bots.params import parse_params
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.netguard import ANY_FLEET
     from agentfleet.payments import spending as budget

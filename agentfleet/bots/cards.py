@@ -78,6 +78,7 @@ KIND_BLURBS: dict[BotKind, str] = {
     BotKind.FORECASTER: "agentfleet forecaster bot.",
     BotKind.PUBLISHER: "agentfleet publisher bot.",
     BotKind.REMOTE: "agentfleet remote bot (runs elsewhere, speaks A2A).",
+    BotKind.AGENT: "agentfleet agent bot (an LLM with tools; send it a task as text).",
 }
 
 

@@ -16,9 +16,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from agentfleet.errors import FleetError
 from agentfleet.netguard import UrlRule
 from agentfleet.payments.spending import SpendingDay
 
@@ -29,6 +28,7 @@ class BotKind(StrEnum):
     FORECASTER = "forecaster"
     PUBLISHER = "publisher"
     REMOTE = "remote"
+    AGENT = "agent"
 
 
 class BotStatus(StrEnum):
@@ -108,45 +108,6 @@ class RemoteParams(BaseModel):
 
     url: HttpUrl = Field(json_schema_extra=URL)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
-
-
-PARAMS: dict[BotKind, type[BaseModel]] = {
-    BotKind.FORECASTER: ForecasterParams,
-    BotKind.PUBLISHER: PublisherParams,
-    BotKind.REMOTE: RemoteParams,
-}
-
-
-def parse_params(kind: BotKind, params: dict[str, Any], urls: UrlRule | None = None) -> BaseModel:
-    """The kind's parameter model; ValueError with one readable line for anything wrong. With
-    ``urls``, every URL parameter must be one that rule allows (:mod:`agentfleet.netguard`)."""
-    try:
-        parsed = PARAMS[kind].model_validate(params)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ValueError(f"invalid {kind.value} parameters: {problems}") from None
-    if urls is not None:
-        for name, guard in guarded_params(kind).items():
-            if guard == "url":
-                try:
-                    urls.check(str(getattr(parsed, name)))
-                except FleetError as exc:
-                    raise ValueError(f"invalid {kind.value} parameters: {name}: {exc}") from None
-    return parsed
-
-
-def guarded_params(kind: BotKind) -> dict[str, str]:
-    """The kind's parameters that set money (``"money"``: prices, spending limits) or where the
-    fleet calls out to (``"url"``), by name: only an admin changes them from Telegram."""
-    found: dict[str, str] = {}
-    for name, field in PARAMS[kind].model_fields.items():
-        extra = field.json_schema_extra
-        if isinstance(extra, dict) and isinstance(extra.get("guarded"), str):
-            found[name] = str(extra["guarded"])
-    return found
 
 
 def coerce_cli_params(pairs: list[str]) -> dict[str, Any]:

@@ -53,6 +53,7 @@ SELLABLE: dict[BotKind, tuple[Skill, ...]] = {
     BotKind.FORECASTER: (Skill.FORECAST, Skill.STATUS, Skill.PERFORMANCE, Skill.SHARE_PATTERN),
     BotKind.PUBLISHER: (Skill.STATUS, Skill.PERFORMANCE),
     BotKind.REMOTE: (),
+    BotKind.AGENT: (Skill.STATUS, Skill.PERFORMANCE),
 }
 """The skills each built-in kind answers over HTTP (the ones that only read); a remote bot
 sells its own."""

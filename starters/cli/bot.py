@@ -8,14 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agentfleet.bots.model import (
-    BotKind,
-    BotSpec,
-    BotStatus,
-    BotView,
-    coerce_cli_params,
-    parse_params,
-)
+from agentfleet.bots.model import BotKind, BotSpec, BotStatus, BotView, coerce_cli_params
+from agentfleet.bots.params import parse_params
 from agentfleet.errors import FleetError
 from starters.cli.client import run_or_fail
 from starters.cli.output import JsonOpt, console, emit_json, err_console, fail, read_database

@@ -11,15 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from agentfleet.bots.model import (
-    NAME_PATTERN,
-    BotKind,
-    ForecastRequest,
-    Skill,
-    coerce_cli_params,
-    guarded_params,
-    parse_params,
-)
+from agentfleet.bots.model import NAME_PATTERN, BotKind, ForecastRequest, Skill, coerce_cli_params
+from agentfleet.bots.params import guarded_params, parse_params
 from agentfleet.errors import first_line
 from agentfleet.netguard import UrlRule
 from agentfleet.operations.operators import Operator, Permission

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agentfleet.bots.model import BotRef, disclosure_for, parse_params
+from agentfleet.bots.model import BotRef, disclosure_for
+from agentfleet.bots.params import parse_params
 
 Model = TypeVar("Model", bound=BaseModel)
 
