@@ -388,3 +388,22 @@ class AlertRecord(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
     )
+
+
+class UsageRecord(SQLModel, table=True):
+    """One model call of an agent run (``agentfleet.agents``): tokens and their cost, keyed by
+    run and call number so a retried or replayed call is counted once."""
+
+    __tablename__ = "usage"
+
+    run_id: str = Field(primary_key=True)
+    call_no: int = Field(primary_key=True)
+    bot: str = Field(index=True)
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_units: int = Field(sa_type=BigInteger)
+    """Token units (micro-fUSD) at ``settings.model_prices`` when the call was made."""
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
+    )

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agentfleet.agents.model import DEFAULT_MODEL_PRICES, ModelPrice
+
 LOOPBACK = "127.0.0.1"
 NETWORK_CHAIN_IDS = {"local": 31337, "polygon": 137, "amoy": 80002, "fuji": 43113}
 """Chain id of each network profile (the profiles live in ``agentfleet.chain.networks``)."""
@@ -148,6 +150,22 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint.")
     openai_api_key: SecretStr | None = Field(default=None, description="Key for that endpoint.")
     openai_model: str = Field(default="gpt-4o-mini", description="Model name for drafts.")
+
+    # Agent bots.
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL_PRICES),
+        description="fUSD per million input and output tokens by model, as JSON "
+        '({"gpt-4o-mini": {"input": "0.15", "output": "0.60"}}): an agent\'s model must be '
+        "here, its tokens count against its budget at these prices.",
+    )
+    mcp_servers: dict[str, str] = Field(
+        default_factory=dict,
+        description="MCP servers agents may use, as JSON: name -> streamable HTTP URL (an "
+        "agent lists mcp:<name> in its tools); the fleet's own MCP server is always `fleet`.",
+    )
+    agent_max_output_tokens: int = Field(
+        default=800, ge=16, le=32000, description="Most tokens an agent's model call may write."
+    )
 
     # Content channels. Unset endpoints use the local sandbox `fleet up` starts
     # (FLEET_CHANNEL_SANDBOX), which speaks the Bot API, SMTP and Standard Webhooks.

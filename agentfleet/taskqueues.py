@@ -11,4 +11,7 @@ LLM = "fleet-llm"
 IO = "fleet-io"
 """Database, channels and other I/O activities."""
 
-ALL = (WORKFLOWS, CHAIN, LLM, IO)
+AGENTS = "fleet-agents"
+"""Agent runs and their model calls: the worker here carries the OpenAI Agents SDK integration."""
+
+ALL = (WORKFLOWS, CHAIN, LLM, IO, AGENTS)

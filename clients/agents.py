@@ -1,16 +1,93 @@
 """Starting and following agent runs (``AgentRunWorkflow``), for the CLI, Telegram, A2A, the
-demo and tests: validate at the edge, start the run, read its view.
+demo and tests: validate at the edge, start the run, read its view, decide its approvals, sum
+its usage.
 
 Every refusal is a :class:`FleetError` raised before anything started: unknown bot, a bot that
-is not an agent or not active, an empty or over-long task.
+is not an agent or not active, an agent whose day's budget is spent, an empty or over-long task.
 """
 
 from __future__ import annotations
 
-from temporalio.client import Client
+import asyncio
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 
-from agentfleet.agents.model import AgentRunView, RunSource
+from sqlmodel import col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from agentfleet import db, taskqueues
+from agentfleet.agents.model import (
+    FINAL_RUN_STATES,
+    RUN_ID_PATTERN,
+    TASK_MAX,
+    AgentParams,
+    AgentRunRequest,
+    AgentRunView,
+    ApprovalDecision,
+    RunSource,
+    RunStatus,
+    UsageDay,
+    key_from,
+    run_workflow_id,
+    units_of,
+)
+from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id
+from agentfleet.bots.params import parse_params
+from agentfleet.errors import FleetError
+from agentfleet.models import BotRecord, PaymentRecord, UsageRecord
+from agentfleet.payments.spending import SpendingDay
 from agentfleet.settings import Settings
+from agentfleet.temporal import start_or_attach
+from clients.polling import poll_until
+
+WORKFLOW_TYPE = "AgentRunWorkflow"
+POLL_S = 0.25
+RUNNING = (BotStatus.ACTIVE.value, BotStatus.DEGRADED.value)
+
+
+def check_task(task: str) -> str:
+    """The task, stripped; FleetError when empty or too long."""
+    text = task.strip()
+    if not text:
+        raise FleetError("the task is empty: say what the agent should do")
+    if len(text) > TASK_MAX:
+        raise FleetError(f"the task has {len(text)} characters; at most {TASK_MAX}")
+    return text
+
+
+def agent_row(settings: Settings, bot: str) -> tuple[BotRecord, AgentParams]:
+    """The agent's row and parameters; FleetError for anything that cannot run."""
+    with db.session_scope(settings.effective_database_url) as session:
+        row = session.get(BotRecord, bot)
+    if row is None:
+        raise FleetError(f"no bot named {bot}; `fleet bot list` shows the fleet")
+    if row.kind != BotKind.AGENT.value:
+        raise FleetError(f"bot {bot} is a {row.kind}, not an agent; only agents take tasks")
+    if row.status not in RUNNING:
+        raise FleetError(f"agent {bot} is {row.status}; only an active agent starts a run")
+    try:
+        params = parse_params(BotKind.AGENT, dict(row.params or {}))
+    except ValueError as exc:
+        raise FleetError(str(exc)) from None
+    assert isinstance(params, AgentParams)  # noqa: S101 (PARAMS maps agent to AgentParams)
+    return row, params
+
+
+async def budget_day(client: Client, bot: str) -> SpendingDay | None:
+    """The agent's day as its entity holds it (None before its first hold of the day)."""
+    try:
+        day: SpendingDay | None = await client.get_workflow_handle(bot_workflow_id(bot)).query(
+            "agent_budget", result_type=SpendingDay
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(f"bot {bot} is not running") from None
+        raise
+    today = datetime.now(UTC).date()
+    return day if day is not None and day.day == today else None
 
 
 async def ask(
@@ -25,14 +102,147 @@ async def ask(
 ) -> str:
     """Start a run of agent ``bot`` on ``task``; its run id. ``key`` (a caller's own id, such
     as an A2A message id) makes a resend attach to the run it started."""
-    raise NotImplementedError
+    text = check_task(task)
+    _, params = await asyncio.to_thread(agent_row, settings, bot)
+    if params.model not in settings.model_prices:
+        raise FleetError(
+            f"model {params.model} has no price in FLEET_MODEL_PRICES; add one or "
+            f"`fleet bot configure {bot} -p model=...`"
+        )
+    day = await budget_day(client, bot)
+    limit = units_of(params.budget.per_day)
+    if day is not None and day.committed >= limit:
+        raise FleetError(
+            f"agent {bot} has spent its budget of {params.budget.per_day} fUSD today; it starts "
+            "no run until tomorrow (UTC) or a higher budget.per_day"
+        )
+    run_id = run_workflow_id(bot, key_from(key) if key else secrets.token_hex(8))
+    request = AgentRunRequest(
+        run_id=run_id, bot=bot, task=text, source=source, requested_by=requested_by[:80]
+    )
+    await start_or_attach(client, WORKFLOW_TYPE, request, id=run_id, task_queue=taskqueues.AGENTS)
+    return run_id
+
+
+def _check_run_id(run_id: str) -> None:
+    if not RUN_ID_PATTERN.match(run_id):
+        raise FleetError(f"{run_id!r} is not a run id (agent-BOT-KEY; `fleet agent runs`)")
 
 
 async def show(client: Client, run_id: str) -> AgentRunView:
     """The run's view (FleetError for an unknown run id)."""
-    raise NotImplementedError
+    _check_run_id(run_id)
+    try:
+        view: AgentRunView = await client.get_workflow_handle(run_id).query(
+            "status", result_type=AgentRunView
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(f"no agent run {run_id}; `fleet agent runs` lists them") from None
+        raise FleetError(f"cannot read run {run_id}: {exc.message}") from None
+    return view
 
 
-async def wait(client: Client, run_id: str, timeout_s: float) -> AgentRunView:
+def waiting(view: AgentRunView) -> bool:
+    """Nothing more happens without someone: ended, or waiting for a human."""
+    return view.status in FINAL_RUN_STATES or view.status is RunStatus.WAITING_APPROVAL
+
+
+async def wait(
+    client: Client,
+    run_id: str,
+    timeout_s: float,
+    on_view: Callable[[AgentRunView], None] | None = None,
+) -> AgentRunView:
     """The run's view once it ended or waits for a human, or after ``timeout_s``."""
-    raise NotImplementedError
+    first = await show(client, run_id)
+    if on_view is not None:
+        on_view(first)
+    return await poll_until(
+        lambda: show(client, run_id), first, waiting, timeout_s, POLL_S, on_view
+    )
+
+
+async def decide(client: Client, run_id: str, decision: ApprovalDecision) -> AgentRunView:
+    """Approve or deny the run's waiting tool call; FleetError with the validator's reason."""
+    _check_run_id(run_id)
+    try:
+        view: AgentRunView = await client.get_workflow_handle(run_id).execute_update(
+            "decide", decision, result_type=AgentRunView
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise FleetError(message) from None
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(f"no agent run {run_id}; `fleet agent runs` lists them") from None
+        raise FleetError(f"run {run_id} takes no decision: {exc.message}") from None
+    return view
+
+
+async def runs(client: Client, bot: str | None = None, limit: int = 20) -> list[AgentRunView]:
+    """The latest runs (of ``bot``), newest first."""
+    query = f'WorkflowType = "{WORKFLOW_TYPE}"'
+    if bot is not None:
+        query += f' AND WorkflowId STARTS_WITH "{run_workflow_id(bot, "")}"'
+    found = []
+    async for execution in client.list_workflows(query, limit=limit):
+        found.append(execution.id)
+    views = await asyncio.gather(*(show(client, run_id) for run_id in found))
+    return list(views)
+
+
+def usage(
+    settings: Settings, bot: str | None = None, days: int = 1, now: datetime | None = None
+) -> list[UsageDay]:
+    """Each agent's model calls, tokens, their cost and its settled purchases since 00:00 UTC
+    ``days - 1`` days ago, with its daily budget."""
+    now = now or datetime.now(UTC)
+    since = datetime.combine(now.date() - timedelta(days=days - 1), time(), tzinfo=UTC)
+    with db.session_scope(settings.effective_database_url) as session:
+        agents = session.exec(select(BotRecord).where(BotRecord.kind == BotKind.AGENT.value)).all()
+        names = [a.name for a in agents if bot is None or a.name == bot]
+        calls = session.exec(select(UsageRecord).where(col(UsageRecord.created_at) >= since)).all()
+        paid = session.exec(
+            select(PaymentRecord.buyer, PaymentRecord.amount).where(
+                PaymentRecord.status == "settled",
+                col(PaymentRecord.created_at) >= since,
+                col(PaymentRecord.buyer).in_(names or [""]),
+            )
+        ).all()
+    params = {a.name: a.params or {} for a in agents}
+    totals: dict[str, list[int]] = {}
+    for call in calls:
+        if bot is None or call.bot == bot:
+            row = totals.setdefault(call.bot, [0, 0, 0, 0])
+            row[0] += 1
+            row[1] += call.input_tokens
+            row[2] += call.output_tokens
+            row[3] += call.cost_units
+    purchases: dict[str, int] = {}
+    for buyer, amount in paid:
+        if buyer is not None:
+            purchases[buyer] = purchases.get(buyer, 0) + int(amount)
+    out = []
+    for name in sorted(set(names) | set(totals)):
+        calls_n, tokens_in, tokens_out, cost = totals.get(name, [0, 0, 0, 0])
+        limit = None
+        if name in params:
+            try:
+                parsed = parse_params(BotKind.AGENT, dict(params[name]))
+                limit = units_of(parsed.budget.per_day) if isinstance(parsed, AgentParams) else None
+            except ValueError:
+                limit = None
+        out.append(
+            UsageDay(
+                bot=name,
+                model_calls=calls_n,
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                token_units=cost,
+                purchase_units=purchases.get(name, 0),
+                budget_units=limit,
+            )
+        )
+    return out

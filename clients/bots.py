@@ -126,6 +126,15 @@ async def hold_spending(client: Client, buyer: str, hold: SpendingHold) -> HoldA
     return answer
 
 
+async def hold_budget(client: Client, bot: str, hold: SpendingHold) -> HoldAnswer:
+    """The agent's entity holds ``hold.amount`` of today's budget (tokens and purchases) or
+    refuses it (update ``hold_budget``, one update id per hold so a retry is answered once)."""
+    answer: HoldAnswer = await _handle(client, bot).execute_update(
+        _workflow().hold_budget, hold, id=f"budget-{hold.purchase_id}"
+    )
+    return answer
+
+
 async def settle_bot(
     client: Client,
     view: BotView,

@@ -10,6 +10,9 @@ any API key. Answers depend only on the request, so tests can assert on them:
 - moderations: an input is flagged when it holds a term of :data:`FLAGGED_TERMS` (whole words,
   any case); the result has the real API's categories, scores and applied input types.
 
+- chat completions offering ``tools``: deterministic tool calls, then a final answer
+  (:mod:`sandbox.tool_calls`).
+
 Every request body is recorded; ``GET /sandbox/openai/requests`` lists them.
 """
 
@@ -24,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sandbox.store import OpenAIRequest, SandboxStore
+from sandbox.tool_calls import tool_completion
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "omni-moderation-latest", "text-moderation-latest")
 CATEGORIES = (
@@ -93,6 +97,8 @@ def draft(brief: str, max_words: int) -> str:
 
 def completion(body: dict[str, Any]) -> dict[str, Any]:
     """The ``chat.completion`` object answering ``body``."""
+    if body.get("tools"):
+        return tool_completion(body, str(body.get("model") or MODELS[0]))
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     system = " ".join(
         _text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")

@@ -26,6 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities import queues
+from activities.agents import AgentActivities
 from activities.alerts import AlertActivities
 from activities.chain import ChainActivities
 from activities.channels import ChannelActivities
@@ -44,10 +45,12 @@ from activities.skills import SkillActivities
 from activities.store import StoreActivities
 from activities.validation import ValidationActivities
 from agentfleet import keystore, redaction, taskqueues
+from agentfleet.agents import runtime
 from agentfleet.errors import FleetError
 from agentfleet.operations import metrics
 from agentfleet.settings import Settings, get_settings, invalid_settings_line
 from agentfleet.temporal import connect
+from workflows.agent_run import AgentRunWorkflow
 from workflows.alerts import AlertsWorkflow
 from workflows.bot_lifecycle import BotLifecycleWorkflow
 from workflows.buyer_purchase import BuyerPurchaseWorkflow
@@ -99,6 +102,7 @@ class Activities:
     """The activity objects of one worker process (they hold connections to close at the end)."""
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
         self.store = StoreActivities(settings)
         self.chain = ChainActivities(settings, client)
         self.identity = IdentityActivities(settings)
@@ -116,6 +120,7 @@ class Activities:
         self.learning = LearningActivities(settings)
         self.patterns = PatternActivities(settings)
         self.alerts = AlertActivities(settings, client)
+        self.agents = AgentActivities(settings)
 
     def instances(self) -> list[object]:
         return [value for value in vars(self).values() if hasattr(type(value), "task_queue")]
@@ -158,6 +163,20 @@ def build_workers(
     executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity")
     workers = []
     for queue in queues:
+        if queue == taskqueues.AGENTS:
+            # Agent runs: the client carries the OpenAI Agents SDK plugin, which adds the model
+            # activity and runs the SDK's Runner in these workflows (agentfleet.agents.runtime).
+            workers.append(
+                Worker(
+                    runtime.agents_client(client, bound.settings),
+                    task_queue=queue,
+                    workflows=[AgentRunWorkflow],
+                    workflow_runner=WORKFLOW_RUNNER,
+                    activities=activities_for(queue, bound),
+                    activity_executor=executor,
+                )
+            )
+            continue
         workers.append(
             Worker(
                 client,

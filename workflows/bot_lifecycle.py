@@ -9,7 +9,9 @@ Commands are updates with validators (bad input is rejected and changes nothing)
 ``history`` are queries, and BotName/BotKind/BotStatus/BotOwner keep the Web UI's filters current.
 As a buyer the entity owns its daily budget: ``hold_spending`` (an update answered at once)
 grants or refuses a purchase's hold, ``settle_spending`` and ``release_spending`` (signals) end it,
-``spending`` (a query) shows the day (see agentfleet.payments.spending).
+``spending`` (a query) shows the day (see agentfleet.payments.spending). An agent bot's runs hold
+their model calls and purchases the same way against ``budget.per_day`` (``hold_budget``,
+``spend_budget``, ``release_budget``, ``agent_budget``).
 
 Why one module over 450 lines: the entity is one state machine, and every command's handler and
 validator guards the same state; the steps' logic lives in activities and the core already.
@@ -52,7 +54,13 @@ with workflow.unsafe.imports_passed_through():
     from agentfleet.messages import TxOrder, TxOutcome, TxRequest, TxStatus
     from agentfleet.netguard import ANY_FLEET
     from agentfleet.payments import spending as budget
-    from agentfleet.payments.spending import HoldAnswer, SpendingDay, SpendingHold, SpendingRef
+    from agentfleet.payments.spending import (
+        HoldAnswer,
+        SpendingDay,
+        SpendingHold,
+        SpendingRef,
+        SpentAmount,
+    )
     from agentfleet.payments.terms import to_units
 
 from workflows.transactions import deepest_cause, run_transaction
@@ -411,10 +419,13 @@ class BotLifecycleWorkflow:
 
     @hold_spending.validator
     def _validate_hold_spending(self, hold: SpendingHold) -> None:
+        self._validate_hold(hold, self._daily_limit(), "buy skills")
+
+    def _validate_hold(self, hold: SpendingHold, limit: int | None, what: str) -> None:
         self._reject_unless({BotStatus.ACTIVE, BotStatus.DEGRADED}, "spending")
-        if self._daily_limit() is None:
+        if limit is None:
             raise ApplicationError(
-                f"a {self.state.spec.kind.value} bot does not buy skills", type="InvalidParams"
+                f"a {self.state.spec.kind.value} bot does not {what}", type="InvalidParams"
             )
         today = workflow.now().date()
         if hold.day != today:
@@ -438,6 +449,34 @@ class BotLifecycleWorkflow:
     def release_spending(self, ref: SpendingRef) -> None:
         """A held purchase paid nothing: its hold is dropped."""
         budget.release(self.state.spending, ref)
+
+    @workflow.update
+    def hold_budget(self, hold: SpendingHold) -> HoldAnswer:
+        """An agent's model call or purchase holds its cost of today's budget, which counts
+        tokens and purchases together (``budget.per_day``), or is refused (answered at once)."""
+        self.state.budget = budget.day_of(self.state.budget, hold)
+        return budget.decide(
+            self.state.budget, hold, self.state.spec.name, self._budget_limit() or 0
+        )
+
+    @hold_budget.validator
+    def _validate_hold_budget(self, hold: SpendingHold) -> None:
+        self._validate_hold(hold, self._budget_limit(), "run as an agent")
+
+    def _budget_limit(self) -> int | None:
+        """``budget.per_day`` in token units, for an agent."""
+        limits = getattr(parse_params(self.state.spec.kind, self.state.params), "budget", None)
+        return None if limits is None else to_units(limits.per_day)
+
+    @workflow.signal
+    def spend_budget(self, spent: SpentAmount) -> None:
+        """A held model call or purchase ended costing ``spent.amount``."""
+        budget.settle_amount(self.state.budget, spent)
+
+    @workflow.signal
+    def release_budget(self, ref: SpendingRef) -> None:
+        """A held model call or purchase cost nothing: its hold is dropped."""
+        budget.release(self.state.budget, ref)
 
     @workflow.signal
     async def health(self, report: BotEvent) -> None:
@@ -466,6 +505,11 @@ class BotLifecycleWorkflow:
     def spending(self) -> SpendingDay | None:
         """Today's budget as a buyer (None before its first purchase)."""
         return self.state.spending
+
+    @workflow.query
+    def agent_budget(self) -> SpendingDay | None:
+        """Today's budget as an agent (tokens and purchases; None before its first hold)."""
+        return self.state.budget
 
 
 __all__ = ["BotKind", "BotLifecycleWorkflow"]

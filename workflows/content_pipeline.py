@@ -13,7 +13,8 @@ Steps, each an activity (drafting and scoring on ``fleet-llm``, database and cha
 4. Approval: the ``approve`` / ``reject`` / ``edit`` updates (validators: known approver, item
    awaiting approval, no self-approval unless the policy allows it), a reminder (also an
    ``approval_overdue`` alert, patch ``alerts``), an escalation to the second group, expiry.
-   Auto-approval only where the policy has an ``auto_approve`` block.
+   Auto-approval only where the policy has an ``auto_approve`` block, and never for an item an
+   agent bot submitted (``needs_human``).
    An edit goes back through scoring and checks, then approval again.
 5. Schedule: a durable timer until ``publish_at``; ``edit`` and ``cancel`` still work while it
    waits, and cancelling leaves nothing behind.
@@ -245,7 +246,7 @@ class ContentPipelineWorkflow:
         assert self.policy is not None and self.context is not None  # noqa: S101
         rules = self.policy.approval
         assert self.view.scores is not None  # noqa: S101 - reviewed before approval
-        if rules.auto_approves(
+        if not self.order.needs_human and rules.auto_approves(
             self.context.channel.kind, self.order.bot, self.view.scores, self.view.checks
         ):
             self.view.decided_by = AUTO_APPROVER

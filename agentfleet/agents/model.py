@@ -257,3 +257,96 @@ def units_of(amount: Decimal) -> int:
 def fusd(units: int) -> str:
     """Units as fUSD text: ``1234`` -> ``"0.001234"``."""
     return f"{Decimal(units) / TOKEN_UNITS:.6f}"
+
+
+class AgentContext(BaseModel):
+    """What a run reads once at its start (``agent_context``): the bot, its parameters, the
+    price of its model, where ``submit_post`` goes, the MCP servers its tools name."""
+
+    bot: str
+    owner: str
+    disclosure: str
+    params: AgentParams
+    price: ModelPrice
+    publisher: str | None = None
+    channel: str | None = None
+    mcp_urls: dict[str, str] = Field(default_factory=dict)
+    max_output_tokens: int = 800
+
+
+class BudgetAsk(BaseModel):
+    """Hold ``amount`` units of the agent's day for one model call or purchase (``hold_id``)."""
+
+    bot: str
+    hold_id: str
+    amount: int = Field(gt=0)
+
+
+class UsageEntry(BaseModel):
+    """One model call's usage, as recorded in the ``usage`` table."""
+
+    run_id: str
+    call_no: int
+    bot: str
+    model: str
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_units: int = Field(ge=0)
+
+
+class Seller(BaseModel):
+    bot: str
+    skill: Skill
+    price: str
+    """fUSD per call."""
+    units: int
+
+
+class SellersAsk(BaseModel):
+    skill: Skill
+    buyer: str
+
+
+class SellersAnswer(BaseModel):
+    sellers: list[Seller] = Field(default_factory=list)
+
+
+class PatternsAsk(BaseModel):
+    symbol: str | None = None
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class McpToolSpec(BaseModel):
+    server: str
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+class McpListAsk(BaseModel):
+    server: str
+    url: str
+
+
+class McpToolList(BaseModel):
+    tools: list[McpToolSpec] = Field(default_factory=list)
+
+
+class McpCall(BaseModel):
+    server: str
+    url: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class UsageDay(BaseModel):
+    """One agent's model usage over a window (``fleet agent usage``)."""
+
+    bot: str
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+    token_units: int
+    purchase_units: int
+    budget_units: int | None = None
+    """``budget.per_day`` in units (None for a bot that is no longer an agent)."""

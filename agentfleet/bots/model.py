@@ -277,6 +277,8 @@ class BotState(BaseModel):
     does not know the ids its predecessor accepted) is answered, not applied twice."""
     spending: SpendingDay | None = None
     """Today's budget as a buyer: spent and held (see agentfleet.payments.spending)."""
+    budget: SpendingDay | None = None
+    """Today's budget as an agent: model calls and purchases, spent and held."""
 
 
 class BotLifecycleInput(BaseModel):

@@ -226,6 +226,9 @@ class ContentOrder(BaseModel):
     submitted_by: str
     publish_at: datetime | None = None
     """None: publish as soon as approved; else a timezone-aware time (a durable timer)."""
+    needs_human: bool = False
+    """A human must approve it whatever the policy's ``auto_approve`` says (an agent bot's
+    submission: agents never publish on their own)."""
 
 
 class ContentContext(BaseModel):

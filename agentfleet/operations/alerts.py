@@ -38,6 +38,8 @@ class AlertKind(StrEnum):
     APPROVAL_OVERDUE = "approval_overdue"
     LEARNING_ROLLBACK = "learning_rollback"
     MODEL_ROLLBACK = "model_rollback"
+    AGENT_BUDGET = "agent_budget"
+    AGENT_APPROVAL_OVERDUE = "agent_approval_overdue"
 
 
 class Severity(StrEnum):
@@ -56,6 +58,8 @@ TITLES: dict[AlertKind, str] = {
     AlertKind.APPROVAL_OVERDUE: "content awaiting approval past its reminder",
     AlertKind.LEARNING_ROLLBACK: "learning rounds rolled back",
     AlertKind.MODEL_ROLLBACK: "models rolled back after degrading",
+    AlertKind.AGENT_BUDGET: "agent runs stopped at their daily budget",
+    AlertKind.AGENT_APPROVAL_OVERDUE: "agent tool calls awaiting approval past their reminder",
 }
 
 

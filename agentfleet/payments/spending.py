@@ -49,6 +49,13 @@ class SpendingRef(BaseModel):
     purchase_id: str
 
 
+class SpentAmount(BaseModel):
+    """A hold that ended costing ``amount`` units (an agent's model call: its real cost)."""
+
+    purchase_id: str
+    amount: int = Field(ge=0)
+
+
 class HoldAnswer(BaseModel):
     """Granted, or refused with a reason; the same purchase id always gets the same answer."""
 
@@ -117,3 +124,10 @@ def release(book: SpendingDay | None, ref: SpendingRef) -> None:
     """The purchase paid nothing: its hold is dropped. Nothing for one the book does not hold."""
     if book is not None:
         book.held.pop(ref.purchase_id, None)
+
+
+def settle_amount(book: SpendingDay | None, spent: SpentAmount) -> None:
+    """The hold ended costing ``spent.amount`` (more or less than held): that is spent."""
+    if book is not None and spent.purchase_id in book.held:
+        book.held.pop(spent.purchase_id)
+        book.spent[spent.purchase_id] = spent.amount
