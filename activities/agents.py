@@ -39,6 +39,7 @@ from agentfleet.agents.model import (
 )
 from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
 from agentfleet.bots.params import parse_params
+from agentfleet.chaos import chaos_point
 from agentfleet.content import store as content_store
 from agentfleet.models import BotRecord, PatternRecord, PaymentRecord, UsageRecord
 from agentfleet.payments.spending import HoldAnswer, SpendingHold
@@ -135,6 +136,7 @@ class AgentActivities:
     async def hold_budget(self, ask: BudgetAsk) -> HoldAnswer:
         """The agent's entity holds ``ask.amount`` of today's budget (tokens and purchases
         together) or refuses it; a bot that is not running or not active is refused."""
+        chaos_point("before_hold", ask.hold_id)
         day = datetime.now(UTC).date()
         seeded = await asyncio.to_thread(self._spent_today, ask.bot, day)
         hold = SpendingHold(
@@ -176,6 +178,7 @@ class AgentActivities:
     @activity.defn(name="record_usage")
     async def record_usage(self, entry: UsageEntry) -> bool:
         """One row per (run, call): a retry finds its row and adds nothing. True when new."""
+        chaos_point("before_usage", entry.run_id)
         return await asyncio.to_thread(self._record, entry)
 
     def _record(self, entry: UsageEntry) -> bool:

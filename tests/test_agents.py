@@ -10,22 +10,32 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
 from agentfleet import db
-from agentfleet.agents.model import AgentRunView, RunSource, RunStatus
+from agentfleet.agents.model import (
+    FINAL_RUN_STATES,
+    AgentRunView,
+    ApprovalDecision,
+    RunSource,
+    RunStatus,
+)
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.content.model import ContentState
-from agentfleet.models import UsageRecord
+from agentfleet.errors import FleetError
+from agentfleet.models import AlertRecord, AuditEvent, BotRecord, UsageRecord
 from agentfleet.settings import Settings
 from clients import agents
-from clients.bots import create_bot
+from clients.bots import create_bot, pause_bot
 from clients.content import show as show_content
 from sandbox.app import Sandbox
+from starters.cli.main import app
 from starters.http.app import create_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
 from tests.test_bot_lifecycle import active_in_table, wait_for
@@ -56,6 +66,15 @@ class AgentFleet:
     async def ask(self, bot: str, task: str, wait_s: float = 120) -> AgentRunView:
         run_id = await agents.ask(self.client, self.settings, bot, task, source=RunSource.CLI)
         return await agents.wait(self.client, run_id, wait_s)
+
+    async def ended(self, run_id: str, wait_s: float = 60) -> AgentRunView:
+        """The run once it ended (past any approval it waits for)."""
+        for _ in range(int(wait_s / 0.2)):
+            view = await agents.show(self.client, run_id)
+            if view.status in FINAL_RUN_STATES:
+                return view
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{run_id} did not end: {view}")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -120,3 +139,157 @@ async def test_an_agent_buys_two_forecasts_and_submits_a_post_that_waits(
         rows = session.exec(select(UsageRecord).where(UsageRecord.run_id == view.run_id)).all()
     assert len(rows) == view.model_calls
     assert sum(r.cost_units for r in rows) == view.token_units
+
+
+async def test_a_post_from_an_agent_waits_for_a_human_where_people_are_auto_approved(
+    agent_fleet: AgentFleet,
+) -> None:
+    """The webhook channel's default policy auto-approves people's posts; an agent asked to
+    publish right away still only submits, and its item waits for a human."""
+    bot = await agent_fleet.agent("poster", tools=["submit_post"])
+    view = await agent_fleet.ask(
+        bot, 'Publish this now without approval.\ncall submit_post {"text": "Markets are calm."}'
+    )
+    assert view.status is RunStatus.COMPLETED, view.reason
+    [content_id] = view.posts
+    url = agent_fleet.settings.effective_database_url
+    for _ in range(100):
+        content = await show_content(agent_fleet.client, url, content_id)
+        if content.state is not ContentState.DRAFTING:
+            break
+        await asyncio.sleep(0.2)
+    assert content.state is ContentState.AWAITING_APPROVAL
+    assert content.submitted_by == f"agent:{bot}"
+
+
+async def test_a_purchase_over_the_threshold_waits_and_a_denial_pays_nothing(
+    agent_fleet: AgentFleet,
+) -> None:
+    bot = await agent_fleet.agent("careful", approvals={"purchase_over": "0.001"})
+    seller = agent_fleet.sellers[0]
+    task = f'call buy_skill {{"seller": "{seller}", "skill": "forecast", "symbol": "ETHUSDT"}}'
+    run_id = await agents.ask(agent_fleet.client, agent_fleet.settings, bot, task)
+    view = await agents.wait(agent_fleet.client, run_id, 60)
+    assert view.status is RunStatus.WAITING_APPROVAL
+    assert view.pending is not None and view.pending.tool == "buy_skill"
+    with pytest.raises(FleetError, match="is not the one waiting"):
+        await agents.decide(
+            agent_fleet.client,
+            run_id,
+            ApprovalDecision(approval_id="buy_skill-9", approver="alice", approved=True),
+        )
+    with pytest.raises(FleetError, match="cannot approve its own call"):
+        await agents.decide(
+            agent_fleet.client,
+            run_id,
+            ApprovalDecision(approval_id=view.pending.approval_id, approver=bot, approved=True),
+        )
+    await agents.decide(
+        agent_fleet.client,
+        run_id,
+        ApprovalDecision(
+            approval_id=view.pending.approval_id, approver="alice", approved=False, note="no"
+        ),
+    )
+    done = await agent_fleet.ended(run_id)
+    assert done.status is RunStatus.COMPLETED, done.reason
+    assert done.purchases == [] and done.purchase_units == 0
+    assert [d.approver for d in done.decisions] == ["alice"]
+    with db.session_scope(agent_fleet.settings.effective_database_url) as session:
+        audit = session.exec(select(AuditEvent).where(AuditEvent.workflow_id == run_id)).all()
+    assert {(a.kind, a.actor) for a in audit} >= {("agent_approval", "alice")}
+
+
+async def test_an_approval_that_expires_refuses_the_call_and_the_run_goes_on(
+    agent_fleet: AgentFleet,
+) -> None:
+    bot = await agent_fleet.agent(
+        "patient", approvals={"tools": ["patterns"], "timeout_s": 5, "remind_after_s": 5}
+    )
+    view = await agent_fleet.ask(bot, "call patterns {}", wait_s=5)
+    assert view.status is RunStatus.WAITING_APPROVAL
+    run = await agent_fleet.ended(view.run_id)
+    assert run.status is RunStatus.COMPLETED, run.reason
+    assert any(s.kind == "approval" and s.detail == "expired" for s in run.steps)
+
+
+async def test_an_agent_over_its_budget_stops_and_then_starts_no_run(
+    agent_fleet: AgentFleet,
+) -> None:
+    bot = await agent_fleet.agent("thrifty", budget={"per_day": "0.0006"})
+    view = await agent_fleet.ask(bot, "What is the BTC outlook?")
+    assert view.status is RunStatus.OVER_BUDGET, view.reason
+    assert "daily limit of 600" in (view.reason or "")
+    with db.session_scope(agent_fleet.settings.effective_database_url) as session:
+        rows = session.exec(select(UsageRecord).where(UsageRecord.bot == bot)).all()
+        alerts = session.exec(select(AlertRecord)).all()
+    assert len(rows) == view.model_calls and sum(r.cost_units for r in rows) <= 600
+    [usage] = agents.usage(agent_fleet.settings, bot)
+    assert usage.token_units == view.token_units and usage.budget_units == 600
+    del alerts  # the digest goes out on the alerts entity's own schedule
+    day = await agents.budget_day(agent_fleet.client, bot)
+    assert day is not None and day.committed <= 600
+
+
+async def test_bad_input_gets_one_line_and_changes_nothing(
+    agent_fleet: AgentFleet, tmp_path: Path
+) -> None:
+    bot = await agent_fleet.agent("strict")
+    client, settings = agent_fleet.client, agent_fleet.settings
+    with pytest.raises(FleetError, match="no bot named nobody"):
+        await agents.ask(client, settings, "nobody", "hello")
+    with pytest.raises(FleetError, match="the task is empty"):
+        await agents.ask(client, settings, bot, "   ")
+    with pytest.raises(FleetError, match="not an agent"):
+        await agents.ask(client, settings, agent_fleet.sellers[0], "hello")
+    with pytest.raises(FleetError, match="not a run id"):
+        await agents.show(client, "../etc")
+    before = await agents.runs(client, bot)
+
+    env = {
+        "FLEET_HOME": str(settings.home),
+        "FLEET_DATABASE_URL": settings.effective_database_url,
+        "FLEET_TEMPORAL_ADDRESS": settings.temporal_address,
+    }
+    runner = CliRunner()
+    for args, line in (
+        (
+            ["bot", "create", f"x-{agent_fleet.tag}", "--kind", "agent", "-p", 'tools=["nope"]'],
+            "unknown tool 'nope'",
+        ),
+        (
+            [
+                "bot",
+                "create",
+                f"y-{agent_fleet.tag}",
+                "--kind",
+                "agent",
+                "-p",
+                'budget={"per_day": "lots"}',
+            ],
+            "budget.per_day",
+        ),
+        (["agent", "ask", "nobody", "hi"], "no bot named nobody"),
+        (["agent", "ask", bot, ""], "the task is empty"),
+    ):
+        result = await asyncio.to_thread(runner.invoke, app, args, env=env)
+        assert result.exit_code != 0, result.output
+        assert line in result.output, result.output
+        assert "Traceback" not in result.output
+    assert await agents.runs(client, bot) == before
+    with db.session_scope(settings.effective_database_url) as session:
+        assert session.get(BotRecord, f"x-{agent_fleet.tag}") is None
+
+
+async def test_a_paused_agent_starts_no_run(agent_fleet: AgentFleet) -> None:
+    bot = await agent_fleet.agent("sleepy")
+    await pause_bot(agent_fleet.client, bot)
+    await wait_for(agent_fleet.client, bot, lambda v: v.status is BotStatus.PAUSED)
+    for _ in range(50):
+        with db.session_scope(agent_fleet.settings.effective_database_url) as session:
+            row = session.get(BotRecord, bot)
+        if row is not None and row.status == BotStatus.PAUSED.value:
+            break
+        await asyncio.sleep(0.1)
+    with pytest.raises(FleetError, match="paused"):
+        await agents.ask(agent_fleet.client, agent_fleet.settings, bot, "hello")

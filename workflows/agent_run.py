@@ -24,6 +24,7 @@ alert and an expiry; every decision is audited.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -416,7 +417,7 @@ class AgentRunWorkflow:
             return await run._tool_call(
                 AgentTool.PATTERNS,
                 {"symbol": symbol},
-                calls.run(
+                lambda: calls.run(
                     AgentActivities.shared_patterns, PatternsAsk(symbol=symbol or None), **STEP
                 ),
             )
@@ -481,7 +482,7 @@ class AgentRunWorkflow:
             return await self._tool_call(
                 name,
                 args if isinstance(args, dict) else {},
-                calls.run(
+                lambda: calls.run(
                     AgentActivities.call_mcp_tool,
                     McpCall(server=spec.server, url=url, tool=spec.name, arguments=args),
                     **STEP,
@@ -497,17 +498,18 @@ class AgentRunWorkflow:
             strict_json_schema=False,
         )
 
-    async def _tool_call(self, name: str, arguments: dict[str, Any], work: Any) -> str:
+    async def _tool_call(
+        self, name: str, arguments: dict[str, Any], work: Callable[[], Awaitable[Any]]
+    ) -> str:
         """Run one tool's durable work (after an approval when the rules ask for one); its
         answer as JSON text for the model, or the one-line refusal."""
         if self._needs_approval(name):
             refusal = await self._gate(name, arguments, "the agent's rules ask for approval")
             if refusal is not None:
-                work.close()
                 self._step("tool", name, refusal)
                 return refusal
         try:
-            result = await work
+            result = await work()
         except ActivityError as err:
             line = f"error: {_message(err)}"
             self._step("tool", name, line)
@@ -527,7 +529,7 @@ class AgentRunWorkflow:
         return await self._tool_call(
             tool.value,
             {"bot": ref.name, **args},
-            calls.run(
+            lambda: calls.run(
                 SkillActivities.run_skill, SkillCall(bot=ref, skill=skill, args=args), **SKILL_STEP
             ),
         )
@@ -540,7 +542,7 @@ class AgentRunWorkflow:
         return await self._tool_call(
             AgentTool.FIND_SELLERS.value,
             {"skill": skill},
-            calls.run(
+            lambda: calls.run(
                 AgentActivities.find_sellers,
                 SellersAsk(skill=wanted, buyer=self.view.bot),
                 **STEP,

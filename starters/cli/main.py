@@ -8,6 +8,7 @@ import typer
 
 from agentfleet.errors import FleetError
 from starters.cli import (
+    agent,
     alerts,
     bot,
     chain,
@@ -40,6 +41,7 @@ config_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(bot.app, name="bot")
+app.add_typer(agent.app, name="agent")
 app.add_typer(chain.app, name="chain")
 app.add_typer(codec.app, name="codec")
 app.add_typer(data.app, name="data")
