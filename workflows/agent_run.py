@@ -227,7 +227,7 @@ class AgentRunWorkflow:
         assert self.ctx is not None  # noqa: S101 (set before the runner starts)
         chars = len(system_prompt) + sum(len(str(item)) for item in input_items)
         estimate = self.ctx.price.units(chars // CHARS_PER_TOKEN + 1, self.ctx.max_output_tokens)
-        self.hold_id = f"{self.view.run_id}/call-{self.view.model_calls + 1}"
+        self.hold_id = f"{self.view.run_id}:call-{self.view.model_calls + 1}"
         await self._hold(self.hold_id, max(1, estimate), "model call")
 
     async def after_model_call(self, response: ModelResponse) -> None:
@@ -572,7 +572,7 @@ class AgentRunWorkflow:
                 return refusal
         self.holds += 1
         number = self.holds
-        hold_id = f"{self.view.run_id}/buy-{number}"
+        hold_id = f"{self.view.run_id}:buy-{number}"
         try:
             await self._hold(hold_id, offer.units, f"buying {skill} from {seller}")
         except Stop as stop:
