@@ -14,9 +14,15 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from agentfleet.agents import runtime
+from agentfleet.settings import Settings
+from workflows.agent_run import AgentRunWorkflow
+
 HISTORIES = Path(__file__).parent / "histories"
+AGENT_RUN = "agent_run_"
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> Path:
@@ -36,8 +42,17 @@ def load_history(name: str) -> WorkflowHistory:
 
 
 async def replay(name: str, workflows: Sequence[type]) -> None:
-    """Replay a recorded history; raises if today's workflow code would act differently."""
-    replayer = Replayer(workflows=workflows, data_converter=pydantic_data_converter)
+    """Replay a recorded history; raises if today's workflow code would act differently.
+    Agent runs replay as their worker runs them: with the OpenAI Agents SDK plugin (and its
+    payload converter, which the plugin sets in place of the default one)."""
+    if name.startswith(AGENT_RUN):
+        replayer = Replayer(
+            workflows=[AgentRunWorkflow],
+            data_converter=DataConverter.default,
+            plugins=[runtime.plugin(Settings(_env_file=None))],
+        )
+    else:
+        replayer = Replayer(workflows=workflows, data_converter=pydantic_data_converter)
     await replayer.replay_workflow(load_history(name))
 
 

@@ -38,6 +38,7 @@ from sandbox.app import Sandbox
 from starters.cli.main import app
 from starters.http.app import create_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
+from tests.replay import record_history
 from tests.test_bot_lifecycle import active_in_table, wait_for
 from tests.test_content_pipeline import add_channels
 from tests.test_payments import served
@@ -75,6 +76,12 @@ class AgentFleet:
                 return view
             await asyncio.sleep(0.2)
         raise AssertionError(f"{run_id} did not end: {view}")
+
+
+async def record(fleet: AgentFleet, run_id: str, name: str) -> None:
+    url = fleet.settings.effective_database_url
+    backend = "postgresql" if url.startswith("postgresql") else "sqlite"
+    await record_history(fleet.client.get_workflow_handle(run_id), f"{name}_{backend}")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -131,7 +138,7 @@ async def test_an_agent_buys_two_forecasts_and_submits_a_post_that_waits(
         content = await show_content(
             agent_fleet.client, agent_fleet.settings.effective_database_url, view.posts[0]
         )
-        if content.state is ContentState.AWAITING_APPROVAL:
+        if content.state not in (ContentState.DRAFTING, ContentState.CHECKING):
             break
         await asyncio.sleep(0.2)
     assert content.state is ContentState.AWAITING_APPROVAL
@@ -139,6 +146,7 @@ async def test_an_agent_buys_two_forecasts_and_submits_a_post_that_waits(
         rows = session.exec(select(UsageRecord).where(UsageRecord.run_id == view.run_id)).all()
     assert len(rows) == view.model_calls
     assert sum(r.cost_units for r in rows) == view.token_units
+    await record(agent_fleet, view.run_id, "agent_run")
 
 
 async def test_a_post_from_an_agent_waits_for_a_human_where_people_are_auto_approved(
@@ -155,7 +163,7 @@ async def test_a_post_from_an_agent_waits_for_a_human_where_people_are_auto_appr
     url = agent_fleet.settings.effective_database_url
     for _ in range(100):
         content = await show_content(agent_fleet.client, url, content_id)
-        if content.state is not ContentState.DRAFTING:
+        if content.state not in (ContentState.DRAFTING, ContentState.CHECKING):
             break
         await asyncio.sleep(0.2)
     assert content.state is ContentState.AWAITING_APPROVAL
@@ -198,6 +206,7 @@ async def test_a_purchase_over_the_threshold_waits_and_a_denial_pays_nothing(
     with db.session_scope(agent_fleet.settings.effective_database_url) as session:
         audit = session.exec(select(AuditEvent).where(AuditEvent.workflow_id == run_id)).all()
     assert {(a.kind, a.actor) for a in audit} >= {("agent_approval", "alice")}
+    await record(agent_fleet, run_id, "agent_run_denied")
 
 
 async def test_an_approval_that_expires_refuses_the_call_and_the_run_goes_on(
@@ -211,6 +220,7 @@ async def test_an_approval_that_expires_refuses_the_call_and_the_run_goes_on(
     run = await agent_fleet.ended(view.run_id)
     assert run.status is RunStatus.COMPLETED, run.reason
     assert any(s.kind == "approval" and s.detail == "expired" for s in run.steps)
+    await record(agent_fleet, run.run_id, "agent_run_expired")
 
 
 async def test_an_agent_over_its_budget_stops_and_then_starts_no_run(
@@ -229,6 +239,7 @@ async def test_an_agent_over_its_budget_stops_and_then_starts_no_run(
     del alerts  # the digest goes out on the alerts entity's own schedule
     day = await agents.budget_day(agent_fleet.client, bot)
     assert day is not None and day.committed <= 600
+    await record(agent_fleet, view.run_id, "agent_run_over_budget")
 
 
 async def test_bad_input_gets_one_line_and_changes_nothing(

@@ -12,11 +12,12 @@ from temporalio.worker import Replayer
 from tests.changed_workflows import ReorderedStackCheck
 from tests.replay import load_history, recorded, replay
 from workers.main import WORKFLOWS
+from workflows.agent_run import AgentRunWorkflow
 
 
 def test_histories_cover_every_workflow() -> None:
     names = recorded()
-    for workflow_class in WORKFLOWS:
+    for workflow_class in [*WORKFLOWS, AgentRunWorkflow]:
         name = workflow._Definition.must_from_class(workflow_class).name or ""
         prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Workflow")).lower() + "_"
         assert any(n.startswith(prefix) for n in names), f"no recorded history for {name}"
