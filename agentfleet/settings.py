@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     remote_bot_port: int = Field(
         default=8310, description="Port of the reference remote bot the demo fleet calls."
     )
+    mcp_port: int = Field(
+        default=8340, description="Port of the MCP server (the fleet's skills as MCP tools)."
+    )
     bind_host: str = Field(
         default=LOOPBACK,
         description="Address the HTTP app and worker metrics listen on (0.0.0.0 in containers).",
@@ -321,6 +324,7 @@ class Settings(BaseSettings):
         "http_port",
         "codec_port",
         "remote_bot_port",
+        "mcp_port",
         "sandbox_port",
         "sandbox_smtp_port",
         mode="after",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from tests.fixtures.stack import FLEET, fleet, pids_of, temporal, wait_gone
+from tests.test_mcp_server import mcp_status
 
 pytestmark = pytest.mark.stack
 
@@ -49,12 +51,14 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
         "database",
         "sandbox",
         "http",
+        "mcp",
         "worker",
         "telegram",
         "remote-bot",
     }
     assert all(c["up"] for c in names.values())
     assert started["demo"] and "stack check" in started["demo"][0], started["demo"]
+    assert asyncio.run(mcp_status(names["mcp"]["url"], "forecaster-1"))["bot"] == "forecaster-1"
 
     status = fleet(stack_env, "status", "--json")
     assert status.returncode == 0, status.stderr

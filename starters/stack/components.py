@@ -169,6 +169,22 @@ def http_spec(settings: Settings) -> ComponentSpec:
     )
 
 
+def mcp_spec(settings: Settings) -> ComponentSpec:
+    """The MCP server (``starters.mcp``): the fleet's skills as MCP tools, paid ones through
+    the HTTP app's x402 gateway."""
+    base = f"http://{LOOPBACK}:{settings.mcp_port}"
+    return ComponentSpec(
+        name="mcp",
+        title="MCP server (skills as tools)",
+        argv=[sys.executable, "-m", "starters.mcp"],
+        ports={"http": settings.mcp_port},
+        url=f"{base}/mcp",
+        ready=lambda: _http_ok(f"{base}/healthz"),
+        env={"PYTHONUNBUFFERED": "1", "FLEET_HOME": str(settings.home)},
+        critical=False,
+    )
+
+
 def codec_spec(settings: Settings) -> ComponentSpec:
     """The codec endpoint for the Web UI (``starters.codec``): loopback only, behind the codec
     token (``fleet codec show``); runs when a payload key is set."""

@@ -70,6 +70,7 @@ def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
     if settings.channel_sandbox:
         specs.append(components.sandbox_spec(settings))
     specs.append(components.http_spec(settings))
+    specs.append(components.mcp_spec(settings))
     if settings.payload_key is not None:
         specs.append(components.codec_spec(settings))
     specs.append(components.worker_spec(settings))
@@ -132,6 +133,7 @@ def preflight(settings: Settings) -> list[ComponentSpec]:
         "temporal": {"grpc": "FLEET_TEMPORAL_PORT", "ui": "FLEET_UI_PORT"},
         "anvil": {"rpc": "FLEET_ANVIL_PORT"},
         "http": {"http": "FLEET_HTTP_PORT"},
+        "mcp": {"http": "FLEET_MCP_PORT"},
         "codec": {"http": "FLEET_CODEC_PORT"},
         "worker": {"metrics": "FLEET_METRICS_PORT"},
         "remote-bot": {"http": "FLEET_REMOTE_BOT_PORT"},
