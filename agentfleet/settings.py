@@ -298,6 +298,13 @@ class Settings(BaseSettings):
         description="How long a paid HTTP call waits for its settlement before answering 202 "
         "with a status URL (the payment saga carries on).",
     )
+    a2a_wait_s: float = Field(
+        default=25.0,
+        gt=0,
+        le=300,
+        description="How long an A2A text message to an agent bot waits for its run to end "
+        "before answering a task to poll with GetTask (the run carries on).",
+    )
 
     # Outbound calls to bots' URLs and their cards' endpoints (agentfleet/netguard.py).
     outbound_allow: Annotated[list[str], NoDecode] = Field(

@@ -1,13 +1,16 @@
 """A reference remote bot: a forecaster that runs outside the fleet and speaks A2A.
 
-``python -m starters.remote_bot --port 8400 --name remote-1 [--delay-ms 0]``
+``python -m starters.remote_bot --port 8400 --name remote-1 [--delay-ms 0] [--a2a-version 1.0]``
 
-It serves its agent card at ``/.well-known/agent-card.json`` (A2A 0.3: name, description with
-the automation disclosure, JSON-RPC ``url``, skills) and answers JSON-RPC 2.0 ``message/send`` at
-``POST /a2a``: the message's data part ``{"skill": ..., "args": {...}}`` is answered with an agent
-message whose data part is the result. Forecasts are an EMA over its own synthetic series (the
-same feed the fleet uses, labelled synthetic). ``--delay-ms`` delays every answer (for timeout
-tests); the card is always immediate.
+It serves its agent card at ``/.well-known/agent-card.json`` (A2A 1.0 with the fields 0.3 clients
+read, or with ``--a2a-version 0.3`` a card as A2A 0.3 wrote it: name, description with the
+automation disclosure, JSON-RPC endpoint, skills) and answers JSON-RPC 2.0 at ``POST /a2a`` in
+both versions whatever its card says (1.0 ``SendMessage``, 0.3 ``message/send``): a data part
+``{"skill": ..., "args": {...}}`` is answered with an agent message whose data part is the
+result; a text naming a skill ("forecast ETH 4h") with a text and a data part; any other text
+with what it offers. Forecasts are an EMA over its own synthetic series (the same feed the fleet
+uses, labelled synthetic). ``--delay-ms`` delays every answer (for timeout tests); the card is
+always immediate.
 """
 
 from __future__ import annotations
@@ -24,12 +27,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from agentfleet.bots import a2a
-from agentfleet.bots.a2a import INVALID_PARAMS, RpcError
+from agentfleet.bots import a2a, cards
+from agentfleet.bots.a2a import (
+    INVALID_PARAMS,
+    TASK_NOT_FOUND,
+    Data,
+    Incoming,
+    MessageReply,
+    RpcError,
+    TaskReply,
+    Text,
+)
 from agentfleet.bots.market import ema, feed
-from agentfleet.bots.model import Forecast, ForecastRequest, Performance, disclosure_for
+from agentfleet.bots.model import Forecast, ForecastRequest, Performance, Skill, disclosure_for
 
-PROTOCOL_VERSION = "0.3.0"
 LOOKBACK = 200
 SKILLS: list[dict[str, Any]] = [
     {
@@ -61,10 +72,42 @@ def _version() -> str:
         return "0.0.0"
 
 
+WORDS = {str(s["id"]): cards.SKILL_WORDS[Skill(s["id"])] for s in SKILLS}
+
+
+class Endpoint:
+    """The bot's A2A handler (:class:`agentfleet.bots.a2a.Handler`): skills only, no tasks."""
+
+    def __init__(self, name: str, reply: a2a.Answer) -> None:
+        self._name = name
+        self._reply = reply
+
+    async def send(self, message: Incoming) -> MessageReply:
+        if message.call is not None:
+            return MessageReply([Data(await self._reply(*message.call))])
+        asked = cards.skill_request(message.text, WORDS)
+        if asked is None:
+            offered = ", ".join(str(s["id"]) for s in SKILLS)
+            return MessageReply(
+                [Text(f'{self._name} offers (free): {offered}. Try "forecast BTC 1h".')]
+            )
+        data = await self._reply(*asked)
+        return MessageReply([Text(cards.describe(asked[0], data)), Data(data)])
+
+    async def task(self, task_id: str) -> TaskReply:
+        raise RpcError(TASK_NOT_FOUND, f"no task {task_id[:80]!r}: {self._name} answers at once")
+
+
 def create_app(
-    name: str, *, owner: str = "remote-operator", alpha: float = 0.3, delay_ms: int = 0
+    name: str,
+    *,
+    owner: str = "remote-operator",
+    alpha: float = 0.3,
+    delay_ms: int = 0,
+    a2a_version: str = a2a.V1,
 ) -> FastAPI:
-    """The bot's HTTP app (card + JSON-RPC endpoint)."""
+    """The bot's HTTP app (card + JSON-RPC endpoint); ``a2a_version`` "0.3" publishes a card as
+    A2A 0.3 wrote it (its endpoint answers both versions either way)."""
     app = FastAPI(title=f"agentfleet remote bot {name}", docs_url=None, redoc_url=None)
     disclosure = disclosure_for(owner)
     model = f"ema(alpha={alpha:g})"
@@ -72,20 +115,15 @@ def create_app(
 
     @app.get("/.well-known/agent-card.json")
     async def agent_card(request: Request) -> dict[str, Any]:
+        endpoint = str(request.url_for("a2a"))
         return {
-            "protocolVersion": PROTOCOL_VERSION,
             "name": name,
             "description": f"Reference remote forecaster for agentfleet. {disclosure}",
-            "url": str(request.url_for("a2a")),
-            "preferredTransport": "JSONRPC",
+            **a2a.card_interfaces(endpoint, legacy_only=a2a_version == a2a.V03),
             "version": _version(),
-            "capabilities": {
-                "streaming": False,
-                "pushNotifications": False,
-                "stateTransitionHistory": False,
-            },
-            "defaultInputModes": ["application/json"],
-            "defaultOutputModes": ["application/json"],
+            "capabilities": {"streaming": False, "pushNotifications": False},
+            "defaultInputModes": cards.MODES,
+            "defaultOutputModes": cards.MODES,
             "skills": SKILLS,
         }
 
@@ -138,9 +176,11 @@ def create_app(
             await asyncio.sleep(delay_ms / 1000)
         return answer(skill, args)
 
+    endpoint = Endpoint(name, reply)
+
     @app.post("/a2a", name="a2a")
     async def a2a_endpoint(request: Request) -> JSONResponse:
-        return await a2a.serve_message_send(request, reply)
+        return await a2a.serve(request, endpoint)
 
     return app
 
@@ -153,10 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--owner", default="remote-operator", help="who operates it")
     parser.add_argument("--alpha", type=float, default=0.3, help="EMA smoothing (0-1]")
     parser.add_argument("--delay-ms", type=int, default=0, help="delay every answer (tests)")
+    parser.add_argument(
+        "--a2a-version",
+        choices=a2a.SPOKEN,
+        default=a2a.V1,
+        help="the agent card's shape (the endpoint answers both versions)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.alpha <= 1:
         parser.error("--alpha must be in (0, 1]")
-    app = create_app(args.name, owner=args.owner, alpha=args.alpha, delay_ms=args.delay_ms)
+    app = create_app(
+        args.name,
+        owner=args.owner,
+        alpha=args.alpha,
+        delay_ms=args.delay_ms,
+        a2a_version=args.a2a_version,
+    )
     uvicorn.run(
         app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1
     )

@@ -145,7 +145,7 @@ async def test_registration_file_has_the_erc8004_registration_v1_shape(
         "type": REGISTRATION_TYPE,
         "name": "forecaster-1",
         "description": "Demo forecaster. Automated agent operated by desk-1.",
-        "services": [{"name": "A2A", "endpoint": card, "version": "0.3.0"}],
+        "services": [{"name": "A2A", "endpoint": card, "version": "1.0"}],
         "x402Support": True,
         "active": True,
         "registrations": [{"agentId": 3, "agentRegistry": f"eip155:31337:{REGISTRY}"}],
@@ -205,8 +205,20 @@ async def test_built_in_bot_card_has_the_reference_remote_bots_fields_and_its_ki
     card = (await http.get("/bots/forecaster-1/.well-known/agent-card.json")).json()
     assert set(card) == set(reference)
     assert card["name"] == "forecaster-1"
-    assert card["protocolVersion"] == reference["protocolVersion"]
-    assert card["url"] == f"{settings.http_url}/bots/forecaster-1/a2a"
+    endpoint = f"{settings.http_url}/bots/forecaster-1/a2a"
+    assert card["supportedInterfaces"] == [
+        {"url": endpoint, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+        {"url": endpoint, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+    ]
+    assert [
+        (i["protocolBinding"], i["protocolVersion"]) for i in reference["supportedInterfaces"]
+    ] == [
+        ("JSONRPC", "1.0"),
+        ("JSONRPC", "0.3"),
+    ]
+    # A2A 0.3 clients read the top-level endpoint fields.
+    assert card["protocolVersion"] == reference["protocolVersion"] == "0.3.0"
+    assert card["url"] == endpoint
     assert card["preferredTransport"] == "JSONRPC"
     assert "Automated agent operated by desk-1." in card["description"]
     assert [s["id"] for s in card["skills"]] == [

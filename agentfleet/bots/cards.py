@@ -1,6 +1,7 @@
 """What a bot publishes about itself over HTTP, from its ``bots`` row: its ERC-8004 registration
-file, its A2A 0.3 agent card (with the x402 offers of its priced skills), and which skill call
-its A2A endpoint takes.
+file, its A2A agent card (1.0, readable by 0.3 clients, with the x402 offers of its priced
+skills), which skill call its A2A endpoint takes (a data part, or a skill named in text), and
+what it says about its offers in words.
 
 URLs are built on ``base`` (``settings.http_url``), the base the agent URI was registered with,
 so the file, the card and the chain agree.
@@ -8,6 +9,9 @@ so the file, the card and the chain agree.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Collection, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -30,15 +34,22 @@ from agentfleet.bots.model import (
 )
 from agentfleet.chain.deployment.manifest import Deployment
 from agentfleet.models import BotRecord
-from agentfleet.payments.terms import A2A_X402_EXTENSION, SELLABLE, price_of
+from agentfleet.payments.terms import (
+    A2A_X402_EXTENSION,
+    A2A_X402_EXTENSIONS,
+    SELLABLE,
+    price_of,
+)
 
 REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
-A2A_VERSION = "0.3.0"
+A2A_VERSION = a2a.V1
+"""The A2A version the registration file names for a built-in bot's card (which 0.3 reads too)."""
 INACTIVE = frozenset({BotStatus.RETIRING, BotStatus.RETIRED})
 """States in which the registration file says ``"active": false``."""
 SELLING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
 """States in which a bot sells its priced skills (over A2A it answers only the free ones)."""
-CAPABILITIES = {"streaming": False, "pushNotifications": False, "stateTransitionHistory": False}
+CAPABILITIES = {"streaming": False, "pushNotifications": False}
+MODES = ["text/plain", "application/json"]
 
 SKILL_CARDS: dict[Skill, dict[str, Any]] = {
     Skill.FORECAST: {
@@ -47,30 +58,55 @@ SKILL_CARDS: dict[Skill, dict[str, Any]] = {
         "description": "Next value of a symbol's price (EMA over the bot's series; synthetic "
         "data unless real bars were imported).",
         "tags": ["forecast", "price", "ema"],
-        "examples": ['{"skill": "forecast", "args": {"symbol": "BTCUSDT", "horizon": "1h"}}'],
+        "examples": [
+            "forecast BTC 1h",
+            '{"skill": "forecast", "args": {"symbol": "BTCUSDT", "horizon": "1h"}}',
+        ],
     },
     Skill.STATUS: {
         "id": "status",
         "name": "Status",
         "description": "The bot's state, parameters and disclosure.",
         "tags": ["status"],
-        "examples": ['{"skill": "status", "args": {}}'],
+        "examples": ["status", '{"skill": "status", "args": {}}'],
     },
     Skill.PERFORMANCE: {
         "id": "performance",
         "name": "Performance",
         "description": "Backtest of its one-step-ahead forecasts: mean abs error, hit rate.",
         "tags": ["performance", "backtest"],
-        "examples": ['{"skill": "performance", "args": {"window": "7d"}}'],
+        "examples": ["performance 7d", '{"skill": "performance", "args": {"window": "7d"}}'],
     },
     Skill.SHARE_PATTERN: {
         "id": "share_pattern",
         "name": "Share pattern",
         "description": "The market regime the bot sees now, with its confidence.",
         "tags": ["pattern", "regime"],
-        "examples": ['{"skill": "share_pattern", "args": {"symbol": "BTCUSDT"}}'],
+        "examples": [
+            "pattern ETH",
+            '{"skill": "share_pattern", "args": {"symbol": "BTCUSDT"}}',
+        ],
     },
 }
+ASK_CARD: dict[str, Any] = {
+    "id": "ask",
+    "name": "Ask",
+    "description": "Send a task as text: the agent runs it with its tools within its budget. "
+    "The answer is a message, or a task to poll (GetTask) while it works or waits for a human.",
+    "tags": ["agent", "llm", "task"],
+    "examples": ["What is the BTC outlook?"],
+    "inputModes": ["text/plain"],
+    "outputModes": ["text/plain"],
+}
+"""An agent bot's own skill: a text message starts a run (the other kinds read text as a
+skill request)."""
+SKILL_WORDS: dict[Skill, tuple[str, ...]] = {
+    Skill.FORECAST: ("forecast", "forecasts", "predict", "prediction", "outlook"),
+    Skill.STATUS: ("status", "health"),
+    Skill.PERFORMANCE: ("performance", "backtest", "accuracy"),
+    Skill.SHARE_PATTERN: ("share_pattern", "pattern", "patterns", "regime"),
+}
+"""Words that name a skill in a text message (:func:`skill_request`)."""
 HTTP_SKILLS = SELLABLE
 """What each built-in kind answers over HTTP: the skills that only read (priced skills are
 sold through ``/bots/{name}/skills/{skill}`` with x402)."""
@@ -143,31 +179,48 @@ def remote_card(row: BotRecord) -> dict[str, Any]:
 def agent_card(
     row: BotRecord, base: str, deployment: Deployment | None, chain_id: int
 ) -> dict[str, Any]:
-    """A2A agent card of a built-in bot, with its priced skills' x402 offers."""
+    """A2A agent card of a built-in bot: A2A 1.0 (``supportedInterfaces``: JSON-RPC at its
+    endpoint in 1.0 and 0.3), with the top-level fields A2A 0.3 clients read, its skills, and
+    its priced skills' x402 offers under the x402 extension."""
     kind = BotKind(row.kind)
+    capabilities: dict[str, Any] = dict(CAPABILITIES)
+    extension = x402_extension(row, base, deployment, chain_id)
+    if extension is not None:
+        capabilities["extensions"] = [extension]
+    skills = [SKILL_CARDS[skill] for skill in HTTP_SKILLS[kind]]
     return {
-        "protocolVersion": A2A_VERSION,
         "name": row.name,
         "description": description(row),
-        "url": bot_url(base, row.name, "a2a"),
-        "preferredTransport": "JSONRPC",
+        **a2a.card_interfaces(bot_url(base, row.name, "a2a")),
         "version": package_version(),
-        "capabilities": CAPABILITIES,
-        "defaultInputModes": ["application/json"],
-        "defaultOutputModes": ["application/json"],
-        "skills": [SKILL_CARDS[skill] for skill in HTTP_SKILLS[kind]],
-    } | x402_extension(row, base, deployment, chain_id)
+        "capabilities": capabilities,
+        "defaultInputModes": MODES,
+        "defaultOutputModes": MODES,
+        "skills": [ASK_CARD, *skills] if kind is BotKind.AGENT else skills,
+    }
+
+
+def paid_skills(row: BotRecord) -> dict[Skill, int]:
+    """The skills a bot sells over HTTP for a price, in token units."""
+    kind = BotKind(row.kind)
+    prices = {s: price_of(kind, dict(row.params), s) for s in HTTP_SKILLS[kind]}
+    return {s: units for s, units in prices.items() if units}
+
+
+def extension_uris(row: BotRecord) -> tuple[str, ...]:
+    """The extensions a request may activate at this bot's endpoint (``A2A-Extensions``): the
+    x402 extension (under any URI it has had) when its card declares it."""
+    return A2A_X402_EXTENSIONS if paid_skills(row) else ()
 
 
 def x402_extension(
     row: BotRecord, base: str, deployment: Deployment | None, chain_id: int
-) -> dict[str, Any]:
-    """The card's x402 extension: each skill's price and where to buy it (HTTP x402)."""
-    kind = BotKind(row.kind)
-    prices = {s: price_of(kind, dict(row.params), s) for s in HTTP_SKILLS[kind]}
-    paid = {s: units for s, units in prices.items() if units}
+) -> dict[str, Any] | None:
+    """The card's x402 extension: each skill's price and where to buy it (HTTP x402); None for
+    a bot that sells nothing."""
+    paid = paid_skills(row)
     if not paid:
-        return {}
+        return None
     token = deployment.contracts.get("FleetUSD") if deployment else None
     offers = {
         skill.value: {
@@ -180,13 +233,12 @@ def x402_extension(
         }
         for skill, units in paid.items()
     }
-    extension = {
+    return {
         "uri": A2A_X402_EXTENSION,
         "description": "Paid skills: POST the endpoint with an x402 v2 payment in fUSD.",
         "required": False,
         "params": {"skills": offers},
     }
-    return {"capabilities": {**CAPABILITIES, "extensions": [extension]}}
 
 
 def a2a_call(row: BotRecord, base: str, skill_name: str, args: dict[str, Any]) -> SkillCall:
@@ -224,3 +276,94 @@ def skill_call(row: BotRecord, skill: Skill, args: dict[str, Any]) -> SkillCall:
         params=dict(row.params),
     )
     return SkillCall(bot=bot, skill=skill, args=args)
+
+
+def skill_request(
+    text: str, words: Mapping[str, Collection[str]]
+) -> tuple[str, dict[str, Any]] | None:
+    """A skill call read from text ("forecast BTC 4h", "status please"): the skill named first
+    (by its id or one of its ``words``), with a symbol (``BTCUSDT``, or a known base like
+    ``BTC``, quoted in USDT) and a span (``4h``, ``7 days``) when the text has them. None when
+    it names no skill of ``words``."""
+    tokens = [t.lower() for t in re.findall(r"[A-Za-z0-9_]+", text)]
+    named = None
+    for token in tokens:
+        named = next((s for s, w in words.items() if token == s or token in w), None)
+        if named is not None:
+            break
+    if named is None:
+        return None
+    args: dict[str, Any] = {}
+    symbol = symbol_in(text)
+    span = re.search(r"\b([1-9][0-9]{0,3}) ?(m|min|mins|h|hours?|d|days?)\b", text, re.IGNORECASE)
+    if named in ("forecast", "share_pattern") and symbol:
+        args["symbol"] = symbol
+    if span and named == "forecast":
+        args["horizon"] = f"{span[1]}{span[2][0].lower()}"
+    if span and named == "performance":
+        args["window"] = f"{span[1]}{span[2][0].lower()}"
+    return named, args
+
+
+QUOTES = ("USDT", "USDC", "BUSD", "USD")
+CASUAL_BASES = frozenset(
+    {"BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "AVAX", "LTC", "MATIC", "TRX", "SHIB", "XLM"}
+)
+"""Bases read in lower case too ("forecast btc"); the others are words as well ("near",
+"link", "ton") and count only in capitals."""
+KNOWN_BASES = CASUAL_BASES | {"ADA", "DOT", "LINK", "POL", "TON", "ATOM", "NEAR", "ARB", "OP"}
+KNOWN_BASES |= {"UNI", "BCH", "ETC", "FIL", "APT", "SUI"}
+
+
+def symbol_in(text: str) -> str | None:
+    """The first market symbol in ``text``: a pair such as ``BTCUSDT``, or a known base
+    (``BTC``, ``eth``) quoted in USDT."""
+    tokens: list[str] = re.findall(r"[A-Za-z0-9]+", text)
+    for token in tokens:
+        upper = token.upper()
+        if upper in KNOWN_BASES and (token.isupper() or upper in CASUAL_BASES):
+            return f"{upper}USDT"
+        quote = next((q for q in QUOTES if upper.endswith(q)), None)
+        if quote and 2 <= len(upper) - len(quote) <= 10 and upper[: -len(quote)].isalnum():
+            base = upper[: -len(quote)]
+            if base in KNOWN_BASES or token.isupper():
+                return upper
+    return None
+
+
+def text_call(row: BotRecord, text: str) -> tuple[str, dict[str, Any]] | None:
+    """The skill call a text message asks of a built-in bot ("forecast BTC"), among the skills it
+    answers over HTTP; None when the text names none of them."""
+    offered = HTTP_SKILLS[BotKind(row.kind)]
+    return skill_request(text, {s.value: SKILL_WORDS[s] for s in offered})
+
+
+def offers_text(row: BotRecord, base: str) -> str:
+    """What a bot offers, in words: each skill with its price and where to buy it, and how to
+    ask."""
+    kind = BotKind(row.kind)
+    paid = paid_skills(row)
+    listed = []
+    for skill in HTTP_SKILLS[kind]:
+        units = paid.get(skill)
+        where = bot_url(base, row.name, f"skills/{skill.value}")
+        terms = f"{units / 10**6:g} fUSD, bought at POST {where} with x402" if units else "free"
+        listed.append(f"{skill.value} ({terms})")
+    example = "forecast BTC" if Skill.FORECAST in HTTP_SKILLS[kind] else "status"
+    return (
+        f"{row.name} offers: {'; '.join(listed)}. Name a skill in your message "
+        f'(e.g. "{example}"), or send a data part {{"skill": ..., "args": {{...}}}}.'
+    )
+
+
+def describe(skill: str, data: dict[str, Any]) -> str:
+    """A skill's answer in one line of text (its data part carries the whole answer)."""
+    numbers = all(isinstance(data.get(key), int | float) for key in ("value", "last"))
+    if skill == Skill.FORECAST.value and numbers and {"bot", "symbol"} <= set(data):
+        synthetic = ", synthetic data" if data.get("synthetic_data") else ""
+        line = (
+            f"{data['bot']} forecasts {data['symbol']} {data.get('horizon', '')} ahead: "
+            f"{data['value']:.6g} (last {data['last']:.6g}; {data.get('model', '?')}{synthetic})."
+        )
+        return f"{line} {data.get('disclosure', '')}".strip()
+    return f"{skill}: {json.dumps(data, separators=(', ', ': '), default=str)}"

@@ -1,6 +1,7 @@
-"""A bot running elsewhere: its A2A agent card says where it answers and which skills it offers;
-each skill goes as a JSON-RPC ``message/send``. Only URLs the fleet's :class:`UrlRule` allows are
-called, and only endpoints on the card's own origin."""
+"""A bot running elsewhere: its A2A agent card says where it answers, in which A2A version, and
+which skills it offers; each skill goes as one JSON-RPC message with a data part: ``SendMessage``
+to a card that lists an A2A 1.0 JSON-RPC interface, else ``message/send`` (A2A 0.3). Only URLs
+the fleet's :class:`UrlRule` allows are called, and only endpoints on the card's own origin."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class RemoteBots:
                         f"remote bot {bot.name} does not offer {call.skill.value} "
                         f"(its card lists: {listed})"
                     )
-                data = await self._send(card["_endpoint"], call, params.timeout_s)
+                endpoint, version = card["_endpoint"]
+                data = await self._send(endpoint, version, call, params.timeout_s)
         except OutboundRefused as exc:
             raise SkillFailed(f"remote bot {bot.name}: {exc}") from None
         except TimeoutError:
@@ -79,35 +81,47 @@ class RemoteBots:
             card = response.json()
         except ValueError:
             raise SkillFailed(f"agent card {card_url} is not JSON") from None
-        endpoint = a2a.rpc_endpoint(card) if isinstance(card, dict) else None
-        if endpoint is None or not isinstance(card.get("skills"), list):
-            raise SkillFailed(f"agent card {card_url} has no url or skills list")
+        interface = a2a.rpc_interface(card) if isinstance(card, dict) else None
+        if interface is None or not isinstance(card.get("skills"), list):
+            raise SkillFailed(f"agent card {card_url} has no JSON-RPC interface or skills list")
         declares = f"an endpoint the agent card {card_url} declares"
         for declared in a2a.declared_urls(card):
             on_origin(declared, card_url, declares)
-        checked: dict[str, Any] = {**card, "_endpoint": on_origin(endpoint, card_url, declares)}
+        endpoint = on_origin(interface[0], card_url, declares)
+        checked: dict[str, Any] = {**card, "_endpoint": (endpoint, interface[1])}
         self._cards[card_url] = (time.monotonic() + CARD_TTL_S, checked)
         return checked
 
-    async def _send(self, endpoint: str, call: SkillCall, limit_s: float) -> dict[str, Any]:
-        request_id = uuid.uuid4().hex
+    async def _send(
+        self, endpoint: str, version: str, call: SkillCall, limit_s: float
+    ) -> dict[str, Any]:
+        asked = {"skill": call.skill.value, "args": call.args}
+        if version == a2a.V1:
+            method = "SendMessage"
+            message: dict[str, Any] = {
+                "messageId": uuid.uuid4().hex,
+                "role": "ROLE_USER",
+                "parts": [{"data": asked, "mediaType": "application/json"}],
+            }
+            configuration: dict[str, Any] = {"acceptedOutputModes": ["application/json"]}
+        else:
+            method = "message/send"
+            message = {
+                "kind": "message",
+                "messageId": uuid.uuid4().hex,
+                "role": "user",
+                "parts": [{"kind": "data", "data": asked}],
+            }
+            configuration = {"blocking": True, "acceptedOutputModes": ["application/json"]}
         body = {
             "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "message/send",
-            "params": {
-                "message": {
-                    "kind": "message",
-                    "messageId": uuid.uuid4().hex,
-                    "role": "user",
-                    "parts": [
-                        {"kind": "data", "data": {"skill": call.skill.value, "args": call.args}}
-                    ],
-                },
-                "configuration": {"blocking": True, "acceptedOutputModes": ["application/json"]},
-            },
+            "id": uuid.uuid4().hex,
+            "method": method,
+            "params": {"message": message, "configuration": configuration},
         }
-        response = await self._http.post(endpoint, json=body, timeout=limit_s)
+        response = await self._http.post(
+            endpoint, json=body, timeout=limit_s, headers={a2a.VERSION_HEADER: version}
+        )
         if response.status_code >= 400:
             raise SkillFailed(f"remote bot {call.bot.name} answered HTTP {response.status_code}")
         try:
@@ -118,8 +132,9 @@ class RemoteBots:
 
 
 def reply_data(name: str, reply: Any) -> dict[str, Any]:
-    """The data part of a JSON-RPC ``message/send`` reply (a Message, or a completed Task's
-    artifacts); a JSON-RPC error or anything else becomes one line."""
+    """The data part of a JSON-RPC send reply, A2A 1.0 (``{"message"}`` / ``{"task"}``, parts
+    by member) or 0.3 (``kind``): a message's, or a completed task's artifacts'. A JSON-RPC
+    error or anything else becomes one line."""
     if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
         raise SkillFailed(f"remote bot {name} sent a malformed reply (not JSON-RPC 2.0)")
     error = reply.get("error")
@@ -132,19 +147,22 @@ def reply_data(name: str, reply: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise SkillFailed(f"remote bot {name} sent a malformed reply (no result)")
     parts: list[Any] = []
-    if result.get("kind") == "message":
-        parts = list(result.get("parts") or [])
-    elif result.get("kind") == "task":
-        state = (result.get("status") or {}).get("state")
-        if state != "completed":
-            raise SkillFailed(f"remote bot {name} left the task {state or 'unfinished'}")
-        for artifact in result.get("artifacts") or []:
+    message, task = result.get("message"), result.get("task")
+    if result.get("kind") == "message" or isinstance(message, dict):
+        parts = list((message if isinstance(message, dict) else result).get("parts") or [])
+    elif result.get("kind") == "task" or isinstance(task, dict):
+        found = task if isinstance(task, dict) else result
+        state = str((found.get("status") or {}).get("state") or "")
+        if state not in ("completed", "TASK_STATE_COMPLETED"):
+            left = state.removeprefix("TASK_STATE_").lower().replace("_", "-")
+            raise SkillFailed(f"remote bot {name} left the task {left or 'unfinished'}")
+        for artifact in found.get("artifacts") or []:
             if isinstance(artifact, dict):
                 parts += list(artifact.get("parts") or [])
     for part in parts:
         if (
             isinstance(part, dict)
-            and part.get("kind") == "data"
+            and part.get("kind", "data") == "data"
             and isinstance(part.get("data"), dict)
         ):
             return dict(part["data"])
