@@ -10,8 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
+from a2a.client import ClientConfig, create_client
+from a2a.helpers import get_message_text, new_text_message
+from a2a.types import GetTaskRequest, Role, SendMessageRequest
 from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
@@ -304,3 +308,35 @@ async def test_a_paused_agent_starts_no_run(agent_fleet: AgentFleet) -> None:
         await asyncio.sleep(0.1)
     with pytest.raises(FleetError, match="paused"):
         await agents.ask(agent_fleet.client, agent_fleet.settings, bot, "hello")
+
+
+async def test_the_official_a2a_client_asks_an_agent_in_text(agent_fleet: AgentFleet) -> None:
+    """A text message starts a run; its answer comes back as a message, or as a task the client
+    polls with GetTask until it ends. The same message id sent again joins the same run."""
+    bot = await agent_fleet.agent("talker")
+    base = f"{agent_fleet.settings.http_url}/bots/{bot}"
+    async with httpx.AsyncClient(timeout=60) as http:
+        client = await create_client(base, ClientConfig(httpx_client=http, streaming=False))
+        message = new_text_message("What is the BTC outlook?", role=Role.ROLE_USER)
+        request = SendMessageRequest(message=message)
+        [event] = [e async for e in client.send_message(request)]
+        if event.HasField("task"):
+            task = event.task
+            for _ in range(120):
+                task = await client.get_task(GetTaskRequest(id=event.task.id))
+                if task.status.state not in (1, 2):  # submitted, working
+                    break
+                await asyncio.sleep(0.5)
+            assert task.artifacts, task
+            answer = task.artifacts[0].parts[0].text
+            run_id = task.id
+        else:
+            answer = get_message_text(event.message)
+            run_id = event.message.metadata["run_id"]
+        assert "automated" in answer.lower()
+        [again] = [e async for e in client.send_message(request)]
+        again_id = again.task.id if again.HasField("task") else again.message.metadata["run_id"]
+        assert again_id == run_id
+        await client.close()
+    [run] = await agents.runs(agent_fleet.client, bot)
+    assert (run.run_id, run.source) == (run_id, RunSource.A2A)

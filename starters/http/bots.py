@@ -220,7 +220,9 @@ class BotRoutes:
                 task,
                 source=RunSource.A2A,
                 requested_by=message.caller,
-                key=message.message_id,
+                # Scoped by caller: two clients that both number their messages "1" get
+                # runs of their own; one client resending its message joins its run.
+                key=f"{message.caller}|{message.message_id}",
             )
             if message.wait:
                 view = await agents.wait(client, run_id, timeout_s=self.settings.a2a_wait_s)
