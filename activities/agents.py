@@ -89,9 +89,10 @@ class AgentActivities:
         except ValueError as exc:
             raise refused(str(exc)) from None
         assert isinstance(params, AgentParams)  # noqa: S101 (PARAMS maps agent to AgentParams)
-        if not self._settings.openai_base_url:
+        if not self._settings.agent_model_url:
             raise refused(
-                "agent runs need a model: set FLEET_OPENAI_BASE_URL (fleet up's sandbox sets it)"
+                "agent runs need a model: set FLEET_OPENAI_BASE_URL, or run the sandbox "
+                "(FLEET_CHANNEL_SANDBOX=true, as `fleet up` does)"
             )
         price = self._settings.model_prices.get(params.model)
         if price is None:

@@ -437,6 +437,14 @@ class Settings(BaseSettings):
         return f"http://{LOOPBACK}:{self.sandbox_port}"
 
     @property
+    def agent_model_url(self) -> str | None:
+        """Where agent runs call their model: ``FLEET_OPENAI_BASE_URL``, else the sandbox's
+        deterministic model when the sandbox runs (drafts keep their offline default then)."""
+        if self.openai_base_url:
+            return self.openai_base_url
+        return f"{self.sandbox_url}/openai/v1" if self.channel_sandbox else None
+
+    @property
     def codec_url(self) -> str:
         """Base URL of the codec endpoint (its token goes after it: ``/t/<token>``)."""
         return f"http://{LOOPBACK}:{self.codec_port}"

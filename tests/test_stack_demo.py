@@ -12,7 +12,14 @@ from tests.fixtures.stack import fleet, pids_of, temporal, wait_gone
 
 pytestmark = pytest.mark.stack
 
-DEMO_BOTS = {"forecaster-1", "forecaster-2", "forecaster-3", "publisher-1", "remote-1"}
+DEMO_BOTS = {
+    "forecaster-1",
+    "forecaster-2",
+    "forecaster-3",
+    "publisher-1",
+    "analyst-1",
+    "remote-1",
+}
 
 
 def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
@@ -27,7 +34,7 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     assert remote["up"] is True
     assert remote["ports"] == {"http": int(stack_env["FLEET_REMOTE_BOT_PORT"])}
     fleet_line = next(line for line in started["demo"] if line.startswith("demo fleet"))
-    assert fleet_line.startswith("demo fleet: 5 bots active"), started["demo"]
+    assert fleet_line.startswith("demo fleet: 6 bots active"), started["demo"]
     paid_line = next(line for line in started["demo"] if line.startswith("paid purchase"))
     assert "forecaster-1 paid forecaster-2 0.01 fUSD" in paid_line, started["demo"]
 
@@ -39,21 +46,29 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     assert inbox.returncode == 0, inbox.stderr
     [posted] = json.loads(inbox.stdout)
     assert "Automated agent operated by fleet." in posted["text"]
+    agent_line = next(line for line in started["demo"] if line.startswith("agent run"))
+    assert "analyst-1 bought 2 forecasts (0.020000 fUSD)" in agent_line, agent_line
+    assert "awaits approval" in agent_line, agent_line
+    [run] = json.loads(fleet(stack_env, "agent", "runs", "--json").stdout)
+    assert run["status"] == "completed" and "automated" in run["answer"]
+    [usage] = json.loads(fleet(stack_env, "agent", "usage", "--json").stdout)
+    assert usage["bot"] == "analyst-1" and usage["purchase_units"] == 20_000
+    assert usage["model_calls"] == run["model_calls"] and usage["token_units"] > 0
     waiting = fleet(stack_env, "content", "list", "--state", "awaiting_approval", "--json")
     assert waiting.returncode == 0, waiting.stderr
-    [item] = json.loads(waiting.stdout)
+    items = json.loads(waiting.stdout)
+    [agents_post] = [i for i in items if i["content_id"] == run["posts"][0]]
+    assert agents_post["submitted_by"] == "agent:analyst-1"
+    [item] = [i for i in items if i["content_id"] != run["posts"][0]]
     approved = fleet(stack_env, "content", "approve", item["content_id"], "--json")
     assert approved.returncode == 0, approved.stderr
     assert json.loads(approved.stdout)["state"] in {"publishing", "published"}
 
     payments = fleet(stack_env, "payments", "list", "--json")
     assert payments.returncode == 0, payments.stderr
-    [payment] = json.loads(payments.stdout)
-    assert (payment["buyer"], payment["seller"], payment["status"]) == (
-        "forecaster-1",
-        "forecaster-2",
-        "settled",
-    )
+    paid = {(p["buyer"], p["seller"], p["status"]) for p in json.loads(payments.stdout)}
+    assert ("forecaster-1", "forecaster-2", "settled") in paid
+    assert sum(1 for p in paid if p[0] == "analyst-1" and p[2] == "settled") == 2
 
     listed = fleet(stack_env, "bot", "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -80,6 +95,7 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
         assert answers[name]["data"]["symbol"] == "BTCUSDT"
     assert answers["remote-1"]["data"]["remote_name"] == "remote-1"
     assert answers["publisher-1"]["ok"] is False  # publishers do not forecast, and say so
+    assert answers["analyst-1"]["ok"] is False  # agents answer tasks, not the skill
     assert result["summary"]["forecast"]["count"] == 4
 
     assert_no_key_material(stack_env, bots)

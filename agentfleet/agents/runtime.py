@@ -39,7 +39,7 @@ def plugin(settings: Settings) -> OpenAIAgentsPlugin:
     model calls on the agents queue with bounded retries."""
     key = settings.openai_api_key
     openai = AsyncOpenAI(
-        base_url=settings.openai_base_url or "http://127.0.0.1:9/unset",
+        base_url=settings.agent_model_url or "http://127.0.0.1:9/unset",
         api_key=key.get_secret_value() if key else "not-needed",
         max_retries=0,
     )

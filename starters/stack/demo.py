@@ -42,6 +42,8 @@ DEMO_FLEET_POLL_S = 0.5
 UNDERWAY = frozenset({BotStatus.PROVISIONING, BotStatus.REGISTERING, BotStatus.RETIRING})
 """States the demo fleet waits on; any other (active, or failed with its reason, or paused by
 the operator on an earlier run) is where a bot stays without help."""
+DEMO_AGENT = "analyst-1"
+DEMO_QUESTION = "What is the BTC outlook?"
 
 
 async def stack_check(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
@@ -117,6 +119,22 @@ def demo_fleet_specs(settings: Settings) -> list[BotSpec]:
             kind=BotKind.PUBLISHER,
             description="Demo publisher: posts to the sandbox's Telegram chat, mailbox and "
             "webhook receiver through the content pipeline.",
+        )
+    )
+    specs.append(
+        BotSpec(
+            name=DEMO_AGENT,
+            kind=BotKind.AGENT,
+            description="Demo agent: an LLM analyst that buys forecasts from other bots and "
+            "submits a post about them (the sandbox's deterministic model by default).",
+            params={
+                "publisher": "publisher-1",
+                "instructions": (
+                    "You are a market analyst bot. To answer a question about a market, find "
+                    "who sells forecasts, buy a forecast from two of them, and submit a short "
+                    "post summarising what they expect. Say that you are an automated agent."
+                ),
+            },
         )
     )
     specs.append(
@@ -229,6 +247,37 @@ async def paid_purchase(client: Client, settings: Settings, *, report: Report = 
         f"paid purchase {request.purchase_id}: {buyer} paid {seller} "
         f"{(view.amount or 0) / 10**6:g} fUSD for a BTCUSDT forecast ({shown}); "
         f"settled in {(view.tx_hash or '')[:12]}…, reviewed on ERC-8004"
+    )
+
+
+async def agent_run(client: Client, settings: Settings, *, report: Report = _quiet) -> str:
+    """analyst-1 (an agent bot) is asked the BTC outlook: it buys forecasts from two forecasters
+    with x402, writes a summary that says it is automated and submits it as a post that waits
+    for a human's approval; tokens and purchases count against its budget."""
+    from agentfleet.agents.model import RunSource, fusd
+    from agentfleet.chain.accounts import DEV_CHAIN_IDS
+    from clients import agents
+
+    if settings.chain_id not in DEV_CHAIN_IDS or not settings.agent_model_url:
+        return "agent run: skipped (needs the demo fleet and a model; try `fleet agent ask`)"
+    report(f"agent run: {DEMO_AGENT} is asked {DEMO_QUESTION!r}")
+    run_id = await agents.ask(
+        client,
+        settings,
+        DEMO_AGENT,
+        DEMO_QUESTION,
+        source=RunSource.CLI,
+        requested_by="fleet up",
+        key=f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}",
+    )
+    view = await agents.wait(client, run_id, DEMO_FLEET_TIMEOUT_S)
+    if view.status.value != "completed":
+        return f"agent run {run_id}: {view.status.value} ({view.reason}); `fleet agent show`"
+    post = f"; post {view.posts[0]} awaits approval" if view.posts else ""
+    return (
+        f"agent run {run_id}: {DEMO_AGENT} bought {len(view.purchases)} forecasts "
+        f"({fusd(view.purchase_units)} fUSD) in {view.model_calls} model calls "
+        f"({fusd(view.token_units)} fUSD of tokens){post} (`fleet agent show {run_id}`)"
     )
 
 
@@ -358,6 +407,7 @@ DEMOS: list[tuple[str, Demo]] = [
     ("demo fleet", demo_fleet),
     ("paid purchase", paid_purchase),
     ("content pipeline", content_pipeline),
+    ("agent run", agent_run),
     ("learning", learning_round),
 ]
 
