@@ -41,10 +41,12 @@ from clients.content import show as show_content
 from sandbox.app import Sandbox
 from starters.cli.main import app
 from starters.http.app import create_app
+from starters.mcp.server import create_app as create_mcp_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
 from tests.replay import record_history
 from tests.test_bot_lifecycle import active_in_table, wait_for
 from tests.test_content_pipeline import add_channels
+from tests.test_mcp_server import serving
 from tests.test_payments import served
 from workers.main import running_workers
 
@@ -104,6 +106,7 @@ async def agent_fleet(
             deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
             temporal_address=dev_env.client.service_client.config.target_host,
             http_port=free_port(),
+            mcp_port=free_port(),
             **sandbox.settings_overrides(),
             openai_base_url=sandbox.openai_base_url,
         )
@@ -113,7 +116,10 @@ async def agent_fleet(
         publisher = f"pub-{tag}"
         async with running_workers(dev_client, settings):
             await prepare_fleet(dev_client, settings, anvil_url)
-            async with served(create_app(settings), settings.http_port):
+            async with (
+                served(create_app(settings), settings.http_port),
+                serving(create_mcp_app(settings), settings.mcp_port),
+            ):
                 for name in sellers:
                     await create_bot(dev_client, BotSpec(name=name, kind=BotKind.FORECASTER))
                 await create_bot(
@@ -340,3 +346,25 @@ async def test_the_official_a2a_client_asks_an_agent_in_text(agent_fleet: AgentF
         await client.close()
     [run] = await agents.runs(agent_fleet.client, bot)
     assert (run.run_id, run.source) == (run_id, RunSource.A2A)
+
+
+async def test_an_agent_uses_the_tools_of_the_fleets_mcp_server(agent_fleet: AgentFleet) -> None:
+    """``mcp:fleet`` in an agent's tools: the fleet's MCP server's tools, listed once per run
+    and called in activities (a free one answers; a priced one asks for payment)."""
+    bot = await agent_fleet.agent("mcp-user", tools=["mcp:fleet"])
+    seller = agent_fleet.sellers[0]
+    view = await agent_fleet.ask(
+        bot,
+        f'call fleet__status {{"bot": "{seller}"}}\ncall fleet__forecast {{"bot": "{seller}"}}',
+    )
+    assert view.status is RunStatus.COMPLETED, view.reason
+    tools = [(s.name, s.detail) for s in view.steps if s.kind == "tool"]
+    assert tools == [("fleet__status", "ok"), ("fleet__forecast", "ok")], view.steps
+    asked = [
+        r.body
+        for r in agent_fleet.sandbox.store.openai_requests("/chat/completions")
+        if bot in str(r.body.get("messages"))
+    ]
+    results = [m["content"] for m in asked[-1]["messages"] if m.get("role") == "tool"]
+    assert seller in results[0] and "active" in results[0]
+    assert "error:" in results[1] and "x402Version" in results[1]  # priced: buy_skill pays
