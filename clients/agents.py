@@ -41,7 +41,9 @@ from agentfleet.models import BotRecord, PaymentRecord, UsageRecord
 from agentfleet.payments.spending import SpendingDay
 from agentfleet.settings import Settings
 from agentfleet.temporal import start_or_attach
+from clients import schedules
 from clients.polling import poll_until
+from clients.schedules import ScheduleView
 
 WORKFLOW_TYPE = "AgentRunWorkflow"
 POLL_S = 0.25
@@ -122,6 +124,24 @@ async def ask(
     )
     await start_or_attach(client, WORKFLOW_TYPE, request, id=run_id, task_queue=taskqueues.AGENTS)
     return run_id
+
+
+async def schedule(
+    client: Client, settings: Settings, bot: str, task: str, every: timedelta
+) -> ScheduleView:
+    """A Temporal Schedule that asks agent ``bot`` the task every ``every`` (its runs are
+    ``AgentRunWorkflow`` s with source ``schedule``); FleetError as :func:`ask` refuses."""
+    text = check_task(task)
+    await asyncio.to_thread(agent_row, settings, bot)
+    schedule_id = schedules.agent_schedule_id(bot, text)
+    request = AgentRunRequest(
+        run_id=schedule_id,
+        bot=bot,
+        task=text,
+        source=RunSource.SCHEDULE,
+        requested_by=f"schedule:{schedule_id}",
+    )
+    return await schedules.ensure_agent_schedule(client, request, every)
 
 
 def _check_run_id(run_id: str) -> None:

@@ -80,17 +80,24 @@ def format_every(every: timedelta) -> str:
 
 
 def _interval_schedule(
-    workflow: Any, arg: Any, workflow_id: str, every: timedelta, note: str
+    workflow: Any,
+    arg: Any,
+    workflow_id: str,
+    every: timedelta,
+    note: str,
+    *,
+    task_queue: str = taskqueues.WORKFLOWS,
+    bounded: bool = True,
 ) -> Schedule:
     """Run ``workflow(arg)`` every ``every``; a run still going when the next is due makes
-    that one skip, and a run may take at least ``RUN_TIMEOUT_FLOOR``."""
+    that one skip, and (``bounded``) a run may take at least ``RUN_TIMEOUT_FLOOR``."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
             workflow,
             arg,
             id=workflow_id,
-            task_queue=taskqueues.WORKFLOWS,
-            execution_timeout=max(every, RUN_TIMEOUT_FLOOR),
+            task_queue=task_queue,
+            execution_timeout=max(every, RUN_TIMEOUT_FLOOR) if bounded else None,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(
@@ -157,6 +164,31 @@ async def ensure_learning_schedule(client: Client, order: Any, every: timedelta)
         f"learning round of {order.task} every {format_every(every)} (agentfleet)",
     )
     return await _create_or_update(client, learning_schedule_id(order.task), wanted)
+
+
+def agent_schedule_id(bot: str, task: str) -> str:
+    """``agent-{bot}-every-{hash of the task}``: its runs are ``<this>-<time>``."""
+    from agentfleet.agents.model import key_from, run_workflow_id
+
+    return run_workflow_id(bot, f"every-{key_from(task)[:10]}")
+
+
+async def ensure_agent_schedule(client: Client, request: Any, every: timedelta) -> ScheduleView:
+    """Ask agent ``request.bot`` the task of ``request`` (an ``AgentRunRequest``, validated by
+    the caller) every ``every``; or update that schedule. Runs are not cut short at the next
+    interval: one that waits for approval keeps waiting (the schedule skips while it runs)."""
+    _check_every(every)
+    schedule_id = request.run_id
+    wanted = _interval_schedule(
+        "AgentRunWorkflow",
+        request,
+        schedule_id,
+        every,
+        f"agent {request.bot} asked every {format_every(every)}: {request.task[:60]} (agentfleet)",
+        task_queue=taskqueues.AGENTS,
+        bounded=False,
+    )
+    return await _create_or_update(client, schedule_id, wanted)
 
 
 def _check_every(every: timedelta) -> None:

@@ -72,6 +72,8 @@ with workflow.unsafe.imports_passed_through():
         SellersAsk,
         UsageEntry,
         fusd,
+        key_from,
+        run_slug,
     )
     from agentfleet.bots.commands import ResolvedTargets, ResolveTargets, Targets
     from agentfleet.bots.model import BotKind, Pattern, Skill, SkillCall, bot_workflow_id
@@ -132,8 +134,11 @@ class AgentRunWorkflow:
     @workflow.init
     def __init__(self, request: AgentRunRequest) -> None:
         self.request = request
+        # The workflow id is the run id (a Schedule's runs get theirs from the schedule).
+        run_id = workflow.info().workflow_id
+        self.slug = run_slug(run_id)
         self.view = AgentRunView(
-            run_id=request.run_id,
+            run_id=run_id,
             bot=request.bot,
             task=request.task,
             source=request.source,
@@ -162,6 +167,7 @@ class AgentRunWorkflow:
         """A human approves or denies the tool call that waits (``fleet agent approve|deny``,
         Telegram buttons)."""
         self.decision = decision
+        self.view.pending, self.view.status = None, RunStatus.RUNNING
         return self._snapshot()
 
     @decide.validator
@@ -227,7 +233,7 @@ class AgentRunWorkflow:
         assert self.ctx is not None  # noqa: S101 (set before the runner starts)
         chars = len(system_prompt) + sum(len(str(item)) for item in input_items)
         estimate = self.ctx.price.units(chars // CHARS_PER_TOKEN + 1, self.ctx.max_output_tokens)
-        self.hold_id = f"{self.view.run_id}:call-{self.view.model_calls + 1}"
+        self.hold_id = f"{self.slug}:call-{self.view.model_calls + 1}"
         await self._hold(self.hold_id, max(1, estimate), "model call")
 
     async def after_model_call(self, response: ModelResponse) -> None:
@@ -572,13 +578,13 @@ class AgentRunWorkflow:
                 return refusal
         self.holds += 1
         number = self.holds
-        hold_id = f"{self.view.run_id}:buy-{number}"
+        hold_id = f"{self.slug}:buy-{number}"
         try:
             await self._hold(hold_id, offer.units, f"buying {skill} from {seller}")
         except Stop as stop:
             self.stop = stop
             return f"refused: {stop.reason}"
-        purchase_id = f"purchase-{self.view.run_id}-{number}"[:129]
+        purchase_id = f"purchase-{self.slug}-{number}"[:129]
         self.view.purchases.append(purchase_id)
         self._step("tool", tool, f"{purchase_id}: {offer.price} fUSD to {seller}")
         try:
@@ -632,7 +638,7 @@ class AgentRunWorkflow:
             if refusal is not None:
                 return refusal
         self.holds += 1
-        content_id = f"{self.view.bot}-{self.view.run_id.rsplit('-', 1)[-1][:12]}-{self.holds}"
+        content_id = f"{self.view.bot}-{key_from(self.slug)[:10]}-{self.holds}"
         order = ContentOrder(
             content_id=content_id,
             bot=self.ctx.publisher,
@@ -667,7 +673,7 @@ class AgentRunWorkflow:
             if refusal is not None:
                 return refusal
         self.holds += 1
-        pattern_id = f"pattern-{self.view.run_id}-{self.holds}"
+        pattern_id = f"pattern-{self.slug}-{self.holds}"
         await workflow.start_child_workflow(
             "PatternShareWorkflow",
             ShareOrder(pattern_id=pattern_id, source=self.view.bot, symbol=symbol, claim=claim),

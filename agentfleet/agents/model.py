@@ -24,7 +24,8 @@ TOKEN_UNITS = 10**6
 """fUSD has 6 decimals: budgets and costs are counted in these units."""
 TASK_MAX = 4000
 """Longest task text a run takes (characters)."""
-RUN_ID_PATTERN = re.compile(r"^agent-[a-z0-9-]{1,48}-[a-z0-9]{6,40}$")
+RUN_ID_PATTERN = re.compile(r"^agent-[a-z0-9-]{1,48}-[A-Za-z0-9:-]{6,80}$")
+"""A run's workflow id: ``agent-{bot}-{key}``, and a Schedule's runs add ``-{time}`` to theirs."""
 
 
 class AgentTool(StrEnum):
@@ -248,6 +249,12 @@ def run_workflow_id(bot: str, key: str) -> str:
 def key_from(external_id: str) -> str:
     """A run key from an id a caller chose (A2A ``messageId``): hashed, so any string fits."""
     return hashlib.sha256(external_id.encode()).hexdigest()[:24]
+
+
+def run_slug(run_id: str) -> str:
+    """The run id in lowercase letters, digits and '-' (a scheduled run's id carries a time
+    such as ``2026-12-07T10:00:00Z``): the stem of the ids of its purchases, holds and posts."""
+    return re.sub(r"[^a-z0-9-]", "", run_id.lower())
 
 
 def units_of(amount: Decimal) -> int:

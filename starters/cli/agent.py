@@ -145,6 +145,31 @@ def ask(
         err_console.print(f"still running; `fleet agent show {outcome.run_id}` follows it")
 
 
+@app.command("schedule")
+def schedule(
+    bot: Annotated[str, typer.Argument(help="The agent bot.")],
+    task: Annotated[str, typer.Argument(help="What it should do each time.")],
+    every: Annotated[str, typer.Option("--every", help="How often (30s, 15m, 1h, 1d).")] = "1h",
+    as_json: JsonOpt = False,
+) -> None:
+    """A Temporal Schedule asking the agent the task every interval (`fleet schedule list`
+    shows it; pause, resume and trigger it there). The same task again updates it."""
+    from agentfleet.bots.market.feed import parse_interval
+
+    settings = load_settings(as_json)
+    try:
+        interval = parse_interval(every)
+    except ValueError:
+        fail(f"--every {every!r} is not like 30s, 15m, 1h or 1d", 2, as_json=as_json)
+    view = run_or_fail(
+        settings, lambda client: agents.schedule(client, settings, bot, task, interval), as_json
+    )
+    if as_json:
+        emit_json(view.model_dump(mode="json"))
+        return
+    console.print(f"{view.id}: {view.note} (next run {view.next_run:%Y-%m-%d %H:%M:%S} UTC)")
+
+
 @app.command("show")
 def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
     """One run: status, steps, tokens and cost, purchases, posts, what it waits for."""
