@@ -41,6 +41,7 @@ from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
 from agentfleet.bots.params import parse_params
 from agentfleet.content import store as content_store
 from agentfleet.models import BotRecord, PatternRecord, PaymentRecord, UsageRecord
+from agentfleet.operations import metrics
 from agentfleet.payments.spending import HoldAnswer, SpendingHold
 from agentfleet.payments.terms import price_of
 from agentfleet.settings import Settings
@@ -175,8 +176,14 @@ class AgentActivities:
 
     @activity.defn(name="record_usage")
     async def record_usage(self, entry: UsageEntry) -> bool:
-        """One row per (run, call): a retry finds its row and adds nothing. True when new."""
-        return await asyncio.to_thread(self._record, entry)
+        """One row per (run, call): a retry finds its row and adds nothing. True when new (then
+        the call's tokens and cost are counted in the worker's metrics too)."""
+        new = await asyncio.to_thread(self._record, entry)
+        if new:
+            metrics.count_model_call(
+                entry.bot, entry.model, entry.input_tokens, entry.output_tokens, entry.cost_units
+            )
+        return new
 
     def _record(self, entry: UsageEntry) -> bool:
         try:
