@@ -507,7 +507,8 @@ async def test_ask_answers_later_in_the_chat_and_a_tool_call_waits_for_an_approv
     first = run_id_in(started.text)
     assert started.text.startswith(f"Run {first} started: {bot} works on it.")
     assert answered.text.startswith(f"{bot} answered (run {first}):")
-    assert "I am an automated agent." in answered.text and "1 model calls" in answered.text
+    assert "I am an automated agent." in answered.text
+    assert "model calls: 1, tokens: " in answered.text
     view = await agents.show(center.client, first)
     assert (view.source.value, view.requested_by) == ("telegram", "olga")
 

@@ -156,8 +156,9 @@ def _spent(view: AgentRunView) -> str:
     from agentfleet.agents.model import fusd
 
     line = (
-        f"{view.model_calls} model calls, {view.input_tokens} in / {view.output_tokens} out "
-        f"tokens, {fusd(view.token_units)} fUSD; purchases {fusd(view.purchase_units)} fUSD"
+        f"model calls: {view.model_calls}, tokens: {view.input_tokens} in / "
+        f"{view.output_tokens} out ({fusd(view.token_units)} fUSD), purchases: "
+        f"{fusd(view.purchase_units)} fUSD"
     )
     if view.posts:
         line += f"; submitted for approval: {', '.join(view.posts)}"
