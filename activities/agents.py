@@ -42,6 +42,7 @@ from agentfleet.bots.params import parse_params
 from agentfleet.chaos import chaos_point
 from agentfleet.content import store as content_store
 from agentfleet.models import BotRecord, PatternRecord, PaymentRecord, UsageRecord
+from agentfleet.operations import metrics
 from agentfleet.payments.spending import HoldAnswer, SpendingHold
 from agentfleet.payments.terms import price_of
 from agentfleet.settings import Settings
@@ -178,9 +179,15 @@ class AgentActivities:
 
     @activity.defn(name="record_usage")
     async def record_usage(self, entry: UsageEntry) -> bool:
-        """One row per (run, call): a retry finds its row and adds nothing. True when new."""
+        """One row per (run, call): a retry finds its row and adds nothing. True when new (then
+        the call's tokens and cost are counted in the worker's metrics too)."""
         chaos_point("before_usage", entry.run_id)
-        return await asyncio.to_thread(self._record, entry)
+        new = await asyncio.to_thread(self._record, entry)
+        if new:
+            metrics.count_model_call(
+                entry.bot, entry.model, entry.input_tokens, entry.output_tokens, entry.cost_units
+            )
+        return new
 
     def _record(self, entry: UsageEntry) -> bool:
         try:

@@ -38,7 +38,7 @@ class StoreActivities:
                 ),
             )
         if inserted:
-            metrics.AUDIT_EVENTS.labels(kind=record.kind).inc()
+            metrics.count_audit_event(record.kind, record.actor, record.detail)
         return AuditWriteResult(inserted=inserted)
 
     @activity.defn(name="database_status")

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 
-from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -34,10 +33,11 @@ from agentfleet.agents.model import (
     run_workflow_id,
     units_of,
 )
+from agentfleet.agents.usage import read_usage
 from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id
 from agentfleet.bots.params import parse_params
 from agentfleet.errors import FleetError
-from agentfleet.models import BotRecord, PaymentRecord, UsageRecord
+from agentfleet.models import BotRecord
 from agentfleet.payments.spending import SpendingDay
 from agentfleet.settings import Settings
 from agentfleet.temporal import start_or_attach
@@ -217,52 +217,5 @@ def usage(
     settings: Settings, bot: str | None = None, days: int = 1, now: datetime | None = None
 ) -> list[UsageDay]:
     """Each agent's model calls, tokens, their cost and its settled purchases since 00:00 UTC
-    ``days - 1`` days ago, with its daily budget."""
-    now = now or datetime.now(UTC)
-    since = datetime.combine(now.date() - timedelta(days=days - 1), time(), tzinfo=UTC)
-    with db.session_scope(settings.effective_database_url) as session:
-        agents = session.exec(select(BotRecord).where(BotRecord.kind == BotKind.AGENT.value)).all()
-        names = [a.name for a in agents if bot is None or a.name == bot]
-        calls = session.exec(select(UsageRecord).where(col(UsageRecord.created_at) >= since)).all()
-        paid = session.exec(
-            select(PaymentRecord.buyer, PaymentRecord.amount).where(
-                PaymentRecord.status == "settled",
-                col(PaymentRecord.created_at) >= since,
-                col(PaymentRecord.buyer).in_(names or [""]),
-            )
-        ).all()
-    params = {a.name: a.params or {} for a in agents}
-    totals: dict[str, list[int]] = {}
-    for call in calls:
-        if bot is None or call.bot == bot:
-            row = totals.setdefault(call.bot, [0, 0, 0, 0])
-            row[0] += 1
-            row[1] += call.input_tokens
-            row[2] += call.output_tokens
-            row[3] += call.cost_units
-    purchases: dict[str, int] = {}
-    for buyer, amount in paid:
-        if buyer is not None:
-            purchases[buyer] = purchases.get(buyer, 0) + int(amount)
-    out = []
-    for name in sorted(set(names) | set(totals)):
-        calls_n, tokens_in, tokens_out, cost = totals.get(name, [0, 0, 0, 0])
-        limit = None
-        if name in params:
-            try:
-                parsed = parse_params(BotKind.AGENT, dict(params[name]))
-                limit = units_of(parsed.budget.per_day) if isinstance(parsed, AgentParams) else None
-            except ValueError:
-                limit = None
-        out.append(
-            UsageDay(
-                bot=name,
-                model_calls=calls_n,
-                input_tokens=tokens_in,
-                output_tokens=tokens_out,
-                token_units=cost,
-                purchase_units=purchases.get(name, 0),
-                budget_units=limit,
-            )
-        )
-    return out
+    ``days - 1`` days ago, with its daily budget (:func:`agentfleet.agents.usage.read_usage`)."""
+    return read_usage(settings.effective_database_url, bot, days, now)

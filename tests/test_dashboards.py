@@ -146,7 +146,7 @@ def test_dashboard_uids_are_unique() -> None:
     uids = [dashboard["uid"] for dashboard in dashboards().values()]
     assert len(uids) == len(set(uids))
     assert {"agentfleet-fleet", "agentfleet-payments", "agentfleet-content"} <= set(uids)
-    assert {"agentfleet-learning", "agentfleet-temporal"} <= set(uids)
+    assert {"agentfleet-learning", "agentfleet-temporal", "agentfleet-agents"} <= set(uids)
 
 
 def test_figures_collector_answers_when_the_database_is_not_there(tmp_path: Path) -> None:

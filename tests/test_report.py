@@ -32,20 +32,23 @@ from agentfleet.models import (
     ModelVersion,
     PaymentRecord,
     PublishAttempt,
+    UsageRecord,
 )
 from agentfleet.operations.figures import read_figures
-from agentfleet.operations.report import SAVED_VIEWS, count_views, web_ui_url
+from agentfleet.operations.report import SAVED_VIEWS, agent_row, count_views, web_ui_url
 from starters.cli.main import app
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-SECTIONS = ("fleet", "payments", "content", "learning", "temporal")
+SECTIONS = ("fleet", "payments", "content", "learning", "agents", "temporal")
 
 
 def _at(seconds_ago: float) -> datetime:
     return NOW - timedelta(seconds=seconds_ago)
 
 
-def _payment(pid: str, status: str, amount: int, recorded: datetime) -> PaymentRecord:
+def _payment(
+    pid: str, status: str, amount: int, recorded: datetime, buyer: str | None = None
+) -> PaymentRecord:
     return PaymentRecord(
         payment_id=pid,
         chain_id=31337,
@@ -55,6 +58,7 @@ def _payment(pid: str, status: str, amount: int, recorded: datetime) -> PaymentR
         pay_to="0xseller",
         amount=str(amount),
         status=status,
+        buyer=buyer,
         created_at=recorded,
         updated_at=recorded,
     )
@@ -72,22 +76,54 @@ def _tx(request_id: str, nonce: int, sent: datetime) -> ChainTransaction:
     )
 
 
-def _audit(key: str, kind: str, subject: str, actor: str, at: datetime) -> AuditEvent:
-    return AuditEvent(idempotency_key=key, actor=actor, kind=kind, subject=subject, occurred_at=at)
+def _audit(
+    key: str, kind: str, subject: str, actor: str, at: datetime, **detail: str
+) -> AuditEvent:
+    return AuditEvent(
+        idempotency_key=key, actor=actor, kind=kind, subject=subject, occurred_at=at, detail=detail
+    )
+
+
+def _usage(run: str, call: int, tokens: tuple[int, int], cost: int, at: datetime) -> UsageRecord:
+    return UsageRecord(
+        run_id=run,
+        call_no=call,
+        bot="analyst-1",
+        model="gpt-4o-mini",
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost_units=cost,
+        created_at=at,
+    )
 
 
 def seed(url: str) -> None:
-    """A small fleet: 3 bots, 3 ledger payments and 1 settling, 2 content items on one
-    channel, 3 digits rounds (promoted, rolled back, promoted) and 1 live rollback."""
+    """A small fleet: 3 bots and an agent, 3 ledger payments (one the agent's) and 1 settling, 2
+    content items on one channel, 3 digits rounds (promoted, rolled back, promoted), 1 live
+    rollback, and the agent's model calls and runs today and yesterday (13 h before noon)."""
     rows: list[object] = [
         BotRecord(name="forecaster-1", kind="forecaster", owner="desk", status="active"),
         BotRecord(name="forecaster-2", kind="forecaster", owner="desk", status="active"),
         BotRecord(name="publisher-1", kind="publisher", owner="desk", status="paused"),
+        BotRecord(
+            name="analyst-1",
+            kind="agent",
+            owner="desk",
+            status="active",
+            params={"budget": {"per_day": "0.5"}},
+        ),
         _payment("payment-31337-0xa-0xp-1", "settled", 10_000, _at(100)),
         _tx("payment-31337-0xa-0xp-1", 1, _at(102)),
-        _payment("payment-31337-0xa-0xp-2", "settled", 20_000, _at(50)),
+        _payment("payment-31337-0xa-0xp-2", "settled", 20_000, _at(50), buyer="analyst-1"),
         _tx("payment-31337-0xa-0xp-2", 2, _at(54)),
-        _payment("payment-31337-0xa-0xp-3", "failed", 5_000, _at(40)),
+        _payment("payment-31337-0xa-0xp-3", "failed", 5_000, _at(40), buyer="analyst-1"),
+        _usage("agent-analyst-1-old", 1, (5000, 900), 1290, _at(13 * 3600)),
+        _usage("agent-analyst-1-aaa", 1, (1000, 200), 270, _at(600)),
+        _usage("agent-analyst-1-aaa", 2, (1500, 100), 285, _at(590)),
+        _usage("agent-analyst-1-bbb", 1, (800, 0), 120, _at(60)),
+        _audit("run-old", "agent_run", "op", "analyst-1", _at(13 * 3600), status="completed"),
+        _audit("run-aaa", "agent_run", "op", "analyst-1", _at(580), status="completed"),
+        _audit("run-bbb", "agent_run", "op", "analyst-1", _at(50), status="over_budget"),
         _tx("payment-31337-0xa-0xp-4", 3, _at(5)),
         _tx("tx-31337-demo-transfer", 4, _at(500)),
         ChannelRecord(name="hooks", kind="webhook", target="http://x", rate_per_s=2, max_length=9),
@@ -147,8 +183,8 @@ def seed(url: str) -> None:
 def test_figures_count_what_the_tables_hold(migrated_database_url: str) -> None:
     seed(migrated_database_url)
     figures = read_figures(migrated_database_url, series=True, now=NOW)
-    assert figures.bots_by("status") == {"active": 2, "paused": 1}
-    assert figures.bots_by("kind") == {"forecaster": 2, "publisher": 1}
+    assert figures.bots_by("status") == {"active": 3, "paused": 1}
+    assert figures.bots_by("kind") == {"agent": 1, "forecaster": 2, "publisher": 1}
     payments = {p.status: (p.count, p.amount_fusd) for p in figures.payments.by_status}
     assert payments == {"failed": (1, 0.005), "settled": (2, 0.03)}
     assert figures.payments.settling == 1
@@ -168,6 +204,17 @@ def test_figures_count_what_the_tables_hold(migrated_database_url: str) -> None:
     assert (digits.champion, digits.champion_value) == ("digits-v2", 0.9)
     assert (digits.latest_round, digits.latest_value) == (3, 0.9)
     assert [(p.round, p.value) for p in digits.series] == [(1, 0.8), (2, 0.7), (3, 0.9)]
+    [agent] = figures.agents
+    assert (agent.bot, agent.model_calls, agent.input_tokens, agent.output_tokens) == (
+        "analyst-1",
+        3,
+        3300,
+        300,
+    )
+    assert (agent.token_units, agent.purchase_units, agent.budget_units) == (675, 20_000, 500_000)
+    assert agent.runs == {"completed": 1, "over_budget": 1}
+    assert agent.budget_used == pytest.approx(20_675 / 500_000)
+    assert agent_row(agent)[3:6] == ("0.000675", "0.020000", "0.020675 of 0.500000 (4%)")
 
 
 def test_web_ui_links_carry_the_query_urlencoded() -> None:
@@ -251,7 +298,9 @@ def test_report_renders_in_a_headless_browser(
     dom = _browse(page, tmp_path, "--dump-dom").stdout.decode()
     for section in SECTIONS:
         assert f'<section id="{section}">' in dom, section
-    assert dom.count("<svg") >= 6, "charts: bots, payments x2, content x2, digits"
+    assert dom.count("<svg") >= 7, "charts: bots, payments x2, content x2, digits, agents"
+    assert "Agents: spent today (UTC) vs budget" in dom and "analyst-1" in dom
+    assert [a["bot"] for a in answer["figures"]["agents"]] == ["analyst-1"]
     assert "Temporal not reachable" in dom
     assert "digits: accuracy per round" in dom
     shot = tmp_path / "report.png"

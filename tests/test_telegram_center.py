@@ -7,6 +7,7 @@ commands that change nothing.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
 
 from agentfleet import db
+from agentfleet.agents.model import RunStatus
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.content import store as content_store
 from agentfleet.content.model import (
@@ -34,18 +37,21 @@ from agentfleet.content.model import (
     default_limit,
 )
 from agentfleet.errors import FleetError
-from agentfleet.models import AuditEvent, BotRecord
+from agentfleet.models import AuditEvent, BotRecord, UsageRecord
 from agentfleet.netguard import UrlRule
 from agentfleet.operations.operators import Permission, Role, parse_access_list
 from agentfleet.settings import Settings
+from clients import agents
 from clients import content as content_ops
 from clients.bots import configure_bot, create_bot, show_bot
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from sandbox.store import TelegramMessage
 from starters.stack.devchain import funded_account, prepare_fleet
+from starters.telegram import CommandCenter
 from starters.telegram import bot as telegram
 from starters.telegram import replies as reply_format
+from tests.test_bot_lifecycle import active_in_table
 from workers.main import running_workers
 
 VIEWER, OPERATOR, APPROVER, ADMIN, STRANGER = 2001, 2002, 2003, 2004, 2999
@@ -126,6 +132,18 @@ class Center:
     async def bot_status(self, name: str) -> BotStatus:
         return (await show_bot(self.client, name)).status
 
+    async def agent(self, **params: object) -> str:
+        """A new active agent bot (the sandbox's deterministic model)."""
+        name = f"tgag-{uuid.uuid4().hex[:6]}"
+        await create_bot(self.client, BotSpec(name=name, kind=BotKind.AGENT, params=params))
+        await wait_status(self.client, name, BotStatus.ACTIVE)
+        await active_in_table(self.settings, name)
+        return name
+
+    async def more(self, chat: int, before: int, expect: int) -> list[TelegramMessage]:
+        """The chat's messages after the first ``before`` once there are ``expect``."""
+        return await self._replies(chat, before, expect)
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def center(
@@ -144,6 +162,7 @@ async def center(
             content_policy=policy,
             telegram_users=ACCESS,
             **sandbox.settings_overrides(),
+            openai_base_url=sandbox.openai_base_url,
         )
         for name, chat in (("posts", POSTS), ("approvers", APPROVERS_CHAT)):
             content_store.save_channel(
@@ -216,6 +235,9 @@ MATRIX: list[tuple[str, Permission]] = [
     ("/payments {a}", Permission.READ),
     ("/balance {a}", Permission.READ),
     ("/pending", Permission.READ),
+    ("/usage", Permission.READ),
+    ("/usage {a}", Permission.READ),
+    ("/ask {a} what is the outlook", Permission.STEER),
     ("/tune all", Permission.STEER),
     ("/tune {a} alpha=0.5", Permission.STEER),
     ("/config {a} alpha 0.4", Permission.STEER),
@@ -346,6 +368,11 @@ BAD_COMMANDS = [
     ("/tune {a} alpha", "parameter 'alpha' is not key=value"),
     ("/pause", "Give one bot name. Usage: /pause NAME"),
     ("/pause nobody", "Nothing changed: no running bot named nobody"),
+    ("/ask {a}", "Give the agent and the task. Usage: /ask AGENT TASK"),
+    ("/ask {a} what now", "Nothing changed: bot {a} is a forecaster, not an agent"),
+    ("/ask nobody-here what now", "Nothing changed: no bot named nobody-here"),
+    ("/ask Agent_1 what now", "'Agent_1' is not a bot name."),
+    ("/usage {a} {b}", "Give one agent's name, or none for every agent."),
     ("/launch rockets", "Unknown command /launch. Send /help"),
     ("hello", "Commands start with /."),
 ]
@@ -359,6 +386,11 @@ async def test_a_bad_command_gets_one_line_of_help_and_changes_nothing(center: C
         assert center.named(expected) in replies[0].text, replies[0].text
     after = await show_bot(center.client, center.a)
     assert (after.status, after.params) == (before.status, before.params)
+    for bot in (center.a, "nobody-here"):
+        started = await center.client.count_workflows(
+            f'WorkflowType = "AgentRunWorkflow" AND WorkflowId STARTS_WITH "agent-{bot}-"'
+        )
+        assert started.count == 0, bot
 
 
 async def test_inline_buttons_approve_an_item_and_the_pipeline_publishes_it(
@@ -448,3 +480,117 @@ async def wait_content(center: Center, content_id: str, state: ContentState) -> 
         await asyncio.sleep(0.05)
         view = await content_ops.show(center.client, center.url, content_id)
     raise AssertionError(f"{content_id} is {view.state}, not {state}: {view.reason}")
+
+
+def run_id_in(text: str) -> str:
+    found = re.search(r"\b(agent-[a-z0-9-]+)", text)
+    assert found, text
+    return found.group(1)
+
+
+def buttons_of(message: TelegramMessage) -> list[dict[str, str]]:
+    markup = message.reply_markup or {}
+    return list(markup.get("inline_keyboard", [[]])[0])
+
+
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_ask_answers_later_in_the_chat_and_a_tool_call_waits_for_an_approvers_button(
+    center: Center,
+) -> None:
+    bot = await center.agent(tools=["forecast"], approvals={"tools": ["forecast"]})
+    runs_before = counted("agentfleet_agent_runs_total", bot=bot, status="completed")
+
+    started, answered = await center.say(OPERATOR, f"/ask {bot} hello there", expect=2)
+    first = run_id_in(started.text)
+    assert started.text.startswith(f"Run {first} started: {bot} works on it.")
+    assert answered.text.startswith(f"{bot} answered (run {first}):")
+    assert "I am an automated agent." in answered.text
+    assert "model calls: 1, tokens: " in answered.text
+    view = await agents.show(center.client, first)
+    assert (view.source.value, view.requested_by) == ("telegram", "olga")
+
+    task = f"/ask {bot} call forecast " + '{"symbol": "ETHUSDT", "bot": "' + center.a + '"}'
+    started, waiting = await center.say(OPERATOR, task, expect=2)
+    second = run_id_in(started.text)
+    assert waiting.text.startswith(f"Run {second} of {bot} waits for approval of forecast")
+    approve, deny = buttons_of(waiting)
+    assert (approve["text"], deny["text"]) == ("Approve", "Deny")
+
+    for user in (VIEWER, OPERATOR):
+        refused = await center.press(user, waiting.message_id, approve["callback_data"])
+        assert refused[0].text.startswith(f"{REFUSED} ("), refused[0].text
+        assert "does not allow an agent tool approval" in refused[0].text
+    assert (await agents.show(center.client, second)).status is RunStatus.WAITING_APPROVAL
+
+    before = len(center.messages(APPROVER))
+    pressed = await center.press(APPROVER, waiting.message_id, approve["callback_data"])
+    assert pressed[0].text.startswith(f"Approved forecast of run {second} as alice")
+    done = (await center.more(APPROVER, before, 2))[1]
+    assert done.text.startswith(f"{bot} answered (run {second}):")
+    assert f'Tool results: {{"bot": "{center.a}"' in done.text
+    view = await agents.show(center.client, second)
+    assert view.status is RunStatus.COMPLETED
+    assert [(d.approver, d.approved) for d in view.decisions] == [("alice", True)]
+    again = await center.press(APPROVER, waiting.message_id, approve["callback_data"])
+    assert again[0].text.startswith(f"Nothing changed: that tool call of run {second} no longer")
+
+    _, waiting = await center.say(ADMIN, task, expect=2)
+    third = run_id_in(waiting.text)
+    before = len(center.messages(ADMIN))
+    denied = await center.press(ADMIN, waiting.message_id, buttons_of(waiting)[1]["callback_data"])
+    assert denied[0].text.startswith(f"Denied forecast of run {third} as adam")
+    done = (await center.more(ADMIN, before, 2))[1]
+    assert done.text.startswith(f"{bot} answered (run {third}):")
+    assert "refused by adam: denied in Telegram by adam" in done.text
+
+    runs = [await agents.show(center.client, r) for r in (first, second, third)]
+    assert all(r.status is RunStatus.COMPLETED for r in runs)
+    calls = sum(r.model_calls for r in runs)
+    usage = (await center.say(VIEWER, f"/usage {bot}"))[0].text
+    headline, row = usage.splitlines()
+    assert headline.startswith(f"Agent usage today (UTC), 1 agent(s): {calls} model calls")
+    assert row.startswith(f"{bot}  {calls} calls  ") and "of 1.000000 (" in row
+    everyone = (await center.say(VIEWER, "/usage"))[0].text
+    assert bot in everyone
+    with db.session_scope(center.url) as session:
+        rows = session.exec(select(UsageRecord).where(UsageRecord.bot == bot)).all()
+        asked = session.exec(select(AuditEvent).where(AuditEvent.kind == "telegram.ask")).all()
+        approvals = session.exec(
+            select(AuditEvent).where(AuditEvent.kind == "agent_approval")
+        ).all()
+    assert len(rows) == calls
+    assert {e.subject for e in asked} >= {first, second, third}
+    assert {(e.actor, e.workflow_id) for e in approvals} >= {("alice", second), ("adam", third)}
+
+    # The worker's counters (activities run in this process): each call and run once.
+    ended = counted("agentfleet_agent_runs_total", bot=bot, status="completed")
+    assert ended - runs_before == 3
+    model = runs[0].steps[0].detail.removeprefix("model ")
+    tokens_in = counted("agentfleet_agent_tokens_total", bot=bot, model=model, direction="input")
+    assert tokens_in == sum(r.input_tokens for r in runs)
+    cost = counted("agentfleet_agent_cost_units_total", bot=bot, model=model)
+    assert cost == sum(r.token_units for r in runs) == sum(row.cost_units for row in rows)
+
+
+async def test_a_message_handled_again_attaches_to_its_first_run(center: Center) -> None:
+    bot = await center.agent(tools=["status"])
+    operators = parse_access_list(ACCESS)
+    brain = CommandCenter(center.client, center.settings, operators)
+    first = await brain.handle_text(OPERATOR, "olga", f"/ask {bot} hello", key="77-5-1700000000")
+    again = await brain.handle_text(OPERATOR, "olga", f"/ask {bot} hello", key="77-5-1700000000")
+    other = await brain.handle_text(OPERATOR, "olga", f"/ask {bot} hello", key="77-6-1700000001")
+    assert run_id_in(first[0].text) == run_id_in(again[0].text) != run_id_in(other[0].text)
+    assert first[0].follow is not None and first[0].follow.run_id == run_id_in(first[0].text)
+    news = await brain.follow_run(first[0].follow, timeout_s=60)
+    assert news.text.startswith(f"{bot} answered (run {run_id_in(first[0].text)}):")
+
+
+def test_run_buttons_fit_telegrams_64_bytes_or_are_left_out() -> None:
+    run_id = "agent-analyst-1-" + "0" * 24
+    [[approve, deny]] = reply_format.run_buttons(run_id, "buy_skill-3")
+    assert (approve.data, deny.data) == ("y3:analyst-1-" + "0" * 24, "n3:analyst-1-" + "0" * 24)
+    assert reply_format.RUN_BUTTON.match(approve.data)
+    assert reply_format.run_buttons("agent-" + "a" * 48 + "-" + "0" * 24, "forecast-1") == []

@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Numeric, cast, exists
 from sqlmodel import Session, col, func, select
 
+from agentfleet.agents.model import UsageDay
+from agentfleet.agents.usage import day_start, runs_since, usage_since
 from agentfleet.db import session_scope
 from agentfleet.models import (
     AuditEvent,
@@ -135,12 +137,34 @@ class TaskFigures(BaseModel):
     """Per round, oldest first (only with ``series=True``)."""
 
 
+class AgentFigures(UsageDay):
+    """One agent's UTC day so far (the day its budget counts): model calls, tokens, their cost
+    and its settled purchases in units (micro-fUSD), its budget, and its runs that ended today
+    by final status."""
+
+    runs: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def spent_units(self) -> int:
+        """Tokens and purchases together: what the budget counts."""
+        return self.token_units + self.purchase_units
+
+    @property
+    def budget_used(self) -> float | None:
+        """The share of today's budget spent (None without a budget)."""
+        if not self.budget_units:
+            return None
+        return self.spent_units / self.budget_units
+
+
 class FleetFigures(BaseModel):
     taken_at: datetime
     bots: list[BotCount] = Field(default_factory=list)
     payments: PaymentFigures = Field(default_factory=PaymentFigures)
     content: ContentFigures = Field(default_factory=ContentFigures)
     learning: list[TaskFigures] = Field(default_factory=list)
+    agents: list[AgentFigures] = Field(default_factory=list)
+    """Every agent bot's day so far (since 00:00 UTC)."""
 
     def bots_by(self, field: str) -> dict[str, int]:
         """Bot counts summed by ``status`` or ``kind``."""
@@ -176,6 +200,7 @@ def read_figures(url: str, *, series: bool = False, now: datetime | None = None)
             payments=_payments(session, now),
             content=_content(session, now),
             learning=_learning(session, series),
+            agents=_agents(session, now),
         )
 
 
@@ -300,6 +325,15 @@ def _channels(session: Session, now: datetime) -> list[ChannelFigures]:
             rate_per_s=recent.get(c.name, 0) / RATE_WINDOW.total_seconds(),
         )
         for c in channels
+    ]
+
+
+def _agents(session: Session, now: datetime) -> list[AgentFigures]:
+    since = day_start(now)
+    runs = runs_since(session, since)
+    return [
+        AgentFigures(**day.model_dump(), runs=runs.get(day.bot, {}))
+        for day in usage_since(session, since)
     ]
 
 

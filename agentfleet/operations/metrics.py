@@ -13,15 +13,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Info, start_http_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from agentfleet.operations.figures import FleetFigures, Quantiles, read_figures
+from agentfleet.agents.usage import RUN_AUDIT_KIND
+from agentfleet.operations.figures import FUSD_UNIT, FleetFigures, Quantiles, read_figures
 
 log = logging.getLogger("agentfleet.operations.metrics")
 
@@ -35,7 +37,38 @@ CHANNEL_SENDS = Counter(
     "Content sends per channel and outcome (sent, rate_limited, not_sent, maybe_sent, refused)",
     ["channel", "outcome"],
 )
+AGENT_TOKENS = Counter(
+    "agentfleet_agent_tokens",
+    "Tokens of agents' model calls, each call counted once (its usage row is new)",
+    ["bot", "model", "direction"],
+)
+AGENT_COST_UNITS = Counter(
+    "agentfleet_agent_cost_units",
+    "What agents' model calls cost, in token units (micro-fUSD), each call counted once",
+    ["bot", "model"],
+)
+AGENT_RUNS = Counter(
+    "agentfleet_agent_runs",
+    "Agent runs that ended, by final status (completed, over_budget, refused, failed)",
+    ["bot", "status"],
+)
 BUILD = Info("fleet_build", "agentfleet version of this process")
+
+
+def count_model_call(
+    bot: str, model: str, input_tokens: int, output_tokens: int, cost: int
+) -> None:
+    """One agent model call whose usage row was just written (never for a retry's)."""
+    AGENT_TOKENS.labels(bot=bot, model=model, direction="input").inc(input_tokens)
+    AGENT_TOKENS.labels(bot=bot, model=model, direction="output").inc(output_tokens)
+    AGENT_COST_UNITS.labels(bot=bot, model=model).inc(cost)
+
+
+def count_audit_event(kind: str, actor: str, detail: Mapping[str, Any]) -> None:
+    """An audit row just written: counted by kind; an agent run's end also by its status."""
+    AUDIT_EVENTS.labels(kind=kind).inc()
+    if kind == RUN_AUDIT_KIND:
+        AGENT_RUNS.labels(bot=actor, status=str(detail.get("status") or "unknown")).inc()
 
 
 def _version() -> str:
@@ -201,6 +234,23 @@ def figure_metrics(figures: FleetFigures) -> list[Metric]:
         "Champions fleet-health rolled back on fresh data",
         ["task"],
     )
+    spent = _labelled(
+        "fleet_agent_spent_today_fusd",
+        "What an agent spent since 00:00 UTC, model tokens and settled purchases, in fUSD",
+        ["bot", "what"],
+    )
+    budget = _labelled(
+        "fleet_agent_budget_per_day_fusd", "An agent's budget.per_day, in fUSD", ["bot"]
+    )
+    calls = _labelled(
+        "fleet_agent_model_calls_today", "An agent's model calls since 00:00 UTC", ["bot"]
+    )
+    for agent in figures.agents:
+        spent.add_metric([agent.bot, "tokens"], agent.token_units / FUSD_UNIT)
+        spent.add_metric([agent.bot, "purchases"], agent.purchase_units / FUSD_UNIT)
+        calls.add_metric([agent.bot], agent.model_calls)
+        if agent.budget_units is not None:
+            budget.add_metric([agent.bot], agent.budget_units / FUSD_UNIT)
     for task in figures.learning:
         for status, count in task.rounds_by_status.items():
             rounds.add_metric([task.task, status], count)
@@ -227,6 +277,9 @@ def figure_metrics(figures: FleetFigures) -> list[Metric]:
         metric,
         latest,
         live,
+        spent,
+        budget,
+        calls,
     ]
 
 

@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from agentfleet.operations.figures import FleetFigures, Quantiles, TaskFigures
+from agentfleet.agents.model import TOKEN_UNITS, fusd
+from agentfleet.operations.figures import AgentFigures, FleetFigures, Quantiles, TaskFigures
 
 SAVED_VIEWS: tuple[tuple[str, str], ...] = (
     (
@@ -154,6 +155,33 @@ def channels_chart(figures: FleetFigures) -> str:
     return _svg(figure)
 
 
+def agents_chart(agents: Sequence[AgentFigures]) -> str:
+    """Each agent's day: tokens and purchases stacked (fUSD), its budget as a mark."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    names = [a.bot for a in agents] or ["none"]
+    tokens = [a.token_units / TOKEN_UNITS for a in agents] or [0.0]
+    bought = [a.purchase_units / TOKEN_UNITS for a in agents] or [0.0]
+    axes.barh(names, tokens, label="model tokens")
+    axes.barh(names, bought, left=tokens, label="purchases")
+    budgets = [(a.bot, a.budget_units / TOKEN_UNITS) for a in agents if a.budget_units is not None]
+    if budgets:
+        axes.plot(
+            [b for _, b in budgets],
+            [n for n, _ in budgets],
+            "|",
+            color="tab:red",
+            ms=18,
+            mew=2,
+            label="budget per day",
+        )
+    axes.invert_yaxis()
+    axes.set_title("Agents: spent today (UTC) vs budget", loc="left", fontsize=10)
+    axes.set_xlabel("fUSD")
+    axes.legend(fontsize=8)
+    return _svg(figure)
+
+
 def learning_chart(task: TaskFigures) -> str:
     """The task's deciding metric per round: promoted rounds filled, rolled back hollow."""
     figure = _figure()
@@ -210,6 +238,36 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def agent_row(agent: AgentFigures) -> tuple[str, ...]:
+    """One agent's line in the report's table (and the CLI's summary)."""
+    if agent.budget_units is None:
+        budget = f"{fusd(agent.spent_units)} (no budget)"
+    else:
+        share = agent.budget_used or 0.0
+        budget = f"{fusd(agent.spent_units)} of {fusd(agent.budget_units)} ({share:.0%})"
+    runs = ", ".join(f"{status} {n}" for status, n in agent.runs.items()) or "none"
+    return (
+        agent.bot,
+        str(agent.model_calls),
+        f"{agent.input_tokens} in, {agent.output_tokens} out",
+        fusd(agent.token_units),
+        fusd(agent.purchase_units),
+        budget,
+        runs,
+    )
+
+
+AGENT_COLUMNS = (
+    "agent",
+    "model calls",
+    "tokens",
+    "tokens fUSD",
+    "purchases fUSD",
+    "budget used fUSD",
+    "runs ended",
+)
 
 
 def _section(key: str, title: str, *parts: str) -> str:
@@ -327,13 +385,22 @@ def render_html(report: Report) -> str:
         *(_chart(learning_chart(t)) for t in figures.learning),
         "</div>",
     )
+    agents = _section(
+        "agents",
+        "Agents (today, UTC)",
+        "<p>Model calls and their tokens, what they cost and what the agents' purchases paid "
+        "since 00:00 UTC, against each agent's budget.per_day (tokens and purchases count "
+        "together).</p>",
+        _table(AGENT_COLUMNS, [agent_row(a) for a in figures.agents]),
+        _chart(agents_chart(figures.agents)),
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>agentfleet report {taken:%Y-%m-%d %H:%M} UTC</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>agentfleet report</h1><p class=muted>Taken {taken:%Y-%m-%d %H:%M:%S} UTC from the "
         "fleet's database; the Grafana dashboards show the same figures.</p>"
-        f"{fleet}{money}{writing}{learning}{_temporal(report.temporal)}</body></html>\n"
+        f"{fleet}{money}{writing}{learning}{agents}{_temporal(report.temporal)}</body></html>\n"
     )
 
 

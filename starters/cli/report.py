@@ -65,7 +65,7 @@ def report(
         bool, typer.Option("--json", help="Print the figures as JSON (HTML only with --html).")
     ] = False,
 ) -> None:
-    """A snapshot of the fleet: bots, payments, content, learning, and what runs now.
+    """A snapshot of the fleet: bots, payments, content, learning, agents, and what runs now.
 
     The same figures as the Grafana dashboards, as one HTML file with inline charts (no
     network needed to open it).
@@ -100,6 +100,8 @@ def report(
 
 
 def _summary(taken: Report) -> None:
+    from agentfleet.operations.report import agent_row
+
     figures, temporal = taken.figures, taken.temporal
     table = Table("figure", "value", box=None, header_style="bold")
     bots = figures.bots_by("status")
@@ -127,6 +129,13 @@ def _summary(taken: Report) -> None:
             f"champion {task.champion or '–'} {task.metric} {value}, "
             f"{task.promotions} promoted, {task.rolled_back} rolled back, "
             f"{task.live_rollbacks} live rollbacks",
+        )
+    for agent in figures.agents:
+        _, calls, tokens, token_fusd, bought, budget, runs = agent_row(agent)
+        table.add_row(
+            f"agent {agent.bot}",
+            f"{calls} model calls ({tokens} tokens, {token_fusd} fUSD), purchases {bought} fUSD,"
+            f" budget used {budget}; runs ended today: {runs}",
         )
     if temporal.error:
         table.add_row("temporal", f"[yellow]not reachable:[/] {temporal.error}")

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -31,11 +31,12 @@ from telegram.ext import (
 
 from agentfleet import redaction
 from agentfleet.channels.endpoints import SANDBOX_TELEGRAM_TOKEN, telegram_endpoint
-from agentfleet.errors import FleetError
+from agentfleet.errors import FleetError, first_line
 from agentfleet.operations.operators import SANDBOX_OPERATOR, Operator, parse_access_list
 from agentfleet.settings import Settings, get_settings
 from starters.stack.components import TELEGRAM_READY_FILE as READY_FILE
 from starters.telegram import COMMANDS, CommandCenter, Reply
+from starters.telegram.replies import FollowRun
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -79,8 +80,35 @@ class ChatPacer:
                 self._next[chat_id] = loop.time() + self.interval_s
 
 
+class FollowUps:
+    """The agent runs the command center follows (a reply's ``follow``): one task each that
+    sends the run's next news to the chat, so no update waits for a run. Cancelled when the
+    center stops; the runs go on, and their approval buttons still work after a restart."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("following a run failed: %s", task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 def build_application(
-    settings: Settings, center: CommandCenter, pacer: ChatPacer
+    settings: Settings,
+    center: CommandCenter,
+    pacer: ChatPacer,
+    follow_ups: FollowUps | None = None,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     base, token = telegram_endpoint(settings)
     application = (
@@ -94,7 +122,9 @@ def build_application(
         .build()
     )
 
-    async def send(context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply) -> None:
+    following = follow_ups or FollowUps()
+
+    async def send(bot: Bot, chat_id: int, reply: Reply) -> None:
         markup = None
         if reply.buttons:
             markup = InlineKeyboardMarkup(
@@ -104,12 +134,25 @@ def build_application(
                 ]
             )
         async with pacer.turn(chat_id):
-            await context.bot.send_message(chat_id, reply.text, reply_markup=markup)
+            await bot.send_message(chat_id, reply.text, reply_markup=markup)
         if reply.attachment is not None:
             attachment = reply.attachment
             document = InputFile(attachment.content.encode(), filename=attachment.filename)
             async with pacer.turn(chat_id):
-                await context.bot.send_document(chat_id, document, caption=attachment.filename)
+                await bot.send_document(chat_id, document, caption=attachment.filename)
+        if reply.follow is not None:
+            following.start(follow(bot, chat_id, reply.follow))
+
+    async def follow(bot: Bot, chat_id: int, run: FollowRun) -> None:
+        try:
+            reply = await center.follow_run(run)
+        except Exception as exc:  # noqa: BLE001 - Temporal went away: say so, once
+            log.error("following run %s failed: %s", run.run_id, exc)
+            reply = Reply(
+                text=f"Lost track of run {run.run_id} ({first_line(exc)}); "
+                f"`fleet agent show {run.run_id}` follows it."
+            )
+        await send(bot, chat_id, reply)
 
     async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
@@ -118,7 +161,7 @@ def build_application(
         key = f"{message.chat_id}-{message.message_id}-{int(message.date.timestamp())}"
         replies = await center.handle_text(user.id, user.username, message.text, key)
         for reply in replies:
-            await send(context, message.chat_id, reply)
+            await send(context.bot, message.chat_id, reply)
 
     async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, user = update.callback_query, update.effective_user
@@ -128,7 +171,7 @@ def build_application(
         await query.answer(reply.text[:190])
         chat = update.effective_chat
         if chat is not None:
-            await send(context, chat.id, reply)
+            await send(context.bot, chat.id, reply)
 
     application.add_handler(MessageHandler(filters.TEXT, on_message))
     application.add_handler(CallbackQueryHandler(on_button))
@@ -159,7 +202,8 @@ async def serve(
     base, token = telegram_endpoint(settings)
     operators = access_list(settings, token.get_secret_value() == SANDBOX_TELEGRAM_TOKEN)
     center = CommandCenter(client, settings, operators)
-    application = build_application(settings, center, ChatPacer(chat_interval_s))
+    follow_ups = FollowUps()
+    application = build_application(settings, center, ChatPacer(chat_interval_s), follow_ups)
     ready = settings.home / READY_FILE
     async with application:
         await application.bot.set_my_commands(
@@ -180,6 +224,7 @@ async def serve(
             await stop.wait()
         finally:
             ready.unlink(missing_ok=True)
+            await follow_ups.close()
             await updater.stop()
             await application.stop()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from agentfleet.bots.model import Skill
@@ -19,7 +20,15 @@ from agentfleet.errors import FleetError
 from agentfleet.operations.operators import Operator, Permission
 from starters.telegram import views
 from starters.telegram.handlers import COMMANDS
-from starters.telegram.replies import NotAllowed, Reply, Usage
+from starters.telegram.replies import (
+    RUN_BUTTON,
+    RUN_PREFIX,
+    FollowRun,
+    NotAllowed,
+    Reply,
+    Usage,
+    run_reply,
+)
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -30,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentfleet.telegram")
 
 BUTTON = re.compile(r"^([are]):([A-Za-z0-9._-]{1,62})$")
+FOLLOW_S = 3600.0
+"""How long the center follows a run for its next news before it says the run still runs."""
+FOLLOW_POLL_S = (0.5, 5.0)
+"""A followed run is read every 0.5 s at first, then less often, at most every 5 s."""
 
 
 class CommandCenter:
@@ -70,11 +83,20 @@ class CommandCenter:
 
     async def handle_button(self, user_id: int, username: str | None, data: str) -> Reply:
         """An inline button of a content item: ``a:ID`` approve, ``r:ID`` reject, ``e:ID``
-        edit (asks for the new text)."""
+        edit (asks for the new text); or of an agent run's tool call waiting for approval:
+        ``yN:RUN`` approve, ``nN:RUN`` deny (N: the approval's number in the run)."""
         operator = self.operators.get(user_id)
+        run = RUN_BUTTON.match(data)
         match = BUTTON.match(data)
         if operator is None or not operator.may(Permission.DECIDE):
-            return await self._refuse(user_id, username, "a content decision", operator)
+            what = "an agent tool approval" if run else "a content decision"
+            return await self._refuse(user_id, username, what, operator)
+        if run is not None:
+            verdict, number, rest = run.groups()
+            try:
+                return await self.decide_run(operator, RUN_PREFIX + rest, number, verdict == "y")
+            except FleetError as exc:
+                return Reply(text=f"Nothing changed: {exc.message}")
         if match is None:
             return Reply(text="That button is not one of mine; nothing changed.")
         action, content_id = match.groups()
@@ -136,6 +158,64 @@ class CommandCenter:
 
         decision = RejectInput(approver=operator.name, reason=reason)
         return await self._decide(operator, content_id, "reject", decision, "Rejected")
+
+    async def decide_run(
+        self, operator: Operator, run_id: str, number: str, approved: bool
+    ) -> Reply:
+        """Approve or deny the tool call of run ``run_id`` that waits as approval ``number``
+        (the one its button showed, never a later one); FleetError when it no longer waits."""
+        from agentfleet.agents.model import ApprovalDecision
+        from clients import agents
+
+        view = await agents.show(self.client, run_id)
+        pending = view.pending
+        if pending is None or pending.approval_id.rsplit("-", 1)[-1] != number:
+            raise FleetError(
+                f"that tool call of run {run_id} no longer waits for approval (decided or "
+                f"expired); the run is {view.status.value}"
+            )
+        decision = ApprovalDecision(
+            approval_id=pending.approval_id,
+            approver=operator.name,
+            approved=approved,
+            note="" if approved else f"denied in Telegram by {operator.name}",
+        )
+        await agents.decide(self.client, run_id, decision)
+        verdict = "Approved" if approved else "Denied"
+        return Reply(
+            text=f"{verdict} {pending.tool} of run {run_id} as {operator.name}; the run goes on "
+            "and its next news follows here.",
+            follow=FollowRun(run_id=run_id, after=pending.approval_id),
+        )
+
+    async def follow_run(self, follow: FollowRun, timeout_s: float = FOLLOW_S) -> Reply:
+        """The run's next news once there is some: its answer or end, or a tool call that
+        waits for approval (other than ``follow.after``); after ``timeout_s``, that it still
+        runs. Reads the run less often the longer it takes."""
+        from agentfleet.agents.model import FINAL_RUN_STATES, AgentRunView, RunStatus
+        from clients import agents
+
+        def news(view: AgentRunView) -> bool:
+            if view.status in FINAL_RUN_STATES:
+                return True
+            waiting = view.pending
+            return (
+                view.status is RunStatus.WAITING_APPROVAL
+                and waiting is not None
+                and waiting.approval_id != follow.after
+            )
+
+        deadline = time.monotonic() + timeout_s
+        pause, most = FOLLOW_POLL_S
+        try:
+            view = await agents.show(self.client, follow.run_id)
+            while not news(view) and time.monotonic() < deadline:
+                await asyncio.sleep(pause)
+                pause = min(most, pause * 1.5)
+                view = await agents.show(self.client, follow.run_id)
+        except FleetError as exc:
+            return Reply(text=f"Cannot follow run {follow.run_id}: {exc.message}")
+        return run_reply(view)
 
     async def _decide(
         self, operator: Operator, content_id: str, update: str, decision: Any, done: str

@@ -19,6 +19,7 @@ from agentfleet.operations.operators import Operator, Permission
 from starters.telegram import views
 from starters.telegram.replies import (
     DISCLOSURE,
+    FollowRun,
     NotAllowed,
     Reply,
     Usage,
@@ -286,6 +287,46 @@ async def _balance(
     return [Reply(text=f"{view.name} {view.address}: {fusd} fUSD, {native} native")]
 
 
+async def _ask(
+    center: CommandCenter, operator: Operator, words: list[str], key: str
+) -> list[Reply]:
+    from agentfleet.agents.model import RunSource
+    from clients import agents
+
+    if len(words) < 2:
+        raise Usage("Give the agent and the task.")
+    bot = _bot_name(words[0])
+    # The message's key keys the run too: a message handled again attaches to its first run.
+    run_id = await agents.ask(
+        center.client,
+        center.settings,
+        bot,
+        " ".join(words[1:]),
+        source=RunSource.TELEGRAM,
+        requested_by=operator.name,
+        key=f"telegram-{key}" if key else None,
+    )
+    detail = {"bot": bot, "run_id": run_id}
+    await asyncio.to_thread(views.audit, center.url, "telegram.ask", operator.name, run_id, detail)
+    return [
+        Reply(
+            text=f"Run {run_id} started: {bot} works on it. Its answer, or a tool call that "
+            "waits for approval, follows here.",
+            follow=FollowRun(run_id=run_id),
+        )
+    ]
+
+
+async def _usage(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    if len(words) > 1:
+        raise Usage("Give one agent's name, or none for every agent.")
+    bot = _bot_name(words[0]) if words else None
+    headline, rows = await asyncio.to_thread(views.usage_table, center.settings, bot)
+    return [table_reply(headline, rows, views.USAGE_COLUMNS, f"usage-{bot or 'agents'}")]
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
@@ -331,6 +372,13 @@ COMMANDS: dict[str, Command] = {
         Command("payments", Permission.READ, "/payments [NAME]", "recent payments", _payments),
         Command("balance", Permission.READ, "/balance NAME", "a bot's wallet", _balance),
         Command("pending", Permission.READ, "/pending", "content awaiting approval", _pending),
+        Command(
+            "usage",
+            Permission.READ,
+            "/usage [AGENT]",
+            "agents' model calls, tokens and spending today",
+            _usage,
+        ),
         Command("tune", Permission.STEER, "/tune all|NAME [k=v ...]", "suggest parameters", _tune),
         Command(
             "config",
@@ -339,6 +387,7 @@ COMMANDS: dict[str, Command] = {
             "set a parameter (prices, spending, url: admin)",
             _config,
         ),
+        Command("ask", Permission.STEER, "/ask AGENT TASK", "give an agent a task", _ask),
         Command("pause", Permission.STEER, "/pause NAME", "pause a bot", _lifecycle("pause")),
         Command("resume", Permission.STEER, "/resume NAME", "resume a bot", _lifecycle("resume")),
         Command(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -12,6 +14,7 @@ from pydantic import BaseModel, Field
 from agentfleet.content.model import InlineButton, approval_buttons
 
 if TYPE_CHECKING:
+    from agentfleet.agents.model import AgentRunView
     from agentfleet.bots.commands import FleetCommandResult
     from agentfleet.models import ContentItem
 
@@ -23,6 +26,12 @@ MAX_ROWS = 20
 """Answers with more rows than this are summarised, with the full table as a file."""
 MAX_TEXT = 3800
 """Stay under Telegram's 4096 characters per message."""
+BUTTON_DATA_MAX = 64
+"""Telegram carries at most 64 bytes of callback data per button."""
+RUN_BUTTON = re.compile(r"^([yn])([0-9]{1,6}):([a-z0-9-]{1,60})$")
+"""An agent run's approval button: ``y``/``n`` (approve / deny), the approval's number in the
+run, the run id without its ``agent-`` prefix."""
+RUN_PREFIX = "agent-"
 
 
 class Attachment(BaseModel):
@@ -30,12 +39,23 @@ class Attachment(BaseModel):
     content: str
 
 
+class FollowRun(BaseModel):
+    """An agent run the command center follows after a reply: its next news (the answer, the
+    end, or a tool call waiting for approval) comes as another message in the same chat."""
+
+    run_id: str
+    after: str | None = None
+    """An approval just decided: the run still showing it as waiting is not news."""
+
+
 class Reply(BaseModel):
-    """One message back to the chat: text, optional inline buttons (rows), optional file."""
+    """One message back to the chat: text, optional inline buttons (rows), optional file, and
+    optionally a run to follow once it is sent."""
 
     text: str
     buttons: list[list[InlineButton]] = Field(default_factory=list)
     attachment: Attachment | None = None
+    follow: FollowRun | None = None
 
 
 class Usage(Exception):
@@ -115,3 +135,64 @@ def pending_replies(items: list[ContentItem]) -> list[Reply]:
         text = f"{item.content_id} by {item.bot} to {item.channel}:\n\n{item.text or item.brief}"
         replies.append(Reply(text=text[:MAX_TEXT], buttons=approval_buttons(item.content_id)))
     return replies
+
+
+def run_buttons(run_id: str, approval_id: str) -> list[list[InlineButton]]:
+    """Approve / Deny for the tool call ``approval_id`` of run ``run_id`` (the command center's
+    ``y``/``n`` callbacks); none when the run id does not fit Telegram's 64 bytes."""
+    number = approval_id.rsplit("-", 1)[-1]
+    if not run_id.startswith(RUN_PREFIX) or not number.isdigit():
+        return []
+    buttons = []
+    for verdict, label in (("y", "Approve"), ("n", "Deny")):
+        data = f"{verdict}{number}:{run_id.removeprefix(RUN_PREFIX)}"
+        if len(data.encode()) > BUTTON_DATA_MAX or not RUN_BUTTON.match(data):
+            return []
+        buttons.append(InlineButton(text=label, data=data))
+    return [buttons]
+
+
+def _spent(view: AgentRunView) -> str:
+    from agentfleet.agents.model import fusd
+
+    line = (
+        f"model calls: {view.model_calls}, tokens: {view.input_tokens} in / "
+        f"{view.output_tokens} out ({fusd(view.token_units)} fUSD), purchases: "
+        f"{fusd(view.purchase_units)} fUSD"
+    )
+    if view.posts:
+        line += f"; submitted for approval: {', '.join(view.posts)}"
+    return line
+
+
+def run_reply(view: AgentRunView) -> Reply:
+    """What a followed run says next: its answer, how it ended, or the tool call that waits
+    (with Approve / Deny buttons)."""
+    from agentfleet.agents.model import FINAL_RUN_STATES, RunStatus
+
+    if view.status is RunStatus.WAITING_APPROVAL and view.pending is not None:
+        ask = view.pending
+        arguments = json.dumps(ask.arguments, default=str)[:600]
+        buttons = run_buttons(view.run_id, ask.approval_id)
+        text = (
+            f"Run {view.run_id} of {view.bot} waits for approval of {ask.tool} {arguments}: "
+            f"{ask.why}. Expires {ask.expires_at:%Y-%m-%d %H:%M} UTC."
+        )
+        if not buttons:
+            text += " The run id is too long for Telegram's buttons: decide it with `fleet agent`."
+        return Reply(text=text[:MAX_TEXT], buttons=buttons)
+    if view.status is RunStatus.COMPLETED:
+        head = f"{view.bot} answered (run {view.run_id}):"
+        tail = f"\n\n{_spent(view)}"
+        body = (view.answer or "").strip() or "(no text)"
+        room = MAX_TEXT - len(head) - len(tail) - 2
+        if len(body) > room:
+            body = body[: room - 3] + "..."
+        return Reply(text=f"{head}\n\n{body}{tail}")
+    if view.status not in FINAL_RUN_STATES:
+        return Reply(
+            text=f"Run {view.run_id} of {view.bot} is still {view.status.value}; `fleet agent "
+            f"show {view.run_id}` follows it. So far: {_spent(view)}"
+        )
+    text = f"Run {view.run_id} of {view.bot} ended {view.status.value}: {view.reason or '-'}"
+    return Reply(text=f"{text}\n{_spent(view)}"[:MAX_TEXT])

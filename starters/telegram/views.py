@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 
 PAYMENT_COLUMNS = ["when", "buyer", "seller", "skill", "fUSD", "status", "payment"]
 PAYMENTS_SHOWN = 200
+USAGE_COLUMNS = [
+    "agent",
+    "model calls",
+    "tokens in/out",
+    "tokens fUSD",
+    "purchases fUSD",
+    "budget used fUSD",
+]
 
 
 def fresh_command_id(skill: Skill) -> str:
@@ -174,3 +182,47 @@ def alerts_text(url: str) -> str:
             f"{row.created_at:%m-%d %H:%M} [{row.severity.value}] {headline(row)} ({sent})"
         )
     return "\n".join(lines)
+
+
+def usage_table(settings: Settings, bot: str | None) -> tuple[str, list[list[str]]]:
+    """A headline (the day's totals) and a row per agent (or ``bot``) of what it spent since
+    00:00 UTC: model calls, tokens, their cost, settled purchases, its budget used."""
+    from agentfleet.agents.model import fusd
+    from agentfleet.models import BotRecord
+    from clients import agents
+
+    days = agents.usage(settings, bot)
+    if not days:
+        if bot is None:
+            return "No agents yet (`fleet bot create NAME --kind agent`).", []
+        with db.session_scope(settings.effective_database_url) as session:
+            row = session.get(BotRecord, bot)
+        if row is None:
+            return f"No bot named {bot}.", []
+        return f"{bot} is a {row.kind}, not an agent: it makes no model calls.", []
+    rows = []
+    for day in days:
+        spent = day.token_units + day.purchase_units
+        if day.budget_units:
+            budget = f"{fusd(spent)} of {fusd(day.budget_units)} ({spent / day.budget_units:.0%})"
+        else:
+            budget = f"{fusd(spent)} (no budget)"
+        rows.append(
+            [
+                day.bot,
+                f"{day.model_calls} calls",
+                f"{day.input_tokens}/{day.output_tokens} tokens",
+                f"tokens {fusd(day.token_units)}",
+                f"purchases {fusd(day.purchase_units)}",
+                f"budget {budget}",
+            ]
+        )
+    calls = sum(d.model_calls for d in days)
+    tokens = sum(d.input_tokens + d.output_tokens for d in days)
+    cost = sum(d.token_units for d in days)
+    bought = sum(d.purchase_units for d in days)
+    headline = (
+        f"Agent usage today (UTC), {len(days)} agent(s): {calls} model calls, {tokens} tokens "
+        f"costing {fusd(cost)} fUSD, purchases {fusd(bought)} fUSD."
+    )
+    return headline, rows
