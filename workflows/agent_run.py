@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         McpListAsk,
         McpToolSpec,
         PatternsAsk,
+        RunSource,
         RunStatus,
         RunStep,
         SellersAnswer,
@@ -134,8 +135,9 @@ class AgentRunWorkflow:
     @workflow.init
     def __init__(self, request: AgentRunRequest) -> None:
         self.request = request
-        # The workflow id is the run id (a Schedule's runs get theirs from the schedule).
-        run_id = workflow.info().workflow_id
+        # A Schedule's runs get their id (the schedule's, plus a time) from the schedule.
+        scheduled = request.source is RunSource.SCHEDULE
+        run_id = workflow.info().workflow_id if scheduled else request.run_id
         self.slug = run_slug(run_id)
         self.view = AgentRunView(
             run_id=run_id,
