@@ -335,15 +335,25 @@ def add_bots(url: str, names: Iterable[str], kind: BotKind, **fields: Any) -> No
             )
 
 
-async def start_idle_bot(client: Client, name: str, index: int, now: datetime) -> None:
-    """Start forecaster ``name`` as an idle active bot: a real ``BotLifecycleWorkflow`` started
-    from the state an active bot carries across continue-as-new (wallet ``index + 1``, agent id
-    ``index + 1``), so it writes its row once (one ``record_bot`` activity) and waits for
-    commands and queries, with no wallet, chain or registration to pay for."""
-    spec = BotSpec(name=name, kind=BotKind.FORECASTER, owner="bench")
+async def start_idle_bot(
+    client: Client,
+    name: str,
+    index: int,
+    now: datetime,
+    *,
+    kind: BotKind = BotKind.FORECASTER,
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """Start ``name`` (a forecaster unless ``kind`` says otherwise, with ``params``) as an idle
+    active bot: a real ``BotLifecycleWorkflow`` started from the state an active bot carries
+    across continue-as-new (wallet ``index + 1``, agent id ``index + 1``), so it writes its row
+    once (one ``record_bot`` activity) and waits for commands, updates and queries, with no
+    wallet, chain or registration to pay for."""
+    spec = BotSpec(name=name, kind=kind, owner="bench", params=dict(params or {}))
     state = BotState(
         spec=spec,
         status=BotStatus.ACTIVE,
+        params=dict(spec.params),
         address=f"0x{index + 1:040x}",
         agent_id=index + 1,
         created_at=now,
