@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -368,3 +369,54 @@ async def test_an_agent_uses_the_tools_of_the_fleets_mcp_server(agent_fleet: Age
     results = [m["content"] for m in asked[-1]["messages"] if m.get("role") == "tool"]
     assert seller in results[0] and "active" in results[0]
     assert "error:" in results[1] and "x402Version" in results[1]  # priced: buy_skill pays
+
+
+async def test_a_schedule_asks_an_agent_and_its_runs_say_so(agent_fleet: AgentFleet) -> None:
+    bot = await agent_fleet.agent("scheduled", tools=["patterns"])
+    view = await agents.schedule(
+        agent_fleet.client, agent_fleet.settings, bot, "call patterns {}", timedelta(hours=1)
+    )
+    handle = agent_fleet.client.get_schedule_handle(view.id)
+    try:
+        assert view.id.startswith(f"agent-{bot}-every-") and view.workflow == "AgentRunWorkflow"
+        await handle.trigger()
+        for _ in range(150):
+            runs = await agents.runs(agent_fleet.client, bot)
+            if runs and runs[0].status in FINAL_RUN_STATES:
+                break
+            await asyncio.sleep(0.2)
+        [run] = runs
+        assert run.status is RunStatus.COMPLETED, run.reason
+        assert run.source is RunSource.SCHEDULE and run.run_id.startswith(view.id + "-")
+        assert (await agents.show(agent_fleet.client, run.run_id)).run_id == run.run_id
+    finally:
+        await handle.delete()
+    with pytest.raises(FleetError, match="the task is empty"):
+        await agents.schedule(agent_fleet.client, agent_fleet.settings, bot, " ", timedelta(1))
+
+
+async def test_an_overrun_can_wait_for_a_human_who_lets_it_go_on(agent_fleet: AgentFleet) -> None:
+    """A day of 100 units holds no model call (each holds ~490: up to 800 output tokens): with
+    ``budget_overrun`` each call waits for a human; let through, its cost still counts."""
+    bot = await agent_fleet.agent(
+        "stretch",
+        tools=["patterns"],
+        budget={"per_day": "0.0001"},
+        approvals={"budget_overrun": True},
+    )
+    run_id = await agents.ask(agent_fleet.client, agent_fleet.settings, bot, "call patterns {}")
+    for expected_call in (1, 2):
+        view = await agents.wait(agent_fleet.client, run_id, 60)
+        assert view.status is RunStatus.WAITING_APPROVAL, view.reason
+        assert view.pending is not None and view.pending.tool == "budget"
+        assert view.pending.arguments["hold"].endswith(f":call-{expected_call}")
+        await agents.decide(
+            agent_fleet.client,
+            run_id,
+            ApprovalDecision(approval_id=view.pending.approval_id, approver="alice", approved=True),
+        )
+    done = await agent_fleet.ended(run_id)
+    assert done.status is RunStatus.COMPLETED, done.reason
+    assert done.model_calls == 2 and [d.approver for d in done.decisions] == ["alice", "alice"]
+    day = await agents.budget_day(agent_fleet.client, bot)
+    assert day is not None and sum(day.spent.values()) == done.token_units

@@ -127,7 +127,8 @@ def release(book: SpendingDay | None, ref: SpendingRef) -> None:
 
 
 def settle_amount(book: SpendingDay | None, spent: SpentAmount) -> None:
-    """The hold ended costing ``spent.amount`` (more or less than held): that is spent."""
-    if book is not None and spent.purchase_id in book.held:
-        book.held.pop(spent.purchase_id)
+    """The hold ended costing ``spent.amount`` (more or less than held): that is spent. A cost
+    whose hold was refused and then let through by a human counts too."""
+    if book is not None:
+        book.held.pop(spent.purchase_id, None)
         book.spent[spent.purchase_id] = spent.amount
