@@ -604,6 +604,9 @@ class AgentRunWorkflow:
                 id=purchase_id,
                 task_queue=taskqueues.WORKFLOWS,
                 result_type=PurchaseView,
+                # A purchase finishes (settles, reviews, frees its holds) whatever becomes of
+                # the run that started it.
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             )
         except ChildWorkflowError as err:
             # Its outcome is not known here: the hold stays (as the buyer's spending does).
