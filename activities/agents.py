@@ -21,9 +21,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import db, taskqueues
+from agentfleet.agents import roster
 from agentfleet.agents.model import (
     AgentContext,
-    AgentParams,
     AgentRunRequest,
     BudgetAsk,
     McpCall,
@@ -37,10 +37,10 @@ from agentfleet.agents.model import (
     UsageEntry,
     fusd,
 )
-from agentfleet.bots.model import BotKind, BotStatus, disclosure_for
-from agentfleet.bots.params import parse_params
+from agentfleet.bots.model import BotKind, disclosure_for
 from agentfleet.chaos import chaos_point
 from agentfleet.content import store as content_store
+from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PatternRecord, PaymentRecord, UsageRecord
 from agentfleet.operations import metrics
 from agentfleet.payments.spending import HoldAnswer, SpendingHold
@@ -48,7 +48,6 @@ from agentfleet.payments.terms import price_of
 from agentfleet.settings import Settings
 from clients import bots
 
-SELLING = (BotStatus.ACTIVE.value, BotStatus.DEGRADED.value)
 FLEET_MCP = "fleet"
 
 
@@ -71,25 +70,17 @@ class AgentActivities:
         return await asyncio.to_thread(self._context, request)
 
     def _context(self, request: AgentRunRequest) -> AgentContext:
+        try:
+            row, params = roster.runnable(self._url, request.bot)
+        except FleetError as exc:
+            raise refused(str(exc)) from None
         with db.session_scope(self._url) as session:
-            row = session.get(BotRecord, request.bot)
             publishers = session.exec(
                 select(BotRecord)
                 .where(BotRecord.kind == BotKind.PUBLISHER.value)
-                .where(col(BotRecord.status).in_(SELLING))
+                .where(col(BotRecord.status).in_(roster.RUNNING))
                 .order_by(col(BotRecord.name))
             ).all()
-        if row is None:
-            raise refused(f"no bot named {request.bot}")
-        if row.kind != BotKind.AGENT.value:
-            raise refused(f"bot {request.bot} is a {row.kind}, not an agent")
-        if row.status not in SELLING:
-            raise refused(f"agent {request.bot} is {row.status}; only an active agent runs")
-        try:
-            params = parse_params(BotKind.AGENT, dict(row.params or {}))
-        except ValueError as exc:
-            raise refused(str(exc)) from None
-        assert isinstance(params, AgentParams)  # noqa: S101 (PARAMS maps agent to AgentParams)
         if not self._settings.agent_model_url:
             raise refused(
                 "agent runs need a model: set FLEET_OPENAI_BASE_URL, or run the sandbox "
@@ -208,7 +199,7 @@ class AgentActivities:
         with db.session_scope(self._url) as session:
             rows = session.exec(
                 select(BotRecord)
-                .where(col(BotRecord.status).in_(SELLING))
+                .where(col(BotRecord.status).in_(roster.RUNNING))
                 .order_by(col(BotRecord.name))
             ).all()
         found = []

@@ -17,7 +17,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agentfleet import db, taskqueues
+from agentfleet import taskqueues
+from agentfleet.agents import roster
 from agentfleet.agents.model import (
     FINAL_RUN_STATES,
     RUN_ID_PATTERN,
@@ -34,8 +35,7 @@ from agentfleet.agents.model import (
     units_of,
 )
 from agentfleet.agents.usage import read_usage
-from agentfleet.bots.model import BotKind, BotStatus, bot_workflow_id
-from agentfleet.bots.params import parse_params
+from agentfleet.bots.model import bot_workflow_id
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.payments.spending import SpendingDay
@@ -47,7 +47,6 @@ from clients.schedules import ScheduleView
 
 WORKFLOW_TYPE = "AgentRunWorkflow"
 POLL_S = 0.25
-RUNNING = (BotStatus.ACTIVE.value, BotStatus.DEGRADED.value)
 
 
 def check_task(task: str) -> str:
@@ -62,20 +61,7 @@ def check_task(task: str) -> str:
 
 def agent_row(settings: Settings, bot: str) -> tuple[BotRecord, AgentParams]:
     """The agent's row and parameters; FleetError for anything that cannot run."""
-    with db.session_scope(settings.effective_database_url) as session:
-        row = session.get(BotRecord, bot)
-    if row is None:
-        raise FleetError(f"no bot named {bot}; `fleet bot list` shows the fleet")
-    if row.kind != BotKind.AGENT.value:
-        raise FleetError(f"bot {bot} is a {row.kind}, not an agent; only agents take tasks")
-    if row.status not in RUNNING:
-        raise FleetError(f"agent {bot} is {row.status}; only an active agent starts a run")
-    try:
-        params = parse_params(BotKind.AGENT, dict(row.params or {}))
-    except ValueError as exc:
-        raise FleetError(str(exc)) from None
-    assert isinstance(params, AgentParams)  # noqa: S101 (PARAMS maps agent to AgentParams)
-    return row, params
+    return roster.runnable(settings.effective_database_url, bot)
 
 
 async def budget_day(client: Client, bot: str) -> SpendingDay | None:

@@ -58,8 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "codec": settings.payload_key is not None}
 
-    app.include_router(bots.create_router(settings))
     checkout = Checkout(settings)
+    app.include_router(bots.create_router(settings, checkout))
     app.include_router(payments.create_router(settings, checkout))
     app.include_router(facilitator.create_router(settings, checkout))
     return app

@@ -69,8 +69,8 @@ from agentfleet.chain.deployment.manifest import Deployment, load_deployment
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
-from agentfleet.temporal import connect
 from clients import agents
+from clients.checkout import Checkout
 from starters.http.wire import problem
 
 SKILL_TIMEOUT_S = 10.0
@@ -173,24 +173,21 @@ class BotEndpoint:
 
 
 class BotRoutes:
-    """What the ``/bots`` routes share: settings, the skill runner, and a Temporal client for
-    agent runs (connected on first use, so the app starts before Temporal does)."""
+    """What the ``/bots`` routes share: settings, the skill runner, and the gateway's Temporal
+    client for agent runs (connected on first use, so the app starts before Temporal does)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, checkout: Checkout) -> None:
         self.settings = settings
         self.base = settings.http_url
         self.skills = SkillActivities(settings)
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
+        self.checkout = checkout
 
     async def client(self) -> Client:
-        async with self._lock:
-            if self._client is None:
-                try:
-                    self._client = await connect(self.settings)
-                except FleetError as exc:
-                    raise RpcError(INTERNAL_ERROR, f"agent runs are unavailable: {exc}") from None
-            return self._client
+        try:
+            return await self.checkout.client()
+        except FleetError as exc:
+            why = str(exc).removeprefix("payments are unavailable: ")
+            raise RpcError(INTERNAL_ERROR, f"agent runs are unavailable: {why}") from None
 
     async def answer(self, row: BotRecord, skill_name: str, args: dict[str, Any]) -> dict[str, Any]:
         call = cards.a2a_call(row, self.base, skill_name, args)
@@ -254,10 +251,10 @@ class BotRoutes:
         return view
 
 
-def create_router(settings: Settings) -> APIRouter:
-    """The ``/bots`` routes of the HTTP app, bound to ``settings`` (database, chain, base URL,
-    Temporal for agent runs)."""
-    routes = BotRoutes(settings)
+def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
+    """The ``/bots`` routes of the HTTP app, bound to ``settings`` (database, chain, base URL)
+    and the gateway's ``checkout`` (its Temporal client starts agent runs)."""
+    routes = BotRoutes(settings, checkout)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
