@@ -77,7 +77,8 @@ def test_up_detach_status_down_and_history_survives_restart(stack_env: dict[str,
     assert re.match(r"\d+ bots: ", replies[0]["text"]), replies
     pending = fleet(stack_env, "telegram", "say", "/pending", "--json")
     assert pending.returncode == 0, pending.stderr
-    item = json.loads(pending.stdout)["replies"][-1]
+    # the demo's Telegram post (the demo agent's post waits too)
+    [item] = [r for r in json.loads(pending.stdout)["replies"] if "demo-chat-" in r["text"]]
     approve = item["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     pressed = fleet(stack_env, "telegram", "press", approve, "--json")
     assert pressed.returncode == 0, pressed.stderr
