@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from agentfleet.agents.model import (
     run_workflow_id,
 )
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
+from agentfleet.db import upgrade_database
 from agentfleet.models import PaymentRecord, UsageRecord
 from agentfleet.settings import Settings
 from clients import agents
@@ -35,7 +36,9 @@ from clients.bots import create_bot
 from sandbox.app import Sandbox
 from starters.http.app import create_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
-from tests.fixtures.worker import WorkerProcess
+from tests.fixtures.db import _fresh_postgresql_schema, _fresh_sqlite_file
+from tests.fixtures.temporal import terminate_running
+from tests.fixtures.worker import WorkerProcess, worker_env
 from tests.test_bot_lifecycle import active_in_table, wait_for
 from tests.test_content_pipeline import add_channels
 from tests.test_payments import served
@@ -71,22 +74,37 @@ class ChaosFleet:
         raise AssertionError(f"{run_id} did not end; worker log:\n{self.worker.log.read_text()}")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def chaos_fleet(
+pytestmark = pytest.mark.shared_fleet
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def chaos_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        urls = _fresh_sqlite_file(tmp_path_factory.mktemp("agent-chaos-db"))
+    else:
+        urls = _fresh_postgresql_schema()
+    url = next(urls)
+    upgrade_database(url)
+    yield url
+    urls.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def shared_fleet(
     dev_env: WorkflowEnvironment,
-    dev_client: Client,
-    chaos_worker: tuple[WorkerProcess, Path],
-    migrated_database_url: str,
+    chaos_database: str,
     anvil_url: str,
-    tmp_path: Path,
-) -> AsyncIterator[ChaosFleet]:
-    """Forecasters, a publisher and agents made by in-process workers (stopped again); the
-    gateway served here; the worker process the test arms and kills runs everything else."""
-    worker, chaos_dir = chaos_worker
-    async with Sandbox(home=tmp_path) as sandbox:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Settings, Sandbox, str]]:
+    """Forecasters, a publisher and agents made by in-process workers (stopped again), and the
+    gateway served here, once per backend; each test runs a worker process of its own."""
+    home = tmp_path_factory.mktemp("agent-chaos")
+    async with Sandbox(home=home) as sandbox:
         settings = Settings(
-            home=tmp_path,
-            database_url=migrated_database_url,
+            home=home,
+            database_url=chaos_database,
             rpc_url=anvil_url,
             deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
             temporal_address=dev_env.client.service_client.config.target_host,
@@ -94,7 +112,7 @@ async def chaos_fleet(
             **sandbox.settings_overrides(),
             openai_base_url=sandbox.openai_base_url,
         )
-        add_channels(migrated_database_url, sandbox)
+        add_channels(chaos_database, sandbox)
         tag = uuid.uuid4().hex[:6]
         bots = [
             BotSpec(name=f"fc-a-{tag}", kind=BotKind.FORECASTER),
@@ -107,21 +125,41 @@ async def chaos_fleet(
                 params={"publisher": f"pub-{tag}", "approvals": {"purchase_over": "0"}},
             ),
         ]
-        async with running_workers(dev_client, settings):
-            await prepare_fleet(dev_client, settings, anvil_url)
+        async with running_workers(dev_env.client, settings):
+            await prepare_fleet(dev_env.client, settings, anvil_url)
             for spec in bots:
-                await create_bot(dev_client, spec)
+                await create_bot(dev_env.client, spec)
             for spec in bots:
-                await wait_for(dev_client, spec.name, lambda v: v.status is BotStatus.ACTIVE)
+                await wait_for(dev_env.client, spec.name, lambda v: v.status is BotStatus.ACTIVE)
                 await active_in_table(settings, spec.name)
-        worker.env.update(
-            FLEET_HTTP_PORT=str(settings.http_port),
-            FLEET_OPENAI_BASE_URL=sandbox.openai_base_url,
-            FLEET_SANDBOX_PORT=str(sandbox.port),
-            FLEET_DEPLOYER_KEY=funded_account(anvil_url).key.hex(),
-        )
         async with served(create_app(settings), settings.http_port):
-            yield ChaosFleet(settings, dev_client, sandbox, worker, chaos_dir, tag)
+            yield settings, sandbox, tag
+            await terminate_running(dev_env.client, "the module's shared fleet ended")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def chaos_fleet(
+    dev_env: WorkflowEnvironment,
+    shared_fleet: tuple[Settings, Sandbox, str],
+    anvil_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[ChaosFleet]:
+    """The shared fleet, and this test's worker process (not started yet) to arm and kill."""
+    settings, sandbox, tag = shared_fleet
+    chaos_dir = tmp_path / "chaos"
+    chaos_dir.mkdir()
+    env = worker_env(dev_env, settings.effective_database_url, anvil_url, settings.home, chaos_dir)
+    env.update(
+        FLEET_HTTP_PORT=str(settings.http_port),
+        FLEET_OPENAI_BASE_URL=sandbox.openai_base_url,
+        FLEET_SANDBOX_PORT=str(sandbox.port),
+        FLEET_DEPLOYER_KEY=funded_account(anvil_url).key.hex(),
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        yield ChaosFleet(settings, dev_env.client, sandbox, worker, chaos_dir, tag)
+    finally:
+        worker.stop()
 
 
 def _paid_by(settings: Settings, buyer: str) -> list[PaymentRecord]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,6 +32,7 @@ from agentfleet.agents.model import (
 )
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.content.model import ContentState
+from agentfleet.db import upgrade_database
 from agentfleet.errors import FleetError
 from agentfleet.models import AlertRecord, AuditEvent, BotRecord, UsageRecord
 from agentfleet.settings import Settings
@@ -44,6 +44,8 @@ from starters.cli.main import app
 from starters.http.app import create_app
 from starters.mcp.server import create_app as create_mcp_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
+from tests.fixtures.db import _fresh_postgresql_schema, _fresh_sqlite_file
+from tests.fixtures.temporal import terminate_running
 from tests.replay import record_history
 from tests.test_bot_lifecycle import active_in_table, wait_for
 from tests.test_content_pipeline import add_channels
@@ -91,14 +93,36 @@ async def record(fleet: AgentFleet, run_id: str, name: str) -> None:
     await record_history(fleet.client.get_workflow_handle(run_id), f"{name}_{backend}")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+pytestmark = pytest.mark.shared_fleet
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def agents_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One migrated database per backend for the module's fleet."""
+    if request.param == "sqlite":
+        urls = _fresh_sqlite_file(tmp_path_factory.mktemp("agents-db"))
+    else:
+        urls = _fresh_postgresql_schema()
+    url = next(urls)
+    upgrade_database(url)
+    yield url
+    urls.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def agent_fleet(
     dev_env: WorkflowEnvironment,
-    dev_client: Client,
-    migrated_database_url: str,
+    agents_database: str,
     anvil_url: str,
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[AgentFleet]:
+    """One fleet per backend that the module's tests share (each test makes its own agents):
+    the sandbox, workers, the gateway and the MCP server, two forecasters that sell and a
+    publisher. Building it takes longer than most of its tests."""
+    tmp_path, migrated_database_url = tmp_path_factory.mktemp("agents"), agents_database
+    dev_client = dev_env.client
     async with Sandbox(home=tmp_path) as sandbox:
         settings = Settings(
             home=tmp_path,
@@ -131,6 +155,7 @@ async def agent_fleet(
                     await wait_for(dev_client, name, lambda v: v.status is BotStatus.ACTIVE)
                     await active_in_table(settings, name)
                 yield AgentFleet(settings, dev_client, sandbox, sellers, publisher, tag)
+                await terminate_running(dev_client, "the module's shared fleet ended")
 
 
 async def test_an_agent_buys_two_forecasts_and_submits_a_post_that_waits(
@@ -253,9 +278,7 @@ async def test_an_agent_over_its_budget_stops_and_then_starts_no_run(
     await record(agent_fleet, view.run_id, "agent_run_over_budget")
 
 
-async def test_bad_input_gets_one_line_and_changes_nothing(
-    agent_fleet: AgentFleet, tmp_path: Path
-) -> None:
+async def test_bad_input_gets_one_line_and_changes_nothing(agent_fleet: AgentFleet) -> None:
     bot = await agent_fleet.agent("strict")
     client, settings = agent_fleet.client, agent_fleet.settings
     with pytest.raises(FleetError, match="no bot named nobody"):
