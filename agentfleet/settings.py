@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agentfleet.agents.model import DEFAULT_MODEL_PRICES, ModelPrice
+from agentfleet.agents.prices import DEFAULT_MODEL_PRICES, ModelPrice
 
 LOOPBACK = "127.0.0.1"
 NETWORK_CHAIN_IDS = {"local": 31337, "polygon": 137, "amoy": 80002, "fuji": 43113}

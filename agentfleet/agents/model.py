@@ -14,10 +14,11 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentfleet.agents.prices import ModelPrice
 from agentfleet.bots.model import MONEY, Price, Skill, SpendingPolicy
 
 TOKEN_UNITS = 10**6
@@ -128,30 +129,6 @@ class AgentParams(BaseModel):
 
     def mcp_servers(self) -> list[str]:
         return [t.removeprefix("mcp:") for t in self.tools if t.startswith("mcp:")]
-
-
-class ModelPrice(BaseModel):
-    """fUSD per million tokens."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    input: Annotated[Decimal, Field(ge=0, le=1000)]
-    output: Annotated[Decimal, Field(ge=0, le=1000)]
-
-    def units(self, input_tokens: int, output_tokens: int) -> int:
-        """Cost in token units (micro-fUSD), rounded up: a call never costs nothing."""
-        micro = self.input * input_tokens + self.output * output_tokens  # fUSD/M * tokens
-        # fUSD/M-tokens * tokens = micro-fUSD exactly (10^6 units per fUSD, 10^6 tokens per M).
-        whole = int(micro)
-        return whole + (1 if micro > whole else 0)
-
-
-DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
-    "gpt-4o-mini": ModelPrice(input=Decimal("0.15"), output=Decimal("0.60")),
-    "gpt-4o": ModelPrice(input=Decimal("2.50"), output=Decimal("10.00")),
-    "gpt-4.1-mini": ModelPrice(input=Decimal("0.40"), output=Decimal("1.60")),
-    "gemma3-270m": ModelPrice(input=Decimal("0"), output=Decimal("0")),
-}
 
 
 class RunSource(StrEnum):

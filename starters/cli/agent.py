@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from temporalio.client import Client
 
-from agentfleet.agents.model import (
-    AgentRunView,
-    ApprovalDecision,
-    RunSource,
-    RunStatus,
-    UsageDay,
-    fusd,
-)
-from clients import agents
 from starters.cli.client import run_or_fail
 from starters.cli.output import (
     JsonOpt,
@@ -38,6 +28,14 @@ from starters.cli.output import (
 )
 from starters.cli.settings_arg import load_settings
 
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from agentfleet.agents.model import AgentRunView, UsageDay
+
+# The agents' models and client are imported by each command: `fleet --help` and every other
+# command do not pay for them (they pull in the database and Temporal's client).
+
 app = typer.Typer(
     help="Agent bots: ask one a task, follow its runs, approve its tool calls, see its usage.",
     no_args_is_help=True,
@@ -46,15 +44,17 @@ RunArg = Annotated[str, typer.Argument(help="The run id (`fleet agent runs`).")]
 ApproverOpt = Annotated[
     str | None, typer.Option("--approver", help="Who decides (default: your OS user name).")
 ]
-COLOURS = {
-    RunStatus.COMPLETED: "green",
-    RunStatus.WAITING_APPROVAL: "yellow",
-    RunStatus.RUNNING: "cyan",
-}
+COLOURS = {"completed": "green", "waiting_approval": "yellow", "running": "cyan"}
 
 
 def _status(view: AgentRunView) -> str:
-    return f"[{COLOURS.get(view.status, 'red')}]{view.status.value}[/]"
+    return f"[{COLOURS.get(view.status.value, 'red')}]{view.status.value}[/]"
+
+
+def fusd(units: int) -> str:
+    from agentfleet.agents.model import fusd as as_fusd
+
+    return as_fusd(units)
 
 
 def print_run(view: AgentRunView, as_json: bool) -> None:
@@ -119,6 +119,9 @@ def ask(
     """Start a run of an agent on a task and follow it live until it ends or waits for a human.
     Refused with one line, starting nothing: unknown bot, not an agent, paused, budget spent,
     empty task."""
+    from agentfleet.agents.model import RunSource
+    from clients import agents
+
     settings = load_settings(as_json)
     seen: set[int] = set()
     follow = None if as_json else _progress(seen)
@@ -155,6 +158,7 @@ def schedule(
     """A Temporal Schedule asking the agent the task every interval (`fleet schedule list`
     shows it; pause, resume and trigger it there). The same task again updates it."""
     from agentfleet.bots.market.feed import parse_interval
+    from clients import agents
 
     settings = load_settings(as_json)
     try:
@@ -173,6 +177,8 @@ def schedule(
 @app.command("show")
 def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
     """One run: status, steps, tokens and cost, purchases, posts, what it waits for."""
+    from clients import agents
+
     settings = load_settings(as_json)
     view = run_or_fail(settings, lambda client: agents.show(client, run_id), as_json)
     if not as_json:
@@ -201,6 +207,8 @@ def runs(
     as_json: JsonOpt = False,
 ) -> None:
     """The latest runs, newest first."""
+    from clients import agents
+
     settings = load_settings(as_json)
     views = run_or_fail(settings, lambda client: agents.runs(client, bot, limit), as_json)
     print_rows(views, as_json, _runs_table, 'no agent runs yet; `fleet agent ask BOT "..."`')
@@ -209,6 +217,9 @@ def runs(
 def _decide(
     run_id: str, approval: str, approved: bool, approver: str | None, note: str, as_json: bool
 ) -> None:
+    from agentfleet.agents.model import ApprovalDecision
+    from clients import agents
+
     settings = load_settings(as_json)
     try:
         decision = ApprovalDecision(
@@ -280,6 +291,8 @@ def usage(
     as_json: JsonOpt = False,
 ) -> None:
     """Model calls, tokens, their cost and settled purchases per agent, against its budget."""
+    from clients import agents
+
     settings = load_settings(as_json)
     rows = read_database("agent usage", lambda: agents.usage(settings, bot, days), as_json=as_json)
     print_rows(rows, as_json, _usage_table, "no agents yet; `fleet bot create NAME --kind agent`")

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from agentfleet.errors import FleetError
-from agentfleet.models import FacilitatorKey
-from agentfleet.payments import facilitator_keys
 from starters.cli.output import JsonOpt, console, emit_json, fail, read_database
 from starters.cli.settings_arg import load_settings
+
+if TYPE_CHECKING:
+    from agentfleet.models import FacilitatorKey
 
 app = typer.Typer(
     help="The x402 facilitator (/verify, /settle) and its API keys.", no_args_is_help=True
@@ -47,6 +48,13 @@ def _checked(read: Callable[[], T], as_json: bool) -> T:
     return result
 
 
+def keys() -> Any:
+    """The key store (imported by the commands that use it: it loads every table)."""
+    from agentfleet.payments import facilitator_keys
+
+    return facilitator_keys
+
+
 def _row(key: FacilitatorKey) -> dict[str, Any]:
     return {
         "key_id": key.key_id,
@@ -73,7 +81,7 @@ def add(
     """Make a key. It is shown once: only its SHA-256 is stored."""
     settings = load_settings(as_json)
     key, row = _checked(
-        lambda: facilitator_keys.add_key(settings.effective_database_url, name, pay_to), as_json
+        lambda: keys().add_key(settings.effective_database_url, name, pay_to), as_json
     )
     if as_json:
         emit_json({"ok": True, "key": key, **_row(row)})
@@ -90,7 +98,7 @@ def add(
 def list_keys(as_json: JsonOpt = False) -> None:
     """The keys (ids, names, payTo allow-lists, revocations); never the keys themselves."""
     settings = load_settings(as_json)
-    rows = _checked(lambda: facilitator_keys.list_keys(settings.effective_database_url), as_json)
+    rows = _checked(lambda: keys().list_keys(settings.effective_database_url), as_json)
     if as_json:
         emit_json([_row(row) for row in rows])
         return
@@ -118,9 +126,7 @@ def revoke(
 ) -> None:
     """Revoke a key: requests with it get 401 within a few seconds."""
     settings = load_settings(as_json)
-    row = _checked(
-        lambda: facilitator_keys.revoke_key(settings.effective_database_url, which), as_json
-    )
+    row = _checked(lambda: keys().revoke_key(settings.effective_database_url, which), as_json)
     if as_json:
         emit_json({"ok": True, **_row(row)})
         return
