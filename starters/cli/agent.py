@@ -187,7 +187,10 @@ def show(run_id: RunArg, as_json: JsonOpt = False) -> None:
 
 
 def _runs_table(rows: Sequence[AgentRunView]) -> Table:
-    table = Table("run", "agent", "status", "calls", "cost fUSD", "task", header_style="bold")
+    table = Table(header_style="bold")
+    table.add_column("run", overflow="fold", min_width=20)  # the id `show` takes, whole
+    for name in ("agent", "status", "calls", "cost fUSD", "task"):
+        table.add_column(name)
     for view in rows:
         table.add_row(
             view.run_id,
@@ -195,7 +198,7 @@ def _runs_table(rows: Sequence[AgentRunView]) -> Table:
             _status(view),
             str(view.model_calls),
             fusd(view.token_units + view.purchase_units),
-            view.task[:50],
+            view.task[:40],
         )
     return table
 
