@@ -9,15 +9,28 @@ batch. Only cancellation propagates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 from temporalio import activity
 
 from agentfleet import taskqueues
+from agentfleet.bots import command_store
+from agentfleet.bots.command_batches import AnswerBatch
+from agentfleet.bots.command_store import Target
+from agentfleet.bots.commands import (
+    CALLABLE_STATUSES,
+    AnswerTally,
+    BotAnswer,
+    called_answer,
+    skipped_answer,
+    tally_answers,
+    unknown_answer,
+)
 from agentfleet.bots.kinds import agent, publisher
 from agentfleet.bots.kinds.common import SkillFailed
 from agentfleet.bots.kinds.forecaster import Forecaster
@@ -40,6 +53,8 @@ log = logging.getLogger("agentfleet.skills")
 
 ANSWERING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
 """Bots in these states answer every skill; the others answer ``status`` only."""
+YIELD_EVERY = 50
+"""Calls a batch makes between two turns it gives the event loop (heartbeats, other work)."""
 
 
 class SkillActivities:
@@ -56,7 +71,8 @@ class SkillActivities:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"user-agent": "agentfleet-skills"},
         )
-        self._forecaster = Forecaster(settings.effective_database_url)
+        self._url = settings.effective_database_url
+        self._forecaster = Forecaster(self._url)
         self._remote = RemoteBots(urls, self._http)
 
     async def close(self) -> None:
@@ -84,6 +100,14 @@ class SkillActivities:
             done += 1
             return result
 
+        async with self._heartbeats(lambda: done, len(batch.calls)):
+            results = await asyncio.gather(*(one(call) for call in batch.calls))
+        return SkillBatchResult(results=list(results))
+
+    @contextlib.asynccontextmanager
+    async def _heartbeats(self, done: Callable[[], int], total: int) -> AsyncIterator[None]:
+        """Heartbeat (calls done so far, of ``total``) while the block runs: at least every
+        second, and three times per heartbeat timeout."""
         info = activity.info()
         every = 1.0
         if info.heartbeat_timeout:
@@ -92,14 +116,76 @@ class SkillActivities:
         async def beat() -> None:
             while True:
                 await asyncio.sleep(every)
-                activity.heartbeat(done, len(batch.calls))
+                activity.heartbeat(done(), total)
 
         beating = asyncio.create_task(beat())
         try:
-            results = await asyncio.gather(*(one(call) for call in batch.calls))
+            yield
         finally:
             beating.cancel()
-        return SkillBatchResult(results=list(results))
+
+    @activity.defn(name="answer_batch")
+    async def answer_batch(self, batch: AnswerBatch) -> AnswerTally:
+        """One batch of a large fleet command: reads its bots, calls those that take commands
+        (at most ``concurrency`` at once, each within ``per_call_timeout_s``), stores every
+        answer as one ``command_answers`` row and returns their tally only.
+
+        A retried batch finds its row and calls no bot again: the answers are stored, and
+        counted, once. Heartbeats while it runs.
+        """
+        info = activity.info()
+        command_id, index = batch.command_id, batch.targets.index
+        run_id = info.workflow_run_id or ""
+        answers: list[BotAnswer] | None = None
+        if info.attempt > 1:
+            answers = await asyncio.to_thread(
+                command_store.read_page, self._url, command_id, run_id, index
+            )
+        if answers is None:
+            targets = await asyncio.to_thread(
+                command_store.batch_targets, self._url, batch.targets, batch.kinds
+            )
+            answers = await self._answer(batch, targets)
+            written = await asyncio.to_thread(
+                command_store.write_page, self._url, command_id, run_id, index, answers
+            )
+            chaos_point("after_answers_stored", command_id)
+            if not written:  # an earlier attempt, still running, stored first: its answers count
+                stored = await asyncio.to_thread(
+                    command_store.read_page, self._url, command_id, run_id, index
+                )
+                answers = stored if stored is not None else answers
+        return tally_answers(batch.skill, answers, batch.summary, batch.keep)
+
+    async def _answer(self, batch: AnswerBatch, targets: list[Target]) -> list[BotAnswer]:
+        """Every target's answer, in order: skipped and unknown ones at once, the others
+        called."""
+        answers: list[BotAnswer | None] = [None] * len(targets)
+        calls: list[tuple[int, SkillCall]] = []
+        for position, target in enumerate(targets):
+            bot = target.bot
+            if bot is None:
+                answers[position] = unknown_answer(target.name)
+            elif bot.status not in CALLABLE_STATUSES:
+                answers[position] = skipped_answer(bot, target.reason)
+            else:
+                call = SkillCall.model_construct(bot=bot, skill=batch.skill, args=batch.args)
+                calls.append((position, call))
+        pending = iter(calls)
+        done = 0
+
+        async def caller() -> None:
+            nonlocal done
+            for position, call in pending:
+                result = await self._run(call, batch.per_call_timeout_s)
+                answers[position] = called_answer(call.bot, result)
+                done += 1
+                if done % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+
+        async with self._heartbeats(lambda: done, len(calls)):
+            await asyncio.gather(*(caller() for _ in range(min(batch.concurrency, len(calls)))))
+        return [answer for answer in answers if answer is not None]
 
     async def _run(self, call: SkillCall, limit_s: float | None) -> SkillResult:
         started = time.perf_counter()
@@ -116,7 +202,9 @@ class SkillActivities:
         except Exception as exc:  # a defect in a skill must not fail the other bots
             log.exception("skill %s of bot %s failed", call.skill.value, call.bot.name)
             error = redact(f"internal error: {type(exc).__name__}: {exc}")
-        return SkillResult(
+        # Every field is typed by the code above: constructed, not validated (a large fleet
+        # command makes tens of thousands of these).
+        return SkillResult.model_construct(
             bot=call.bot.name,
             skill=call.skill,
             ok=ok,

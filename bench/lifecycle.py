@@ -57,6 +57,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from agentfleet import db
+from agentfleet.bots.command_batches import batch_size
 from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
@@ -93,7 +94,8 @@ from workers.main import running_workers
 
 TARGET_MS = 500.0
 """The seed blueprint's target for a cross-bot operation."""
-BATCH_SIZE = FleetCommand.model_fields["concurrency"].default
+CONCURRENCY = FleetCommand.model_fields["concurrency"].default
+PARALLEL_BATCHES = FleetCommand.model_fields["parallel_batches"].default
 IDLE_STARTS_IN_FLIGHT = 100
 WORKER_CACHE = 1000
 """``max_cached_workflows`` of the fleet's workers (the SDK default; workers/main.py keeps it)."""
@@ -267,7 +269,9 @@ async def command_part(
             url = settings.effective_database_url
             await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
             present = size
-            batches = math.ceil(size / BATCH_SIZE)
+            stored = size > settings.command_inline_answers
+            per_batch = batch_size(size, CONCURRENCY, PARALLEL_BATCHES) if stored else CONCURRENCY
+            batches = math.ceil(size / per_batch)
             shape = f"1 + {batches} parallel"
             common: dict[str, Any] = {
                 "shape": shape,
@@ -453,8 +457,8 @@ def print_report(report: dict[str, Any]) -> None:
         print_part(
             commands,
             console,
-            title=f"Fleet command `forecast` to all vs a fan-out skeleton (1 activity, then "
-            f"ceil(N/{BATCH_SIZE}) in parallel; no-ops)",
+            title="Fleet command `forecast` to all vs a fan-out skeleton (1 activity, then "
+            "one per batch in parallel; no-ops)",
         )
         print_columns(
             f"What bounds a fleet command (target: p95 under {TARGET_MS:g} ms; the phases "
