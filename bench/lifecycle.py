@@ -17,8 +17,11 @@ the same run (docs/architecture.md, "Measuring"); benchmarks report, they never 
   signals and anvil are what the skeleton does not have).
 - **Fleet command**: ``forecast`` to all bots, with exactly N forecaster rows in the ``bots`` table
   (inserted directly: a command reads rows and runs batched skill activities, it needs no entity).
-  The skeleton is a custom fan-out workflow of the same shape: one activity (resolve) then
-  ``ceil(N / 50)`` activities in parallel (the batches), all no-ops.
+  The skeleton is a custom fan-out workflow of the same shape: one activity (the plan) then one
+  activity per batch in parallel, all no-ops. Up to ``FLEET_COMMAND_INLINE_ANSWERS`` (100) bots
+  the answers are inline and a batch holds 50 bots; beyond, they are stored and a batch holds
+  ``agentfleet.bots.command_batches.batch_size`` bots (about 20 batches). ``page ms`` is one read
+  of the first 50 answers after the command, as ``fleet command`` does (not in p50 / p95).
 - **Idle cost**: RSS and CPU of the dev server and of this process (the worker) before and after
   starting ``--idle`` idle bot entities. Each is a real ``BotLifecycleWorkflow`` started from the
   state an active bot carries across continue-as-new (status active, wallet and agent id set), so
@@ -37,8 +40,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/lifecycle.py` puts bench/ on the path, not the repository root.
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+# `python bench/lifecycle.py` puts bench/ first on the path, not the repository root: the root
+# goes first and bench/ last (bench/agents.py would hide the OpenAI Agents SDK's `agents`).
+sys.path.sort(key=lambda entry: Path(entry or ".").resolve() == Path(__file__).resolve().parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
@@ -58,7 +63,12 @@ from temporalio.client import Client
 
 from agentfleet import db
 from agentfleet.bots.command_batches import batch_size
-from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
+from agentfleet.bots.commands import (
+    FleetCommand,
+    FleetCommandResult,
+    Targets,
+    command_workflow_id,
+)
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -88,7 +98,7 @@ from bench.shapes import (
     steps_skeleton,
 )
 from clients.bots import create_bot
-from clients.commands import run_command
+from clients.commands import answers_page, run_command
 from starters.stack.devchain import prepare_fleet
 from workers.main import running_workers
 
@@ -100,6 +110,8 @@ IDLE_STARTS_IN_FLIGHT = 100
 WORKER_CACHE = 1000
 """``max_cached_workflows`` of the fleet's workers (the SDK default; workers/main.py keeps it)."""
 POLL_S = 0.02
+PAGE_SIZE = 50
+"""Answers ``fleet command`` shows after the summary (``starters.cli.command.PAGE_SIZE``)."""
 QUICK: dict[str, Any] = {
     "create": 1,
     "create_runs": 1,
@@ -262,6 +274,7 @@ async def command_part(
     baseline: list[Figures] = []
     sizes: list[dict[str, Any]] = []
     result_bytes: dict[str, int] = {}
+    results: dict[str, FleetCommandResult] = {}
     present = 0
     async with steps_skeleton(client, "bench-fan-out") as skeleton:
         for size in sorted(args.command_sizes):
@@ -288,6 +301,7 @@ async def command_part(
                 if result.summary.ok != size:
                     raise RuntimeError(f"{command_id}: {result.summary.ok} of {size} answered")
                 result_bytes[command_id] = len(result.model_dump_json())
+                results[command_id] = result
 
             err.print(f"fleet command to {size} bots: skeleton with {shape} activities")
             fan_out_once = skeleton.runner(fan_out(batches), str(size))
@@ -297,9 +311,16 @@ async def command_part(
             rows.append(row)
             last = f"bench-{tag}-{size}-r{args.command_runs - 1}"
             counts = await history_counts(client, command_workflow_id(last))
+            started = time.perf_counter()
+            first = await asyncio.to_thread(answers_page, url, results[last], 0, PAGE_SIZE)
+            page_ms = (time.perf_counter() - started) * 1000
+            if len(first) != min(size, PAGE_SIZE):
+                raise RuntimeError(f"{last}: the first page has {len(first)} answers")
             sizes.append(
                 {
                     "bots": size,
+                    "answers": "stored" if stored else "inline",
+                    "page_ms": page_ms,
                     "batches": batches,
                     "activities": counts["activities"],
                     "workflow_tasks": counts["workflow_tasks"],
@@ -414,6 +435,7 @@ async def idle_part(
 
 COMMAND_COLUMNS = (
     ("bots", "bots", "{}"),
+    ("answers", "answers", "{}"),
     ("batches", "batches", "{}"),
     ("activities", "activities", "{}"),
     ("workflow tasks", "workflow_tasks", "{}"),
@@ -426,6 +448,7 @@ COMMAND_COLUMNS = (
     ("p50 ms", "p50_ms", "{:.0f}"),
     ("p95 ms", "p95_ms", "{:.0f}"),
     ("p95 / target", "p95_vs_target", "{:.2f}"),
+    ("page ms", "page_ms", "{:.0f}"),
 )
 IDLE_COLUMNS = (
     ("process", "process", "{}"),
