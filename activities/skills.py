@@ -21,15 +21,15 @@ from temporalio import activity
 from agentfleet import taskqueues
 from agentfleet.bots import command_store
 from agentfleet.bots.command_batches import AnswerBatch
-from agentfleet.bots.command_store import Target
 from agentfleet.bots.commands import (
     CALLABLE_STATUSES,
+    AnswerRow,
     AnswerTally,
     BotAnswer,
-    called_answer,
-    skipped_answer,
+    called_row,
+    skipped_row,
     tally_answers,
-    unknown_answer,
+    unknown_row,
 )
 from agentfleet.bots.kinds import agent, publisher
 from agentfleet.bots.kinds.common import SkillFailed
@@ -136,40 +136,44 @@ class SkillActivities:
         info = activity.info()
         command_id, index = batch.command_id, batch.targets.index
         run_id = info.workflow_run_id or ""
-        answers: list[BotAnswer] | None = None
+        stored: list[BotAnswer] | None = None
         if info.attempt > 1:
-            answers = await asyncio.to_thread(
+            stored = await asyncio.to_thread(
                 command_store.read_page, self._url, command_id, run_id, index
             )
-        if answers is None:
-            targets = await asyncio.to_thread(
-                command_store.batch_targets, self._url, batch.targets, batch.kinds
+        if stored is not None:
+            return tally_answers(batch.skill, stored, batch.summary, batch.keep)
+        targets = await asyncio.to_thread(
+            command_store.batch_targets, self._url, batch.targets, batch.kinds
+        )
+        answers = await self._answer(batch, targets)
+        written = await asyncio.to_thread(
+            command_store.write_page, self._url, command_id, run_id, index, answers
+        )
+        chaos_point("after_answers_stored", command_id)
+        if not written:  # an earlier attempt, still running, stored first: its answers count
+            stored = await asyncio.to_thread(
+                command_store.read_page, self._url, command_id, run_id, index
             )
-            answers = await self._answer(batch, targets)
-            written = await asyncio.to_thread(
-                command_store.write_page, self._url, command_id, run_id, index, answers
-            )
-            chaos_point("after_answers_stored", command_id)
-            if not written:  # an earlier attempt, still running, stored first: its answers count
-                stored = await asyncio.to_thread(
-                    command_store.read_page, self._url, command_id, run_id, index
-                )
-                answers = stored if stored is not None else answers
+            if stored is not None:
+                return tally_answers(batch.skill, stored, batch.summary, batch.keep)
         return tally_answers(batch.skill, answers, batch.summary, batch.keep)
 
-    async def _answer(self, batch: AnswerBatch, targets: list[Target]) -> list[BotAnswer]:
+    async def _answer(
+        self, batch: AnswerBatch, targets: list[tuple[str, Any | None]]
+    ) -> list[AnswerRow]:
         """Every target's answer, in order: skipped and unknown ones at once, the others
         called."""
-        answers: list[BotAnswer | None] = [None] * len(targets)
+        answers: list[AnswerRow | None] = [None] * len(targets)
         calls: list[tuple[int, SkillCall]] = []
-        for position, target in enumerate(targets):
-            bot = target.bot
-            if bot is None:
-                answers[position] = unknown_answer(target.name)
+        for position, (name, row) in enumerate(targets):
+            bot = None if row is None else command_store.bot_of(row)
+            if row is None or bot is None:
+                answers[position] = unknown_row(name)
             elif bot.status not in CALLABLE_STATUSES:
-                answers[position] = skipped_answer(bot, target.reason)
+                answers[position] = skipped_row(name, row.kind, row.status, row.reason)
             else:
-                call = SkillCall.model_construct(bot=bot, skill=batch.skill, args=batch.args)
+                call = SkillCall(bot=bot, skill=batch.skill, args=batch.args)
                 calls.append((position, call))
         pending = iter(calls)
         done = 0
@@ -177,8 +181,9 @@ class SkillActivities:
         async def caller() -> None:
             nonlocal done
             for position, call in pending:
-                result = await self._run(call, batch.per_call_timeout_s)
-                answers[position] = called_answer(call.bot, result)
+                answers[position] = called_row(
+                    call.bot, *await self._call(call, batch.per_call_timeout_s)
+                )
                 done += 1
                 if done % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -188,6 +193,21 @@ class SkillActivities:
         return [answer for answer in answers if answer is not None]
 
     async def _run(self, call: SkillCall, limit_s: float | None) -> SkillResult:
+        ok, data, error, elapsed_ms = await self._call(call, limit_s)
+        return SkillResult(
+            bot=call.bot.name,
+            skill=call.skill,
+            ok=ok,
+            data=data,
+            error=error,
+            elapsed_ms=elapsed_ms,
+        )
+
+    async def _call(
+        self, call: SkillCall, limit_s: float | None
+    ) -> tuple[bool, dict[str, Any], str | None, float]:
+        """One call's outcome: ok, its data, the error (None when ok) and the milliseconds it
+        took."""
         started = time.perf_counter()
         ok, data, error = False, {}, None
         try:
@@ -202,16 +222,7 @@ class SkillActivities:
         except Exception as exc:  # a defect in a skill must not fail the other bots
             log.exception("skill %s of bot %s failed", call.skill.value, call.bot.name)
             error = redact(f"internal error: {type(exc).__name__}: {exc}")
-        # Every field is typed by the code above: constructed, not validated (a large fleet
-        # command makes tens of thousands of these).
-        return SkillResult.model_construct(
-            bot=call.bot.name,
-            skill=call.skill,
-            ok=ok,
-            data=data,
-            error=error,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        return ok, data, error, round((time.perf_counter() - started) * 1000, 3)
 
     async def _dispatch(self, call: SkillCall) -> dict[str, Any]:
         bot = call.bot

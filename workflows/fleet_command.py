@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         CALLABLE_STATUSES,
         ISSUES_KEPT,
         AnswerOutcome,
+        AnswerRow,
         AnswersRef,
         AnswerTally,
         BatchFailure,
@@ -55,11 +56,11 @@ with workflow.unsafe.imports_passed_through():
         FleetCommandResult,
         ResolvedTargets,
         ResolveTargets,
-        called_answer,
-        failed_answer,
-        skipped_answer,
+        called_row,
+        failed_row,
+        skipped_row,
         summarize,
-        unknown_answer,
+        unknown_row,
     )
     from agentfleet.bots.model import BotRef, SkillBatch, SkillBatchResult, SkillCall
 
@@ -103,9 +104,10 @@ class FleetCommandWorkflow:
             if bot.status in CALLABLE_STATUSES:
                 callable_bots.append(bot)
             else:
-                self._answer(skipped_answer(bot, resolved.reasons.get(bot.name)))
+                reason = resolved.reasons.get(bot.name)
+                self._answer(skipped_row(bot.name, bot.kind.value, bot.status.value, reason))
         for name in resolved.unknown:
-            self._answer(unknown_answer(name))
+            self._answer(unknown_row(name))
         size = command.concurrency
         batches = [callable_bots[i : i + size] for i in range(0, len(callable_bots), size)]
         await asyncio.gather(*(self._send(batch) for batch in batches))
@@ -246,7 +248,7 @@ class FleetCommandWorkflow:
             reason = f"batch failed: {_reason(err)}"
             elapsed_ms = (workflow.now() - sent).total_seconds() * 1000
             for bot in batch:
-                self._answer(failed_answer(bot, reason, elapsed_ms))
+                self._answer(failed_row(bot, reason, elapsed_ms))
             return
         finally:
             self.in_flight -= 1
@@ -254,11 +256,12 @@ class FleetCommandWorkflow:
         for bot in batch:
             result = results.get(bot.name)
             if result is None:
-                self._answer(failed_answer(bot, "the batch returned no answer for this bot", 0.0))
+                self._answer(failed_row(bot, "the batch returned no answer for this bot", 0.0))
                 continue
-            self._answer(called_answer(bot, result))
+            self._answer(called_row(bot, result.ok, result.data, result.error, result.elapsed_ms))
 
-    def _answer(self, answer: BotAnswer) -> None:
+    def _answer(self, row: AnswerRow) -> None:
+        answer = BotAnswer.model_validate(row)
         self.answers[answer.name] = answer
 
     def _result(self, resolved: ResolvedTargets, started: datetime) -> FleetCommandResult:

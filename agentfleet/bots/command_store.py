@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -20,8 +21,8 @@ from sqlalchemy.engine import Connection
 
 from agentfleet import db
 from agentfleet.bots.command_batches import TargetBatch
-from agentfleet.bots.commands import AnswersRef, BotAnswer, ResolvedTargets, Targets
-from agentfleet.bots.model import BotKind, BotRef, BotStatus
+from agentfleet.bots.commands import AnswerRow, AnswersRef, BotAnswer, ResolvedTargets, Targets
+from agentfleet.bots.model import BotKind, BotRef
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, CommandAnswerPage, utcnow
 
@@ -30,34 +31,24 @@ NAMES_PER_QUERY = 500
 ANSWERS = TypeAdapter(list[BotAnswer])
 BOTS = BotRecord.__table__  # type: ignore[attr-defined]
 PAGES = CommandAnswerPage.__table__  # type: ignore[attr-defined]
-_BOT_COLUMNS = (BOTS.c.name, BOTS.c.kind, BOTS.c.status, BOTS.c.owner, BOTS.c.params, BOTS.c.reason)
+BOT_COLUMNS = (BOTS.c.name, BOTS.c.kind, BOTS.c.status, BOTS.c.owner, BOTS.c.params, BOTS.c.reason)
 
 
-class Target:
-    """One target of a batch, in answer order: its bot (None: no such bot) and recorded reason."""
-
-    __slots__ = ("bot", "name", "reason")
-
-    def __init__(self, name: str, bot: BotRef | None, reason: str | None) -> None:
-        self.name, self.bot, self.reason = name, bot, reason
-
-
-def _bot_of(row: Any) -> BotRef | None:
-    """The row as a bot to call; None for a row a newer version wrote (kind or status unknown)."""
+def bot_of(row: Any) -> BotRef | None:
+    """A ``bots`` row (of :data:`BOT_COLUMNS`) as a bot to call; None for a row a newer version
+    wrote (kind or status unknown here)."""
+    name, kind, status, owner, params, _ = row
     try:
-        kind, status = BotKind(row.kind), BotStatus(row.status)
-    except ValueError:
+        return BotRef(name=name, kind=kind, status=status, owner=owner, params=params or {})
+    except ValidationError:
         return None
-    return BotRef.model_construct(
-        name=row.name, kind=kind, status=status, owner=row.owner, params=row.params or {}
-    )
 
 
 def _rows_named(connection: Connection, names: Sequence[str]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for start in range(0, len(names), NAMES_PER_QUERY):
         chunk = names[start : start + NAMES_PER_QUERY]
-        for row in connection.execute(select(*_BOT_COLUMNS).where(BOTS.c.name.in_(chunk))):
+        for row in connection.execute(select(*BOT_COLUMNS).where(BOTS.c.name.in_(chunk))):
             rows[row.name] = row
     return rows
 
@@ -85,11 +76,11 @@ def resolve(url: str, targets: Targets, names: Sequence[str] | None) -> Resolved
             resolved.unknown = [name for name in wanted if name not in found]
         else:
             statement = (
-                select(*_BOT_COLUMNS).where(*_kind_filter(targets.kinds)).order_by(BOTS.c.name)
+                select(*BOT_COLUMNS).where(*_kind_filter(targets.kinds)).order_by(BOTS.c.name)
             )
             rows = list(connection.execute(statement))
     for row in rows:
-        bot = _bot_of(row)
+        bot = bot_of(row)
         if bot is None:
             resolved.unknown.append(row.name)
             continue
@@ -99,27 +90,26 @@ def resolve(url: str, targets: Targets, names: Sequence[str] | None) -> Resolved
     return resolved
 
 
-def batch_targets(url: str, batch: TargetBatch, kinds: Sequence[BotKind]) -> list[Target]:
-    """The targets of ``batch`` in answer order: its names (unknown ones with no bot), or the
-    bots named ``first`` to ``last`` (of ``kinds``) as the table holds them now."""
+def batch_targets(
+    url: str, batch: TargetBatch, kinds: Sequence[BotKind]
+) -> list[tuple[str, Any | None]]:
+    """The targets of ``batch`` in answer order, each a name and its ``bots`` row (None: no such
+    bot): its names, or the bots named ``first`` to ``last`` (of ``kinds``) as the table holds
+    them now."""
     with db.make_engine(url).connect() as connection:
         if batch.names:
             found = _rows_named(connection, batch.names)
-            rows = [found.get(name) for name in batch.names]
-            return [
-                Target(name, None, None) if row is None else Target(name, _bot_of(row), row.reason)
-                for name, row in zip(batch.names, rows, strict=True)
-            ]
+            return [(name, found.get(name)) for name in batch.names]
         statement = (
-            select(*_BOT_COLUMNS)
+            select(*BOT_COLUMNS)
             .where(BOTS.c.name >= batch.first, BOTS.c.name <= batch.last, *_kind_filter(kinds))
             .order_by(BOTS.c.name)
         )
-        return [Target(row.name, _bot_of(row), row.reason) for row in connection.execute(statement)]
+        return [(row.name, row) for row in connection.execute(statement)]
 
 
 def write_page(
-    url: str, command_id: str, run_id: str, batch: int, answers: Sequence[BotAnswer]
+    url: str, command_id: str, run_id: str, batch: int, answers: Sequence[AnswerRow]
 ) -> bool:
     """Store one batch's answers unless that batch of that run is stored; True if this wrote."""
     values = {
@@ -127,7 +117,7 @@ def write_page(
         "run_id": run_id,
         "batch": batch,
         "bots": len(answers),
-        "answers": ANSWERS.dump_json(list(answers)).decode(),
+        "answers": to_json(list(answers)).decode(),
         "created_at": utcnow(),
     }
     engine = db.make_engine(url)

@@ -39,7 +39,6 @@ from agentfleet.bots.model import (
     Forecast,
     Performance,
     Skill,
-    SkillResult,
 )
 
 BOT_WORKFLOW_TYPE = "BotLifecycleWorkflow"
@@ -142,60 +141,72 @@ class BotAnswer(BaseModel):
     elapsed_ms: float = 0.0
 
 
-def skipped_answer(bot: BotRef, reason: str | None) -> BotAnswer:
+AnswerRow = dict[str, Any]
+"""A :class:`BotAnswer` as plain values (what a large command's batch builds and stores: a
+model per bot costs more than the bot's forecast)."""
+
+
+def answer_row(
+    name: str,
+    kind: str | None,
+    status: str,
+    outcome: AnswerOutcome,
+    *,
+    ok: bool = False,
+    data: dict[str, Any] | None = None,
+    error: str | None = None,
+    elapsed_ms: float = 0.0,
+) -> AnswerRow:
+    return {
+        "name": name,
+        "kind": kind,
+        "status": status,
+        "outcome": outcome.value,
+        "ok": ok,
+        "data": {} if data is None else data,
+        "error": error,
+        "elapsed_ms": elapsed_ms,
+    }
+
+
+def skipped_row(name: str, kind: str, status: str, reason: str | None) -> AnswerRow:
     """The answer of a bot whose status takes no commands (``reason``: why, as recorded)."""
-    status = bot.status.value
-    return BotAnswer.model_construct(
-        name=bot.name,
-        kind=bot.kind,
-        status=status,
-        outcome=AnswerOutcome.SKIPPED,
-        ok=False,
-        data={"status": status},
-        error=f"bot is {status}" + (f": {reason}" if reason else ""),
-        elapsed_ms=0.0,
+    error = f"bot is {status}" + (f": {reason}" if reason else "")
+    return answer_row(
+        name, kind, status, AnswerOutcome.SKIPPED, data={"status": status}, error=error
     )
 
 
-def unknown_answer(name: str) -> BotAnswer:
+def unknown_row(name: str) -> AnswerRow:
     """The answer of a target name that is no bot."""
-    return BotAnswer.model_construct(
-        name=name,
-        kind=None,
-        status=UNKNOWN_STATUS,
-        outcome=AnswerOutcome.UNKNOWN,
-        ok=False,
-        data={},
-        error="no such bot",
-        elapsed_ms=0.0,
-    )
+    return answer_row(name, None, UNKNOWN_STATUS, AnswerOutcome.UNKNOWN, error="no such bot")
 
 
-def failed_answer(bot: BotRef, reason: str, elapsed_ms: float) -> BotAnswer:
-    """The answer of a bot whose call failed with no answer of its own (its batch failed)."""
-    return BotAnswer.model_construct(
-        name=bot.name,
-        kind=bot.kind,
-        status=bot.status.value,
-        outcome=AnswerOutcome.FAILED,
-        ok=False,
-        data={},
-        error=reason,
+def called_row(
+    bot: BotRef, ok: bool, data: dict[str, Any], error: str | None, elapsed_ms: float
+) -> AnswerRow:
+    """The answer of a bot that was called: its skill's outcome."""
+    return answer_row(
+        bot.name,
+        bot.kind.value,
+        bot.status.value,
+        AnswerOutcome.OK if ok else AnswerOutcome.FAILED,
+        ok=ok,
+        data=data,
+        error=None if ok else (error or "failed without a reason"),
         elapsed_ms=elapsed_ms,
     )
 
 
-def called_answer(bot: BotRef, result: SkillResult) -> BotAnswer:
-    """The answer of a bot that was called: its skill's result."""
-    return BotAnswer.model_construct(
-        name=bot.name,
-        kind=bot.kind,
-        status=bot.status.value,
-        outcome=AnswerOutcome.OK if result.ok else AnswerOutcome.FAILED,
-        ok=result.ok,
-        data=result.data,
-        error=None if result.ok else (result.error or "failed without a reason"),
-        elapsed_ms=result.elapsed_ms,
+def failed_row(bot: BotRef, reason: str, elapsed_ms: float) -> AnswerRow:
+    """The answer of a bot whose call failed with no answer of its own (its batch failed)."""
+    return answer_row(
+        bot.name,
+        bot.kind.value,
+        bot.status.value,
+        AnswerOutcome.FAILED,
+        error=reason,
+        elapsed_ms=elapsed_ms,
     )
 
 
@@ -497,34 +508,36 @@ class AnswerTally(BaseModel):
     def add(
         self,
         skill: Skill,
-        answer: BotAnswer,
+        row: AnswerRow,
         options: SummaryOptions | None = None,
         keep: int | None = None,
     ) -> None:
-        self.by_status[answer.status] = self.by_status.get(answer.status, 0) + 1
-        outcome = answer.outcome
-        if outcome is AnswerOutcome.OK:
+        """Count one answer (a :data:`AnswerRow`, or a :class:`BotAnswer`'s ``model_dump()``)."""
+        status, outcome = row["status"], row["outcome"]
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if outcome == AnswerOutcome.OK:
             self.ok += 1
             if skill is Skill.FORECAST:
-                forecast = forecast_of(answer.data)
+                forecast = forecast_of(row["data"])
                 if forecast is not None:
                     tolerance = (options or SummaryOptions()).flat_tolerance
                     self.forecast.add(forecast, tolerance)
             elif skill is Skill.PERFORMANCE:
-                report = performance_of(answer.data)
+                report = performance_of(row["data"])
                 if report is not None:
                     self.performance.add(report)
             return
-        issue = BotIssue(name=answer.name, status=answer.status, reason=answer.error or "")
-        if outcome is AnswerOutcome.FAILED:
+        if outcome == AnswerOutcome.UNKNOWN:
+            self.unknown += 1
+            _keep(self.unknown_bots, [row["name"]], keep)
+            return
+        issue = BotIssue(name=row["name"], status=status, reason=row["error"] or "")
+        if outcome == AnswerOutcome.FAILED:
             self.failed += 1
             _keep(self.failed_bots, [issue], keep)
-        elif outcome is AnswerOutcome.SKIPPED:
+        else:
             self.skipped += 1
             _keep(self.skipped_bots, [issue], keep)
-        else:
-            self.unknown += 1
-            _keep(self.unknown_bots, [answer.name], keep)
 
     def merge(self, other: AnswerTally, keep: int | None = None) -> None:
         self.ok += other.ok
@@ -581,14 +594,15 @@ def summarize_performance(reports: Sequence[Performance]) -> PerformanceSummary 
 
 def tally_answers(
     skill: Skill,
-    answers: Iterable[BotAnswer],
+    answers: Iterable[BotAnswer | AnswerRow],
     options: SummaryOptions | None = None,
     keep: int | None = None,
 ) -> AnswerTally:
     """The tally of ``answers`` (deterministic: workflows and activities call it)."""
     tally = AnswerTally()
     for answer in answers:
-        tally.add(skill, answer, options, keep)
+        row = answer if isinstance(answer, dict) else answer.model_dump()
+        tally.add(skill, row, options, keep)
     return tally
 
 
