@@ -72,7 +72,7 @@ class FleetActivities:
             )
             return CommandPlan(total=len(resolved.bots) + len(resolved.unknown), resolved=resolved)
         await asyncio.to_thread(command_store.prune, self._url, utcnow() - self._keep)
-        size = batch_size(total, request.concurrency, request.parallel_batches)
+        size = batch_size(total, request.parallel_batches)
         batches = []
         for index, start in enumerate(range(0, total, size)):
             chunk = names[start : start + size]

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+from pydantic_core import to_json
 from temporalio import activity
 
 from agentfleet import taskqueues
@@ -55,6 +56,8 @@ ANSWERING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
 """Bots in these states answer every skill; the others answer ``status`` only."""
 YIELD_EVERY = 50
 """Calls a batch makes between two turns it gives the event loop (heartbeats, other work)."""
+CALLED = frozenset(status.value for status in CALLABLE_STATUSES)
+SKIPPED = frozenset(status.value for status in BotStatus) - CALLED
 
 
 class SkillActivities:
@@ -146,9 +149,9 @@ class SkillActivities:
         targets = await asyncio.to_thread(
             command_store.batch_targets, self._url, batch.targets, batch.kinds
         )
-        answers = await self._answer(batch, targets)
+        page, tally = await self._answer(batch, targets)
         written = await asyncio.to_thread(
-            command_store.write_page, self._url, command_id, run_id, index, answers
+            command_store.write_page, self._url, command_id, run_id, index, page, len(targets)
         )
         chaos_point("after_answers_stored", command_id)
         if not written:  # an earlier attempt, still running, stored first: its answers count
@@ -157,32 +160,55 @@ class SkillActivities:
             )
             if stored is not None:
                 return tally_answers(batch.skill, stored, batch.summary, batch.keep)
-        return tally_answers(batch.skill, answers, batch.summary, batch.keep)
+        return tally
 
     async def _answer(
         self, batch: AnswerBatch, targets: list[tuple[str, Any | None]]
-    ) -> list[AnswerRow]:
-        """Every target's answer, in order: skipped and unknown ones at once, the others
-        called."""
-        answers: list[AnswerRow | None] = [None] * len(targets)
-        calls: list[tuple[int, SkillCall]] = []
-        for position, (name, row) in enumerate(targets):
-            bot = None if row is None else command_store.bot_of(row)
-            if row is None or bot is None:
-                answers[position] = unknown_row(name)
-            elif bot.status not in CALLABLE_STATUSES:
-                answers[position] = skipped_row(name, row.kind, row.status, row.reason)
+    ) -> tuple[bytes, AnswerTally]:
+        """Every target's answer, in order, as one JSON array, and their tally: skipped and
+        unknown ones at once, the others called.
+
+        Each answer is serialized as soon as it is known and only its numbers are kept, so the
+        answers of a large command do not outlive their batch as objects (the garbage collector
+        would scan them all)."""
+        skill, options = batch.skill, batch.summary
+        parts: list[bytes] = [b""] * len(targets)
+        tally = AnswerTally()
+        issues: list[tuple[int, AnswerRow]] = []
+
+        def answered(position: int, row: AnswerRow) -> None:
+            parts[position] = to_json(row)
+            if row["ok"]:
+                tally.add(skill, row, options)
             else:
-                call = SkillCall(bot=bot, skill=batch.skill, args=batch.args)
-                calls.append((position, call))
+                issues.append((position, row))
+
+        calls: list[tuple[int, Any]] = []
+        for position, (name, found) in enumerate(targets):
+            if found is None:
+                answered(position, unknown_row(name))
+            elif found.status in CALLED:
+                calls.append((position, found))
+            elif found.status in SKIPPED:
+                answered(position, skipped_row(name, found.kind, found.status, found.reason))
+            else:  # a status a newer version wrote
+                answered(position, unknown_row(name))
         pending = iter(calls)
         done = 0
 
         async def caller() -> None:
             nonlocal done
-            for position, call in pending:
-                answers[position] = called_row(
-                    call.bot, *await self._call(call, batch.per_call_timeout_s)
+            for position, found in pending:
+                # Built here, not ahead: objects that outlive the call cost the collector.
+                bot = command_store.bot_of(found)
+                if bot is None:  # a kind a newer version wrote
+                    answered(position, unknown_row(found.name))
+                    continue
+                call = SkillCall(bot=bot, skill=skill, args=batch.args)
+                ok, data, error, elapsed_ms = await self._call(call, batch.per_call_timeout_s)
+                answered(
+                    position,
+                    called_row(found.name, found.kind, found.status, ok, data, error, elapsed_ms),
                 )
                 done += 1
                 if done % YIELD_EVERY == 0:
@@ -190,7 +216,9 @@ class SkillActivities:
 
         async with self._heartbeats(lambda: done, len(calls)):
             await asyncio.gather(*(caller() for _ in range(min(batch.concurrency, len(calls)))))
-        return [answer for answer in answers if answer is not None]
+        for _, row in sorted(issues, key=lambda issue: issue[0]):
+            tally.add(skill, row, options, batch.keep)
+        return b"[" + b",".join(parts) + b"]", tally
 
     async def _run(self, call: SkillCall, limit_s: float | None) -> SkillResult:
         ok, data, error, elapsed_ms = await self._call(call, limit_s)

@@ -20,7 +20,7 @@ the same run (docs/architecture.md, "Measuring"); benchmarks report, they never 
   The skeleton is a custom fan-out workflow of the same shape: one activity (the plan) then one
   activity per batch in parallel, all no-ops. Up to ``FLEET_COMMAND_INLINE_ANSWERS`` (100) bots
   the answers are inline and a batch holds 50 bots; beyond, they are stored and a batch holds
-  ``agentfleet.bots.command_batches.batch_size`` bots (about 20 batches). ``page ms`` is one read
+  ``agentfleet.bots.command_batches.batch_size`` bots (500 to 1,000). ``page ms`` is one read
   of the first 50 answers after the command, as ``fleet command`` does (not in p50 / p95).
 - **Idle cost**: RSS and CPU of the dev server and of this process (the worker) before and after
   starting ``--idle`` idle bot entities. Each is a real ``BotLifecycleWorkflow`` started from the
@@ -283,7 +283,7 @@ async def command_part(
             await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
             present = size
             stored = size > settings.command_inline_answers
-            per_batch = batch_size(size, CONCURRENCY, PARALLEL_BATCHES) if stored else CONCURRENCY
+            per_batch = batch_size(size, PARALLEL_BATCHES) if stored else CONCURRENCY
             batches = math.ceil(size / per_batch)
             shape = f"1 + {batches} parallel"
             common: dict[str, Any] = {

@@ -132,7 +132,7 @@ async def test_command_to_more_bots_than_a_payload_holds_stores_and_pages_its_an
         ("fc-07999", AnswerOutcome.OK),
         ("zz-napping", AnswerOutcome.SKIPPED),
     ]
-    size = batch_size(8001, command.concurrency, command.parallel_batches)
+    size = batch_size(8001, command.parallel_batches)
     pages = stored_pages(url, command.command_id)
     assert [batch for batch, _ in pages] == list(range(-(-8001 // size)))
     assert sum(bots for _, bots in pages) == 8001
@@ -142,9 +142,9 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
     dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> None:
     url = migrated_database_url
-    names = [f"fc-{index}" for index in range(6)]
+    names = [f"fc-{index:04d}" for index in range(1200)]
     insert_bots(url, names)
-    settings = Settings(home=tmp_path, database_url=url, command_inline_answers=2)
+    settings = Settings(home=tmp_path, database_url=url)
     skills = SkillActivities(settings)
     attempts: Counter[int] = Counter()
 
@@ -164,26 +164,27 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
             raise RuntimeError("the worker lost its connection before completing")
         return tally
 
-    command = forecast_to_all(concurrency=2)
+    command = forecast_to_all()
     try:
         async with (
             running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
             Worker(dev_client, task_queue=taskqueues.LLM, activities=[completion_lost_once]),
         ):
-            handle_result = await run_command(dev_client, command)
+            result = await run_command(dev_client, command)
             progress = await command_progress(dev_client, command.command_id)
     finally:
         await skills.close()
 
-    assert attempts == Counter({0: 2, 1: 2, 2: 2}), "3 batches of 2, each retried once"
-    assert (handle_result.summary.ok, handle_result.summary.skipped) == (6, 0)
-    assert stored_pages(url, command.command_id) == [(0, 2), (1, 2), (2, 2)]
-    every = await asyncio.to_thread(all_answers, url, handle_result)
+    assert attempts == Counter({0: 2, 1: 2, 2: 2}), "3 batches (500, 500, 200), each retried"
+    assert (result.summary.ok, result.summary.skipped) == (1200, 0)
+    assert result.summary.forecast is not None and result.summary.forecast.count == 1200
+    assert stored_pages(url, command.command_id) == [(0, 500), (1, 500), (2, 200)]
+    every = await asyncio.to_thread(all_answers, url, result)
     assert [(a.name, a.status, a.ok) for a in every] == [(n, "active", True) for n in names]
     assert (progress.phase, progress.answered, progress.ok, progress.pending) == (
         CommandPhase.DONE,
-        6,
-        6,
+        1200,
+        1200,
         0,
     )
     handle = dev_client.get_workflow_handle(f"command-{command.command_id}")

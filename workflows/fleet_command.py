@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CommandPlan,
         PlanCommand,
         TargetBatch,
+        calls_at_once,
     )
     from agentfleet.bots.commands import (
         CALLABLE_STATUSES,
@@ -187,7 +188,10 @@ class FleetCommandWorkflow:
         await workflow.wait_condition(lambda: self.in_flight < command.parallel_batches)
         self.in_flight += 1
         per_call = timedelta(seconds=command.per_bot_timeout_s)
-        waves = math.ceil(max(batch.bots, 1) / command.concurrency)
+        at_once = calls_at_once(
+            batch.bots, len(plan.batches), command.concurrency, command.parallel_batches
+        )
+        waves = math.ceil(max(batch.bots, 1) / at_once)
         try:
             tally: AnswerTally = await calls.run(
                 SkillActivities.answer_batch,
@@ -198,13 +202,14 @@ class FleetCommandWorkflow:
                     targets=batch,
                     kinds=plan.kinds,
                     per_call_timeout_s=command.per_bot_timeout_s,
-                    concurrency=command.concurrency,
+                    concurrency=at_once,
                     summary=command.summary,
                     keep=ISSUES_KEPT,
                 ),
                 start_to_close_timeout=waves * per_call + BATCH_MARGIN,
-                schedule_to_close_timeout=2 * (waves * per_call + BATCH_MARGIN),
-                heartbeat_timeout=per_call + BATCH_MARGIN,
+                # A batch of several waves of calls heartbeats, so a lost worker shows sooner;
+                # the retry policy bounds the attempts (each timer costs the server a task).
+                heartbeat_timeout=per_call + BATCH_MARGIN if waves > 1 else None,
                 retry_policy=BATCH_RETRY,
             )
         except ActivityError as err:
@@ -248,7 +253,9 @@ class FleetCommandWorkflow:
             reason = f"batch failed: {_reason(err)}"
             elapsed_ms = (workflow.now() - sent).total_seconds() * 1000
             for bot in batch:
-                self._answer(failed_row(bot, reason, elapsed_ms))
+                self._answer(
+                    failed_row(bot.name, bot.kind.value, bot.status.value, reason, elapsed_ms)
+                )
             return
         finally:
             self.in_flight -= 1
@@ -256,9 +263,20 @@ class FleetCommandWorkflow:
         for bot in batch:
             result = results.get(bot.name)
             if result is None:
-                self._answer(failed_row(bot, "the batch returned no answer for this bot", 0.0))
+                reason = "the batch returned no answer for this bot"
+                self._answer(failed_row(bot.name, bot.kind.value, bot.status.value, reason, 0.0))
                 continue
-            self._answer(called_row(bot, result.ok, result.data, result.error, result.elapsed_ms))
+            self._answer(
+                called_row(
+                    bot.name,
+                    bot.kind.value,
+                    bot.status.value,
+                    result.ok,
+                    result.data,
+                    result.error,
+                    result.elapsed_ms,
+                )
+            )
 
     def _answer(self, row: AnswerRow) -> None:
         answer = BotAnswer.model_validate(row)

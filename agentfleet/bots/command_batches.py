@@ -19,21 +19,33 @@ from pydantic import BaseModel, Field, model_validator
 from agentfleet.bots.commands import ResolvedTargets, SummaryOptions, Targets
 from agentfleet.bots.model import BotKind, Skill
 
+MIN_BATCH = 500
+"""The fewest bots one ``answer_batch`` activity answers (the last batch excepted): a built-in
+bot's answer costs tens of microseconds, an activity milliseconds of the worker and server."""
 MAX_BATCH = 1000
 """The most bots one ``answer_batch`` activity answers."""
 
 
-def batch_size(total: int, concurrency: int, parallel_batches: int) -> int:
+def batch_size(total: int, parallel_batches: int) -> int:
     """Bots per batch of a stored command: enough that ``parallel_batches`` batches cover the
-    targets, at least ``concurrency`` (the inline batch size), at most :data:`MAX_BATCH`."""
-    wanted = math.ceil(total / parallel_batches) if total else 1
-    return max(concurrency, min(MAX_BATCH, wanted))
+    targets, between :data:`MIN_BATCH` and :data:`MAX_BATCH`."""
+    return min(MAX_BATCH, max(MIN_BATCH, math.ceil(total / parallel_batches)))
+
+
+def calls_at_once(batch_bots: int, batches: int, concurrency: int, parallel_batches: int) -> int:
+    """Calls a stored command's batch makes at once: the command's share of ``concurrency x
+    parallel_batches`` (what an inline command has in flight at most) among the batches that
+    run together, at least ``concurrency``, at most the batch's bots."""
+    together = max(1, min(batches, parallel_batches))
+    share = max(concurrency, concurrency * parallel_batches // together)
+    return max(1, min(batch_bots, share))
 
 
 class PlanCommand(BaseModel):
     command_id: str
     targets: Targets
     concurrency: int = 50
+    """Unused by the plan (kept: recorded inputs carry it)."""
     parallel_batches: int = 20
 
 
@@ -78,6 +90,7 @@ class AnswerBatch(BaseModel):
     kinds: list[BotKind] = Field(default_factory=list)
     per_call_timeout_s: float = 3.0
     concurrency: int = 50
+    """Calls at once (:func:`calls_at_once`)."""
     summary: SummaryOptions = Field(default_factory=SummaryOptions)
     keep: int | None = None
     """Bots the tally names per kind of issue (None: all)."""

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from pydantic_core import to_json
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from agentfleet import db
 from agentfleet.bots.command_batches import TargetBatch
-from agentfleet.bots.commands import AnswerRow, AnswersRef, BotAnswer, ResolvedTargets, Targets
+from agentfleet.bots.commands import AnswersRef, BotAnswer, ResolvedTargets, Targets
 from agentfleet.bots.model import BotKind, BotRef
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, CommandAnswerPage, utcnow
@@ -109,15 +108,16 @@ def batch_targets(
 
 
 def write_page(
-    url: str, command_id: str, run_id: str, batch: int, answers: Sequence[AnswerRow]
+    url: str, command_id: str, run_id: str, batch: int, answers: bytes, count: int
 ) -> bool:
-    """Store one batch's answers unless that batch of that run is stored; True if this wrote."""
+    """Store one batch's answers (``answers``: a JSON array of ``count`` :data:`AnswerRow`)
+    unless that batch of that run is stored; True if this wrote."""
     values = {
         "command_id": command_id,
         "run_id": run_id,
         "batch": batch,
-        "bots": len(answers),
-        "answers": to_json(list(answers)).decode(),
+        "bots": count,
+        "answers": answers.decode(),
         "created_at": utcnow(),
     }
     engine = db.make_engine(url)

@@ -161,7 +161,7 @@ def answer_row(
         "name": name,
         "kind": kind,
         "status": status,
-        "outcome": outcome.value,
+        "outcome": outcome,
         "ok": ok,
         "data": {} if data is None else data,
         "error": error,
@@ -183,31 +183,29 @@ def unknown_row(name: str) -> AnswerRow:
 
 
 def called_row(
-    bot: BotRef, ok: bool, data: dict[str, Any], error: str | None, elapsed_ms: float
+    name: str,
+    kind: str,
+    status: str,
+    ok: bool,
+    data: dict[str, Any],
+    error: str | None,
+    elapsed_ms: float,
 ) -> AnswerRow:
-    """The answer of a bot that was called: its skill's outcome."""
+    """The answer of a bot that was called (``kind`` and ``status``: its values): its skill's
+    outcome."""
+    if ok:
+        return answer_row(
+            name, kind, status, AnswerOutcome.OK, ok=True, data=data, elapsed_ms=elapsed_ms
+        )
+    error = error or "failed without a reason"
     return answer_row(
-        bot.name,
-        bot.kind.value,
-        bot.status.value,
-        AnswerOutcome.OK if ok else AnswerOutcome.FAILED,
-        ok=ok,
-        data=data,
-        error=None if ok else (error or "failed without a reason"),
-        elapsed_ms=elapsed_ms,
+        name, kind, status, AnswerOutcome.FAILED, data=data, error=error, elapsed_ms=elapsed_ms
     )
 
 
-def failed_row(bot: BotRef, reason: str, elapsed_ms: float) -> AnswerRow:
+def failed_row(name: str, kind: str, status: str, reason: str, elapsed_ms: float) -> AnswerRow:
     """The answer of a bot whose call failed with no answer of its own (its batch failed)."""
-    return answer_row(
-        bot.name,
-        bot.kind.value,
-        bot.status.value,
-        AnswerOutcome.FAILED,
-        error=reason,
-        elapsed_ms=elapsed_ms,
-    )
+    return answer_row(name, kind, status, AnswerOutcome.FAILED, error=reason, elapsed_ms=elapsed_ms)
 
 
 class BotIssue(BaseModel):
@@ -398,6 +396,11 @@ def performance_of(data: dict[str, Any]) -> Performance | None:
         return None
 
 
+FORECAST_REQUIRED = frozenset(
+    name for name, field in Forecast.model_fields.items() if field.is_required()
+)
+
+
 class ForecastTally(BaseModel):
     """The forecasts of some answers: their values (the median needs them all) and directions."""
 
@@ -406,9 +409,23 @@ class ForecastTally(BaseModel):
     down: int = 0
     flat: int = 0
 
+    def add_data(self, data: dict[str, Any], tolerance: float) -> None:
+        """Count a forecast answer's data; data of another shape is left out."""
+        value, last = data.get("value"), data.get("last")
+        if type(value) is float and type(last) is float and data.keys() >= FORECAST_REQUIRED:
+            # What forecasters (and remote bots' checked replies) give: no model to validate.
+            self._add(value, last, tolerance)
+            return
+        forecast = forecast_of(data)
+        if forecast is not None:
+            self._add(forecast.value, forecast.last, tolerance)
+
     def add(self, forecast: Forecast, tolerance: float) -> None:
-        self.values.append(forecast.value)
-        direction = direction_of(forecast.value, forecast.last, tolerance)
+        self._add(forecast.value, forecast.last, tolerance)
+
+    def _add(self, value: float, last: float, tolerance: float) -> None:
+        self.values.append(value)
+        direction = direction_of(value, last, tolerance)
         if direction is Direction.UP:
             self.up += 1
         elif direction is Direction.DOWN:
@@ -518,10 +535,8 @@ class AnswerTally(BaseModel):
         if outcome == AnswerOutcome.OK:
             self.ok += 1
             if skill is Skill.FORECAST:
-                forecast = forecast_of(row["data"])
-                if forecast is not None:
-                    tolerance = (options or SummaryOptions()).flat_tolerance
-                    self.forecast.add(forecast, tolerance)
+                tolerance = (options or SummaryOptions()).flat_tolerance
+                self.forecast.add_data(row["data"], tolerance)
             elif skill is Skill.PERFORMANCE:
                 report = performance_of(row["data"])
                 if report is not None:
