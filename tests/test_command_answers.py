@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from temporalio.worker import Worker
 from activities.skills import SkillActivities
 from agentfleet import db, taskqueues
 from agentfleet.bots.command_batches import AnswerBatch, batch_size
-from agentfleet.bots.command_store import ANSWERS, BOTS, PAGES
+from agentfleet.bots.command_store import ANSWERS, BOTS, PAGES, write_page
 from agentfleet.bots.commands import (
     AnswerOutcome,
     AnswerTally,
@@ -249,6 +250,14 @@ async def test_cli_shows_the_first_page_pages_the_rest_and_json_gives_every_answ
     ]
     code, _, err = await fleet("command", "answers", f"never-{command_id}")
     assert code == 1 and err.strip().splitlines() == [f"error: no command never-{command_id}"]
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    await asyncio.to_thread(db.upgrade_database, elsewhere)
+    env["FLEET_DATABASE_URL"] = elsewhere
+    code, _, err = await fleet("command", "answers", command_id)
+    assert code == 1 and err.strip().splitlines() == [
+        f"error: the answers of command {command_id} are not in this database (kept "
+        "FLEET_COMMAND_ANSWERS_DAYS days, in the workers' FLEET_DATABASE_URL)"
+    ]
 
 
 async def test_telegram_answers_a_stored_command_with_its_summary_and_first_lines(
@@ -259,6 +268,11 @@ async def test_telegram_answers_a_stored_command_with_its_summary_and_first_line
     insert_bots(url, names)
     settings = Settings(home=tmp_path, database_url=url, command_inline_answers=3)
     center = CommandCenter(dev_client, settings, parse_access_list("3001:viewer:vera"))
+    # A week-old command's answers: the next large command deletes them.
+    write_page(url, "old-command", "old-run", 0, b"[]", 0)
+    with db.make_engine(url).begin() as connection:
+        week_ago = utcnow() - timedelta(days=settings.command_answers_days, minutes=1)
+        connection.execute(update(PAGES).values(created_at=week_ago))
     key = uuid.uuid4().hex[:8]
     async with running_workers(dev_client, settings, QUEUES):
         [reply] = await center.handle_text(3001, "vera", "/forecast all BTCUSDT 1h", key)
@@ -273,3 +287,4 @@ async def test_telegram_answers_a_stored_command_with_its_summary_and_first_line
             select(func.sum(PAGES.c.bots)).where(PAGES.c.command_id == f"tg-forecast-{key}")
         ).scalar_one()
     assert stored == 12
+    assert stored_pages(url, "old-command") == []

@@ -204,10 +204,12 @@ def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
     url = settings.effective_database_url
     if as_json:
         answers = _read(result, lambda: all_answers(url, result), as_json)
+        _check_kept(result, answers, as_json)
         _emit(result, answers)
         return
     _print_summary(result)
     first = _read(result, lambda: answers_page(url, result, 0, PAGE_SIZE), as_json)
+    _check_kept(result, first, as_json)
     _print_answers(result, first)
     more = result.answer_count - len(first)
     if more > 0:
@@ -228,6 +230,17 @@ def _read(result: FleetCommandResult, read: Callable[[], T], as_json: bool) -> T
             f"command {result.command_id} answered, but its answers are stored in the fleet's "
             f"database and cannot be read here ({reason}); set FLEET_DATABASE_URL and run "
             f"`fleet command answers {result.command_id}`",
+            as_json=as_json,
+        )
+
+
+def _check_kept(result: FleetCommandResult, read: list[BotAnswer], as_json: bool) -> None:
+    """One line when a stored command's answers were deleted (after FLEET_COMMAND_ANSWERS_DAYS)
+    or are in another database."""
+    if result.answers_ref is not None and result.answer_count and not read:
+        fail(
+            f"the answers of command {result.command_id} are not in this database (kept "
+            "FLEET_COMMAND_ANSWERS_DAYS days, in the workers' FLEET_DATABASE_URL)",
             as_json=as_json,
         )
 
@@ -325,6 +338,7 @@ def answers(
         )
     url = settings.effective_database_url
     shown = _read(result, lambda: answers_page(url, result, (page - 1) * size, size), as_json)
+    _check_kept(result, shown, as_json)
     if as_json:
         emit_json(
             {
