@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.skills import SkillActivities
@@ -192,6 +193,42 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
     name = f"fleet_command_stored_{backend(url)}"
     await record_history(handle, name)
     await replay(name, [FleetCommandWorkflow])
+
+
+async def test_a_batch_that_fails_as_a_whole_counts_its_bots_failed_not_the_command(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    url = migrated_database_url
+    names = [f"fc-{index:04d}" for index in range(1200)]
+    insert_bots(url, names)
+    settings = Settings(home=tmp_path, database_url=url)
+    skills = SkillActivities(settings)
+
+    @activity.defn(name="answer_batch")
+    async def middle_batch_lost(batch: AnswerBatch) -> AnswerTally:
+        """The real activity, except for the second batch: its model server is gone."""
+        if batch.targets.index == 1:
+            raise ApplicationError("model server lost", type="ModelDown", non_retryable=True)
+        return await skills.answer_batch(batch)
+
+    command = forecast_to_all()
+    try:
+        async with (
+            running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
+            Worker(dev_client, task_queue=taskqueues.LLM, activities=[middle_batch_lost]),
+        ):
+            result = await run_command(dev_client, command)
+    finally:
+        await skills.close()
+
+    assert (result.summary.ok, result.summary.failed, result.total) == (700, 500, 1200)
+    [failure] = result.failed_batches
+    assert (failure.batch, failure.position, failure.bots) == (1, 500, 500)
+    assert (failure.first, failure.last) == ("fc-0500", "fc-0999")
+    assert failure.reason == "batch failed: model server lost"
+    assert result.answers_ref is not None and result.answers_ref.answers == 700
+    every = await asyncio.to_thread(all_answers, url, result)
+    assert [answer.name for answer in every] == names[:500] + names[1000:]
 
 
 async def test_cli_shows_the_first_page_pages_the_rest_and_json_gives_every_answer(
