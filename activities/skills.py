@@ -56,6 +56,7 @@ ANSWERING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
 """Bots in these states answer every skill; the others answer ``status`` only."""
 YIELD_EVERY = 50
 """Calls a batch makes between two turns it gives the event loop (heartbeats, other work)."""
+KINDS = frozenset(kind.value for kind in BotKind)
 CALLED = frozenset(status.value for status in CALLABLE_STATUSES)
 SKIPPED = frozenset(status.value for status in BotStatus) - CALLED
 
@@ -185,7 +186,7 @@ class SkillActivities:
 
         calls: list[tuple[int, Any]] = []
         for position, (name, found) in enumerate(targets):
-            if found is None:
+            if found is None or found.kind not in KINDS:  # no bot, or a kind of a newer version
                 answered(position, unknown_row(name))
             elif found.status in CALLED:
                 calls.append((position, found))
@@ -201,7 +202,7 @@ class SkillActivities:
             for position, found in pending:
                 # Built here, not ahead: objects that outlive the call cost the collector.
                 bot = command_store.bot_of(found)
-                if bot is None:  # a kind a newer version wrote
+                if bot is None:  # parameters that are not an object: not a bot this version knows
                     answered(position, unknown_row(found.name))
                     continue
                 call = SkillCall(bot=bot, skill=skill, args=batch.args)

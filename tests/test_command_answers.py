@@ -303,6 +303,9 @@ async def test_telegram_answers_a_stored_command_with_its_summary_and_first_line
     url = migrated_database_url
     names = [f"fc-{index:02d}" for index in range(12)]
     insert_bots(url, names)
+    insert_bots(url, ["zz-newer"], BotStatus.PAUSED)
+    with db.make_engine(url).begin() as connection:  # a kind a newer version knows
+        connection.execute(update(BOTS).where(BOTS.c.name == "zz-newer").values(kind="oracle"))
     settings = Settings(home=tmp_path, database_url=url, command_inline_answers=3)
     center = CommandCenter(dev_client, settings, parse_access_list("3001:viewer:vera"))
     # A week-old command's answers: the next large command deletes them.
@@ -317,11 +320,18 @@ async def test_telegram_answers_a_stored_command_with_its_summary_and_first_line
     assert lines[0].startswith("forecast to all bots: 12 ok, 0 failed, 0 skipped in ")
     assert lines[1].startswith("mean ") and "agreement" in lines[1]
     assert [line.split()[0] for line in lines[2:-1]] == names[:5]
-    assert lines[-1] == f"... and 7 more: fleet command answers tg-forecast-{key}"
+    assert lines[-1] == f"... and 8 more: fleet command answers tg-forecast-{key}"
     assert reply.attachment is None
     with db.make_engine(url).connect() as connection:
         stored = connection.execute(
             select(func.sum(PAGES.c.bots)).where(PAGES.c.command_id == f"tg-forecast-{key}")
         ).scalar_one()
-    assert stored == 12
+    assert stored == 13
     assert stored_pages(url, "old-command") == []
+    [page] = stored_pages(url, f"tg-forecast-{key}")
+    with db.make_engine(url).connect() as connection:
+        text = connection.execute(
+            select(PAGES.c.answers).where(PAGES.c.command_id == f"tg-forecast-{key}")
+        ).scalar_one()
+    newer = ANSWERS.validate_json(text)[-1]
+    assert (newer.name, newer.outcome, newer.kind) == ("zz-newer", AnswerOutcome.UNKNOWN, None)
