@@ -3,33 +3,31 @@
 ``resolve_targets`` reads the ``bots`` table for ``all`` / kinds / names; a visibility query is
 asked of Temporal (``WorkflowType = "BotLifecycleWorkflow" AND (<query>)``) and its workflow ids
 ``bot-{name}`` are mapped to their rows. An invalid query is a non-retryable
-``InvalidTargetQuery``.
+``InvalidTargetQuery``. ``plan_command`` does the same for a fleet command and, past
+``FLEET_COMMAND_INLINE_ANSWERS`` targets, splits them into batches instead of listing them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlmodel import col, select
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agentfleet import db, taskqueues
+from agentfleet import taskqueues
+from agentfleet.bots import command_store
+from agentfleet.bots.command_batches import CommandPlan, PlanCommand, TargetBatch, batch_size
 from agentfleet.bots.commands import (
     BOT_WORKFLOW_TYPE,
     ResolvedTargets,
     ResolveTargets,
-    Targets,
 )
-from agentfleet.bots.model import BotKind, BotRef, BotStatus, bot_workflow_id
-from agentfleet.models import BotRecord
+from agentfleet.bots.model import bot_workflow_id
+from agentfleet.models import utcnow
 from agentfleet.settings import Settings
-
-NAMES_PER_QUERY = 500
-"""Names per ``IN (...)`` clause (far below every backend's parameter limit)."""
 
 
 class FleetActivities:
@@ -40,6 +38,8 @@ class FleetActivities:
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._url = settings.effective_database_url
         self._client = client
+        self._inline = settings.command_inline_answers
+        self._keep = timedelta(days=settings.command_answers_days)
 
     @activity.defn(name="resolve_targets")
     async def resolve_targets(self, request: ResolveTargets) -> ResolvedTargets:
@@ -49,7 +49,46 @@ class FleetActivities:
         names: list[str] | None = list(targets.names) if targets.names else None
         if targets.query:
             names = await self._names_matching(targets.query)
-        return await asyncio.to_thread(self._read, targets, names)
+        return await asyncio.to_thread(command_store.resolve, self._url, targets, names)
+
+    @activity.defn(name="plan_command")
+    async def plan_command(self, request: PlanCommand) -> CommandPlan:
+        """The command's targets: resolved, when there are at most ``FLEET_COMMAND_INLINE_ANSWERS``
+        of them; else in batches of names (the answers will be stored; stored answers older
+        than ``FLEET_COMMAND_ANSWERS_DAYS`` go now)."""
+        targets = request.targets
+        names: list[str] | None = list(dict.fromkeys(targets.names)) if targets.names else None
+        if targets.query:
+            names = await self._names_matching(targets.query)
+        if names is None:
+            ranged = True
+            names = await asyncio.to_thread(command_store.target_names, self._url, targets)
+        else:
+            ranged = False
+        total = len(names)
+        if total <= self._inline:
+            resolved = await asyncio.to_thread(
+                command_store.resolve, self._url, targets, None if ranged else names
+            )
+            return CommandPlan(total=len(resolved.bots) + len(resolved.unknown), resolved=resolved)
+        await asyncio.to_thread(command_store.prune, self._url, utcnow() - self._keep)
+        size = batch_size(total, request.parallel_batches)
+        batches = []
+        for index, start in enumerate(range(0, total, size)):
+            chunk = names[start : start + size]
+            batches.append(
+                TargetBatch(
+                    index=index,
+                    position=start,
+                    bots=len(chunk),
+                    first=chunk[0],
+                    last=chunk[-1],
+                    names=[] if ranged else chunk,
+                )
+            )
+        return CommandPlan(
+            total=total, batches=batches, kinds=list(targets.kinds) if ranged else []
+        )
 
     async def _names_matching(self, query: str) -> list[str]:
         if self._client is None:
@@ -74,37 +113,3 @@ class FleetActivities:
                 ) from None
             raise
         return sorted(names)
-
-    def _read(self, targets: Targets, names: Sequence[str] | None) -> ResolvedTargets:
-        with db.session_scope(self._url) as session:
-            if names is not None:
-                rows: list[BotRecord] = []
-                wanted = list(dict.fromkeys(names))
-                for start in range(0, len(wanted), NAMES_PER_QUERY):
-                    chunk = wanted[start : start + NAMES_PER_QUERY]
-                    rows += session.exec(
-                        select(BotRecord).where(col(BotRecord.name).in_(chunk))
-                    ).all()
-                by_name = {row.name: row for row in rows}
-                ordered = [by_name[name] for name in wanted if name in by_name]
-                unknown = [name for name in wanted if name not in by_name]
-            else:
-                statement = select(BotRecord).order_by(col(BotRecord.name))
-                if targets.kinds:
-                    kinds = [kind.value for kind in targets.kinds]
-                    statement = statement.where(col(BotRecord.kind).in_(kinds))
-                ordered = list(session.exec(statement).all())
-                unknown = []
-        resolved = ResolvedTargets(unknown=unknown)
-        for row in ordered:
-            try:
-                kind, status = BotKind(row.kind), BotStatus(row.status)
-            except ValueError:  # a row written by a newer version: not a bot we can call
-                resolved.unknown.append(row.name)
-                continue
-            resolved.bots.append(
-                BotRef(name=row.name, kind=kind, status=status, owner=row.owner, params=row.params)
-            )
-            if row.reason:
-                resolved.reasons[row.name] = row.reason
-        return resolved

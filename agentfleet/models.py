@@ -12,7 +12,7 @@ timezone-aware UTC, whatever the backend stores.
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -404,6 +404,24 @@ class UsageRecord(SQLModel, table=True):
     output_tokens: int
     cost_units: int = Field(sa_type=BigInteger)
     """Token units (micro-fUSD) at ``settings.model_prices`` when the call was made."""
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
+    )
+
+
+class CommandAnswerPage(SQLModel, table=True):
+    """One batch of a large fleet command's answers (``agentfleet.bots.command_store``): a JSON
+    array of ``BotAnswer`` in target order, written once by the batch's activity (a retry finds
+    it), keyed by command id, workflow run id and batch number."""
+
+    __tablename__ = "command_answers"
+
+    command_id: str = Field(primary_key=True)
+    run_id: str = Field(primary_key=True)
+    batch: int = Field(primary_key=True)
+    bots: int
+    """Answers in ``answers``."""
+    answers: str = Field(sa_type=Text)
     created_at: datetime = Field(
         default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
     )

@@ -224,6 +224,20 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:3000", description="Grafana, for links in /dashboard."
     )
 
+    # Fleet commands (workflows/fleet_command.py).
+    command_inline_answers: int = Field(
+        default=100,
+        ge=0,
+        description="A fleet command to at most this many bots returns every answer in its "
+        "result; a larger one stores them in the database (command_answers) and returns the "
+        "summary.",
+    )
+    command_answers_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Days a large fleet command's stored answers are kept.",
+    )
+
     # Learning rounds.
     models_path: Path | None = Field(
         default=None,

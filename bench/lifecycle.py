@@ -1,24 +1,32 @@
 """Bot lifecycle benchmark: creation, fleet commands and idle cost, vs same-shape skeletons.
 
-    python bench/lifecycle.py [--create 10] [--command-sizes 10,100,1000] [--idle 1000]
-                              [--create-runs 3] [--command-runs 10] [--command-burst 5]
-                              [--idle-window 10] [--quick] [--json]
+    python bench/lifecycle.py [--create 10] [--command-sizes 10,100,1000] [--inline-sizes 1000]
+                              [--idle 1000] [--create-runs 3] [--command-runs 10]
+                              [--command-burst 5] [--idle-window 10] [--quick] [--json]
 
 Everything runs on a private dev server (set up as ``fleet up`` sets one up), a private anvil and a
 SQLite database in a temporary folder, with the fleet's workers in this process; all of it is
-stopped and removed at the end. Three parts, each measured against a skeleton on the same server in
+stopped and removed at the end. Each part is measured against a skeleton on the same server in
 the same run (docs/architecture.md, "Measuring"); benchmarks report, they never assert timings:
 
+- **Fleet command**: ``forecast`` to all bots, with exactly N forecaster rows in the ``bots`` table
+  (inserted directly: a command reads rows and runs batched skill activities, it needs no entity).
+  The skeleton is a custom fan-out workflow of the same shape: one activity (the plan) then one
+  activity per batch in parallel, all no-ops. Up to ``FLEET_COMMAND_INLINE_ANSWERS`` (100) bots
+  the answers are inline and a batch holds 50 bots; beyond, they are stored and a batch holds
+  ``agentfleet.bots.command_batches.batch_size`` bots (500 to 1,000). ``page ms`` is one read
+  of the first 50 answers after the command, as ``fleet command`` does (not in p50 / p95).
+  Issue 20's aims: 10,000 bots within 1 s p50, 1,000 within 1.5x the skeleton.
+- **The alternative** (``--inline-sizes``): the same command with every answer in its result, as
+  fleet commands answered before issue 20 (workers with ``FLEET_COMMAND_INLINE_ANSWERS`` raised
+  past every size; batches of 50), against its own skeleton. A size whose result is over
+  Temporal's 2 MB payload limit never answers: it is reported as failed after one try.
 - **Bot creation**: ``create_bot`` then wait until the ``bots`` row reads ``active`` (wallet, two
   funding transactions, ERC-8004 registration). ``--create`` bots at once give bots/s and the
   time-to-active inside the burst; ``--create-runs`` bots one at a time give a lone bot's. The
   skeleton has as many sequential regular activities as one bot's creation ran (counted from the
   histories of the bot and of its child ``TransactionWorkflow``s; the children themselves, their
   signals and anvil are what the skeleton does not have).
-- **Fleet command**: ``forecast`` to all bots, with exactly N forecaster rows in the ``bots`` table
-  (inserted directly: a command reads rows and runs batched skill activities, it needs no entity).
-  The skeleton is a custom fan-out workflow of the same shape: one activity (resolve) then
-  ``ceil(N / 50)`` activities in parallel (the batches), all no-ops.
 - **Idle cost**: RSS and CPU of the dev server and of this process (the worker) before and after
   starting ``--idle`` idle bot entities. Each is a real ``BotLifecycleWorkflow`` started from the
   state an active bot carries across continue-as-new (status active, wallet and agent id set), so
@@ -26,10 +34,10 @@ the same run (docs/architecture.md, "Measuring"); benchmarks report, they never 
   a wallet, chain or registration to pay for. Its history is shorter than a bot's first run, which
   the server keeps on disk, not in memory.
 
-Defaults take about 80 s on a 2-core machine. ``--idle 10000`` works but is not the default: its
+Defaults take about 90 s on a 2-core machine. ``--idle 10000`` works but is not the default: its
 idle part alone took about 4.5 minutes here (50 s of start calls, 260 s until every row was
 written: about 40 ms of CPU per bot between the server and the worker), so run it on its own,
-e.g. ``--create 0 --command-sizes '' --idle 10000``.
+e.g. ``--create 0 --command-sizes '' --inline-sizes '' --idle 10000``.
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/lifecycle.py` puts bench/ on the path, not the repository root.
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+# `python bench/lifecycle.py` puts bench/ first on the path, not the repository root: the root
+# goes first and bench/ last (bench/agents.py would hide the OpenAI Agents SDK's `agents`).
+sys.path.sort(key=lambda entry: Path(entry or ".").resolve() == Path(__file__).resolve().parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
@@ -52,12 +62,18 @@ from typing import Any
 
 import psutil
 from rich.console import Console
-from sqlmodel import col, func, select
+from sqlmodel import col, delete, func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from agentfleet import db
-from agentfleet.bots.commands import FleetCommand, Targets, command_workflow_id
+from agentfleet.bots.command_batches import batch_size
+from agentfleet.bots.commands import (
+    FleetCommand,
+    FleetCommandResult,
+    Targets,
+    command_workflow_id,
+)
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -87,21 +103,27 @@ from bench.shapes import (
     steps_skeleton,
 )
 from clients.bots import create_bot
-from clients.commands import run_command
+from clients.commands import answers_page, run_command
 from starters.stack.devchain import prepare_fleet
 from workers.main import running_workers
 
 TARGET_MS = 500.0
 """The seed blueprint's target for a cross-bot operation."""
-BATCH_SIZE = FleetCommand.model_fields["concurrency"].default
+CONCURRENCY = FleetCommand.model_fields["concurrency"].default
+PARALLEL_BATCHES = FleetCommand.model_fields["parallel_batches"].default
 IDLE_STARTS_IN_FLIGHT = 100
 WORKER_CACHE = 1000
 """``max_cached_workflows`` of the fleet's workers (the SDK default; workers/main.py keeps it)."""
 POLL_S = 0.02
+INLINE_TIMEOUT_S = 30.0
+"""How long the alternative's one try waits for a result it may never return."""
+PAGE_SIZE = 50
+"""Answers ``fleet command`` shows after the summary (``starters.cli.command.PAGE_SIZE``)."""
 QUICK: dict[str, Any] = {
     "create": 1,
     "create_runs": 1,
     "command_sizes": [5],
+    "inline_sizes": [],
     "command_runs": 2,
     "command_burst": 1,
     "idle": 5,
@@ -117,6 +139,14 @@ OPTIONS.add_argument(
     default=[10, 100, 1000],
     metavar="N,N,...",
     help="forecaster bots a command goes to ('' to skip)",
+)
+OPTIONS.add_argument(
+    "--inline-sizes",
+    type=int_list("inline sizes", 1, 100_000, allow_empty=True, unique=False),
+    default=[1000],
+    metavar="N,N,...",
+    help="forecaster bots a command goes to with every answer in its result (the alternative; "
+    "'' to skip)",
 )
 OPTIONS.count("--command-runs", 10, "sequential commands")
 OPTIONS.count("--command-burst", 5, "commands at once", low=0)
@@ -255,11 +285,13 @@ async def creation_part(
 async def command_part(
     client: Client, settings: Settings, args: argparse.Namespace, err: Console
 ) -> dict[str, Any]:
+    """``forecast`` to all bots at each of ``--command-sizes``, against its skeleton."""
     tag = uuid.uuid4().hex[:6]
     rows: list[Figures] = []
     baseline: list[Figures] = []
     sizes: list[dict[str, Any]] = []
     result_bytes: dict[str, int] = {}
+    results: dict[str, FleetCommandResult] = {}
     present = 0
     async with steps_skeleton(client, "bench-fan-out") as skeleton:
         for size in sorted(args.command_sizes):
@@ -267,7 +299,9 @@ async def command_part(
             url = settings.effective_database_url
             await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
             present = size
-            batches = math.ceil(size / BATCH_SIZE)
+            stored = size > settings.command_inline_answers
+            per_batch = batch_size(size, PARALLEL_BATCHES) if stored else CONCURRENCY
+            batches = math.ceil(size / per_batch)
             shape = f"1 + {batches} parallel"
             common: dict[str, Any] = {
                 "shape": shape,
@@ -284,6 +318,7 @@ async def command_part(
                 if result.summary.ok != size:
                     raise RuntimeError(f"{command_id}: {result.summary.ok} of {size} answered")
                 result_bytes[command_id] = len(result.model_dump_json())
+                results[command_id] = result
 
             err.print(f"fleet command to {size} bots: skeleton with {shape} activities")
             fan_out_once = skeleton.runner(fan_out(batches), str(size))
@@ -293,9 +328,16 @@ async def command_part(
             rows.append(row)
             last = f"bench-{tag}-{size}-r{args.command_runs - 1}"
             counts = await history_counts(client, command_workflow_id(last))
+            started = time.perf_counter()
+            first = await asyncio.to_thread(answers_page, url, results[last], 0, PAGE_SIZE)
+            page_ms = (time.perf_counter() - started) * 1000
+            if len(first) != min(size, PAGE_SIZE):
+                raise RuntimeError(f"{last}: the first page has {len(first)} answers")
             sizes.append(
                 {
                     "bots": size,
+                    "answers": "stored" if stored else "inline",
+                    "page_ms": page_ms,
                     "batches": batches,
                     "activities": counts["activities"],
                     "workflow_tasks": counts["workflow_tasks"],
@@ -307,7 +349,72 @@ async def command_part(
                     "p95_vs_target": row.p95_ms / TARGET_MS,
                 }
             )
+    await asyncio.to_thread(delete_bots, settings.effective_database_url, f"cmd-{tag}-")
     return {"target_ms": TARGET_MS, "sizes": sizes, "rows": rows, "baseline": baseline}
+
+
+def delete_bots(url: str, prefix: str) -> None:
+    """The rows a part added, so that the next part's ``--all`` reaches its own bots only."""
+    with db.session_scope(url) as session:
+        session.execute(delete(BotRecord).where(col(BotRecord.name).startswith(prefix)))
+
+
+async def inline_part(
+    client: Client, settings: Settings, args: argparse.Namespace, err: Console
+) -> dict[str, Any]:
+    """The alternative: every answer in the command's result (``FLEET_COMMAND_INLINE_ANSWERS``
+    raised past every size), against its skeleton; a size whose result cannot be returned
+    (Temporal's payload limit) is reported with the reason after one try."""
+    tag = uuid.uuid4().hex[:6]
+    url = settings.effective_database_url
+    rows: list[Figures] = []
+    baseline: list[Figures] = []
+    failures: list[dict[str, Any]] = []
+    present = 0
+    async with steps_skeleton(client, "bench-fan-out-inline") as skeleton:
+        for size in sorted(args.inline_sizes):
+            names = [f"inl-{tag}-{index:06d}" for index in range(present, size)]
+            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
+            present = size
+            batches = math.ceil(size / CONCURRENCY)
+            common: dict[str, Any] = {
+                "shape": f"1 + {batches} parallel",
+                "activities": 1 + batches,
+                "sizes": Sizes(args.command_runs, 0, warmup=1),
+            }
+
+            async def forecast(key: str, size: int = size) -> None:
+                command_id = f"bench-inline-{tag}-{size}-{key}"
+                command = FleetCommand(
+                    command_id=command_id, skill=Skill.FORECAST, targets=Targets(all=True)
+                )
+                try:
+                    result = await asyncio.wait_for(run_command(client, command), INLINE_TIMEOUT_S)
+                except TimeoutError:
+                    handle = client.get_workflow_handle(command_workflow_id(command_id))
+                    await handle.terminate("the benchmark stopped waiting")
+                    raise RuntimeError(
+                        f"no result within {INLINE_TIMEOUT_S:g} s (a result over Temporal's "
+                        "2 MB payload limit is never uploaded: the workflow task fails and "
+                        "retries)"
+                    ) from None
+                if len(result.answers) != size:
+                    raise RuntimeError(f"{command_id}: {len(result.answers)} of {size} answers")
+
+            err.print(f"answers inline, {size} bots: one try")
+            try:
+                await forecast("try")
+            except Exception as exc:  # noqa: BLE001 - reported: this is the alternative's limit
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                err.print(f"answers inline, {size} bots: failed: {reason}")
+                failures.append({"bots": size, "error": reason})
+                continue
+            err.print(f"answers inline, {size} bots: skeleton and forecast to all")
+            fan_out_once = skeleton.runner(fan_out(batches), f"inline-{size}")
+            baseline.append(await measure(f"skeleton ({size})", fan_out_once, **common))
+            rows.append(await measure(f"inline, forecast to {size}", forecast, **common))
+    await asyncio.to_thread(delete_bots, url, f"inl-{tag}-")
+    return {"rows": rows, "baseline": baseline, "failures": failures}
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -410,6 +517,7 @@ async def idle_part(
 
 COMMAND_COLUMNS = (
     ("bots", "bots", "{}"),
+    ("answers", "answers", "{}"),
     ("batches", "batches", "{}"),
     ("activities", "activities", "{}"),
     ("workflow tasks", "workflow_tasks", "{}"),
@@ -422,6 +530,7 @@ COMMAND_COLUMNS = (
     ("p50 ms", "p50_ms", "{:.0f}"),
     ("p95 ms", "p95_ms", "{:.0f}"),
     ("p95 / target", "p95_vs_target", "{:.2f}"),
+    ("page ms", "page_ms", "{:.0f}"),
 )
 IDLE_COLUMNS = (
     ("process", "process", "{}"),
@@ -453,8 +562,8 @@ def print_report(report: dict[str, Any]) -> None:
         print_part(
             commands,
             console,
-            title=f"Fleet command `forecast` to all vs a fan-out skeleton (1 activity, then "
-            f"ceil(N/{BATCH_SIZE}) in parallel; no-ops)",
+            title="Fleet command `forecast` to all vs a fan-out skeleton (1 activity, then "
+            "one per batch in parallel; no-ops)",
         )
         print_columns(
             f"What bounds a fleet command (target: p95 under {TARGET_MS:g} ms; the phases "
@@ -463,6 +572,20 @@ def print_report(report: dict[str, Any]) -> None:
             commands["sizes"],
             console,
         )
+    inline = report.get("inline")
+    if inline:
+        if inline["rows"]:
+            print_part(
+                inline,
+                console,
+                title="The alternative: every answer in the result (FLEET_COMMAND_INLINE_ANSWERS "
+                "raised), vs its fan-out skeleton (1 activity, then one per 50 bots)",
+            )
+        for failure in inline["failures"]:
+            console.print(
+                f"answers inline to {failure['bots']} bots: failed: {failure['error']}",
+                highlight=False,
+            )
     idle = report.get("idle")
     if idle:
         print_columns(
@@ -485,12 +608,16 @@ async def amain(argv: Sequence[str] | None = None) -> int:
         client, settings = fleet.client, fleet.settings(deployer_key=fleet.funded_key())
         report["server"] = fleet.server
         async with running_workers(client, settings):
+            if args.command_sizes:
+                report["commands"] = await command_part(client, settings, args, err)
+        if args.inline_sizes:
+            inline = settings.model_copy(update={"command_inline_answers": 10**9})
+            async with running_workers(client, inline):
+                report["inline"] = await inline_part(client, inline, args, err)
+        async with running_workers(client, settings):
             if args.create:
                 err.print("deploying the contracts, funding a relayer with ETH and fUSD")
                 await prepare_fleet(client, settings, fleet.anvil_url)
-            if args.command_sizes:
-                report["commands"] = await command_part(client, settings, args, err)
-            if args.create:
                 report["creation"] = await creation_part(client, settings, args, err)
             if args.idle:
                 report["idle"] = await idle_part(client, settings, args, err)

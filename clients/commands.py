@@ -1,8 +1,11 @@
-"""Starting and following fleet commands (``FleetCommandWorkflow``, ``command-{command_id}``):
-what ``fleet command``, the Telegram command center and the benchmarks call.
+"""Starting and following fleet commands (``FleetCommandWorkflow``, ``command-{command_id}``)
+and reading their answers: what ``fleet command``, the Telegram command center and the
+benchmarks call.
 
 The same ``command_id`` runs once: starting it again (concurrently, or after it finished)
-attaches to the first run and answers its result.
+attaches to the first run and answers its result. A large command's answers are stored in the
+database, not in its result: :func:`answers_page` and :func:`all_answers` read them (or a small
+command's, from its result) the same way.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import FailureError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import taskqueues
+from agentfleet.bots import command_store
 from agentfleet.bots.commands import (
+    BotAnswer,
     CommandProgress,
     FleetCommand,
     FleetCommandResult,
@@ -95,3 +100,34 @@ async def follow_command(
         on_progress(progress)
         await asyncio.wait({answer}, timeout=poll_s)
     return answer.result()
+
+
+async def finished_command(client: Client, command_id: str) -> FleetCommandResult:
+    """The result of the command started under ``command_id`` (waiting while it runs); a
+    command id never started is a one-line :class:`FleetError`."""
+    handle = client.get_workflow_handle(
+        command_workflow_id(command_id), result_type=FleetCommandResult
+    )
+    try:
+        return await command_result(handle)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(f"no command {command_id}") from None
+        raise FleetError(f"could not read command {command_id}: {exc.message}") from exc
+
+
+def answers_page(
+    database_url: str, result: FleetCommandResult, offset: int, limit: int
+) -> list[BotAnswer]:
+    """Answers ``offset`` to ``offset + limit - 1`` of ``result``, from the result itself or,
+    for a stored command, from the database (blocking: call it in a thread from async code)."""
+    if result.answers_ref is None:
+        return result.answers[offset : offset + limit]
+    return command_store.read_answers(database_url, result.answers_ref, offset, limit)
+
+
+def all_answers(database_url: str, result: FleetCommandResult) -> list[BotAnswer]:
+    """Every answer of ``result`` (blocking, as :func:`answers_page`)."""
+    if result.answers_ref is None:
+        return list(result.answers)
+    return list(command_store.iter_answers(database_url, result.answers_ref))

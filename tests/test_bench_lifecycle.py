@@ -17,6 +17,7 @@ async def test_tiny_run_reports_creation_commands_and_idle_cost_as_json(
 ) -> None:
     argv = ["--create", "1", "--create-runs", "1", "--command-sizes", "5", "--command-runs", "2"]
     argv += ["--command-burst", "1", "--idle", "5", "--idle-window", "0.5", "--json"]
+    argv += ["--inline-sizes", "5"]
 
     status = await amain(argv)
 
@@ -43,6 +44,10 @@ async def test_tiny_run_reports_creation_commands_and_idle_cost_as_json(
     assert row.keys() >= FIGURES
     assert (row["shape"], row["activities"]) == ("1 + 1 parallel", 2)
     assert row["p50_vs_skeleton"] is not None
+
+    inline = report["inline"]
+    assert [row["name"] for row in inline["rows"]] == ["inline, forecast to 5"]
+    assert inline["rows"][0]["p50_vs_skeleton"] is not None and inline["failures"] == []
 
     idle = report["idle"]
     assert idle["entities"] == 5

@@ -1,16 +1,27 @@
 """FleetCommandWorkflow: one skill to many bots, one aggregated answer, on time.
 
 Id ``command-{command_id}`` (starting a command id twice attaches to the first run). The sequence:
-resolve the targets (``resolve_targets`` on ``fleet-io``) -> answer at once for bots that take no
-commands and for unknown names -> send the callable bots in batches of ``concurrency`` calls to
-``run_skill_batch`` (``fleet-llm``), up to ``parallel_batches`` at once -> summarize. A batch costs
-one activity, not one per bot. Each call is bounded by ``per_bot_timeout_s`` inside the batch; a
-batch that fails as a whole marks its bots failed with the reason and never fails the command.
+plan the targets (``plan_command`` on ``fleet-io``), then one of two paths:
+
+- **inline** (at most ``FLEET_COMMAND_INLINE_ANSWERS`` targets): answer at once for bots that take
+  no commands and for unknown names -> send the callable bots in batches of ``concurrency`` calls
+  to ``run_skill_batch`` (``fleet-llm``), up to ``parallel_batches`` at once -> summarize; every
+  answer is in the result.
+- **stored** (more): send the plan's batches to ``answer_batch`` (``fleet-llm``), up to
+  ``parallel_batches`` at once; each reads, calls and stores its bots' answers and returns a
+  tally -> merge the tallies. The result holds the summary, counts and where the answers are,
+  never a line per bot, so its size does not grow with the fleet.
+
+A batch costs one activity, not one per bot. Each call is bounded by ``per_bot_timeout_s`` inside
+the batch; a batch that fails as a whole marks its bots failed with the reason and never fails
+the command. Histories from before the plan (patch ``command-answers-stored``) resolve their
+targets with ``resolve_targets`` and take the inline path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -18,15 +29,26 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
-from workflows import calls
+from workflows import calls, patches
 
 with workflow.unsafe.imports_passed_through():
     from activities.fleet import FleetActivities
     from activities.skills import SkillActivities
+    from agentfleet.bots.command_batches import (
+        AnswerBatch,
+        CommandPlan,
+        PlanCommand,
+        TargetBatch,
+        calls_at_once,
+    )
     from agentfleet.bots.commands import (
         CALLABLE_STATUSES,
-        UNKNOWN_STATUS,
+        ISSUES_KEPT,
         AnswerOutcome,
+        AnswerRow,
+        AnswersRef,
+        AnswerTally,
+        BatchFailure,
         BotAnswer,
         BotIssue,
         CommandPhase,
@@ -35,7 +57,11 @@ with workflow.unsafe.imports_passed_through():
         FleetCommandResult,
         ResolvedTargets,
         ResolveTargets,
+        called_row,
+        failed_row,
+        skipped_row,
         summarize,
+        unknown_row,
     )
     from agentfleet.bots.model import BotRef, SkillBatch, SkillBatchResult, SkillCall
 
@@ -58,11 +84,20 @@ class FleetCommandWorkflow:
         self.total = 0
         self.answers: dict[str, BotAnswer] = {}
         self.in_flight = 0
+        self.stored = False
+        self.tallies: dict[int, AnswerTally] = {}
+        self.failures: list[BatchFailure] = []
 
     @workflow.run
     async def run(self, command: FleetCommand) -> FleetCommandResult:
         started = workflow.now()
-        resolved = await self._resolve()
+        if workflow.patched(patches.COMMAND_ANSWERS_STORED.id):
+            plan = await self._plan()
+            if plan.resolved is None:
+                return await self._run_stored(plan, started)
+            resolved = plan.resolved
+        else:
+            resolved = await self._resolve()
         self.total = len(resolved.bots) + len(resolved.unknown)
         self.phase = CommandPhase.CALLING
         callable_bots: list[BotRef] = []
@@ -71,30 +106,33 @@ class FleetCommandWorkflow:
                 callable_bots.append(bot)
             else:
                 reason = resolved.reasons.get(bot.name)
-                self._answer(
-                    BotAnswer(
-                        name=bot.name,
-                        kind=bot.kind,
-                        status=bot.status.value,
-                        outcome=AnswerOutcome.SKIPPED,
-                        data={"status": bot.status.value},
-                        error=f"bot is {bot.status.value}" + (f": {reason}" if reason else ""),
-                    )
-                )
+                self._answer(skipped_row(bot.name, bot.kind.value, bot.status.value, reason))
         for name in resolved.unknown:
-            self._answer(
-                BotAnswer(
-                    name=name,
-                    status=UNKNOWN_STATUS,
-                    outcome=AnswerOutcome.UNKNOWN,
-                    error="no such bot",
-                )
-            )
+            self._answer(unknown_row(name))
         size = command.concurrency
         batches = [callable_bots[i : i + size] for i in range(0, len(callable_bots), size)]
         await asyncio.gather(*(self._send(batch) for batch in batches))
         self.phase = CommandPhase.DONE
         return self._result(resolved, started)
+
+    async def _plan(self) -> CommandPlan:
+        request = PlanCommand(
+            command_id=self.command.command_id,
+            targets=self.command.targets,
+            concurrency=self.command.concurrency,
+            parallel_batches=self.command.parallel_batches,
+        )
+        try:
+            plan: CommandPlan = await calls.run(
+                FleetActivities.plan_command,
+                request,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RESOLVE_RETRY,
+            )
+        except ActivityError as err:
+            raise _unresolved(err) from err
+        return plan
 
     async def _resolve(self) -> ResolvedTargets:
         try:
@@ -106,12 +144,89 @@ class FleetCommandWorkflow:
                 retry_policy=RESOLVE_RETRY,
             )
         except ActivityError as err:
-            raise ApplicationError(
-                f"could not resolve the targets: {_reason(err)}",
-                type="TargetsUnresolved",
-                non_retryable=True,
-            ) from err
+            raise _unresolved(err) from err
         return resolved
+
+    async def _run_stored(self, plan: CommandPlan, started: datetime) -> FleetCommandResult:
+        self.stored = True
+        self.total = plan.total
+        self.phase = CommandPhase.CALLING
+        await asyncio.gather(*(self._answer_batch(batch, plan) for batch in plan.batches))
+        self.phase = CommandPhase.DONE
+        tally = AnswerTally()
+        for batch in plan.batches:
+            part = self.tallies.get(batch.index)
+            if part is not None:
+                tally.merge(part, ISSUES_KEPT)
+        stored = tally.answered
+        tally.failed += sum(failure.bots for failure in self.failures)
+        finished = workflow.now()
+        return FleetCommandResult(
+            command_id=self.command.command_id,
+            skill=self.command.skill,
+            targets=self.command.targets.describe(),
+            summary=tally.summary(self.command.skill),
+            failed=tally.failed_bots,
+            skipped=tally.skipped_bots,
+            unknown=tally.unknown_bots,
+            started_at=started,
+            finished_at=finished,
+            elapsed_s=(finished - started).total_seconds(),
+            total=tally.answered,
+            answers_ref=AnswersRef(
+                command_id=self.command.command_id,
+                run_id=workflow.info().run_id,
+                batches=len(self.tallies),
+                answers=stored,
+            ),
+            failed_batches=sorted(self.failures, key=lambda failure: failure.batch),
+        )
+
+    async def _answer_batch(self, batch: TargetBatch, plan: CommandPlan) -> None:
+        """One ``answer_batch`` activity for ``batch``; its tally, or its failure, is kept."""
+        command = self.command
+        await workflow.wait_condition(lambda: self.in_flight < command.parallel_batches)
+        self.in_flight += 1
+        per_call = timedelta(seconds=command.per_bot_timeout_s)
+        at_once = calls_at_once(
+            batch.bots, len(plan.batches), command.concurrency, command.parallel_batches
+        )
+        waves = math.ceil(max(batch.bots, 1) / at_once)
+        try:
+            tally: AnswerTally = await calls.run(
+                SkillActivities.answer_batch,
+                AnswerBatch(
+                    command_id=command.command_id,
+                    skill=command.skill,
+                    args=command.args,
+                    targets=batch,
+                    kinds=plan.kinds,
+                    per_call_timeout_s=command.per_bot_timeout_s,
+                    concurrency=at_once,
+                    summary=command.summary,
+                    keep=ISSUES_KEPT,
+                ),
+                start_to_close_timeout=waves * per_call + BATCH_MARGIN,
+                # A batch of several waves of calls heartbeats, so a lost worker shows sooner;
+                # the retry policy bounds the attempts (each timer costs the server a task).
+                heartbeat_timeout=per_call + BATCH_MARGIN if waves > 1 else None,
+                retry_policy=BATCH_RETRY,
+            )
+        except ActivityError as err:
+            self.failures.append(
+                BatchFailure(
+                    batch=batch.index,
+                    position=batch.position,
+                    bots=batch.bots,
+                    first=batch.first,
+                    last=batch.last,
+                    reason=f"batch failed: {_reason(err)}",
+                )
+            )
+            return
+        finally:
+            self.in_flight -= 1
+        self.tallies[batch.index] = tally
 
     async def _send(self, batch: list[BotRef]) -> None:
         """One ``run_skill_batch`` activity for ``batch``; every bot in it gets an answer."""
@@ -138,7 +253,9 @@ class FleetCommandWorkflow:
             reason = f"batch failed: {_reason(err)}"
             elapsed_ms = (workflow.now() - sent).total_seconds() * 1000
             for bot in batch:
-                self._answer(_failed(bot, reason, elapsed_ms))
+                self._answer(
+                    failed_row(bot.name, bot.kind.value, bot.status.value, reason, elapsed_ms)
+                )
             return
         finally:
             self.in_flight -= 1
@@ -146,22 +263,23 @@ class FleetCommandWorkflow:
         for bot in batch:
             result = results.get(bot.name)
             if result is None:
-                self._answer(_failed(bot, "the batch returned no answer for this bot", 0.0))
+                reason = "the batch returned no answer for this bot"
+                self._answer(failed_row(bot.name, bot.kind.value, bot.status.value, reason, 0.0))
                 continue
             self._answer(
-                BotAnswer(
-                    name=bot.name,
-                    kind=bot.kind,
-                    status=bot.status.value,
-                    outcome=AnswerOutcome.OK if result.ok else AnswerOutcome.FAILED,
-                    ok=result.ok,
-                    data=result.data,
-                    error=None if result.ok else (result.error or "failed without a reason"),
-                    elapsed_ms=result.elapsed_ms,
+                called_row(
+                    bot.name,
+                    bot.kind.value,
+                    bot.status.value,
+                    result.ok,
+                    result.data,
+                    result.error,
+                    result.elapsed_ms,
                 )
             )
 
-    def _answer(self, answer: BotAnswer) -> None:
+    def _answer(self, row: AnswerRow) -> None:
+        answer = BotAnswer.model_validate(row)
         self.answers[answer.name] = answer
 
     def _result(self, resolved: ResolvedTargets, started: datetime) -> FleetCommandResult:
@@ -188,39 +306,47 @@ class FleetCommandWorkflow:
             started_at=started,
             finished_at=finished,
             elapsed_s=(finished - started).total_seconds(),
+            total=len(answers),
         )
 
     @workflow.query
     def progress(self) -> CommandProgress:
-        answers = list(self.answers.values())
-        by_status: dict[str, int] = {}
         counts = dict.fromkeys(AnswerOutcome, 0)
-        for answer in answers:
-            by_status[answer.status] = by_status.get(answer.status, 0) + 1
-            counts[answer.outcome] += 1
+        by_status: dict[str, int] = {}
+        if self.stored:
+            for tally in self.tallies.values():
+                counts[AnswerOutcome.OK] += tally.ok
+                counts[AnswerOutcome.FAILED] += tally.failed
+                counts[AnswerOutcome.SKIPPED] += tally.skipped
+                counts[AnswerOutcome.UNKNOWN] += tally.unknown
+                for status, count in tally.by_status.items():
+                    by_status[status] = by_status.get(status, 0) + count
+            counts[AnswerOutcome.FAILED] += sum(failure.bots for failure in self.failures)
+        else:
+            for answer in self.answers.values():
+                by_status[answer.status] = by_status.get(answer.status, 0) + 1
+                counts[answer.outcome] += 1
+        answered = sum(counts.values())
         return CommandProgress(
             command_id=self.command.command_id,
             phase=self.phase,
-            total=self.total,
-            answered=len(answers),
+            total=max(self.total, answered),
+            answered=answered,
             ok=counts[AnswerOutcome.OK],
             failed=counts[AnswerOutcome.FAILED],
             skipped=counts[AnswerOutcome.SKIPPED],
             unknown=counts[AnswerOutcome.UNKNOWN],
-            pending=self.total - len(answers),
+            pending=max(0, self.total - answered),
             by_status=dict(sorted(by_status.items())),
             started_at=workflow.info().start_time,
         )
 
 
-def _failed(bot: BotRef, reason: str, elapsed_ms: float) -> BotAnswer:
-    return BotAnswer(
-        name=bot.name,
-        kind=bot.kind,
-        status=bot.status.value,
-        outcome=AnswerOutcome.FAILED,
-        error=reason,
-        elapsed_ms=elapsed_ms,
+def _unresolved(err: ActivityError) -> ApplicationError:
+    return ApplicationError(
+        f"could not resolve the targets: {_reason(err)}",
+        type="TargetsUnresolved",
+        non_retryable=True,
     )
 
 

@@ -100,6 +100,14 @@ RELAYER_WAKES_ON_FINISHED = Patch(
     since="2026-11-24",
     old_histories=("relayer",),
 )
+COMMAND_ANSWERS_STORED = Patch(
+    id="command-answers-stored",
+    guards="a fleet command plans its targets with plan_command (instead of resolve_targets); "
+    "past FLEET_COMMAND_INLINE_ANSWERS targets its batches are answer_batch activities that "
+    "store the answers, and the result carries a tally and where they are",
+    since="2026-12-07",
+    old_histories=("fleet_command",),
+)
 
 ALL = (
     ALERTS,
@@ -109,4 +117,5 @@ ALL = (
     SETTLE_UNTIL_KNOWN,
     SPENDING_HOLDS,
     RELAYER_WAKES_ON_FINISHED,
+    COMMAND_ANSWERS_STORED,
 )

@@ -12,14 +12,19 @@ A caller may rely on:
 - the same ``command_id`` started twice (concurrently, or after it finished) runs once and
   answers the same :class:`FleetCommandResult` (``clients.commands.run_command``);
 - ``clients.commands.command_progress`` while it runs (the CLI's live progress bar);
-- the summary being computed from the answers only (pure functions below, used by the workflow).
+- the summary being computed from the answers only (pure functions below, used by the workflow
+  and, batch by batch, by the activity that answers a stored command);
+- every answer in ``FleetCommandResult.answers`` when the command reached at most
+  ``FLEET_COMMAND_INLINE_ANSWERS`` bots; beyond, ``answers`` is empty and ``answers_ref`` says where
+  they are (``clients.commands.answers_page`` reads them), so the result stays a few KB whatever
+  the fleet's size.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -36,8 +41,6 @@ from agentfleet.bots.model import (
     Skill,
 )
 
-M = TypeVar("M", bound=BaseModel)
-
 BOT_WORKFLOW_TYPE = "BotLifecycleWorkflow"
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CALLABLE_STATUSES = frozenset({BotStatus.ACTIVE, BotStatus.DEGRADED})
@@ -46,6 +49,8 @@ NAMES_SHOWN = 5
 """Names a target description lists before it says how many more (memo, result, CLI)."""
 UNKNOWN_STATUS = "unknown"
 """The status of a target name that is no bot."""
+ISSUES_KEPT = 100
+"""Failed, skipped and unknown bots a stored command's result names, of each (counts: all)."""
 
 
 def command_workflow_id(command_id: str) -> str:
@@ -136,6 +141,73 @@ class BotAnswer(BaseModel):
     elapsed_ms: float = 0.0
 
 
+AnswerRow = dict[str, Any]
+"""A :class:`BotAnswer` as plain values (what a large command's batch builds and stores: a
+model per bot costs more than the bot's forecast)."""
+
+
+def answer_row(
+    name: str,
+    kind: str | None,
+    status: str,
+    outcome: AnswerOutcome,
+    *,
+    ok: bool = False,
+    data: dict[str, Any] | None = None,
+    error: str | None = None,
+    elapsed_ms: float = 0.0,
+) -> AnswerRow:
+    return {
+        "name": name,
+        "kind": kind,
+        "status": status,
+        "outcome": outcome,
+        "ok": ok,
+        "data": {} if data is None else data,
+        "error": error,
+        "elapsed_ms": elapsed_ms,
+    }
+
+
+def skipped_row(name: str, kind: str, status: str, reason: str | None) -> AnswerRow:
+    """The answer of a bot whose status takes no commands (``reason``: why, as recorded)."""
+    error = f"bot is {status}" + (f": {reason}" if reason else "")
+    return answer_row(
+        name, kind, status, AnswerOutcome.SKIPPED, data={"status": status}, error=error
+    )
+
+
+def unknown_row(name: str) -> AnswerRow:
+    """The answer of a target name that is no bot."""
+    return answer_row(name, None, UNKNOWN_STATUS, AnswerOutcome.UNKNOWN, error="no such bot")
+
+
+def called_row(
+    name: str,
+    kind: str,
+    status: str,
+    ok: bool,
+    data: dict[str, Any],
+    error: str | None,
+    elapsed_ms: float,
+) -> AnswerRow:
+    """The answer of a bot that was called (``kind`` and ``status``: its values): its skill's
+    outcome."""
+    if ok:
+        return answer_row(
+            name, kind, status, AnswerOutcome.OK, ok=True, data=data, elapsed_ms=elapsed_ms
+        )
+    error = error or "failed without a reason"
+    return answer_row(
+        name, kind, status, AnswerOutcome.FAILED, data=data, error=error, elapsed_ms=elapsed_ms
+    )
+
+
+def failed_row(name: str, kind: str, status: str, reason: str, elapsed_ms: float) -> AnswerRow:
+    """The answer of a bot whose call failed with no answer of its own (its batch failed)."""
+    return answer_row(name, kind, status, AnswerOutcome.FAILED, error=reason, elapsed_ms=elapsed_ms)
+
+
 class BotIssue(BaseModel):
     name: str
     status: str
@@ -212,18 +284,54 @@ class CommandSummary(BaseModel):
     performance: PerformanceSummary | None = None
 
 
+class AnswersRef(BaseModel):
+    """Where a stored command's answers are: the ``command_answers`` table, one row per batch,
+    keyed by command id, workflow run id and batch (``agentfleet.bots.command_store``)."""
+
+    command_id: str
+    run_id: str
+    batches: int
+    answers: int
+    """Answers stored (bots in batches that failed as a whole have none)."""
+
+
+class BatchFailure(BaseModel):
+    """A batch that failed as a whole (retries spent): its bots count as failed and have no
+    stored answer; they are the answer positions ``position`` to ``position + bots - 1``."""
+
+    batch: int
+    position: int
+    bots: int
+    first: str
+    last: str
+    reason: str
+
+
 class FleetCommandResult(BaseModel):
     command_id: str
     skill: Skill
     targets: str
     answers: list[BotAnswer] = Field(default_factory=list)
+    """Every answer, in target order, when they are inline (``answers_ref`` is None)."""
     summary: CommandSummary = Field(default_factory=CommandSummary)
     failed: list[BotIssue] = Field(default_factory=list)
     skipped: list[BotIssue] = Field(default_factory=list)
     unknown: list[str] = Field(default_factory=list)
+    """Failed, skipped and unknown bots: all of them with inline answers, else the first
+    :data:`ISSUES_KEPT` of each (the summary counts them all)."""
     started_at: datetime
     finished_at: datetime
     elapsed_s: float
+    total: int = 0
+    """Bots the command reached (unknown names included); 0 in results of older versions."""
+    answers_ref: AnswersRef | None = None
+    """Set when the answers are stored instead of inline."""
+    failed_batches: list[BatchFailure] = Field(default_factory=list)
+
+    @property
+    def answer_count(self) -> int:
+        """How many answers can be read, inline or stored."""
+        return len(self.answers) if self.answers_ref is None else self.answers_ref.answers
 
 
 class ResolveTargets(BaseModel):
@@ -273,73 +381,248 @@ def describe_answer(skill: Skill, data: dict[str, Any]) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def forecast_of(data: dict[str, Any]) -> Forecast | None:
+    """``data`` as a forecast, or None when it has another shape (ok, but not in statistics)."""
+    try:
+        return Forecast.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def performance_of(data: dict[str, Any]) -> Performance | None:
+    try:
+        return Performance.model_validate(data)
+    except ValidationError:
+        return None
+
+
+FORECAST_REQUIRED = frozenset(
+    name for name, field in Forecast.model_fields.items() if field.is_required()
+)
+
+
+class ForecastTally(BaseModel):
+    """The forecasts of some answers: their values (the median needs them all) and directions."""
+
+    values: list[float] = Field(default_factory=list)
+    up: int = 0
+    down: int = 0
+    flat: int = 0
+
+    def add_data(self, data: dict[str, Any], tolerance: float) -> None:
+        """Count a forecast answer's data; data of another shape is left out."""
+        value, last = data.get("value"), data.get("last")
+        if type(value) is float and type(last) is float and data.keys() >= FORECAST_REQUIRED:
+            # What forecasters (and remote bots' checked replies) give: no model to validate.
+            self._add(value, last, tolerance)
+            return
+        forecast = forecast_of(data)
+        if forecast is not None:
+            self._add(forecast.value, forecast.last, tolerance)
+
+    def add(self, forecast: Forecast, tolerance: float) -> None:
+        self._add(forecast.value, forecast.last, tolerance)
+
+    def _add(self, value: float, last: float, tolerance: float) -> None:
+        self.values.append(value)
+        direction = direction_of(value, last, tolerance)
+        if direction is Direction.UP:
+            self.up += 1
+        elif direction is Direction.DOWN:
+            self.down += 1
+        else:
+            self.flat += 1
+
+    def merge(self, other: ForecastTally) -> None:
+        self.values += other.values
+        self.up += other.up
+        self.down += other.down
+        self.flat += other.flat
+
+    def summary(self) -> ForecastSummary | None:
+        values = self.values
+        if not values:
+            return None
+        directions = {Direction.UP: self.up, Direction.DOWN: self.down, Direction.FLAT: self.flat}
+        top = max(directions.values())
+        leaders = [direction for direction, count in directions.items() if count == top]
+        mean = statistics.fmean(values)
+        return ForecastSummary(
+            count=len(values),
+            mean=mean,
+            median=statistics.median(values),
+            min=min(values),
+            max=max(values),
+            spread=max(values) - min(values),
+            stdev=math.sqrt(math.fsum((value - mean) ** 2 for value in values) / len(values)),
+            up=self.up,
+            down=self.down,
+            flat=self.flat,
+            direction=leaders[0] if len(leaders) == 1 else None,
+            agreement=top / len(values),
+        )
+
+
+class PerformanceTally(BaseModel):
+    """Sums of some performance reports (means are taken at the end)."""
+
+    bots: int = 0
+    forecasts: int = 0
+    error_sum: float = 0.0
+    errors: int = 0
+    hit_sum: float = 0.0
+    hits: int = 0
+
+    def add(self, report: Performance) -> None:
+        self.bots += 1
+        self.forecasts += report.forecasts
+        if report.mean_abs_error is not None:
+            self.error_sum += report.mean_abs_error
+            self.errors += 1
+        if report.hit_rate is not None:
+            self.hit_sum += report.hit_rate
+            self.hits += 1
+
+    def merge(self, other: PerformanceTally) -> None:
+        self.bots += other.bots
+        self.forecasts += other.forecasts
+        self.error_sum += other.error_sum
+        self.errors += other.errors
+        self.hit_sum += other.hit_sum
+        self.hits += other.hits
+
+    def summary(self) -> PerformanceSummary | None:
+        if not self.bots:
+            return None
+        return PerformanceSummary(
+            bots=self.bots,
+            forecasts=self.forecasts,
+            mean_abs_error=self.error_sum / self.errors if self.errors else None,
+            hit_rate=self.hit_sum / self.hits if self.hits else None,
+        )
+
+
+class AnswerTally(BaseModel):
+    """Counts and statistics of some answers (one batch's, or a whole command's): what the
+    summary is made of, small enough to travel in a payload whatever the batch's size, and
+    mergeable batch by batch. ``keep`` bounds the bots named per kind of issue (None: all)."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    by_status: dict[str, int] = Field(default_factory=dict)
+    failed_bots: list[BotIssue] = Field(default_factory=list)
+    skipped_bots: list[BotIssue] = Field(default_factory=list)
+    unknown_bots: list[str] = Field(default_factory=list)
+    forecast: ForecastTally = Field(default_factory=ForecastTally)
+    performance: PerformanceTally = Field(default_factory=PerformanceTally)
+
+    @property
+    def answered(self) -> int:
+        return self.ok + self.failed + self.skipped + self.unknown
+
+    def add(
+        self,
+        skill: Skill,
+        row: AnswerRow,
+        options: SummaryOptions | None = None,
+        keep: int | None = None,
+    ) -> None:
+        """Count one answer (a :data:`AnswerRow`, or a :class:`BotAnswer`'s ``model_dump()``)."""
+        status, outcome = row["status"], row["outcome"]
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if outcome == AnswerOutcome.OK:
+            self.ok += 1
+            if skill is Skill.FORECAST:
+                tolerance = (options or SummaryOptions()).flat_tolerance
+                self.forecast.add_data(row["data"], tolerance)
+            elif skill is Skill.PERFORMANCE:
+                report = performance_of(row["data"])
+                if report is not None:
+                    self.performance.add(report)
+            return
+        if outcome == AnswerOutcome.UNKNOWN:
+            self.unknown += 1
+            _keep(self.unknown_bots, [row["name"]], keep)
+            return
+        issue = BotIssue(name=row["name"], status=status, reason=row["error"] or "")
+        if outcome == AnswerOutcome.FAILED:
+            self.failed += 1
+            _keep(self.failed_bots, [issue], keep)
+        else:
+            self.skipped += 1
+            _keep(self.skipped_bots, [issue], keep)
+
+    def merge(self, other: AnswerTally, keep: int | None = None) -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.unknown += other.unknown
+        for status, count in other.by_status.items():
+            self.by_status[status] = self.by_status.get(status, 0) + count
+        _keep(self.failed_bots, other.failed_bots, keep)
+        _keep(self.skipped_bots, other.skipped_bots, keep)
+        _keep(self.unknown_bots, other.unknown_bots, keep)
+        self.forecast.merge(other.forecast)
+        self.performance.merge(other.performance)
+
+    def summary(self, skill: Skill) -> CommandSummary:
+        summary = CommandSummary(
+            ok=self.ok,
+            failed=self.failed,
+            skipped=self.skipped,
+            unknown=self.unknown,
+            by_status=dict(sorted(self.by_status.items())),
+        )
+        if skill is Skill.FORECAST:
+            summary.forecast = self.forecast.summary()
+        elif skill is Skill.PERFORMANCE:
+            summary.performance = self.performance.summary()
+        return summary
+
+
+T = TypeVar("T")
+
+
+def _keep(kept: list[T], more: Sequence[T], keep: int | None) -> None:
+    room = len(more) if keep is None else max(0, keep - len(kept))
+    kept += more[:room]
+
+
 def summarize_forecasts(
     forecasts: Sequence[Forecast], tolerance: float = 0.0
 ) -> ForecastSummary | None:
     """Mean, median, spread and agreement of ``forecasts``; None when there are none."""
-    if not forecasts:
-        return None
-    values = [f.value for f in forecasts]
-    directions = Counter(direction_of(f.value, f.last, tolerance) for f in forecasts)
-    ranked = directions.most_common()
-    top = ranked[0][1]
-    leaders = [direction for direction, count in ranked if count == top]
-    return ForecastSummary(
-        count=len(values),
-        mean=statistics.fmean(values),
-        median=statistics.median(values),
-        min=min(values),
-        max=max(values),
-        spread=max(values) - min(values),
-        stdev=statistics.pstdev(values),
-        up=directions[Direction.UP],
-        down=directions[Direction.DOWN],
-        flat=directions[Direction.FLAT],
-        direction=leaders[0] if len(leaders) == 1 else None,
-        agreement=top / len(values),
-    )
+    tally = ForecastTally()
+    for forecast in forecasts:
+        tally.add(forecast, tolerance)
+    return tally.summary()
 
 
 def summarize_performance(reports: Sequence[Performance]) -> PerformanceSummary | None:
-    if not reports:
-        return None
-    errors = [r.mean_abs_error for r in reports if r.mean_abs_error is not None]
-    hits = [r.hit_rate for r in reports if r.hit_rate is not None]
-    return PerformanceSummary(
-        bots=len(reports),
-        forecasts=sum(r.forecasts for r in reports),
-        mean_abs_error=statistics.fmean(errors) if errors else None,
-        hit_rate=statistics.fmean(hits) if hits else None,
-    )
+    tally = PerformanceTally()
+    for report in reports:
+        tally.add(report)
+    return tally.summary()
 
 
-def _parsed(model: type[M], answers: Iterable[BotAnswer]) -> list[M]:
-    parsed: list[M] = []
+def tally_answers(
+    skill: Skill,
+    answers: Iterable[BotAnswer | AnswerRow],
+    options: SummaryOptions | None = None,
+    keep: int | None = None,
+) -> AnswerTally:
+    """The tally of ``answers`` (deterministic: workflows and activities call it)."""
+    tally = AnswerTally()
     for answer in answers:
-        if not answer.ok:
-            continue
-        try:
-            parsed.append(model.model_validate(answer.data))
-        except ValidationError:
-            continue  # an answer of another shape counts as ok but not in the statistics
-    return parsed
+        row = answer if isinstance(answer, dict) else answer.model_dump()
+        tally.add(skill, row, options, keep)
+    return tally
 
 
 def summarize(
     skill: Skill, answers: Sequence[BotAnswer], options: SummaryOptions | None = None
 ) -> CommandSummary:
     """The summary of a command's answers (deterministic: the workflow calls it)."""
-    options = options or SummaryOptions()
-    outcomes = Counter(answer.outcome for answer in answers)
-    summary = CommandSummary(
-        ok=outcomes[AnswerOutcome.OK],
-        failed=outcomes[AnswerOutcome.FAILED],
-        skipped=outcomes[AnswerOutcome.SKIPPED],
-        unknown=outcomes[AnswerOutcome.UNKNOWN],
-        by_status=dict(sorted(Counter(answer.status for answer in answers).items())),
-    )
-    if skill is Skill.FORECAST:
-        summary.forecast = summarize_forecasts(_parsed(Forecast, answers), options.flat_tolerance)
-    elif skill is Skill.PERFORMANCE:
-        summary.performance = summarize_performance(_parsed(Performance, answers))
-    return summary
+    return tally_answers(skill, answers, options).summary(skill)

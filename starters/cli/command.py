@@ -1,16 +1,22 @@
-"""``fleet command forecast|status|performance|tune``: one skill to many bots, one answer.
+"""``fleet command forecast|status|performance|tune``: one skill to many bots, one answer;
+``fleet command answers ID``: a command's answers, page by page.
 
 Each runs a FleetCommandWorkflow (``command-{id}``) and shows a live progress bar (the workflow's
-``progress`` query) until the aggregated answer arrives. ``--id`` makes it idempotent: the same id
-again shows the first run's answer. Ctrl-C leaves the command running in Temporal.
+``progress`` query) until the aggregated answer arrives: the summary and the first
+:data:`PAGE_SIZE` answers (the rest: ``fleet command answers ID --page 2`` ...); with ``--json``,
+every answer. ``--id`` makes it idempotent: the same id again shows the first run's answer.
+Ctrl-C leaves the command running in Temporal. A large command's answers are read from the
+fleet's database (``FLEET_DATABASE_URL``), a small one's from its result.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -27,12 +33,15 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from agentfleet.bots.commands import (
+        BotAnswer,
         CommandProgress,
         FleetCommand,
         FleetCommandResult,
         Targets,
     )
     from agentfleet.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Send one skill to many bots at once (forecast, status, performance, tune).",
@@ -74,6 +83,8 @@ IdOpt = Annotated[
 ]
 WINDOW = re.compile(r"^[1-9][0-9]*[mhd]$")
 POLL_S = 0.2
+PAGE_SIZE = 50
+"""Answers a command prints after its summary; ``fleet command answers`` shows the others."""
 
 
 def _targets(
@@ -178,6 +189,8 @@ async def _execute(client: Client, command: FleetCommand, live: bool) -> FleetCo
 
 
 def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
+    from clients.commands import all_answers, answers_page
+
     live = not as_json and err_console.is_terminal
     try:
         result = run_or_fail(settings, lambda client: _execute(client, command, live), as_json)
@@ -188,15 +201,57 @@ def _run(settings: Settings, command: FleetCommand, as_json: bool) -> None:
             130,
             as_json=as_json,
         )
+    url = settings.effective_database_url
     if as_json:
-        emit_json({"ok": True, **result.model_dump(mode="json")})
-    else:
-        _print(result)
+        answers = _read(result, lambda: all_answers(url, result), as_json)
+        _check_kept(result, answers, as_json)
+        _emit(result, answers)
+        return
+    _print_summary(result)
+    first = _read(result, lambda: answers_page(url, result, 0, PAGE_SIZE), as_json)
+    _check_kept(result, first, as_json)
+    _print_answers(result, first)
+    more = result.answer_count - len(first)
+    if more > 0:
+        console.print(
+            f"... and {more} more: fleet command answers {escape(result.command_id)} --page 2",
+            highlight=False,
+        )
 
 
-def _print(result: FleetCommandResult) -> None:
-    from agentfleet.bots.commands import AnswerOutcome, describe_answer
+def _read(result: FleetCommandResult, read: Callable[[], T], as_json: bool) -> T:
+    """``read()`` the command's answers, or one line on why they cannot be read here."""
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - the database unreachable, wrong URL, no schema
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        fail(
+            f"command {result.command_id} answered, but its answers are stored in the fleet's "
+            f"database and cannot be read here ({reason}); set FLEET_DATABASE_URL and run "
+            f"`fleet command answers {result.command_id}`",
+            as_json=as_json,
+        )
 
+
+def _check_kept(result: FleetCommandResult, read: list[BotAnswer], as_json: bool) -> None:
+    """One line when a stored command's answers were deleted (after FLEET_COMMAND_ANSWERS_DAYS)
+    or are in another database."""
+    if result.answers_ref is not None and result.answer_count and not read:
+        fail(
+            f"the answers of command {result.command_id} are not in this database (kept "
+            "FLEET_COMMAND_ANSWERS_DAYS days, in the workers' FLEET_DATABASE_URL)",
+            as_json=as_json,
+        )
+
+
+def _emit(result: FleetCommandResult, answers: list[BotAnswer]) -> None:
+    body = result.model_dump(mode="json")
+    body["answers"] = [answer.model_dump(mode="json") for answer in answers]
+    emit_json({"ok": True, **body})
+
+
+def _print_summary(result: FleetCommandResult) -> None:
     summary = result.summary
     console.print(
         f"[bold]{result.skill.value}[/] to {escape(result.targets)}: {summary.ok} ok, "
@@ -204,24 +259,6 @@ def _print(result: FleetCommandResult) -> None:
         f"in {result.elapsed_s:.2f} s [dim](command {escape(result.command_id)})[/]",
         highlight=False,
     )
-    if not result.answers:
-        console.print("no bot matched the targets")
-        return
-    table = Table("bot", "kind", "status", "answer", "ms", box=None, header_style="bold")
-    for answer in result.answers:
-        if answer.ok:
-            shown = escape(describe_answer(result.skill, answer.data))
-        else:
-            colour = "red" if answer.outcome is AnswerOutcome.FAILED else "yellow"
-            shown = f"[{colour}]{escape(answer.error or answer.outcome.value)}[/]"
-        table.add_row(
-            answer.name,
-            answer.kind.value if answer.kind else "-",
-            answer.status,
-            shown,
-            f"{answer.elapsed_ms:.0f}" if answer.elapsed_ms else "",
-        )
-    console.print(table)
     forecast = summary.forecast
     if forecast is not None:
         lead = forecast.direction.value if forecast.direction else "no majority"
@@ -242,6 +279,86 @@ def _print(result: FleetCommandResult) -> None:
             f"mean hit rate {hit}, mean MAE {mae}",
             highlight=False,
         )
+    for failure in result.failed_batches:
+        console.print(
+            f"[red]{failure.bots} bots ({escape(failure.first)} to {escape(failure.last)}) have "
+            f"no answer: {escape(failure.reason)}[/]",
+            highlight=False,
+        )
+
+
+def _print_answers(result: FleetCommandResult, answers: list[BotAnswer]) -> None:
+    from agentfleet.bots.commands import AnswerOutcome, describe_answer
+
+    if not answers:
+        if not result.answer_count and not result.failed_batches:
+            console.print("no bot matched the targets")
+        return
+    table = Table("bot", "kind", "status", "answer", "ms", box=None, header_style="bold")
+    for answer in answers:
+        if answer.ok:
+            shown = escape(describe_answer(result.skill, answer.data))
+        else:
+            colour = "red" if answer.outcome is AnswerOutcome.FAILED else "yellow"
+            shown = f"[{colour}]{escape(answer.error or answer.outcome.value)}[/]"
+        table.add_row(
+            answer.name,
+            answer.kind.value if answer.kind else "-",
+            answer.status,
+            shown,
+            f"{answer.elapsed_ms:.0f}" if answer.elapsed_ms else "",
+        )
+    console.print(table)
+
+
+@app.command("answers")
+def answers(
+    command_id: Annotated[str, typer.Argument(help="The command's id (shown with its answer).")],
+    page: Annotated[int, typer.Option("--page", help="Which page, from 1.", min=1)] = 1,
+    size: Annotated[
+        int, typer.Option("--size", help="Answers per page.", min=1, max=1000)
+    ] = PAGE_SIZE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a command's answers, one page at a time (waits while the command runs)."""
+    from agentfleet.bots.commands import COMMAND_ID_PATTERN
+    from clients.commands import answers_page, finished_command
+
+    if not re.match(COMMAND_ID_PATTERN, command_id):
+        fail(f"{command_id!r} is not a command id", 2, as_json=as_json)
+    settings = load_settings(as_json)
+    result = run_or_fail(settings, lambda client: finished_command(client, command_id), as_json)
+    count = result.answer_count
+    pages = max(1, math.ceil(count / size))
+    if page > pages:
+        fail(
+            f"page {page} is past the last one, {pages} ({size} answers a page)",
+            2,
+            as_json=as_json,
+        )
+    url = settings.effective_database_url
+    shown = _read(result, lambda: answers_page(url, result, (page - 1) * size, size), as_json)
+    _check_kept(result, shown, as_json)
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "command_id": result.command_id,
+                "skill": result.skill.value,
+                "page": page,
+                "pages": pages,
+                "size": size,
+                "count": count,
+                "answers": [answer.model_dump(mode="json") for answer in shown],
+            }
+        )
+        return
+    _print_answers(result, shown)
+    console.print(
+        f"page {page} of {pages} ({count} answers, {size} a page; command "
+        f"{escape(result.command_id)})",
+        highlight=False,
+    )
 
 
 @app.command("forecast")

@@ -4,6 +4,7 @@ line of help, nothing changed), then calls what the CLI calls."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from agentfleet.operations.operators import Operator, Permission
 from starters.telegram import views
 from starters.telegram.replies import (
     DISCLOSURE,
+    FIRST_ROWS,
     FollowRun,
     NotAllowed,
     Reply,
@@ -52,6 +54,7 @@ class CommandCenter(Protocol):
     async def reject(self, operator: Operator, content_id: str, reason: str) -> Reply: ...
 
 
+log = logging.getLogger("agentfleet.telegram")
 WINDOW = re.compile(r"^[1-9][0-9]*[mhd]$")
 
 
@@ -76,6 +79,21 @@ def _targets(word: str) -> Targets:
     return Targets(all=True) if word.lower() == "all" else Targets(names=[_bot_name(word)])
 
 
+async def _answer_reply(center: CommandCenter, result: FleetCommandResult) -> Reply:
+    """The reply to a fleet command: its summary and first answers (a large command's are read
+    from the database; when they cannot be, the summary says where they are)."""
+    if result.answers_ref is None:
+        return result_reply(result)
+    from clients.commands import answers_page
+
+    try:
+        first = await asyncio.to_thread(answers_page, center.url, result, 0, FIRST_ROWS)
+    except Exception:  # noqa: BLE001 - the summary is the answer; the rows are a courtesy
+        log.warning("could not read the answers of command %s", result.command_id)
+        first = []
+    return result_reply(result, first)
+
+
 async def _help(
     center: CommandCenter, operator: Operator, words: list[str], _k: str
 ) -> list[Reply]:
@@ -98,7 +116,7 @@ async def _forecast(
             f"{words[1]!r} {words[2]!r} is not a symbol (BTCUSDT) and timeframe (1h)."
         ) from None
     result = await center.fleet_command(Skill.FORECAST, targets, request.model_dump(), key)
-    return [result_reply(result)]
+    return [await _answer_reply(center, result)]
 
 
 async def _tune(
@@ -115,7 +133,7 @@ async def _tune(
         raise Usage(f"{exc}.") from None
     args = {"params": asked} if asked else {}
     result = await center.fleet_command(Skill.TUNE, targets, args, key)
-    return [result_reply(result)]
+    return [await _answer_reply(center, result)]
 
 
 async def _status(
@@ -131,7 +149,7 @@ async def _status(
     from agentfleet.bots.commands import Targets
 
     result = await center.fleet_command(Skill.STATUS, Targets(all=True), {}, key)
-    return [result_reply(result)]
+    return [await _answer_reply(center, result)]
 
 
 def _report(
@@ -158,7 +176,7 @@ async def _performance(
         raise Usage("The window is like 7d, 24h or 90m.")
     args = {"window": words[0].lower() if words else "7d"}
     result = await center.fleet_command(Skill.PERFORMANCE, Targets(all=True), args, key)
-    return [result_reply(result)]
+    return [await _answer_reply(center, result)]
 
 
 async def _dashboard(

@@ -1,5 +1,6 @@
 """What the command center says back: a :class:`Reply` (text, inline buttons, a file) and how
-fleet-command answers become one, summarised past :data:`MAX_ROWS` rows."""
+fleet-command answers become one, summarised past :data:`MAX_ROWS` rows (a large command's
+stored answers: the summary and its first :data:`FIRST_ROWS` answers)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from agentfleet.content.model import InlineButton, approval_buttons
 
 if TYPE_CHECKING:
     from agentfleet.agents.model import AgentRunView
-    from agentfleet.bots.commands import FleetCommandResult
+    from agentfleet.bots.commands import BotAnswer, FleetCommandResult
     from agentfleet.models import ContentItem
 
 DISCLOSURE = (
@@ -24,6 +25,8 @@ DISCLOSURE = (
 )
 MAX_ROWS = 20
 """Answers with more rows than this are summarised, with the full table as a file."""
+FIRST_ROWS = 5
+"""Rows a summarised answer shows before the rest."""
 MAX_TEXT = 3800
 """Stay under Telegram's 4096 characters per message."""
 BUTTON_DATA_MAX = 64
@@ -75,7 +78,7 @@ def table_reply(headline: str, rows: list[list[str]], header: list[str], stem: s
     """The headline and the table in the message, or, past :data:`MAX_ROWS`, the headline with
     the first rows and the whole table as ``stem.csv``."""
     lines = [headline]
-    shown = rows if len(rows) <= MAX_ROWS else rows[:5]
+    shown = rows if len(rows) <= MAX_ROWS else rows[:FIRST_ROWS]
     lines += ["  ".join(row) for row in shown]
     attachment = None
     if len(rows) > MAX_ROWS:
@@ -91,7 +94,10 @@ def table_reply(headline: str, rows: list[list[str]], header: list[str], stem: s
     return Reply(text=text, attachment=attachment)
 
 
-def result_reply(result: FleetCommandResult) -> Reply:
+def result_reply(result: FleetCommandResult, first: list[BotAnswer] | None = None) -> Reply:
+    """A fleet command's answer: the summary, then its rows (:func:`table_reply`); for a
+    stored command, the summary, ``first`` (its first answers, read from the database) and
+    where the rest are."""
     from agentfleet.bots.commands import describe_answer
 
     summary = result.summary
@@ -110,6 +116,8 @@ def result_reply(result: FleetCommandResult) -> Reply:
     performance = summary.performance
     if performance is not None and performance.hit_rate is not None:
         headline += f"\nmean hit rate {performance.hit_rate:.0%} over {performance.bots} bots"
+    stored = result.answers_ref is not None
+    answers = (first or [])[:FIRST_ROWS] if stored else result.answers
     rows = [
         [
             answer.name,
@@ -118,11 +126,18 @@ def result_reply(result: FleetCommandResult) -> Reply:
             if answer.ok
             else (answer.error or answer.outcome.value),
         ]
-        for answer in result.answers
+        for answer in answers
     ]
-    if not rows:
-        headline += "\nno bot matched"
-    return table_reply(headline, rows, ["bot", "status", "answer"], result.command_id)
+    if not stored:
+        if not rows:
+            headline += "\nno bot matched"
+        return table_reply(headline, rows, ["bot", "status", "answer"], result.command_id)
+    lines = [headline, *("  ".join(row) for row in rows)]
+    more = result.answer_count - len(rows)
+    if more > 0:
+        lines.append(f"... and {more} more: fleet command answers {result.command_id}")
+    text = "\n".join(lines)
+    return Reply(text=text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "...")
 
 
 def pending_replies(items: list[ContentItem]) -> list[Reply]:
