@@ -312,6 +312,11 @@ class Settings(BaseSettings):
         description="How long a paid HTTP call waits for its settlement before answering 202 "
         "with a status URL (the payment saga carries on).",
     )
+    a2a_runs_per_caller: str = Field(
+        default="6/minute;120/day",
+        description="Agent runs one A2A caller (a client address) may start with text messages: "
+        "each run spends the agent's budget, so a stranger's flood stops here.",
+    )
     a2a_wait_s: float = Field(
         default=25.0,
         gt=0,
@@ -397,7 +402,12 @@ class Settings(BaseSettings):
             self.chain_id = NETWORK_CHAIN_IDS[self.network]
         return self
 
-    @field_validator("facilitator_rate_per_key", "facilitator_rate_per_payer", mode="after")
+    @field_validator(
+        "facilitator_rate_per_key",
+        "facilitator_rate_per_payer",
+        "a2a_runs_per_caller",
+        mode="after",
+    )
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         from limits import parse_many

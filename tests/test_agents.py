@@ -30,11 +30,12 @@ from agentfleet.agents.model import (
     RunSource,
     RunStatus,
 )
+from agentfleet.bots.a2a import TOO_MANY_RUNS
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.content.model import ContentState
 from agentfleet.db import upgrade_database
 from agentfleet.errors import FleetError
-from agentfleet.models import AlertRecord, AuditEvent, BotRecord, UsageRecord
+from agentfleet.models import AlertRecord, AuditEvent, BotRecord, PaymentRecord, UsageRecord
 from agentfleet.settings import Settings
 from clients import agents
 from clients.bots import create_bot, pause_bot
@@ -443,3 +444,65 @@ async def test_an_overrun_can_wait_for_a_human_who_lets_it_go_on(agent_fleet: Ag
     assert done.model_calls == 2 and [d.approver for d in done.decisions] == ["alice", "alice"]
     day = await agents.budget_day(agent_fleet.client, bot)
     assert day is not None and sum(day.spent.values()) == done.token_units
+
+
+async def test_strangers_racing_text_messages_cannot_spend_past_the_budget(
+    agent_fleet: AgentFleet,
+) -> None:
+    """Twelve text messages at once from one stranger to an agent whose day holds one run's
+    purchases: the caller's run limit answers the surplus at once (nothing starts), the runs
+    that start race for the budget at the agent's entity, and what was spent (settled
+    purchases and tokens) stays within the day; no purchase is paid twice, no answer is a 5xx.
+    A body past the size limit is a 413 and starts nothing."""
+    bot = await agent_fleet.agent("target", budget={"per_day": "0.025"})
+    settings = agent_fleet.settings.model_copy(
+        update={"http_port": free_port(), "a2a_runs_per_caller": "4/minute"}
+    )
+
+    def text(n: int) -> dict[str, object]:
+        message = {
+            "kind": "message",
+            "role": "user",
+            "messageId": f"flood-{n}",
+            "parts": [{"kind": "text", "text": "What is the BTC outlook?"}],
+        }
+        return {"jsonrpc": "2.0", "id": n, "method": "message/send", "params": {"message": message}}
+
+    async with (
+        served(create_app(settings), settings.http_port) as base,
+        httpx.AsyncClient(base_url=base, timeout=120) as http,
+    ):
+        replies = await asyncio.gather(
+            *(http.post(f"/bots/{bot}/a2a", json=text(n)) for n in range(12))
+        )
+        huge = await http.post(
+            f"/bots/{bot}/a2a",
+            content=b'{"jsonrpc": "2.0", "x": "' + b"a" * (2 * 1024 * 1024) + b'"}',
+            headers={"content-type": "application/json"},
+        )
+    assert huge.status_code == 413
+    assert {r.status_code for r in replies} == {200}
+    errors = [r.json().get("error") for r in replies]
+    limited = [e for e in errors if e is not None and e["code"] == TOO_MANY_RUNS]
+    assert len(limited) == 8 and "retry in" in limited[0]["message"]
+    assert [e for e in errors if e is not None and e not in limited] == []
+
+    for _ in range(300):
+        runs = await agents.runs(agent_fleet.client, bot)
+        if len(runs) == 4 and all(r.status in FINAL_RUN_STATES for r in runs):
+            break
+        await asyncio.sleep(0.25)
+    assert len(runs) == 4 and all(r.status in FINAL_RUN_STATES for r in runs), runs
+    assert {r.source for r in runs} == {RunSource.A2A}
+    with db.session_scope(settings.effective_database_url) as session:
+        paid = session.exec(
+            select(PaymentRecord).where(
+                PaymentRecord.buyer == bot, PaymentRecord.status == "settled"
+            )
+        ).all()
+        tokens = session.exec(select(UsageRecord).where(UsageRecord.bot == bot)).all()
+    spent = sum(int(p.amount) for p in paid) + sum(u.cost_units for u in tokens)
+    assert 0 < spent <= 25_000
+    assert len(paid) <= 2 and len({p.tx_hash for p in paid}) == len(paid)
+    assert sum(len(r.purchases) for r in runs) >= len(paid)
+    assert any(r.status is RunStatus.OVER_BUDGET for r in runs)

@@ -50,6 +50,9 @@ VERSION_NOT_SUPPORTED = -32009
 """A2A's VersionNotSupportedError: the request's ``A2A-Version`` is not one of :data:`SPOKEN`."""
 PAYMENT_REQUIRED = -32402
 """The skill is sold: the message says where to buy it with x402 (HTTP 402's number)."""
+TOO_MANY_RUNS = -32429
+"""The caller started more agent runs than ``FLEET_A2A_RUNS_PER_CALLER`` allows (HTTP 429's
+number, as PAYMENT_REQUIRED has 402's): the message says when to try again."""
 
 TEXT_MAX = 4000
 """Longest text a message may carry (characters)."""

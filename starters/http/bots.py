@@ -54,6 +54,7 @@ from agentfleet.bots.a2a import (
     INVALID_PARAMS,
     SKILL_FAILED,
     TASK_NOT_FOUND,
+    TOO_MANY_RUNS,
     UNSUPPORTED_OPERATION,
     Data,
     Incoming,
@@ -71,6 +72,7 @@ from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
 from clients import agents
 from clients.checkout import Checkout
+from starters.http.ratelimit import RateLimits
 from starters.http.wire import problem
 
 SKILL_TIMEOUT_S = 10.0
@@ -181,6 +183,8 @@ class BotRoutes:
         self.base = settings.http_url
         self.skills = SkillActivities(settings)
         self.checkout = checkout
+        self.limits = RateLimits(settings)
+        self.runs_per_caller = RateLimits.parse(settings.a2a_runs_per_caller)
 
     async def client(self) -> Client:
         try:
@@ -208,6 +212,13 @@ class BotRoutes:
             raise RpcError(INVALID_PARAMS, f"the message's text is empty: send {row.name} a task")
         if message.message_id is None:
             raise RpcError(INVALID_PARAMS, "the message needs a messageId: it keys the run")
+        passed = await self.limits.exceeded(self.runs_per_caller, f"agent-runs:{message.caller}")
+        if passed is not None:
+            rate, wait = passed
+            raise RpcError(
+                TOO_MANY_RUNS,
+                f"too many agent runs from {message.caller} ({rate}); retry in {wait} s",
+            )
         client = await self.client()
         try:
             run_id = await agents.ask(

@@ -15,15 +15,12 @@ requests (``Retry-After``); 503 our own trouble.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from limits import RateLimitItem, parse_many
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
+from limits import RateLimitItem
 from pydantic import BaseModel
 from x402.schemas import SettleResponse, SupportedKind, SupportedResponse, VerifyResponse
 
@@ -35,6 +32,7 @@ from agentfleet.payments.model import Payment, PaymentError
 from agentfleet.payments.terms import SCHEME, Terms
 from agentfleet.settings import Settings
 from clients.checkout import Checkout
+from starters.http.ratelimit import RateLimits
 from starters.http.refusals import answered_as_http
 from starters.http.wire import FacilitatorRequest, problem
 
@@ -66,9 +64,9 @@ class Guard:
         self.settings = settings
         self.url = settings.effective_database_url
         self._keys: dict[str, tuple[float, FacilitatorKey | None]] = {}
-        self._limiter = MovingWindowRateLimiter(storage_from_string(_async(settings)))
-        self._per_key = parse_many(settings.facilitator_rate_per_key)
-        self._per_payer = parse_many(settings.facilitator_rate_per_payer)
+        self._limits = RateLimits(settings)
+        self._per_key = RateLimits.parse(settings.facilitator_rate_per_key)
+        self._per_payer = RateLimits.parse(settings.facilitator_rate_per_payer)
 
     async def key(self, credentials: HTTPAuthorizationCredentials | None) -> FacilitatorKey | None:
         """The caller's live key (None when keys are not required); 401 otherwise."""
@@ -98,15 +96,14 @@ class Guard:
         return row
 
     async def limit(self, items: list[RateLimitItem], identity: str, who: str) -> None:
-        for item in items:
-            if not await self._limiter.hit(item, identity):
-                stats = await self._limiter.get_window_stats(item, identity)
-                wait = max(1, math.ceil(stats.reset_time - time.time()))
-                raise HTTPException(
-                    429,
-                    f"too many requests for {who} ({item}); retry in {wait} s",
-                    headers={"Retry-After": str(wait)},
-                )
+        passed = await self._limits.exceeded(items, identity)
+        if passed is not None:
+            rate, wait = passed
+            raise HTTPException(
+                429,
+                f"too many requests for {who} ({rate}); retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
 
     async def allow(self, key: FacilitatorKey | None, terms: Terms) -> None:
         """403 unless ``key`` may pay ``terms.pay_to`` and the amount is at least the minimum."""
@@ -144,11 +141,6 @@ def x402_answer(model: type[BaseModel]) -> dict[str, Any]:
         "response_model_exclude_none": True,
         "responses": ANSWERS,
     }
-
-
-def _async(settings: Settings) -> str:
-    uri = settings.rate_limit_storage
-    return uri if uri.startswith("async+") else f"async+{uri}"
 
 
 def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
