@@ -14,14 +14,14 @@ from typing import Any
 
 from mcp import Client as McpClient
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentfleet import db, taskqueues
-from agentfleet.agents import roster
+from agentfleet.agents import roster, usage
 from agentfleet.agents.model import (
     AgentContext,
     AgentRunRequest,
@@ -41,7 +41,7 @@ from agentfleet.bots.model import BotKind, disclosure_for
 from agentfleet.chaos import chaos_point
 from agentfleet.content import store as content_store
 from agentfleet.errors import FleetError
-from agentfleet.models import BotRecord, PatternRecord, PaymentRecord, UsageRecord
+from agentfleet.models import BotRecord, PatternRecord, UsageRecord
 from agentfleet.operations import metrics
 from agentfleet.payments.spending import HoldAnswer, SpendingHold
 from agentfleet.payments.terms import price_of
@@ -151,22 +151,11 @@ class AgentActivities:
 
     def _spent_today(self, bot: str, day: date) -> int:
         """Units the agent spent today before its entity counted: model calls and settled
-        purchases in the database since 00:00 UTC."""
+        purchases in the database since 00:00 UTC (the figures ``fleet agent usage`` shows)."""
         midnight = datetime.combine(day, time(), tzinfo=UTC)
         with db.session_scope(self._url) as session:
-            tokens = session.exec(
-                select(func.coalesce(func.sum(UsageRecord.cost_units), 0)).where(
-                    UsageRecord.bot == bot, col(UsageRecord.created_at) >= midnight
-                )
-            ).one()
-            paid = session.exec(
-                select(PaymentRecord.amount).where(
-                    PaymentRecord.buyer == bot,
-                    PaymentRecord.status == "settled",
-                    col(PaymentRecord.created_at) >= midnight,
-                )
-            ).all()
-        return int(tokens) + sum(int(amount) for amount in paid)
+            rows = usage.usage_since(session, midnight, bot)
+        return sum(row.token_units + row.purchase_units for row in rows)
 
     @activity.defn(name="record_usage")
     async def record_usage(self, entry: UsageEntry) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,6 @@ from agentfleet.agents.model import (
     run_workflow_id,
 )
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
-from agentfleet.db import upgrade_database
 from agentfleet.models import PaymentRecord, UsageRecord
 from agentfleet.settings import Settings
 from clients import agents
@@ -36,7 +35,6 @@ from clients.bots import create_bot
 from sandbox.app import Sandbox
 from starters.http.app import create_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
-from tests.fixtures.db import _fresh_postgresql_schema, _fresh_sqlite_file
 from tests.fixtures.temporal import terminate_running
 from tests.fixtures.worker import WorkerProcess, worker_env
 from tests.test_bot_lifecycle import active_in_table, wait_for
@@ -77,24 +75,10 @@ class ChaosFleet:
 pytestmark = pytest.mark.shared_fleet
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def chaos_database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        urls = _fresh_sqlite_file(tmp_path_factory.mktemp("agent-chaos-db"))
-    else:
-        urls = _fresh_postgresql_schema()
-    url = next(urls)
-    upgrade_database(url)
-    yield url
-    urls.close()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def shared_fleet(
     dev_env: WorkflowEnvironment,
-    chaos_database: str,
+    module_migrated_database_url: str,
     anvil_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[Settings, Sandbox, str]]:
@@ -104,7 +88,7 @@ async def shared_fleet(
     async with Sandbox(home=home) as sandbox:
         settings = Settings(
             home=home,
-            database_url=chaos_database,
+            database_url=module_migrated_database_url,
             rpc_url=anvil_url,
             deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
             temporal_address=dev_env.client.service_client.config.target_host,
@@ -112,7 +96,7 @@ async def shared_fleet(
             **sandbox.settings_overrides(),
             openai_base_url=sandbox.openai_base_url,
         )
-        add_channels(chaos_database, sandbox)
+        add_channels(module_migrated_database_url, sandbox)
         tag = uuid.uuid4().hex[:6]
         bots = [
             BotSpec(name=f"fc-a-{tag}", kind=BotKind.FORECASTER),

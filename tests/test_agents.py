@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,7 +33,6 @@ from agentfleet.agents.model import (
 from agentfleet.bots.a2a import TOO_MANY_RUNS
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.content.model import ContentState
-from agentfleet.db import upgrade_database
 from agentfleet.errors import FleetError
 from agentfleet.models import AlertRecord, AuditEvent, BotRecord, PaymentRecord, UsageRecord
 from agentfleet.settings import Settings
@@ -45,7 +44,6 @@ from starters.cli.main import app
 from starters.http.app import create_app
 from starters.mcp.server import create_app as create_mcp_app
 from starters.stack.devchain import free_port, funded_account, prepare_fleet
-from tests.fixtures.db import _fresh_postgresql_schema, _fresh_sqlite_file
 from tests.fixtures.temporal import terminate_running
 from tests.replay import record_history
 from tests.test_bot_lifecycle import active_in_table, wait_for
@@ -97,32 +95,20 @@ async def record(fleet: AgentFleet, run_id: str, name: str) -> None:
 pytestmark = pytest.mark.shared_fleet
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def agents_database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """One migrated database per backend for the module's fleet."""
-    if request.param == "sqlite":
-        urls = _fresh_sqlite_file(tmp_path_factory.mktemp("agents-db"))
-    else:
-        urls = _fresh_postgresql_schema()
-    url = next(urls)
-    upgrade_database(url)
-    yield url
-    urls.close()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def agent_fleet(
     dev_env: WorkflowEnvironment,
-    agents_database: str,
+    module_migrated_database_url: str,
     anvil_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[AgentFleet]:
     """One fleet per backend that the module's tests share (each test makes its own agents):
     the sandbox, workers, the gateway and the MCP server, two forecasters that sell and a
     publisher. Building it takes longer than most of its tests."""
-    tmp_path, migrated_database_url = tmp_path_factory.mktemp("agents"), agents_database
+    tmp_path, migrated_database_url = (
+        tmp_path_factory.mktemp("agents"),
+        module_migrated_database_url,
+    )
     dev_client = dev_env.client
     async with Sandbox(home=tmp_path) as sandbox:
         settings = Settings(
@@ -314,6 +300,18 @@ async def test_bad_input_gets_one_line_and_changes_nothing(agent_fleet: AgentFle
                 'budget={"per_day": "lots"}',
             ],
             "budget.per_day",
+        ),
+        (
+            [
+                "bot",
+                "create",
+                f"z-{agent_fleet.tag}",
+                "--kind",
+                "agent",
+                "-p",
+                'approvals={"tools": ["buy_skil"]}',
+            ],
+            "is not one of the agent's tools",
         ),
         (["agent", "ask", "nobody", "hi"], "no bot named nobody"),
         (["agent", "ask", bot, ""], "the task is empty"),

@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentfleet.agents.prices import ModelPrice
 from agentfleet.bots.model import MONEY, Price, Skill, SpendingPolicy
@@ -119,10 +119,19 @@ class AgentParams(BaseModel):
             raise ValueError("a tool is listed twice")
         return tools
 
-    @field_validator("approvals")
-    @classmethod
-    def _known_approval_tools(cls, rules: ApprovalRules) -> ApprovalRules:
-        return rules
+    @model_validator(mode="after")
+    def _approvals_name_its_tools(self) -> AgentParams:
+        """Every tool ``approvals.tools`` names is one the agent has: a built-in one, or
+        ``<server>__<tool>`` of an MCP server in its tools (a typo would wait for nobody)."""
+        servers = set(self.mcp_servers())
+        for tool in self.approvals.tools:
+            server, sep, _ = tool.partition("__")
+            if tool not in self.tools and not (sep and server in servers):
+                raise ValueError(
+                    f"approvals.tools: {tool!r} is not one of the agent's tools "
+                    f"({', '.join(self.tools) or 'none'})"
+                )
+        return self
 
     def built_in(self) -> list[AgentTool]:
         return [AgentTool(t) for t in self.tools if not t.startswith("mcp:")]
