@@ -305,6 +305,13 @@ class Settings(BaseSettings):
         le=16 * 2**20,
         description="Largest request body the HTTP app reads; a larger one is refused with 413.",
     )
+    workflow_task_slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Workflow tasks a worker runs at once per task queue (Temporal's "
+        "max_concurrent_workflow_tasks; unset: the SDK's default, 100).",
+    )
     payment_wait_s: float = Field(
         default=30.0,
         gt=0,

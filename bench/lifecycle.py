@@ -45,10 +45,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/lifecycle.py` puts bench/ first on the path, not the repository root: the root
-# goes first and bench/ last (bench/agents.py would hide the OpenAI Agents SDK's `agents`).
-sys.path.sort(key=lambda entry: Path(entry or ".").resolve() == Path(__file__).resolve().parent)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# `python bench/lifecycle.py` puts bench/ on the path, not the repository root.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio

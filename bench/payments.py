@@ -13,9 +13,9 @@ EIP-3009 authorization for 0.01 fUSD, sends it again and gets the 200 with ``PAY
 (and the latency inside that burst). Rows, all measured in the same run; benchmarks report, they
 never assert timings:
 
-- **skeleton**: the payment saga's shape with no-op activities: a local activity (verify), 2
-  activities (the skill, the settlement), a local activity (record): 3 workflow tasks, on the
-  saga's queue layout (workflow, skill and settlement each on a queue of its own, as on
+- **skeleton**: the payment saga's shape with no-op activities: 3 activities (verify, the skill,
+  the settlement), a local activity (record): 4 workflow tasks, on the saga's queue layout
+  (workflow, skill and verify + settlement each on a queue of their own, as on
   ``fleet-workflows``, ``fleet-llm`` and ``fleet-chain``; on one queue the server would hand the
   activities to the workflow's worker eagerly, ~4 ms less here). What it lacks: the settlement's
   nonce update to its relayer and the outcome signalled back.
@@ -153,7 +153,7 @@ SDK_BUYER = 8
 SDK_MAX_TIMEOUT_S = 60
 PAYMENT_WAIT_S = 120.0
 """The gateway's wait for settlement before it answers 202: long enough for any burst here."""
-SHAPE = "local + 2 + local"
+SHAPE = "3 + local"
 ACTIVITIES = 4
 QUICK = {"purchases": 2, "concurrent": 3, "warmup": 1}
 
@@ -288,12 +288,12 @@ def payment_ids(url: str, tx_hashes: Sequence[str]) -> dict[str, PaymentRecord]:
 
 
 async def skeleton_part(client: Client, sizes: Sizes) -> tuple[Figures, BurstClock]:
-    """The saga's shape in no-ops: verify (local), the skill and the settlement (each on a queue
-    of its own, as on ``fleet-llm`` and ``fleet-chain``), record (local)."""
+    """The saga's shape in no-ops: verify, the skill and the settlement (verify and settlement on
+    one queue, the skill on another, as on ``fleet-chain`` and ``fleet-llm``), record (local)."""
     clock = BurstClock(sizes)
     async with steps_skeleton(client, "bench-payment-skeleton", ("skill", "settle")) as skeleton:
         steps = [
-            SkeletonStep(local=True),
+            SkeletonStep(task_queue=skeleton.queue_named("settle")),
             SkeletonStep(task_queue=skeleton.queue_named("skill")),
             SkeletonStep(task_queue=skeleton.queue_named("settle")),
             SkeletonStep(local=True),
@@ -639,7 +639,7 @@ PHASES = (
     ("total", "purchase, as the buyer sees it"),
     ("outside", "outside the saga / facilitator: 402 round trip, HTTP, gateway checks"),
     ("saga", "payment saga, start to result"),
-    ("verify", "verify (ours: a local activity)"),
+    ("verify", "verify_payment (activity: checks, the payer's hold)"),
     ("skill", "forecast skill"),
     ("settle", "settlement (ours: send_with_relayer; SDK: send + receipt)"),
     ("tx_nonce", "  nonce from the relayer entity (an update)"),

@@ -165,7 +165,8 @@ def reconcile_doubles() -> dict[str, list[Any]]:
 
 def payment_doubles() -> dict[str, list[Any]]:
     """The authorization verifies; the settlement reverts on chain; the ledger write is a
-    no-op. Verify and record are the saga's local activities (on the workflows' worker)."""
+    no-op. Record is the saga's local activity (on the workflows' worker); verify runs on the
+    chain queue, as the settlement."""
 
     @activity.defn(name="verify_payment")
     async def verify_payment(request: VerifyRequest) -> Verified:
@@ -187,8 +188,8 @@ def payment_doubles() -> dict[str, list[Any]]:
         )
 
     return {
-        taskqueues.WORKFLOWS: [verify_payment, record_payment],
-        taskqueues.CHAIN: [send_with_relayer],
+        taskqueues.WORKFLOWS: [record_payment],
+        taskqueues.CHAIN: [verify_payment, send_with_relayer],
     }
 
 

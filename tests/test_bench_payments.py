@@ -24,9 +24,13 @@ async def test_quick_run_reports_skeleton_gateway_and_sdk_rows_as_json(
 
     per_payment = report["per_payment"]
     assert per_payment["activities"] + per_payment["local_activities"] == ACTIVITIES
-    assert per_payment["activity_types"] == {"run_skill": 1, "send_with_relayer": 1}
-    assert per_payment["local_activities"] == 2, "verify and record"
-    assert per_payment["workflow_tasks"] == 3
+    assert per_payment["activity_types"] == {
+        "verify_payment": 1,
+        "run_skill": 1,
+        "send_with_relayer": 1,
+    }
+    assert per_payment["local_activities"] == 1, "record"
+    assert per_payment["workflow_tasks"] == 4
     assert "child_workflows" not in per_payment, "the settlement is an activity"
     assert "signals" not in per_payment, "the nonce comes by update, the outcome from the activity"
 

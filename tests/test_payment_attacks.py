@@ -166,7 +166,7 @@ async def test_a_settlement_outcome_that_stays_unknown_is_never_final_and_settle
     assert market.balance(payer.address) == 2 * PRICE
     [row] = [row for row in market.ledger() if row.payment_id == payment_id]
     assert row.status == "settled" and row.tx_hash == status["tx_hash"]
-    await market.record(payment_id, "unknown_then_settled")
+    await market.record(payment_id, "unknown_then_settled_verify_activity")
 
 
 async def test_a_paid_result_goes_to_the_payer_only(market: Market) -> None:

@@ -24,7 +24,6 @@ from eth_account.signers.local import LocalAccount
 from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 from x402 import x402Client
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
@@ -94,9 +93,9 @@ class Market:
 
     async def record(self, payment_id: str, outcome: str) -> None:
         """Keep the saga's history for the replay tests, under today's version's name
-        (``*_lean``). The histories of older versions (``payment_saga_settled_*``,
-        ``..._with_status_*``, ``..._rejected_*``, ``..._skill_failed_*``) stay as recorded:
-        today's code cannot make them, so nothing records over them."""
+        (``*_verify_activity``). The histories of older versions (``payment_saga_settled_*``,
+        ``..._with_status_*``, ``..._lean_*``, ...) stay as recorded: today's code cannot make
+        them, so nothing records over them."""
         url = self.settings.effective_database_url
         backend = "postgresql" if url.startswith("postgresql") else "sqlite"
         handle = self.client.get_workflow_handle(payment_id)
@@ -104,26 +103,24 @@ class Market:
         await record_history(handle, f"payment_saga_{outcome}_{backend}")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def market(
-    dev_env: WorkflowEnvironment,
-    dev_client: Client,
-    migrated_database_url: str,
-    anvil_url: str,
-    tmp_path: Path,
+@asynccontextmanager
+async def open_market(
+    client: Client, database_url: str, anvil_url: str, home: Path, **settings: Any
 ) -> AsyncIterator[Market]:
-    """A deployed chain, a funded relayer, workers, and an active forecaster selling skills."""
-    settings = Settings(
-        home=tmp_path,
-        database_url=migrated_database_url,
+    """A deployed chain, a funded relayer, workers (``settings`` passed on to them), and an active
+    forecaster selling skills."""
+    settings_ = Settings(
+        home=home,
+        database_url=database_url,
         rpc_url=anvil_url,
         deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
-        temporal_address=dev_env.client.service_client.config.target_host,
+        temporal_address=client.service_client.config.target_host,
         payment_wait_s=30,
+        **settings,
     )
     seller = f"seller-{uuid.uuid4().hex[:6]}"
     seller_address = Account.create().address
-    with db.session_scope(migrated_database_url) as session:
+    with db.session_scope(database_url) as session:
         session.add(
             BotRecord(
                 name=seller,
@@ -136,15 +133,24 @@ async def market(
             )
         )
         session.commit()
-    async with running_workers(dev_client, settings):
-        await prepare_fleet(dev_client, settings, anvil_url)
-        deployment = load_deployment(settings)
+    async with running_workers(client, settings_):
+        await prepare_fleet(client, settings_, anvil_url)
+        deployment = load_deployment(settings_)
         assert deployment is not None
         w3 = Web3(Web3.HTTPProvider(anvil_url))
         token = w3.eth.contract(
             address=deployment.address("FleetUSD"), abi=artifacts.load("FleetUSD").abi
         )
-        yield Market(settings, dev_client, create_app(settings), seller, seller_address, token, w3)
+        yield Market(settings_, client, create_app(settings_), seller, seller_address, token, w3)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def market(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> AsyncIterator[Market]:
+    """A deployed chain, a funded relayer, workers, and an active forecaster selling skills."""
+    async with open_market(dev_client, migrated_database_url, anvil_url, tmp_path) as opened:
+        yield opened
 
 
 def requirements(response: httpx.Response) -> dict[str, Any]:
@@ -259,7 +265,7 @@ async def test_the_official_sdk_client_pays_a_skill_and_it_settles_once(market: 
     assert status["steps"] == ["verified", "executed", "settled", "confirmed", "recorded"]
     described = await market.client.get_workflow_handle(row.payment_id).describe()
     assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == "settled"
-    await market.record(row.payment_id, "settled_lean")
+    await market.record(row.payment_id, "settled_verify_activity")
 
 
 BAD_PAYMENTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -333,7 +339,7 @@ async def test_reused_nonce_and_missing_funds_are_refused_by_the_saga(market: Ma
     payment = json.loads(base64.b64decode(no_funds))
     auth = payment["payload"]["authorization"]
     saga = f"payment-31337-{accepted['asset'].lower()}-{auth['from'].lower()}-{auth['nonce']}"
-    await market.record(saga, "rejected_lean")
+    await market.record(saga, "rejected_verify_activity")
 
 
 async def test_100_concurrent_submissions_of_one_payment_settle_once(market: Market) -> None:
@@ -380,7 +386,7 @@ async def test_a_failing_skill_settles_nothing_and_returns_its_error(market: Mar
     assert described.typed_search_attributes.get(search_attributes.PAYMENT_STATUS) == (
         "skill_failed"
     )
-    await market.record(row.payment_id, "skill_failed_lean")
+    await market.record(row.payment_id, "skill_failed_verify_activity")
 
 
 @asynccontextmanager

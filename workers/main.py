@@ -174,6 +174,7 @@ def build_workers(
                     workflow_runner=WORKFLOW_RUNNER,
                     activities=activities_for(queue, bound),
                     activity_executor=executor,
+                    max_concurrent_workflow_tasks=bound.settings.workflow_task_slots,
                 )
             )
             continue
@@ -185,6 +186,7 @@ def build_workers(
                 workflow_runner=WORKFLOW_RUNNER,
                 activities=activities_for(queue, bound),
                 activity_executor=executor,
+                max_concurrent_workflow_tasks=bound.settings.workflow_task_slots,
             )
         )
     return workers

@@ -108,6 +108,26 @@ COMMAND_ANSWERS_STORED = Patch(
     since="2026-12-07",
     old_histories=("fleet_command",),
 )
+VERIFY_ACTIVITY = Patch(
+    id="verify-activity",
+    guards="a payment saga verifies with an activity instead of a local activity: verify waits "
+    "on the payer entity's hold update, and a local activity keeps the saga's workflow task (and "
+    "its worker slot) open meanwhile, so a burst of sagas larger than the worker's slots left no "
+    "slot for the payer entity and hung",
+    since="2026-12-07",
+    old_histories=(
+        "payment_saga_settled_lean",
+        "payment_saga_rejected_lean",
+        "payment_saga_skill_failed_lean",
+        "payment_saga_failed_alert_lean",
+        "payment_saga_unknown_then_settled",
+        "payment_saga_settled",
+        "payment_saga_settled_with_status",
+        "payment_saga_rejected",
+        "payment_saga_skill_failed",
+        "payment_saga_failed_alert",
+    ),
+)
 
 ALL = (
     ALERTS,
@@ -118,4 +138,5 @@ ALL = (
     SPENDING_HOLDS,
     RELAYER_WAKES_ON_FINISHED,
     COMMAND_ANSWERS_STORED,
+    VERIFY_ACTIVITY,
 )

@@ -4,8 +4,9 @@ The workflow id is the payment id (``payment-{chainId}-{asset}-{from}-{nonce}``)
 submission of one authorization (100 concurrent requests, a client's retry, a facilitator
 ``/settle`` after a timeout) reaches this one workflow and gets its answer. Steps:
 
-1. ``verify_payment``, a local activity: the x402 checks against the token through the relayer
-   that will settle. A refusal ends the saga ``rejected``: nothing executed, settled or recorded.
+1. ``verify_payment``, an activity (fleet-chain): the x402 checks against the token through the
+   relayer that will settle, and the amount held at the payer's entity (an update). A refusal ends
+   the saga ``rejected``: nothing executed, settled or recorded.
 2. ``run_skill`` (fleet-llm), when a skill is bought. A failure ends it ``skill_failed``: nothing
    settled, the buyer gets the skill's error.
 3. Settlement: one ``send_with_relayer`` activity (fleet-chain) with the payment id as its
@@ -27,10 +28,12 @@ UI lists pending payments with ``PaymentStatus IN ("verifying", "executing", "se
 The result (the skill's data included) is released to the buyer only when the status is
 ``settled``. The ``status`` query is what ``GET /payments/{id}`` shows while it runs.
 
-Three workflow tasks for a settled purchase: verify runs inside the first (a local activity's
-result is a marker in the history), the record inside the last. Sagas started before patch
+Four workflow tasks for a settled purchase; the record runs inside the last (a local activity's
+result is a marker in the history). Sagas started before patch ``verify-activity`` verified with a
+local activity, inside the first task: a burst of sagas larger than the worker's workflow-task
+slots then left no slot for the payer's entity and hung. Sagas started before patch
 ``lean-saga`` ran verify (fleet-chain) and record (fleet-io) as activities and settled through a
-child ``TransactionWorkflow``; they replay and finish that way.
+child ``TransactionWorkflow``. Both replay and finish the way they started.
 """
 
 from __future__ import annotations
@@ -116,10 +119,16 @@ class PaymentSagaWorkflow:
         self.lean = workflow.patched(patches.LEAN_SAGA.id)
         if not self.lean:  # a lean saga starts with PaymentStatus "verifying" (payment_start)
             self._set_status(PaymentStatus.VERIFYING)
-        verified: Verified = await self._short_step(
-            PaymentActivities.verify_payment,
-            VerifyRequest(payment=order.payment, terms=order.terms, payment_id=order.payment_id),
+        verify = VerifyRequest(
+            payment=order.payment, terms=order.terms, payment_id=order.payment_id
         )
+        verified: Verified
+        if workflow.patched(patches.VERIFY_ACTIVITY.id):
+            # Not a local activity: verify waits on the payer entity's hold update, and a local
+            # activity would keep this workflow task's worker slot while it waits.
+            verified = await calls.run(PaymentActivities.verify_payment, verify, **STEP_OPTIONS)
+        else:
+            verified = await self._short_step(PaymentActivities.verify_payment, verify)
         if not verified.valid:
             return self._end(PaymentStatus.REJECTED, verified.reason, verified.detail)
         self.view.relayer = verified.relayer

@@ -2,7 +2,7 @@
 call) by AgentRunWorkflow, against the model calls alone, the OpenAI Agents SDK without
 Temporal and two skeletons, in the same run, on the sandbox's deterministic model.
 
-    python bench/agents.py [--runs 20] [--burst 10] [--warmup 3] [--quick] [--json]
+    python bench/agent_runs.py [--runs 20] [--burst 10] [--warmup 3] [--quick] [--json]
 
 Everything runs in this process: a private dev server (set up as ``fleet up`` sets one up), a
 SQLite database in a temporary folder, the fleet's workers (the agents queue's worker carries
@@ -42,10 +42,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/agents.py` puts bench/ first on the path, where this file would shadow the
-# OpenAI Agents SDK (`import agents`): bench/ goes last (a stable sort), the repository root first.
-sys.path.sort(key=lambda entry: Path(entry or ".").resolve() == Path(__file__).resolve().parent)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# `python bench/agent_runs.py` puts bench/ on the path, not the repository root.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import asyncio
 import json
@@ -502,7 +500,7 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python bench/agents.py``: measure and print; returns the exit status."""
+    """``python bench/agent_runs.py``: measure and print; returns the exit status."""
     return asyncio.run(amain(argv))
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.agents import LOCAL_MODEL_SKIPPED, QUICK, SHORT, TASK, amain
+from bench.agent_runs import LOCAL_MODEL_SKIPPED, QUICK, SHORT, TASK, amain
 
 FIGURES = {"name", "shape", "activities", "runs", "burst", "p50_ms", "p95_ms", "mean_ms"}
 ROWS = [
