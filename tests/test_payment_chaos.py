@@ -279,6 +279,13 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
             chain.terminate()
             chain.wait(timeout=10)
             worker.start()
+            first_id = decode_header(header).payment_id
+            for _ in range(240):  # the new worker ran the skill again: it polls the queues
+                steps = (await http.get(f"/payments/{first_id}")).json()["steps"]
+                if "executed" in steps:
+                    break
+                await asyncio.sleep(0.25)
+            assert "executed" in steps, steps
             short = settings.model_copy(update={"payment_wait_s": 3.0})
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=create_app(short)), base_url=short.http_url
@@ -307,7 +314,6 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
             second.address, bytes.fromhex(second_nonce[2:])
         ).call()
         assert token.functions.authorizationState(buyer.address, bytes.fromhex(nonce[2:])).call()
-        first_id = decode_header(header).payment_id
         with db.session_scope(migrated_database_url) as session:
             rows = session.exec(select(PaymentRecord)).all()
             [settlement] = session.exec(
