@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -275,8 +275,9 @@ async def test_no_decision_expires_and_a_late_approval_changes_nothing(
     final = await handle.result()
     assert final.state is ContentState.EXPIRED
     assert final.reason == "no decision within 0:00:04"
-    with pytest.raises(Exception):  # noqa: B017 - the workflow has ended: any refusal will do
+    with pytest.raises(RPCError, match="workflow execution already completed") as late:
         await handle.execute_update(ContentPipelineWorkflow.approve, ApproveInput(approver="bob"))
+    assert late.value.status is RPCStatusCode.NOT_FOUND
     assert not [s for s in doubles.sent if s.content_id == final.content_id]
 
 

@@ -14,6 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, text
+from sqlalchemy.exc import StatementError
 from sqlmodel import SQLModel, col, select
 
 from agentfleet.db import (
@@ -140,10 +141,11 @@ def test_audit_event_time_reads_back_as_aware_utc(migrated_database_url: str) ->
 
 def test_audit_event_with_naive_time_is_refused(migrated_database_url: str) -> None:
     with (
-        pytest.raises(Exception, match="naive datetime"),
+        pytest.raises(StatementError, match="naive datetime") as refused,
         session_scope(migrated_database_url) as session,
     ):
         record_once(session, _event("naive", occurred_at=datetime(2026, 6, 1, 12, 0)))
+    assert isinstance(refused.value.orig, ValueError)
     with session_scope(migrated_database_url) as session:
         assert session.exec(select(AuditEvent)).all() == []
 

@@ -130,6 +130,7 @@ async def test_a_settlement_outcome_that_stays_unknown_is_never_final_and_settle
     settings = market.settings.model_copy(update={"payment_wait_s": 2.0, "receipt_timeout_s": 2.0})
     app = create_app(settings)
     payer = funded_payer(market, 3 * PRICE)
+    seller_before = market.balance(market.seller_address)
     url = market.settings.effective_rpc_url
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=settings.http_url) as http:
@@ -164,6 +165,7 @@ async def test_a_settlement_outcome_that_stays_unknown_is_never_final_and_settle
     assert status["status"] == "settled", status
     assert status["result"]["data"]["bot"] == market.seller
     assert market.balance(payer.address) == 2 * PRICE
+    assert market.balance(market.seller_address) == seller_before + PRICE
     [row] = [row for row in market.ledger() if row.payment_id == payment_id]
     assert row.status == "settled" and row.tx_hash == status["tx_hash"]
     await market.record(payment_id, "unknown_then_settled_verify_activity")
@@ -175,6 +177,7 @@ async def test_a_paid_result_goes_to_the_payer_only(market: Market) -> None:
     chain and sends it again learns it settled, not the result; the status URL shows the result
     to the token's bearer and to a proof signed by the payer only."""
     payer = funded_payer(market, 2 * PRICE)
+    seller_before = market.balance(market.seller_address)
     async with market.http() as http:
         [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
         header, _ = payment_header(payer, accepted)
@@ -218,6 +221,7 @@ async def test_a_paid_result_goes_to_the_payer_only(market: Market) -> None:
     assert proven["result"]["data"] == forecast
     assert proven_resend.status_code == 200 and proven_resend.json() == forecast
     assert market.balance(payer.address) == PRICE  # paid once, whatever was sent again
+    assert market.balance(market.seller_address) == seller_before + PRICE
 
 
 def rebuild_from_chain(market: Market, tx: Any, accepted: dict[str, Any]) -> str:

@@ -162,9 +162,9 @@ async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
     migrated_database_url: str, anvil_url: str, tmp_path: Path
 ) -> None:
     """A dev server of this test's own with its state on disk: the worker dies after verify,
-    the server is stopped and started again (same port, same file), the worker comes back. The
-    buyer's first call ends with a 503 or the answer; sending the same payment again settles it
-    once."""
+    the server is stopped while the buyer's call waits, which answers 503 (never a 402); the
+    server starts again (same port, same file) and the worker comes back; sending the same
+    payment again settles it once."""
     port = free_port()
     server_db = tmp_path / "temporal.db"
 
@@ -210,20 +210,19 @@ async def test_temporal_restarted_mid_saga_the_same_payment_settles_once(
             )
             assert await worker.wait_killed() == -9
             await server.shutdown()
+            lost = await first  # the saga cannot move without its worker: the call still waits
+            assert lost.status_code == 503, lost.text
+            assert "send the same payment again" in lost.json()["detail"]
             server = await start_server()
             worker.start()
-            answer = await first
-            if answer.status_code != 200:
-                assert answer.status_code == 503, answer.text
-                assert "send the same payment again" in answer.json()["detail"]
-                # Sent again once settled, the payment is public: the buyer proves it paid.
-                payment_id = decode_header(header).payment_id
-                proof = payer_proof.sign(buyer.key, 31337, payment_id, settings.http_url)
-                answer = await http.post(
-                    path,
-                    json={},
-                    headers={"PAYMENT-SIGNATURE": header, payer_proof.HEADER: proof},
-                )
+            # Sent again once settled, the payment is public: the buyer proves it paid.
+            payment_id = decode_header(header).payment_id
+            proof = payer_proof.sign(buyer.key, 31337, payment_id, settings.http_url)
+            answer = await http.post(
+                path,
+                json={},
+                headers={"PAYMENT-SIGNATURE": header, payer_proof.HEADER: proof},
+            )
         assert answer.status_code == 200, answer.text
         assert int(token.functions.balanceOf(buyer.address).call()) == before - PRICE
         assert int(token.functions.balanceOf(seller_address).call()) == PRICE
@@ -247,7 +246,8 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
     ran, the chain is stopped, the worker comes back and finds no chain (its settlement retries,
     the buyer waits), the chain starts again (same port, same state): the payment settles
     once, with one settlement transaction and one ledger row, and the buyer is never told to
-    pay again."""
+    pay again. A second buyer pays while the chain is down: 202 with a status URL (never a
+    402), and its payment settles once the chain is back."""
     port = free_port()
     state = tmp_path / "anvil-state.json"
     chain, anvil_url = start_anvil("--state", str(state), port=port)
@@ -260,8 +260,9 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
             await prepare_fleet(dev_client, settings, anvil_url)
         seller, seller_address = add_seller(migrated_database_url, "anvil-seller")
         token = fusd(settings, anvil_url)
-        buyer = dev_account(4)
+        buyer, second = dev_account(4), dev_account(5)
         before = int(token.functions.balanceOf(buyer.address).call())
+        second_before = int(token.functions.balanceOf(second.address).call())
         (chaos_dir / f"after_skill@{seller}").touch()
         worker.start()
         path = f"/bots/{seller}/skills/forecast"
@@ -278,21 +279,52 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
             chain.terminate()
             chain.wait(timeout=10)
             worker.start()
-            await asyncio.sleep(4)  # the skill again, then the settlement finds no chain
+            first_id = decode_header(header).payment_id
+            for _ in range(240):  # the new worker ran the skill again: it polls the queues
+                steps = (await http.get(f"/payments/{first_id}")).json()["steps"]
+                if "executed" in steps:
+                    break
+                await asyncio.sleep(0.25)
+            assert "executed" in steps, steps
+            short = settings.model_copy(update={"payment_wait_s": 3.0})
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(short)), base_url=short.http_url
+            ) as during:
+                second_header, second_nonce = payment_header(second, accepted)
+                pending = await during.post(
+                    path, json={}, headers={"PAYMENT-SIGNATURE": second_header}
+                )
+            assert pending.status_code == 202, pending.text  # its saga waits for the chain
             assert not call.done()
             chain, _ = start_anvil("--state", str(state), port=port)
             answer = await call
+            token_header = {"Authorization": f"Bearer {pending.json()['token']}"}
+            for _ in range(240):
+                status = (await http.get(pending.json()["status_url"], headers=token_header)).json()
+                if status["final"]:
+                    break
+                await asyncio.sleep(0.25)
         assert answer.status_code == 200, answer.text
         assert answer.json()["bot"] == seller
+        assert status["status"] == "settled", status
         assert int(token.functions.balanceOf(buyer.address).call()) == before - PRICE
-        assert int(token.functions.balanceOf(seller_address).call()) == PRICE
+        assert int(token.functions.balanceOf(second.address).call()) == second_before - PRICE
+        assert int(token.functions.balanceOf(seller_address).call()) == 2 * PRICE
+        assert token.functions.authorizationState(
+            second.address, bytes.fromhex(second_nonce[2:])
+        ).call()
         assert token.functions.authorizationState(buyer.address, bytes.fromhex(nonce[2:])).call()
         with db.session_scope(migrated_database_url) as session:
-            [row] = session.exec(select(PaymentRecord)).all()
+            rows = session.exec(select(PaymentRecord)).all()
             [settlement] = session.exec(
-                select(ChainTransaction).where(ChainTransaction.request_id == row.payment_id)
+                select(ChainTransaction).where(ChainTransaction.request_id == first_id)
             ).all()
-        assert row.status == "settled" and settlement.tx_hash == row.tx_hash
+        assert {(r.payment_id == first_id, r.status) for r in rows} == {
+            (True, "settled"),
+            (False, "settled"),
+        }
+        [row] = [r for r in rows if r.payment_id == first_id]
+        assert len(rows) == 2 and settlement.tx_hash == row.tx_hash
     finally:
         chain.terminate()
         chain.wait(timeout=10)

@@ -345,6 +345,7 @@ async def test_reused_nonce_and_missing_funds_are_refused_by_the_saga(market: Ma
 async def test_100_concurrent_submissions_of_one_payment_settle_once(market: Market) -> None:
     buyer = dev_account(4)
     before = market.balance(buyer.address)
+    seller_before = market.balance(market.seller_address)
     async with market.http() as http:
         [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
         header, nonce = payment_header(buyer, accepted)
@@ -364,6 +365,7 @@ async def test_100_concurrent_submissions_of_one_payment_settle_once(market: Mar
     transactions = {settle_response(r)["transaction"] for r in responses}
     assert len(answers) == 1 and len(transactions) == 1
     assert market.balance(buyer.address) == before - PRICE
+    assert market.balance(market.seller_address) == seller_before + PRICE
     assert market.used(buyer.address, nonce)
     [row] = market.ledger()
     assert row.tx_hash in transactions
@@ -518,6 +520,7 @@ async def test_a_slow_settlement_answers_202_and_a_retry_does_not_pay_twice(
     slow_app = create_app(market.settings)
     buyer = dev_account(1)
     before = market.balance(buyer.address)
+    seller_before = market.balance(market.seller_address)
     transport = httpx.ASGITransport(app=slow_app)
     async with httpx.AsyncClient(transport=transport, base_url=market.settings.http_url) as http:
         [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
@@ -540,6 +543,7 @@ async def test_a_slow_settlement_answers_202_and_a_retry_does_not_pay_twice(
     assert stranger["status"] == "settled" and stranger["result"] is None
     assert stranger["result_withheld"] is True
     assert market.balance(buyer.address) == before - PRICE
+    assert market.balance(market.seller_address) == seller_before + PRICE
     assert len(market.ledger()) == 1
 
 

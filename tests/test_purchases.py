@@ -105,6 +105,9 @@ async def buy(fleet: Fleet, buyer: str, seller: str, **args: object) -> Purchase
 
 async def test_a_bot_buys_a_forecast_pays_once_and_leaves_a_review(fleet: Fleet) -> None:
     token = fleet.contract("FleetUSD")
+    balance = token.functions.balanceOf  # type: ignore[attr-defined]
+    buyer_address, seller_address = _address(fleet, fleet.buyer), _address(fleet, fleet.seller)
+    before = balance(buyer_address).call(), balance(seller_address).call()
     view = await buy(fleet, fleet.buyer, fleet.seller, symbol="ETHUSDT")
 
     assert view.status is PurchaseStatus.DONE, view.reason
@@ -127,7 +130,6 @@ async def test_a_bot_buys_a_forecast_pays_once_and_leaves_a_review(fleet: Fleet)
         fleet.w3.eth.get_transaction_receipt(view.tx_hash)["logs"][0]["topics"][1][-20:]
     )
     assert state(from_, bytes.fromhex(purchase_nonce(view.purchase_id)[2:])).call() is True
-    assert token.functions.balanceOf(view.pay_to).call() >= PRICE  # type: ignore[attr-defined]
     reputation = fleet.contract("ReputationRegistry")
     summary = reputation.functions.getSummary(  # type: ignore[attr-defined]
         _agent_id(fleet, fleet.seller), [from_], "", ""
@@ -141,6 +143,9 @@ async def test_a_bot_buys_a_forecast_pays_once_and_leaves_a_review(fleet: Fleet)
         ),
     )
     assert (await again.result()).tx_hash == view.tx_hash, "the same purchase is one payment"
+    assert view.pay_to == seller_address
+    after = balance(buyer_address).call(), balance(seller_address).call()
+    assert after == (before[0] - PRICE, before[1] + PRICE), "paid once, to the seller"
     url = fleet.settings.effective_database_url
     backend = "postgresql" if url.startswith("postgresql") else "sqlite"
     await record_history(again, f"buyer_purchase_{backend}")

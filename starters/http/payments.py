@@ -24,8 +24,9 @@ What the codes promise a buyer (docs/payments.md has the whole table):
 * 409: the same payment-identifier or authorization nonce with another payload; 400 and 413 for
   malformed or oversized input; 404 for no such bot or skill;
 * 502: the skill failed (nothing settled) or the settlement failed on chain (nothing moved);
-* 503: our own trouble (Temporal or the chain unreachable), never a 402: the same payment sent
-  again joins its saga and is never charged twice.
+* 503: our own trouble (Temporal or the database unreachable), never a 402: the same payment
+  sent again joins its saga and is never charged twice. While the chain cannot be reached the
+  saga keeps trying: the call answers 202 once the wait ends, never a 402.
 
 The steps are :class:`clients.checkout.Checkout`'s (its decisions:
 :mod:`agentfleet.payments.sales`); this module gives each outcome its HTTP answer, and each
@@ -119,8 +120,8 @@ PAID_SKILL_ANSWERS: dict[int | str, dict[str, Any]] = {
         "headers": {PAYMENT_RESPONSE: SETTLEMENT_HEADER},
     },
     503: problem(
-        "Temporal, the database or the chain cannot be reached: send the same payment "
-        "again later; it is never charged twice."
+        "Temporal or the database cannot be reached: send the same payment again later; it "
+        "is never charged twice."
     ),
 }
 STATUS_ANSWERS: dict[int | str, dict[str, Any]] = {
