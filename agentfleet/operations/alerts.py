@@ -40,6 +40,7 @@ class AlertKind(StrEnum):
     MODEL_ROLLBACK = "model_rollback"
     AGENT_BUDGET = "agent_budget"
     AGENT_APPROVAL_OVERDUE = "agent_approval_overdue"
+    COMPONENT_CRASH_LOOP = "component_crash_loop"
 
 
 class Severity(StrEnum):
@@ -60,6 +61,7 @@ TITLES: dict[AlertKind, str] = {
     AlertKind.MODEL_ROLLBACK: "models rolled back after degrading",
     AlertKind.AGENT_BUDGET: "agent runs stopped at their daily budget",
     AlertKind.AGENT_APPROVAL_OVERDUE: "agent tool calls awaiting approval past their reminder",
+    AlertKind.COMPONENT_CRASH_LOOP: "stack components crash-looping",
 }
 
 
