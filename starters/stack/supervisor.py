@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -556,18 +557,34 @@ def _pid_running(pid: int) -> bool:
     return process_alive(pid, None)
 
 
+_LEVEL = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b")
+"""The level of a line in our Python log format (``2026-12-07 13:33:04,234 ERROR name: ...``)."""
+
+
 def _failure_line(log: Path) -> str:
-    """The line of the latest start that says what went wrong (else its last line)."""
+    """The line of the latest start that says what went wrong (else its last line): the first
+    error line (Go ``level=ERROR``, Python ``ERROR``/``CRITICAL``, ``error:``, ``panic:``), or
+    the exception line that ends a Python traceback."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return "no log"
     latest = text.rsplit("\n--- ", 1)[-1]
-    lines = [line.strip() for line in latest.splitlines()[1:] if line.strip()]
+    raw = latest.splitlines()[1:]
+    lines = [line.strip() for line in raw if line.strip()]
     for line in lines:
         lowered = line.lower()
-        if "level=error" in lowered or lowered.startswith(("error", "panic:", "fatal")):
+        if (
+            "level=error" in lowered
+            or lowered.startswith(("error", "panic:", "fatal"))
+            or _LEVEL.search(line)
+        ):
             return line[:300]
+    traceback = [i for i, line in enumerate(raw) if line.startswith("Traceback ")]
+    if traceback:
+        tail = [line for line in raw[traceback[-1] + 1 :] if line and not line[0].isspace()]
+        if tail:
+            return tail[0].strip()[:300]
     return lines[-1][:300] if lines else "no output"
 
 
