@@ -346,8 +346,8 @@ class Settings(BaseSettings):
         default=60.0,
         gt=0,
         le=86400,
-        description="A component up this long counts as healthy again: its next exit restarts "
-        "it after 0.5 s and ends its crash loop.",
+        description="A restarted component that answered its readiness check this long counts "
+        "as healthy again: it ends its crash loop, and its next exit restarts it after 0.5 s.",
     )
 
     demo: bool = Field(default=True, description="`fleet up` runs the demos (--no-demo: false).")

@@ -27,7 +27,7 @@ from agentfleet import db
 from agentfleet.chain.accounts import dev_account
 from agentfleet.models import ChainTransaction, PaymentRecord
 from agentfleet.settings import Settings
-from starters.stack.state import StackFiles
+from starters.stack.state import StackFiles, port_open
 from tests.fixtures.stack import fleet, wait_gone
 from tests.test_payment_chaos import add_seller, fusd
 
@@ -35,6 +35,8 @@ pytestmark = pytest.mark.stack
 
 PRICE = 10_000
 """What a forecast costs (fUSD units)."""
+ROUNDS = 8
+"""Of 3 s each: a payment starts and the worker is SIGKILLed (if up) in each."""
 
 
 def component(env: dict[str, str], name: str) -> dict[str, Any]:
@@ -185,12 +187,13 @@ def restarted(env: dict[str, str], old_pid: int) -> dict[str, Any] | None:
 async def test_payments_settle_exactly_once_while_the_worker_is_sigkilled_every_3_seconds(
     stack_env: dict[str, str], postgresql_url: str
 ) -> None:
-    """The issue's test, shortened: the worker SIGKILLed every 3 s for 21 s (not a minute: the
-    suite's time) while six payments run, on PostgreSQL, restarts capped at 2 s apart."""
+    """The issue's test, shortened: every 3 s for 24 s (not a minute: the suite's time) the
+    worker is SIGKILLed if it is up (it takes ~5 s to start; killing it while it imports Python
+    tests nothing), while a payment starts every 3 s; on PostgreSQL, restarts capped at 2 s."""
     stack_env.update(
         FLEET_DATABASE_URL=postgresql_url,
         FLEET_RESTART_BACKOFF_MAX_S="2",
-        FLEET_PAYMENT_WAIT_S="300",
+        FLEET_PAYMENT_WAIT_S="120",
     )
     up = await asyncio.to_thread(fleet, stack_env, "up", "--detach", "--no-demo", "--json")
     assert up.returncode == 0, up.stderr
@@ -211,32 +214,32 @@ async def test_payments_settle_exactly_once_while_the_worker_is_sigkilled_every_
     kills: list[int] = []
 
     async def kill_the_worker_every_3_s() -> None:
-        for _ in range(7):
+        for _ in range(ROUNDS):
             await asyncio.sleep(3)
-            pid = component(stack_env, "worker")["pid"]
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                kills.append(pid)
+            worker = component(stack_env, "worker")
+            if alive(worker["pid"]) and port_open(worker["ports"]["metrics"]):
+                os.kill(worker["pid"], signal.SIGKILL)
+                kills.append(worker["pid"])
 
     async with httpx.AsyncClient(
-        transport=x402AsyncTransport(sdk), base_url=settings.http_url, timeout=360
+        transport=x402AsyncTransport(sdk), base_url=settings.http_url, timeout=180
     ) as http:
         killer = asyncio.create_task(kill_the_worker_every_3_s())
         calls = []
-        for _ in range(6):
+        for _ in range(ROUNDS):
             calls.append(asyncio.create_task(http.post(f"/bots/{seller}/skills/forecast", json={})))
             await asyncio.sleep(3)
         await killer
-        responses = await asyncio.wait_for(asyncio.gather(*calls), 360)
+        responses = await asyncio.wait_for(asyncio.gather(*calls), 150)
 
-    assert len(kills) >= 5, kills
+    assert len(kills) >= 3, kills
     for response in responses:
         assert response.status_code == 200, response.text
         assert response.json()["bot"] == seller
     settled = [json.loads(base64.b64decode(r.headers["PAYMENT-RESPONSE"])) for r in responses]
     assert all(s["success"] for s in settled), settled
     hashes = {s["transaction"] for s in settled}
-    assert len(hashes) == 6
+    assert len(hashes) == ROUNDS
 
     # the ledger: one settled row and one settlement transaction per payment
     with db.session_scope(postgresql_url) as session:
@@ -247,14 +250,14 @@ async def test_payments_settle_exactly_once_while_the_worker_is_sigkilled_every_
             ).all()
             for row in rows
         }
-    assert sorted(r.status for r in rows) == ["settled"] * 6
+    assert sorted(r.status for r in rows) == ["settled"] * ROUNDS
     assert {r.tx_hash for r in rows} == hashes
     assert all(len(txs) == 1 for txs in sent.values()), sent
     # the chain: each transaction succeeded, the money moved once per payment
     w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
     assert all(w3.eth.get_transaction_receipt(h)["status"] == 1 for h in hashes)  # type: ignore[arg-type]
-    assert int(token.functions.balanceOf(seller_address).call()) == 6 * PRICE
-    assert int(token.functions.balanceOf(buyer.address).call()) == before - 6 * PRICE
+    assert int(token.functions.balanceOf(seller_address).call()) == ROUNDS * PRICE
+    assert int(token.functions.balanceOf(buyer.address).call()) == before - ROUNDS * PRICE
     for row in rows:
         nonce = bytes.fromhex(row.nonce[2:])
         assert token.functions.authorizationState(buyer.address, nonce).call() is True

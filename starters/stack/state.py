@@ -21,8 +21,8 @@ import psutil
 from pydantic import BaseModel, Field
 
 CRASH_LOOP_AFTER = 3
-"""Exits in a row (none up ``FLEET_RESTART_STABLE_S``) that make a crash loop: it is shown in
-``fleet status`` and alerted once."""
+"""Exits in a row (none after answering for ``FLEET_RESTART_STABLE_S``) that make a crash
+loop: it is shown in ``fleet status`` and alerted once."""
 
 
 class StackStatus(StrEnum):
@@ -43,9 +43,10 @@ class ComponentState(BaseModel):
     restarts: int = 0
     """Restarts since ``fleet up``."""
     failures: int = 0
-    """Exits in a row, each before the component stayed up ``FLEET_RESTART_STABLE_S``."""
+    """Exits in a row (none after the component answered for ``FLEET_RESTART_STABLE_S``)."""
     crash_loop: bool = False
-    """``failures`` reached :data:`CRASH_LOOP_AFTER`; ends once the component stays up."""
+    """``failures`` reached :data:`CRASH_LOOP_AFTER`; ends once the component answers for
+    ``FLEET_RESTART_STABLE_S``."""
     backoff_s: float | None = None
     """The delay before the pending restart (None while the component runs)."""
     next_restart_at: datetime | None = None

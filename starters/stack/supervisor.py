@@ -8,7 +8,8 @@ nothing.
 
 A component that exits is restarted (its data lives on disk) after a delay that starts at
 :data:`BACKOFF_START` and doubles with every exit in a row up to ``FLEET_RESTART_BACKOFF_MAX_S``;
-a component that stays up ``FLEET_RESTART_STABLE_S`` starts over at the first delay. The others
+a component that answers its readiness check for ``FLEET_RESTART_STABLE_S`` after a restart
+starts over at the first delay. The others
 keep running meanwhile: only ``fleet down`` (SIGTERM) or Ctrl-C stops the stack. After
 :data:`~starters.stack.state.CRASH_LOOP_AFTER` exits in a row the component is crash-looping:
 ``fleet status`` shows its restarts, its next restart and its last error line, and a
@@ -81,6 +82,9 @@ class Running:
     loops: int = 0
     """Crash loops entered since ``fleet up`` (each raises one alert)."""
     restart_at: float | None = None
+    ready_since: float | None = None
+    """``time.monotonic()`` when the restarted process first answered its readiness check."""
+    next_probe: float = 0.0
     """``time.monotonic()`` of the pending restart, while the component is down."""
     backoff_s: float | None = None
     next_restart_at: datetime | None = None
@@ -398,7 +402,7 @@ class Supervisor:
 
     def _tend(self, running: Running, now: float) -> None:
         """Restart ``running`` when its delay is over, note an exit, or clear a crash loop
-        once it stayed up ``FLEET_RESTART_STABLE_S``."""
+        once it answered its readiness check for ``FLEET_RESTART_STABLE_S``."""
         title = running.spec.title
         if running.restart_at is not None:
             if now >= running.restart_at:
@@ -406,14 +410,10 @@ class Supervisor:
             return
         code = running.proc.poll()
         if code is None:
-            if running.failures and now - running.started >= self.settings.restart_stable_s:
-                self.report(f"{title} up for {now - running.started:.0f} s: stable again")
-                running.failures = 0
-                self._record(running)
+            if running.failures:
+                self._watch_recovery(running, now)
             return
         uptime = now - running.started
-        if uptime >= self.settings.restart_stable_s:
-            running.failures = 0
         running.failures += 1
         delay = backoff(running.failures, self.settings.restart_backoff_max_s)
         running.restart_at = now + delay
@@ -431,8 +431,28 @@ class Supervisor:
             self._crash_loop_alert(running)
         self._record(running)
 
+    def _watch_recovery(self, running: Running, now: float) -> None:
+        """After an exit: probe the restarted component (once a second) until it answers, and
+        count it stable ``FLEET_RESTART_STABLE_S`` later. Merely running is not enough: a
+        server that takes seconds to start and then fails to bind never answered."""
+        if running.ready_since is None:
+            if now >= running.next_probe:
+                running.next_probe = now + 1.0
+                if running.spec.ready():
+                    running.ready_since = now
+            return
+        if now - running.ready_since >= self.settings.restart_stable_s:
+            self.report(
+                f"{running.spec.title} answering for {now - running.ready_since:.0f} s: "
+                "stable again"
+            )
+            running.failures = 0
+            running.ready_since = None
+            self._record(running)
+
     def _restart(self, running: Running, now: float) -> None:
         running.restart_at = None
+        running.ready_since = None
         running.backoff_s = None
         running.next_restart_at = None
         running.restarts += 1
