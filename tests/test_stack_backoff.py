@@ -149,6 +149,27 @@ def test_a_crash_looping_component_backs_off_alone_is_alerted_and_dies_with_the_
     [mcp] = [c for c in recovered["components"] if c["name"] == "mcp"]
     assert mcp["failures"] == 0 and mcp["crash_loop"] is False and mcp["restarts"] >= 5
 
+    # The Temporal server crash-looping: no alert can go through it; logged and shown instead.
+    pid = started["temporal"]
+    for _ in range(3):
+        wait_until(lambda p=pid: alive(p), 5, "the Temporal server running")
+        os.kill(pid, signal.SIGKILL)
+        pid = wait_until(lambda old=pid: restarted(stack_env, old, "temporal"), 30, "restart")[
+            "pid"
+        ]
+    temporal = component(stack_env, "temporal")
+    assert temporal["crash_loop"] is True
+    assert temporal["alert"] == "not raised: the Temporal server itself is crash-looping"
+    log = (Path(stack_env["FLEET_HOME"]) / "logs" / "supervisor.log").read_text()
+    assert "crash loop: Temporal dev server exited 3 times in a row" in log
+    back = wait_until(
+        lambda: (s := status_of(stack_env))["healthy"] and not s["crash_looping"] and s, 60, "ok"
+    )
+    assert {c["name"]: c["pid"] for c in back["components"] if c["name"] in ("anvil", "http")} == {
+        "anvil": started["anvil"],
+        "http": started["http"],
+    }
+
     # SIGKILL the supervisor: every process it started goes with it
     state = StackFiles(Path(stack_env["FLEET_HOME"])).read()
     assert state is not None
@@ -178,9 +199,9 @@ def hold_port(port: int) -> socket.socket:
             return sock
 
 
-def restarted(env: dict[str, str], old_pid: int) -> dict[str, Any] | None:
-    """The MCP server's state once a process other than ``old_pid`` is recorded."""
-    state = component(env, "mcp")
+def restarted(env: dict[str, str], old_pid: int, name: str = "mcp") -> dict[str, Any] | None:
+    """The component's state once a process other than ``old_pid`` is recorded."""
+    state = component(env, name)
     return state if state["pid"] != old_pid else None
 
 
