@@ -3,9 +3,10 @@
 Sources (health runs, payment sagas, reconciliation, the content pipeline's approval reminder,
 learning rounds and the live degradation check) raise :class:`Alert` s through the
 ``raise_alerts`` activity, and the ``fleet up`` supervisor (a component's crash loop) through
-``clients.alerts.send_alerts`` directly; the ``AlertsWorkflow`` entity (``alerts``) collects them, groups those
-of one kind raised within a window (``FLEET_ALERT_WINDOW_S``) into one :class:`AlertDigest`, and
-counts, without re-sending, a key already reported within the cooldown (``FLEET_ALERT_COOLDOWN_S``).
+``clients.alerts.send_alerts`` directly; the ``AlertsWorkflow`` entity (``alerts``) collects
+them, groups those of one kind raised within a window (``FLEET_ALERT_WINDOW_S``) into one
+:class:`AlertDigest`, and counts, without re-sending, a key already reported within the cooldown
+(``FLEET_ALERT_COOLDOWN_S``).
 ``deliver_alert_digest`` records each digest in the ``alerts`` table and hands it to every channel
 of ``FLEET_ALERT_CHANNELS`` through that channel's publisher, so alerts obey its rate limit.
 
