@@ -9,8 +9,8 @@ nothing.
 A component that exits is restarted (its data lives on disk) after a delay that starts at
 :data:`BACKOFF_START` and doubles with every exit in a row up to ``FLEET_RESTART_BACKOFF_MAX_S``;
 a component that answers its readiness check for ``FLEET_RESTART_STABLE_S`` after a restart
-starts over at the first delay. The others
-keep running meanwhile: only ``fleet down`` (SIGTERM) or Ctrl-C stops the stack. After
+starts over at the first delay. The others keep running meanwhile: only ``fleet down``
+(SIGTERM) or Ctrl-C stops the stack. After
 :data:`~starters.stack.state.CRASH_LOOP_AFTER` exits in a row the component is crash-looping:
 ``fleet status`` shows its restarts, its next restart and its last error line, and a
 ``component_crash_loop`` alert is raised through Temporal (the Temporal server's own loop is only
@@ -82,10 +82,10 @@ class Running:
     loops: int = 0
     """Crash loops entered since ``fleet up`` (each raises one alert)."""
     restart_at: float | None = None
+    """``time.monotonic()`` of the pending restart, while the component is down."""
     ready_since: float | None = None
     """``time.monotonic()`` when the restarted process first answered its readiness check."""
     next_probe: float = 0.0
-    """``time.monotonic()`` of the pending restart, while the component is down."""
     backoff_s: float | None = None
     next_restart_at: datetime | None = None
     last_exit: str | None = None
@@ -305,6 +305,7 @@ class Supervisor:
                     self.report(f"{spec.title}: {reason}; starting again")
                     proc, log = spec.start(self.files)
                     running.proc = proc
+                    running.started = time.monotonic()
                     self._record(running)
                     continue
                 raise FleetError(
