@@ -341,6 +341,22 @@ class Settings(BaseSettings):
         "stack).",
     )
 
+    # The `fleet up` supervisor (starters/stack/supervisor.py).
+    restart_backoff_max_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="A component that keeps exiting is restarted after 0.5 s, doubling up to "
+        "this delay.",
+    )
+    restart_stable_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="A restarted component that answered its readiness check this long counts "
+        "as healthy again: it ends its crash loop, and its next exit restarts it after 0.5 s.",
+    )
+
     demo: bool = Field(default=True, description="`fleet up` runs the demos (--no-demo: false).")
     log_level: str = Field(default="INFO", description="Python log level of fleet processes.")
 

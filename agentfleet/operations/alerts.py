@@ -2,9 +2,11 @@
 
 Sources (health runs, payment sagas, reconciliation, the content pipeline's approval reminder,
 learning rounds and the live degradation check) raise :class:`Alert` s through the
-``raise_alerts`` activity; the ``AlertsWorkflow`` entity (``alerts``) collects them, groups those
-of one kind raised within a window (``FLEET_ALERT_WINDOW_S``) into one :class:`AlertDigest`, and
-counts, without re-sending, a key already reported within the cooldown (``FLEET_ALERT_COOLDOWN_S``).
+``raise_alerts`` activity, and the ``fleet up`` supervisor (a component's crash loop) through
+``clients.alerts.send_alerts`` directly; the ``AlertsWorkflow`` entity (``alerts``) collects
+them, groups those of one kind raised within a window (``FLEET_ALERT_WINDOW_S``) into one
+:class:`AlertDigest`, and counts, without re-sending, a key already reported within the cooldown
+(``FLEET_ALERT_COOLDOWN_S``).
 ``deliver_alert_digest`` records each digest in the ``alerts`` table and hands it to every channel
 of ``FLEET_ALERT_CHANNELS`` through that channel's publisher, so alerts obey its rate limit.
 
@@ -40,6 +42,7 @@ class AlertKind(StrEnum):
     MODEL_ROLLBACK = "model_rollback"
     AGENT_BUDGET = "agent_budget"
     AGENT_APPROVAL_OVERDUE = "agent_approval_overdue"
+    COMPONENT_CRASH_LOOP = "component_crash_loop"
 
 
 class Severity(StrEnum):
@@ -60,6 +63,7 @@ TITLES: dict[AlertKind, str] = {
     AlertKind.MODEL_ROLLBACK: "models rolled back after degrading",
     AlertKind.AGENT_BUDGET: "agent runs stopped at their daily budget",
     AlertKind.AGENT_APPROVAL_OVERDUE: "agent tool calls awaiting approval past their reminder",
+    AlertKind.COMPONENT_CRASH_LOOP: "stack components crash-looping",
 }
 
 

@@ -7,17 +7,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from agentfleet.errors import FleetError
 from agentfleet.settings import Settings
 from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
-from starters.stack.state import StackFiles, StackState, StackStatus, port_open
+from starters.stack.state import ComponentState, StackFiles, StackState, StackStatus, port_open
 from starters.stack.supervisor import Supervisor, preflight, terminate
 
 DETACH_TIMEOUT = 180.0
@@ -192,7 +194,11 @@ def _status_dict(settings: Settings, state: StackState | None) -> dict[str, Any]
     if state is None:
         return {"running": False, "healthy": False, "home": str(settings.home), "components": []}
     components = [
-        {**c.model_dump(mode="json", exclude={"create_time"}), "up": _component_up(c)}
+        {
+            **c.model_dump(mode="json", exclude={"create_time"}),
+            "up": _component_up(c),
+            "restart_in_s": _restart_in(c),
+        }
         for c in state.components
     ]
     supervisor_up = state.supervisor_alive()
@@ -209,9 +215,30 @@ def _status_dict(settings: Settings, state: StackState | None) -> dict[str, Any]
         "started_at": state.started_at.isoformat(),
         "web_ui": settings.ui_url if state.component("temporal") else None,
         "components": components,
+        "crash_looping": [c.name for c in state.components if c.crash_loop],
         "demo": state.demo,
         "logs": str(StackFiles(settings.home).logs),
     }
+
+
+def _restart_in(component: ComponentState) -> float | None:
+    """Seconds until the supervisor restarts ``component`` (None if no restart is pending)."""
+    if component.next_restart_at is None:
+        return None
+    return round(max(0.0, (component.next_restart_at - datetime.now(UTC)).total_seconds()), 1)
+
+
+def _state_mark(component: ComponentState) -> str:
+    up_now = _component_up(component)
+    if component.crash_loop:
+        restart_in = _restart_in(component)
+        when = "restarting" if restart_in is None else f"next restart in {restart_in:g} s"
+        mark = "[yellow]up, was crash-looping[/]" if up_now else "[red]crash loop[/]"
+        return f"{mark} ({component.restarts} restarts, {when})"
+    if up_now:
+        return "[green]up[/]"
+    restart_in = _restart_in(component)
+    return "[red]down[/]" if restart_in is None else f"[red]down[/] (restart in {restart_in:g} s)"
 
 
 def _panel(settings: Settings, state: StackState, *, detached: bool) -> Panel:
@@ -222,8 +249,7 @@ def _panel(settings: Settings, state: StackState, *, detached: bool) -> Panel:
     table.add_column("pid", justify="right")
     table.add_column("log")
     for component in state.components:
-        up_now = _component_up(component)
-        mark = "[green]up[/]" if up_now else "[red]down[/]"
+        mark = _state_mark(component)
         where = component.url or ", ".join(f"{k} :{v}" for k, v in component.ports.items())
         if component.detail:
             where = f"{where}  ({component.detail})"
@@ -235,6 +261,16 @@ def _panel(settings: Settings, state: StackState, *, detached: bool) -> Panel:
             os.path.relpath(component.log) if component.log else "",
         )
     lines: list[Any] = [table, ""]
+    for component in state.components:
+        if component.crash_loop or (component.last_error and not _component_up(component)):
+            lines.append(
+                Text(f"{component.name}: {component.last_exit}; last log line: ")
+                + Text(component.last_error or "", style="red")
+            )
+            if component.alert:
+                lines.append(Text(f"{component.name}: alert {component.alert}"))
+    if lines[-1] != "":
+        lines.append("")
     if state.component("temporal"):
         lines.append(f"Web UI      [link={settings.ui_url}]{settings.ui_url}[/link]")
     worker = state.component("worker")

@@ -20,6 +20,10 @@ from typing import IO
 import psutil
 from pydantic import BaseModel, Field
 
+CRASH_LOOP_AFTER = 3
+"""Exits in a row (none after answering for ``FLEET_RESTART_STABLE_S``) that make a crash
+loop: it is shown in ``fleet status`` and alerted once."""
+
 
 class StackStatus(StrEnum):
     STARTING = "starting"
@@ -37,6 +41,21 @@ class ComponentState(BaseModel):
     log: str | None = None
     detail: str = ""
     restarts: int = 0
+    """Restarts since ``fleet up``."""
+    failures: int = 0
+    """Exits in a row (none after the component answered for ``FLEET_RESTART_STABLE_S``)."""
+    crash_loop: bool = False
+    """``failures`` reached :data:`CRASH_LOOP_AFTER`; ends once the component answers for
+    ``FLEET_RESTART_STABLE_S``."""
+    backoff_s: float | None = None
+    """The delay before the pending restart (None while the component runs)."""
+    next_restart_at: datetime | None = None
+    last_exit: str | None = None
+    """How the latest run ended ("exit code 1", "killed by SIGKILL")."""
+    last_error: str | None = None
+    """One line of its log that says what went wrong (redacted), from the latest exit."""
+    alert: str | None = None
+    """What became of the crash-loop alert: "raised", or "not raised: why"."""
 
     def alive(self) -> bool:
         """True if the recorded process still runs (and is the same process, not a reused pid)."""
