@@ -15,11 +15,11 @@ offline ones (no LLM). Measured in the same run; benchmarks report, they never a
   p95, ``--burst`` at once give items/s. One item's shape is read from its history: 11
   activities in 10 steps (record, prepare, draft, record, score ∥ check, record, record,
   hand-over, publish, record; "publish" is the publisher's ``publish_to_channel``).
-- **skeleton**: :class:`workflows.skeleton.SkeletonWorkflow` with as many sequential no-op
-  regular activities, on the fleet's own workers (``fleet-workflows``, activities on
-  ``fleet-io``). It cannot run two activities at once, so score ∥ check is two steps there (one
-  step more than the pipeline); nor has it the signal-with-start hand-over to
-  ``publisher-{channel}``, the publisher's own workflow task or the ``publish_result`` signal.
+- **skeleton**: as many no-op regular activities in the item's own steps (score ∥ check
+  started together, as the pipeline does), the workflow on a queue of its own and the activities
+  on another (as ``fleet-workflows`` and ``fleet-io``). It has not the signal-with-start
+  hand-over to ``publisher-{channel}``, the publisher's own workflow task or the
+  ``publish_result`` signal.
 - **publisher**: ``--messages`` ``PublishRequest``s (no ``reply_to``) sent at once straight to
   one Telegram channel's ``ChannelPublisherWorkflow`` by signal-with-start; the channel's bucket
   is ``--rate``/s, burst ``--publisher-burst``, and the sandbox's chat allows ``--rate``/s (burst
@@ -86,11 +86,12 @@ from bench.harness import (
     scratch_fleet,
 )
 from bench.shapes import (
+    SkeletonStep,
     activity_steps,
     event_time,
     history_counts,
     history_events,
-    measure_skeleton,
+    steps_skeleton,
     steps_text,
     type_counts,
 )
@@ -205,6 +206,7 @@ async def item_shape(client: Client, content_id: str) -> dict[str, Any]:
         "parallel": [group for group in steps if len(group) > 1],
         "shape": steps_text(steps, SHORT),
         "activity_types": types,
+        "step_sizes": [len(group) for group in steps],
         "workflow_tasks": counts["workflow_tasks"],
         "signals": counts["signals"],
         "history_events": counts["events"],
@@ -252,16 +254,19 @@ async def pipeline_part(
     per_item = await item_shape(client, pipeline.content_id("probe"))
     activities = per_item["activities"]
     err.print(f"one item: {activities} activities: {per_item['shape']}")
-    err.print(f"skeleton: {activities} sequential no-op regular activities")
+    err.print(f"skeleton: {activities} no-op regular activities in the item's steps")
     sizes = Sizes(args.items, args.burst, args.warmup)
-    skeleton = await measure_skeleton(
-        client,
-        activities=activities,
-        local=False,
-        sizes=sizes,
-        task_queue=taskqueues.WORKFLOWS,
-        activity_task_queue=taskqueues.IO,
-    )
+    async with steps_skeleton(client, "bench-content-skeleton", ("io",)) as steps:
+        io = steps.queue_named("io")
+        skeleton = await measure(
+            "skeleton",
+            steps.runner(
+                [SkeletonStep(activities=n, task_queue=io) for n in per_item["step_sizes"]]
+            ),
+            shape="regular",
+            activities=activities,
+            sizes=sizes,
+        )
     err.print(f"pipeline: {args.items} items one at a time, {args.burst} at once")
     row = await measure(
         "content pipeline",

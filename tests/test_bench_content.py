@@ -39,6 +39,7 @@ async def test_quick_run_reports_pipeline_skeleton_and_publisher_pacing_as_json(
     assert item["activities"] == sum(item["activity_types"].values()) == 11
     assert item["parallel"] == [["score_content", "check_content"]]
     assert item["steps"] == item["activities"] - 1
+    assert item["step_sizes"] == [1, 1, 1, 1, 2, 1, 1, 1, 1, 1], "the skeleton's steps"
     names = [name for step in item["shape"].split(", ") for name in step.split(" ∥ ")]
     assert len(names) == item["activities"] and set(names) == set(SHORT.values())
     assert item["shape"].index("hand-over, publish") < item["shape"].rindex("record")
