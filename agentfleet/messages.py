@@ -159,6 +159,9 @@ class RelayerState(BaseModel):
     """request id -> when to look at it again."""
     nonces: dict[str, int] = Field(default_factory=dict)
     """Nonces of the recent requests (so a late duplicate reservation gets the same nonce)."""
+    continue_as_new_after: int | None = None
+    """Continue as new once a run's history has this many events, before Temporal suggests it
+    (tests force it early); None: when Temporal suggests it."""
 
 
 class NonceReservation(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
@@ -34,6 +34,20 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> Path:
     HISTORIES.mkdir(exist_ok=True)
     path.write_text(history.to_json())
     return path
+
+
+async def record_continued(
+    client: Client, workflow_id: str, run_id: str, name: str, backend: str
+) -> None:
+    """Save the history of run ``run_id``, which continued as new, as ``<name>_<backend>``, and
+    that of the run it started (finished or not) as ``<name>_next_<backend>``."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    last = (await handle.fetch_history()).events[-1]
+    attributes = last.workflow_execution_continued_as_new_event_attributes
+    assert attributes.new_execution_run_id, f"{workflow_id} run {run_id} did not continue as new"
+    await record_history(handle, f"{name}_{backend}")
+    successor = client.get_workflow_handle(workflow_id, run_id=attributes.new_execution_run_id)
+    await record_history(successor, f"{name}_next_{backend}")
 
 
 def load_history(name: str) -> WorkflowHistory:

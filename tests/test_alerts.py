@@ -41,6 +41,7 @@ from agentfleet.operations.alerts import (
     AlertBatch,
     AlertKind,
     AlertRow,
+    AlertsState,
     AlertsView,
     digest_of,
     format_digest,
@@ -62,7 +63,7 @@ from tests.alert_doubles import (
     payment_doubles,
     reconcile_doubles,
 )
-from tests.replay import record_history
+from tests.replay import record_continued, record_history
 from tests.test_content_pipeline import POLICY, add_publisher
 from workers.main import WORKFLOW_RUNNER, running_workers
 from workflows.alerts import AlertsWorkflow
@@ -252,6 +253,45 @@ async def test_50_identical_degradations_are_one_grouped_alert_within_the_channe
     await record_history(
         alerting.client.get_workflow_handle(ALERTS_WORKFLOW_ID), f"alerts_{alerting.backend}"
     )
+
+
+async def test_alerts_entity_continued_as_new_still_holds_back_a_repeat_within_the_cooldown(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    """Past its ``continue_as_new_after`` events the entity starts a new run between windows;
+    the new run knows what was sent: a repeat within the cooldown is counted, not sent again."""
+    async with (
+        sandboxed(tmp_path, migrated_database_url, ["alerts"], alert_window_s=0.2) as (
+            sandbox,
+            settings,
+        ),
+        doubled_workers(dev_client, settings, {}),
+    ):
+        handle = await dev_client.start_workflow(
+            AlertsWorkflow.run,
+            AlertsState(window_s=0.2, continue_as_new_after=10),
+            id=ALERTS_WORKFLOW_ID,
+            task_queue=taskqueues.WORKFLOWS,
+        )
+
+        async def sent() -> list[TelegramMessage]:
+            return await asyncio.to_thread(sandbox.store.telegram_messages, ALERT_CHAT)
+
+        await send_alerts(dev_client, AlertBatch(alerts=[degradation(1)]), settings)
+        await until(sent, lambda m: len(m) == 1)
+        first_run = handle.first_execution_run_id
+        assert first_run is not None
+        await until(handle.describe, lambda d: d.run_id != first_run)
+        await send_alerts(dev_client, AlertBatch(alerts=[degradation(2)]), settings)
+        latest = dev_client.get_workflow_handle(ALERTS_WORKFLOW_ID)
+        view = await until(
+            lambda: latest.query(AlertsWorkflow.pending), lambda v: v.suppressed and not v.pending
+        )
+        assert (view.digests, view.suppressed) == (1, 1)
+        await asyncio.sleep(0.5)
+        assert len(await sent()) == 1, "a repeat within the cooldown is not sent again"
+        backend = "postgresql" if migrated_database_url.startswith("postgresql") else "sqlite"
+        await record_continued(dev_client, handle.id, first_run, "alerts_continued", backend)
 
 
 async def test_an_approval_past_its_reminder_reaches_the_alert_channel(

@@ -14,6 +14,7 @@ from agentfleet import binaries, search_attributes
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.settings import Settings
 from clients.bots import configure_bot, create_bot, show_bot
+from tests.replay import record_continued
 from workers.main import running_workers
 
 
@@ -54,5 +55,9 @@ async def test_burst_of_updates_across_continue_as_new_loses_none(
             assert (await handle.describe()).run_id != first_run, "it never continued as new"
             history = await handle.query("history")
             assert sum(1 for e in history["events"] if e["event"] == "configured") >= 1
+            backend = "postgresql" if migrated_database_url.startswith("postgresql") else "sqlite"
+            await record_continued(
+                client, f"bot-{name}", first_run, "bot_lifecycle_continued", backend
+            )
     finally:
         await env.shutdown()

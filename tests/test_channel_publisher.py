@@ -26,6 +26,7 @@ from agentfleet.settings import Settings
 from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from sandbox.store import Fault
+from tests.replay import record_continued
 from workers.main import running_workers
 from workflows.channel_publisher import (
     MAX_IN_FLIGHT,
@@ -222,6 +223,13 @@ async def test_publisher_continues_as_new_and_carries_its_queue_and_results(
                 assert view.sent == 60, view
                 runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
                 assert len(runs) > 1, "it never continued as new"
+                first_run = min(runs, key=lambda r: r.start_time).run_id
+                backend = (
+                    "postgresql" if migrated_database_url.startswith("postgresql") else "sqlite"
+                )
+                await record_continued(
+                    client, workflow_id, first_run, "channel_publisher_continued", backend
+                )
                 await publish(client, config, items[:1])  # a repeat: answered, not re-sent
                 await asyncio.sleep(1)
                 received = sandbox.store.telegram_messages(chat)

@@ -37,6 +37,7 @@ from clients import content as content_ops
 from sandbox.app import Sandbox
 from sandbox.store import Fault
 from tests.fixtures.worker import WorkerProcess
+from tests.replay import record_history
 
 POLICY = """
 name: chaos
@@ -164,6 +165,9 @@ async def test_killed_after_marking_never_sends_twice_and_ends_unconfirmed(
     steps = [row.kind for row in content_store.audit_trail(chaos.url, content_id)]
     tail = ["content.unconfirmed", "content.resolved"]
     assert steps[-3:] == [*tail, "content.published"] if sent == 0 else steps[-2:] == tail
+    backend = "postgresql" if chaos.url.startswith("postgresql") else "sqlite"
+    path = "retried" if sent == 0 else "confirmed"
+    await record_history(handle, f"content_pipeline_unconfirmed_{path}_{backend}")
 
 
 async def test_a_send_that_times_out_after_leaving_is_unconfirmed_not_retried(

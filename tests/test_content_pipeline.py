@@ -253,6 +253,8 @@ async def test_edit_goes_back_through_checks_and_the_edited_text_is_what_is_publ
     assert mine[0].text.endswith(DISCLOSURE)
     steps = content.audit_steps(content_id)
     assert steps.count("scores") == 2 and steps.index("edit") < len(steps) - 3
+    handle = content.client.get_workflow_handle(f"content-{content_id}")
+    await record_history(handle, f"content_pipeline_edited_{backend(content.url)}")
 
 
 @pytest.mark.parametrize("content", ["3s"], indirect=True)
@@ -269,6 +271,25 @@ async def test_expired_item_refuses_a_late_approval_and_nothing_changes(
     assert str(late.value) == f"content {content_id} is already expired; nothing changed"
     assert not [m for m in content.sandbox.store.telegram_messages(CHAT) if m.text == final.text]
     assert content.audit_steps(content_id)[-1] == "expired"
+    handle = content.client.get_workflow_handle(f"content-{content_id}")
+    await record_history(handle, f"content_pipeline_expired_{backend(content.url)}")
+
+
+async def test_scheduled_item_is_published_at_its_time_not_before(content: Content) -> None:
+    at = datetime.now(UTC) + timedelta(seconds=4)
+    content_id = await content.submit("hooks", "Launch day note.", publish_at=at)
+    await content.wait(content_id, ContentState.AWAITING_APPROVAL)
+    scheduled = await content_ops.steer(
+        content.client, content.url, content_id, "approve", ApproveInput(approver="alice")
+    )
+    assert scheduled.state is ContentState.SCHEDULED, "approved after its time (a slow machine)"
+    final = await content.result(content_id)
+    assert final.state is ContentState.PUBLISHED and final.receipt is not None
+    assert final.receipt.sent_at >= at, "published before its time"
+    received = content.sandbox.store.inbox(ChannelKind.WEBHOOK, "hooks")
+    assert len([r for r in received if r.message_id == f"content-{content_id}"]) == 1
+    handle = content.client.get_workflow_handle(f"content-{content_id}")
+    await record_history(handle, f"content_pipeline_scheduled_{backend(content.url)}")
 
 
 async def test_scheduled_then_cancelled_item_publishes_nothing_and_leaves_no_timer(

@@ -139,17 +139,26 @@ async def test_rounds_promote_better_models_and_bots_serve_the_champion(
     assert first.evaluation is not None
     assert first.evaluation.candidate["accuracy"] > first.evaluation.champion["accuracy"]
     accuracies = [first.evaluation.candidate["accuracy"]]
-    for number in (2, 3):
-        report = await run_round(client, task, number)
-        assert report.evaluation is not None
-        accuracies.append(
-            report.evaluation.candidate["accuracy"]
-            if report.status is RoundStatus.PROMOTED
-            else report.evaluation.champion["accuracy"]
-        )
+    second = await run_round(client, task, 2)
+    assert second.evaluation is not None
+    accuracies.append(
+        second.evaluation.candidate["accuracy"]
+        if second.status is RoundStatus.PROMOTED
+        else second.evaluation.champion["accuracy"]
+    )
+    # No candidate beats the champion's accuracy by a whole point: the round rolls back.
+    third = await run_round(client, task, 3, margin=1.0)
+    assert third.status is RoundStatus.ROLLED_BACK, third.reason
+    assert third.champion == second.champion and third.candidate_version != third.champion
+    assert third.evaluation is not None
+    accuracies.append(third.evaluation.champion["accuracy"])
     assert accuracies == sorted(accuracies), "the champion never got worse"
     versions = registry.list_versions(url, task)
     assert [v.status for v in versions].count("champion") == 1
+    rejected = next(v for v in versions if v.version_id == third.candidate_version)
+    assert rejected.status == "rejected"
+    handle = client.get_workflow_handle(third.round_id)
+    await record_history(handle, f"learning_round_rolled_back_{backend(url)}")
     assert versions[0].version_id == f"{task}-v1" and versions[1].parent == f"{task}-v1"
     store = ArtifactStore(settings.effective_models_path)
     assert all(store.verify(v.artifact) for v in versions), "an artifact does not match its hash"

@@ -19,15 +19,15 @@ from temporalio.testing import ActivityEnvironment
 from web3 import Web3
 
 from activities.chain import ChainActivities
-from agentfleet import db, keystore
+from agentfleet import db, keystore, taskqueues
 from agentfleet.chain.transactions import relayer_id
 from agentfleet.errors import FleetError
-from agentfleet.messages import TxOrder, TxRequest, TxStatus
+from agentfleet.messages import RelayerState, TxOrder, TxRequest, TxStatus
 from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
 from clients.transactions import send_transaction
 from tests.fixtures.chain_tools import funded_account, private_anvil, rpc
-from tests.replay import record_history
+from tests.replay import record_continued, record_history
 from workers.main import running_workers
 from workflows.relayer import RelayerWorkflow
 
@@ -57,6 +57,10 @@ async def relayer_on_own_chain(
         sender = keystore.store_key(settings, label, funded_account(url).key)
         async with running_workers(client, settings):
             yield url, sender
+
+
+def backend(settings: Settings) -> str:
+    return "postgresql" if settings.effective_database_url.startswith("postgresql") else "sqlite"
 
 
 def transfer(request_id: str, wei: int = 1) -> TxRequest:
@@ -124,6 +128,8 @@ async def test_fifty_concurrent_sends_by_activity_take_their_nonces_by_update_an
         RelayerWorkflow.run, relayer_id(31337, sender)
     ).query(RelayerWorkflow.status)
     assert (status.next_nonce, status.reserved) == (50, 0), "every outcome was handed back"
+    relayer = dev_client.get_workflow_handle(relayer_id(31337, sender))
+    await record_history(relayer, f"relayer_reserve_now_{backend(settings)}")
 
 
 async def test_same_request_twice_sends_once(
@@ -139,11 +145,10 @@ async def test_same_request_twice_sends_once(
     assert first == second == third
     assert first.status is TxStatus.CONFIRMED
     assert Web3(Web3.HTTPProvider(anvil_url)).eth.get_transaction_count(sender) == 1
-    backend = "postgresql" if settings.effective_database_url.startswith("postgresql") else "sqlite"
     handle = dev_client.get_workflow_handle(relayer_id(31337, sender))
-    await record_history(handle, f"relayer_{backend}")
+    await record_history(handle, f"relayer_{backend(settings)}")
     tx_handle = dev_client.get_workflow_handle(f"tx-31337-{request.request_id}")
-    await record_history(tx_handle, f"transaction_{backend}")
+    await record_history(tx_handle, f"transaction_{backend(settings)}")
     key = keystore.load_account(settings, sender).key.hex().removeprefix("0x")
     for history in (await handle.fetch_history(), await tx_handle.fetch_history()):
         assert key not in history.to_json().lower(), "a private key reached a workflow history"
@@ -153,7 +158,7 @@ async def test_an_idle_relayer_rechecks_a_finished_transaction_after_its_window(
     dev_client: Client, relayer_env: tuple[Settings, str]
 ) -> None:
     """The reorg re-check runs when its window ends even if nothing else happens."""
-    _, sender = relayer_env
+    settings, sender = relayer_env
     outcome = await send_transaction(
         dev_client,
         chain_id=31337,
@@ -169,6 +174,38 @@ async def test_an_idle_relayer_rechecks_a_finished_transaction_after_its_window(
             break
         await asyncio.sleep(0.1)
     assert status.pending_recheck == 0, "the re-check never ran"
+    await record_history(handle, f"relayer_rechecked_{backend(settings)}")
+
+
+async def test_a_relayer_that_continued_as_new_hands_out_the_next_nonces(
+    dev_client: Client, relayer_env: tuple[Settings, str]
+) -> None:
+    """A relayer past its ``continue_as_new_after`` events starts a new run between
+    transactions; the new run carries the nonce count, so nonces stay in order and unique."""
+    settings, sender = relayer_env
+    handle = await dev_client.start_workflow(
+        RelayerWorkflow.run,
+        RelayerState(chain_id=31337, address=sender, continue_as_new_after=20),
+        id=relayer_id(31337, sender),
+        task_queue=taskqueues.WORKFLOWS,
+    )
+    run = uuid.uuid4().hex[:8]
+    nonces = []
+    for i in range(4):
+        outcome = await send_transaction(
+            dev_client,
+            chain_id=31337,
+            sender=sender,
+            request=transfer(f"can-{run}-{i}"),
+            reorg_window_s=0,
+        )
+        assert outcome.status is TxStatus.CONFIRMED, outcome.error
+        nonces.append(outcome.nonce)
+    assert nonces == [0, 1, 2, 3]
+    first_run = handle.first_execution_run_id
+    assert first_run is not None
+    assert (await handle.describe()).run_id != first_run, "it never continued as new"
+    await record_continued(dev_client, handle.id, first_run, "relayer_continued", backend(settings))
 
 
 async def test_reverting_transaction_fails_without_spending_a_nonce(

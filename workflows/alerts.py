@@ -12,8 +12,9 @@ signals this entity (signal-with-start ``alert``). The entity:
    alert channel's publisher, which keeps the channel's rate limit).
 
 Digest ids are ``{epoch}-{sequence}``, fixed in workflow state, so a retried delivery records and
-sends the same digest once. Continue-as-new when Temporal suggests it, between windows, carrying
-the state (pending alerts, cooldowns, seen ids).
+sends the same digest once. Continue-as-new when Temporal suggests it (or past the state's
+``continue_as_new_after`` events), between windows, carrying the state (pending alerts,
+cooldowns, seen ids).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows import calls
+from workflows.entities import continue_as_new_due
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import AlertActivities
@@ -99,7 +101,10 @@ class AlertsWorkflow:
             self.state.epoch = workflow.uuid4().hex[:8]
         while True:
             await workflow.wait_condition(
-                lambda: bool(self.state.pending) or workflow.info().is_continue_as_new_suggested()
+                lambda: (
+                    bool(self.state.pending)
+                    or continue_as_new_due(self.state.continue_as_new_after)
+                )
             )
             if self.state.pending:
                 opened = self.state.window_opened_at or workflow.now()
@@ -107,7 +112,7 @@ class AlertsWorkflow:
                 if remaining > timedelta(0):
                     await workflow.sleep(remaining, summary="alert window")
                 await self._flush()
-            if workflow.info().is_continue_as_new_suggested():
+            if continue_as_new_due(self.state.continue_as_new_after):
                 break
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(self.state)

@@ -11,7 +11,8 @@ underpriced"). A TransactionWorkflow reserves by ``reserve`` signal (answered by
 settlement) by the ``reserve_now`` update. Both handlers are short (no activity), so many
 transactions reserve at once. Finished transactions come back by signal and are checked again
 after their reorg window; unknown outcomes are re-sent from their recorded bytes until they
-resolve.
+resolve. It continues as new when Temporal suggests it (or past the state's
+``continue_as_new_after`` events), carrying its nonces and pending re-checks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import calls, patches
+from workflows.entities import continue_as_new_due
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainActivities
@@ -154,12 +156,12 @@ class RelayerWorkflow:
             timeout = None if due is None else max(due - workflow.now(), timedelta(0))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self.wake or workflow.info().is_continue_as_new_suggested(),
+                    lambda: self.wake or continue_as_new_due(self.state.continue_as_new_after),
                     timeout=timeout,
                 )
             self.wake = False
             await self._recheck_due()
-            if workflow.info().is_continue_as_new_suggested():
+            if continue_as_new_due(self.state.continue_as_new_after):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.state)
 

@@ -142,6 +142,9 @@ class AlertsState(BaseModel):
     """Repeats not sent yet: told in the next message of their kind."""
     digests: int = 0
     suppressed: int = 0
+    continue_as_new_after: int | None = None
+    """Continue as new once a run's history has this many events, before Temporal suggests it
+    (tests force it early); None: when Temporal suggests it."""
 
 
 class AlertsView(BaseModel):
