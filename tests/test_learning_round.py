@@ -184,8 +184,11 @@ async def test_poisoned_crashing_and_late_participants_are_left_out_with_reasons
     doubles.poisoned = {"fc-a"}
     doubles.crashing = {"fc-b"}
     doubles.sleeping = {"fc-c"}
-    report = await run_round(client, task, 2, participant_timeout_s=3, min_participants=2)
+    # The sleeper never finishes, so the round waits the whole timeout; 10 s (the others train
+    # in about 1 s) so that a loaded machine never makes an honest participant late.
+    report = await run_round(client, task, 2, participant_timeout_s=10, min_participants=2)
     dropped = {d.participant: d.reason for d in report.dropped}
+    assert set(dropped) == {"fc-napping", "fc-b", "fc-c"}, dropped
     assert dropped["fc-b"] == "failed: RuntimeError: out of memory (test)", dropped
     assert dropped["fc-c"].startswith("late: still training"), dropped
     excluded = {e.participant: e.reason for e in report.excluded}
