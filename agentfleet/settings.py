@@ -185,6 +185,13 @@ class Settings(BaseSettings):
         "when FLEET_CHANNEL_SANDBOX is false.",
     )
     telegram_bot_token: SecretStr | None = Field(default=None, description="Telegram bot token.")
+    telegram_max_rows: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="Rows a command center answer shows in its message; a longer table is "
+        "summarised, with the whole table as a CSV file.",
+    )
     smtp_host: str | None = Field(default=None, description="SMTP server; unset: the sandbox.")
     smtp_port: int | None = Field(
         default=None, description="SMTP port (default 587, or 25 without STARTTLS)."

@@ -109,7 +109,6 @@ from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from starters.stack.components import TELEGRAM_READY_FILE
 from starters.telegram import bot as telegram
-from starters.telegram.replies import MAX_ROWS
 from workers.main import running_workers
 
 USER = 2004
@@ -276,7 +275,7 @@ async def forecast_part(
             names = [f"cc-{tag}-{index:06d}" for index in range(present, size)]
             await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
             present = size
-            messages = 1 if size <= MAX_ROWS else 2
+            messages = 1 if size <= settings.telegram_max_rows else 2
 
             async def direct(key: str, size: int = size) -> None:
                 command_id = f"bench-cc-{tag}-{size}-{key}"

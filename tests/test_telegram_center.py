@@ -251,7 +251,7 @@ MATRIX: list[tuple[str, Permission]] = [
 
 
 async def test_every_command_answers_each_role_and_refuses_what_the_role_may_not(
-    center: Center, monkeypatch: pytest.MonkeyPatch
+    center: Center,
 ) -> None:
     for user, role in ROLES.items():
         for text, needs in MATRIX:
@@ -280,7 +280,7 @@ async def test_every_command_answers_each_role_and_refuses_what_the_role_may_not
     missing = (await center.say(ADMIN, "/approve no-such-item"))[0].text
     assert missing.startswith("Nothing changed: no content no-such-item")
 
-    monkeypatch.setattr(reply_format, "MAX_ROWS", 1)
+    center.settings.telegram_max_rows = 1  # FLEET_TELEGRAM_MAX_ROWS, read at each reply
     replies = await center.say(ADMIN, "/forecast all BTCUSDT 1h", expect=2)
     assert "the full table is attached" in replies[0].text
     document = replies[1].document

@@ -83,7 +83,7 @@ async def _answer_reply(center: CommandCenter, result: FleetCommandResult) -> Re
     """The reply to a fleet command: its summary and first answers (a large command's are read
     from the database; when they cannot be, the summary says where they are)."""
     if result.answers_ref is None:
-        return result_reply(result)
+        return result_reply(result, center.settings.telegram_max_rows)
     from clients.commands import answers_page
 
     try:
@@ -91,7 +91,7 @@ async def _answer_reply(center: CommandCenter, result: FleetCommandResult) -> Re
     except Exception:  # noqa: BLE001 - the summary is the answer; the rows are a courtesy
         log.warning("could not read the answers of command %s", result.command_id)
         first = []
-    return result_reply(result, first)
+    return result_reply(result, center.settings.telegram_max_rows, first)
 
 
 async def _help(
@@ -242,7 +242,7 @@ async def _pending(
     if words:
         raise Usage("/pending takes no arguments.")
     items = await asyncio.to_thread(views.awaiting_approval, center.url)
-    return pending_replies(items)
+    return pending_replies(items, center.settings.telegram_max_rows)
 
 
 async def _approve(
@@ -285,7 +285,9 @@ async def _payments(
         raise Usage("Give one bot name, or none for the whole fleet.")
     bot = _bot_name(words[0]) if words else None
     headline, rows = await asyncio.to_thread(views.payments_table, center.url, bot)
-    return [table_reply(headline, rows, views.PAYMENT_COLUMNS, f"payments-{bot or 'fleet'}")]
+    stem = f"payments-{bot or 'fleet'}"
+    max_rows = center.settings.telegram_max_rows
+    return [table_reply(headline, rows, views.PAYMENT_COLUMNS, stem, max_rows)]
 
 
 async def _balance(
@@ -342,7 +344,10 @@ async def _usage(
         raise Usage("Give one agent's name, or none for every agent.")
     bot = _bot_name(words[0]) if words else None
     headline, rows = await asyncio.to_thread(views.usage_table, center.settings, bot)
-    return [table_reply(headline, rows, views.USAGE_COLUMNS, f"usage-{bot or 'agents'}")]
+    stem = f"usage-{bot or 'agents'}"
+    return [
+        table_reply(headline, rows, views.USAGE_COLUMNS, stem, center.settings.telegram_max_rows)
+    ]
 
 
 COMMANDS: dict[str, Command] = {

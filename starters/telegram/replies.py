@@ -1,6 +1,6 @@
 """What the command center says back: a :class:`Reply` (text, inline buttons, a file) and how
-fleet-command answers become one, summarised past :data:`MAX_ROWS` rows (a large command's
-stored answers: the summary and its first :data:`FIRST_ROWS` answers)."""
+fleet-command answers become one, summarised past ``FLEET_TELEGRAM_MAX_ROWS`` rows (a large
+command's stored answers: the summary and its first :data:`FIRST_ROWS` answers)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ DISCLOSURE = (
     "This is agentfleet's command center, an automated bot: it answers commands from its "
     "operators and never pretends to be a person."
 )
-MAX_ROWS = 20
-"""Answers with more rows than this are summarised, with the full table as a file."""
 FIRST_ROWS = 5
 """Rows a summarised answer shows before the rest."""
 MAX_TEXT = 3800
@@ -74,14 +72,17 @@ class NotAllowed(Exception):
         self.what = what
 
 
-def table_reply(headline: str, rows: list[list[str]], header: list[str], stem: str) -> Reply:
-    """The headline and the table in the message, or, past :data:`MAX_ROWS`, the headline with
-    the first rows and the whole table as ``stem.csv``."""
+def table_reply(
+    headline: str, rows: list[list[str]], header: list[str], stem: str, max_rows: int
+) -> Reply:
+    """The headline and the table in the message, or, past ``max_rows`` rows
+    (``FLEET_TELEGRAM_MAX_ROWS``), the headline with the first rows and the whole table as
+    ``stem.csv``."""
     lines = [headline]
-    shown = rows if len(rows) <= MAX_ROWS else rows[:FIRST_ROWS]
+    shown = rows if len(rows) <= max_rows else rows[: min(FIRST_ROWS, max_rows)]
     lines += ["  ".join(row) for row in shown]
     attachment = None
-    if len(rows) > MAX_ROWS:
+    if len(rows) > max_rows:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header)
@@ -94,7 +95,9 @@ def table_reply(headline: str, rows: list[list[str]], header: list[str], stem: s
     return Reply(text=text, attachment=attachment)
 
 
-def result_reply(result: FleetCommandResult, first: list[BotAnswer] | None = None) -> Reply:
+def result_reply(
+    result: FleetCommandResult, max_rows: int, first: list[BotAnswer] | None = None
+) -> Reply:
     """A fleet command's answer: the summary, then its rows (:func:`table_reply`); for a
     stored command, the summary, ``first`` (its first answers, read from the database) and
     where the rest are."""
@@ -131,7 +134,7 @@ def result_reply(result: FleetCommandResult, first: list[BotAnswer] | None = Non
     if not stored:
         if not rows:
             headline += "\nno bot matched"
-        return table_reply(headline, rows, ["bot", "status", "answer"], result.command_id)
+        return table_reply(headline, rows, ["bot", "status", "answer"], result.command_id, max_rows)
     lines = [headline, *("  ".join(row) for row in rows)]
     more = result.answer_count - len(rows)
     if more > 0:
@@ -140,13 +143,13 @@ def result_reply(result: FleetCommandResult, first: list[BotAnswer] | None = Non
     return Reply(text=text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "...")
 
 
-def pending_replies(items: list[ContentItem]) -> list[Reply]:
-    """A count, then each item awaiting approval (up to :data:`MAX_ROWS`) with its approve,
+def pending_replies(items: list[ContentItem], max_rows: int) -> list[Reply]:
+    """A count, then each item awaiting approval (up to ``max_rows``) with its approve,
     reject and edit buttons."""
     if not items:
         return [Reply(text="Nothing awaits approval.")]
     replies = [Reply(text=f"{len(items)} item(s) await approval:")]
-    for item in items[:MAX_ROWS]:
+    for item in items[:max_rows]:
         text = f"{item.content_id} by {item.bot} to {item.channel}:\n\n{item.text or item.brief}"
         replies.append(Reply(text=text[:MAX_TEXT], buttons=approval_buttons(item.content_id)))
     return replies
