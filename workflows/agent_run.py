@@ -92,6 +92,12 @@ RETRY = RetryPolicy(
     non_retryable_error_types=["AgentRefused"],
 )
 STEP: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+BOOK_STEP: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RETRY,
+}
+"""The budget's bookkeeping (a hold, a usage row): quick, so a worker that dies in one is
+replaced after 10 s."""
 SKILL_STEP: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=20),
     "retry_policy": RETRY,
@@ -258,7 +264,7 @@ class AgentRunWorkflow:
                 output_tokens=usage.output_tokens,
                 cost_units=cost,
             ),
-            **STEP,
+            **BOOK_STEP,
         )
         if self.hold_id is not None:
             await self._entity().signal(
@@ -279,7 +285,7 @@ class AgentRunWorkflow:
             answer: HoldAnswer = await calls.run(
                 AgentActivities.hold_budget,
                 BudgetAsk(bot=self.view.bot, hold_id=hold_id, amount=amount),
-                **STEP,
+                **BOOK_STEP,
             )
         except ActivityError as err:
             raise Stop(RunStatus.REFUSED, _message(err)) from None
