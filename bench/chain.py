@@ -71,24 +71,31 @@ async def measure_all(args: argparse.Namespace, run: Run) -> list[Figures]:
         skeleton = await measure_skeleton(client, activities=ACTIVITIES, local=False, sizes=sizes)
         rows = [skeleton]
         async with running_workers(client, settings):
+
+            async def send(sender: str, request_id: str) -> None:
+                outcome = await send_transaction(
+                    client,
+                    chain_id=31337,
+                    sender=sender,
+                    request=TxRequest(request_id=request_id, to=Account.create().address, value=1),
+                    reorg_window_s=0,
+                )
+                if outcome.status is not TxStatus.CONFIRMED:
+                    raise RuntimeError(f"{request_id}: {outcome.error}")
+
             for count in args.relayers:
                 accounts = relayers[:count]
                 tag = uuid.uuid4().hex[:6]
 
                 async def one(key: str, accounts: list[str] = accounts, tag: str = tag) -> None:
                     request_id = f"bench-{tag}-{key}"
-                    outcome = await send_transaction(
-                        client,
-                        chain_id=31337,
-                        sender=pick_relayer(accounts, request_id),
-                        request=TxRequest(
-                            request_id=request_id, to=Account.create().address, value=1
-                        ),
-                        reorg_window_s=0,
-                    )
-                    if outcome.status is not TxStatus.CONFIRMED:
-                        raise RuntimeError(f"{request_id}: {outcome.error}")
+                    await send(pick_relayer(accounts, request_id), request_id)
 
+                # Every relayer of the row starts its entity before the row is timed (the
+                # warm-up's picks may leave some relayers untouched).
+                run.err.print(f"warming {count} relayer(s): one transaction each")
+                for index, account in enumerate(accounts):
+                    await send(account, f"bench-{tag}-warm-{index}")
                 run.err.print(f"measuring transactions through {count} relayer(s)")
                 rows.append(
                     await measure(
