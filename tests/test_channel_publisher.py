@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest_asyncio
@@ -102,30 +102,33 @@ async def publish(client: Client, config: ChannelConfig, requests: list[PublishR
     return workflow_id
 
 
-async def wait_sent(client: Client, workflow_id: str, count: int, seconds: float) -> PublisherView:
+async def wait_view(
+    client: Client, workflow_id: str, done: Callable[[PublisherView], bool], seconds: float
+) -> PublisherView:
+    """The publisher's view once ``done`` holds, or as it is after ``seconds``."""
     handle = client.get_workflow_handle(workflow_id)
     deadline = time.monotonic() + seconds
     while True:
         view: PublisherView = await handle.query(
             ChannelPublisherWorkflow.status, result_type=PublisherView
         )
-        if view.sent >= count or time.monotonic() > deadline:
+        if done(view) or time.monotonic() > deadline:
             return view
         await asyncio.sleep(0.2)
+
+
+async def wait_sent(client: Client, workflow_id: str, count: int, seconds: float) -> PublisherView:
+    return await wait_view(client, workflow_id, lambda view: view.sent >= count, seconds)
 
 
 async def wait_idle(client: Client, workflow_id: str, count: int, seconds: float) -> PublisherView:
     """Wait until ``count`` are sent and nothing is queued or out."""
-    handle = client.get_workflow_handle(workflow_id)
-    deadline = time.monotonic() + seconds
-    while True:
-        view: PublisherView = await handle.query(
-            ChannelPublisherWorkflow.status, result_type=PublisherView
-        )
-        idle = view.queued == 0 and view.in_flight == 0
-        if (view.sent >= count and idle) or time.monotonic() > deadline:
-            return view
-        await asyncio.sleep(0.2)
+    return await wait_view(
+        client,
+        workflow_id,
+        lambda view: view.sent >= count and view.queued == 0 and view.in_flight == 0,
+        seconds,
+    )
 
 
 async def sends_in_flight(client: Client, workflow_id: str) -> list[int]:

@@ -54,6 +54,15 @@ FORECAST_ARGS = {"symbol": "BTCUSDT", "horizon": "1h"}
 QUEUES = (taskqueues.WORKFLOWS, taskqueues.IO, taskqueues.LLM)
 
 
+def stored_command_fleet(url: str, home: Path) -> tuple[list[str], Settings, SkillActivities]:
+    """1,200 active forecasters (past the inline limit: a command to them stores its answers, in
+    batches), the settings and the skills a worker would have."""
+    names = [f"fc-{index:04d}" for index in range(1200)]
+    insert_bots(url, names)
+    settings = Settings(home=home, database_url=url)
+    return names, settings, SkillActivities(settings)
+
+
 def insert_bots(
     url: str,
     names: Sequence[str],
@@ -144,10 +153,7 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
     dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> None:
     url = migrated_database_url
-    names = [f"fc-{index:04d}" for index in range(1200)]
-    insert_bots(url, names)
-    settings = Settings(home=tmp_path, database_url=url)
-    skills = SkillActivities(settings)
+    names, settings, skills = stored_command_fleet(url, tmp_path)
     attempts: Counter[int] = Counter()
 
     @activity.defn(name="answer_batch")
@@ -199,10 +205,7 @@ async def test_a_batch_that_fails_as_a_whole_counts_its_bots_failed_not_the_comm
     dev_client: Client, migrated_database_url: str, tmp_path: Path
 ) -> None:
     url = migrated_database_url
-    names = [f"fc-{index:04d}" for index in range(1200)]
-    insert_bots(url, names)
-    settings = Settings(home=tmp_path, database_url=url)
-    skills = SkillActivities(settings)
+    names, settings, skills = stored_command_fleet(url, tmp_path)
 
     @activity.defn(name="answer_batch")
     async def middle_batch_lost(batch: AnswerBatch) -> AnswerTally:
