@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
+from eth_account import Account
 from temporalio.client import Client
 
 from agentfleet.chain.accounts import dev_account
@@ -49,6 +51,46 @@ async def test_a_burst_larger_than_the_workflow_task_slots_settles_every_payment
         assert len({row.tx_hash for row in rows}) == BURST
         assert market.balance(buyer.address) == before_buyer - BURST * PRICE
         assert market.balance(market.seller_address) == before_seller + BURST * PRICE
+
+
+async def test_a_payer_who_cannot_pay_the_whole_racing_burst_pays_only_what_it_holds(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
+) -> None:
+    """A stranger with fUSD for 3 purchases signs 6 and sends them at once through the same 2
+    slots: 3 settle, 3 get the x402 refusal ``insufficient_funds`` (402), no 5xx, no hang, and
+    it pays exactly 3 prices: the holds at its entity, not the chain's balance read by each
+    saga, decide."""
+    short = Account.create()
+    affordable, signed = 3, 6
+    async with open_market(
+        dev_client, migrated_database_url, anvil_url, tmp_path, workflow_task_slots=SLOTS
+    ) as market:
+        funding = market.token.functions.transfer(short.address, affordable * PRICE).transact(
+            {"from": dev_account(9).address}
+        )
+        assert market.w3.eth.wait_for_transaction_receipt(funding)["status"] == 1
+        before_seller = market.balance(market.seller_address)
+        async with market.http() as http:
+            [accepted] = requirements(await http.post(market.path, json={}))["accepts"]
+            signed_headers = [payment_header(short, accepted) for _ in range(signed)]
+
+            async def buy(header: str) -> httpx.Response:
+                return await http.post(market.path, json={}, headers={"PAYMENT-SIGNATURE": header})
+
+            responses = await asyncio.wait_for(
+                asyncio.gather(*(buy(header) for header, _ in signed_headers)), timeout=150
+            )
+        codes = sorted(response.status_code for response in responses)
+        refused = [r for r in responses if r.status_code == 402]
+        assert len(refused) == signed - affordable, codes
+        assert set(codes) - {402} <= {200, 202}, codes  # 202: still settling after its wait
+        assert {requirements(r)["error"] for r in refused} == {"insufficient_funds"}
+        rows = await settled_rows(market, affordable)
+        assert sorted(row.status for row in rows) == ["settled"] * affordable
+        assert market.balance(short.address) == 0
+        assert market.balance(market.seller_address) == before_seller + affordable * PRICE
+        used = [market.used(short.address, nonce) for _, nonce in signed_headers]
+        assert sum(used) == affordable, "a refused authorization stays unused"
 
 
 async def settled_rows(market: Market, count: int, timeout_s: float = 120) -> list[PaymentRecord]:
