@@ -239,7 +239,8 @@ class PaymentSagaWorkflow:
         await self._short_step(PaymentActivities.record_payment, self.view)
 
     async def _short_step(self, method: Callable[[Any, P], Awaitable[R]], arg: P) -> R:
-        """Verify or record: a local activity in a lean saga, an activity on its queue before."""
+        """Record (and verify, in sagas started before ``verify-activity``): a local activity in
+        a lean saga, an activity on its queue before."""
         if self.lean:
             return await calls.run_local(method, arg, **STEP_OPTIONS)
         return await calls.run(method, arg, **STEP_OPTIONS)
