@@ -23,6 +23,24 @@ from agentfleet.agents.prices import DEFAULT_MODEL_PRICES, ModelPrice
 
 LOOPBACK = "127.0.0.1"
 NETWORK_CHAIN_IDS = {"local": 31337, "polygon": 137, "amoy": 80002, "fuji": 43113}
+DEMO_NAMES = ("check", "transfer", "fleet", "purchase", "content", "agent", "learning")
+"""The demos of ``fleet up``, in the order they run (``starters.stack.demo.DEMOS``)."""
+DEMO_NEEDS = {name: ("fleet",) for name in ("purchase", "content", "agent", "learning")}
+"""Demos that work on the demo fleet's bots, which the ``fleet`` demo seeds."""
+
+
+def resolve_demos(names: list[str]) -> list[str]:
+    """The demos to run for ``names``, with the ones they need, in running order; ValueError
+    naming the known demos for an unknown one."""
+    unknown = [name for name in names if name not in DEMO_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown demo {', '.join(map(repr, unknown))}; one of {', '.join(DEMO_NAMES)}"
+        )
+    wanted = set(names) | {need for name in names for need in DEMO_NEEDS.get(name, ())}
+    return [name for name in DEMO_NAMES if name in wanted]
+
+
 """Chain id of each network profile (the profiles live in ``agentfleet.chain.networks``)."""
 
 
@@ -365,6 +383,12 @@ class Settings(BaseSettings):
     )
 
     demo: bool = Field(default=True, description="`fleet up` runs the demos (--no-demo: false).")
+    demos: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEMO_NAMES),
+        description="Which demos `fleet up` runs, comma-separated (`--demo`, repeatable): "
+        + ", ".join(DEMO_NAMES)
+        + ". A demo brings the ones it needs (purchase, content, agent and learning need fleet).",
+    )
     log_level: str = Field(default="INFO", description="Python log level of fleet processes.")
 
     @field_validator("home", mode="after")
@@ -408,12 +432,19 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
-    @field_validator("codec_cors_origins", "alert_channels", "outbound_allow", mode="before")
+    @field_validator(
+        "codec_cors_origins", "alert_channels", "outbound_allow", "demos", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("demos", mode="after")
+    @classmethod
+    def _known_demos(cls, value: list[str]) -> list[str]:
+        return resolve_demos(value)
 
     @field_validator("outbound_allow", mode="after")
     @classmethod

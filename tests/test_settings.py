@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from agentfleet.settings import Settings, mask_url
+from agentfleet.settings import DEMO_NAMES, Settings, mask_url, resolve_demos
 from starters.cli.main import app
 from starters.stack.state import StackFiles
 
@@ -240,3 +240,32 @@ def test_unknown_network_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.stderr.strip().splitlines() == [
         "error: FLEET_NETWORK 'nosuch' is not one of local, polygon, amoy, fuji"
     ]
+
+
+def test_demos_bring_what_they_need_in_running_order() -> None:
+    from starters.stack.demo import DEMOS
+
+    assert [key for key, _, _ in DEMOS] == list(DEMO_NAMES)
+    assert Settings().demos == list(DEMO_NAMES)
+    assert Settings(demos="learning,check").demos == ["check", "fleet", "learning"]
+    assert resolve_demos(["agent", "agent"]) == ["fleet", "agent"]
+    with pytest.raises(ValidationError, match="unknown demo 'payments'; one of check, transfer"):
+        Settings(demos="payments")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--demo", "fleet", "--demo", "payments"], "unknown demo 'payments'; one of check,"),
+        (["--demo", "check,nope"], "unknown demo 'nope'"),
+        (["--demo", "check", "--no-demo"], "exclude each other"),
+    ],
+)
+def test_unknown_demo_is_one_line_error_and_starts_nothing(
+    cwd: Path, args: list[str], needle: str
+) -> None:
+    result = CliRunner().invoke(app, ["up", "--detach", *args])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and needle in line, line
+    assert not StackFiles(Settings().home).state.exists()

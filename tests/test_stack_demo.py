@@ -1,14 +1,21 @@
-"""`fleet up` with its demo seeds a working fleet: real processes, real bots, a real remote bot."""
+"""`fleet up --detach` with its demo, as a user runs it: every component up, a working fleet of
+real bots (and a real remote bot), `status`, the Telegram command center, `down`, and a restart
+that keeps the history. One stack for all of it: a whole demo run costs about a minute."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import sqlite3
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.stack import fleet, pids_of, temporal, wait_gone
+from tests.test_mcp_server import mcp_status
+from tests.test_stack import assert_one_line_error, http_get
 
 pytestmark = pytest.mark.stack
 
@@ -22,7 +29,7 @@ DEMO_BOTS = {
 }
 
 
-def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
+def test_up_detach_seeds_a_demo_fleet_that_answers_then_status_down_and_restart_keep_history(
     stack_env: dict[str, str],
 ) -> None:
     up = fleet(stack_env, "up", "--detach", "--json")
@@ -30,6 +37,22 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     started = json.loads(up.stdout)
     assert started["healthy"] is True
     components = {c["name"]: c for c in started["components"]}
+    assert set(components) == {
+        "temporal",
+        "anvil",
+        "database",
+        "sandbox",
+        "http",
+        "mcp",
+        "worker",
+        "telegram",
+        "remote-bot",
+    }
+    assert all(c["up"] for c in components.values())
+    assert started["demo"] and "stack check" in started["demo"][0], started["demo"]
+    assert (
+        asyncio.run(mcp_status(components["mcp"]["url"], "forecaster-1"))["bot"] == "forecaster-1"
+    )
     remote = components["remote-bot"]
     assert remote["up"] is True
     assert remote["ports"] == {"http": int(stack_env["FLEET_REMOTE_BOT_PORT"])}
@@ -60,7 +83,16 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
     [agents_post] = [i for i in items if i["content_id"] == run["posts"][0]]
     assert agents_post["submitted_by"] == "agent:analyst-1"
     [item] = [i for i in items if i["content_id"] != run["posts"][0]]
-    approved = fleet(stack_env, "content", "approve", item["content_id"], "--json")
+    assert item["content_id"].startswith("demo-chat-"), item
+    # The demo's Telegram post is approved in the command center, the agent's post from the CLI.
+    pending = fleet(stack_env, "telegram", "say", "/pending", "--json")
+    assert pending.returncode == 0, pending.stderr
+    [card] = [r for r in json.loads(pending.stdout)["replies"] if item["content_id"] in r["text"]]
+    approve = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    pressed = fleet(stack_env, "telegram", "press", approve, "--json")
+    assert pressed.returncode == 0, pressed.stderr
+    assert json.loads(pressed.stdout)["replies"][0]["text"].startswith("Approved demo-chat-")
+    approved = fleet(stack_env, "content", "approve", agents_post["content_id"], "--json")
     assert approved.returncode == 0, approved.stderr
     assert json.loads(approved.stdout)["state"] in {"publishing", "published"}
 
@@ -100,9 +132,48 @@ def test_up_seeds_an_active_demo_fleet_that_answers_a_fleet_forecast(
 
     assert_no_key_material(stack_env, bots)
 
+    status = fleet(stack_env, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["healthy"] is True
+    assert "<html" in http_get(f"http://127.0.0.1:{stack_env['FLEET_UI_PORT']}/").lower()
+    metrics = http_get(f"http://127.0.0.1:{stack_env['FLEET_METRICS_PORT']}/metrics")
+    assert "fleet_build_info" in metrics
+    assert "temporal_workflow_completed_total" in metrics
+    assert "temporal_num_pollers" in metrics
+    said = fleet(stack_env, "telegram", "say", "/health", "--json")
+    assert said.returncode == 0, said.stderr
+    replies = json.loads(said.stdout)["replies"]
+    assert re.match(r"\d+ bots: ", replies[0]["text"]), replies
+
+    assert_one_line_error(fleet(stack_env, "up", "--detach"), "already running")
+
     down = fleet(stack_env, "down")
     assert down.returncode == 0, down.stderr
     assert wait_gone(pids_of(started)) == []
+    stopped = fleet(stack_env, "status", "--json")
+    assert stopped.returncode == 1
+    assert json.loads(stopped.stdout)["running"] is False
+
+    home = Path(stack_env["FLEET_HOME"])
+    assert (home / "temporal.db").is_file()
+    with sqlite3.connect(home / "fleet.db") as conn:
+        kinds = [
+            row[0]
+            for row in conn.execute("select kind from audit_events where kind like 'stack.%'")
+        ]
+    assert kinds == ["stack.checked"]
+
+    restarted = fleet(stack_env, "up", "--detach", "--no-demo", "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["demo"] == []
+    listed = temporal(stack_env, "workflow", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    workflow_ids = [w["execution"]["workflowId"] for w in json.loads(listed.stdout)]
+    demo_id = started["demo"][0].split()[2].rstrip(":")
+    assert demo_id in workflow_ids
+    assert f"bot-{sorted(DEMO_BOTS)[0]}" in workflow_ids
+    assert fleet(stack_env, "down").returncode == 0
+    assert wait_gone(pids_of(json.loads(restarted.stdout))) == []
 
 
 def assert_no_key_material(stack_env: dict[str, str], bots: dict[str, dict[str, object]]) -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentfleet.errors import FleetError
-from agentfleet.settings import Settings
+from agentfleet.settings import DEMO_NAMES, Settings, resolve_demos
 from starters.cli.output import JsonOpt, console, emit_json, err_console, fail
 from starters.cli.settings_arg import load_settings
 from starters.stack.state import ComponentState, StackFiles, StackState, StackStatus, port_open
@@ -32,16 +32,33 @@ def up(
     no_demo: Annotated[
         bool, typer.Option("--no-demo", help="Start the bare stack without the demos.")
     ] = False,
+    demo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--demo",
+            metavar="NAME",
+            help=f"Run only this demo (repeatable): {', '.join(DEMO_NAMES)}. Purchase, content, "
+            "agent and learning bring the demo fleet.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the embedded stack: Temporal dev server + Web UI, anvil, database, HTTP app, worker.
 
-    Runs the demo of every capability unless --no-demo. Ctrl-C (or SIGTERM) stops it cleanly;
-    with --detach it keeps running until `fleet down`.
+    Runs the demo of every capability unless --no-demo (or only the ones named by --demo).
+    Ctrl-C (or SIGTERM) stops it cleanly; with --detach it keeps running until `fleet down`.
     """
     settings = load_settings(as_json)
+    if no_demo and demo:
+        fail("--no-demo and --demo exclude each other; pass one of them", 2, as_json=as_json)
     if no_demo:
         settings = settings.model_copy(update={"demo": False})
+    if demo:
+        try:
+            chosen = resolve_demos([name.strip() for part in demo for name in part.split(",")])
+        except ValueError as exc:
+            fail(f"--demo: {exc}", 2, as_json=as_json)
+        settings = settings.model_copy(update={"demo": True, "demos": chosen})
     try:
         if detach:
             state = _start_detached(settings, quiet=as_json)
@@ -100,6 +117,7 @@ def _start_detached(settings: Settings, quiet: bool) -> StackState:
                 **os.environ,
                 "FLEET_HOME": str(settings.home),
                 "FLEET_DEMO": "1" if settings.demo else "0",
+                "FLEET_DEMOS": ",".join(settings.demos),
                 "PYTHONUNBUFFERED": "1",
             },
         )

@@ -401,22 +401,26 @@ def _fleet_progress(names: list[str], statuses: dict[str, BotStatus]) -> str:
     return f"{active}/{len(names)} active" + (f" ({others})" if others else "")
 
 
-DEMOS: list[tuple[str, Demo]] = [
-    ("stack check", stack_check),
-    ("fUSD transfer", fusd_transfer),
-    ("demo fleet", demo_fleet),
-    ("paid purchase", paid_purchase),
-    ("content pipeline", content_pipeline),
-    ("agent run", agent_run),
-    ("learning", learning_round),
+DEMOS: list[tuple[str, str, Demo]] = [
+    ("check", "stack check", stack_check),
+    ("transfer", "fUSD transfer", fusd_transfer),
+    ("fleet", "demo fleet", demo_fleet),
+    ("purchase", "paid purchase", paid_purchase),
+    ("content", "content pipeline", content_pipeline),
+    ("agent", "agent run", agent_run),
+    ("learning", "learning", learning_round),
 ]
+"""Each demo: its name for ``--demo`` (``Settings.demos``), its title, and what runs it."""
 
 
 async def run_demos(settings: Settings, report: Report) -> list[str]:
-    """Run every demo in order; return one line each for the status panel."""
+    """Run the chosen demos (``FLEET_DEMOS``, every one by default) in order; return one line
+    each for the status panel."""
     client = await connect(settings)
     lines = []
-    for name, demo in DEMOS:
+    for key, name, demo in DEMOS:
+        if key not in settings.demos:
+            continue
         try:
             line = await demo(client, settings, report=report)
         except Exception as exc:  # a demo never takes the stack down

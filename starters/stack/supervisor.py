@@ -121,7 +121,7 @@ def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
     specs.append(components.worker_spec(settings))
     if wants_command_center(settings):
         specs.append(components.telegram_spec(settings))
-    if settings.demo:
+    if settings.demo and "fleet" in settings.demos:  # the demo fleet's remote-1 calls it
         specs.append(components.remote_bot_spec(settings))
     return specs
 
