@@ -1,5 +1,6 @@
 """The wallets' master secret as `fleet up` and the worker meet it: a lost or wrong secret stops
-them before anything starts, and off the local chain only a configured, long secret will do."""
+them before anything starts, and off the local chain only a configured, long secret will do.
+`fleet up` deploys the contracts into its anvil, and a restart reuses them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from web3 import Web3
 
+from agentfleet.chain.accounts import dev_account
 from tests.fixtures.stack import fleet, pids_of, wait_gone
 
 pytestmark = pytest.mark.stack
@@ -26,12 +29,24 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     return lines[0]
 
 
-def test_a_lost_or_wrong_keystore_secret_stops_fleet_up_and_no_new_one_is_made(
+def test_a_lost_or_wrong_keystore_secret_stops_fleet_up_and_a_restart_reuses_the_contracts(
     stack_env: dict[str, str],
 ) -> None:
     home = Path(stack_env["FLEET_HOME"])
+    manifest_path = home / "deployment.json"
     up = fleet(stack_env, "up", "--detach", "--no-demo", "--json")
     assert up.returncode == 0, up.stderr
+    first = json.loads(manifest_path.read_text())
+    assert first["chain_id"] == 31337
+    assert set(first["contracts"]) == {
+        "FleetUSD",
+        "IdentityRegistry",
+        "ReputationRegistry",
+        "ValidationRegistry",
+    }
+    w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{stack_env['FLEET_ANVIL_PORT']}"))
+    nonce = w3.eth.get_transaction_count(dev_account(0).address)
+    assert nonce == 4 + 10  # 4 deployments, fUSD minted to the 10 funded dev accounts
     assert fleet(stack_env, "down").returncode == 0
     assert wait_gone(pids_of(json.loads(up.stdout))) == []
     secret_file = home / "keystore.secret"
@@ -75,6 +90,14 @@ def test_a_lost_or_wrong_keystore_secret_stops_fleet_up_and_no_new_one_is_made(
     again = fleet(stack_env, "up", "--detach", "--no-demo", "--json")
     assert again.returncode == 0, again.stderr
     assert secret_file.read_text() == saved
+    # anvil keeps its state in the stack's folder: the restart deploys nothing new
+    assert json.loads(manifest_path.read_text()) == first
+    assert w3.eth.get_transaction_count(dev_account(0).address) == nonce
+    for entry in first["contracts"].values():
+        assert w3.eth.get_code(entry["address"]) != b""
+    status = fleet(stack_env, "chain", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["ok"] is True
     assert fleet(stack_env, "down").returncode == 0
 
 
