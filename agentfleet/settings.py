@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     smtp_username: str | None = Field(default=None, description="SMTP login.")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
     smtp_starttls: bool = Field(default=False, description="Upgrade SMTP with STARTTLS.")
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the certificate authorities trusted for the SMTP server's "
+        "STARTTLS certificate (a company relay's own CA); unset: the system's.",
+    )
     smtp_from: str = Field(
         default="agentfleet@localhost", description="Sender address of published email."
     )

@@ -8,6 +8,7 @@ connection once DATA has started may leave a delivered message behind.
 from __future__ import annotations
 
 import re
+import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -92,6 +93,7 @@ async def send_email(
         start_tls=settings.smtp_starttls,
         username=settings.smtp_username,
         password=password,
+        cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
     )
     step = "connect"
     try:
@@ -136,7 +138,15 @@ def _channel_error(
         return NotSent(said)
     if isinstance(error, aiosmtplib.SMTPNotSupported):
         return Refused(f"{where}: {one_line(str(error), password)}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return NotSent(
+            f"{where}: the server's TLS certificate is not trusted "
+            f"({one_line(error.verify_message or str(error), password)}); if the relay uses a CA "
+            "of its own, set FLEET_SMTP_CA_FILE to its PEM file"
+        )
     kind = type(error).__name__
+    said = one_line(str(error), password) if isinstance(error, aiosmtplib.SMTPException) else ""
+    why = f"{kind}: {said}" if said else kind
     if step == "data":
-        return MaybeSent(f"{where}: the connection failed after DATA began ({kind})")
-    return NotSent(f"{where}: the connection failed before the message was handed over ({kind})")
+        return MaybeSent(f"{where}: the connection failed after DATA began ({why})")
+    return NotSent(f"{where}: the connection failed before the message was handed over ({why})")
