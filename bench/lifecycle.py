@@ -72,6 +72,7 @@ from agentfleet.bots.commands import (
     Targets,
     command_workflow_id,
 )
+from agentfleet.bots.kinds.forecaster import TUNE_ALPHAS
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -295,7 +296,7 @@ async def command_part(
         for size in sorted(args.command_sizes):
             names = [f"cmd-{tag}-{index:06d}" for index in range(present, size)]
             url = settings.effective_database_url
-            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
+            await asyncio.to_thread(add_tuned_forecasters, url, names)
             present = size
             stored = size > settings.command_inline_answers
             per_batch = batch_size(size, PARALLEL_BATCHES) if stored else CONCURRENCY
@@ -351,6 +352,15 @@ async def command_part(
     return {"target_ms": TARGET_MS, "sizes": sizes, "rows": rows, "baseline": baseline}
 
 
+def add_tuned_forecasters(url: str, names: Sequence[str]) -> None:
+    """Forecaster rows whose ``alpha`` cycles through ``fleet command tune``'s grid, as in a
+    tuned fleet: bots that share a series and parameters give one answer, computed once
+    (``Forecaster``), and a fleet of identical bots would flatter that."""
+    for offset, alpha in enumerate(TUNE_ALPHAS):
+        chosen = names[offset :: len(TUNE_ALPHAS)]
+        add_bots(url, chosen, BotKind.FORECASTER, params={"alpha": alpha})
+
+
 def delete_bots(url: str, prefix: str) -> None:
     """The rows a part added, so that the next part's ``--all`` reaches its own bots only."""
     with db.session_scope(url) as session:
@@ -372,7 +382,7 @@ async def inline_part(
     async with steps_skeleton(client, "bench-fan-out-inline") as skeleton:
         for size in sorted(args.inline_sizes):
             names = [f"inl-{tag}-{index:06d}" for index in range(present, size)]
-            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
+            await asyncio.to_thread(add_tuned_forecasters, url, names)
             present = size
             batches = math.ceil(size / CONCURRENCY)
             common: dict[str, Any] = {
