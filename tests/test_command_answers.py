@@ -14,6 +14,8 @@ import json
 import os
 import secrets
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -211,6 +213,55 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
     name = f"fleet_command_stored_{backend(url)}"
     await record_history(handle, name)
     await replay(name, [FleetCommandWorkflow])
+
+
+async def test_a_batch_that_waits_for_the_database_keeps_heartbeating_and_answers(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    url = migrated_database_url
+    names = [f"fc-{index:02d}" for index in range(12)]
+    insert_bots(url, names)
+    settings = Settings(home=tmp_path, database_url=url, command_inline_answers=3)
+    skills = SkillActivities(settings)
+    locked = threading.Event()
+    lock_s = 4.0
+
+    def hold_the_answers_table() -> None:
+        """Another writer holds ``command_answers`` for ``lock_s`` seconds."""
+        with db.make_engine(url).begin() as connection:
+            if backend(url) == "postgresql":
+                connection.execute(text("LOCK TABLE command_answers IN EXCLUSIVE MODE"))
+            else:  # SQLite: a write takes the database's write lock until the commit
+                connection.execute(update(PAGES).where(PAGES.c.batch < 0).values(bots=0))
+            locked.set()
+            time.sleep(lock_s)
+
+    @activity.defn(name="answer_batch")
+    async def behind_another_writer(batch: AnswerBatch) -> AnswerTally:
+        """The real activity, started while another writer holds the answers' table."""
+        holder = threading.Thread(target=hold_the_answers_table, daemon=True)
+        holder.start()
+        await asyncio.to_thread(locked.wait)
+        try:
+            return await skills.answer_batch(batch)
+        finally:
+            await asyncio.to_thread(holder.join)
+
+    # One call at a time within 0.5 s each: a batch of 12 waves, so its heartbeat timeout is
+    # 2.5 s, shorter than the wait for the table.
+    command = forecast_to_all(concurrency=1, parallel_batches=1, per_bot_timeout_s=0.5)
+    try:
+        async with (
+            running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
+            Worker(dev_client, task_queue=taskqueues.LLM, activities=[behind_another_writer]),
+        ):
+            result = await run_command(dev_client, command)
+    finally:
+        await skills.close()
+
+    assert result.failed_batches == []
+    assert (result.summary.ok, result.summary.failed) == (12, 0)
+    assert stored_pages(url, command.command_id) == [(0, 12)]
 
 
 async def test_a_batch_that_fails_as_a_whole_counts_its_bots_failed_not_the_command(
