@@ -65,7 +65,7 @@ class CommandAnswers(BaseModel):
 
 ANSWERS: dict[int | str, dict[str, Any]] = {
     401: problem("No token, or not the operators' token."),
-    403: problem("FLEET_COMMAND_ANSWERS_TOKEN is not set: answers are not served over HTTP."),
+    403: problem("A token, but FLEET_COMMAND_ANSWERS_TOKEN is not set: no answers over HTTP."),
     404: problem("No command of that id, a page past the last one, or answers since deleted."),
     409: problem("The command is still running (how far it is), or it failed."),
     503: problem("Temporal or the database cannot be reached."),
@@ -82,17 +82,21 @@ def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
     def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "command answers need the operators' token: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if token is None:
             raise HTTPException(
                 403,
                 "command answers are not served over HTTP: FLEET_COMMAND_ANSWERS_TOKEN is unset",
             )
-        presented = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+        presented = credentials.credentials.encode()
+        if not hmac.compare_digest(presented, token.get_secret_value().encode()):
             raise HTTPException(
-                401,
-                "command answers need the operators' token: Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
+                401, "not the operators' token", headers={"WWW-Authenticate": "Bearer"}
             )
 
     async def finished(command_id: str) -> FleetCommandResult:
