@@ -10,7 +10,8 @@ stopped and removed at the end. Each part is measured against a skeleton on the 
 the same run (docs/architecture.md, "Measuring"); benchmarks report, they never assert timings:
 
 - **Fleet command**: ``forecast`` to all bots, with exactly N forecaster rows in the ``bots`` table
-  (inserted directly: a command reads rows and runs batched skill activities, it needs no entity).
+  (inserted directly: a command reads rows and runs batched skill activities, it needs no entity;
+  their ``alpha`` cycles through ``tune``'s grid, as in a tuned fleet).
   The skeleton is a custom fan-out workflow of the same shape: one activity (the plan) then one
   activity per batch in parallel, all no-ops. Up to ``FLEET_COMMAND_INLINE_ANSWERS`` (100) bots
   the answers are inline and a batch holds 50 bots; beyond, they are stored and a batch holds
