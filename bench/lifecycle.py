@@ -316,7 +316,11 @@ async def command_part(
                 )
                 result = await run_command(client, command)
                 if result.summary.ok != size:
-                    raise RuntimeError(f"{command_id}: {result.summary.ok} of {size} answered")
+                    reasons = sorted({failure.reason for failure in result.failed_batches})
+                    raise RuntimeError(
+                        f"{command_id}: {result.summary.ok} of {size} answered; "
+                        f"{len(result.failed_batches)} batches failed: {'; '.join(reasons)}"
+                    )
                 result_bytes[command_id] = len(result.model_dump_json())
                 results[command_id] = result
 
