@@ -57,6 +57,10 @@ ANSWERING = (BotStatus.ACTIVE, BotStatus.DEGRADED)
 YIELD_EVERY = 50
 """Calls a batch makes between two turns it gives the event loop (heartbeats, other work)."""
 KINDS = frozenset(kind.value for kind in BotKind)
+REMOTE = BotKind.REMOTE.value
+IN_PROCESS_CALLERS = 8
+"""Callers a batch runs when every bot it calls answers in this worker (no remote bot): their
+answers are computed here, not waited for, so more callers would only cost a task each."""
 CALLED = frozenset(status.value for status in CALLABLE_STATUSES)
 SKIPPED = frozenset(status.value for status in BotStatus) - CALLED
 
@@ -135,36 +139,39 @@ class SkillActivities:
         answer as one ``command_answers`` row and returns their tally only.
 
         A retried batch finds its row and calls no bot again: the answers are stored, and
-        counted, once. Heartbeats while it runs.
+        counted, once. Heartbeats from start to end (reading the bots and writing the answers
+        wait for the database, behind every other batch, as long as calling them does).
         """
         info = activity.info()
         command_id, index = batch.command_id, batch.targets.index
         run_id = info.workflow_run_id or ""
-        stored: list[BotAnswer] | None = None
-        if info.attempt > 1:
-            stored = await asyncio.to_thread(
-                command_store.read_page, self._url, command_id, run_id, index
-            )
-        if stored is not None:
-            return tally_answers(batch.skill, stored, batch.summary, batch.keep)
-        targets = await asyncio.to_thread(
-            command_store.batch_targets, self._url, batch.targets, batch.kinds
-        )
-        page, tally = await self._answer(batch, targets)
-        written = await asyncio.to_thread(
-            command_store.write_page, self._url, command_id, run_id, index, page, len(targets)
-        )
-        chaos_point("after_answers_stored", command_id)
-        if not written:  # an earlier attempt, still running, stored first: its answers count
-            stored = await asyncio.to_thread(
-                command_store.read_page, self._url, command_id, run_id, index
-            )
+        done = [0]
+        async with self._heartbeats(lambda: done[0], batch.targets.bots):
+            stored: list[BotAnswer] | None = None
+            if info.attempt > 1:
+                stored = await asyncio.to_thread(
+                    command_store.read_page, self._url, command_id, run_id, index
+                )
             if stored is not None:
                 return tally_answers(batch.skill, stored, batch.summary, batch.keep)
-        return tally
+            targets = await asyncio.to_thread(
+                command_store.batch_targets, self._url, batch.targets, batch.kinds
+            )
+            page, tally = await self._answer(batch, targets, done)
+            written = await asyncio.to_thread(
+                command_store.write_page, self._url, command_id, run_id, index, page, len(targets)
+            )
+            chaos_point("after_answers_stored", command_id)
+            if not written:  # an earlier attempt, still running, stored first: its answers count
+                stored = await asyncio.to_thread(
+                    command_store.read_page, self._url, command_id, run_id, index
+                )
+                if stored is not None:
+                    return tally_answers(batch.skill, stored, batch.summary, batch.keep)
+            return tally
 
     async def _answer(
-        self, batch: AnswerBatch, targets: list[tuple[str, Any | None]]
+        self, batch: AnswerBatch, targets: list[tuple[str, Any | None]], done: list[int]
     ) -> tuple[bytes, AnswerTally]:
         """Every target's answer, in order, as one JSON array, and their tally: skipped and
         unknown ones at once, the others called.
@@ -195,10 +202,8 @@ class SkillActivities:
             else:  # a status a newer version wrote
                 answered(position, unknown_row(name))
         pending = iter(calls)
-        done = 0
 
         async def caller() -> None:
-            nonlocal done
             for position, found in pending:
                 # Built here, not ahead: objects that outlive the call cost the collector.
                 bot = command_store.bot_of(found)
@@ -211,12 +216,14 @@ class SkillActivities:
                     position,
                     called_row(found.name, found.kind, found.status, ok, data, error, elapsed_ms),
                 )
-                done += 1
-                if done % YIELD_EVERY == 0:
+                done[0] += 1
+                if done[0] % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
 
-        async with self._heartbeats(lambda: done, len(calls)):
-            await asyncio.gather(*(caller() for _ in range(min(batch.concurrency, len(calls)))))
+        callers = min(batch.concurrency, len(calls))
+        if not any(found.kind == REMOTE for _, found in calls):
+            callers = min(callers, IN_PROCESS_CALLERS)
+        await asyncio.gather(*(caller() for _ in range(callers)))
         for _, row in sorted(issues, key=lambda issue: issue[0]):
             tally.add(skill, row, options, batch.keep)
         return b"[" + b",".join(parts) + b"]", tally

@@ -267,6 +267,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Days a large fleet command's stored answers are kept.",
     )
+    command_answers_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the HTTP app asks of callers of GET /commands/{id} and "
+        "/commands/{id}/answers (32+ characters); unset: those endpoints answer 403.",
+    )
 
     # Learning rounds.
     models_path: Path | None = Field(
@@ -430,7 +435,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("codec_token", mode="after")
+    @field_validator("codec_token", "command_answers_token", mode="after")
     @classmethod
     def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 32:

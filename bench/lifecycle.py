@@ -10,7 +10,8 @@ stopped and removed at the end. Each part is measured against a skeleton on the 
 the same run (docs/architecture.md, "Measuring"); benchmarks report, they never assert timings:
 
 - **Fleet command**: ``forecast`` to all bots, with exactly N forecaster rows in the ``bots`` table
-  (inserted directly: a command reads rows and runs batched skill activities, it needs no entity).
+  (inserted directly: a command reads rows and runs batched skill activities, it needs no entity;
+  their ``alpha`` cycles through ``tune``'s grid, as in a tuned fleet).
   The skeleton is a custom fan-out workflow of the same shape: one activity (the plan) then one
   activity per batch in parallel, all no-ops. Up to ``FLEET_COMMAND_INLINE_ANSWERS`` (100) bots
   the answers are inline and a batch holds 50 bots; beyond, they are stored and a batch holds
@@ -72,6 +73,7 @@ from agentfleet.bots.commands import (
     Targets,
     command_workflow_id,
 )
+from agentfleet.bots.kinds.forecaster import TUNE_ALPHAS
 from agentfleet.bots.model import BotKind, BotSpec, BotStatus, Skill, bot_workflow_id
 from agentfleet.models import BotRecord
 from agentfleet.settings import Settings
@@ -295,7 +297,7 @@ async def command_part(
         for size in sorted(args.command_sizes):
             names = [f"cmd-{tag}-{index:06d}" for index in range(present, size)]
             url = settings.effective_database_url
-            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
+            await asyncio.to_thread(add_tuned_forecasters, url, names)
             present = size
             stored = size > settings.command_inline_answers
             per_batch = batch_size(size, PARALLEL_BATCHES) if stored else CONCURRENCY
@@ -314,7 +316,11 @@ async def command_part(
                 )
                 result = await run_command(client, command)
                 if result.summary.ok != size:
-                    raise RuntimeError(f"{command_id}: {result.summary.ok} of {size} answered")
+                    reasons = sorted({failure.reason for failure in result.failed_batches})
+                    raise RuntimeError(
+                        f"{command_id}: {result.summary.ok} of {size} answered; "
+                        f"{len(result.failed_batches)} batches failed: {'; '.join(reasons)}"
+                    )
                 result_bytes[command_id] = len(result.model_dump_json())
                 results[command_id] = result
 
@@ -351,6 +357,15 @@ async def command_part(
     return {"target_ms": TARGET_MS, "sizes": sizes, "rows": rows, "baseline": baseline}
 
 
+def add_tuned_forecasters(url: str, names: Sequence[str]) -> None:
+    """Forecaster rows whose ``alpha`` cycles through ``fleet command tune``'s grid, as in a
+    tuned fleet: bots that share a series and parameters give one answer, computed once
+    (``Forecaster``), and a fleet of identical bots would flatter that."""
+    for offset, alpha in enumerate(TUNE_ALPHAS):
+        chosen = names[offset :: len(TUNE_ALPHAS)]
+        add_bots(url, chosen, BotKind.FORECASTER, params={"alpha": alpha})
+
+
 def delete_bots(url: str, prefix: str) -> None:
     """The rows a part added, so that the next part's ``--all`` reaches its own bots only."""
     with db.session_scope(url) as session:
@@ -372,7 +387,7 @@ async def inline_part(
     async with steps_skeleton(client, "bench-fan-out-inline") as skeleton:
         for size in sorted(args.inline_sizes):
             names = [f"inl-{tag}-{index:06d}" for index in range(present, size)]
-            await asyncio.to_thread(add_bots, url, names, BotKind.FORECASTER, params={})
+            await asyncio.to_thread(add_tuned_forecasters, url, names)
             present = size
             batches = math.ceil(size / CONCURRENCY)
             common: dict[str, Any] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -114,6 +115,37 @@ async def finished_command(client: Client, command_id: str) -> FleetCommandResul
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise FleetError(f"no command {command_id}") from None
         raise FleetError(f"could not read command {command_id}: {exc.message}") from exc
+
+
+class CommandRunning(FleetError):
+    """The command has not answered yet; ``progress`` says how far it is."""
+
+    def __init__(self, command_id: str, progress: CommandProgress | None) -> None:
+        done = f": {progress.answered} of {progress.total} answered" if progress else ""
+        super().__init__(f"command {command_id} is still running{done}")
+        self.progress = progress
+
+
+async def answered_command(client: Client, command_id: str) -> FleetCommandResult:
+    """The result of the command started under ``command_id`` without waiting for it: a
+    :class:`CommandRunning` while it runs, a one-line :class:`FleetError` for a command id
+    never started (or one that failed)."""
+    handle = client.get_workflow_handle(
+        command_workflow_id(command_id), result_type=FleetCommandResult
+    )
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise FleetError(f"no command {command_id}") from None
+        raise FleetError(f"could not read command {command_id}: {exc.message}") from exc
+    if described.status is WorkflowExecutionStatus.RUNNING:
+        try:
+            progress: CommandProgress | None = await command_progress(client, command_id)
+        except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+            progress = None
+        raise CommandRunning(command_id, progress)
+    return await command_result(handle)
 
 
 def answers_page(

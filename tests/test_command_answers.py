@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +23,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+import httpx
+from sqlalchemy import func, insert, select, text, update
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -42,7 +46,14 @@ from agentfleet.bots.model import BotKind, BotStatus, Skill
 from agentfleet.models import utcnow
 from agentfleet.operations.operators import parse_access_list
 from agentfleet.settings import Settings
-from clients.commands import all_answers, answers_page, command_progress, run_command
+from clients.commands import (
+    all_answers,
+    answers_page,
+    command_progress,
+    run_command,
+    start_command,
+)
+from starters.http.app import create_app
 from starters.telegram import CommandCenter
 from tests.replay import record_history, replay
 from workers.main import running_workers
@@ -147,6 +158,9 @@ async def test_command_to_more_bots_than_a_payload_holds_stores_and_pages_its_an
     pages = stored_pages(url, command.command_id)
     assert [batch for batch, _ in pages] == list(range(-(-8001 // size)))
     assert sum(bots for _, bots in pages) == 8001
+    history = await dev_client.get_workflow_handle(f"command-{command.command_id}").fetch_history()
+    largest = max(event.ByteSize() for event in history.events)
+    assert largest < 20_000, f"no event of the command's history grows with the fleet: {largest}"
 
 
 async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
@@ -199,6 +213,55 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
     name = f"fleet_command_stored_{backend(url)}"
     await record_history(handle, name)
     await replay(name, [FleetCommandWorkflow])
+
+
+async def test_a_batch_that_waits_for_the_database_keeps_heartbeating_and_answers(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    url = migrated_database_url
+    names = [f"fc-{index:02d}" for index in range(12)]
+    insert_bots(url, names)
+    settings = Settings(home=tmp_path, database_url=url, command_inline_answers=3)
+    skills = SkillActivities(settings)
+    locked = threading.Event()
+    lock_s = 4.0
+
+    def hold_the_answers_table() -> None:
+        """Another writer holds ``command_answers`` for ``lock_s`` seconds."""
+        with db.make_engine(url).begin() as connection:
+            if backend(url) == "postgresql":
+                connection.execute(text("LOCK TABLE command_answers IN EXCLUSIVE MODE"))
+            else:  # SQLite: a write takes the database's write lock until the commit
+                connection.execute(update(PAGES).where(PAGES.c.batch < 0).values(bots=0))
+            locked.set()
+            time.sleep(lock_s)
+
+    @activity.defn(name="answer_batch")
+    async def behind_another_writer(batch: AnswerBatch) -> AnswerTally:
+        """The real activity, started while another writer holds the answers' table."""
+        holder = threading.Thread(target=hold_the_answers_table, daemon=True)
+        holder.start()
+        await asyncio.to_thread(locked.wait)
+        try:
+            return await skills.answer_batch(batch)
+        finally:
+            await asyncio.to_thread(holder.join)
+
+    # One call at a time within 0.5 s each: a batch of 12 waves, so its heartbeat timeout is
+    # 2.5 s, shorter than the wait for the table.
+    command = forecast_to_all(concurrency=1, parallel_batches=1, per_bot_timeout_s=0.5)
+    try:
+        async with (
+            running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
+            Worker(dev_client, task_queue=taskqueues.LLM, activities=[behind_another_writer]),
+        ):
+            result = await run_command(dev_client, command)
+    finally:
+        await skills.close()
+
+    assert result.failed_batches == []
+    assert (result.summary.ok, result.summary.failed) == (12, 0)
+    assert stored_pages(url, command.command_id) == [(0, 12)]
 
 
 async def test_a_batch_that_fails_as_a_whole_counts_its_bots_failed_not_the_command(
@@ -323,7 +386,7 @@ async def test_telegram_answers_a_stored_command_with_its_summary_and_first_line
     assert lines[0].startswith("forecast to all bots: 12 ok, 0 failed, 0 skipped in ")
     assert lines[1].startswith("mean ") and "agreement" in lines[1]
     assert [line.split()[0] for line in lines[2:-1]] == names[:5]
-    assert lines[-1] == f"... and 8 more: fleet command answers tg-forecast-{key}"
+    assert lines[-1] == f"... and 8 more: /answers tg-forecast-{key}"
     assert reply.attachment is None
     with db.make_engine(url).connect() as connection:
         stored = connection.execute(
@@ -338,3 +401,134 @@ async def test_telegram_answers_a_stored_command_with_its_summary_and_first_line
         ).scalar_one()
     newer = ANSWERS.validate_json(text)[-1]
     assert (newer.name, newer.outcome, newer.kind) == ("zz-newer", AnswerOutcome.UNKNOWN, None)
+
+
+async def test_telegram_pages_a_stored_commands_answers(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    url = migrated_database_url
+    names = [f"fc-{index:02d}" for index in range(12)]
+    insert_bots(url, names)
+    settings = Settings(
+        home=tmp_path, database_url=url, command_inline_answers=3, telegram_max_rows=5
+    )
+    center = CommandCenter(dev_client, settings, parse_access_list("3001:viewer:vera"))
+    command = forecast_to_all()
+    async with running_workers(dev_client, settings, QUEUES):
+        await run_command(dev_client, command)
+    command_id = command.command_id
+
+    async def ask(text: str) -> list[str]:
+        [reply] = await center.handle_text(3001, "vera", text)
+        return reply.text.splitlines()
+
+    first = await ask(f"/answers {command_id}")
+    assert first[0] == "forecast to all bots, page 1 of 3 (12 answers):"
+    assert [line.split()[0] for line in first[1:-1]] == names[:5]
+    assert first[-1] == f"next: /answers {command_id} 2"
+    last = await ask(f"/answers {command_id} 3")
+    assert last[0] == "forecast to all bots, page 3 of 3 (12 answers):"
+    assert [line.split()[0] for line in last[1:]] == names[10:]
+    assert await ask(f"/answers {command_id} 4") == [
+        "Page 4 is past the last one, 3 (5 answers a page)."
+    ]
+    assert await ask(f"/answers never-{command_id}") == [f"no command never-{command_id}."]
+    assert await ask(f"/answers {command_id} 0") == [
+        "'0' is not a page number (1, 2 ...). Usage: /answers COMMAND_ID [PAGE]"
+    ]
+    assert (await ask("/answers ../etc"))[0].startswith("Give a command's id")
+
+
+async def test_http_pages_a_commands_answers_for_operators_only(
+    dev_client: Client, migrated_database_url: str, tmp_path: Path
+) -> None:
+    url = migrated_database_url
+    names = [f"fc-{index:02d}" for index in range(25)]
+    insert_bots(url, names)
+    insert_bots(url, ["zz-napping"], BotStatus.PAUSED)
+    token = secrets.token_hex(20)
+    settings = Settings(
+        home=tmp_path,
+        database_url=url,
+        command_inline_answers=10,
+        command_answers_token=token,
+        temporal_address=dev_client.service_client.config.target_host,
+    )
+    stored, small = forecast_to_all(), forecast_to_all()
+    async with running_workers(dev_client, settings, QUEUES):
+        await run_command(dev_client, stored)
+    async with running_workers(
+        dev_client, settings.model_copy(update={"command_inline_answers": 100}), QUEUES
+    ):
+        await run_command(dev_client, small)
+    # Started with no worker to run it: it is still running when read.
+    running = forecast_to_all()
+    await start_command(dev_client, running)
+
+    transport = httpx.ASGITransport(app=create_app(settings))
+    operator = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as http:
+
+        async def get(path: str, **params: Any) -> httpx.Response:
+            return await http.get(path, params=params, headers=operator)
+
+        answer = await get(f"/commands/{stored.command_id}/answers", page=3, size=10)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["page"], body["pages"], body["size"], body["count"]) == (3, 3, 10, 26)
+        assert [a["name"] for a in body["answers"]] == [*names[20:], "zz-napping"]
+        assert body["answers"][-1]["outcome"] == "skipped"
+        assert (body["summary"]["ok"], body["summary"]["skipped"]) == (25, 1)
+        assert body["summary"]["forecast"]["count"] == 25
+        first = (await get(f"/commands/{stored.command_id}/answers")).json()
+        assert [a["name"] for a in first["answers"]] == [*names, "zz-napping"]
+        assert first["pages"] == 1 and first["size"] == 50
+        inline = (await get(f"/commands/{small.command_id}/answers", page=2, size=20)).json()
+        assert [a["name"] for a in inline["answers"]] == [*names[20:], "zz-napping"]
+
+        refusals = {
+            "past the last page": (
+                await get(f"/commands/{stored.command_id}/answers", page=4, size=10),
+                404,
+            ),
+            "page 0": (await get(f"/commands/{stored.command_id}/answers", page=0), 422),
+            "a page that is no number": (
+                await get(f"/commands/{stored.command_id}/answers", page="two"),
+                422,
+            ),
+            "too large a page": (
+                await get(f"/commands/{stored.command_id}/answers", size=1001),
+                422,
+            ),
+            "not a command id": (await get("/commands/-not-an-id/answers"), 422),
+            "no such command": (await get(f"/commands/never-{stored.command_id}/answers"), 404),
+            "still running": (await get(f"/commands/{running.command_id}/answers"), 409),
+            "no token": (
+                await http.get(f"/commands/{stored.command_id}/answers"),
+                401,
+            ),
+            "another token": (
+                await http.get(
+                    f"/commands/{stored.command_id}/answers",
+                    headers={"Authorization": f"Bearer {secrets.token_hex(20)}"},
+                ),
+                401,
+            ),
+        }
+    for case, (response, status) in refusals.items():
+        assert response.status_code == status, (case, response.text)
+        assert set(response.json()) == {"detail"}, case
+    assert "page 4 is past the last one, 3" in refusals["past the last page"][0].json()["detail"]
+    assert (
+        refusals["still running"][0]
+        .json()["detail"]
+        .startswith(f"command {running.command_id} is still running")
+    )
+    assert token not in refusals["another token"][0].text
+
+    closed = httpx.ASGITransport(
+        app=create_app(settings.model_copy(update={"command_answers_token": None}))
+    )
+    async with httpx.AsyncClient(transport=closed, base_url="http://fleet.test") as http:
+        answer = await http.get(f"/commands/{stored.command_id}/answers", headers=operator)
+    assert answer.status_code == 403, answer.text

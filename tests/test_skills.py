@@ -130,6 +130,47 @@ async def test_forecaster_forecasts_the_ema_of_its_synthetic_series(
     assert forecast.disclosure == "Automated agent operated by acme."
 
 
+async def test_forecasters_that_share_a_series_answer_by_their_own_parameters_and_owner(
+    skills: SkillActivities,
+) -> None:
+    bots = [
+        forecaster("a", alpha=0.25),
+        forecaster("b", alpha=0.25),
+        forecaster("c", alpha=0.5),
+        BotRef(
+            name="d",
+            kind=BotKind.FORECASTER,
+            status=BotStatus.ACTIVE,
+            owner="other",
+            params={"symbol": "BTCUSDT", "alpha": 0.25},
+        ),
+        forecaster("e", alpha=0.25, lookback=50),
+    ]
+    batch = SkillBatch(
+        calls=[
+            SkillCall(bot=bot, skill=Skill.FORECAST, args={"symbol": "ETHUSDT", "horizon": h})
+            for bot in bots
+            for h in ("1h", "4h")
+        ],
+        per_call_timeout_s=10,
+    )
+    outcome = await ActivityEnvironment().run(skills.run_skill_batch, batch)
+    closes = feed.synthetic_closes("ETHUSDT", 200)
+    answers = {(r.bot, r.data["horizon"]): Forecast.model_validate(r.data) for r in outcome.results}
+    assert len(answers) == 10 and all(r.ok for r in outcome.results)
+    for (name, horizon), forecast in answers.items():
+        bot = next(bot for bot in bots if bot.name == name)
+        alpha, lookback = bot.params["alpha"], bot.params.get("lookback", 200)
+        series = feed.synthetic_closes("ETHUSDT", lookback)
+        assert (forecast.bot, forecast.horizon, forecast.symbol) == (name, horizon, "ETHUSDT")
+        assert forecast.value == pytest.approx(ema.ema(series, alpha))
+        assert forecast.model == f"ema(alpha={alpha:g})"
+        assert forecast.disclosure == f"Automated agent operated by {bot.owner}."
+    assert answers["a", "1h"].value == answers["b", "1h"].value != answers["c", "1h"].value
+    assert answers["a", "1h"].value == pytest.approx(ema.ema(closes, 0.25))
+    assert answers["e", "1h"].value != answers["a", "1h"].value
+
+
 async def test_forecaster_uses_imported_bars_once_there(
     skills: SkillActivities, migrated_database_url: str, tmp_path: Path
 ) -> None:

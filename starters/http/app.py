@@ -1,5 +1,5 @@
 """The public HTTP app (FastAPI): bots' registration files and agent cards, the x402 gateway and
-facilitator.
+facilitator, and (for operators) fleet commands' answers.
 
 It holds no payload key: the codec endpoint for the Web UI is its own app on loopback
 (``starters/codec``). Error answers are redacted of the process's secrets
@@ -20,7 +20,7 @@ from agentfleet import redaction
 from agentfleet.errors import first_line
 from agentfleet.settings import Settings
 from clients.checkout import Checkout
-from starters.http import bots, facilitator, payments
+from starters.http import bots, commands, facilitator, payments
 
 log = logging.getLogger("agentfleet.http")
 
@@ -62,4 +62,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(bots.create_router(settings, checkout))
     app.include_router(payments.create_router(settings, checkout))
     app.include_router(facilitator.create_router(settings, checkout))
+    app.include_router(commands.create_router(settings, checkout))
     return app

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from agentfleet.bots.model import NAME_PATTERN, BotKind, ForecastRequest, Skill, coerce_cli_params
 from agentfleet.bots.params import guarded_params, parse_params
-from agentfleet.errors import first_line
+from agentfleet.errors import FleetError, first_line
 from agentfleet.netguard import UrlRule
 from agentfleet.operations.operators import Operator, Permission
 from starters.telegram import views
@@ -25,6 +25,7 @@ from starters.telegram.replies import (
     NotAllowed,
     Reply,
     Usage,
+    answers_page_reply,
     pending_replies,
     result_reply,
     table_reply,
@@ -92,6 +93,35 @@ async def _answer_reply(center: CommandCenter, result: FleetCommandResult) -> Re
         log.warning("could not read the answers of command %s", result.command_id)
         first = []
     return result_reply(result, center.settings.telegram_max_rows, first)
+
+
+async def _answers(
+    center: CommandCenter, operator: Operator, words: list[str], _k: str
+) -> list[Reply]:
+    from agentfleet.bots.commands import COMMAND_ID_PATTERN
+    from clients.commands import answered_command, answers_page
+
+    if not 1 <= len(words) <= 2 or not re.match(COMMAND_ID_PATTERN, words[0]):
+        raise Usage("Give a command's id and, optionally, a page number.")
+    if len(words) == 2 and not (words[1].isdigit() and 1 <= int(words[1]) <= 1_000_000):
+        raise Usage(f"{words[1][:20]!r} is not a page number (1, 2 ...).")
+    page = int(words[1]) if len(words) == 2 else 1
+    size = center.settings.telegram_max_rows
+    try:
+        result = await answered_command(center.client, words[0])
+    except FleetError as exc:
+        return [Reply(text=f"{exc}.")]
+    pages = max(1, -(-result.answer_count // size))
+    if page > pages:
+        return [Reply(text=f"Page {page} is past the last one, {pages} ({size} answers a page).")]
+    try:
+        shown = await asyncio.to_thread(answers_page, center.url, result, (page - 1) * size, size)
+    except Exception:  # noqa: BLE001 - the database is the operators' to fix; say so in one line
+        log.warning("could not read the answers of command %s", result.command_id)
+        return [Reply(text=f"The answers of {result.command_id} cannot be read now.")]
+    if result.answer_count and not shown:
+        return [Reply(text=f"The answers of {result.command_id} are no longer stored.")]
+    return [answers_page_reply(result, page, size, shown)]
 
 
 async def _help(
@@ -369,6 +399,13 @@ COMMANDS: dict[str, Command] = {
             "/forecast all|NAME SYMBOL TIMEFRAME",
             "forecasts with a summary",
             _forecast,
+        ),
+        Command(
+            "answers",
+            Permission.READ,
+            "/answers COMMAND_ID [PAGE]",
+            "a fleet command's answers, a page at a time",
+            _answers,
         ),
         Command(
             "performance",

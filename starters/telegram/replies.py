@@ -138,7 +138,42 @@ def result_reply(
     lines = [headline, *("  ".join(row) for row in rows)]
     more = result.answer_count - len(rows)
     if more > 0:
-        lines.append(f"... and {more} more: fleet command answers {result.command_id}")
+        lines.append(f"... and {more} more: /answers {result.command_id}")
+    text = "\n".join(lines)
+    return Reply(text=text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "...")
+
+
+def answer_rows(result: FleetCommandResult, answers: list[BotAnswer]) -> list[str]:
+    """One line per answer: the bot, its status, its answer (or why it has none)."""
+    from agentfleet.bots.commands import describe_answer
+
+    return [
+        "  ".join(
+            [
+                answer.name,
+                answer.status,
+                describe_answer(result.skill, answer.data)
+                if answer.ok
+                else (answer.error or answer.outcome.value),
+            ]
+        )
+        for answer in answers
+    ]
+
+
+def answers_page_reply(
+    result: FleetCommandResult, page: int, size: int, answers: list[BotAnswer]
+) -> Reply:
+    """Page ``page`` (``size`` answers a page) of a command's answers, and the next page's
+    command."""
+    pages = max(1, -(-result.answer_count // size))
+    lines = [
+        f"{result.skill.value} to {result.targets}, page {page} of {pages} "
+        f"({result.answer_count} answers):",
+        *answer_rows(result, answers),
+    ]
+    if page < pages:
+        lines.append(f"next: /answers {result.command_id} {page + 1}")
     text = "\n".join(lines)
     return Reply(text=text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "...")
 

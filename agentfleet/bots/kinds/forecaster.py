@@ -33,6 +33,8 @@ TUNE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TUNE_WINDOW = 2000
 """``tune`` scores its grid on at most this many recent bars (keeps it well under 50 ms)."""
 REGIME_WINDOW = 120
+CACHED = 4096
+"""Forecasts (and requests) kept for bots that share a series and parameters."""
 SYNTHETIC_INTERVAL = timedelta(hours=1)
 
 
@@ -43,6 +45,8 @@ class Forecaster:
     def __init__(self, database_url: str) -> None:
         self._url = database_url
         self._series: dict[tuple[str, int], tuple[float, asyncio.Task[Closes]]] = {}
+        self._requests: dict[tuple[str, str], ForecastRequest] = {}
+        self._forecasts: dict[tuple[str, str, int, float, str], tuple[Closes, dict[str, Any]]] = {}
 
     async def answer(self, call: SkillCall) -> dict[str, Any]:
         """A forecaster's answer to ``call``; SkillFailed when it cannot give one."""
@@ -50,22 +54,9 @@ class Forecaster:
         params = params_of(bot, ForecasterParams)
         model = f"ema(alpha={params.alpha:g})"
         if call.skill is Skill.FORECAST:
-            request = validated(
-                ForecastRequest,
-                {"symbol": args.get("symbol", params.symbol), "horizon": args.get("horizon", "1h")},
-                "forecast",
-            )
+            request = self._request(args.get("symbol", params.symbol), args.get("horizon", "1h"))
             series = await self._closes(request.symbol, params.lookback)
-            return Forecast(
-                bot=bot.name,
-                symbol=request.symbol,
-                horizon=request.horizon,
-                value=ema(series.closes, params.alpha),
-                last=series.closes[-1],
-                model=model,
-                synthetic_data=series.synthetic,
-                disclosure=disclosure_for(bot.owner),
-            ).model_dump(mode="json")
+            return {**self._forecast(series, request, params, bot.owner, model), "bot": bot.name}
         if call.skill is Skill.STATUS:
             series = await self._closes(params.symbol, params.lookback)
             return {
@@ -84,6 +75,48 @@ class Forecaster:
         if call.skill is Skill.TUNE:
             return await self._tune(bot, params, args)
         return await self._pattern(call, params)
+
+    def _request(self, symbol: Any, horizon: Any) -> ForecastRequest:
+        """The forecast asked for, validated once per symbol and horizon."""
+        key = (str(symbol), str(horizon)) if type(symbol) is type(horizon) is str else None
+        known = self._requests.get(key) if key is not None else None
+        if known is not None:
+            return known
+        request = validated(ForecastRequest, {"symbol": symbol, "horizon": horizon}, "forecast")
+        if key is not None:
+            if len(self._requests) > CACHED:
+                self._requests.clear()
+            self._requests[key] = request
+        return request
+
+    def _forecast(
+        self,
+        series: Closes,
+        request: ForecastRequest,
+        params: ForecasterParams,
+        owner: str,
+        model: str,
+    ) -> dict[str, Any]:
+        """The forecast of ``series`` (without the bot's name), computed once per series, request,
+        parameters and owner: bots that share them give the same answer."""
+        key = (request.symbol, request.horizon, params.lookback, params.alpha, owner)
+        known = self._forecasts.get(key)
+        if known is not None and known[0] is series:
+            return known[1]
+        forecast = Forecast(
+            bot="",
+            symbol=request.symbol,
+            horizon=request.horizon,
+            value=ema(series.closes, params.alpha),
+            last=series.closes[-1],
+            model=model,
+            synthetic_data=series.synthetic,
+            disclosure=disclosure_for(owner),
+        ).model_dump(mode="json")
+        if len(self._forecasts) > CACHED:
+            self._forecasts.clear()
+        self._forecasts[key] = (series, forecast)
+        return forecast
 
     async def _performance(
         self, bot: BotRef, params: ForecasterParams, args: dict[str, Any], model: str
