@@ -25,6 +25,14 @@ class ModelStatus(StrEnum):
     RETIRED = "retired"
 
 
+class TrainFrom(StrEnum):
+    """Where a round's participants start: the latest candidate (rejected or not) or the
+    champion. Either way only the promotion gate decides what bots serve."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+
+
 class RoundStatus(StrEnum):
     RUNNING = "running"
     PROMOTED = "promoted"
@@ -50,6 +58,10 @@ class RoundOrder(BaseModel):
     screening: ScreeningPolicy = Field(default_factory=ScreeningPolicy)
     seed: int = Field(default=0, ge=0)
     """Fixes the data partition and training shuffles (the same seed, the same round)."""
+    train_from: TrainFrom = TrainFrom.CANDIDATE
+    """Start from the latest candidate (the task's head) or from the champion."""
+    drift_correction: bool = True
+    """Control variates (:mod:`agentfleet.learning.drift`) keep non-IID participants on course."""
 
 
 class ModelRef(BaseModel):

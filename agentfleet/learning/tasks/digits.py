@@ -95,7 +95,7 @@ class DigitsTask:
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.default_config = default_config or TrainConfig(
-            epochs=10, learning_rate=1.0, batch_size=16
+            epochs=10, learning_rate=1.0, batch_size=16, min_steps=160
         )
 
     @functools.cached_property
@@ -131,14 +131,15 @@ class DigitsTask:
     def partition(
         self, participants: Sequence[str], seed: int, params: BotParams | None = None
     ) -> dict[str, LocalData]:
-        """Dirichlet label skew; raises ValueError when the train part cannot give every
-        participant ``min_examples`` (too many participants) after 100 draws."""
+        """Dirichlet label skew; every share holds at least ``min_examples``, or half an even
+        share when that is less (50 participants: 13); ValueError when 100 draws cannot."""
         names = sorted(set(participants))
         if not names:
             raise ValueError("no participants to partition the digits among")
         train_indices = self._split[0]
         _, labels = _digits()
         rng = np.random.default_rng(seed)
+        least = min(self.min_examples, len(train_indices) // (2 * len(names)))
         for _ in range(100):
             shares: list[list[NDArray[np.intp]]] = [[] for _ in names]
             for label in range(self.classes):
@@ -148,11 +149,11 @@ class DigitsTask:
                 for share, part in zip(shares, np.split(members, cuts), strict=True):
                     share.append(part)
             merged = [np.sort(np.concatenate(share)) for share in shares]
-            if min(len(share) for share in merged) >= self.min_examples:
+            if min(len(share) for share in merged) >= least:
                 break
         else:
             raise ValueError(
-                f"cannot give each of {len(names)} participants {self.min_examples} digits "
+                f"cannot give each of {len(names)} participants {least} digits "
                 f"from {len(train_indices)} (alpha {self.alpha}); use fewer participants"
             )
         out: dict[str, LocalData] = {}
@@ -162,20 +163,34 @@ class DigitsTask:
             out[name] = LocalData(self._dataset(rest), self._dataset(held), source=source)
         return out
 
-    def train(self, weights: Weights, data: Dataset, config: TrainConfig) -> TrainResult:
+    def train(
+        self,
+        weights: Weights,
+        data: Dataset,
+        config: TrainConfig,
+        correction: Weights | None = None,
+    ) -> TrainResult:
         w, b = weights["W"].copy(), weights["b"].copy()
         rng = np.random.default_rng(config.seed)
         labels = np.asarray(data.y, dtype=np.intp)
-        for _ in range(config.epochs):
+        rate = config.learning_rate
+        shift_w = rate * correction["W"] if correction is not None else None
+        shift_b = rate * correction["b"] if correction is not None else None
+        steps = 0
+        for _ in range(config.epochs_for(len(data))):
             for batch in minibatches(len(data), config.batch_size, rng):
                 x = data.x[batch]
                 gradient = _softmax(x @ w + b)
                 gradient[np.arange(len(batch)), labels[batch]] -= 1.0
                 gradient /= len(batch)
-                w -= config.learning_rate * (x.T @ gradient)
-                b -= config.learning_rate * gradient.sum(axis=0)
+                w -= rate * (x.T @ gradient)
+                b -= rate * gradient.sum(axis=0)
+                if shift_w is not None and shift_b is not None:
+                    w -= shift_w
+                    b -= shift_b
+                steps += 1
         trained = {"W": w, "b": b}
-        return TrainResult(trained, len(data), self.evaluate(trained, data))
+        return TrainResult(trained, len(data), self.evaluate(trained, data), steps)
 
     def evaluate(self, weights: Weights, data: Dataset) -> dict[str, float]:
         if not len(data):
