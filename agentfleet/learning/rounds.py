@@ -69,6 +69,8 @@ class ModelRef(BaseModel):
     version: int
     artifact: str
     metrics: dict[str, float] = Field(default_factory=dict)
+    controls: dict[str, str] = Field(default_factory=dict)
+    """Participant -> the artifact holding its drift-correction control as of this version."""
 
 
 class Selection(BaseModel):
@@ -78,6 +80,10 @@ class Selection(BaseModel):
     skipped: list[Exclusion] = Field(default_factory=list)
     params: dict[str, dict[str, object]] = Field(default_factory=dict)
     champion: ModelRef
+    start: ModelRef | None = None
+    """The version participants train from (the order's ``train_from``); None: the champion."""
+    population: int = 0
+    """Eligible bots, drawn or not (drift correction averages controls over them)."""
 
 
 class TrainOrder(BaseModel):
@@ -88,9 +94,12 @@ class TrainOrder(BaseModel):
     """Everyone in the round: the partition depends on the whole set, never on the order."""
     params: dict[str, dict[str, object]] = Field(default_factory=dict)
     start: str
-    """The champion's artifact ref every participant starts from."""
+    """The artifact every participant starts from (the round's start version)."""
     config: TrainConfig
     seed: int
+    drift_correction: bool = False
+    control: str | None = None
+    """The artifact holding this participant's control (None: it has none yet)."""
 
 
 class TrainOutcome(BaseModel):
@@ -107,6 +116,10 @@ class AggregateOrder(BaseModel):
     start: str
     updates: list[TrainOutcome]
     screening: ScreeningPolicy
+    drift_correction: bool = False
+    controls: dict[str, str] = Field(default_factory=dict)
+    """The start version's controls (each participant's before this round)."""
+    population: int = 0
 
 
 class Aggregated(BaseModel):
@@ -114,6 +127,8 @@ class Aggregated(BaseModel):
     """The candidate's ref; None when screening left nothing to aggregate."""
     kept: list[str]
     excluded: list[Exclusion]
+    controls: dict[str, str] = Field(default_factory=dict)
+    """The kept participants' new controls (their training artifacts) under drift correction."""
 
 
 class EvaluateOrder(BaseModel):
@@ -152,6 +167,10 @@ class RoundRecord(BaseModel):
     candidate: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     reason: str = ""
+    controls: dict[str, str] = Field(default_factory=dict)
+    """The participants' new controls; the candidate keeps the parent's, updated by these."""
+    train_from: TrainFrom = TrainFrom.CHAMPION
+    """CANDIDATE: the candidate becomes the task's head even when it is not promoted."""
 
 
 class Recorded(BaseModel):
