@@ -75,6 +75,7 @@ from agentfleet.learning.rounds import (
     RoundOrder,
     RoundReport,
     RoundStatus,
+    TrainFrom,
     campaign_workflow_id,
     round_workflow_id,
 )
@@ -118,7 +119,7 @@ SHORT = {
     "record_round": "record",
 }
 PHASES = [*SHORT.values(), "notify", "other", "total"]
-QUICK = {"rounds": 3, "runs": 3, "warmup": 1}
+QUICK = {"participants": [5, 20], "rounds": 3, "runs": 3, "warmup": 1}
 _DECIDED = (RoundStatus.PROMOTED, RoundStatus.ROLLED_BACK)
 
 
@@ -126,9 +127,20 @@ OPTIONS = Options(__file__, __doc__, quick=QUICK)
 OPTIONS.add_argument(
     "--participants",
     type=int_list("fleet sizes (bots)", 2, 200),
-    default=[5, 20],
+    default=[5, 20, 50],
     metavar="N,N,...",
-    help="fleet sizes (active forecasters), each measured on its own (default: 5,20)",
+    help="fleet sizes (active forecasters), each measured on its own (default: 5,20,50)",
+)
+OPTIONS.add_argument(
+    "--train-from",
+    choices=[choice.value for choice in TrainFrom],
+    default=TrainFrom.CANDIDATE.value,
+    help="where each round starts: the latest candidate (default) or the champion",
+)
+OPTIONS.add_argument(
+    "--no-drift-correction",
+    action="store_true",
+    help="plain FedAvg rounds, without control variates",
 )
 OPTIONS.count("--rounds", 10, "rounds of the accuracy campaign")
 OPTIONS.count("--runs", 20, "rounds one at a time")
@@ -200,6 +212,17 @@ async def round_shape(client: Client, workflow_id: str) -> dict[str, Any]:
 # -- set-up ---------------------------------------------------------------------------------------
 
 
+def round_order(args: argparse.Namespace, number: int) -> RoundOrder:
+    """The benchmark's round settings (the defaults of ``fleet learn run`` but for the flags)."""
+    return RoundOrder(
+        task=TASK,
+        round=number,
+        seed=args.seed,
+        train_from=TrainFrom(args.train_from),
+        drift_correction=not args.no_drift_correction,
+    )
+
+
 def bot_names(participants: int) -> list[str]:
     return [f"fc-{index:02d}" for index in range(participants)]
 
@@ -237,7 +260,7 @@ async def campaign_part(
         task=TASK,
         rounds=args.rounds,
         first_round=1,
-        round=RoundOrder(task=TASK, round=1, seed=args.seed),
+        round=round_order(args, 1),
     )
     started = time.perf_counter()
     view: CampaignView = await client.execute_workflow(
@@ -318,7 +341,7 @@ async def latency_part(
         round_ids[key] = workflow_id = round_workflow_id(TASK, number)
         report: RoundReport = await client.execute_workflow(
             "LearningRoundWorkflow",
-            RoundOrder(task=TASK, round=number, seed=args.seed),
+            round_order(args, number),
             id=workflow_id,
             task_queue=taskqueues.WORKFLOWS,
             result_type=RoundReport,
@@ -371,6 +394,8 @@ async def fleet_part(
                 client, url, participants, args, pooled["target"]
             )
             fleet.update(await latency_part(client, participants, args, err))
+            skeleton, measured = fleet["rows"]
+            fleet["round_vs_skeleton"] = measured.p50_ms / skeleton.p50_ms
     finally:
         db.dispose_engine(url)
     return fleet
@@ -417,10 +442,9 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
         title=f"Federated vs pooled accuracy (holdout; pooled {pooled['accuracy']:.4f}, "
         f"target {pooled['target']:.4f} = pooled - {TARGET_POINTS:g} point)"
     )
-    for header in ("bots", "shares", "initial", "final", "vs pooled (points)", "rounds to target"):
+    headers = ("bots", "shares", "initial", "final", "vs pooled (points)", "rounds to target")
+    for header in (*headers, "promoted", "campaign s", "round p50 / skeleton"):
         summary.add_column(header, justify="right")
-    summary.add_column("promoted", justify="right")
-    summary.add_column("campaign s", justify="right")
     for fleet in report["fleets"]:
         if fleet["partition_error"] is not None:
             summary.add_row(str(fleet["participants"]), f"skipped: {fleet['partition_error']}")
@@ -436,6 +460,7 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
             _fmt(campaign["rounds_to_target"], "{}"),
             f"{campaign['promoted']}/{len(campaign['rounds'])}",
             f"{campaign['elapsed_s']:.1f}",
+            _fmt(fleet.get("round_vs_skeleton"), "{:.2f}x"),
         )
     console.print(summary)
     per_round = Table(
@@ -465,7 +490,14 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
     args = OPTIONS.read(argv)
-    meta = {"rounds": args.rounds, "runs": args.runs, "warmup": args.warmup, "seed": args.seed}
+    meta = {
+        "rounds": args.rounds,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "train_from": args.train_from,
+        "drift_correction": not args.no_drift_correction,
+    }
     run = Run("learning", args, task=TASK, **meta)
     report, err = run.report, run.err
     rows: list[Figures] = []

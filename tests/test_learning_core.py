@@ -183,6 +183,28 @@ def test_federated_digits_reach_pooled_accuracy_within_a_point(tmp_path: Path) -
     assert skewed.final["accuracy"] >= pooled - 0.03
 
 
+def test_drift_correction_brings_fifty_bots_within_a_point_of_pooled_in_ten_rounds() -> None:
+    """Measured (seed 0, pooled 0.9578): with control variates and rounds that continue from
+    each candidate, 50 bots (13-53 images each) reach 0.9533 and the target in round 7;
+    plain FedAvg on the same shares stops at 0.9467 (and 0.9244 from the champion only)."""
+    task = DigitsTask()
+    pooled = task.evaluate(task.train_centrally(seed=0).weights, task.holdout())["accuracy"]
+    bots = [f"fc-{i:02d}" for i in range(50)]
+    corrected = simulation.simulate(task, bots, rounds=10)
+    assert corrected.final["accuracy"] >= pooled - 0.01, corrected.final
+    plain = simulation.simulate(task, bots, rounds=10, drift_correction=False)
+    assert plain.final["accuracy"] < pooled - 0.01, plain.final
+
+
+def test_fifty_bots_get_at_least_half_an_even_share_of_the_digits() -> None:
+    task = DigitsTask()
+    shares = task.partition([f"fc-{i:02d}" for i in range(50)], seed=0)
+    train = len(task.pooled())
+    assert min(len(d.train) + len(d.validation) for d in shares.values()) >= train // 100
+    five = task.partition(PARTICIPANTS, seed=0)
+    assert min(len(d.train) + len(d.validation) for d in five.values()) >= task.min_examples
+
+
 # Strategies and screening
 
 

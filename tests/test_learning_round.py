@@ -25,6 +25,7 @@ from agentfleet.learning.rounds import (
     RoundOrder,
     RoundReport,
     RoundStatus,
+    TrainFrom,
     TrainOrder,
     TrainOutcome,
     round_workflow_id,
@@ -167,6 +168,40 @@ async def test_rounds_promote_better_models_and_bots_serve_the_champion(
         served = {b.name: b.model_version for b in session.exec(db_select_bots()).all()}
     assert {served[name] for name in BOTS} == {champion.version_id}
     assert served["fc-napping"] is None
+
+
+async def test_the_next_round_starts_from_a_rolled_back_candidate_while_bots_serve_the_champion(
+    learning: tuple[Client, Settings, Doubles, str],
+) -> None:
+    client, settings, _, task = learning
+    url = settings.effective_database_url
+    first = await run_round(client, task, 1)
+    assert first.status is RoundStatus.PROMOTED, first.reason
+    held = await run_round(client, task, 2, margin=1.0)
+    assert held.status is RoundStatus.ROLLED_BACK and held.champion == first.champion
+    versions = {v.version_id: v for v in registry.list_versions(url, task)}
+    rejected = versions[str(held.candidate_version)]
+    assert rejected.status == "rejected" and rejected.head
+    assert not versions[str(first.champion)].head
+    assert set(rejected.controls) == set(BOTS), "every bot's control as of the candidate"
+    store = ArtifactStore(settings.effective_models_path)
+    assert all(store.verify(ref) for ref in rejected.controls.values())
+
+    onward = await run_round(client, task, 3, margin=1.0)
+    assert onward.champion == first.champion, "the gate alone decides what bots serve"
+    versions = {v.version_id: v for v in registry.list_versions(url, task)}
+    assert versions[str(onward.candidate_version)].parent == held.candidate_version
+    with db.session_scope(url) as session:
+        served = {b.name: b.model_version for b in session.exec(db_select_bots()).all()}
+    assert {served[name] for name in BOTS} == {first.champion}
+
+    gated = await run_round(client, task, 4, margin=1.0, train_from=TrainFrom.CHAMPION)
+    versions = {v.version_id: v for v in registry.list_versions(url, task)}
+    assert versions[str(gated.candidate_version)].parent == first.champion
+
+    registry.rollback(url, task, f"{task}-v1")
+    start = registry.start_of(url, task, TrainFrom.CANDIDATE)
+    assert start is not None and start.version_id == f"{task}-v1", "a rollback resets the start"
 
 
 def db_select_bots() -> Any:
