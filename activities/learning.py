@@ -13,15 +13,17 @@ import json
 import math
 import statistics
 import threading
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.queues import runs_on
 from agentfleet import db, taskqueues
 from agentfleet.bots.health import HealthCheck, ModelHealth, ModelRollback
-from agentfleet.bots.model import BotKind, BotRef, BotStatus
+from agentfleet.bots.model import BotEvent, BotKind, BotRef, BotStatus, bot_workflow_id
 from agentfleet.chaos import chaos_point
 from agentfleet.learning import drift, patterns, registry
 from agentfleet.learning.patterns import PatternTargets, PatternView, ShareOrder, ValidationWave
@@ -308,8 +310,23 @@ class LearningActivities:
     @runs_on(taskqueues.IO)
     async def record_round(self, record: RoundRecord) -> Recorded:
         """The round's row, its candidate version and the champion change (idempotent by
-        round id)."""
+        round id); with ``record.tell``, then each participant's entity is told the champion it
+        serves (``note``; a bot without an entity is skipped, a retry tells again)."""
         candidate, champion = await asyncio.to_thread(registry.record_round, self._url, record)
+        if record.tell and record.participants:
+            client = activity.client()
+            note = BotEvent(at=datetime.now(UTC), event="model", detail=champion)
+
+            async def tell(name: str) -> None:
+                handle = client.get_workflow_handle(bot_workflow_id(name))
+                try:
+                    await handle.signal("note", note, rpc_timeout=timedelta(seconds=10))
+                except RPCError as err:
+                    if err.status is not RPCStatusCode.NOT_FOUND:
+                        raise
+                    activity.logger.info("bot %s has no entity to tell its model", name)
+
+            await asyncio.gather(*(tell(name) for name in record.participants))
         return Recorded(candidate=candidate, champion=champion)
 
     def _load(self, ref: str) -> Weights:

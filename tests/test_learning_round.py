@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest_asyncio
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.learning import LearningActivities
 from agentfleet import db, taskqueues
-from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet.bots.model import BotEvent, BotKind, BotStatus, bot_workflow_id
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import (
     RoundOrder,
@@ -39,6 +39,26 @@ from workers.main import WORKFLOW_RUNNER
 from workflows.learning_round import LearningRoundWorkflow
 
 BOTS = ["fc-a", "fc-b", "fc-c", "fc-d", "fc-e"]
+
+
+@workflow.defn(name="TestNoteTaker")
+class NoteTaker:
+    """Stands in for a bot's entity: keeps the ``note`` signals it gets."""
+
+    def __init__(self) -> None:
+        self.notes: list[BotEvent] = []
+
+    @workflow.signal
+    def note(self, event: BotEvent) -> None:
+        self.notes.append(event)
+
+    @workflow.query
+    def models(self) -> list[str]:
+        return [n.detail for n in self.notes if n.event == "model"]
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
 
 
 class Doubles:
@@ -175,10 +195,25 @@ async def test_the_next_round_starts_from_a_rolled_back_candidate_while_bots_ser
 ) -> None:
     client, settings, _, task = learning
     url = settings.effective_database_url
-    first = await run_round(client, task, 1)
-    assert first.status is RoundStatus.PROMOTED, first.reason
-    held = await run_round(client, task, 2, margin=1.0)
+    queue = f"notes-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        client, task_queue=queue, workflows=[NoteTaker], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        entity = await client.start_workflow(
+            NoteTaker.run, id=bot_workflow_id("fc-a"), task_queue=queue
+        )
+        try:
+            first = await run_round(client, task, 1)
+            assert first.status is RoundStatus.PROMOTED, first.reason
+            held = await run_round(client, task, 2, margin=1.0)
+            told = await entity.query(NoteTaker.models)
+        finally:
+            await entity.terminate()
+    assert told == [first.champion, first.champion], "record_round tells the entity each round"
     assert held.status is RoundStatus.ROLLED_BACK and held.champion == first.champion
+    await record_history(
+        client.get_workflow_handle(held.round_id), f"learning_round_told_{backend(url)}"
+    )
     versions = {v.version_id: v for v in registry.list_versions(url, task)}
     rejected = versions[str(held.candidate_version)]
     assert rejected.status == "rejected" and rejected.head

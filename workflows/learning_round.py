@@ -10,8 +10,9 @@ aggregates -> ``evaluate_candidate`` on the held-out split and the participants'
 data -> promoted if it beats the champion by the margin, else rolled back (the champion stays,
 the candidate is recorded as rejected; the next round still starts from it unless
 ``train_from`` is the champion) -> ``record_round`` -> the participants' entity workflows are
-told the champion they serve (``note`` signals, at once) -> a rolled-back round is raised as an
-alert (``raise_alerts``, patch ``alerts``; info: the champion stays).
+told the champion they serve (``note`` signals sent by ``record_round``, patch
+``learning-told-by-record``; before it, one signal command per participant) -> a rolled-back
+round is raised as an alert (``raise_alerts``, patch ``alerts``; info: the champion stays).
 
 All numbers are computed in activities; the workflow moves refs and decides.
 """
@@ -241,6 +242,7 @@ class LearningRoundWorkflow:
     async def _finish(self, record: RoundRecord, reason: str) -> RoundReport:
         assert self.report is not None  # noqa: S101
         record.reason = reason
+        record.tell = workflow.patched(patches.LEARNING_TOLD_BY_RECORD.id)
         recorded: Recorded = await calls.run(
             LearningActivities.record_round, record, **STEP_OPTIONS
         )
@@ -249,7 +251,10 @@ class LearningRoundWorkflow:
         report.reason = reason
         report.champion = recorded.champion
         report.candidate_version = recorded.candidate
-        await asyncio.gather(*(self._tell(name, recorded.champion) for name in record.participants))
+        if not record.tell:
+            await asyncio.gather(
+                *(self._tell(name, recorded.champion) for name in record.participants)
+            )
         return report
 
     async def _tell(self, name: str, version: str) -> None:

@@ -171,6 +171,8 @@ class RoundRecord(BaseModel):
     """The participants' new controls; the candidate keeps the parent's, updated by these."""
     train_from: TrainFrom = TrainFrom.CHAMPION
     """CANDIDATE: the candidate becomes the task's head even when it is not promoted."""
+    tell: bool = False
+    """Signal the participants' entities the champion they serve (else the workflow does)."""
 
 
 class Recorded(BaseModel):

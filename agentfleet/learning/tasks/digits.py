@@ -18,7 +18,6 @@ from agentfleet.learning.tasks.interface import (
     TrainConfig,
     TrainResult,
     Weights,
-    minibatches,
 )
 
 
@@ -172,17 +171,21 @@ class DigitsTask:
     ) -> TrainResult:
         w, b = weights["W"].copy(), weights["b"].copy()
         rng = np.random.default_rng(config.seed)
-        labels = np.asarray(data.y, dtype=np.intp)
-        rate = config.learning_rate
+        onehot = np.eye(self.classes)[np.asarray(data.y, dtype=np.intp)]
+        rate, size = config.learning_rate, config.batch_size
         shift_w = rate * correction["W"] if correction is not None else None
         shift_b = rate * correction["b"] if correction is not None else None
         steps = 0
         for _ in range(config.epochs_for(len(data))):
-            for batch in minibatches(len(data), config.batch_size, rng):
-                x = data.x[batch]
-                gradient = _softmax(x @ w + b)
-                gradient[np.arange(len(batch)), labels[batch]] -= 1.0
-                gradient /= len(batch)
+            order = rng.permutation(len(data))  # the batches of minibatches(), as slices
+            xs, ys = data.x[order], onehot[order]
+            for start in range(0, len(data), size):
+                x = xs[start : start + size]
+                logits = x @ w
+                logits += b
+                gradient = _softmax(logits)
+                gradient -= ys[start : start + size]
+                gradient /= len(x)
                 w -= rate * (x.T @ gradient)
                 b -= rate * gradient.sum(axis=0)
                 if shift_w is not None and shift_b is not None:
