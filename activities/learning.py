@@ -211,7 +211,9 @@ class LearningActivities:
                 fleet=fleet,
                 own=own,
             )
-            arrays = drift.with_control(result.weights, control)
+            before = own if own is not None else drift.zeros_like(weights)
+            change = {k: control[k] - before[k] for k in control}
+            arrays = drift.with_control(result.weights, control, change)
         return TrainOutcome(
             participant=order.participant,
             artifact=self._store.put(arrays),
@@ -262,17 +264,13 @@ class LearningActivities:
         controls: dict[str, str] = {}
         if order.drift_correction:
             changes = []
+            artifacts = {u.participant: u.artifact for u in order.updates}
             for update in kept:
-                new = drift.control_part(loaded[update.participant])
-                if new is None:  # trained without correction: nothing to average in
+                change = drift.control_part(loaded[update.participant], drift.CHANGE)
+                if change is None:  # trained without correction: nothing to average in
                     continue
-                ref = order.controls.get(update.participant)
-                old = drift.control_part(self._load(ref)) if ref else None
-                old = old if old is not None else drift.zeros_like(start)
-                changes.append({k: new[k] - old[k] for k in start})
-                controls[update.participant] = next(
-                    u.artifact for u in order.updates if u.participant == update.participant
-                )
+                changes.append(change)
+                controls[update.participant] = artifacts[update.participant]
             fleet = drift.fleet_control(fleet, changes, order.population, start)
         return Aggregated(
             candidate=self._store.put(drift.with_control(candidate, fleet)),

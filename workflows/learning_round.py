@@ -118,7 +118,6 @@ class LearningRoundWorkflow:
                 updates=updates,
                 screening=order.screening,
                 drift_correction=order.drift_correction,
-                controls=start.controls,
                 population=selection.population,
             ),
             **STEP_OPTIONS,

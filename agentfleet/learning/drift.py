@@ -24,30 +24,39 @@ from numpy.typing import NDArray
 from agentfleet.learning.tasks.interface import Weights
 
 PREFIX = "control."
+CHANGE = "control_change."
+"""A participant's artifact also holds ``c_i+ - c_i``, so aggregation reads no older artifact."""
 
 
 def model_part(arrays: Mapping[str, NDArray[Any]]) -> Weights:
     """The model's weights of an artifact (without its control)."""
     return {
-        k: np.asarray(v, dtype=np.float64) for k, v in arrays.items() if not k.startswith(PREFIX)
+        k: np.asarray(v, dtype=np.float64)
+        for k, v in arrays.items()
+        if not k.startswith((PREFIX, CHANGE))
     }
 
 
-def control_part(arrays: Mapping[str, NDArray[Any]]) -> Weights | None:
-    """The control stored in an artifact, or None when it holds none."""
+def control_part(arrays: Mapping[str, NDArray[Any]], prefix: str = PREFIX) -> Weights | None:
+    """The control stored in an artifact (``prefix=CHANGE``: its change), or None."""
     control = {
-        k.removeprefix(PREFIX): np.asarray(v, dtype=np.float64)
+        k.removeprefix(prefix): np.asarray(v, dtype=np.float64)
         for k, v in arrays.items()
-        if k.startswith(PREFIX)
+        if k.startswith(prefix)
     }
     return control or None
 
 
-def with_control(weights: Weights, control: Weights | None) -> Weights:
-    """One artifact's arrays: ``weights`` and, when given, ``control`` under ``control.``."""
-    if control is None:
-        return dict(weights)
-    return {**weights, **{PREFIX + k: v for k, v in control.items()}}
+def with_control(
+    weights: Weights, control: Weights | None, change: Weights | None = None
+) -> Weights:
+    """One artifact's arrays: ``weights``, ``control`` under ``control.`` and ``change`` under
+    ``control_change.`` (each when given)."""
+    out = dict(weights)
+    for prefix, part in ((PREFIX, control), (CHANGE, change)):
+        if part is not None:
+            out.update({prefix + k: v for k, v in part.items()})
+    return out
 
 
 def zeros_like(weights: Weights) -> Weights:

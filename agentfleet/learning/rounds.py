@@ -117,8 +117,6 @@ class AggregateOrder(BaseModel):
     updates: list[TrainOutcome]
     screening: ScreeningPolicy
     drift_correction: bool = False
-    controls: dict[str, str] = Field(default_factory=dict)
-    """The start version's controls (each participant's before this round)."""
     population: int = 0
 
 
