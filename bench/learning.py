@@ -1,14 +1,16 @@
 """Learning benchmark: a federated round's latency vs the same-shape skeleton, and how close the
-fleet's model gets to the one trained on all the data at once, with 5 and with 20 participants.
+fleet's model gets to the one trained on all the data at once, with 5, 20 and 50 participants.
 
-    python bench/learning.py [--participants 5,20] [--rounds 10] [--runs 20] [--warmup 2]
-                             [--seed 0] [--quick] [--json]
+    python bench/learning.py [--participants 5,20,50] [--rounds 10] [--runs 20] [--warmup 2]
+                             [--seed 0] [--train-from candidate|champion]
+                             [--no-drift-correction] [--quick] [--json]
 
 Everything runs in this process: a private dev server (set up as ``fleet up`` sets one up), the
 fleet's workers, and per fleet size a SQLite database and artifact store in a temporary folder
 with that many active forecaster rows (inserted directly: a round reads rows, it needs no bot
 entity), all stopped and removed at the end. Task ``digits`` with its defaults (Dirichlet alpha
-1.0, 10 local epochs). Measured in the same run; benchmarks report, they never assert timings:
+1.0, at least 10 local epochs and 160 local steps, drift correction, rounds that continue from
+the latest candidate). Measured in the same run; benchmarks report, they never assert timings:
 
 - **campaign**: a ``LearningCampaignWorkflow`` of ``--rounds`` rounds (children
   ``learning-digits-1`` ...) from a fresh registry, as ``fleet learn run --task digits`` runs it.
@@ -16,34 +18,18 @@ entity), all stopped and removed at the end. Task ``digits`` with its defaults (
   round whose champion reaches the pooled model's accuracy minus 1 point (null: never).
   **pooled**: ``DigitsTask().train_centrally(seed)`` on the whole train part, same holdout.
 - **learning round**: then ``--runs`` more ``LearningRoundWorkflow``s one at a time (client
-  start to result; ``--warmup`` discarded), same fleet, continuing from the campaign's champion.
-  Its shape is read from its history: select, P ``train_model`` at once, aggregate, evaluate,
-  record (4 + P activities in 5 steps), then one ``note`` signal per participant, one after the
-  other, to ``bot-{name}`` (no entity here: each fails, as the workflow allows). No burst row:
-  rounds of one task run one at a time by design (one champion per task).
+  start to result; ``--warmup`` discarded), same fleet, continuing from the campaign's last
+  round. Its shape is read from its history: select, P ``train_model`` at once, aggregate,
+  evaluate, record (4 + P activities in 5 steps); ``record_round`` tells the bots' entities
+  (none here). A rolled-back round adds its info alert (``raise_alerts``). No burst row: rounds
+  of one task run one at a time by design (one champion per task).
 - **skeleton**: ``bench.shapes.StepsSkeletonWorkflow``, the same activities as no-ops (before, P in
-  parallel, after) on one queue of its own worker in this process; it has no signals. The
-  round's phases (median over the measured rounds, from history timestamps) show where the
-  difference goes; "notify" is the signals, from ``record_round`` done to the round's end.
+  parallel, after) on one queue of its own worker in this process. The round's phases (median
+  over the measured rounds, from history timestamps) show where the difference goes; "notify"
+  is from ``record_round`` done to the round's end (signals, the alert).
 
-Defaults take about 35 s on a 2-core machine; there (others' tests running) they gave:
-
-- 5 bots: skeleton (1 + 5 parallel + 3) p50 78 ms, p95 104 ms; round p50 230 ms (2.94x), p95
-  274 ms. Phases: train 83 ms, notify (5 signals) 48 ms, between steps 47 ms, each other
-  activity 8-12 ms. Pooled 0.9578, target 0.9478: reached in round 5; after 10 rounds 0.9578
-  (equal to pooled), 6 of 10 promoted.
-- 20 bots (shares of 41-99 images: ``min_examples`` 20 holds): skeleton (1 + 20 parallel + 3)
-  p50 132 ms, p95 160 ms; round p50 533 ms (4.04x), p95 625 ms. Phases: train 239 ms, notify
-  (20 signals) 177 ms. Never reaches the target: 0.9311 after round 4 (2.7 points below
-  pooled), then six rollbacks with candidates at 0.9289-0.9311. Round 2 leaves an honest bot
-  out: "fc-04: own score 0.2911 is below the floor 0.4411" (the held-out score screen).
-
-The skeleton's p50 moves most between runs (an earlier run: 106 ms and 134 ms; rounds 249 ms
-and 539 ms). Why 20 bots stall: a rolled-back round leaves the champion, so the next round starts
-from the same weights on the same partition and lands next to the same candidate.
-``simulate()`` shows it: gated as here, 50 rounds of 20 bots stay at 0.9311 (3 promotions);
-continuing from every aggregate instead (``margin=-1``) reaches the target in round 17 and 0.9533
-by round 50. With 5 bots the gate helps (0.9600 vs 0.9489 after 50 rounds).
+The summary table prints, per fleet, the final gap to pooled, the rounds to the target and the
+round's p50 over the skeleton's. Figures, with the run's date: docs/benchmarks.md#learning.
 """
 
 from __future__ import annotations

@@ -169,29 +169,33 @@ class DigitsTask:
         config: TrainConfig,
         correction: Weights | None = None,
     ) -> TrainResult:
-        w, b = weights["W"].copy(), weights["b"].copy()
+        # W and b as one matrix over inputs with a constant 1 appended: fewer array operations
+        # per step, which is what the time of a step on these tiny batches is made of.
+        theta = np.vstack([weights["W"], weights["b"][np.newaxis, :]])
+        inputs = np.hstack([data.x, np.ones((len(data), 1))])
         rng = np.random.default_rng(config.seed)
         onehot = np.eye(self.classes)[np.asarray(data.y, dtype=np.intp)]
         rate, size = config.learning_rate, config.batch_size
-        shift_w = rate * correction["W"] if correction is not None else None
-        shift_b = rate * correction["b"] if correction is not None else None
+        shift = None
+        if correction is not None:
+            shift = rate * np.vstack([correction["W"], correction["b"][np.newaxis, :]])
         steps = 0
         for _ in range(config.epochs_for(len(data))):
             order = rng.permutation(len(data))  # the batches of minibatches(), as slices
-            xs, ys = data.x[order], onehot[order]
+            xs, ys = inputs[order], onehot[order]
             for start in range(0, len(data), size):
                 x = xs[start : start + size]
-                logits = x @ w
-                logits += b
-                gradient = _softmax(logits)
+                gradient = x @ theta
+                gradient -= gradient.max(axis=1, keepdims=True)
+                np.exp(gradient, out=gradient)
+                gradient /= gradient.sum(axis=1, keepdims=True)
                 gradient -= ys[start : start + size]
-                gradient /= len(x)
-                w -= rate * (x.T @ gradient)
-                b -= rate * gradient.sum(axis=0)
-                if shift_w is not None and shift_b is not None:
-                    w -= shift_w
-                    b -= shift_b
+                gradient *= rate / len(x)
+                theta -= x.T @ gradient
+                if shift is not None:
+                    theta -= shift
                 steps += 1
+        w, b = theta[:-1].copy(), theta[-1].copy()
         trained = {"W": w, "b": b}
         return TrainResult(trained, len(data), self.evaluate(trained, data), steps)
 
