@@ -165,8 +165,9 @@ def test_digits_partition_skews_labels_across_participants() -> None:
 
 
 def test_federated_digits_reach_pooled_accuracy_within_a_point(tmp_path: Path) -> None:
-    """Measured (seed 0): pooled 0.9578; FedAvg at the default alpha 1.0 is 0.9556 after 10
-    rounds (within a point from round 5); at alpha 0.5, 0.9378 (more skew costs rounds)."""
+    """Measured (seed 0): pooled 0.9578; drift-corrected rounds at the default alpha 1.0 reach
+    0.9600 after 10 rounds (within a point from round 4); at alpha 0.5, 0.9578 (plain FedAvg
+    from the champion: 0.9378)."""
     central = DigitsTask().train_centrally(seed=0)
     pooled = DigitsTask().evaluate(central.weights, DigitsTask().holdout())["accuracy"]
     assert pooled > 0.95
@@ -180,7 +181,7 @@ def test_federated_digits_reach_pooled_accuracy_within_a_point(tmp_path: Path) -
     assert last is not None and _equal(store.get(last), run.champion)
 
     skewed = simulation.simulate(DigitsTask(alpha=0.5), PARTICIPANTS, rounds=10)
-    assert skewed.final["accuracy"] >= pooled - 0.03
+    assert skewed.final["accuracy"] >= pooled - 0.01
 
 
 def test_drift_correction_brings_fifty_bots_within_a_point_of_pooled_in_ten_rounds() -> None:

@@ -134,11 +134,7 @@ LEARNING_TOLD_BY_RECORD = Patch(
     "they serve (signals sent from the activity, at once) instead of the workflow sending one "
     "signal per participant (each a command and an event, and more workflow tasks)",
     since="2026-12-07",
-    old_histories=(
-        "learning_round",
-        "learning_round_rolled_back",
-        "learning_campaign",
-    ),
+    old_histories=("learning_round", "learning_round_rolled_back"),
 )
 
 ALL = (

@@ -63,11 +63,11 @@ class DigitsTask:
     ``validation_fraction`` of its share for local validation.
 
     Model: ``W`` [64x10], ``b`` [10]; softmax cross-entropy, mini-batch SGD on pixels / 16.
-    ``default_config`` (10 local epochs, learning rate 1.0, batch 16) was tuned on 5
-    participants and 10 rounds: at the default ``alpha`` 1.0 (still clearly non-IID) the
-    federated model ends within a point of :meth:`train_centrally` for 13 of partition seeds
-    0-15 (most by round 5); at 0.5 for 10 of 16, the rest 1-2.4 points short (and 30 rounds
-    bring only one more).
+    ``default_config``: at least 10 local epochs and 160 steps, learning rate 1.0, batch 16.
+    With drift correction (what rounds do by default) 5, 20 and 50 participants at the default
+    ``alpha`` 1.0 (still clearly non-IID) end within a point of :meth:`train_centrally` in 10
+    rounds for seeds 0-2, and 5 participants at ``alpha`` 0.5 for seed 0; without it, 20 and 50
+    participants stay 1-2 points short (docs/benchmarks.md#learning).
     """
 
     name = "digits"
