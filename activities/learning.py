@@ -9,21 +9,23 @@ retried training writes the same artifact (same seed, same data: same weights, s
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import json
 import math
 import statistics
-from collections.abc import Callable
+import threading
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.queues import runs_on
 from agentfleet import db, taskqueues
 from agentfleet.bots.health import HealthCheck, ModelHealth, ModelRollback
-from agentfleet.bots.model import BotKind, BotRef, BotStatus
+from agentfleet.bots.model import BotEvent, BotKind, BotRef, BotStatus, bot_workflow_id
 from agentfleet.chaos import chaos_point
-from agentfleet.learning import patterns, registry
+from agentfleet.learning import drift, patterns, registry
 from agentfleet.learning.patterns import PatternTargets, PatternView, ShareOrder, ValidationWave
 from agentfleet.learning.rounds import (
     Aggregated,
@@ -41,7 +43,12 @@ from agentfleet.learning.rounds import (
 from agentfleet.learning.store import ArtifactError, ArtifactStore
 from agentfleet.learning.strategies import Exclusion, Update, screen, strategy_named
 from agentfleet.learning.tasks.builtin import TASKS, task_named
-from agentfleet.learning.tasks.interface import Weights, derive_seed
+from agentfleet.learning.tasks.interface import (
+    LocalData,
+    Weights,
+    derive_seed,
+    train_participant,
+)
 from agentfleet.models import AuditEvent, BotRecord, ModelVersion
 from agentfleet.settings import Settings
 
@@ -96,11 +103,14 @@ class LearningActivities:
             return self._store.put(weights), task.evaluate(weights, task.holdout())
 
         champion = registry.ensure_champion(self._url, order.task, initial)
+        start = registry.start_of(self._url, order.task, order.train_from) or champion
         return Selection(
             participants=[row.name for row in chosen],
             skipped=skipped,
             params={row.name: dict(row.params) for row in chosen},
             champion=champion,
+            start=start,
+            population=len(eligible),
         )
 
     @activity.defn(name="check_models")
@@ -122,8 +132,8 @@ class LearningActivities:
             health.checked.append(name)
             fresh = task.holdout()
             metric = task.primary_metric
-            now = task.evaluate(self._load(champion.artifact), fresh)[metric]
-            before = task.evaluate(self._load(parent.artifact), fresh)[metric]
+            now = task.evaluate(self._load_model(champion.artifact), fresh)[metric]
+            before = task.evaluate(self._load_model(parent.artifact), fresh)[metric]
             margin = check.model_tolerance
             worse = now < before - margin if task.higher_is_better else now > before + margin
             if not worse:
@@ -170,36 +180,43 @@ class LearningActivities:
 
     @activity.defn(name="train_model")
     async def train_model(self, order: TrainOrder) -> TrainOutcome:
-        """One participant's local training from the champion; heartbeats per epoch."""
+        """One participant's local training from the round's start (drift-corrected when the
+        order says so); heartbeats as it starts."""
         chaos_point("mid_train", order.participant)
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
+        activity.heartbeat()
+        return await asyncio.to_thread(self._train, order)
 
-        def beat(epoch: int) -> None:  # from the training thread, into the activity's loop
-            loop.call_soon_threadsafe(activity.heartbeat, epoch, context=context)
-
-        return await asyncio.to_thread(self._train, order, beat)
-
-    def _train(self, order: TrainOrder, beat: Callable[[int], None]) -> TrainOutcome:
+    def _train(self, order: TrainOrder) -> TrainOutcome:
         task = task_named(order.task)
-        data = task.partition(order.participants, order.seed, order.params)[order.participant]
-        weights = self._load(order.start)
+        data = _partition(order, order.participants, order.params)
+        mine = data[order.participant]
+        start = self._load(order.start)
+        weights = drift.model_part(start)
+        fleet = own = shift = None
+        if order.drift_correction:
+            fleet = drift.control_part(start)
+            own = drift.control_part(self._load(order.control)) if order.control else None
+            shift = drift.correction(fleet, own, weights)
         config = order.config.model_copy(
             update={"seed": derive_seed(order.seed, order.round_id, order.participant)}
         )
-        result = None
-        for epoch in range(config.epochs):  # one epoch at a time, to heartbeat between them
-            one = config.model_copy(update={"epochs": 1, "seed": config.seed + epoch})
-            result = task.train(weights, data.train, one)
-            weights = result.weights
-            beat(epoch + 1)
-        assert result is not None  # noqa: S101 - epochs >= 1
-        if len(data.validation):  # once, on the final weights (as train_participant does)
-            checked = task.evaluate(weights, data.validation)
-            result.metrics.update({f"val_{key}": value for key, value in checked.items()})
+        result = train_participant(task, weights, mine, config, shift)
+        arrays = result.weights
+        if order.drift_correction:
+            control = drift.participant_control(
+                weights,
+                result.weights,
+                steps=result.steps,
+                learning_rate=config.learning_rate,
+                fleet=fleet,
+                own=own,
+            )
+            before = own if own is not None else drift.zeros_like(weights)
+            change = {k: control[k] - before[k] for k in control}
+            arrays = drift.with_control(result.weights, control, change)
         return TrainOutcome(
             participant=order.participant,
-            artifact=self._store.put(result.weights),
+            artifact=self._store.put(arrays),
             num_examples=result.num_examples,
             metrics={k: float(v) for k, v in result.metrics.items()},
         )
@@ -213,11 +230,13 @@ class LearningActivities:
             strategy = strategy_named(order.strategy)
         except ValueError as err:
             raise refused(str(err), "UnknownStrategy") from None
-        start = self._load(order.start)
+        start_arrays = self._load(order.start)
+        start = drift.model_part(start_arrays)
+        loaded = {u.participant: self._load(u.artifact) for u in order.updates}
         updates = [
             Update(
                 participant=u.participant,
-                weights=self._load(u.artifact),
+                weights=drift.model_part(loaded[u.participant]),
                 num_examples=u.num_examples,
                 metrics=dict(u.metrics),
             )
@@ -241,10 +260,23 @@ class LearningActivities:
         if not kept:
             return Aggregated(candidate=None, kept=[], excluded=excluded)
         candidate = strategy.aggregate(kept)
+        fleet = drift.control_part(start_arrays)
+        controls: dict[str, str] = {}
+        if order.drift_correction:
+            changes = []
+            artifacts = {u.participant: u.artifact for u in order.updates}
+            for update in kept:
+                change = drift.control_part(loaded[update.participant], drift.CHANGE)
+                if change is None:  # trained without correction: nothing to average in
+                    continue
+                changes.append(change)
+                controls[update.participant] = artifacts[update.participant]
+            fleet = drift.fleet_control(fleet, changes, order.population, start)
         return Aggregated(
-            candidate=self._store.put(candidate),
+            candidate=self._store.put(drift.with_control(candidate, fleet)),
             kept=[u.participant for u in kept],
             excluded=excluded,
+            controls=controls,
         )
 
     @activity.defn(name="evaluate_candidate")
@@ -253,11 +285,12 @@ class LearningActivities:
 
     def _evaluate(self, order: EvaluateOrder) -> Evaluation:
         task = task_named(order.task)
-        candidate, champion = self._load(order.candidate), self._load(order.champion)
+        candidate = self._load_model(order.candidate)
+        champion = self._load_model(order.champion)
         holdout = task.holdout()
         validation: dict[str, list[float]] = {}
         if order.participants:
-            local = task.partition(order.participants, order.seed, order.params)
+            local = _partition(order, order.participants, order.params)
             for data in local.values():
                 if len(data.validation):
                     for key, value in task.evaluate(candidate, data.validation).items():
@@ -275,8 +308,23 @@ class LearningActivities:
     @runs_on(taskqueues.IO)
     async def record_round(self, record: RoundRecord) -> Recorded:
         """The round's row, its candidate version and the champion change (idempotent by
-        round id)."""
+        round id); with ``record.tell``, then each participant's entity is told the champion it
+        serves (``note``; a bot without an entity is skipped, a retry tells again)."""
         candidate, champion = await asyncio.to_thread(registry.record_round, self._url, record)
+        if record.tell and record.participants:
+            client = activity.client()
+            note = BotEvent(at=datetime.now(UTC), event="model", detail=champion)
+
+            async def tell(name: str) -> None:
+                handle = client.get_workflow_handle(bot_workflow_id(name))
+                try:
+                    await handle.signal("note", note, rpc_timeout=timedelta(seconds=10))
+                except RPCError as err:
+                    if err.status is not RPCStatusCode.NOT_FOUND:
+                        raise
+                    activity.logger.info("bot %s has no entity to tell its model", name)
+
+            await asyncio.gather(*(tell(name) for name in record.participants))
         return Recorded(candidate=candidate, champion=champion)
 
     def _load(self, ref: str) -> Weights:
@@ -284,6 +332,35 @@ class LearningActivities:
             return self._store.get(ref)
         except ArtifactError as err:
             raise refused(str(err), "ArtifactError") from None
+
+    def _load_model(self, ref: str) -> Weights:
+        return drift.model_part(self._load(ref))
+
+
+def _partition(
+    order: TrainOrder | EvaluateOrder,
+    participants: list[str],
+    params: dict[str, dict[str, object]],
+) -> dict[str, LocalData]:
+    """The task's partition among ``participants``, dealt once per round and worker (each
+    participant's training and the evaluation would deal it again otherwise)."""
+    names = tuple(sorted(participants))
+    key = (order.round_id, names, order.seed, json.dumps(params, sort_keys=True, default=str))
+    with _PARTITION_LOCK:
+        found = _PARTITIONS.get(key)
+    if found is None:
+        found = task_named(order.task).partition(list(names), order.seed, params)
+        with _PARTITION_LOCK:
+            _PARTITIONS[key] = found
+            while len(_PARTITIONS) > _PARTITIONS_KEPT:
+                _PARTITIONS.pop(next(iter(_PARTITIONS)))
+    return found
+
+
+_PARTITIONS: dict[tuple[str, tuple[str, ...], int, str], dict[str, LocalData]] = {}
+"""Recent rounds' partitions (a round's training and evaluation share one)."""
+_PARTITIONS_KEPT = 4
+_PARTITION_LOCK = threading.Lock()
 
 
 class PatternActivities:

@@ -304,6 +304,10 @@ class ModelVersion(SQLModel, table=True):
     artifact: str
     status: str = Field(index=True)
     strategy: str | None = None
+    head: bool = False
+    """The version its task's next round trains from (one per task)."""
+    controls: dict[str, str] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
+    """Participant -> the artifact holding its drift-correction control as of this version."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 

@@ -1,14 +1,16 @@
 """Learning benchmark: a federated round's latency vs the same-shape skeleton, and how close the
-fleet's model gets to the one trained on all the data at once, with 5 and with 20 participants.
+fleet's model gets to the one trained on all the data at once, with 5, 20 and 50 participants.
 
-    python bench/learning.py [--participants 5,20] [--rounds 10] [--runs 20] [--warmup 2]
-                             [--seed 0] [--quick] [--json]
+    python bench/learning.py [--participants 5,20,50] [--rounds 10] [--runs 20] [--warmup 2]
+                             [--seed 0] [--train-from candidate|champion]
+                             [--no-drift-correction] [--quick] [--json]
 
 Everything runs in this process: a private dev server (set up as ``fleet up`` sets one up), the
 fleet's workers, and per fleet size a SQLite database and artifact store in a temporary folder
 with that many active forecaster rows (inserted directly: a round reads rows, it needs no bot
 entity), all stopped and removed at the end. Task ``digits`` with its defaults (Dirichlet alpha
-1.0, 10 local epochs). Measured in the same run; benchmarks report, they never assert timings:
+1.0, at least 10 local epochs and 160 local steps, drift correction, rounds that continue from
+the latest candidate). Measured in the same run; benchmarks report, they never assert timings:
 
 - **campaign**: a ``LearningCampaignWorkflow`` of ``--rounds`` rounds (children
   ``learning-digits-1`` ...) from a fresh registry, as ``fleet learn run --task digits`` runs it.
@@ -16,34 +18,18 @@ entity), all stopped and removed at the end. Task ``digits`` with its defaults (
   round whose champion reaches the pooled model's accuracy minus 1 point (null: never).
   **pooled**: ``DigitsTask().train_centrally(seed)`` on the whole train part, same holdout.
 - **learning round**: then ``--runs`` more ``LearningRoundWorkflow``s one at a time (client
-  start to result; ``--warmup`` discarded), same fleet, continuing from the campaign's champion.
-  Its shape is read from its history: select, P ``train_model`` at once, aggregate, evaluate,
-  record (4 + P activities in 5 steps), then one ``note`` signal per participant, one after the
-  other, to ``bot-{name}`` (no entity here: each fails, as the workflow allows). No burst row:
-  rounds of one task run one at a time by design (one champion per task).
+  start to result; ``--warmup`` discarded), same fleet, continuing from the campaign's last
+  round. Its shape is read from its history: select, P ``train_model`` at once, aggregate,
+  evaluate, record (4 + P activities in 5 steps); ``record_round`` tells the bots' entities
+  (none here). A rolled-back round adds its info alert (``raise_alerts``). No burst row: rounds
+  of one task run one at a time by design (one champion per task).
 - **skeleton**: ``bench.shapes.StepsSkeletonWorkflow``, the same activities as no-ops (before, P in
-  parallel, after) on one queue of its own worker in this process; it has no signals. The
-  round's phases (median over the measured rounds, from history timestamps) show where the
-  difference goes; "notify" is the signals, from ``record_round`` done to the round's end.
+  parallel, after) on one queue of its own worker in this process. The round's phases (median
+  over the measured rounds, from history timestamps) show where the difference goes; "notify"
+  is from ``record_round`` done to the round's end (signals, the alert).
 
-Defaults take about 35 s on a 2-core machine; there (others' tests running) they gave:
-
-- 5 bots: skeleton (1 + 5 parallel + 3) p50 78 ms, p95 104 ms; round p50 230 ms (2.94x), p95
-  274 ms. Phases: train 83 ms, notify (5 signals) 48 ms, between steps 47 ms, each other
-  activity 8-12 ms. Pooled 0.9578, target 0.9478: reached in round 5; after 10 rounds 0.9578
-  (equal to pooled), 6 of 10 promoted.
-- 20 bots (shares of 41-99 images: ``min_examples`` 20 holds): skeleton (1 + 20 parallel + 3)
-  p50 132 ms, p95 160 ms; round p50 533 ms (4.04x), p95 625 ms. Phases: train 239 ms, notify
-  (20 signals) 177 ms. Never reaches the target: 0.9311 after round 4 (2.7 points below
-  pooled), then six rollbacks with candidates at 0.9289-0.9311. Round 2 leaves an honest bot
-  out: "fc-04: own score 0.2911 is below the floor 0.4411" (the held-out score screen).
-
-The skeleton's p50 moves most between runs (an earlier run: 106 ms and 134 ms; rounds 249 ms
-and 539 ms). Why 20 bots stall: a rolled-back round leaves the champion, so the next round starts
-from the same weights on the same partition and lands next to the same candidate.
-``simulate()`` shows it: gated as here, 50 rounds of 20 bots stay at 0.9311 (3 promotions);
-continuing from every aggregate instead (``margin=-1``) reaches the target in round 17 and 0.9533
-by round 50. With 5 bots the gate helps (0.9600 vs 0.9489 after 50 rounds).
+The summary table prints, per fleet, the final gap to pooled, the rounds to the target and the
+round's p50 over the skeleton's. Figures, with the run's date: docs/benchmarks.md#learning.
 """
 
 from __future__ import annotations
@@ -75,6 +61,7 @@ from agentfleet.learning.rounds import (
     RoundOrder,
     RoundReport,
     RoundStatus,
+    TrainFrom,
     campaign_workflow_id,
     round_workflow_id,
 )
@@ -118,7 +105,7 @@ SHORT = {
     "record_round": "record",
 }
 PHASES = [*SHORT.values(), "notify", "other", "total"]
-QUICK = {"rounds": 3, "runs": 3, "warmup": 1}
+QUICK = {"participants": [5, 20], "rounds": 3, "runs": 3, "warmup": 1}
 _DECIDED = (RoundStatus.PROMOTED, RoundStatus.ROLLED_BACK)
 
 
@@ -126,9 +113,20 @@ OPTIONS = Options(__file__, __doc__, quick=QUICK)
 OPTIONS.add_argument(
     "--participants",
     type=int_list("fleet sizes (bots)", 2, 200),
-    default=[5, 20],
+    default=[5, 20, 50],
     metavar="N,N,...",
-    help="fleet sizes (active forecasters), each measured on its own (default: 5,20)",
+    help="fleet sizes (active forecasters), each measured on its own (default: 5,20,50)",
+)
+OPTIONS.add_argument(
+    "--train-from",
+    choices=[choice.value for choice in TrainFrom],
+    default=TrainFrom.CANDIDATE.value,
+    help="where each round starts: the latest candidate (default) or the champion",
+)
+OPTIONS.add_argument(
+    "--no-drift-correction",
+    action="store_true",
+    help="plain FedAvg rounds, without control variates",
 )
 OPTIONS.count("--rounds", 10, "rounds of the accuracy campaign")
 OPTIONS.count("--runs", 20, "rounds one at a time")
@@ -200,6 +198,17 @@ async def round_shape(client: Client, workflow_id: str) -> dict[str, Any]:
 # -- set-up ---------------------------------------------------------------------------------------
 
 
+def round_order(args: argparse.Namespace, number: int) -> RoundOrder:
+    """The benchmark's round settings (the defaults of ``fleet learn run`` but for the flags)."""
+    return RoundOrder(
+        task=TASK,
+        round=number,
+        seed=args.seed,
+        train_from=TrainFrom(args.train_from),
+        drift_correction=not args.no_drift_correction,
+    )
+
+
 def bot_names(participants: int) -> list[str]:
     return [f"fc-{index:02d}" for index in range(participants)]
 
@@ -237,7 +246,7 @@ async def campaign_part(
         task=TASK,
         rounds=args.rounds,
         first_round=1,
-        round=RoundOrder(task=TASK, round=1, seed=args.seed),
+        round=round_order(args, 1),
     )
     started = time.perf_counter()
     view: CampaignView = await client.execute_workflow(
@@ -318,7 +327,7 @@ async def latency_part(
         round_ids[key] = workflow_id = round_workflow_id(TASK, number)
         report: RoundReport = await client.execute_workflow(
             "LearningRoundWorkflow",
-            RoundOrder(task=TASK, round=number, seed=args.seed),
+            round_order(args, number),
             id=workflow_id,
             task_queue=taskqueues.WORKFLOWS,
             result_type=RoundReport,
@@ -371,6 +380,8 @@ async def fleet_part(
                 client, url, participants, args, pooled["target"]
             )
             fleet.update(await latency_part(client, participants, args, err))
+            skeleton, measured = fleet["rows"]
+            fleet["round_vs_skeleton"] = measured.p50_ms / skeleton.p50_ms
     finally:
         db.dispose_engine(url)
     return fleet
@@ -417,10 +428,9 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
         title=f"Federated vs pooled accuracy (holdout; pooled {pooled['accuracy']:.4f}, "
         f"target {pooled['target']:.4f} = pooled - {TARGET_POINTS:g} point)"
     )
-    for header in ("bots", "shares", "initial", "final", "vs pooled (points)", "rounds to target"):
+    headers = ("bots", "shares", "initial", "final", "vs pooled (points)", "rounds to target")
+    for header in (*headers, "promoted", "campaign s", "round p50 / skeleton"):
         summary.add_column(header, justify="right")
-    summary.add_column("promoted", justify="right")
-    summary.add_column("campaign s", justify="right")
     for fleet in report["fleets"]:
         if fleet["partition_error"] is not None:
             summary.add_row(str(fleet["participants"]), f"skipped: {fleet['partition_error']}")
@@ -436,6 +446,7 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
             _fmt(campaign["rounds_to_target"], "{}"),
             f"{campaign['promoted']}/{len(campaign['rounds'])}",
             f"{campaign['elapsed_s']:.1f}",
+            _fmt(fleet.get("round_vs_skeleton"), "{:.2f}x"),
         )
     console.print(summary)
     per_round = Table(
@@ -465,7 +476,14 @@ def print_report(report: dict[str, Any], rows: Sequence[Figures]) -> None:
 async def amain(argv: Sequence[str] | None = None) -> int:
     """The benchmark in a running event loop; progress on stderr, the report on stdout."""
     args = OPTIONS.read(argv)
-    meta = {"rounds": args.rounds, "runs": args.runs, "warmup": args.warmup, "seed": args.seed}
+    meta = {
+        "rounds": args.rounds,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "train_from": args.train_from,
+        "drift_correction": not args.no_drift_correction,
+    }
     run = Run("learning", args, task=TASK, **meta)
     report, err = run.report, run.err
     rows: list[Figures] = []

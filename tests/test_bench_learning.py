@@ -49,7 +49,7 @@ async def test_quick_run_reports_round_shape_skeleton_and_accuracy_vs_pooled_as_
         assert shape["activities"] == bots + 4 and shape["steps"] == 5
         assert shape["parallel"] == [["train_model"] * bots]
         assert shape["split"] == [1, bots, 3]
-        assert shape["signals"] == shape["signals_failed"] == bots, "one note per bot, no entity"
+        assert shape["signals"] == 0, "record_round tells the bots (patch learning-told-by-record)"
 
         assert skeleton["name"] == "skeleton" and measured["name"] == f"learning round, {bots} bots"
         for row in (skeleton, measured):

@@ -165,8 +165,9 @@ def test_digits_partition_skews_labels_across_participants() -> None:
 
 
 def test_federated_digits_reach_pooled_accuracy_within_a_point(tmp_path: Path) -> None:
-    """Measured (seed 0): pooled 0.9578; FedAvg at the default alpha 1.0 is 0.9556 after 10
-    rounds (within a point from round 5); at alpha 0.5, 0.9378 (more skew costs rounds)."""
+    """Measured (seed 0): pooled 0.9578; drift-corrected rounds at the default alpha 1.0 reach
+    0.9600 after 10 rounds (within a point from round 4); at alpha 0.5, 0.9578 (plain FedAvg
+    from the champion: 0.9378)."""
     central = DigitsTask().train_centrally(seed=0)
     pooled = DigitsTask().evaluate(central.weights, DigitsTask().holdout())["accuracy"]
     assert pooled > 0.95
@@ -180,7 +181,29 @@ def test_federated_digits_reach_pooled_accuracy_within_a_point(tmp_path: Path) -
     assert last is not None and _equal(store.get(last), run.champion)
 
     skewed = simulation.simulate(DigitsTask(alpha=0.5), PARTICIPANTS, rounds=10)
-    assert skewed.final["accuracy"] >= pooled - 0.03
+    assert skewed.final["accuracy"] >= pooled - 0.01
+
+
+def test_drift_correction_brings_fifty_bots_within_a_point_of_pooled_in_ten_rounds() -> None:
+    """Measured (seed 0, pooled 0.9578): with control variates and rounds that continue from
+    each candidate, 50 bots (13-53 images each) reach 0.9533 and the target in round 7;
+    plain FedAvg on the same shares stops at 0.9467 (and 0.9244 from the champion only)."""
+    task = DigitsTask()
+    pooled = task.evaluate(task.train_centrally(seed=0).weights, task.holdout())["accuracy"]
+    bots = [f"fc-{i:02d}" for i in range(50)]
+    corrected = simulation.simulate(task, bots, rounds=10)
+    assert corrected.final["accuracy"] >= pooled - 0.01, corrected.final
+    plain = simulation.simulate(task, bots, rounds=10, drift_correction=False)
+    assert plain.final["accuracy"] < pooled - 0.01, plain.final
+
+
+def test_fifty_bots_get_at_least_half_an_even_share_of_the_digits() -> None:
+    task = DigitsTask()
+    shares = task.partition([f"fc-{i:02d}" for i in range(50)], seed=0)
+    train = len(task.pooled())
+    assert min(len(d.train) + len(d.validation) for d in shares.values()) >= train // 100
+    five = task.partition(PARTICIPANTS, seed=0)
+    assert min(len(d.train) + len(d.validation) for d in five.values()) >= task.min_examples
 
 
 # Strategies and screening

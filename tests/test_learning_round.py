@@ -13,18 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest_asyncio
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.learning import LearningActivities
 from agentfleet import db, taskqueues
-from agentfleet.bots.model import BotKind, BotStatus
+from agentfleet.bots.model import BotEvent, BotKind, BotStatus, bot_workflow_id
 from agentfleet.learning import registry
 from agentfleet.learning.rounds import (
     RoundOrder,
     RoundReport,
     RoundStatus,
+    TrainFrom,
     TrainOrder,
     TrainOutcome,
     round_workflow_id,
@@ -38,6 +39,26 @@ from workers.main import WORKFLOW_RUNNER
 from workflows.learning_round import LearningRoundWorkflow
 
 BOTS = ["fc-a", "fc-b", "fc-c", "fc-d", "fc-e"]
+
+
+@workflow.defn(name="TestNoteTaker")
+class NoteTaker:
+    """Stands in for a bot's entity: keeps the ``note`` signals it gets."""
+
+    def __init__(self) -> None:
+        self.notes: list[BotEvent] = []
+
+    @workflow.signal
+    def note(self, event: BotEvent) -> None:
+        self.notes.append(event)
+
+    @workflow.query
+    def models(self) -> list[str]:
+        return [n.detail for n in self.notes if n.event == "model"]
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
 
 
 class Doubles:
@@ -167,6 +188,55 @@ async def test_rounds_promote_better_models_and_bots_serve_the_champion(
         served = {b.name: b.model_version for b in session.exec(db_select_bots()).all()}
     assert {served[name] for name in BOTS} == {champion.version_id}
     assert served["fc-napping"] is None
+
+
+async def test_the_next_round_starts_from_a_rolled_back_candidate_while_bots_serve_the_champion(
+    learning: tuple[Client, Settings, Doubles, str],
+) -> None:
+    client, settings, _, task = learning
+    url = settings.effective_database_url
+    queue = f"notes-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        client, task_queue=queue, workflows=[NoteTaker], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        entity = await client.start_workflow(
+            NoteTaker.run, id=bot_workflow_id("fc-a"), task_queue=queue
+        )
+        try:
+            first = await run_round(client, task, 1)
+            assert first.status is RoundStatus.PROMOTED, first.reason
+            held = await run_round(client, task, 2, margin=1.0)
+            told = await entity.query(NoteTaker.models)
+        finally:
+            await entity.terminate()
+    assert told == [first.champion, first.champion], "record_round tells the entity each round"
+    assert held.status is RoundStatus.ROLLED_BACK and held.champion == first.champion
+    await record_history(
+        client.get_workflow_handle(held.round_id), f"learning_round_told_{backend(url)}"
+    )
+    versions = {v.version_id: v for v in registry.list_versions(url, task)}
+    rejected = versions[str(held.candidate_version)]
+    assert rejected.status == "rejected" and rejected.head
+    assert not versions[str(first.champion)].head
+    assert set(rejected.controls) == set(BOTS), "every bot's control as of the candidate"
+    store = ArtifactStore(settings.effective_models_path)
+    assert all(store.verify(ref) for ref in rejected.controls.values())
+
+    onward = await run_round(client, task, 3, margin=1.0)
+    assert onward.champion == first.champion, "the gate alone decides what bots serve"
+    versions = {v.version_id: v for v in registry.list_versions(url, task)}
+    assert versions[str(onward.candidate_version)].parent == held.candidate_version
+    with db.session_scope(url) as session:
+        served = {b.name: b.model_version for b in session.exec(db_select_bots()).all()}
+    assert {served[name] for name in BOTS} == {first.champion}
+
+    gated = await run_round(client, task, 4, margin=1.0, train_from=TrainFrom.CHAMPION)
+    versions = {v.version_id: v for v in registry.list_versions(url, task)}
+    assert versions[str(gated.candidate_version)].parent == first.champion
+
+    registry.rollback(url, task, f"{task}-v1")
+    start = registry.start_of(url, task, TrainFrom.CANDIDATE)
+    assert start is not None and start.version_id == f"{task}-v1", "a rollback resets the start"
 
 
 def db_select_bots() -> Any:

@@ -41,6 +41,7 @@ PATHS = {
         "activity:verify_transaction",
     },
     "learning_round_rolled_back": {"result:rolled_back", "marker:alerts", "activity:raise_alerts"},
+    "learning_round_told": {"result:rolled_back", "marker:learning-told-by-record"},
     "content_pipeline_edited": {"update:edit", "update:approve", "result:published"},
     "content_pipeline_expired": {"timer_fired", "result:expired"},
     "content_pipeline_scheduled": {"update:approve", "timer_fired", "result:published"},

@@ -1,15 +1,18 @@
 """LearningRoundWorkflow: one federated round (``learning-{task}-{round}``).
 
 select participants (active bots of the task's kind; paused ones skipped and recorded) -> every
-participant trains from the champion (``train_model`` on ``fleet-llm``, heartbeats, a
-per-participant timeout) -> once all have answered, or the timeout passed with enough of them,
-the late and the failed are dropped and recorded -> ``aggregate_updates`` screens (non-finite,
-far-off norms, a score far below the champion's) and aggregates -> ``evaluate_candidate`` on
-the held-out split and the participants' validation data -> promoted if it beats the champion
-by the margin, else rolled back (the champion stays, the candidate is recorded as rejected) ->
-``record_round`` -> the participants' entity workflows are told the champion they serve
-(``note`` signals, at once) -> a rolled-back round is raised as an alert (``raise_alerts``,
-patch ``alerts``; info: the champion stays).
+participant trains from the round's start, the task's latest candidate or its champion
+(``RoundOrder.train_from``), drift-corrected by control variates (``train_model`` on
+``fleet-llm``, a heartbeat, a per-participant timeout) -> once all have answered, or the
+timeout passed with enough of them, the late and the failed are dropped and recorded ->
+``aggregate_updates`` screens (non-finite, far-off norms, a score far below the start's) and
+aggregates -> ``evaluate_candidate`` on the held-out split and the participants' validation
+data -> promoted if it beats the champion by the margin, else rolled back (the champion stays,
+the candidate is recorded as rejected; the next round still starts from it unless
+``train_from`` is the champion) -> ``record_round`` -> the participants' entity workflows are
+told the champion they serve (``note`` signals sent by ``record_round``, patch
+``learning-told-by-record``; before it, one signal command per participant) -> a rolled-back
+round is raised as an alert (``raise_alerts``, patch ``alerts``; info: the champion stays).
 
 All numbers are computed in activities; the workflow moves refs and decides.
 """
@@ -35,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         AggregateOrder,
         EvaluateOrder,
         Evaluation,
+        ModelRef,
         Recorded,
         RoundOrder,
         RoundRecord,
@@ -81,7 +85,7 @@ class LearningRoundWorkflow:
         report = self.report
         report.participants = list(selection.participants)
         report.dropped = list(selection.skipped)
-        start = selection.champion
+        start = selection.start or selection.champion
         record = RoundRecord(
             task=order.task,
             round=order.round,
@@ -91,6 +95,7 @@ class LearningRoundWorkflow:
             participants=list(selection.participants),
             dropped=list(selection.skipped),
             parent=start.version_id,
+            train_from=order.train_from,
         )
         if len(selection.participants) < order.min_participants:
             reason = (
@@ -98,7 +103,7 @@ class LearningRoundWorkflow:
                 f"{order.min_participants} needed"
             )
             return await self._finish(record, reason)
-        updates = await self._train_all(order, selection, round_id)
+        updates = await self._train_all(order, selection, start, round_id)
         record.dropped = list(report.dropped)
         if len(updates) < order.min_participants:
             reason = f"{len(updates)} participants trained, {order.min_participants} needed"
@@ -112,10 +117,13 @@ class LearningRoundWorkflow:
                 start=start.artifact,
                 updates=updates,
                 screening=order.screening,
+                drift_correction=order.drift_correction,
+                population=selection.population,
             ),
             **STEP_OPTIONS,
         )
         report.excluded = record.excluded = list(aggregated.excluded)
+        record.controls = dict(aggregated.controls)
         if aggregated.candidate is None:
             return await self._finish(record, "screening excluded every update")
         evaluation: Evaluation = await calls.run(
@@ -124,7 +132,7 @@ class LearningRoundWorkflow:
                 task=order.task,
                 round_id=round_id,
                 candidate=aggregated.candidate,
-                champion=start.artifact,
+                champion=selection.champion.artifact,
                 participants=aggregated.kept,
                 params=selection.params,
                 seed=order.seed,
@@ -158,7 +166,7 @@ class LearningRoundWorkflow:
         return report
 
     async def _train_all(
-        self, order: RoundOrder, selection: Selection, round_id: str
+        self, order: RoundOrder, selection: Selection, start: ModelRef, round_id: str
     ) -> list[TrainOutcome]:
         """Every participant at once; after the per-participant timeout, those still training
         are dropped (cancelled) as long as enough have answered."""
@@ -176,9 +184,11 @@ class LearningRoundWorkflow:
                         participant=name,
                         participants=selection.participants,
                         params=selection.params,
-                        start=selection.champion.artifact,
+                        start=start.artifact,
                         config=config,
                         seed=order.seed,
+                        drift_correction=order.drift_correction,
+                        control=start.controls.get(name) if order.drift_correction else None,
                     ),
                     start_to_close_timeout=timeout,
                     heartbeat_timeout=min(timeout, timedelta(seconds=30)),
@@ -231,6 +241,7 @@ class LearningRoundWorkflow:
     async def _finish(self, record: RoundRecord, reason: str) -> RoundReport:
         assert self.report is not None  # noqa: S101
         record.reason = reason
+        record.tell = workflow.patched(patches.LEARNING_TOLD_BY_RECORD.id)
         recorded: Recorded = await calls.run(
             LearningActivities.record_round, record, **STEP_OPTIONS
         )
@@ -239,7 +250,10 @@ class LearningRoundWorkflow:
         report.reason = reason
         report.champion = recorded.champion
         report.candidate_version = recorded.candidate
-        await asyncio.gather(*(self._tell(name, recorded.champion) for name in record.participants))
+        if not record.tell:
+            await asyncio.gather(
+                *(self._tell(name, recorded.champion) for name in record.participants)
+            )
         return report
 
     async def _tell(self, name: str, version: str) -> None:

@@ -128,6 +128,14 @@ VERIFY_ACTIVITY = Patch(
         "payment_saga_failed_alert",
     ),
 )
+LEARNING_TOLD_BY_RECORD = Patch(
+    id="learning-told-by-record",
+    guards="a learning round's record_round activity tells the participants' entities the model "
+    "they serve (signals sent from the activity, at once) instead of the workflow sending one "
+    "signal per participant (each a command and an event, and more workflow tasks)",
+    since="2026-12-07",
+    old_histories=("learning_round", "learning_round_rolled_back"),
+)
 
 ALL = (
     ALERTS,
@@ -139,4 +147,5 @@ ALL = (
     RELAYER_WAKES_ON_FINISHED,
     COMMAND_ANSWERS_STORED,
     VERIFY_ACTIVITY,
+    LEARNING_TOLD_BY_RECORD,
 )

@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from agentfleet.db import session_scope
-from agentfleet.learning.rounds import ModelRef, ModelStatus, RoundRecord, RoundStatus
+from agentfleet.learning.rounds import ModelRef, ModelStatus, RoundRecord, RoundStatus, TrainFrom
 from agentfleet.models import BotRecord, LearningRoundRecord, ModelVersion, utcnow
 
 
@@ -27,6 +27,7 @@ def ref_of(row: ModelVersion) -> ModelRef:
         version=row.version,
         artifact=row.artifact,
         metrics=metrics_of(row.metrics),
+        controls={str(k): str(v) for k, v in (row.controls or {}).items()},
     )
 
 
@@ -35,6 +36,31 @@ def champion(session: Session, task: str) -> ModelVersion | None:
         ModelVersion.task == task, ModelVersion.status == ModelStatus.CHAMPION.value
     )
     return session.exec(query).first()
+
+
+def head(session: Session, task: str) -> ModelVersion | None:
+    """The version the task's next round trains from (the champion when none is marked)."""
+    query = select(ModelVersion).where(ModelVersion.task == task, col(ModelVersion.head))
+    return session.exec(query).first() or champion(session, task)
+
+
+def start_of(url: str, task: str, train_from: TrainFrom) -> ModelRef | None:
+    """The version a round starting now trains from."""
+    with session_scope(url) as session:
+        row = head(session, task) if train_from is TrainFrom.CANDIDATE else champion(session, task)
+        return ref_of(row) if row is not None else None
+
+
+def _move_head(session: Session, task: str, to: ModelVersion) -> None:
+    for row in session.exec(
+        select(ModelVersion).where(ModelVersion.task == task, col(ModelVersion.head))
+    ).all():
+        if row.version_id != to.version_id:
+            row.head = False
+            session.add(row)
+    to.head = True
+    session.add(to)
+    session.flush()
 
 
 def ensure_champion(
@@ -63,6 +89,7 @@ def ensure_champion(
                     metrics=dict(metrics),
                     status=ModelStatus.CHAMPION.value,
                     round_id=f"learning-{task}-init",
+                    head=True,
                 )
             )
             session.commit()
@@ -91,6 +118,8 @@ def record_round(url: str, record: RoundRecord) -> tuple[str | None, str]:
             ).one()
             number = int(latest or 0) + 1
             promoted = record.status is RoundStatus.PROMOTED
+            parent = session.get(ModelVersion, record.parent)
+            inherited = dict(parent.controls) if parent is not None and parent.controls else {}
             row = ModelVersion(
                 version_id=version_id(record.task, number),
                 task=record.task,
@@ -103,10 +132,13 @@ def record_round(url: str, record: RoundRecord) -> tuple[str | None, str]:
                 artifact=record.candidate,
                 status=(ModelStatus.CHAMPION if promoted else ModelStatus.REJECTED).value,
                 strategy=record.strategy,
+                controls=inherited | record.controls,
             )
             if promoted:
                 _dethrone(session, record.task)
             session.add(row)
+            if promoted or record.train_from is TrainFrom.CANDIDATE:
+                _move_head(session, record.task, row)
             candidate_id = row.version_id
         reigning = champion(session, record.task)
         champion_id = (
@@ -157,9 +189,9 @@ def _serve(session: Session, bots: list[str], version: str) -> None:
 
 
 def rollback(url: str, task: str, to: str) -> tuple[ModelVersion, list[str]]:
-    """Make ``to`` the champion again (the current one is retired); return it and the bots
-    that serve the task's models (to be told). ValueError with one line when ``to`` is not a
-    version of ``task``."""
+    """Make ``to`` the champion and the next round's start again (the current champion is
+    retired); return it and the bots that serve the task's models (to be told). ValueError with
+    one line when ``to`` is not a version of ``task``."""
     with session_scope(url) as session:
         target = session.get(ModelVersion, to)
         if target is None or target.task != task:
@@ -174,6 +206,7 @@ def rollback(url: str, task: str, to: str) -> tuple[ModelVersion, list[str]]:
         target.status = ModelStatus.CHAMPION.value
         target.updated_at = utcnow()
         session.add(target)
+        _move_head(session, task, target)
         served = session.exec(
             select(BotRecord.name).where(col(BotRecord.model_version).startswith(f"{task}-v"))
         ).all()

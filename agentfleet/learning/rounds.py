@@ -25,6 +25,14 @@ class ModelStatus(StrEnum):
     RETIRED = "retired"
 
 
+class TrainFrom(StrEnum):
+    """Where a round's participants start: the latest candidate (rejected or not) or the
+    champion. Either way only the promotion gate decides what bots serve."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+
+
 class RoundStatus(StrEnum):
     RUNNING = "running"
     PROMOTED = "promoted"
@@ -50,6 +58,10 @@ class RoundOrder(BaseModel):
     screening: ScreeningPolicy = Field(default_factory=ScreeningPolicy)
     seed: int = Field(default=0, ge=0)
     """Fixes the data partition and training shuffles (the same seed, the same round)."""
+    train_from: TrainFrom = TrainFrom.CANDIDATE
+    """Start from the latest candidate (the task's head) or from the champion."""
+    drift_correction: bool = True
+    """Control variates (:mod:`agentfleet.learning.drift`) keep non-IID participants on course."""
 
 
 class ModelRef(BaseModel):
@@ -57,6 +69,8 @@ class ModelRef(BaseModel):
     version: int
     artifact: str
     metrics: dict[str, float] = Field(default_factory=dict)
+    controls: dict[str, str] = Field(default_factory=dict)
+    """Participant -> the artifact holding its drift-correction control as of this version."""
 
 
 class Selection(BaseModel):
@@ -66,6 +80,10 @@ class Selection(BaseModel):
     skipped: list[Exclusion] = Field(default_factory=list)
     params: dict[str, dict[str, object]] = Field(default_factory=dict)
     champion: ModelRef
+    start: ModelRef | None = None
+    """The version participants train from (the order's ``train_from``); None: the champion."""
+    population: int = 0
+    """Eligible bots, drawn or not (drift correction averages controls over them)."""
 
 
 class TrainOrder(BaseModel):
@@ -76,9 +94,12 @@ class TrainOrder(BaseModel):
     """Everyone in the round: the partition depends on the whole set, never on the order."""
     params: dict[str, dict[str, object]] = Field(default_factory=dict)
     start: str
-    """The champion's artifact ref every participant starts from."""
+    """The artifact every participant starts from (the round's start version)."""
     config: TrainConfig
     seed: int
+    drift_correction: bool = False
+    control: str | None = None
+    """The artifact holding this participant's control (None: it has none yet)."""
 
 
 class TrainOutcome(BaseModel):
@@ -95,6 +116,8 @@ class AggregateOrder(BaseModel):
     start: str
     updates: list[TrainOutcome]
     screening: ScreeningPolicy
+    drift_correction: bool = False
+    population: int = 0
 
 
 class Aggregated(BaseModel):
@@ -102,6 +125,8 @@ class Aggregated(BaseModel):
     """The candidate's ref; None when screening left nothing to aggregate."""
     kept: list[str]
     excluded: list[Exclusion]
+    controls: dict[str, str] = Field(default_factory=dict)
+    """The kept participants' new controls (their training artifacts) under drift correction."""
 
 
 class EvaluateOrder(BaseModel):
@@ -140,6 +165,12 @@ class RoundRecord(BaseModel):
     candidate: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     reason: str = ""
+    controls: dict[str, str] = Field(default_factory=dict)
+    """The participants' new controls; the candidate keeps the parent's, updated by these."""
+    train_from: TrainFrom = TrainFrom.CHAMPION
+    """CANDIDATE: the candidate becomes the task's head even when it is not promoted."""
+    tell: bool = False
+    """Signal the participants' entities the champion they serve (else the workflow does)."""
 
 
 class Recorded(BaseModel):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, Field
 
+from agentfleet.learning import drift
+from agentfleet.learning.rounds import TrainFrom
 from agentfleet.learning.store import ArtifactStore
 from agentfleet.learning.strategies import (
     Exclusion,
@@ -95,6 +97,8 @@ def simulate(
     attacks: Mapping[str, Attack] | None = None,
     params: BotParams | None = None,
     store: ArtifactStore | None = None,
+    train_from: TrainFrom = TrainFrom.CANDIDATE,
+    drift_correction: bool = True,
 ) -> Simulation:
     """Run ``rounds`` learning rounds of ``task`` among ``participants``.
 
@@ -102,7 +106,8 @@ def simulate(
     replaced per round and participant), ``screening`` to :class:`ScreeningPolicy` defaults;
     ``screen_scores`` also drops updates that score far below the champion on the holdout.
     ``attacks`` makes the named participants misbehave. With ``store``, every champion is put
-    there and its ref reported, as the workflow would pass it on.
+    there and its ref reported, as the workflow would pass it on. ``train_from`` and
+    ``drift_correction`` as in :class:`~agentfleet.learning.rounds.RoundOrder`.
     """
     strategy = strategy or FedAvg()
     config = config or task.default_config
@@ -118,19 +123,36 @@ def simulate(
     champion = task.init(seed)
     champion_metrics = task.evaluate(champion, holdout)
     initial = dict(champion_metrics)
+    head: Weights = champion
+    fleet_control: Weights | None = None
+    controls: dict[str, Weights] = {}
+    head_controls: dict[str, Weights] = {}
+    champion_state: tuple[Weights | None, dict[str, Weights]] = (None, {})
     reports: list[RoundReport] = []
     for number in range(1, rounds + 1):
         updates = []
+        new_controls: dict[str, Weights] = {}
         for name in sorted(data):
             own = config.model_copy(update={"seed": derive_seed(seed, number, name)})
-            result = train_participant(task, champion, data[name], own)
+            mine = head_controls.get(name)
+            shift = drift.correction(fleet_control, mine, head) if drift_correction else None
+            result = train_participant(task, head, data[name], own, shift)
             weights = result.weights
             if name in attacks:
-                weights = attacks[name](champion, weights)
+                weights = attacks[name](head, weights)
+            if drift_correction:
+                new_controls[name] = drift.participant_control(
+                    head,
+                    weights,
+                    steps=result.steps,
+                    learning_rate=own.learning_rate,
+                    fleet=fleet_control,
+                    own=mine,
+                )
             updates.append(Update(name, weights, result.num_examples, result.metrics))
         kept, excluded = screen(
             updates,
-            reference=champion,
+            reference=head,
             champion_score=champion_metrics[metric],
             evaluate=score if screen_scores else None,
             higher_is_better=higher,
@@ -148,8 +170,29 @@ def simulate(
                 higher_is_better=higher,
                 margin=margin,
             )
+            candidate_control = fleet_control
+            if drift_correction:
+                zero = drift.zeros_like(head)
+                changes = [
+                    {
+                        k: new_controls[u.participant][k]
+                        - head_controls.get(u.participant, zero)[k]
+                        for k in head
+                    }
+                    for u in kept
+                ]
+                candidate_control = drift.fleet_control(fleet_control, changes, len(data), head)
+                controls = head_controls | {
+                    u.participant: new_controls[u.participant] for u in kept
+                }
             if promoted:
                 champion, champion_metrics = candidate, candidate_metrics
+                champion_state = (candidate_control, controls)
+            if promoted or train_from is TrainFrom.CANDIDATE:
+                head, fleet_control, head_controls = candidate, candidate_control, controls
+            else:
+                head = champion
+                fleet_control, head_controls = champion_state
         reports.append(
             RoundReport(
                 round=number,

@@ -69,6 +69,17 @@ def run(
         typer.Option("--patience", min=1, help="Stop after this many rounds without promotion."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    train_from: Annotated[
+        str,
+        typer.Option("--train-from", help="candidate (the latest, promoted or not) or champion."),
+    ] = "candidate",
+    drift_correction: Annotated[
+        bool,
+        typer.Option(
+            "--drift-correction/--no-drift-correction",
+            help="Control variates that keep non-IID bots on course.",
+        ),
+    ] = True,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow it to the end.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -79,6 +90,7 @@ def run(
         CampaignOrder,
         CampaignView,
         RoundOrder,
+        TrainFrom,
         campaign_workflow_id,
     )
     from agentfleet.learning.strategies import strategy_named
@@ -86,6 +98,8 @@ def run(
 
     settings = load_settings(as_json)
     _check_task(task, as_json)
+    if train_from not in {choice.value for choice in TrainFrom}:
+        fail(f"--train-from must be candidate or champion, not {train_from!r}", as_json=as_json)
     try:
         strategy_named(strategy)
     except ValueError as exc:
@@ -108,6 +122,8 @@ def run(
             min_participants=min_participants,
             margin=margin,
             seed=seed,
+            train_from=TrainFrom(train_from),
+            drift_correction=drift_correction,
         ),
     )
 

@@ -121,18 +121,30 @@ class ForecastTask:
             np.concatenate([tail.y for tail in tails]),
         )
 
-    def train(self, weights: Weights, data: Dataset, config: TrainConfig) -> TrainResult:
+    def train(
+        self,
+        weights: Weights,
+        data: Dataset,
+        config: TrainConfig,
+        correction: Weights | None = None,
+    ) -> TrainResult:
         w, b = weights["w"].copy(), weights["b"].copy()
         rng = np.random.default_rng(config.seed)
         targets = np.asarray(data.y, dtype=np.float64)
-        for _ in range(config.epochs):
+        rate = config.learning_rate
+        steps = 0
+        for _ in range(config.epochs_for(len(data))):
             for batch in minibatches(len(data), config.batch_size, rng):
                 x = data.x[batch]
                 error = (x @ w + b[0] - targets[batch]) / len(batch)
-                w -= config.learning_rate * 2.0 * (x.T @ error)
-                b -= config.learning_rate * 2.0 * error.sum()
+                w -= rate * 2.0 * (x.T @ error)
+                b -= rate * 2.0 * error.sum()
+                if correction is not None:
+                    w -= rate * correction["w"]
+                    b -= rate * correction["b"]
+                steps += 1
         trained = {"w": w, "b": b}
-        return TrainResult(trained, len(data), self.evaluate(trained, data))
+        return TrainResult(trained, len(data), self.evaluate(trained, data), steps)
 
     def evaluate(self, weights: Weights, data: Dataset) -> dict[str, float]:
         if not len(data):

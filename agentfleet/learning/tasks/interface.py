@@ -53,6 +53,14 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=32, ge=1)
     seed: int = Field(default=0, ge=0)
     """Shuffling seed; round loops derive one per round and participant (:func:`derive_seed`)."""
+    min_steps: int = Field(default=0, ge=0)
+    """At least this many mini-batch steps: a participant with few examples trains more epochs
+    (``epochs`` is then a floor), so small shares move as far per round as large ones."""
+
+    def epochs_for(self, examples: int) -> int:
+        """The epochs a participant holding ``examples`` trains for."""
+        batches = max(1, math.ceil(examples / self.batch_size))
+        return max(self.epochs, math.ceil(self.min_steps / batches))
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class TrainResult:
     weights: Weights
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    """Mini-batch steps taken (drift correction divides the update by them)."""
 
 
 BotParams = Mapping[str, Mapping[str, Any]]
@@ -94,8 +104,16 @@ class LearningTask(Protocol):
         """The aggregator's held-out test data: fixed by the task, never in any partition."""
         ...
 
-    def train(self, weights: Weights, data: Dataset, config: TrainConfig) -> TrainResult:
-        """Start from ``weights``, learn from ``data``; never modifies ``weights``."""
+    def train(
+        self,
+        weights: Weights,
+        data: Dataset,
+        config: TrainConfig,
+        correction: Weights | None = None,
+    ) -> TrainResult:
+        """Start from ``weights``, learn from ``data`` for ``config.epochs_for(len(data))``
+        epochs; never modifies ``weights``. ``correction`` (same names and shapes) is added to
+        every step's gradient (drift correction, :mod:`agentfleet.learning.drift`)."""
         ...
 
     def evaluate(self, weights: Weights, data: Dataset) -> dict[str, float]:
@@ -121,16 +139,20 @@ def improves(candidate: float, champion: float, *, higher_is_better: bool, margi
 
 
 def train_participant(
-    task: LearningTask, weights: Weights, data: LocalData, config: TrainConfig
+    task: LearningTask,
+    weights: Weights,
+    data: LocalData,
+    config: TrainConfig,
+    correction: Weights | None = None,
 ) -> TrainResult:
     """Train on ``data.train`` and add the new weights' ``val_*`` metrics on ``data.validation``
     (what a bot's ``train`` activity returns next to its weights' ref)."""
-    result = task.train(weights, data.train, config)
+    result = task.train(weights, data.train, config, correction)
     if not len(data.validation):
         return result
     validation = task.evaluate(result.weights, data.validation)
     metrics = {**result.metrics, **{f"val_{key}": value for key, value in validation.items()}}
-    return TrainResult(result.weights, result.num_examples, metrics)
+    return TrainResult(result.weights, result.num_examples, metrics, result.steps)
 
 
 def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> list[NDArray[np.intp]]:
