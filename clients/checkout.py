@@ -12,8 +12,11 @@ own trouble: the same payment sent again joins its saga, never charged twice).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import aiohttp
 from sqlalchemy import func
 from sqlmodel import select
 from temporalio.client import Client
@@ -63,6 +66,18 @@ from clients.payments import (
 )
 
 PAYMENT_ID_PREFIX = "payment-"
+
+
+@contextmanager
+def chain_reachable() -> Iterator[None]:
+    """A chain that does not answer (refused, reset, timed out) is our trouble, not the payer's:
+    PaymentsUnavailable (a 503), never an internal error."""
+    try:
+        yield
+    except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+        raise PaymentsUnavailable(
+            f"the chain cannot be reached ({type(exc).__name__}); try again shortly"
+        ) from None
 
 
 class Checkout:
@@ -164,14 +179,15 @@ class Checkout:
     async def check(self, payment: Payment, terms: Terms) -> None:
         """The checks before anything starts: the payment against ``terms``, then its signer."""
         check_offline(payment, terms)
-        await check_signer(self.rpc.get(), payment)
+        with chain_reachable():
+            await check_signer(self.rpc.get(), payment)
 
     async def check_funds(self, payment: Payment, terms: Terms) -> None:
         """The token's view from the relayer that would settle it, and the payer's balance
         less what its payments in flight hold (its payer entity's)."""
-        chain = await check_on_chain(
-            self.rpc.get(), payment, await self._relayer(payment.payment_id)
-        )
+        relayer = await self._relayer(payment.payment_id)
+        with chain_reachable():
+            chain = await check_on_chain(self.rpc.get(), payment, relayer)
         status = await payer_status(
             await self.client(), (terms.chain_id, terms.asset, payment.authorization.from_)
         )

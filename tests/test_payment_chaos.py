@@ -31,7 +31,8 @@ from agentfleet.chain import artifacts
 from agentfleet.chain.accounts import dev_account
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
-from agentfleet.payments import payer_proof
+from agentfleet.payments import facilitator_keys, payer_proof
+from agentfleet.payments.facilitator_keys import ANY
 from agentfleet.payments.payload import decode_header
 from agentfleet.settings import Settings
 from starters.http.app import create_app
@@ -295,6 +296,22 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
                     path, json={}, headers={"PAYMENT-SIGNATURE": second_header}
                 )
             assert pending.status_code == 202, pending.text  # its saga waits for the chain
+            # A facilitator client asks to verify meanwhile: our trouble, so a 503 (not a 500)
+            # in one line that says what is wrong.
+            key, _ = facilitator_keys.add_key(migrated_database_url, "outage", pay_to=[ANY])
+            third_header, _ = payment_header(dev_account(7), accepted)
+            refused = await http.post(
+                "/verify",
+                json={
+                    "x402Version": 2,
+                    "paymentPayload": json.loads(base64.b64decode(third_header)),
+                    "paymentRequirements": accepted,
+                },
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert refused.status_code == 503, refused.text
+            [detail] = refused.json()["detail"].splitlines()
+            assert detail.startswith("the chain cannot be reached"), detail
             assert not call.done()
             chain, _ = start_anvil("--state", str(state), port=port)
             answer = await call

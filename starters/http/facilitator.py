@@ -157,7 +157,8 @@ def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
         with answered_as_http():
             payment, terms = checkout.to_settle(body.payment_payload, body.payment_requirements)
         await guard.allow(key, terms)
-        await checkout.check(payment, terms)
+        with answered_as_http():  # a chain that does not answer is a 503
+            await checkout.check(payment, terms)
         await guard.limit_payer(payment)
         return payment, terms
 
