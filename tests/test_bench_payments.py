@@ -4,11 +4,13 @@ it never asserts timings."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
-from bench.payments import ACTIVITIES, SHAPE, aims, aims_text, amain
+from bench.harness import figures_from
+from bench.payments import ACTIVITIES, SHAPE, BlockPhase, aims, aims_text, amain, with_latencies
 
 FIGURES = {"name", "shape", "activities", "runs", "burst", "p50_ms", "p95_ms", "mean_ms"}
 
@@ -116,3 +118,31 @@ def test_aims_check_overhead_at_instant_mining_and_burst_and_latency_at_1_s_bloc
     assert "NOT met" in aims_text(instant)
     assert [check["met"] for check in blocks["checks"]] == [True, True, True]
     assert aims(rows[:2]) == [], "no SDK row, no floor"
+
+
+def test_sequential_figures_come_from_the_purchases_own_timings() -> None:
+    measured = figures_from(
+        "gateway via 1 relayer",
+        shape=SHAPE,
+        activities=ACTIVITIES,
+        latencies_s=[1.9, 2.4, 2.1],
+        burst=200,
+        burst_wall_s=20.0,
+    )
+
+    row = with_latencies(measured, [0.5, 0.7, 0.6, 0.9])
+
+    assert (row.runs, row.burst, row.throughput_per_s) == (4, 200, 10.0)
+    assert row.p50_ms == pytest.approx(650.0), "the pauses before each purchase are left out"
+    assert row.mean_ms == pytest.approx(675.0)
+
+
+async def test_block_phase_pauses_less_than_a_block_and_not_at_all_with_instant_mining() -> None:
+    pauses = BlockPhase(2, seed=1)
+    draws = [pauses.rng.uniform(0, 2) for _ in range(50)]
+    assert all(0 <= draw < 2 for draw in draws) and len(set(draws)) == 50
+    assert BlockPhase(2, seed=1).rng.random() == BlockPhase(2, seed=1).rng.random(), "seeded"
+
+    started = time.perf_counter()
+    await BlockPhase(0, seed=1).wait()
+    assert time.perf_counter() - started < 0.5
