@@ -24,7 +24,7 @@ from x402.schemas import SettleResponse
 
 from activities.skills import SkillActivities
 from agentfleet import db
-from agentfleet.chain.deployment.manifest import load_deployment
+from agentfleet.chain.deployment.manifest import load_deployment, manifest_path
 from agentfleet.chain.networks import active_profile, effective_confirmations
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.rpc import Web3Connection
@@ -66,6 +66,8 @@ from clients.payments import (
 )
 
 PAYMENT_ID_PREFIX = "payment-"
+TERMS_KEPT = 4096
+"""Terms (frozen) kept per (asset, price, seller); the lot is dropped when it grows past this."""
 
 
 @contextmanager
@@ -88,6 +90,9 @@ class Checkout:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.chain = active_profile(settings)
+        self.confirmations = effective_confirmations(settings, self.chain)
+        self._asset: tuple[tuple[int, int, int], str] | None = None
+        self._terms: dict[tuple[str, int, str], Terms] = {}
         self.rpc = Web3Connection(settings.effective_rpc_url)
         self.skills = SkillActivities(settings)
         self.access = ResultAccess(settings)
@@ -202,29 +207,44 @@ class Checkout:
         return settlement_of(view, order.payment_id, payment.authorization.from_, terms.network)
 
     def asset(self) -> str:
-        """The FleetUSD contract on this chain."""
+        """The FleetUSD contract on this chain, as the deployment manifest says now (read again
+        only when the file changed)."""
+        try:
+            found = manifest_path(self.settings).stat()
+        except FileNotFoundError:
+            found = None
+        stamp = None if found is None else (found.st_mtime_ns, found.st_size, found.st_ino)
+        if stamp is not None and self._asset is not None and self._asset[0] == stamp:
+            return self._asset[1]
         try:
             deployment = load_deployment(self.settings)
         except FleetError as exc:
             raise PaymentsUnavailable(str(exc)) from None
         if deployment is None:
             raise PaymentsUnavailable("no contracts on this chain yet; run `fleet chain deploy`")
-        return deployment.address("FleetUSD")
+        asset = deployment.address("FleetUSD")
+        self._asset = None if stamp is None else (stamp, asset)
+        return asset
 
     def terms(self, amount: int, pay_to: str) -> Terms:
-        return seller_terms(
-            network=self.chain.caip2,
-            asset=self.asset(),
-            amount=amount,
-            pay_to=pay_to,
-            gas=self.chain.gas,
-            confirmations=effective_confirmations(self.settings),
-        )
+        asset = self.asset()
+        key = (asset, amount, pay_to)
+        terms = self._terms.get(key)
+        if terms is None:
+            if len(self._terms) >= TERMS_KEPT:
+                self._terms.clear()
+            terms = self._terms[key] = seller_terms(
+                network=self.chain.caip2,
+                asset=asset,
+                amount=amount,
+                pay_to=pay_to,
+                gas=self.chain.gas,
+                confirmations=self.confirmations,
+            )
+        return terms
 
     def order(self, **fields: Any) -> PaymentOrder:
-        return PaymentOrder(
-            confirmations=effective_confirmations(self.settings), gas=self.chain.gas, **fields
-        )
+        return PaymentOrder(confirmations=self.confirmations, gas=self.chain.gas, **fields)
 
     def _bot_paying_from(self, address: str) -> str | None:
         """The fleet's bot paying from ``address`` (the ledger's buyer), if it is one of ours."""

@@ -16,6 +16,7 @@ so the account's later transactions are not stuck behind a gap; the outcome is `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,8 @@ from agentfleet.models import ChainTransaction, utcnow
 
 GWEI = 10**9
 POLL_S = 0.1
+HEAD_WAIT_S = 1.0
+"""A transaction waiting for its receipt looks for it at least this often, head moved or not."""
 FILLER_GAS = 21_000
 
 Heartbeat = Callable[..., None]
@@ -43,6 +46,58 @@ def _row(session: Session, request_id: str) -> ChainTransaction:
     if row is None:
         raise LookupError(f"transaction {request_id} is not recorded")
     return row
+
+
+class ChainHead:
+    """The latest block number of one connection, polled every ``POLL_S`` by one task while
+    anyone waits for it to move: every transaction waiting for its receipt shares that one
+    ``eth_blockNumber`` poll and looks for its receipt once per new block."""
+
+    def __init__(self, w3: AsyncWeb3[Any]) -> None:
+        self.w3 = w3
+        self.loop = asyncio.get_running_loop()
+        self.number: int | None = None
+        self._moved = asyncio.Event()
+        self._waiting = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def moved(self, seen: int | None, within_s: float) -> None:
+        """Return once the head is no longer ``seen`` (at once if it moved already), or after
+        ``within_s`` seconds."""
+        self._waiting += 1
+        try:
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._poll())
+            if self.number != seen:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), within_s)
+        finally:
+            self._waiting -= 1
+
+    async def _poll(self) -> None:
+        while self._waiting:
+            number = self.number
+            with contextlib.suppress(Exception):  # the waiters look again once their wait is over
+                number = int(await self.w3.eth.block_number)
+            if number != self.number:
+                self.number = number
+                moved, self._moved = self._moved, asyncio.Event()
+                moved.set()
+            await asyncio.sleep(POLL_S)
+
+
+_heads: dict[tuple[int, int], ChainHead] = {}
+
+
+def chain_head(w3: AsyncWeb3[Any]) -> ChainHead:
+    """The :class:`ChainHead` of ``w3`` on the running event loop (one per connection)."""
+    loop = asyncio.get_running_loop()
+    key = (id(w3), id(loop))
+    head = _heads.get(key)
+    if head is None or head.w3 is not w3 or head.loop is not loop:
+        head = _heads[key] = ChainHead(w3)
+    return head
 
 
 class NonceTakenError(Exception):
@@ -247,16 +302,17 @@ class TransactionSender:
     async def _wait_receipt(
         self, record: ChainTransaction, order: SendTx, heartbeat: Heartbeat, deadline: float
     ) -> Any | None:
-        """Poll for a receipt: often at first (a dev chain mines at once), then every second."""
+        """Look for a receipt at once (a dev chain mines at once), then each time the chain's
+        head moves (:class:`ChainHead`), and at least every ``HEAD_WAIT_S``."""
         stuck_at = min(time.monotonic() + order.policy.stuck_after_s, deadline)
-        pause = POLL_S / 4
+        head = chain_head(self.w3)
         while time.monotonic() < stuck_at:
+            seen = head.number
             receipt = await self._find_receipt(record)
             if receipt is not None:
                 return receipt
             heartbeat(record.tx_hash)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+            await head.moved(seen, min(HEAD_WAIT_S, max(0.0, stuck_at - time.monotonic())))
         return None
 
     async def _confirm(
