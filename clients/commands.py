@@ -103,6 +103,14 @@ async def follow_command(
     return answer.result()
 
 
+class NoSuchCommand(FleetError):
+    """No command was started under that id."""
+
+
+class CommandUnreadable(FleetError):
+    """Temporal did not answer for the command (unreachable, or refused the read)."""
+
+
 async def finished_command(client: Client, command_id: str) -> FleetCommandResult:
     """The result of the command started under ``command_id`` (waiting while it runs); a
     command id never started is a one-line :class:`FleetError`."""
@@ -113,8 +121,8 @@ async def finished_command(client: Client, command_id: str) -> FleetCommandResul
         return await command_result(handle)
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            raise FleetError(f"no command {command_id}") from None
-        raise FleetError(f"could not read command {command_id}: {exc.message}") from exc
+            raise NoSuchCommand(f"no command {command_id}") from None
+        raise CommandUnreadable(f"could not read command {command_id}: {exc.message}") from exc
 
 
 class CommandRunning(FleetError):
@@ -137,8 +145,8 @@ async def answered_command(client: Client, command_id: str) -> FleetCommandResul
         described = await handle.describe()
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            raise FleetError(f"no command {command_id}") from None
-        raise FleetError(f"could not read command {command_id}: {exc.message}") from exc
+            raise NoSuchCommand(f"no command {command_id}") from None
+        raise CommandUnreadable(f"could not read command {command_id}: {exc.message}") from exc
     if described.status is WorkflowExecutionStatus.RUNNING:
         try:
             progress: CommandProgress | None = await command_progress(client, command_id)

@@ -35,7 +35,7 @@ from agentfleet.bots.model import Skill
 from agentfleet.errors import FleetError, first_line
 from agentfleet.settings import Settings
 from clients.checkout import Checkout
-from clients.commands import CommandRunning, answered_command, answers_page
+from clients.commands import CommandUnreadable, NoSuchCommand, answered_command, answers_page
 from starters.http.wire import problem
 
 PAGE_SIZE = 50
@@ -106,15 +106,12 @@ def create_router(settings: Settings, checkout: Checkout) -> APIRouter:
             raise HTTPException(503, f"Temporal cannot be reached: {first_line(exc)}") from None
         try:
             return await answered_command(client, command_id)
-        except CommandRunning as exc:
+        except NoSuchCommand as exc:
+            raise HTTPException(404, str(exc)) from None
+        except CommandUnreadable as exc:
+            raise HTTPException(503, str(exc)) from None
+        except FleetError as exc:  # running (with how far it is), or failed
             raise HTTPException(409, str(exc)) from None
-        except FleetError as exc:
-            text = str(exc)
-            if text.startswith("no command "):
-                raise HTTPException(404, text) from None
-            if text.startswith("could not read"):
-                raise HTTPException(503, text) from None
-            raise HTTPException(409, text) from None
 
     @router.get("/{command_id}/answers", responses=ANSWERS, dependencies=[Depends(operator)])
     async def command_answers(
