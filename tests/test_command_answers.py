@@ -10,6 +10,7 @@ one test sends a command to more bots than a result could carry inline (Temporal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,22 @@ FLEET = str(Path(sys.executable).parent / "fleet")
 TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024
 FORECAST_ARGS = {"symbol": "BTCUSDT", "horizon": "1h"}
 QUEUES = (taskqueues.WORKFLOWS, taskqueues.IO, taskqueues.LLM)
+
+
+@contextlib.asynccontextmanager
+async def batches_answered_by(
+    client: Client, settings: Settings, skills: SkillActivities, stand_in: Any
+) -> AsyncIterator[None]:
+    """Real workers for the command workflow and its IO steps, its batches answered by
+    ``stand_in`` (an ``answer_batch`` wrapping ``skills.answer_batch``); ``skills`` closed after."""
+    try:
+        async with (
+            running_workers(client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
+            Worker(client, task_queue=taskqueues.LLM, activities=[stand_in]),
+        ):
+            yield
+    finally:
+        await skills.close()
 
 
 def stored_command_fleet(url: str, home: Path) -> tuple[list[str], Settings, SkillActivities]:
@@ -187,15 +204,9 @@ async def test_a_retried_batch_stores_its_answers_once_and_calls_no_bot_again(
         return tally
 
     command = forecast_to_all()
-    try:
-        async with (
-            running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
-            Worker(dev_client, task_queue=taskqueues.LLM, activities=[completion_lost_once]),
-        ):
-            result = await run_command(dev_client, command)
-            progress = await command_progress(dev_client, command.command_id)
-    finally:
-        await skills.close()
+    async with batches_answered_by(dev_client, settings, skills, completion_lost_once):
+        result = await run_command(dev_client, command)
+        progress = await command_progress(dev_client, command.command_id)
 
     assert attempts == Counter({0: 2, 1: 2, 2: 2}), "3 batches (500, 500, 200), each retried"
     assert (result.summary.ok, result.summary.skipped) == (1200, 0)
@@ -250,14 +261,8 @@ async def test_a_batch_that_waits_for_the_database_keeps_heartbeating_and_answer
     # One call at a time within 0.5 s each: a batch of 12 waves, so its heartbeat timeout is
     # 2.5 s, shorter than the wait for the table.
     command = forecast_to_all(concurrency=1, parallel_batches=1, per_bot_timeout_s=0.5)
-    try:
-        async with (
-            running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
-            Worker(dev_client, task_queue=taskqueues.LLM, activities=[behind_another_writer]),
-        ):
-            result = await run_command(dev_client, command)
-    finally:
-        await skills.close()
+    async with batches_answered_by(dev_client, settings, skills, behind_another_writer):
+        result = await run_command(dev_client, command)
 
     assert result.failed_batches == []
     assert (result.summary.ok, result.summary.failed) == (12, 0)
@@ -278,14 +283,8 @@ async def test_a_batch_that_fails_as_a_whole_counts_its_bots_failed_not_the_comm
         return await skills.answer_batch(batch)
 
     command = forecast_to_all()
-    try:
-        async with (
-            running_workers(dev_client, settings, [taskqueues.WORKFLOWS, taskqueues.IO]),
-            Worker(dev_client, task_queue=taskqueues.LLM, activities=[middle_batch_lost]),
-        ):
-            result = await run_command(dev_client, command)
-    finally:
-        await skills.close()
+    async with batches_answered_by(dev_client, settings, skills, middle_batch_lost):
+        result = await run_command(dev_client, command)
 
     assert (result.summary.ok, result.summary.failed, result.total) == (700, 500, 1200)
     [failure] = result.failed_batches
