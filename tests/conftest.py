@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Generator
+
 import pytest
 
 from tests.fixtures.chain import *  # noqa: F403
@@ -22,3 +25,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, mark in enumerate(SLOW_FIRST) if mark in stem), len(SLOW_FIRST))
 
     items.sort(key=rank)
+
+
+# A full (generation 2) collection walks every tracked object and holds the GIL meanwhile, so
+# every thread of the process waits, the workflow threads of in-process workers too. A pytest
+# process accumulates hundreds of thousands of objects (imported modules, session fixtures,
+# what earlier tests keep), and on a loaded 2-core run such a pass took over a second; at two,
+# the SDK's deadlock detector fails the workflow task that was waiting ("[TMPRL1101] Potential
+# deadlock detected"). So what exists after collection, and what survives each test, is frozen:
+# the collector no longer walks it, and a pass inside a test walks only that test's objects.
+# Garbage is collected first, so freezing keeps nothing alive that a pass would have freed.
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    finally:
+        gc.collect()
+        gc.freeze()

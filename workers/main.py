@@ -12,6 +12,7 @@ import asyncio
 import compileall
 import contextlib
 import functools
+import gc
 import logging
 import signal
 import socket
@@ -239,6 +240,11 @@ async def run(settings: Settings, queues: Sequence[str], metrics_port: int | Non
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling %s (metrics on :%s)", ", ".join(queues), metrics_port or "-")
     async with running_workers(client, settings, queues):
+        # What exists now (modules, settings, the workers) lives as long as the process: frozen,
+        # it is left out of every full garbage collection, whose pause (the GIL held) would
+        # otherwise stall workflow threads toward the SDK's 2 s deadlock detector.
+        gc.collect()
+        gc.freeze()
         await stop.wait()
         log.info("worker shutting down")
 
