@@ -204,6 +204,11 @@ async def running_workers(
             workers = build_workers(client, bound, queues)
             for worker in workers:
                 await stack.enter_async_context(worker)
+            # What exists now (modules, settings, the workers) lives as long as the workers:
+            # frozen, it is left out of every full garbage collection, whose pause holds the GIL
+            # and so stalls every workflow thread (toward the SDK's 2 s deadlock detector).
+            gc.collect()
+            gc.freeze()
             yield workers
     finally:
         await bound.close()
@@ -240,11 +245,6 @@ async def run(settings: Settings, queues: Sequence[str], metrics_port: int | Non
         loop.add_signal_handler(sig, stop.set)
     log.info("worker polling %s (metrics on :%s)", ", ".join(queues), metrics_port or "-")
     async with running_workers(client, settings, queues):
-        # What exists now (modules, settings, the workers) lives as long as the process: frozen,
-        # it is left out of every full garbage collection, whose pause (the GIL held) would
-        # otherwise stall workflow threads toward the SDK's 2 s deadlock detector.
-        gc.collect()
-        gc.freeze()
         await stop.wait()
         log.info("worker shutting down")
 
