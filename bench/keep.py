@@ -69,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return done.returncode
     try:
         report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        print(f"{args.name}: the benchmark printed no JSON report; nothing kept")
+    except json.JSONDecodeError as exc:
+        start = max(exc.pos - 120, 0)
+        print(
+            f"{args.name}: the benchmark's output is not one JSON report ({exc.msg} at "
+            f"character {exc.pos}, near {done.stdout[start : exc.pos + 120]!r}); nothing kept"
+        )
         return 1
     kept = {
         "benchmark": args.name,
