@@ -32,7 +32,7 @@ from agentfleet.bots.model import BotKind, BotSpec, BotStatus
 from agentfleet.chain import artifacts
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.settings import Settings
-from clients.bots import create_bot, show_bot
+from clients.bots import create_bot, retry_bot, show_bot
 from clients.schedules import (
     HEALTH_SCHEDULE_ID,
     describe_schedule,
@@ -57,11 +57,14 @@ async def health_env(fleet_env: Settings) -> Settings:
     return fleet_env
 
 
-async def health_run(client: Client) -> tuple[FleetHealthSummary, str]:
-    """One health run as the schedule would start it; its answer and its workflow id."""
+async def health_run(
+    client: Client, check: HealthCheck | None = None
+) -> tuple[FleetHealthSummary, str]:
+    """One health run as the schedule would start it (or with ``check``); its answer and its
+    workflow id."""
     handle = await client.start_workflow(
         FleetHealthWorkflow.run,
-        HealthCheck(),
+        check or HealthCheck(),
         id=f"health-test-{uuid.uuid4().hex[:8]}",
         task_queue=taskqueues.WORKFLOWS,
     )
@@ -173,6 +176,38 @@ async def test_bot_whose_agent_on_chain_differs_from_its_record_is_degraded_with
     assert owned.reasons[name] == (
         f"registration: agent {agent}'s wallet is 0x{'0' * 40}, not {wallet}"
     )
+
+
+async def test_bot_whose_entity_failed_too_many_of_its_commands_is_degraded_for_its_error_rate(
+    dev_client: Client, health_env: Settings
+) -> None:
+    """The entity's error rate is its failed steps over the commands it handled: a bot whose
+    provisioning failed (no deployment manifest) and then succeeded on `retry` has failed 1 of 1.
+    It counts from ``min_commands`` on (10 by default, so not yet)."""
+    settings = health_env
+    name = f"health-{uuid.uuid4().hex[:6]}"
+    manifest = settings.home / "deployment.json"
+    hidden = manifest.rename(manifest.with_name("deployment.hidden.json"))
+    try:
+        await create_bot(dev_client, BotSpec(name=name, kind=BotKind.FORECASTER))
+        failed = await until(
+            lambda: show_bot(dev_client, name), lambda v: v.status is BotStatus.FAILED
+        )
+        assert "no contract deployment" in str(failed.reason), failed.reason
+    finally:
+        hidden.rename(manifest)
+    await retry_bot(dev_client, name)
+    active = await wait_for(dev_client, name, lambda v: v.status is BotStatus.ACTIVE)
+    assert (active.errors, active.commands_handled) == (1, 1)
+
+    early, _ = await health_run(dev_client)
+    assert (early.checked, early.healthy, early.degraded) == (1, 1, []), early.reasons
+
+    counted, _ = await health_run(dev_client, HealthCheck(min_commands=1))
+    assert counted.degraded == [name] and counted.healthy == 0
+    assert counted.reasons[name] == "errors: 1 of 1 commands failed (100% > 50%)"
+    view = await show_bot(dev_client, name)
+    assert view.status is BotStatus.DEGRADED and view.reason == counted.reasons[name]
 
 
 def start_remote_bot(name: str, port: int) -> subprocess.Popen[bytes]:
