@@ -1,8 +1,9 @@
 """Fleet health on the real dev server and anvil: a bot without gas is degraded with the reason
 (its status, the ``bots`` table and the BotStatus search attribute agree), refunded it recovers;
 a bot whose ERC-8004 agent on chain no longer matches its record is degraded with what differs;
-a remote bot whose ``status`` skill fails is degraded and recovers when it answers again; the
-health schedule is created once and steered from the CLI."""
+a remote bot whose ``status`` skill fails is degraded and recovers when it answers again; a bot
+whose entity failed too many of its steps is degraded for its error rate; the health schedule is
+created once and steered from the CLI."""
 
 from __future__ import annotations
 
