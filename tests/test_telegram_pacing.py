@@ -11,9 +11,16 @@ import asyncio
 import heapq
 import itertools
 from collections import defaultdict
+from pathlib import Path
 
+import httpx
+from temporalio.client import Client
+
+from agentfleet.settings import Settings
+from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits, TelegramRateLimiter
-from starters.telegram.bot import ReplyPacer
+from starters.telegram import bot as telegram
+from starters.telegram.bot import GROUP_CHAT_INTERVAL_S, PRIVATE_CHAT_INTERVAL_S, ReplyPacer
 
 TOKEN = "123:pacing"
 ALONE = 11
@@ -105,3 +112,49 @@ async def test_a_chat_waiting_out_its_interval_does_not_hold_up_another() -> Non
     work = [reply(GROUP, 0), reply(GROUP, 0), reply(ALONE, 0.5)]
     await clock.run(*(asyncio.create_task(w) for w in work))
     assert went == [(GROUP, 0.0), (ALONE, 0.5), (GROUP, 3.0)]
+
+
+async def test_the_center_keeps_to_the_limits_the_sandbox_enforces(
+    dev_client: Client, tmp_path: Path
+) -> None:
+    admin, group, asked = 2004, -100999, 3
+    async with Sandbox(home=tmp_path, telegram_limits=TelegramLimits()) as sandbox:
+        settings = Settings(
+            home=tmp_path,
+            telegram_users=f"{admin}:admin:adam",
+            **sandbox.settings_overrides(),
+        )
+        stop = asyncio.Event()
+        polling = asyncio.create_task(telegram.serve(settings, dev_client, stop))
+        try:
+            ready = tmp_path / telegram.READY_FILE
+            for _ in range(200):
+                if ready.exists() or polling.done():
+                    break
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=sandbox.url) as http:
+                for _ in range(asked):
+                    for chat in (admin, group):
+                        update = {"chat_id": chat, "from_id": admin, "text": "/help"}
+                        pushed = await http.post("/sandbox/telegram/updates", json=update)
+                        pushed.raise_for_status()
+            for _ in range(600):
+                got = [sandbox.store.telegram_messages(str(c)) for c in (admin, group)]
+                if all(len(messages) >= asked for messages in got) or polling.done():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(polling, 30)
+        private, grouped = got
+        counters = sandbox.store.telegram_counters()
+    assert [len(private), len(grouped)] == [asked, asked]
+    assert len({m.text for m in private + grouped}) == 1  # the same /help answer, six times
+    assert counters["rate_limited"] == 0
+    for messages, interval in (
+        (private, PRIVATE_CHAT_INTERVAL_S),
+        (grouped, GROUP_CHAT_INTERVAL_S),
+    ):
+        arrivals = [m.received_monotonic for m in messages]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        assert min(gaps) >= interval - 1e-3, gaps
