@@ -241,15 +241,17 @@ async def serve(
     stop: asyncio.Event,
     chat_interval_s: float = PRIVATE_CHAT_INTERVAL_S,
     group_interval_s: float = GROUP_CHAT_INTERVAL_S,
+    overall_per_s: float = OVERALL_PER_S,
 ) -> None:
     """Poll until ``stop`` is set. Raises FleetError for a bad allow-list or no bot token.
-    ``chat_interval_s`` / ``group_interval_s``: the pace per private chat / group (tests
-    against a faster sandbox pass less); :class:`ReplyPacer`."""
+    ``chat_interval_s`` / ``group_interval_s`` / ``overall_per_s``: the pace per private chat,
+    per group and overall (tests and benchmarks against a faster sandbox pass less; 0 for no
+    overall pace); :class:`ReplyPacer`."""
     base, token = telegram_endpoint(settings)
     operators = access_list(settings, token.get_secret_value() == SANDBOX_TELEGRAM_TOKEN)
     center = CommandCenter(client, settings, operators)
     follow_ups = FollowUps()
-    pacer = ReplyPacer(chat_interval_s, group_interval_s)
+    pacer = ReplyPacer(chat_interval_s, group_interval_s, overall_per_s)
     application = build_application(settings, center, pacer, follow_ups)
     ready = settings.home / READY_FILE
     async with application:
