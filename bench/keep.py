@@ -36,6 +36,16 @@ def _load() -> str:
     return f"{one:.1f} (1 min), {five:.1f} (5 min)"
 
 
+def _report(stdout: str) -> Any:
+    """The JSON report in ``stdout``. The SDK's core writes its own warnings to stdout (e.g.
+    "Task not found" after the server force-closed a workflow task); those lines are skipped: the
+    report starts at a line that is ``{`` alone, and what follows it is not kept."""
+    lines = stdout.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == "{"), 0)
+    text = "".join(lines[start:])
+    return json.JSONDecoder().raw_decode(text)[0]
+
+
 def machine(before: str, after: str) -> dict[str, Any]:
     return {
         "cores": os.cpu_count(),
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.name}: the benchmark failed (exit {done.returncode}); nothing kept")
         return done.returncode
     try:
-        report = json.loads(done.stdout)
+        report = _report(done.stdout)
     except json.JSONDecodeError as exc:
         start = max(exc.pos - 120, 0)
         print(
