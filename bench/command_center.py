@@ -38,24 +38,10 @@ sandbox's arrival times: before the workflow starts (Telegram: ``getUpdates`` pi
 up, the sandbox answers a long poll within 5 ms of a push; parsing; the start call), the
 workflow, and after it closes (the result back to the caller; Telegram: the reply's sends).
 
-Defaults take about 16-26 s on a 2-core machine (``--quick``: about 12 s). One run there after
-the sandbox's two fixes below, p50 / p95 (burst of 5, commands/s):
-
-- forecast to 10 bots: skeleton 49 / 79 ms (28/s); CLI path 63 / 78 ms (1.30x, 29/s);
-  Telegram 92 / 100 ms (1.90x, 17/s): +29 ms, 1.46x the CLI path.
-- forecast to 100 bots: skeleton 62 / 74 ms (28/s); CLI path 112 / 138 ms (1.81x, 14/s);
-  Telegram 124 / 140 ms (2.01x, 17/s; the reply is a message and a CSV file): +12 ms, 1.11x.
-- ``/status NAME``: ``show_bot`` 9 / 10 ms; Telegram 22 / 24 ms: +13 ms.
-- Phases (10 / 100 bots): before the workflow starts, Telegram 9 / 9 ms vs the CLI's 2 / 2;
-  the workflow 72 / 95 vs 57 / 99 ms; after it closes 7 / 16 vs 4 / 7 ms.
-
-The first run of this benchmark found the pick-up, not the handling, to be the command
-center's cost: +78-90 ms, of which the sandbox answered a waiting ``getUpdates`` up to 50 ms
-after a push (it looked every 50 ms; now every 5 ms) and its answer then reached
-python-telegram-bot ~45 ms late (Nagle's algorithm against the client's delayed ACK; the
-sandbox's socket now sets ``TCP_NODELAY``). ``handle_text`` of ``/status NAME`` takes ~10 ms
-(its query included) and a reply's send ~4 ms. That is the sandbox on loopback; the real Bot
-API's pick-up is not measured here.
+Defaults take about 16-26 s on a 2-core machine (``--quick``: about 12 s). Its figures, and what
+the first runs found (the sandbox's pick-up, not the handling, was the command center's cost),
+are in docs/benchmarks.md, quoted from the kept output ``docs/benchmarks/command_center.json``
+(``python bench/keep.py command_center``).
 """
 
 from __future__ import annotations

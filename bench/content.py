@@ -27,14 +27,11 @@ offline ones (no LLM). Measured in the same run; benchmarks report, they never a
   fraction of ``--rate`` and of the ideal for this bucket (the first bucketful at once, then
   ``--rate``/s); "sends scheduled" is the same span in the publisher's history; 429s should be 0.
 
-Defaults take about 35 s on a 2-core machine; there (others' tests running) they gave: skeleton
-p50 160 ms, p95 363 ms, 12.8 wf/s; pipeline p50 223 ms (1.40x), p95 295 ms, 8.7 items/s
-(0.68x); hand-over to ``publish_result`` 57 ms. The skeleton's p50 moves most between runs (an
-earlier run: 197 ms, pipeline 1.09x, 0.64x). Publisher: 300 messages in 9.84 s first to last
-(ideal 9.83 s): 30.4 msgs/s, 1.01 of the allowed 30/s, no 429. While 300 signals arrive at
-~650/s the server force-fails one of the publisher's workflow tasks (cause
-``FORCE_CLOSE_COMMAND``: over 100 signals buffered while a task ran; the SDK logs "Task not
-found when completing"); Temporal retries it, and every message still arrives once.
+Defaults take about 35 s on a 2-core machine. Its figures are in docs/benchmarks.md, quoted
+from the kept output ``docs/benchmarks/content.json`` (``python bench/keep.py content``). While
+300 signals arrive at once the server may force-fail one of the publisher's workflow tasks
+(cause ``FORCE_CLOSE_COMMAND``: over 100 signals buffered while a task ran; the SDK logs "Task
+not found when completing"); Temporal retries it, and every message still arrives once.
 """
 
 from __future__ import annotations

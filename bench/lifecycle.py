@@ -36,8 +36,7 @@ the same run (docs/architecture.md, "Measuring"); benchmarks report, they never 
   the server keeps on disk, not in memory.
 
 Defaults take about 90 s on a 2-core machine. ``--idle 10000`` works but is not the default: its
-idle part alone took about 4.5 minutes here (50 s of start calls, 260 s until every row was
-written: about 40 ms of CPU per bot between the server and the worker), so run it on its own,
+idle part alone takes minutes (docs/benchmarks.md, Bots, has the figures), so run it on its own,
 e.g. ``--create 0 --command-sizes '' --inline-sizes '' --idle 10000``.
 """
 
