@@ -1,6 +1,7 @@
-"""SIGKILL the worker process at every step boundary of a payment saga: after a restart the
-payment is settled exactly once (balances and ``authorizationState`` checked on chain), with
-exactly one ledger row and one settlement transaction, and the buyer gets the skill's answer."""
+"""SIGKILL the worker process at every step boundary of a payment saga, or the gateway process
+while paid calls wait: after a restart the payment is settled exactly once (balances and
+``authorizationState`` checked on chain), with exactly one ledger row and one settlement
+transaction, and the buyer gets the skill's answer."""
 
 from __future__ import annotations
 
@@ -434,6 +435,8 @@ async def test_gateway_killed_while_paid_calls_wait_the_same_payment_sent_again_
                     await late_saga.describe()
                     break
                 await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"the gateway started no saga {late_id}")
             (chaos_dir / f"after_join@{early_id}").touch()
             with pytest.raises(httpx.RemoteProtocolError):  # no status: the process is gone
                 await pay(http, early_header)
