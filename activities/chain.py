@@ -145,7 +145,6 @@ class ChainActivities:
     async def send_transaction(self, order: SendTx) -> TxOutcome:
         """Sign (recorded before broadcast), broadcast, wait for the receipt and the depth."""
         await self._check_chain(order.chain_id)
-        chaos_point("after_reserve", order.request.request_id)  # the workflow reserved the nonce
         sender = await self._sender(order.sender)
         try:
             return await sender.send(order, activity.heartbeat)
