@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 from pydantic import SecretStr
 from sqlmodel import col, select
@@ -20,6 +21,8 @@ from agentfleet.models import ChainTransaction
 from agentfleet.settings import Settings
 from starters.stack.devchain import free_port, rpc, start_anvil
 from tests.test_deployment import ensure_deployed
+
+pytestmark = pytest.mark.extended
 
 DEPLOY_TRANSACTIONS = 4 + 10
 """What a deployment sends from the deployer: four contracts and ten mints."""

@@ -228,6 +228,7 @@ async def test_killed_after_marking_never_sends_twice_and_ends_unconfirmed(
     await record_history(handle, f"content_pipeline_unconfirmed_{path}_{backend}")
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize(
     ("kind", "database_url"),
     [
@@ -259,6 +260,7 @@ async def test_killed_after_the_sent_marker_publishes_from_it_without_sending_ag
     chaos.still_running()
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_webhook_killed_after_sending_is_sent_again_with_its_id_and_received_once(
     chaos: Chaos,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from eth_account import Account
 from prometheus_client import REGISTRY
@@ -135,6 +136,7 @@ def send_as(anvil_url: str, sender: str, to: str, data: str) -> None:
     assert receipt is not None and int(receipt["status"], 16) == 1, receipt
 
 
+@pytest.mark.extended
 async def test_bot_whose_agent_on_chain_differs_from_its_record_is_degraded_with_what_differs(
     dev_client: Client, health_env: Settings, anvil_url: str
 ) -> None:
@@ -179,6 +181,7 @@ async def test_bot_whose_agent_on_chain_differs_from_its_record_is_degraded_with
     )
 
 
+@pytest.mark.extended
 async def test_bot_whose_entity_failed_too_many_of_its_commands_is_degraded_for_its_error_rate(
     dev_client: Client, health_env: Settings
 ) -> None:
@@ -223,6 +226,7 @@ def start_remote_bot(name: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+@pytest.mark.extended
 async def test_remote_bot_whose_status_skill_fails_is_degraded_and_recovers_when_it_answers(
     dev_client: Client, health_env: Settings
 ) -> None:

@@ -168,6 +168,7 @@ async def test_worker_killed_mid_training_the_round_completes_and_records_once(
     assert_one_champion_served(migrated_database_url, report)
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("step", list(LATER_STEPS))
 async def test_worker_killed_in_a_later_step_the_round_completes_and_records_once(
     dev_client: Client,

@@ -10,6 +10,7 @@ import os
 import sys
 import uuid
 
+import pytest
 from temporalio.client import Client
 
 from agentfleet import db, taskqueues
@@ -21,6 +22,8 @@ from agentfleet.settings import Settings
 from clients.bots import create_bot, pause_bot, show_bot
 from tests.test_bot_lifecycle import fleet_env, wait_for
 from workflows.learning_round import LearningRoundWorkflow
+
+pytestmark = pytest.mark.extended
 
 __all__ = ["fleet_env"]  # the fixture, imported to be used here
 

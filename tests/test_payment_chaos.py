@@ -54,7 +54,7 @@ POINTS = [
     "before_verify@payment-",
     "after_verify@payment-",
     "after_skill@",
-    "after_reserve@payment-",
+    pytest.param("after_reserve@payment-", marks=pytest.mark.extended),
     "after_sign@payment-",
     "after_broadcast@payment-",
     "after_confirmation@payment-",
@@ -389,6 +389,7 @@ def settlement(response: httpx.Response) -> dict[str, Any]:
     return decoded
 
 
+@pytest.mark.extended
 async def test_gateway_killed_while_paid_calls_wait_the_same_payment_sent_again_pays_once(
     chaos_market: tuple[Settings, WorkerProcess, Path, str],
     dev_client: Client,

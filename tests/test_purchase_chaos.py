@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from sqlmodel import select
 from temporalio.client import Client
@@ -38,6 +39,8 @@ from tests.test_bot_lifecycle import active_in_table, wait_for
 from tests.test_payment_chaos import PRICE, chaos_settings, fusd
 from tests.test_payments import served
 from workers.main import running_workers
+
+pytestmark = pytest.mark.extended
 
 
 @dataclass

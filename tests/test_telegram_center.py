@@ -665,6 +665,7 @@ async def started_since(client: Client, prefix: str, since: datetime) -> int:
     return (await client.count_workflows(query)).count
 
 
+@pytest.mark.extended
 async def test_a_message_handled_again_after_the_center_is_killed_gets_its_first_answer(
     dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
 ) -> None:
