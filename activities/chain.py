@@ -25,7 +25,6 @@ from agentfleet.chain.sender import (
     highest_recorded_nonce,
     orphan_recorded_from,
 )
-from agentfleet.chaos import chaos_point
 from agentfleet.errors import FleetError
 from agentfleet.messages import (
     ChainHead,
@@ -166,7 +165,6 @@ class ChainActivities:
             request = request.model_copy(update={"gas_limit": prepared.gas_limit})
         client = self._client or activity.client()
         nonce = await self._desk(client, order.chain_id, order.sender).reserve(request.request_id)
-        chaos_point("after_reserve", request.request_id)
         sender = await self._sender(order.sender)
         try:
             outcome = await sender.send(order.to_send(nonce, request), activity.heartbeat)

@@ -2,11 +2,10 @@
 
 Before the request leaves, a ``publish_attempts`` row is committed as ``sending``. An attempt
 that finds it still ``sending`` (an earlier attempt died after marking: it may have sent) or
-``unconfirmed`` does not send: it fails ``MaybeSent`` and a human decides; one that finds it
-``sent`` (an earlier attempt died after the channel accepted it) sends nothing and returns the
-stored receipt. Only a send that surely did not start (``NotSent``: connection refused, nothing
-marked) is retried. Webhooks are the exception the Standard Webhooks spec makes: a repeat carries
-the same ``webhook-id`` and receivers drop duplicates, so an uncertain webhook is sent again.
+``unconfirmed`` does not send: it fails ``MaybeSent`` and a human decides. Only a send that
+surely did not start (``NotSent``: connection refused, nothing marked) is retried. Webhooks are
+the exception the Standard Webhooks spec makes: a repeat carries the same ``webhook-id`` and
+receivers drop duplicates, so an uncertain webhook is sent again.
 
 Failure types for ``ChannelPublisherWorkflow``: ``RateLimited`` (details: retry-after seconds),
 ``MaybeSent``, ``Refused`` (non-retryable) and ``NotSent`` (retryable).
@@ -92,7 +91,6 @@ class ChannelActivities:
             raise ApplicationError(str(err), type="Refused", non_retryable=True) from None
         chaos_point("after_send", content_id)
         await self._finish(content_id, SendState.SENT, message_id=receipt.message_id)
-        chaos_point("after_sent_marker", content_id)
         metrics.CHANNEL_SENDS.labels(channel=channel.name, outcome="sent").inc()
         return receipt
 

@@ -9,12 +9,10 @@ retried training writes the same artifact (same seed, same data: same weights, s
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import math
 import statistics
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
@@ -183,18 +181,12 @@ class LearningActivities:
     @activity.defn(name="train_model")
     async def train_model(self, order: TrainOrder) -> TrainOutcome:
         """One participant's local training from the round's start (drift-corrected when the
-        order says so); heartbeats as it starts and after each epoch."""
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-
-        def epoch_done(epoch: int) -> None:  # in the training thread
-            chaos_point("mid_train", f"{order.participant}:epoch-{epoch}")
-            loop.call_soon_threadsafe(activity.heartbeat, epoch, context=context)
-
+        order says so); heartbeats as it starts."""
+        chaos_point("mid_train", order.participant)
         activity.heartbeat()
-        return await asyncio.to_thread(self._train, order, epoch_done)
+        return await asyncio.to_thread(self._train, order)
 
-    def _train(self, order: TrainOrder, epoch_done: Callable[[int], None]) -> TrainOutcome:
+    def _train(self, order: TrainOrder) -> TrainOutcome:
         task = task_named(order.task)
         data = _partition(order, order.participants, order.params)
         mine = data[order.participant]
@@ -208,7 +200,7 @@ class LearningActivities:
         config = order.config.model_copy(
             update={"seed": derive_seed(order.seed, order.round_id, order.participant)}
         )
-        result = train_participant(task, weights, mine, config, shift, epoch_done)
+        result = train_participant(task, weights, mine, config, shift)
         arrays = result.weights
         if order.drift_correction:
             control = drift.participant_control(
@@ -280,10 +272,8 @@ class LearningActivities:
                 changes.append(change)
                 controls[update.participant] = artifacts[update.participant]
             fleet = drift.fleet_control(fleet, changes, order.population, start)
-        stored = self._store.put(drift.with_control(candidate, fleet))
-        chaos_point("after_aggregate", order.round_id)
         return Aggregated(
-            candidate=stored,
+            candidate=self._store.put(drift.with_control(candidate, fleet)),
             kept=[u.participant for u in kept],
             excluded=excluded,
             controls=controls,
@@ -306,7 +296,6 @@ class LearningActivities:
                     for key, value in task.evaluate(candidate, data.validation).items():
                         if math.isfinite(value):
                             validation.setdefault(key, []).append(value)
-        chaos_point("after_evaluate", order.round_id)
         return Evaluation(
             primary=task.primary_metric,
             higher_is_better=task.higher_is_better,
@@ -322,7 +311,6 @@ class LearningActivities:
         round id); with ``record.tell``, then each participant's entity is told the champion it
         serves (``note``; a bot without an entity is skipped, a retry tells again)."""
         candidate, champion = await asyncio.to_thread(registry.record_round, self._url, record)
-        chaos_point("after_record", record.round_id)
         if record.tell and record.participants:
             client = activity.client()
             note = BotEvent(at=datetime.now(UTC), event="model", detail=champion)
@@ -335,7 +323,6 @@ class LearningActivities:
                     if err.status is not RPCStatusCode.NOT_FOUND:
                         raise
                     activity.logger.info("bot %s has no entity to tell its model", name)
-                chaos_point("after_tell", record.round_id)
 
             await asyncio.gather(*(tell(name) for name in record.participants))
         return Recorded(candidate=candidate, champion=champion)

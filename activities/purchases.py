@@ -32,7 +32,6 @@ from agentfleet.chain import artifacts
 from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.chain.eip3009 import sign_transfer_authorization, x402_payload
 from agentfleet.chain.rpc import Web3Connection
-from agentfleet.chaos import chaos_point
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord, PaymentRecord
 from agentfleet.netguard import REFUSED, OutboundRefused, on_origin
@@ -318,7 +317,6 @@ class PurchaseActivities:
             headers={"PAYMENT-SIGNATURE": call.header},
             timeout=120,
         )
-        chaos_point("after_paid_call", call.purchase_id)
         if response.status_code == 202:
             pending = response.json()
             try:

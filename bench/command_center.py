@@ -9,12 +9,11 @@ SQLite database in a temporary folder, the fleet's workers, the sandbox Bot API 
 center itself (``starters.telegram.bot.serve``: python-telegram-bot long polling the sandbox), all
 stopped and removed at the end. The operator is one admin (``FLEET_TELEGRAM_USERS=2004:admin:
 adam``) writing in their private chat. Pacing is not what is measured: the sandbox allows that
-chat 50 messages a second (burst 10) and the command center's own pace per chat is 0 s, with
-no overall pace (``serve(chat_interval_s=0.0, overall_per_s=0)``; ``fleet up`` uses 1 s and 30
-a second, Telegram's limits). Benchmarks report; they never assert timings. For each
-``--sizes`` N, with exactly N forecaster rows in the ``bots`` table (inserted directly, as
-``bench/lifecycle.py`` does; built-in forecasters answer inside batched skill activities, no
-entity or chain):
+chat 50 messages a second (burst 10) and the command center's own pace per chat is 0 s
+(``serve(chat_interval_s=0.0)``; ``fleet up`` uses 1 s, Telegram's limit). Benchmarks report;
+they never assert timings. For each ``--sizes`` N, with exactly N forecaster rows in the
+``bots`` table (inserted directly, as ``bench/lifecycle.py`` does; built-in forecasters answer
+inside batched skill activities, no entity or chain):
 
 - **Telegram** ``/forecast all BTCUSDT 1h``: from pushing the user's message into the sandbox
   (``POST /sandbox/telegram/updates``) until the whole reply has arrived there: the poller's
@@ -455,7 +454,7 @@ async def measure_all(fleet: Scratch, args: argparse.Namespace, err: Console) ->
         httpx.AsyncClient(base_url=fleet.sandbox.url) as http,
     ):
         poller = asyncio.create_task(
-            telegram.serve(settings, client, stop, chat_interval_s=CHAT_INTERVAL_S, overall_per_s=0)
+            telegram.serve(settings, client, stop, chat_interval_s=CHAT_INTERVAL_S)
         )
         try:
             await _until_ready(fleet.home / TELEGRAM_READY_FILE, poller)

@@ -29,7 +29,6 @@ from agentfleet.chain.networks import active_profile, effective_confirmations
 from agentfleet.chain.relayers import relayers
 from agentfleet.chain.rpc import Web3Connection
 from agentfleet.chain.transactions import pick_relayer
-from agentfleet.chaos import chaos_point
 from agentfleet.errors import FleetError
 from agentfleet.models import BotRecord
 from agentfleet.payments.access import Reader, ResultAccess
@@ -147,7 +146,6 @@ class Checkout:
             resource=resource,
         )
         joined = await start_or_join(await self.client(), order)
-        chaos_point("after_join", order.payment_id)
         view = await saga_result(joined.handle, self.settings.payment_wait_s)
         readable = joined.fresh or self.access.may_read(reader, order.payment_id, payer)
         token = self.access.token(order.payment_id) if readable else None

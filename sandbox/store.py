@@ -128,7 +128,6 @@ class SandboxStore:
             self._tg_fault: Fault | None = None
             self._tg_updates: list[dict[str, Any]] = []
             self._tg_next_update = 1
-            self._tg_confirming = True
             self._tg_calls: list[BotApiCall] = []
 
     def reset_email(self) -> None:
@@ -256,34 +255,12 @@ class SandboxStore:
             self._tg_updates.append(queued)
             return dict(queued)
 
-    def updates_from(
-        self, offset: int | None, limit: int = 100, confirm: bool = True
-    ) -> list[dict[str, Any]]:
-        """``getUpdates`` semantics: an ``offset`` confirms (drops) every earlier update; with
-        ``confirm`` False nothing is dropped (the answer still starts at ``offset``)."""
+    def updates_from(self, offset: int | None, limit: int = 100) -> list[dict[str, Any]]:
+        """``getUpdates`` semantics: an ``offset`` confirms (drops) every earlier update."""
         with self.lock:
-            if offset is not None and confirm:
+            if offset is not None:
                 self._tg_updates = [u for u in self._tg_updates if u["update_id"] >= offset]
-            start = offset if offset is not None else 0
-            return [dict(u) for u in self._tg_updates if u["update_id"] >= start][:limit]
-
-    @property
-    def confirming(self) -> bool:
-        """False while confirmations are held (:meth:`hold_confirmations`)."""
-        with self.lock:
-            return self._tg_confirming
-
-    def hold_confirmations(self, held: bool) -> None:
-        """Held: a ``getUpdates`` that arrives now confirms nothing (even once released), so a
-        poller started afresh is handed those updates again, as Telegram does when a poller
-        dies before its next ``getUpdates`` reaches it. Released: later calls confirm again."""
-        with self.lock:
-            self._tg_confirming = not held
-
-    def unconfirmed_updates(self) -> list[dict[str, Any]]:
-        """The updates ``getUpdates`` would still hand over (none confirmed yet)."""
-        with self.lock:
-            return [dict(u) for u in self._tg_updates]
+            return [dict(u) for u in self._tg_updates[:limit]]
 
     # Email
 

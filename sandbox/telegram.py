@@ -7,8 +7,7 @@ and 429 ``retry after N`` (with ``parameters.retry_after``) past the limits of
 :class:`~sandbox.buckets.TelegramLimits`. Only ``sendMessage`` counts against them.
 Bodies may be JSON, form-encoded (as python-telegram-bot sends them) or query parameters.
 
-``/sandbox/telegram/...`` lets tests read what arrived, inject updates and faults, and hold
-``getUpdates``' confirmations (so a restarted poller is handed the same updates again).
+``/sandbox/telegram/...`` lets tests read what arrived and inject updates and faults.
 """
 
 from __future__ import annotations
@@ -239,10 +238,9 @@ async def get_updates(store: SandboxStore, token: str, p: Params, request: Reque
     except (TypeError, ValueError):
         timeout = 0.0
     deadline = time.monotonic() + timeout
-    confirm = store.confirming  # as it was when the call arrived
     rounds = 0
     while True:
-        updates = store.updates_from(offset, limit, confirm)
+        updates = store.updates_from(offset, limit)
         if updates or time.monotonic() >= deadline or store.closing.is_set():
             return ok(updates)
         rounds += 1
@@ -315,14 +313,6 @@ class TelegramFault(BaseModel):
     mode: Literal["hang", "drop", "refuse"]
     count: int = Field(default=1, ge=1, le=10_000)
     hang_s: float = Field(default=30.0, gt=0, le=600)
-
-
-class HoldConfirmations(BaseModel):
-    """``held``: ``getUpdates`` offsets confirm nothing until released, so a poller that is
-    killed and started again is handed the same updates again (see
-    :meth:`~sandbox.store.SandboxStore.hold_confirmations`)."""
-
-    held: bool
 
 
 class PushUpdate(BaseModel):
@@ -413,11 +403,6 @@ def telegram_router(store: SandboxStore, tokens: Collection[str]) -> APIRouter:
     @router.post("/sandbox/telegram/fault")
     async def set_fault(fault: TelegramFault) -> dict[str, bool]:
         store.set_telegram_fault(Fault(**fault.model_dump()))
-        return {"ok": True}
-
-    @router.post("/sandbox/telegram/confirmations")
-    async def confirmations(hold: HoldConfirmations) -> dict[str, bool]:
-        store.hold_confirmations(hold.held)
         return {"ok": True}
 
     @router.post("/sandbox/telegram/reset")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Generator
 
 import pytest
@@ -20,17 +19,7 @@ pytest-xdist processes take tests two at a time (``--maxschedchunk=2``), so the 
 end with one process still working through a run of them."""
 
 
-EXTENDED = "FLEET_TEST_EXTENDED"
-"""Set to 1 to run the ``extended`` tests too (left out by default: docs/development.md)."""
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get(EXTENDED) != "1":
-        extended = [item for item in items if item.get_closest_marker("extended")]
-        if extended:
-            config.hook.pytest_deselected(items=extended)
-            items[:] = [item for item in items if not item.get_closest_marker("extended")]
-
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         stem = item.path.stem
         return next((i for i, mark in enumerate(SLOW_FIRST) if mark in stem), len(SLOW_FIRST))

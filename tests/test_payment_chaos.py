@@ -1,16 +1,12 @@
-"""SIGKILL the worker process at every step boundary of a payment saga, or the gateway process
-while paid calls wait: after a restart the payment is settled exactly once (balances and
-``authorizationState`` checked on chain), with exactly one ledger row and one settlement
-transaction, and the buyer gets the skill's answer."""
+"""SIGKILL the worker process at every step boundary of a payment saga: after a restart the
+payment is settled exactly once (balances and ``authorizationState`` checked on chain), with
+exactly one ledger row and one settlement transaction, and the buyer gets the skill's answer."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,6 @@ from pydantic import SecretStr
 from sqlmodel import select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from web3 import Web3
 from x402 import x402Client
@@ -38,10 +33,8 @@ from agentfleet.chain.deployment.manifest import load_deployment
 from agentfleet.models import BotRecord, ChainTransaction, PaymentRecord
 from agentfleet.payments import facilitator_keys, payer_proof
 from agentfleet.payments.facilitator_keys import ANY
-from agentfleet.payments.model import PaymentStatus
 from agentfleet.payments.payload import decode_header
 from agentfleet.settings import Settings
-from clients.payments import saga_handle
 from starters.http.app import create_app
 from starters.stack.components import DEV_SERVER_ARGS
 from starters.stack.devchain import free_port, funded_account, prepare_fleet, start_anvil
@@ -54,7 +47,6 @@ POINTS = [
     "before_verify@payment-",
     "after_verify@payment-",
     "after_skill@",
-    pytest.param("after_reserve@payment-", marks=pytest.mark.extended),
     "after_sign@payment-",
     "after_broadcast@payment-",
     "after_confirmation@payment-",
@@ -162,10 +154,6 @@ async def test_worker_killed_at_a_saga_step_still_settles_exactly_once(
         ).all()
     assert (row.status, row.tx_hash) == ("settled", settled["transaction"])
     assert settlement.tx_hash == settled["transaction"]
-    # The relayer's first nonce, kept across the crash: no second nonce, no gap, no filler.
-    assert (settlement.sender, settlement.nonce) == (row.relayer, 0)
-    assert [a["hash"] for a in settlement.attempts] == [settlement.tx_hash]
-    assert token.w3.eth.get_transaction_count(row.relayer) == 1
     state = token.functions.authorizationState(buyer.address, bytes.fromhex(row.nonce[2:]))
     assert state.call() is True
     assert not list(chaos_dir.iterdir()), "the armed point fired"
@@ -357,129 +345,3 @@ async def test_anvil_restarted_mid_saga_the_payment_settles_once(
     finally:
         chain.terminate()
         chain.wait(timeout=10)
-
-
-class GatewayProcess(WorkerProcess):
-    """`python -m starters.http`: the HTTP app with the x402 gateway, as `fleet up` runs it."""
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "starters.http"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def ready(self, url: str) -> None:
-        assert self.proc is not None
-        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-            for _ in range(600):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        return
-                if self.proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"the gateway did not start; log:\n{self.log.read_text()}")
-
-
-def settlement(response: httpx.Response) -> dict[str, Any]:
-    decoded: dict[str, Any] = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
-    return decoded
-
-
-@pytest.mark.extended
-async def test_gateway_killed_while_paid_calls_wait_the_same_payment_sent_again_pays_once(
-    chaos_market: tuple[Settings, WorkerProcess, Path, str],
-    dev_client: Client,
-    anvil_url: str,
-    tmp_path: Path,
-) -> None:
-    """The gateway process is SIGKILLed right after it started a payment's saga, while that
-    call and another payer's call wait (both fail with no HTTP answer at all). Each payer sends
-    the same payment again to the restarted gateway. Sent while its saga has not broadcast yet:
-    it joins the saga and gets 200 with the skill's data. Sent once its saga settled: 403 with
-    the settlement in PAYMENT-RESPONSE (the payment is public by then), and 200 with the data
-    once the payer proves itself. Each payment is settled once."""
-    settings, worker, chaos_dir, seller = chaos_market
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    gateway = GatewayProcess(
-        {**worker.env, "FLEET_HTTP_PORT": str(port), "FLEET_PAYMENT_WAIT_S": "120"},
-        tmp_path / "gateway.log",
-    )
-    token = fusd(settings, anvil_url)
-    with db.session_scope(settings.effective_database_url) as session:
-        seller_address = session.get(BotRecord, seller).address  # type: ignore[union-attr]
-    early, late = dev_account(8), dev_account(9)
-    before = {a.address: int(token.functions.balanceOf(a.address).call()) for a in (early, late)}
-    path = f"/bots/{seller}/skills/forecast"
-
-    def pay(http: httpx.AsyncClient, header: str, **headers: str) -> Any:
-        return http.post(path, json={}, headers={"PAYMENT-SIGNATURE": header, **headers})
-
-    try:
-        gateway.start()
-        await gateway.ready(base)
-        async with httpx.AsyncClient(base_url=base, timeout=180) as http:
-            [accepted] = requirements(await http.post(path, json={}))["accepts"]
-            late_header, late_nonce = payment_header(late, accepted)
-            early_header, early_nonce = payment_header(early, accepted)
-            late_id = decode_header(late_header).payment_id
-            early_id = decode_header(early_header).payment_id
-            # No worker yet: both sagas wait at verify.
-            waiting = asyncio.create_task(pay(http, late_header))
-            late_saga = saga_handle(dev_client, late_id)
-            for _ in range(600):
-                with contextlib.suppress(RPCError):
-                    await late_saga.describe()
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"the gateway started no saga {late_id}")
-            (chaos_dir / f"after_join@{early_id}").touch()
-            with pytest.raises(httpx.RemoteProtocolError):  # no status: the process is gone
-                await pay(http, early_header)
-            assert await gateway.wait_killed() == -9, "after_join was not reached"
-            with pytest.raises(httpx.RemoteProtocolError):
-                await waiting
-            gateway.start()
-            await gateway.ready(base)
-
-            again = asyncio.create_task(pay(http, early_header))
-            worker.start()
-            joined = await again
-            assert joined.status_code == 200, joined.text
-            assert joined.json()["bot"] == seller
-            assert settlement(joined)["success"] is True
-
-            done = await late_saga.result()
-            assert done.status is PaymentStatus.SETTLED
-            public = await pay(http, late_header)
-            assert public.status_code == 403, public.text
-            assert settlement(public)["success"] is True
-            assert settlement(public)["transaction"] == done.tx_hash
-            proof = payer_proof.sign(late.key, 31337, late_id, base)
-            answer = await pay(http, late_header, **{payer_proof.HEADER: proof})
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["bot"] == seller
-    finally:
-        gateway.stop()
-
-    for payer, nonce in ((early, early_nonce), (late, late_nonce)):
-        balance = int(token.functions.balanceOf(payer.address).call())
-        assert balance == before[payer.address] - PRICE, payer.address
-        assert token.functions.authorizationState(payer.address, bytes.fromhex(nonce[2:])).call()
-    assert int(token.functions.balanceOf(seller_address).call()) == 2 * PRICE
-    with db.session_scope(settings.effective_database_url) as session:
-        rows = session.exec(select(PaymentRecord)).all()
-        sent = session.exec(select(ChainTransaction)).all()
-    assert sorted((r.payer.lower(), r.status) for r in rows) == sorted(
-        (a.address.lower(), "settled") for a in (early, late)
-    )
-    settlements = [t for t in sent if t.request_id.startswith("payment-")]
-    assert sorted(t.tx_hash or "" for t in settlements) == sorted(r.tx_hash or "" for r in rows)
-    [relayer] = {r.relayer for r in rows}
-    assert token.w3.eth.get_transaction_count(relayer) == 2
-    assert not list(chaos_dir.iterdir()), "the armed point fired"

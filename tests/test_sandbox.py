@@ -185,25 +185,6 @@ async def test_updates_callbacks_and_edits_round_trip_through_ptb(sandbox: Sandb
     assert [c.command for c in commands] == ["status"]
 
 
-async def test_held_confirmations_hand_the_same_updates_to_a_poller_started_again(
-    sandbox: Sandbox,
-) -> None:
-    bot = Bot("0:sandbox", base_url=f"{sandbox.telegram_api_url}/bot")
-    async with bot, httpx.AsyncClient(base_url=sandbox.url) as control:
-        await control.post("/sandbox/telegram/confirmations", json={"held": True})
-        await control.post("/sandbox/telegram/updates", json={"chat_id": 42, "text": "/status"})
-        first = await bot.get_updates(offset=0, timeout=1)
-        after = await bot.get_updates(offset=first[-1].update_id + 1, timeout=0)
-        await control.post("/sandbox/telegram/confirmations", json={"held": False})
-        again = await bot.get_updates(offset=0, timeout=0)
-        await bot.get_updates(offset=again[-1].update_id + 1, timeout=0)
-        confirmed = await bot.get_updates(offset=0, timeout=0)
-
-    assert after == ()  # the poller itself is not handed them twice
-    assert [u.update_id for u in again] == [u.update_id for u in first]
-    assert confirmed == ()
-
-
 async def test_bot_api_answers_401_for_an_unknown_token(sandbox: Sandbox) -> None:
     async with httpx.AsyncClient() as client:
         answer = await client.get(f"{sandbox.telegram_api_url}/bot1:nope/getMe")

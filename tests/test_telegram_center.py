@@ -7,10 +7,7 @@ commands that change nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -51,6 +48,7 @@ from sandbox.app import Sandbox
 from sandbox.buckets import TelegramLimits
 from sandbox.store import TelegramMessage
 from starters.stack.devchain import funded_account, prepare_fleet
+from starters.telegram import CommandCenter
 from starters.telegram import bot as telegram
 from starters.telegram import replies as reply_format
 from tests.test_bot_lifecycle import active_in_table
@@ -147,18 +145,18 @@ class Center:
         return await self._replies(chat, before, expect)
 
 
-@contextlib.asynccontextmanager
-async def telegram_fleet(
-    client: Client, url: str, anvil_url: str, home: Path, limits: TelegramLimits
+@pytest_asyncio.fixture(loop_scope="session")
+async def center(
+    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
 ) -> AsyncIterator[Center]:
-    """Two active forecasters, a publisher, a Telegram channel needing approval, workers and
-    the sandbox Bot API (with ``limits``); nothing polls it yet."""
-    policy = home / "policy.yaml"
+    """Two active forecasters, a publisher, a Telegram channel needing approval,
+    workers, the sandbox Bot API and the command center polling it."""
+    policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    async with Sandbox(home=home, telegram_limits=limits) as sandbox:
+    async with Sandbox(home=tmp_path, telegram_limits=FAST) as sandbox:
         settings = Settings(
-            home=home,
-            database_url=url,
+            home=tmp_path,
+            database_url=migrated_database_url,
             rpc_url=anvil_url,
             deployer_key=SecretStr(funded_account(anvil_url).key.hex()),
             content_policy=policy,
@@ -168,7 +166,7 @@ async def telegram_fleet(
         )
         for name, chat in (("posts", POSTS), ("approvers", APPROVERS_CHAT)):
             content_store.save_channel(
-                url,
+                migrated_database_url,
                 ChannelConfig(
                     name=name,
                     kind=ChannelKind.TELEGRAM,
@@ -177,49 +175,36 @@ async def telegram_fleet(
                     max_length=MAX_LENGTH[ChannelKind.TELEGRAM],
                 ),
             )
-        with db.session_scope(url) as session:
+        with db.session_scope(migrated_database_url) as session:
             session.add(BotRecord(name="pub-1", kind="publisher", owner="fleet", status="active"))
             session.commit()
+        stop = asyncio.Event()
         async with (
-            running_workers(client, settings),
+            running_workers(dev_client, settings),
             httpx.AsyncClient(base_url=sandbox.url) as http,
         ):
-            await prepare_fleet(client, settings, anvil_url)
+            await prepare_fleet(dev_client, settings, anvil_url)
             suffix = uuid.uuid4().hex[:6]
             names = (f"tga-{suffix}", f"tgb-{suffix}")
             for name in names:
-                await create_bot(client, BotSpec(name=name, kind=BotKind.FORECASTER))
+                await create_bot(dev_client, BotSpec(name=name, kind=BotKind.FORECASTER))
             for name in names:
-                await wait_status(client, name, BotStatus.ACTIVE)
-            yield Center(client, settings, sandbox, http, *names)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def center(
-    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
-) -> AsyncIterator[Center]:
-    """:func:`telegram_fleet` with the command center polling it in this process."""
-    async with telegram_fleet(
-        dev_client, migrated_database_url, anvil_url, tmp_path, FAST
-    ) as fleet:
-        stop = asyncio.Event()
-        polling = asyncio.create_task(
-            telegram.serve(
-                fleet.settings, dev_client, stop, chat_interval_s=0.02, group_interval_s=0.02
+                await wait_status(dev_client, name, BotStatus.ACTIVE)
+            polling = asyncio.create_task(
+                telegram.serve(settings, dev_client, stop, chat_interval_s=0.02)
             )
-        )
-        ready = tmp_path / telegram.READY_FILE
-        for _ in range(200):
-            if ready.exists() or polling.done():
-                break
-            await asyncio.sleep(0.05)
-        if polling.done():
-            polling.result()
-        try:
-            yield fleet
-        finally:
-            stop.set()
-            await asyncio.wait_for(polling, 30)
+            ready = tmp_path / telegram.READY_FILE
+            for _ in range(200):
+                if ready.exists() or polling.done():
+                    break
+                await asyncio.sleep(0.05)
+            if polling.done():
+                polling.result()
+            try:
+                yield Center(dev_client, settings, sandbox, http, *names)
+            finally:
+                stop.set()
+                await asyncio.wait_for(polling, 30)
 
 
 async def wait_status(client: Client, name: str, status: BotStatus) -> None:
@@ -590,129 +575,17 @@ async def test_ask_answers_later_in_the_chat_and_a_tool_call_waits_for_an_approv
     assert cost == sum(r.token_units for r in runs) == sum(row.cost_units for row in rows)
 
 
-class CenterProcess:
-    """``python -m starters.telegram.bot`` as ``fleet up`` runs it, on the fleet's settings."""
-
-    def __init__(self, fleet: Center, log: Path) -> None:
-        settings = fleet.settings
-        self.ready = settings.home / telegram.READY_FILE
-        self.log = log
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "TEMPORAL_"))
-        }
-        self.env.update(
-            FLEET_HOME=str(settings.home),
-            FLEET_TEMPORAL_ADDRESS=fleet.client.service_client.config.target_host,
-            FLEET_DATABASE_URL=fleet.url,
-            FLEET_RPC_URL=settings.rpc_url,
-            FLEET_CHANNEL_SANDBOX="true",
-            FLEET_SANDBOX_PORT=str(fleet.sandbox.port),
-            FLEET_TELEGRAM_USERS=ACCESS,
-            PYTHONUNBUFFERED="1",
-        )
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.ready.unlink(missing_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "starters.telegram.bot",
-                env=self.env,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        for _ in range(600):
-            if self.ready.exists():
-                return
-            if self.proc.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"the command center did not poll; log:\n{self.log.read_text()}")
-
-    async def kill(self) -> None:
-        """SIGKILL, and wait until it is gone."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await asyncio.wait_for(self.proc.wait(), 15)
-
-
-async def push(center: Center, user: int, text: str) -> None:
-    pushed = await center.http.post(
-        "/sandbox/telegram/updates", json={"chat_id": user, "text": text}
-    )
-    pushed.raise_for_status()
-
-
-STATUS = "status to all bots: "
-
-
-async def handled(center: Center, before: int, *starts: str) -> list[TelegramMessage]:
-    """The operator's chat after its first ``before`` messages, once a message starts with
-    each of ``starts``."""
-    for _ in range(600):
-        found = center.messages(OPERATOR)[before:]
-        if all(any(m.text.startswith(start) for m in found) for start in starts):
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {starts} in {[m.text for m in found]}")
-
-
-async def started_since(client: Client, prefix: str, since: datetime) -> int:
-    """Workflows whose id starts with ``prefix`` started at ``since`` or later."""
-    query = f'WorkflowId STARTS_WITH "{prefix}" AND StartTime >= "{since.isoformat()}"'
-    return (await client.count_workflows(query)).count
-
-
-@pytest.mark.extended
-async def test_a_message_handled_again_after_the_center_is_killed_gets_its_first_answer(
-    dev_client: Client, migrated_database_url: str, anvil_url: str, tmp_path: Path
-) -> None:
-    """The center handles two messages, is SIGKILLed before Telegram has their confirmation
-    (``getUpdates`` confirmations held), and is handed them again when it restarts."""
-    async with telegram_fleet(
-        dev_client, migrated_database_url, anvil_url, tmp_path, TelegramLimits()
-    ) as fleet:
-        bot = await fleet.agent(tools=["status"])
-        process = CenterProcess(fleet, tmp_path / "center.log")
-        since = datetime.now(UTC)
-        try:
-            await process.start()
-            held = await fleet.http.post("/sandbox/telegram/confirmations", json={"held": True})
-            held.raise_for_status()
-            await push(fleet, OPERATOR, f"/ask {bot} hello")
-            await push(fleet, OPERATOR, "/status")
-            started = f"Run agent-{bot}-"
-            first = await handled(fleet, 0, started, STATUS)
-            await process.kill()
-            handed = fleet.sandbox.store.unconfirmed_updates()
-            assert [u["message"]["text"] for u in handed] == [f"/ask {bot} hello", "/status"]
-            released = await fleet.http.post(
-                "/sandbox/telegram/confirmations", json={"held": False}
-            )
-            released.raise_for_status()
-
-            before = len(fleet.messages(OPERATOR))
-            await process.start()
-            again = await handled(fleet, before, started, STATUS, f"{bot} answered (run ")
-        finally:
-            await process.kill()
-        assert fleet.sandbox.store.unconfirmed_updates() == []
-        runs = [run_id_in(m.text) for m in first + again if m.text.startswith(started)]
-        assert len(runs) == 2 and runs[0] == runs[1], [m.text for m in first + again]
-        view = await agents.show(dev_client, runs[0])
-
-    run = runs[0]
-    answers = [m.text for m in again if m.text.startswith(f"{bot} answered (run ")]
-    assert answers[-1].startswith(f"{bot} answered (run {run}):")
-    assert await started_since(dev_client, f"agent-{bot}-", since) == 1
-    with db.session_scope(fleet.url) as session:
-        calls = session.exec(select(UsageRecord).where(UsageRecord.bot == bot)).all()
-    assert len(calls) == view.model_calls
-    status = [m.text for m in first + again if m.text.startswith(STATUS)]
-    assert len(status) == 2 and status[0] == status[1], status
-    assert await started_since(dev_client, "command-tg-status-", since) == 1
+async def test_a_message_handled_again_attaches_to_its_first_run(center: Center) -> None:
+    bot = await center.agent(tools=["status"])
+    operators = parse_access_list(ACCESS)
+    brain = CommandCenter(center.client, center.settings, operators)
+    first = await brain.handle_text(OPERATOR, "olga", f"/ask {bot} hello", key="77-5-1700000000")
+    again = await brain.handle_text(OPERATOR, "olga", f"/ask {bot} hello", key="77-5-1700000000")
+    other = await brain.handle_text(OPERATOR, "olga", f"/ask {bot} hello", key="77-6-1700000001")
+    assert run_id_in(first[0].text) == run_id_in(again[0].text) != run_id_in(other[0].text)
+    assert first[0].follow is not None and first[0].follow.run_id == run_id_in(first[0].text)
+    news = await brain.follow_run(first[0].follow, timeout_s=60)
+    assert news.text.startswith(f"{bot} answered (run {run_id_in(first[0].text)}):")
 
 
 def test_run_buttons_fit_telegrams_64_bytes_or_are_left_out() -> None:

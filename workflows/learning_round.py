@@ -56,7 +56,9 @@ with workflow.unsafe.imports_passed_through():
 from workflows.alerting import new_alert, raise_alerts
 
 T = TypeVar("T")
+STEP = timedelta(seconds=60)
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
+STEP_OPTIONS: dict[str, Any] = {"start_to_close_timeout": STEP, "retry_policy": RETRY}
 TRAIN_RETRY = RetryPolicy(maximum_attempts=2)
 """A participant that fails twice is dropped from the round (it never stalls it)."""
 
@@ -65,7 +67,6 @@ TRAIN_RETRY = RetryPolicy(maximum_attempts=2)
 class LearningRoundWorkflow:
     def __init__(self) -> None:
         self.report: RoundReport | None = None
-        self.step: dict[str, Any] = {}
 
     @workflow.query
     def status(self) -> RoundReport | None:
@@ -77,13 +78,9 @@ class LearningRoundWorkflow:
         self.report = RoundReport(
             task=order.task, round=order.round, round_id=round_id, status=RoundStatus.RUNNING
         )
-        self.step = {
-            "start_to_close_timeout": timedelta(seconds=order.step_timeout_s),
-            "retry_policy": RETRY,
-        }
         workflow.upsert_search_attributes([search_attributes.LEARNING_TASK.value_set(order.task)])
         selection: Selection = await calls.run(
-            LearningActivities.select_participants, order, **self.step
+            LearningActivities.select_participants, order, **STEP_OPTIONS
         )
         report = self.report
         report.participants = list(selection.participants)
@@ -123,7 +120,7 @@ class LearningRoundWorkflow:
                 drift_correction=order.drift_correction,
                 population=selection.population,
             ),
-            **self.step,
+            **STEP_OPTIONS,
         )
         report.excluded = record.excluded = list(aggregated.excluded)
         record.controls = dict(aggregated.controls)
@@ -140,7 +137,7 @@ class LearningRoundWorkflow:
                 params=selection.params,
                 seed=order.seed,
             ),
-            **self.step,
+            **STEP_OPTIONS,
         )
         report.evaluation = evaluation
         primary = evaluation.primary
@@ -245,7 +242,9 @@ class LearningRoundWorkflow:
         assert self.report is not None  # noqa: S101
         record.reason = reason
         record.tell = workflow.patched(patches.LEARNING_TOLD_BY_RECORD.id)
-        recorded: Recorded = await calls.run(LearningActivities.record_round, record, **self.step)
+        recorded: Recorded = await calls.run(
+            LearningActivities.record_round, record, **STEP_OPTIONS
+        )
         report = self.report
         report.status = record.status
         report.reason = reason

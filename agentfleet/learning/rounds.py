@@ -51,9 +51,6 @@ class RoundOrder(BaseModel):
     fraction: float = Field(default=1.0, gt=0, le=1)
     """Share of the eligible bots asked to train (at least ``min_participants``)."""
     participant_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    step_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    """How long one try of select, aggregate, evaluate or record may run: a worker that dies in
-    one is replaced (the step retried) after this."""
     margin: float = Field(default=0.0, ge=0)
     """How much the candidate must beat the champion's primary metric by to be promoted."""
     train: TrainConfig | None = None

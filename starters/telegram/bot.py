@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentfleet.telegram")
 
 PRIVATE_CHAT_INTERVAL_S = 1.0
-"""Telegram's limit for one chat: about one message a second."""
-GROUP_CHAT_INTERVAL_S = 60 / 20
-"""Telegram's limit for a group or channel: 20 messages a minute."""
-OVERALL_PER_S = 30.0
-"""Telegram's limit for one bot: about 30 messages a second overall."""
+"""Telegram's limit for one chat: about one message a second (AIORateLimiter keeps the overall
+30 a second and 20 a minute per group, and waits out a 429 if one still comes)."""
 POLL_TIMEOUT_S = 10
 
 
@@ -61,67 +58,26 @@ def access_list(settings: Settings, uses_sandbox: bool) -> dict[int, Operator]:
     return parse_access_list(spec)
 
 
-class ReplyPacer:
-    """Keeps the center's messages to Telegram's limits: one every ``chat_interval_s`` to a
-    private chat, one every ``group_interval_s`` to a group or channel (a negative id), at most
-    ``overall_per_s`` a second overall; to each chat in the order they were asked. A chat's
-    next message waits from the moment its previous one was answered, so delays on the way
-    never bunch two arrivals. ``clock`` and ``sleep`` are the event loop's unless given."""
+class ChatPacer:
+    """At most one message per ``interval_s`` to each chat, in the order they were asked."""
 
-    def __init__(
-        self,
-        chat_interval_s: float = PRIVATE_CHAT_INTERVAL_S,
-        group_interval_s: float = GROUP_CHAT_INTERVAL_S,
-        overall_per_s: float = OVERALL_PER_S,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.chat_interval_s = chat_interval_s
-        self.group_interval_s = group_interval_s
-        self.overall_gap_s = 1 / overall_per_s if overall_per_s > 0 else 0.0
-        self._clock = clock
-        self._sleep = sleep
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
         self._next: dict[int, float] = {}
-        self._next_overall = 0.0
         self._locks: dict[int, asyncio.Lock] = {}
-
-    def now(self) -> float:
-        return self._clock() if self._clock else asyncio.get_running_loop().time()
-
-    def interval_s(self, chat_id: int) -> float:
-        return self.group_interval_s if chat_id < 0 else self.chat_interval_s
-
-    def chat_wait_s(self, chat_id: int) -> float:
-        """The seconds until ``chat_id`` may have its next message."""
-        return max(0.0, self._next.get(chat_id, 0.0) - self.now())
-
-    def overall_wait_s(self) -> float:
-        """The seconds until the next message (of any chat) may go; takes that slot."""
-        now = self.now()
-        slot = max(now, self._next_overall)
-        self._next_overall = slot + self.overall_gap_s
-        return slot - now
-
-    def sent(self, chat_id: int) -> None:
-        """The message to ``chat_id`` was answered: the chat's next waits an interval from now."""
-        self._next[chat_id] = self.now() + self.interval_s(chat_id)
 
     @contextlib.asynccontextmanager
     async def turn(self, chat_id: int) -> AsyncIterator[None]:
         lock = self._locks.setdefault(chat_id, asyncio.Lock())
         async with lock:
-            # The overall slot is taken only once the chat may send: a chat waiting out its
-            # interval never holds up the others.
-            wait = self.chat_wait_s(chat_id)
+            loop = asyncio.get_running_loop()
+            wait = self._next.get(chat_id, 0.0) - loop.time()
             if wait > 0:
-                await self._sleep(wait)
-            wait = self.overall_wait_s()
-            if wait > 0:
-                await self._sleep(wait)
+                await asyncio.sleep(wait)
             try:
                 yield
             finally:
-                self.sent(chat_id)
+                self._next[chat_id] = loop.time() + self.interval_s
 
 
 class FollowUps:
@@ -151,7 +107,7 @@ class FollowUps:
 def build_application(
     settings: Settings,
     center: CommandCenter,
-    pacer: ReplyPacer,
+    pacer: ChatPacer,
     follow_ups: FollowUps | None = None,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     base, token = telegram_endpoint(settings)
@@ -240,19 +196,14 @@ async def serve(
     client: Client,
     stop: asyncio.Event,
     chat_interval_s: float = PRIVATE_CHAT_INTERVAL_S,
-    group_interval_s: float = GROUP_CHAT_INTERVAL_S,
-    overall_per_s: float = OVERALL_PER_S,
 ) -> None:
     """Poll until ``stop`` is set. Raises FleetError for a bad allow-list or no bot token.
-    ``chat_interval_s`` / ``group_interval_s`` / ``overall_per_s``: the pace per private chat,
-    per group and overall (tests and benchmarks against a faster sandbox pass less; 0 for no
-    overall pace); :class:`ReplyPacer`."""
+    ``chat_interval_s``: the pace per chat (tests against a faster sandbox pass less)."""
     base, token = telegram_endpoint(settings)
     operators = access_list(settings, token.get_secret_value() == SANDBOX_TELEGRAM_TOKEN)
     center = CommandCenter(client, settings, operators)
     follow_ups = FollowUps()
-    pacer = ReplyPacer(chat_interval_s, group_interval_s, overall_per_s)
-    application = build_application(settings, center, pacer, follow_ups)
+    application = build_application(settings, center, ChatPacer(chat_interval_s), follow_ups)
     ready = settings.home / READY_FILE
     async with application:
         await application.bot.set_my_commands(

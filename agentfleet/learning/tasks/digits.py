@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -168,7 +168,6 @@ class DigitsTask:
         data: Dataset,
         config: TrainConfig,
         correction: Weights | None = None,
-        on_epoch: Callable[[int], None] | None = None,
     ) -> TrainResult:
         # W and b as one matrix over inputs with a constant 1 appended: fewer array operations
         # per step, which is what the time of a step on these tiny batches is made of.
@@ -181,7 +180,7 @@ class DigitsTask:
         if correction is not None:
             shift = rate * np.vstack([correction["W"], correction["b"][np.newaxis, :]])
         steps = 0
-        for epoch in range(config.epochs_for(len(data))):
+        for _ in range(config.epochs_for(len(data))):
             order = rng.permutation(len(data))  # the batches of minibatches(), as slices
             xs, ys = inputs[order], onehot[order]
             for start in range(0, len(data), size):
@@ -196,8 +195,6 @@ class DigitsTask:
                 if shift is not None:
                     theta -= shift
                 steps += 1
-            if on_epoch is not None:
-                on_epoch(epoch + 1)
         w, b = theta[:-1].copy(), theta[-1].copy()
         trained = {"W": w, "b": b}
         return TrainResult(trained, len(data), self.evaluate(trained, data), steps)

@@ -4,7 +4,7 @@ linear autoregressive model."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -127,14 +127,13 @@ class ForecastTask:
         data: Dataset,
         config: TrainConfig,
         correction: Weights | None = None,
-        on_epoch: Callable[[int], None] | None = None,
     ) -> TrainResult:
         w, b = weights["w"].copy(), weights["b"].copy()
         rng = np.random.default_rng(config.seed)
         targets = np.asarray(data.y, dtype=np.float64)
         rate = config.learning_rate
         steps = 0
-        for epoch in range(config.epochs_for(len(data))):
+        for _ in range(config.epochs_for(len(data))):
             for batch in minibatches(len(data), config.batch_size, rng):
                 x = data.x[batch]
                 error = (x @ w + b[0] - targets[batch]) / len(batch)
@@ -144,8 +143,6 @@ class ForecastTask:
                     w -= rate * correction["w"]
                     b -= rate * correction["b"]
                 steps += 1
-            if on_epoch is not None:
-                on_epoch(epoch + 1)
         trained = {"w": w, "b": b}
         return TrainResult(trained, len(data), self.evaluate(trained, data), steps)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -110,12 +110,10 @@ class LearningTask(Protocol):
         data: Dataset,
         config: TrainConfig,
         correction: Weights | None = None,
-        on_epoch: Callable[[int], None] | None = None,
     ) -> TrainResult:
         """Start from ``weights``, learn from ``data`` for ``config.epochs_for(len(data))``
         epochs; never modifies ``weights``. ``correction`` (same names and shapes) is added to
-        every step's gradient (drift correction, :mod:`agentfleet.learning.drift`).
-        ``on_epoch`` is called with the number of epochs done after each one."""
+        every step's gradient (drift correction, :mod:`agentfleet.learning.drift`)."""
         ...
 
     def evaluate(self, weights: Weights, data: Dataset) -> dict[str, float]:
@@ -146,11 +144,10 @@ def train_participant(
     data: LocalData,
     config: TrainConfig,
     correction: Weights | None = None,
-    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train on ``data.train`` and add the new weights' ``val_*`` metrics on ``data.validation``
     (what a bot's ``train`` activity returns next to its weights' ref)."""
-    result = task.train(weights, data.train, config, correction, on_epoch)
+    result = task.train(weights, data.train, config, correction)
     if not len(data.validation):
         return result
     validation = task.evaluate(result.weights, data.validation)
