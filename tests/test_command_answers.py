@@ -513,7 +513,24 @@ async def test_http_pages_a_commands_answers_for_operators_only(
                 ),
                 401,
             ),
+            "a 60 KB command id": (await get(f"/commands/{'a' * 60_000}/answers"), 422),
+            "a 20,000-digit page": (
+                await get(f"/commands/{stored.command_id}/answers", page="9" * 20_000),
+                422,
+            ),
         }
+
+        # Many callers at once, operators and strangers mixed: each gets its own answer, none
+        # a 5xx, and the stored answers read the same afterwards.
+        asked = [
+            (get(f"/commands/{stored.command_id}/answers", page=1 + i % 3, size=10), 200)
+            for i in range(24)
+        ] + [(http.get(f"/commands/{stored.command_id}/answers"), 401) for _ in range(12)]
+        raced = await asyncio.gather(*(call for call, _ in asked))
+        assert [r.status_code for r in raced] == [status for _, status in asked]
+        pages = {r.json()["page"]: r.json()["answers"] for r in raced if r.status_code == 200}
+        assert [a["name"] for p in (1, 2, 3) for a in pages[p]] == [*names, "zz-napping"]
+        assert (await get(f"/commands/{stored.command_id}/answers", page=3, size=10)).json() == body
     for case, (response, status) in refusals.items():
         assert response.status_code == status, (case, response.text)
         assert set(response.json()) == {"detail"}, case
