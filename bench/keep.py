@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args, options = parser.parse_known_args(argv)
     command = [sys.executable, str(ROOT / "bench" / f"{args.name}.py"), "--json", *options]
     shown = " ".join(["python", f"bench/{args.name}.py", "--json", *options])
-    print(f"==> {shown} (its progress follows; the report goes to docs/benchmarks/)", flush=True)
+    print(f"==> {shown} (its progress follows; the report goes to {args.out})", flush=True)
     before = _load()
     started = datetime.datetime.now(datetime.UTC)
     done = subprocess.run(  # noqa: S603 - our own benchmark script, the user's options

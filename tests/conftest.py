@@ -34,7 +34,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # the SDK's deadlock detector fails the workflow task that was waiting ("[TMPRL1101] Potential
 # deadlock detected"). So what exists after collection, and what survives each test, is frozen:
 # the collector no longer walks it, and a pass inside a test walks only that test's objects.
-# Garbage is collected first, so freezing keeps nothing alive that a pass would have freed.
+# Garbage is collected first, so nothing that is garbage now is frozen. The price: what is alive
+# when frozen and later becomes garbage only in a reference cycle is never freed (memory only, in
+# a test process); what is freed by reference counting, nearly everything, is freed as usual.
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

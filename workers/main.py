@@ -197,7 +197,8 @@ def build_workers(
 async def running_workers(
     client: Client, settings: Settings, queues: Sequence[str] = taskqueues.ALL
 ) -> AsyncIterator[list[Worker]]:
-    """Poll ``queues`` until the block ends; then shut down and close connections."""
+    """Poll ``queues`` until the block ends; then shut down and close connections. Once the
+    workers have started, the process heap is collected and frozen (``gc.freeze()``)."""
     bound = Activities(settings, client)
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -206,7 +207,9 @@ async def running_workers(
                 await stack.enter_async_context(worker)
             # What exists now (modules, settings, the workers) lives as long as the workers:
             # frozen, it is left out of every full garbage collection, whose pause holds the GIL
-            # and so stalls every workflow thread (toward the SDK's 2 s deadlock detector).
+            # and so stalls every workflow thread (toward the SDK's 2 s deadlock detector). This
+            # freezes the whole process's heap, the caller's objects too: fine for the worker
+            # process and the benchmarks, and tests freeze after each test anyway.
             gc.collect()
             gc.freeze()
             yield workers
