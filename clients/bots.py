@@ -6,6 +6,7 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -161,14 +162,29 @@ async def bot_history(client: Client, name: str) -> BotHistory:
     return history
 
 
+CLOSING_RETRIES = 20
+"""Times a command is sent again while the bot's run is closing (continuing as new)."""
+
+
+def _closing(exc: RPCError) -> bool:
+    """The server refused the update, unadmitted, because the run is closing: its task that
+    continues as new is in flight. The next run takes the same update."""
+    return "workflow is closing" in exc.message
+
+
 async def _command(client: Client, name: str, update: str, arg: Any | None = None) -> BotView:
-    handle = _handle(client, name)
+    handle = _handle(client, name)  # by workflow id: a retry reaches the run continued as new
+    method = getattr(_workflow(), update)
+    args = () if arg is None else (arg,)
     try:
-        method = getattr(_workflow(), update)
-        if arg is None:
-            view: BotView = await handle.execute_update(method)
-        else:
-            view = await handle.execute_update(method, arg)
+        for attempt in range(CLOSING_RETRIES + 1):
+            try:
+                view: BotView = await handle.execute_update(method, *args)
+                break
+            except RPCError as exc:
+                if not _closing(exc) or attempt == CLOSING_RETRIES:
+                    raise
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
