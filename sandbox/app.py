@@ -29,6 +29,7 @@ from agentfleet.channels.endpoints import (
     dev_webhook_secret,
 )
 from agentfleet.content.model import ChannelKind
+from agentfleet.ports import free_port as free_port  # the sandbox package exports it
 from agentfleet.settings import LOOPBACK
 from sandbox.buckets import TelegramLimits
 from sandbox.faults import quiet_dropped_connections
@@ -71,14 +72,6 @@ def create_app(
         return {"ok": True}
 
     return app
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A port that was free a moment ago (for servers that cannot bind port 0 themselves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

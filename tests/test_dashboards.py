@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -31,6 +30,7 @@ from agentfleet.bots.model import Skill
 from agentfleet.db import dispose_engine, upgrade_database
 from agentfleet.messages import SkeletonInput
 from agentfleet.operations.metrics import FiguresCollector
+from agentfleet.ports import free_port
 from tests.fixtures.worker import worker_env
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards"
@@ -161,12 +161,6 @@ def test_figures_collector_answers_when_the_database_is_not_there(tmp_path: Path
     assert "fleet_bots" not in scrape
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class MetricsWorker:
     """``python -m workers.main --metrics-port PORT`` on every queue, on its own SQLite."""
 
@@ -174,7 +168,7 @@ class MetricsWorker:
         self.database_url = f"sqlite:///{folder / 'fleet.db'}"
         upgrade_database(self.database_url)
         env = worker_env(dev_env, self.database_url, "http://127.0.0.1:9", folder, folder)
-        self.port = _free_port()
+        self.port = free_port()
         self.log = folder / "worker.log"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import uuid
 from datetime import timedelta
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from agentfleet.errors import FleetError
+    from agentfleet.ports import free_port
     from agentfleet.settings import Settings
     from agentfleet.temporal import connect, connect_options, start_by_business_key
 
@@ -69,12 +69,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return tmp_path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- connect_options precedence ------------------------------------------------------------------
@@ -219,7 +213,7 @@ def test_unreadable_tls_file_is_a_fleet_error(
 async def test_connect_to_closed_embedded_port_is_a_one_line_error_saying_fleet_up(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("FLEET_TEMPORAL_PORT", str(port))
     started = time.monotonic()
     with pytest.raises(FleetError) as info:
@@ -234,7 +228,7 @@ async def test_connect_to_closed_embedded_port_is_a_one_line_error_saying_fleet_
 async def test_connect_to_closed_configured_address_names_it_and_points_at_the_settings(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", address)
     with pytest.raises(FleetError) as info:
         await connect(Settings())
@@ -248,7 +242,7 @@ async def test_connect_to_closed_configured_address_names_it_and_points_at_the_s
 async def test_connect_to_closed_profile_address_does_not_suggest_fleet_up(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     config = clean_env / "temporal.toml"
     config.write_text(f'[profile.default]\naddress = "{address}"\n')
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(config))

@@ -6,7 +6,6 @@ For tests and benchmarks (``anvil_setBalance`` exists on dev chains only).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,13 +18,8 @@ from eth_account.signers.local import LocalAccount
 from temporalio.client import Client
 
 from agentfleet import binaries
+from agentfleet.ports import free_port as free_port  # where tests and benchmarks take it
 from agentfleet.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rpc(url: str, method: str, *params: Any) -> Any:

@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING
 
 from agentfleet import redaction
 from agentfleet.errors import FleetError
+from agentfleet.ports import free_port
 from agentfleet.settings import Settings
 from starters.stack import components
 from starters.stack.components import ComponentSpec
@@ -97,19 +98,11 @@ class Running:
         return self.failures >= CRASH_LOOP_AFTER
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def plan(settings: Settings, files: StackFiles) -> list[ComponentSpec]:
     """The processes this configuration runs, in start order (binaries looked up here)."""
     specs: list[ComponentSpec] = []
     if settings.uses_embedded_temporal:
-        specs.append(components.temporal_spec(settings, files, _free_port()))
+        specs.append(components.temporal_spec(settings, files, free_port()))
     if settings.rpc_url is None:
         specs.append(components.anvil_spec(settings, files))
     if settings.channel_sandbox:
