@@ -7,6 +7,7 @@ spec), commands are its updates, reads are its queries or the ``bots`` table.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -162,14 +163,20 @@ async def bot_history(client: Client, name: str) -> BotHistory:
     return history
 
 
-CLOSING_RETRIES = 20
-"""Times a command is sent again while the bot's run is closing (continuing as new)."""
+BUSY_RETRIES = 20
+"""Times a command is sent again while the bot cannot take it yet (``_busy``)."""
+
+BUSY = (
+    "workflow is closing",  # its run is continuing as new; the next run takes the command
+    "workflow update was aborted",  # admitted, not accepted, when that run closed
+    "concurrent in-flight updates",  # the server's limit of updates in flight per run (10)
+)
+"""Refusals of an update the bot never accepted, so that sending it again does it once. The
+SDK retries them a few times itself; a burst of commands to one bot outlasts that."""
 
 
-def _closing(exc: RPCError) -> bool:
-    """The server refused the update, unadmitted, because the run is closing: its task that
-    continues as new is in flight. The next run takes the same update."""
-    return "workflow is closing" in exc.message
+def _busy(exc: RPCError) -> bool:
+    return any(reason in exc.message for reason in BUSY)
 
 
 async def _command(client: Client, name: str, update: str, arg: Any | None = None) -> BotView:
@@ -177,14 +184,15 @@ async def _command(client: Client, name: str, update: str, arg: Any | None = Non
     method = getattr(_workflow(), update)
     args = () if arg is None else (arg,)
     try:
-        for attempt in range(CLOSING_RETRIES + 1):
+        for attempt in range(BUSY_RETRIES + 1):
             try:
                 view: BotView = await handle.execute_update(method, *args)
                 break
             except RPCError as exc:
-                if not _closing(exc) or attempt == CLOSING_RETRIES:
+                if not _busy(exc) or attempt == BUSY_RETRIES:
                     raise
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                # jittered, so that a burst's refused commands do not come back all at once
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))  # noqa: S311
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
