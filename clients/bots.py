@@ -43,10 +43,10 @@ SETTLED = frozenset({BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, Bot
 POLL_S = 0.2
 
 
-def _workflow() -> Any:
-    from workflows.bot_lifecycle import BotLifecycleWorkflow
-
-    return BotLifecycleWorkflow
+WORKFLOW = "BotLifecycleWorkflow"
+"""The entity's workflow type. Started, queried and updated by name with the result types
+given, so that a client (every `fleet bot` command) does not import the workflow module and,
+through it, the activities' web3 and alembic (~3 s of a CLI command's start)."""
 
 
 async def create_bot(client: Client, spec: BotSpec, urls: UrlRule | None = None) -> BotView:
@@ -57,11 +57,11 @@ async def create_bot(client: Client, spec: BotSpec, urls: UrlRule | None = None)
         parse_params(spec.kind, spec.params, urls=urls or ANY_FLEET)
     except ValueError as exc:
         raise FleetError(str(exc)) from None
-    workflow = _workflow()
     try:
         handle: WorkflowHandle[Any, BotView] = await client.start_workflow(
-            workflow.run,
+            WORKFLOW,
             BotLifecycleInput(spec=spec),
+            result_type=BotView,
             id=bot_workflow_id(spec.name),
             task_queue=taskqueues.WORKFLOWS,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -96,7 +96,7 @@ def search_attributes_for(spec: BotSpec) -> Any:
 
 
 def _handle(client: Client, name: str) -> WorkflowHandle[Any, BotView]:
-    return client.get_workflow_handle_for(_workflow().run, bot_workflow_id(name))
+    return client.get_workflow_handle(bot_workflow_id(name), result_type=BotView)
 
 
 async def show_bot(
@@ -104,7 +104,7 @@ async def show_bot(
 ) -> BotView:
     handle = handle or _handle(client, name)
     try:
-        view: BotView = await handle.query(_workflow().status)
+        view: BotView = await handle.query("status", result_type=BotView)
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise FleetError(f"no bot named {name}; `fleet bot list` shows the fleet") from None
@@ -115,7 +115,9 @@ async def show_bot(
 async def bot_status(client: Client, name: str, rpc_timeout: timedelta) -> BotView:
     """The entity's ``status`` query as it is (RPC and query errors reach the caller, who tells
     a bot that is not running from one that does not answer)."""
-    view: BotView = await _handle(client, name).query(_workflow().status, rpc_timeout=rpc_timeout)
+    view: BotView = await _handle(client, name).query(
+        "status", result_type=BotView, rpc_timeout=rpc_timeout
+    )
     return view
 
 
@@ -123,7 +125,7 @@ async def hold_spending(client: Client, buyer: str, hold: SpendingHold) -> HoldA
     """The buyer's entity holds ``hold.amount`` of today's budget or refuses it (update
     ``hold_spending``, one update id per purchase so a retry is answered once)."""
     answer: HoldAnswer = await _handle(client, buyer).execute_update(
-        _workflow().hold_spending, hold, id=f"hold-{hold.purchase_id}"
+        "hold_spending", hold, id=f"hold-{hold.purchase_id}", result_type=HoldAnswer
     )
     return answer
 
@@ -132,7 +134,7 @@ async def hold_budget(client: Client, bot: str, hold: SpendingHold) -> HoldAnswe
     """The agent's entity holds ``hold.amount`` of today's budget (tokens and purchases) or
     refuses it (update ``hold_budget``, one update id per hold so a retry is answered once)."""
     answer: HoldAnswer = await _handle(client, bot).execute_update(
-        _workflow().hold_budget, hold, id=f"budget-{hold.purchase_id}"
+        "hold_budget", hold, id=f"budget-{hold.purchase_id}", result_type=HoldAnswer
     )
     return answer
 
@@ -157,7 +159,7 @@ async def settle_bot(
 
 async def bot_history(client: Client, name: str) -> BotHistory:
     try:
-        history: BotHistory = await _handle(client, name).query(_workflow().history)
+        history: BotHistory = await _handle(client, name).query("history", result_type=BotHistory)
     except RPCError as exc:
         raise FleetError(f"no bot named {name}: {exc.message}") from None
     return history
@@ -181,12 +183,11 @@ def _busy(exc: RPCError) -> bool:
 
 async def _command(client: Client, name: str, update: str, arg: Any | None = None) -> BotView:
     handle = _handle(client, name)  # by workflow id: a retry reaches the run continued as new
-    method = getattr(_workflow(), update)
     args = () if arg is None else (arg,)
     try:
         for attempt in range(BUSY_RETRIES + 1):
             try:
-                view: BotView = await handle.execute_update(method, *args)
+                view: BotView = await handle.execute_update(update, *args, result_type=BotView)
                 break
             except RPCError as exc:
                 if not _busy(exc) or attempt == BUSY_RETRIES:
