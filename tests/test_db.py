@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from agentfleet.db import (
 )
 from agentfleet.errors import FleetError
 from agentfleet.models import AuditEvent
+from agentfleet.ports import free_port  # nothing listens on it
 from tests.fixtures.db import *  # noqa: F403
 
 PASSWORD = "s3cr3t-Pa55"
@@ -59,12 +59,6 @@ def _event(key: str, **changes: object) -> AuditEvent:
     }
     values.update(changes)
     return AuditEvent.model_validate(values)
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_upgrade_from_empty_reaches_head_and_creates_tables(database_url: str) -> None:
@@ -252,7 +246,7 @@ def test_validate_rejects_unsupported_backend() -> None:
 
 
 def test_validate_reports_refused_postgresql_connection() -> None:
-    port = _closed_port()
+    port = free_port()
     message = _validation_error(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/test")
     assert message == (
         f"FLEET_DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:{port} "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from agentfleet.models import (
 )
 from agentfleet.operations.figures import read_figures
 from agentfleet.operations.report import SAVED_VIEWS, agent_row, count_views, web_ui_url
+from agentfleet.ports import free_port  # nothing listens on it
 from starters.cli.main import app
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -231,12 +231,6 @@ async def test_views_are_counted_by_temporal_visibility(dev_env: WorkflowEnviron
     assert all(isinstance(c.count, int) for c in counts.counts)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
@@ -282,7 +276,7 @@ def test_report_renders_in_a_headless_browser(
 ) -> None:
     seed(sqlite_url)
     monkeypatch.setenv("FLEET_DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
     page = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["report", "--html", str(page), "--json"])
     assert result.exit_code == 0, result.output
@@ -312,7 +306,7 @@ def test_report_without_a_schema_is_one_line_and_exit_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLEET_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
-    monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("FLEET_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
     result = CliRunner().invoke(app, ["report", "--html", str(tmp_path / "r.html")])
     assert result.exit_code == 1
     assert "has no schema yet" in result.output

@@ -15,7 +15,6 @@ import functools
 import gc
 import logging
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,6 +48,7 @@ from agentfleet import keystore, redaction, taskqueues
 from agentfleet.agents import runtime
 from agentfleet.errors import FleetError
 from agentfleet.operations import metrics
+from agentfleet.ports import free_port
 from agentfleet.settings import Settings, get_settings, invalid_settings_line
 from agentfleet.temporal import connect
 from workflows.agent_run import AgentRunWorkflow
@@ -217,19 +217,13 @@ async def running_workers(
         await bound.close()
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def run(settings: Settings, queues: Sequence[str], metrics_port: int | None) -> None:
     # A lost or wrong keystore secret stops the worker here, not at its first signature.
     stored = await asyncio.to_thread(keystore.verify_master_secret, settings)
     log.info("keystore secret opens the %d stored keys", stored)
     runtime = None
     if metrics_port:
-        sdk_address = f"127.0.0.1:{_free_loopback_port()}"
+        sdk_address = f"127.0.0.1:{free_port()}"
         runtime = Runtime(
             telemetry=TelemetryConfig(
                 metrics=PrometheusConfig(bind_address=sdk_address, counters_total_suffix=True)
