@@ -10,7 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 SETTLED = frozenset({BotStatus.ACTIVE, BotStatus.FAILED, BotStatus.DEGRADED, BotStatus.PAUSED})
 """A bot in these states is done provisioning (or gave up)."""
 POLL_S = 0.2
+
+T = TypeVar("T")
 
 
 WORKFLOW = "BotLifecycleWorkflow"
@@ -121,22 +123,62 @@ async def bot_status(client: Client, name: str, rpc_timeout: timedelta) -> BotVi
     return view
 
 
+BUSY_RETRIES = 20
+"""Times a command is sent again while the bot cannot take it yet (``_busy``)."""
+
+BUSY = (
+    "workflow is closing",  # its run is continuing as new; the next run takes the command
+    "workflow update was aborted",  # admitted, not accepted, when that run closed
+    "concurrent in-flight updates",  # the server's limit of updates in flight per run (10)
+)
+"""Refusals of an update the bot never accepted, so that sending it again does it once. The
+SDK retries them a few times itself; a burst of commands to one bot outlasts that."""
+
+
+def _busy(exc: RPCError) -> bool:
+    return any(reason in exc.message for reason in BUSY)
+
+
+async def _update(
+    handle: WorkflowHandle[Any, BotView], update: str, *args: Any, result_type: type[T], **kw: Any
+) -> T:
+    """The entity's update ``update``, sent again while the bot is ``_busy`` (every update of the
+    bot goes through here: commands and spending holds alike)."""
+    for attempt in range(BUSY_RETRIES):
+        try:
+            answer: T = await handle.execute_update(update, *args, result_type=result_type, **kw)
+            return answer
+        except RPCError as exc:
+            if not _busy(exc):
+                raise
+        # jittered, so that a burst's refused commands do not come back all at once
+        await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))  # noqa: S311
+    answer = await handle.execute_update(update, *args, result_type=result_type, **kw)
+    return answer
+
+
 async def hold_spending(client: Client, buyer: str, hold: SpendingHold) -> HoldAnswer:
     """The buyer's entity holds ``hold.amount`` of today's budget or refuses it (update
     ``hold_spending``, one update id per purchase so a retry is answered once)."""
-    answer: HoldAnswer = await _handle(client, buyer).execute_update(
-        "hold_spending", hold, id=f"hold-{hold.purchase_id}", result_type=HoldAnswer
+    return await _update(
+        _handle(client, buyer),
+        "hold_spending",
+        hold,
+        id=f"hold-{hold.purchase_id}",
+        result_type=HoldAnswer,
     )
-    return answer
 
 
 async def hold_budget(client: Client, bot: str, hold: SpendingHold) -> HoldAnswer:
     """The agent's entity holds ``hold.amount`` of today's budget (tokens and purchases) or
     refuses it (update ``hold_budget``, one update id per hold so a retry is answered once)."""
-    answer: HoldAnswer = await _handle(client, bot).execute_update(
-        "hold_budget", hold, id=f"budget-{hold.purchase_id}", result_type=HoldAnswer
+    return await _update(
+        _handle(client, bot),
+        "hold_budget",
+        hold,
+        id=f"budget-{hold.purchase_id}",
+        result_type=HoldAnswer,
     )
-    return answer
 
 
 async def settle_bot(
@@ -165,35 +207,11 @@ async def bot_history(client: Client, name: str) -> BotHistory:
     return history
 
 
-BUSY_RETRIES = 20
-"""Times a command is sent again while the bot cannot take it yet (``_busy``)."""
-
-BUSY = (
-    "workflow is closing",  # its run is continuing as new; the next run takes the command
-    "workflow update was aborted",  # admitted, not accepted, when that run closed
-    "concurrent in-flight updates",  # the server's limit of updates in flight per run (10)
-)
-"""Refusals of an update the bot never accepted, so that sending it again does it once. The
-SDK retries them a few times itself; a burst of commands to one bot outlasts that."""
-
-
-def _busy(exc: RPCError) -> bool:
-    return any(reason in exc.message for reason in BUSY)
-
-
 async def _command(client: Client, name: str, update: str, arg: Any | None = None) -> BotView:
     handle = _handle(client, name)  # by workflow id: a retry reaches the run continued as new
     args = () if arg is None else (arg,)
     try:
-        for attempt in range(BUSY_RETRIES + 1):
-            try:
-                view: BotView = await handle.execute_update(update, *args, result_type=BotView)
-                break
-            except RPCError as exc:
-                if not _busy(exc) or attempt == BUSY_RETRIES:
-                    raise
-                # jittered, so that a burst's refused commands do not come back all at once
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))  # noqa: S311
+        view = await _update(handle, update, *args, result_type=BotView)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)

@@ -45,13 +45,18 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
         yield sb
 
 
-@pytest.fixture
-async def fast_sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    limits = TelegramLimits(
+def paced_limits(jitter_s: float = TelegramLimits().jitter_s) -> TelegramLimits:
+    """Private chats at ``PACE_RATE`` with burst 1, the overall limit out of the way."""
+    return TelegramLimits(
         overall=RateLimit(rate_per_s=1000, burst=1000),
         private_chat=RateLimit(rate_per_s=PACE_RATE, burst=1),
+        jitter_s=jitter_s,
     )
-    async with Sandbox(home=tmp_path, telegram_limits=limits) as sb:
+
+
+@pytest.fixture
+async def fast_sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    async with Sandbox(home=tmp_path, telegram_limits=paced_limits()) as sb:
         yield sb
 
 
@@ -63,12 +68,7 @@ then handle several paced sends at once (a run saw 2 of 40 refused with the defa
 
 @pytest.fixture
 async def jitter_tolerant_sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    limits = TelegramLimits(
-        overall=RateLimit(rate_per_s=1000, burst=1000),
-        private_chat=RateLimit(rate_per_s=PACE_RATE, burst=1),
-        jitter_s=LOADED_JITTER_S,
-    )
-    async with Sandbox(home=tmp_path, telegram_limits=limits) as sb:
+    async with Sandbox(home=tmp_path, telegram_limits=paced_limits(LOADED_JITTER_S)) as sb:
         yield sb
 
 
